@@ -1,0 +1,2209 @@
+/* advnn.h — small neural networks with first-class adversarial training, in one header.
+ * MIT licence (see LICENSE). Needs advnn_simd.h beside it, SLEEF (-lsleef) and xxHash (header only).
+ *
+ * USE
+ *   In exactly one C or C++ file:
+ *       #define ADVNN_IMPLEMENTATION
+ *       #include "advnn.h"
+ *   Everywhere else just #include "advnn.h". Link with -lsleef -lm.
+ *
+ * EXAMPLE (a weighted binary tagger: build, train with early stopping, save, load, predict)
+ *
+ *   advnn_graph *g = advnn_graph_new();
+ *   int shp[1] = {10}, one[1] = {1};
+ *   int x = advnn_input(g, "x", 1, shp);            // per-sample shape (10)
+ *   int y = advnn_input(g, "y", 1, one);            // labels 0/1
+ *   int w = advnn_input(g, "w", 1, one);            // per-sample weights
+ *   int h = advnn_batchnorm(g, x);
+ *   h = advnn_dense(g, h, 64, ADVNN_ACT_RELU);
+ *   h = advnn_dense(g, h, 64, ADVNN_ACT_RELU);
+ *   int z = advnn_dense(g, h, 1, ADVNN_ACT_LINEAR);
+ *   advnn_name(g, advnn_activation(g, z, ADVNN_ACT_SIGMOID), "prob");
+ *   advnn_loss_bce_logits(g, z, y, w);
+ *   if (advnn_graph_finalize(g, 42) != ADVNN_OK) { fprintf(stderr, "%s\n", advnn_last_error()); ... }
+ *
+ *   advnn_dataset *train = advnn_dataset_new();     // tensors from advnn_npy_load("x.npy") etc.
+ *   advnn_dataset_add(train, "x", X); advnn_dataset_add(train, "y", Y); advnn_dataset_add(train, "w", W);
+ *   advnn_trainer *tr = advnn_trainer_new(g, 256, 7);      // batch 256, seed 7
+ *   advnn_trainer_set_optim(tr, NULL, advnn_adam(1e-3f));   // NULL = every parameter group
+ *   advnn_fit_opts o = advnn_fit_defaults(); o.epochs = 50; o.val_split = 0.2f; o.patience = 5;
+ *   advnn_fit(tr, train, NULL, &o, NULL);
+ *   advnn_model_save(g, "tagger.advnn");
+ *
+ *   advnn_graph *m = advnn_model_load("tagger.advnn");     // another program
+ *   advnn_tensor *p = NULL; advnn_predict(m, test, "prob", &p);   // batched, eval mode
+ *
+ * CONCEPTS
+ *   graph     A DAG of layer nodes (ids are ints, in creation order, which is topological). Builder
+ *             calls return -1 on a bad argument and remember the first error; advnn_graph_finalize()
+ *             reports it. After finalize the graph holds the weights and is read-only for inference.
+ *   groups    Every parameter belongs to the group current when its layer was made (advnn_group()).
+ *             The trainer keeps per-group optimizer settings, state and a trainable flag.
+ *   sharing   advnn_dense_shared(g, in, like) applies the weights of node `like` to another stream;
+ *             gradients from every use add up in the same parameters.
+ *   losses    Loss nodes take (prediction, target, weight-or--1). The training objective is
+ *             sum_k coef_k * L_k with coef set by advnn_loss_scale(); each L_k = sum_i w_i l_i / N
+ *             (Keras' convention for weighted losses).
+ *   ws        A workspace (activations, gradients, GEMM packing) sized once for a maximum batch.
+ *             No allocation happens in forward/backward/optimizer steps.
+ *   layout    float32, batch-major, row-major. Dense and BatchNorm act on the last axis, so a Dense on
+ *             a (T, F) input is a kernel-1 Conv1D over T.
+ *
+ * THREAD SAFETY
+ *   - advnn_last_error() is per thread.
+ *   - A finalized graph may be read by any number of threads at once (advnn_infer, advnn_predict,
+ *     advnn_model_save) provided each thread uses its own advnn_ws and nobody trains or changes it
+ *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes) at the same time.
+ *   - A trainer, workspace or dataset is used by one thread at a time.
+ *
+ * ERRORS
+ *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
+ *   advnn_last_error(): what failed, where, the numbers involved. Inputs are validated (shapes,
+ *   NaN/Inf, file contents) before anything the caller owns is touched.
+ *
+ * CONFIG MACROS (define before including)
+ *   ADVNN_MALLOC(sz) ADVNN_REALLOC(p,sz) ADVNN_FREE(p)   allocator (default malloc/realloc/free)
+ *   ADVNN_ASSERT(x)        internal invariant checks (default assert)
+ *   ADVNN_STATIC           all functions static (private copy in one translation unit)
+ *   ADVNN_FORCE_SCALAR     use the scalar kernels even where AVX2/NEON is available
+ *   ADVNN_NO_STDIO         leave out the functions that open files or print
+ */
+#ifndef ADVNN_H
+#define ADVNN_H
+
+#define ADVNN_VERSION_MAJOR 0
+#define ADVNN_VERSION_MINOR 1
+#define ADVNN_VERSION_PATCH 0
+
+#include <stddef.h>
+#include <stdint.h>
+#include "advnn_simd.h"
+
+#ifdef ADVNN_STATIC
+#  if defined(__GNUC__) || defined(__clang__)
+#    define ADVNN_DEF static __attribute__((unused))
+#  else
+#    define ADVNN_DEF static
+#  endif
+#else
+#  define ADVNN_DEF extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- status */
+typedef enum {
+    ADVNN_OK = 0,
+    ADVNN_ERR_ARG,       /* bad argument (NULL, out of range, unknown name) */
+    ADVNN_ERR_SHAPE,     /* shapes do not fit */
+    ADVNN_ERR_NOMEM,     /* allocation failed */
+    ADVNN_ERR_IO,        /* file could not be opened/read/written */
+    ADVNN_ERR_FORMAT,    /* file or buffer is malformed, truncated or of an unsupported kind */
+    ADVNN_ERR_CHECKSUM,  /* model checksum mismatch */
+    ADVNN_ERR_NAN,       /* NaN/Inf in inputs or in the loss */
+    ADVNN_ERR_STATE      /* call not valid in this state (e.g. graph not finalized) */
+} advnn_status;
+
+ADVNN_DEF const char *advnn_last_error(void);           /* message of the last failure on this thread */
+ADVNN_DEF const char *advnn_status_name(advnn_status s);
+
+/* ---------------------------------------------------------------- tensors */
+#define ADVNN_MAX_DIMS 8
+typedef struct advnn_tensor {
+    float  *data;                    /* 64-byte aligned, row-major, owned by the tensor */
+    int     ndim;
+    int64_t shape[ADVNN_MAX_DIMS];
+    int64_t size;                    /* product of shape */
+} advnn_tensor;
+
+ADVNN_DEF advnn_tensor *advnn_tensor_new(int ndim, const int64_t *shape);   /* zero-filled */
+ADVNN_DEF void          advnn_tensor_free(advnn_tensor *t);
+
+/* ---------------------------------------------------------------- .npy I/O
+ * Reads float32/float64/int8-64/uint8-64/bool (little or big endian) C-order arrays as float32.
+ * Fortran order, object/structured dtypes, bad headers, truncation: ADVNN_ERR_FORMAT. */
+ADVNN_DEF advnn_tensor *advnn_npy_load_mem(const void *buf, size_t len);
+ADVNN_DEF advnn_status  advnn_npy_save_mem(const advnn_tensor *t, void **buf, size_t *len); /* *buf: free with ADVNN_FREE (free) */
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_tensor *advnn_npy_load(const char *path);
+ADVNN_DEF advnn_status  advnn_npy_save(const char *path, const advnn_tensor *t);           /* writes float32 '<f4' */
+#endif
+
+/* ---------------------------------------------------------------- graph builder */
+typedef struct advnn_graph advnn_graph;
+
+ADVNN_DEF advnn_graph *advnn_graph_new(void);
+ADVNN_DEF void         advnn_graph_free(advnn_graph *g);
+/* Make `name` the current parameter group (created on first use; the default group is "main"). */
+ADVNN_DEF int  advnn_group(advnn_graph *g, const char *name);
+/* Layers. Each returns the new node id, or -1 (see advnn_graph_finalize for the message). */
+ADVNN_DEF int  advnn_input(advnn_graph *g, const char *name, int ndim, const int *shape); /* per-sample shape, ndim 1..3 */
+ADVNN_DEF int  advnn_dense(advnn_graph *g, int in, int units, advnn_act act);             /* on the last axis */
+ADVNN_DEF int  advnn_dense_shared(advnn_graph *g, int in, int like);                      /* weights of dense node `like` */
+ADVNN_DEF int  advnn_activation(advnn_graph *g, int in, advnn_act act);                   /* not PRELU: see advnn_prelu */
+ADVNN_DEF int  advnn_activation_ex(advnn_graph *g, int in, advnn_act act, float param);   /* leaky slope / elu alpha */
+ADVNN_DEF int  advnn_prelu(advnn_graph *g, int in);                                       /* one slope per channel, init 0.25 */
+ADVNN_DEF int  advnn_dropout(advnn_graph *g, int in, float rate);                         /* inverted dropout, train only */
+ADVNN_DEF int  advnn_batchnorm(advnn_graph *g, int in);                                   /* momentum 0.1, eps 1e-3 */
+ADVNN_DEF int  advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps);
+ADVNN_DEF int  advnn_concat(advnn_graph *g, int n, const int *ins);                      /* along the last axis */
+/* Losses: weight = -1 for unit weights. Targets: BCE (N,1)-like 0..1; CCE class index (N,1) or
+ * probabilities (N,K); MSE same shape as the prediction. */
+ADVNN_DEF int  advnn_loss_bce_logits(advnn_graph *g, int logits, int target, int weight);
+ADVNN_DEF int  advnn_loss_cce_logits(advnn_graph *g, int logits, int target, int weight);
+ADVNN_DEF int  advnn_loss_mse(advnn_graph *g, int pred, int target, int weight);
+ADVNN_DEF advnn_status advnn_loss_scale(advnn_graph *g, int loss, float coef);          /* default 1 */
+ADVNN_DEF int  advnn_name(advnn_graph *g, int node, const char *name);                   /* returns node */
+ADVNN_DEF int  advnn_find(const advnn_graph *g, const char *name);                       /* node id or -1 */
+/* Allocate and initialise the weights (Glorot uniform; He uniform before ReLU-like activations)
+ * from a PRNG seeded with `seed`. Reports the first builder error, if any. */
+ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed);
+
+/* Introspection */
+ADVNN_DEF int         advnn_node_count(const advnn_graph *g);
+ADVNN_DEF int         advnn_node_shape(const advnn_graph *g, int node, int *shape);       /* returns ndim */
+ADVNN_DEF int         advnn_input_count(const advnn_graph *g);
+ADVNN_DEF int         advnn_input_node(const advnn_graph *g, int i);                      /* i-th input */
+ADVNN_DEF const char *advnn_node_name(const advnn_graph *g, int node);                    /* "" if unnamed */
+ADVNN_DEF int64_t     advnn_param_count(const advnn_graph *g, const char *group);         /* trainable; NULL = all */
+/* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing. */
+ADVNN_DEF float      *advnn_params(advnn_graph *g, int64_t *count);
+
+/* ---------------------------------------------------------------- workspaces and inference */
+typedef struct advnn_ws advnn_ws;
+ADVNN_DEF advnn_ws    *advnn_ws_new(const advnn_graph *g, int max_batch);   /* inference workspace */
+ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
+/* Run the graph (eval mode) on n samples. inputs[i] points at n rows of the i-th input node
+ * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
+ * Writes n * size(out_node) floats to out. */
+ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
+
+/* ---------------------------------------------------------------- datasets */
+typedef struct advnn_dataset advnn_dataset;
+ADVNN_DEF advnn_dataset *advnn_dataset_new(void);
+ADVNN_DEF void           advnn_dataset_free(advnn_dataset *d);                  /* does not free tensors */
+/* Borrow tensor t as the data of the graph input `name`. All tensors share the first dimension N.
+ * Rejects NaN/Inf (reports the row and column). */
+ADVNN_DEF advnn_status   advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t);
+ADVNN_DEF int64_t        advnn_dataset_size(const advnn_dataset *d);
+/* Batched eval-mode prediction of node `output` for every row: *out gets shape (N, node shape...). */
+ADVNN_DEF advnn_status   advnn_predict(const advnn_graph *g, const advnn_dataset *d, const char *output, advnn_tensor **out);
+
+/* ---------------------------------------------------------------- optimizers and training */
+typedef enum { ADVNN_SGD = 0, ADVNN_ADAM, ADVNN_NADAM } advnn_optim_kind;
+typedef struct advnn_optim {
+    advnn_optim_kind kind;
+    float lr;
+    float momentum;       /* SGD */
+    int   nesterov;       /* SGD */
+    float beta1, beta2, eps;   /* Adam, Nadam */
+    float weight_decay;   /* SGD: L2 added to the gradient; Adam/Nadam: decoupled (AdamW) */
+    float clip_norm;      /* > 0: rescale the group's gradient to at most this L2 norm */
+} advnn_optim;
+ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
+ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
+ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
+
+typedef struct advnn_trainer advnn_trainer;
+/* A trainer for g with mini-batches of at most batch_size rows and its own PRNG (shuffling,
+ * dropout). Every group starts with Adam(1e-3) and trainable. */
+ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed);
+ADVNN_DEF void           advnn_trainer_free(advnn_trainer *tr);
+ADVNN_DEF advnn_status   advnn_trainer_set_optim(advnn_trainer *tr, const char *group, advnn_optim o);  /* NULL = all */
+ADVNN_DEF advnn_status   advnn_trainer_set_trainable(advnn_trainer *tr, const char *group, int trainable);
+/* One step on rows idx[0..n) of d (n <= batch_size): forward, backward, update trainable groups.
+ * *loss (may be NULL) gets the objective sum_k coef_k L_k of this batch. */
+ADVNN_DEF advnn_status   advnn_train_step(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx, int n, double *loss);
+/* Eval-mode objective over all of d. */
+ADVNN_DEF advnn_status   advnn_evaluate(advnn_trainer *tr, const advnn_dataset *d, double *loss);
+
+typedef struct advnn_epoch_info {
+    int    epoch;             /* 0-based */
+    double train_loss;        /* mean objective over the epoch's batches (weighted by batch size) */
+    double val_loss;          /* eval-mode objective on the validation data, NAN if none */
+    double seconds;
+    advnn_trainer *trainer;
+    advnn_graph   *graph;
+} advnn_epoch_info;
+/* Return non-zero to stop training after this epoch. */
+typedef int (*advnn_epoch_cb)(const advnn_epoch_info *info, void *user);
+
+typedef struct advnn_fit_opts {
+    int   epochs;             /* default 10 */
+    float val_split;          /* used when val == NULL: the last fraction of rows, before shuffling */
+    int   shuffle;            /* default 1 */
+    int   patience;           /* epochs without improvement before stopping; 0 = never stop early */
+    float min_delta;          /* improvement must exceed this */
+    int   restore_best;       /* default 1: end with the weights of the best monitored epoch */
+    int   verbose;            /* default 1: one line per epoch on stderr */
+    advnn_epoch_cb callback;  /* may be NULL */
+    void *user;
+} advnn_fit_opts;
+typedef struct advnn_fit_result { int epochs_run, best_epoch; double best_loss; } advnn_fit_result;
+ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void);
+/* Train on `train`; validate on `val` (or on opts->val_split of train). The monitored quantity is
+ * the validation loss when there is validation data, else the training loss. */
+ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
+                                 const advnn_fit_opts *opts, advnn_fit_result *res);
+
+/* ---------------------------------------------------------------- metrics (weighted) */
+/* ROC AUC of score for label > 0.5 (signal) vs the rest; weight may be NULL; ties count half. */
+ADVNN_DEF advnn_status advnn_auc(const float *score, const float *label, const float *weight, int64_t n, double *auc);
+
+/* ---------------------------------------------------------------- model files
+ * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
+ * groups, tensors), u64 XXH3-64 of everything before it. All integers little endian. Loading
+ * checks size, magic, version and checksum, then rebuilds the graph through the builder (which
+ * validates every shape) and checks every tensor's shape before returning it. */
+#define ADVNN_MODEL_FORMAT_VERSION 1
+ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len);
+ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len);
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path);
+ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ADVNN_H */
+
+/* ======================================================================== implementation */
+#ifdef ADVNN_IMPLEMENTATION
+#ifndef ADVNN_IMPLEMENTATION_DONE
+#define ADVNN_IMPLEMENTATION_DONE
+
+#ifndef ADVNN_SIMD_IMPLEMENTATION
+#define ADVNN_SIMD_IMPLEMENTATION
+#include "advnn_simd.h"
+#endif
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
+#ifndef ADVNN_MALLOC
+#define ADVNN_MALLOC(sz) malloc(sz)
+#define ADVNN_REALLOC(p, sz) realloc(p, sz)
+#define ADVNN_FREE(p) free(p)
+#endif
+#ifndef ADVNN_ASSERT
+#include <assert.h>
+#define ADVNN_ASSERT(x) assert(x)
+#endif
+
+#if defined(__cplusplus)
+#define ADVNN__TLS thread_local
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && !defined(__STDC_NO_THREADS__)
+#define ADVNN__TLS _Thread_local
+#else
+#define ADVNN__TLS __thread
+#endif
+
+#define ADVNN__NAME_MAX 48
+#define ADVNN__MAX_IN 8          /* inputs per node (concat of up to 8 streams) */
+#define ADVNN__ALIGN 64
+
+/* ---------------------------------------------------------------- errors */
+static ADVNN__TLS char advnn__errbuf[512];
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static advnn_status advnn__fail(advnn_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(advnn__errbuf, sizeof advnn__errbuf, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ADVNN_DEF const char *advnn_last_error(void) { return advnn__errbuf; }
+
+ADVNN_DEF const char *advnn_status_name(advnn_status s) {
+    switch (s) {
+    case ADVNN_OK: return "ok";
+    case ADVNN_ERR_ARG: return "bad argument";
+    case ADVNN_ERR_SHAPE: return "shape mismatch";
+    case ADVNN_ERR_NOMEM: return "out of memory";
+    case ADVNN_ERR_IO: return "I/O error";
+    case ADVNN_ERR_FORMAT: return "bad format";
+    case ADVNN_ERR_CHECKSUM: return "checksum mismatch";
+    case ADVNN_ERR_NAN: return "NaN or Inf";
+    case ADVNN_ERR_STATE: return "invalid state";
+    }
+    return "unknown status";
+}
+
+/* ---------------------------------------------------------------- memory */
+/* Aligned allocation on top of the user's allocator: the original pointer sits just before the block. */
+static void *advnn__alloc(size_t bytes) {
+    unsigned char *raw, *p;
+    if (bytes > (size_t)-1 - ADVNN__ALIGN - sizeof(void *)) return NULL;
+    raw = (unsigned char *)ADVNN_MALLOC(bytes + ADVNN__ALIGN + sizeof(void *));
+    if (!raw) return NULL;
+    p = raw + sizeof(void *);
+    p += (ADVNN__ALIGN - ((uintptr_t)p % ADVNN__ALIGN)) % ADVNN__ALIGN;
+    memcpy(p - sizeof(void *), &raw, sizeof(void *));
+    return p;
+}
+static void *advnn__zalloc(size_t bytes) {
+    void *p = advnn__alloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+static void advnn__free(void *p) {
+    void *raw;
+    if (!p) return;
+    memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof(void *));
+    ADVNN_FREE(raw);
+}
+static size_t advnn__round(size_t n) { return (n + 15) & ~(size_t)15; }  /* floats, to 64 bytes */
+
+/* ---------------------------------------------------------------- PRNG: xoshiro256** seeded by splitmix64 */
+typedef struct { uint64_t s[4]; } advnn__rng;
+static uint64_t advnn__splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static void advnn__rng_seed(advnn__rng *r, uint64_t seed) {
+    int i;
+    for (i = 0; i < 4; i++) r->s[i] = advnn__splitmix(&seed);
+}
+static uint64_t advnn__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t advnn__rng_next(advnn__rng *r) {
+    uint64_t *s = r->s, res = advnn__rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t; s[3] = advnn__rotl(s[3], 45);
+    return res;
+}
+static double advnn__rng_uniform(advnn__rng *r) { return (double)(advnn__rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+static uint64_t advnn__rng_below(advnn__rng *r, uint64_t n) {  /* unbiased, by rejection */
+    uint64_t lim = (uint64_t)-1 - ((uint64_t)-1 % n), x;
+    do { x = advnn__rng_next(r); } while (x >= lim);
+    return x % n;
+}
+
+/* ---------------------------------------------------------------- tensors */
+static advnn_status advnn__shape_size(int ndim, const int64_t *shape, int64_t *size) {
+    int64_t s = 1;
+    int i;
+    if (ndim < 0 || ndim > ADVNN_MAX_DIMS) return advnn__fail(ADVNN_ERR_SHAPE, "tensor: ndim %d outside 0..%d", ndim, ADVNN_MAX_DIMS);
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return advnn__fail(ADVNN_ERR_SHAPE, "tensor: dimension %d is negative (%lld)", i, (long long)shape[i]);
+        if (shape[i] && s > ((int64_t)1 << 40) / shape[i])
+            return advnn__fail(ADVNN_ERR_SHAPE, "tensor: %d-d shape too large (over 2^40 elements)", ndim);
+        s *= shape[i];
+    }
+    *size = s;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_tensor *advnn_tensor_new(int ndim, const int64_t *shape) {
+    advnn_tensor *t;
+    int64_t size;
+    int i;
+    if (ndim > 0 && !shape) { advnn__fail(ADVNN_ERR_ARG, "advnn_tensor_new: shape is NULL"); return NULL; }
+    if (advnn__shape_size(ndim, shape, &size) != ADVNN_OK) return NULL;
+    t = (advnn_tensor *)ADVNN_MALLOC(sizeof *t);
+    if (!t) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_tensor_new: out of memory"); return NULL; }
+    memset(t, 0, sizeof *t);
+    t->ndim = ndim;
+    for (i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->size = size;
+    t->data = (float *)advnn__zalloc((size_t)(size ? size : 1) * sizeof(float));
+    if (!t->data) {
+        ADVNN_FREE(t);
+        advnn__fail(ADVNN_ERR_NOMEM, "advnn_tensor_new: cannot allocate %lld floats", (long long)size);
+        return NULL;
+    }
+    return t;
+}
+
+ADVNN_DEF void advnn_tensor_free(advnn_tensor *t) {
+    if (!t) return;
+    advnn__free(t->data);
+    ADVNN_FREE(t);
+}
+
+/* ---------------------------------------------------------------- little-endian byte helpers */
+static void advnn__put_u32(unsigned char *p, uint32_t v) { int i; for (i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static void advnn__put_u64(unsigned char *p, uint64_t v) { int i; for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static uint32_t advnn__get_u32(const unsigned char *p) { uint32_t v = 0; int i; for (i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static uint64_t advnn__get_u64(const unsigned char *p) { uint64_t v = 0; int i; for (i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+
+/* ---------------------------------------------------------------- .npy */
+typedef struct { char kind; int bytes; int big; } advnn__dtype;
+
+/* Finds 'key': in the header dict and returns a pointer just after the colon (and spaces), or NULL. */
+static const char *advnn__npy_key(const char *h, const char *end, const char *key) {
+    size_t kl = strlen(key);
+    const char *p;
+    for (p = h; p + kl + 2 < end; p++) {
+        if ((*p == '\'' || *p == '"') && p[kl + 1] == *p && memcmp(p + 1, key, kl) == 0) {
+            p += kl + 2;
+            while (p < end && *p == ' ') p++;
+            if (p >= end || *p != ':') return NULL;
+            p++;
+            while (p < end && *p == ' ') p++;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static advnn_status advnn__npy_parse_header(const char *h, size_t hl, advnn__dtype *dt, int *ndim, int64_t *shape) {
+    const char *end = h + hl, *p, *q;
+    char descr[16];
+    size_t dl;
+    if (hl < 2 || h[0] != '{') return advnn__fail(ADVNN_ERR_FORMAT, "npy: header is not a dict");
+    if (memchr(h, 0, hl)) return advnn__fail(ADVNN_ERR_FORMAT, "npy: NUL byte in header");
+    /* descr */
+    p = advnn__npy_key(h, end, "descr");
+    if (!p) return advnn__fail(ADVNN_ERR_FORMAT, "npy: header has no 'descr'");
+    if (*p != '\'' && *p != '"') return advnn__fail(ADVNN_ERR_FORMAT, "npy: 'descr' is not a simple dtype string (structured dtypes are not supported)");
+    q = (const char *)memchr(p + 1, *p, (size_t)(end - p - 1));
+    if (!q) return advnn__fail(ADVNN_ERR_FORMAT, "npy: unterminated 'descr'");
+    dl = (size_t)(q - p - 1);
+    if (dl < 2 || dl >= sizeof descr) return advnn__fail(ADVNN_ERR_FORMAT, "npy: unsupported dtype descriptor of length %zu", dl);
+    memcpy(descr, p + 1, dl);
+    descr[dl] = 0;
+    {
+        const char *d = descr;
+        char *ep;
+        long nb;
+        dt->big = 0;
+        if (*d == '<' || *d == '|' || *d == '=') d++;
+        else if (*d == '>') { dt->big = 1; d++; }
+        dt->kind = *d++;
+        nb = strtol(d, &ep, 10);
+        if (*ep || ep == d) return advnn__fail(ADVNN_ERR_FORMAT, "npy: dtype '%s' is not supported (float32/64, int/uint 8-64, bool are)", descr);
+        dt->bytes = (int)nb;
+        if (dt->kind == 'f' && (nb == 4 || nb == 8)) {}
+        else if ((dt->kind == 'i' || dt->kind == 'u') && (nb == 1 || nb == 2 || nb == 4 || nb == 8)) {}
+        else if (dt->kind == 'b' && nb == 1) {}
+        else return advnn__fail(ADVNN_ERR_FORMAT, "npy: dtype '%s' is not supported (float32/64, int/uint 8-64, bool are)", descr);
+    }
+    /* fortran_order */
+    p = advnn__npy_key(h, end, "fortran_order");
+    if (!p) return advnn__fail(ADVNN_ERR_FORMAT, "npy: header has no 'fortran_order'");
+    if (end - p >= 4 && memcmp(p, "True", 4) == 0)
+        return advnn__fail(ADVNN_ERR_FORMAT, "npy: Fortran-order arrays are not supported; save with np.ascontiguousarray");
+    if (!(end - p >= 5 && memcmp(p, "False", 5) == 0)) return advnn__fail(ADVNN_ERR_FORMAT, "npy: bad 'fortran_order' value");
+    /* shape */
+    p = advnn__npy_key(h, end, "shape");
+    if (!p || *p != '(') return advnn__fail(ADVNN_ERR_FORMAT, "npy: header has no 'shape' tuple");
+    p++;
+    *ndim = 0;
+    for (;;) {
+        int64_t v = 0;
+        while (p < end && *p == ' ') p++;
+        if (p >= end) return advnn__fail(ADVNN_ERR_FORMAT, "npy: unterminated shape");
+        if (*p == ')') break;
+        if (*p < '0' || *p > '9') return advnn__fail(ADVNN_ERR_FORMAT, "npy: bad character '%c' in shape", *p);
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (v > ((int64_t)1 << 40)) return advnn__fail(ADVNN_ERR_FORMAT, "npy: dimension too large");
+            v = v * 10 + (*p++ - '0');
+        }
+        if (*ndim >= ADVNN_MAX_DIMS) return advnn__fail(ADVNN_ERR_FORMAT, "npy: more than %d dimensions", ADVNN_MAX_DIMS);
+        shape[(*ndim)++] = v;
+        while (p < end && *p == ' ') p++;
+        if (p < end && *p == ',') p++;
+        else if (p < end && *p == ')') break;
+        else return advnn__fail(ADVNN_ERR_FORMAT, "npy: bad shape tuple");
+    }
+    return ADVNN_OK;
+}
+
+static double advnn__npy_elem(const unsigned char *p, const advnn__dtype *dt) {
+    unsigned char b[8];
+    int i;
+    uint64_t u = 0;
+    for (i = 0; i < dt->bytes; i++) b[i] = dt->big ? p[dt->bytes - 1 - i] : p[i];
+    for (i = dt->bytes - 1; i >= 0; i--) u = (u << 8) | b[i];
+    switch (dt->kind) {
+    case 'f':
+        if (dt->bytes == 4) { uint32_t u32 = (uint32_t)u; float f; memcpy(&f, &u32, 4); return f; }
+        else { double d; memcpy(&d, &u, 8); return d; }
+    case 'b': return u ? 1.0 : 0.0;
+    case 'u': return (double)u;
+    default: /* signed: sign-extend */
+        if (dt->bytes < 8 && (u >> (8 * dt->bytes - 1)) & 1) u |= ~(uint64_t)0 << (8 * dt->bytes);
+        return (double)(int64_t)u;
+    }
+}
+
+ADVNN_DEF advnn_tensor *advnn_npy_load_mem(const void *buf, size_t len) {
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t hl, off, need;
+    int ndim = 0, major;
+    int64_t shape[ADVNN_MAX_DIMS] = {0}, size, i;
+    advnn__dtype dt = {0, 0, 0};
+    advnn_tensor *t;
+    if (!b) { advnn__fail(ADVNN_ERR_ARG, "npy: buffer is NULL"); return NULL; }
+    if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "npy: not a .npy file (bad magic, %zu bytes)", len); return NULL; }
+    major = b[6];
+    if (major == 1) { hl = (size_t)b[8] | ((size_t)b[9] << 8); off = 10; }
+    else if (major == 2 || major == 3) {
+        if (len < 12) { advnn__fail(ADVNN_ERR_FORMAT, "npy: truncated header"); return NULL; }
+        hl = advnn__get_u32(b + 8); off = 12;
+    } else { advnn__fail(ADVNN_ERR_FORMAT, "npy: unsupported format version %d.%d", major, b[7]); return NULL; }
+    if (hl > len - off) { advnn__fail(ADVNN_ERR_FORMAT, "npy: header of %zu bytes but only %zu bytes in file", hl, len - off); return NULL; }
+    if (advnn__npy_parse_header((const char *)b + off, hl, &dt, &ndim, shape) != ADVNN_OK) return NULL;
+    if (advnn__shape_size(ndim, shape, &size) != ADVNN_OK) return NULL;
+    off += hl;
+    need = (size_t)size * (size_t)dt.bytes;
+    if (len - off < need) {
+        advnn__fail(ADVNN_ERR_FORMAT, "npy: truncated data: %lld elements need %zu bytes, file has %zu", (long long)size, need, len - off);
+        return NULL;
+    }
+    if (len - off > need) {
+        advnn__fail(ADVNN_ERR_FORMAT, "npy: %zu trailing bytes after the data", len - off - need);
+        return NULL;
+    }
+    t = advnn_tensor_new(ndim, shape);
+    if (!t) return NULL;
+    if (dt.kind == 'f' && dt.bytes == 4 && !dt.big) memcpy(t->data, b + off, need);
+    else for (i = 0; i < size; i++) t->data[i] = (float)advnn__npy_elem(b + off + (size_t)i * dt.bytes, &dt);
+    return t;
+}
+
+ADVNN_DEF advnn_status advnn_npy_save_mem(const advnn_tensor *t, void **out, size_t *outlen) {
+    char hdr[512];
+    int n, i, k;
+    size_t hl, total;
+    unsigned char *b;
+    if (!t || !out || !outlen) return advnn__fail(ADVNN_ERR_ARG, "npy save: NULL argument");
+    if (t->ndim < 0 || t->ndim > ADVNN_MAX_DIMS) return advnn__fail(ADVNN_ERR_SHAPE, "npy save: bad ndim %d", t->ndim);
+    n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (i = 0; i < t->ndim; i++)  /* numpy's repr: (), (3,), (3, 4) */
+        n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%lld%s", (long long)t->shape[i],
+                      t->ndim == 1 ? "," : (i + 1 < t->ndim ? ", " : ""));
+    n += snprintf(hdr + n, sizeof hdr - (size_t)n, "), }");
+    hl = (size_t)n + 1;                               /* + '\n' */
+    hl += (64 - (10 + hl) % 64) % 64;                 /* pad so data starts 64-aligned */
+    total = 10 + hl + (size_t)t->size * 4;
+    b = (unsigned char *)ADVNN_MALLOC(total);
+    if (!b) return advnn__fail(ADVNN_ERR_NOMEM, "npy save: out of memory (%zu bytes)", total);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)(hl & 0xff); b[9] = (unsigned char)(hl >> 8);
+    memcpy(b + 10, hdr, (size_t)n);
+    for (k = n; k < (int)hl - 1; k++) b[10 + k] = ' ';
+    b[10 + hl - 1] = '\n';
+    {
+        int64_t j;
+        for (j = 0; j < t->size; j++) {
+            uint32_t u;
+            memcpy(&u, &t->data[j], 4);
+            advnn__put_u32(b + 10 + hl + (size_t)j * 4, u);
+        }
+    }
+    *out = b;
+    *outlen = total;
+    return ADVNN_OK;
+}
+
+#ifndef ADVNN_NO_STDIO
+static advnn_status advnn__read_file(const char *path, unsigned char **buf, size_t *len) {
+    FILE *f;
+    long sz;
+    if (!path) return advnn__fail(ADVNN_ERR_ARG, "path is NULL");
+    f = fopen(path, "rb");
+    if (!f) return advnn__fail(ADVNN_ERR_IO, "cannot open '%s' for reading", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return advnn__fail(ADVNN_ERR_IO, "cannot determine the size of '%s'", path);
+    }
+    *buf = (unsigned char *)ADVNN_MALLOC((size_t)sz + 1);
+    if (!*buf) { fclose(f); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (%ld bytes)", path, sz); }
+    if (fread(*buf, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f); ADVNN_FREE(*buf); *buf = NULL;
+        return advnn__fail(ADVNN_ERR_IO, "short read on '%s'", path);
+    }
+    fclose(f);
+    *len = (size_t)sz;
+    return ADVNN_OK;
+}
+static advnn_status advnn__write_file(const char *path, const void *buf, size_t len) {
+    FILE *f;
+    if (!path) return advnn__fail(ADVNN_ERR_ARG, "path is NULL");
+    f = fopen(path, "wb");
+    if (!f) return advnn__fail(ADVNN_ERR_IO, "cannot open '%s' for writing", path);
+    if (fwrite(buf, 1, len, f) != len) { fclose(f); return advnn__fail(ADVNN_ERR_IO, "short write on '%s'", path); }
+    if (fclose(f) != 0) return advnn__fail(ADVNN_ERR_IO, "cannot close '%s' (disk full?)", path);
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_tensor *advnn_npy_load(const char *path) {
+    unsigned char *b;
+    size_t len;
+    advnn_tensor *t;
+    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
+    t = advnn_npy_load_mem(b, len);
+    ADVNN_FREE(b);
+    if (!t) {  /* prefix the message with the file name */
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    return t;
+}
+ADVNN_DEF advnn_status advnn_npy_save(const char *path, const advnn_tensor *t) {
+    void *b;
+    size_t len;
+    advnn_status st = advnn_npy_save_mem(t, &b, &len);
+    if (st != ADVNN_OK) return st;
+    st = advnn__write_file(path, b, len);
+    ADVNN_FREE(b);
+    return st;
+}
+#endif
+
+/* ---------------------------------------------------------------- graph */
+/* Node kinds. The numbers are part of the model file format: append, never renumber. */
+enum {
+    ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
+    ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
+    ADVNN__KIND_END
+};
+#define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE)
+
+typedef struct {
+    int   kind;
+    int   n_in, in[ADVNN__MAX_IN];
+    int   ndim, shape[3], size;      /* per-sample output shape (losses: a scalar of size 1) */
+    int   rows, cols;                /* dense/bn/prelu/act view: rows per sample x last axis */
+    int   group;
+    int   param0, n_param;           /* parameter blocks [param0, param0+n_param) */
+    int   share;                     /* node whose parameters this one uses, or -1 */
+    int   ip[4];                     /* integer config (dense: units, act; ...) */
+    float fp[4];                     /* float config (act param, rate, momentum, eps, loss coef) */
+    char  name[ADVNN__NAME_MAX];
+} advnn__node;
+
+typedef struct {
+    int     node, group, trainable;  /* trainable = 0 for BatchNorm running statistics */
+    int     rows, cols;              /* shape (rows x cols, rows = 1 for vectors) */
+    int64_t size, off;               /* offset into graph->params */
+} advnn__param;
+
+struct advnn_graph {
+    advnn__node  *nodes;  int n_nodes, cap_nodes;
+    advnn__param *par;    int n_par, cap_par;
+    char (*groups)[ADVNN__NAME_MAX]; int n_groups, cur_group;
+    int    *inputs;       int n_inputs;
+    float  *params;       int64_t n_params;
+    int     finalized;
+    advnn_status err;     char errmsg[512];
+};
+
+/* Records the first builder error on the graph (and on this thread) and returns -1. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int advnn__gfail(advnn_graph *g, advnn_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(advnn__errbuf, sizeof advnn__errbuf, fmt, ap);
+    va_end(ap);
+    if (g && g->err == ADVNN_OK) {
+        g->err = st;
+        snprintf(g->errmsg, sizeof g->errmsg, "%s", advnn__errbuf);
+    }
+    return -1;
+}
+
+static int advnn__grow(void **p, int *cap, int need, size_t elem) {
+    void *q;
+    int nc;
+    if (need <= *cap) return 1;
+    nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    q = ADVNN_REALLOC(*p, (size_t)nc * elem);
+    if (!q) return 0;
+    *p = q;
+    *cap = nc;
+    return 1;
+}
+
+ADVNN_DEF advnn_graph *advnn_graph_new(void) {
+    advnn_graph *g = (advnn_graph *)ADVNN_MALLOC(sizeof *g);
+    if (!g) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_new: out of memory"); return NULL; }
+    memset(g, 0, sizeof *g);
+    g->cur_group = -1;
+    if (advnn_group(g, "main") < 0) { advnn_graph_free(g); return NULL; }
+    return g;
+}
+
+ADVNN_DEF void advnn_graph_free(advnn_graph *g) {
+    if (!g) return;
+    ADVNN_FREE(g->nodes); ADVNN_FREE(g->par); ADVNN_FREE(g->groups); ADVNN_FREE(g->inputs);
+    advnn__free(g->params);
+    ADVNN_FREE(g);
+}
+
+static int advnn__valid_name(const char *name) {
+    size_t n;
+    if (!name) return 0;
+    n = strlen(name);
+    return n > 0 && n < ADVNN__NAME_MAX;
+}
+
+ADVNN_DEF int advnn_group(advnn_graph *g, const char *name) {
+    int i, cap;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_group: graph is NULL"), -1;
+    if (g->finalized) return advnn__gfail(g, ADVNN_ERR_STATE, "advnn_group: graph already finalized");
+    if (!advnn__valid_name(name)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_group: name must have 1..%d characters", ADVNN__NAME_MAX - 1);
+    for (i = 0; i < g->n_groups; i++)
+        if (strcmp(g->groups[i], name) == 0) return g->cur_group = i;
+    cap = g->n_groups;
+    {   /* groups are few: grow one at a time */
+        void *q = ADVNN_REALLOC(g->groups, (size_t)(cap + 1) * sizeof *g->groups);
+        if (!q) return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_group: out of memory");
+        g->groups = (char (*)[ADVNN__NAME_MAX])q;
+    }
+    snprintf(g->groups[g->n_groups], ADVNN__NAME_MAX, "%s", name);
+    return g->cur_group = g->n_groups++;
+}
+
+static int advnn__find_group(const advnn_graph *g, const char *name) {
+    int i;
+    for (i = 0; i < g->n_groups; i++) if (strcmp(g->groups[i], name) == 0) return i;
+    return -1;
+}
+
+static int advnn__add_param(advnn_graph *g, int node, int rows, int cols, int trainable) {
+    advnn__param *p;
+    if (!advnn__grow((void **)&g->par, &g->cap_par, g->n_par + 1, sizeof *g->par))
+        return advnn__gfail(g, ADVNN_ERR_NOMEM, "out of memory adding parameters");
+    p = &g->par[g->n_par];
+    p->node = node; p->group = g->nodes[node].group; p->trainable = trainable;
+    p->rows = rows; p->cols = cols; p->size = (int64_t)rows * cols; p->off = -1;
+    return g->n_par++;
+}
+
+/* Checks an input id of a new node. Propagates an earlier failure (-1) without a new message. */
+static int advnn__check_in(advnn_graph *g, int in, const char *what) {
+    if (in < 0 && g->err != ADVNN_OK) return 0;
+    if (in < 0 || in >= g->n_nodes) { advnn__gfail(g, ADVNN_ERR_ARG, "%s: input node %d does not exist (graph has %d nodes)", what, in, g->n_nodes); return 0; }
+    if (ADVNN__IS_LOSS(g->nodes[in].kind)) { advnn__gfail(g, ADVNN_ERR_ARG, "%s: input node %d is a loss", what, in); return 0; }
+    return 1;
+}
+
+/* Appends a node after the generic checks; the caller fills in shape and config. */
+static int advnn__new_node(advnn_graph *g, int kind, int n_in, const int *in, const char *what) {
+    advnn__node *n;
+    int i;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "%s: graph is NULL", what), -1;
+    if (g->finalized) return advnn__gfail(g, ADVNN_ERR_STATE, "%s: graph already finalized", what);
+    if (n_in < 0 || n_in > ADVNN__MAX_IN) return advnn__gfail(g, ADVNN_ERR_ARG, "%s: %d inputs (at most %d)", what, n_in, ADVNN__MAX_IN);
+    for (i = 0; i < n_in; i++) if (!advnn__check_in(g, in[i], what)) return -1;
+    if (!advnn__grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes))
+        return advnn__gfail(g, ADVNN_ERR_NOMEM, "%s: out of memory", what);
+    n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->kind = kind; n->n_in = n_in; n->group = g->cur_group; n->param0 = -1; n->share = -1;
+    for (i = 0; i < n_in; i++) n->in[i] = in[i];
+    return g->n_nodes++;
+}
+
+static void advnn__set_shape(advnn__node *n, int ndim, const int *shape) {
+    int i;
+    n->ndim = ndim; n->size = 1;
+    for (i = 0; i < ndim; i++) { n->shape[i] = shape[i]; n->size *= shape[i]; }
+    n->cols = ndim ? shape[ndim - 1] : 1;
+    n->rows = n->size / (n->cols ? n->cols : 1);
+}
+
+#define ADVNN__MAX_FEATURES (1 << 24)
+
+ADVNN_DEF int advnn_input(advnn_graph *g, const char *name, int ndim, const int *shape) {
+    int id, i;
+    int64_t size = 1;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_input: graph is NULL"), -1;
+    if (!advnn__valid_name(name)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_input: name must have 1..%d characters", ADVNN__NAME_MAX - 1);
+    if (advnn_find(g, name) >= 0) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_input: name '%s' is already used", name);
+    if (ndim < 1 || ndim > 3 || !shape) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_input '%s': ndim %d (per-sample shape must have 1..3 dimensions)", name, ndim);
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 1) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_input '%s': dimension %d is %d", name, i, shape[i]);
+        size *= shape[i];
+        if (size > ADVNN__MAX_FEATURES) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_input '%s': more than 2^24 values per sample", name);
+    }
+    id = advnn__new_node(g, ADVNN__INPUT, 0, NULL, "advnn_input");
+    if (id < 0) return -1;
+    {
+        void *q = ADVNN_REALLOC(g->inputs, (size_t)(g->n_inputs + 1) * sizeof(int));
+        if (!q) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_input: out of memory"); }
+        g->inputs = (int *)q;
+        g->inputs[g->n_inputs++] = id;
+    }
+    advnn__set_shape(&g->nodes[id], ndim, shape);
+    snprintf(g->nodes[id].name, ADVNN__NAME_MAX, "%s", name);
+    return id;
+}
+
+static int advnn__valid_act(int act) { return act >= 0 && act < (int)ADVNN_ACT_COUNT; }
+static float advnn__default_act_param(int act) { return act == ADVNN_ACT_LEAKY_RELU ? 0.01f : 1.0f; }
+
+ADVNN_DEF int advnn_dense(advnn_graph *g, int in, int units, advnn_act act) {
+    int id, shape[3];
+    advnn__node *n, *x;
+    id = advnn__new_node(g, ADVNN__DENSE, 1, &in, "advnn_dense");
+    if (id < 0) return -1;
+    if (units < 1 || units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense: units = %d", units); }
+    if (!advnn__valid_act((int)act) || act == ADVNN_ACT_PRELU) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense: activation %d not valid here (PReLU is its own layer: advnn_prelu)", (int)act);
+    }
+    n = &g->nodes[id]; x = &g->nodes[in];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = units;
+    if ((int64_t)x->size / x->cols * units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense: output too large"); }
+    advnn__set_shape(n, x->ndim, shape);
+    n->ip[0] = units; n->ip[1] = (int)act; n->fp[0] = advnn__default_act_param((int)act);
+    n->param0 = advnn__add_param(g, id, x->cols, units, 1);
+    if (n->param0 < 0 || advnn__add_param(g, id, 1, units, 1) < 0) return -1;
+    g->nodes[id].n_param = 2;
+    return id;
+}
+
+ADVNN_DEF int advnn_dense_shared(advnn_graph *g, int in, int like) {
+    int id;
+    advnn__node *l;
+    if (g && (like < 0 || like >= g->n_nodes || g->nodes[like].kind != ADVNN__DENSE))
+        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense_shared: node %d is not a dense layer", like);
+    if (g && in >= 0 && in < g->n_nodes && g->nodes[in].cols != g->par[g->nodes[like].param0].rows)
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense_shared: input has %d features on its last axis, layer %d expects %d",
+                            g->nodes[in].cols, like, g->par[g->nodes[like].param0].rows);
+    id = advnn__new_node(g, ADVNN__DENSE, 1, &in, "advnn_dense_shared");
+    if (id < 0) return -1;
+    l = &g->nodes[like];
+    {
+        int shape[3];
+        advnn__node *x = &g->nodes[in], *n = &g->nodes[id];
+        memcpy(shape, x->shape, sizeof shape);
+        shape[x->ndim - 1] = l->ip[0];
+        advnn__set_shape(n, x->ndim, shape);
+        n->ip[0] = l->ip[0]; n->ip[1] = l->ip[1]; n->fp[0] = l->fp[0];
+        n->param0 = l->param0; n->n_param = l->n_param; n->share = like; n->group = l->group;
+    }
+    return id;
+}
+
+static int advnn__same_shape_node(advnn_graph *g, int kind, int in, const char *what) {
+    int id = advnn__new_node(g, kind, 1, &in, what);
+    if (id < 0) return -1;
+    advnn__set_shape(&g->nodes[id], g->nodes[in].ndim, g->nodes[in].shape);
+    return id;
+}
+
+ADVNN_DEF int advnn_activation_ex(advnn_graph *g, int in, advnn_act act, float param) {
+    int id;
+    if (g && (!advnn__valid_act((int)act) || act == ADVNN_ACT_PRELU))
+        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_activation: activation %d not valid here (PReLU: advnn_prelu)", (int)act);
+    if (g && !isfinite(param)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_activation: parameter is not finite");
+    id = advnn__same_shape_node(g, ADVNN__ACT, in, "advnn_activation");
+    if (id < 0) return -1;
+    g->nodes[id].ip[0] = (int)act; g->nodes[id].fp[0] = param;
+    return id;
+}
+ADVNN_DEF int advnn_activation(advnn_graph *g, int in, advnn_act act) {
+    return advnn_activation_ex(g, in, act, advnn__default_act_param((int)act));
+}
+
+ADVNN_DEF int advnn_prelu(advnn_graph *g, int in) {
+    int id = advnn__same_shape_node(g, ADVNN__PRELU, in, "advnn_prelu");
+    if (id < 0) return -1;
+    g->nodes[id].param0 = advnn__add_param(g, id, 1, g->nodes[id].cols, 1);
+    if (g->nodes[id].param0 < 0) return -1;
+    g->nodes[id].n_param = 1;
+    return id;
+}
+
+ADVNN_DEF int advnn_dropout(advnn_graph *g, int in, float rate) {
+    int id;
+    if (g && !(rate >= 0.0f && rate < 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dropout: rate %g outside [0, 1)", (double)rate);
+    id = advnn__same_shape_node(g, ADVNN__DROPOUT, in, "advnn_dropout");
+    if (id < 0) return -1;
+    g->nodes[id].fp[0] = rate;
+    return id;
+}
+
+ADVNN_DEF int advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps) {
+    int id, c;
+    if (g && !(momentum > 0.0f && momentum <= 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_batchnorm: momentum %g outside (0, 1]", (double)momentum);
+    if (g && !(eps > 0.0f && eps < 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_batchnorm: eps %g outside (0, 1)", (double)eps);
+    id = advnn__same_shape_node(g, ADVNN__BATCHNORM, in, "advnn_batchnorm");
+    if (id < 0) return -1;
+    g->nodes[id].fp[0] = momentum; g->nodes[id].fp[1] = eps;
+    c = g->nodes[id].cols;
+    /* gamma, beta (trained); running mean, running variance (statistics, saved with the model) */
+    g->nodes[id].param0 = advnn__add_param(g, id, 1, c, 1);
+    if (g->nodes[id].param0 < 0 || advnn__add_param(g, id, 1, c, 1) < 0 ||
+        advnn__add_param(g, id, 1, c, 0) < 0 || advnn__add_param(g, id, 1, c, 0) < 0) return -1;
+    g->nodes[id].n_param = 4;
+    return id;
+}
+ADVNN_DEF int advnn_batchnorm(advnn_graph *g, int in) { return advnn_batchnorm_ex(g, in, 0.1f, 1e-3f); }
+
+ADVNN_DEF int advnn_concat(advnn_graph *g, int n, const int *ins) {
+    int id, i, j, shape[3], total = 0;
+    advnn__node *a;
+    if (g && (n < 1 || n > ADVNN__MAX_IN || !ins)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_concat: %d inputs (1..%d)", n, ADVNN__MAX_IN);
+    id = advnn__new_node(g, ADVNN__CONCAT, n, ins, "advnn_concat");
+    if (id < 0) return -1;
+    a = &g->nodes[ins[0]];
+    for (i = 0; i < n; i++) {
+        advnn__node *b = &g->nodes[ins[i]];
+        int ok = b->ndim == a->ndim;
+        for (j = 0; ok && j + 1 < a->ndim; j++) ok = b->shape[j] == a->shape[j];
+        if (!ok) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_concat: input %d (node %d) has a different shape than input 0 on the leading axes", i, ins[i]); }
+        total += b->cols;
+    }
+    if ((int64_t)a->rows * total > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_concat: output too large"); }
+    memcpy(shape, a->shape, sizeof shape);
+    shape[a->ndim - 1] = total;
+    advnn__set_shape(&g->nodes[id], a->ndim, shape);
+    return id;
+}
+
+static int advnn__loss(advnn_graph *g, int kind, int pred, int target, int weight, const char *what) {
+    int ins[3], n = weight >= 0 ? 3 : 2, id, one = 1;
+    advnn__node *p, *t;
+    ins[0] = pred; ins[1] = target; ins[2] = weight;
+    if (g && weight < -1) return advnn__gfail(g, ADVNN_ERR_ARG, "%s: weight node %d (use -1 for unit weights)", what, weight);
+    id = advnn__new_node(g, kind, n, ins, what);
+    if (id < 0) return -1;
+    p = &g->nodes[pred]; t = &g->nodes[target];
+    if (kind == ADVNN__LOSS_BCE && t->size != p->size) {
+        g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: target has %d values per sample, logits %d", what, t->size, p->size);
+    }
+    if (kind == ADVNN__LOSS_MSE && t->size != p->size) {
+        g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: target has %d values per sample, prediction %d", what, t->size, p->size);
+    }
+    if (kind == ADVNN__LOSS_CCE && !(t->size == p->size || t->size * p->cols == p->size)) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: target must be class indices (%d per sample) or probabilities (%d per sample), has %d",
+                            what, p->rows, p->size, t->size);
+    }
+    if (kind == ADVNN__LOSS_CCE && p->cols < 2) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: needs at least 2 classes on the last axis", what); }
+    if (n == 3 && g->nodes[weight].size != 1) {
+        g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: weight input has %d values per sample (must be 1)", what, g->nodes[weight].size);
+    }
+    advnn__set_shape(&g->nodes[id], 1, &one);
+    g->nodes[id].fp[0] = 1.0f;  /* coefficient in the objective */
+    return id;
+}
+ADVNN_DEF int advnn_loss_bce_logits(advnn_graph *g, int logits, int target, int weight) { return advnn__loss(g, ADVNN__LOSS_BCE, logits, target, weight, "advnn_loss_bce_logits"); }
+ADVNN_DEF int advnn_loss_cce_logits(advnn_graph *g, int logits, int target, int weight) { return advnn__loss(g, ADVNN__LOSS_CCE, logits, target, weight, "advnn_loss_cce_logits"); }
+ADVNN_DEF int advnn_loss_mse(advnn_graph *g, int pred, int target, int weight) { return advnn__loss(g, ADVNN__LOSS_MSE, pred, target, weight, "advnn_loss_mse"); }
+
+ADVNN_DEF advnn_status advnn_loss_scale(advnn_graph *g, int loss, float coef) {
+    if (!g || loss < 0 || loss >= g->n_nodes || !ADVNN__IS_LOSS(g->nodes[loss].kind))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_loss_scale: node %d is not a loss", loss);
+    if (!isfinite(coef)) return advnn__fail(ADVNN_ERR_ARG, "advnn_loss_scale: coefficient is not finite");
+    g->nodes[loss].fp[0] = coef;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF int advnn_name(advnn_graph *g, int node, const char *name) {
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_name: graph is NULL"), -1;
+    if (node < 0 && g->err != ADVNN_OK) return -1;
+    if (node < 0 || node >= g->n_nodes) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: node %d does not exist", node);
+    if (!advnn__valid_name(name)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name must have 1..%d characters", ADVNN__NAME_MAX - 1);
+    if (g->nodes[node].kind == ADVNN__INPUT) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: inputs are named when created");
+    if (advnn_find(g, name) >= 0 && advnn_find(g, name) != node) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name '%s' is already used", name);
+    snprintf(g->nodes[node].name, ADVNN__NAME_MAX, "%s", name);
+    return node;
+}
+
+ADVNN_DEF int advnn_find(const advnn_graph *g, const char *name) {
+    int i;
+    if (!g || !name) return -1;
+    for (i = 0; i < g->n_nodes; i++) if (strcmp(g->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+ADVNN_DEF int advnn_node_count(const advnn_graph *g) { return g ? g->n_nodes : 0; }
+ADVNN_DEF int advnn_node_shape(const advnn_graph *g, int node, int *shape) {
+    int i;
+    if (!g || node < 0 || node >= g->n_nodes) return -1;
+    if (shape) for (i = 0; i < g->nodes[node].ndim; i++) shape[i] = g->nodes[node].shape[i];
+    return g->nodes[node].ndim;
+}
+ADVNN_DEF int advnn_input_count(const advnn_graph *g) { return g ? g->n_inputs : 0; }
+ADVNN_DEF int advnn_input_node(const advnn_graph *g, int i) { return g && i >= 0 && i < g->n_inputs ? g->inputs[i] : -1; }
+ADVNN_DEF const char *advnn_node_name(const advnn_graph *g, int node) {
+    return g && node >= 0 && node < g->n_nodes ? g->nodes[node].name : "";
+}
+ADVNN_DEF int64_t advnn_param_count(const advnn_graph *g, const char *group) {
+    int64_t s = 0;
+    int i, gi = -1;
+    if (!g) return 0;
+    if (group && (gi = advnn__find_group(g, group)) < 0) return 0;
+    for (i = 0; i < g->n_par; i++)
+        if (g->par[i].trainable && (gi < 0 || g->par[i].group == gi)) s += g->par[i].size;
+    return s;
+}
+ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
+    if (count) *count = g ? g->n_params : 0;
+    return g ? g->params : NULL;
+}
+
+/* Initial values: Glorot uniform, He uniform before ReLU-like activations, zero biases, BN gamma 1. */
+static void advnn__init_params(advnn_graph *g, uint64_t seed) {
+    advnn__rng r;
+    int i, k;
+    advnn__rng_seed(&r, seed);
+    for (i = 0; i < g->n_nodes; i++) {
+        advnn__node *n = &g->nodes[i];
+        if (n->share >= 0 || n->n_param == 0) continue;
+        if (n->kind == ADVNN__DENSE) {
+            advnn__param *w = &g->par[n->param0];
+            int act = n->ip[1];
+            int relu_like = act == ADVNN_ACT_RELU || act == ADVNN_ACT_LEAKY_RELU || act == ADVNN_ACT_ELU;
+            double lim = relu_like ? sqrt(6.0 / w->rows) : sqrt(6.0 / (w->rows + w->cols));
+            for (k = 0; k < w->size; k++) g->params[w->off + k] = (float)((2.0 * advnn__rng_uniform(&r) - 1.0) * lim);
+        } else if (n->kind == ADVNN__PRELU) {
+            advnn__param *a = &g->par[n->param0];
+            for (k = 0; k < a->size; k++) g->params[a->off + k] = 0.25f;
+        } else if (n->kind == ADVNN__BATCHNORM) {
+            advnn__param *gam = &g->par[n->param0], *var = &g->par[n->param0 + 3];
+            for (k = 0; k < gam->size; k++) { g->params[gam->off + k] = 1.0f; g->params[var->off + k] = 1.0f; }
+        }
+    }
+}
+
+ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
+    int i;
+    int64_t off = 0;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_graph_finalize: graph is NULL");
+    if (g->err != ADVNN_OK) return advnn__fail(g->err, "%s", g->errmsg);
+    if (g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_graph_finalize: already finalized");
+    if (g->n_nodes == 0) return advnn__fail(ADVNN_ERR_STATE, "advnn_graph_finalize: the graph is empty");
+    for (i = 0; i < g->n_par; i++) { g->par[i].off = off; off += (int64_t)advnn__round((size_t)g->par[i].size); }
+    g->params = (float *)advnn__zalloc((size_t)(off ? off : 1) * sizeof(float));
+    if (!g->params) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_finalize: cannot allocate %lld parameters", (long long)off);
+    g->n_params = off;
+    advnn__init_params(g, seed);
+    g->finalized = 1;
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- workspaces */
+struct advnn_ws {
+    advnn_graph *g;            /* written only in training mode (BatchNorm running statistics) */
+    int     max_batch, grads;  /* grads: has dout/pgrad buffers (training workspace) */
+    float **out, **dout, **aux, **in_own;
+    float  *pgrad;             /* parameter gradients, laid out like g->params */
+    float  *gemm;              /* packing buffer for advnn_sgemm */
+    double *loss;              /* per loss node: its value on the last forward */
+    unsigned char *need, *needg;  /* per node: computed this pass / gradient flows through it */
+    const unsigned char *group_on; /* per group trainable flags (NULL = all) */
+    int     training;
+    advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
+    void   *arena;
+};
+
+static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
+    switch (n->kind) {
+    case ADVNN__DENSE: return n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)batch * n->size : 0;  /* pre-activation */
+    case ADVNN__DROPOUT: return (size_t)batch * n->size;                                  /* mask */
+    case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
+    case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
+    default: return 0;
+    }
+}
+
+static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
+    advnn_ws *ws;
+    size_t total = 0, k;
+    int i, pass;
+    float *base = NULL;
+    if (!g || !g->finalized) { advnn__fail(ADVNN_ERR_STATE, "workspace: graph is NULL or not finalized"); return NULL; }
+    if (max_batch < 1 || max_batch > (1 << 24)) { advnn__fail(ADVNN_ERR_ARG, "workspace: max_batch %d outside 1..2^24", max_batch); return NULL; }
+    ws = (advnn_ws *)ADVNN_MALLOC(sizeof *ws);
+    if (!ws) { advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
+    memset(ws, 0, sizeof *ws);
+    ws->g = g; ws->max_batch = max_batch; ws->grads = grads;
+    k = (size_t)g->n_nodes;
+    ws->out = (float **)ADVNN_MALLOC(4 * k * sizeof(float *) + 1);
+    ws->loss = (double *)ADVNN_MALLOC(k * sizeof(double) + 1);
+    ws->need = (unsigned char *)ADVNN_MALLOC(2 * k + 1);
+    if (!ws->out || !ws->loss || !ws->need) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
+    memset(ws->out, 0, 4 * k * sizeof(float *));
+    ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
+    ws->needg = ws->need + k;
+    /* two passes over the same layout: measure, then carve one arena */
+    for (pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+#define ADVNN__CARVE(ptr, nfl) do { size_t n_ = advnn__round(nfl); if (pass) (ptr) = base + off; off += n_; } while (0)
+        for (i = 0; i < g->n_nodes; i++) {
+            const advnn__node *n = &g->nodes[i];
+            size_t sz = (size_t)max_batch * n->size, ax = advnn__aux_floats(g, n, max_batch);
+            if (n->kind == ADVNN__INPUT) { ADVNN__CARVE(ws->in_own[i], sz); continue; }
+            ADVNN__CARVE(ws->out[i], sz);
+            if (grads) ADVNN__CARVE(ws->dout[i], sz);
+            if (ax) ADVNN__CARVE(ws->aux[i], ax);
+        }
+        if (grads) ADVNN__CARVE(ws->pgrad, (size_t)g->n_params);
+        ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
+#undef ADVNN__CARVE
+        if (!pass) {
+            total = off;
+            base = (float *)advnn__zalloc(total * sizeof(float));
+            if (!base) {
+                advnn_ws_free(ws);
+                advnn__fail(ADVNN_ERR_NOMEM, "workspace: cannot allocate %.1f MiB for batch %d", (double)total * 4 / 1048576.0, max_batch);
+                return NULL;
+            }
+            ws->arena = base;
+        }
+    }
+    return ws;
+}
+
+ADVNN_DEF advnn_ws *advnn_ws_new(const advnn_graph *g, int max_batch) {
+    return advnn__ws_create((advnn_graph *)(uintptr_t)g, max_batch, 0);  /* inference never writes g */
+}
+
+ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
+    if (!ws) return;
+    advnn__free(ws->arena);
+    ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need);
+    ADVNN_FREE(ws);
+}
+
+/* need[i] = node i is an ancestor of (or is) a target. targets: one node, or -1 for every loss. */
+static void advnn__mark_needed(advnn_ws *ws, int target) {
+    const advnn_graph *g = ws->g;
+    int i, j;
+    memset(ws->need, 0, (size_t)g->n_nodes);
+    for (i = 0; i < g->n_nodes; i++)
+        if (target < 0 ? ADVNN__IS_LOSS(g->nodes[i].kind) : i == target) ws->need[i] = 1;
+    for (i = g->n_nodes - 1; i >= 0; i--)
+        if (ws->need[i]) for (j = 0; j < g->nodes[i].n_in; j++) ws->need[g->nodes[i].in[j]] = 1;
+}
+
+static int advnn__group_on(const advnn_ws *ws, int group) { return !ws->group_on || ws->group_on[group]; }
+
+/* needg[i] = some trainable parameter lies upstream of (or in) node i, so its gradient is needed. */
+static void advnn__mark_grad(advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    int i, j;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        unsigned char v = 0;
+        if (ws->need[i] && n->kind != ADVNN__INPUT) {
+            if (n->n_param && advnn__group_on(ws, n->group)) v = 1;
+            for (j = 0; j < n->n_in; j++) v |= ws->needg[n->in[j]];
+        }
+        ws->needg[i] = v;
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+static float *advnn__P(const advnn_ws *ws, const advnn__node *n, int k) { return ws->g->params + ws->g->par[n->param0 + k].off; }
+static float *advnn__G(const advnn_ws *ws, const advnn__node *n, int k) { return ws->pgrad + ws->g->par[n->param0 + k].off; }
+
+static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
+    float *z = act == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
+    advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, advnn__P(ws, n, 0), U, 0.0f, z, U, ws->gemm);
+    advnn_add_bias(rows, U, z, U, advnn__P(ws, n, 1));
+    if (act != ADVNN_ACT_LINEAR) advnn_act_forward((advnn_act)act, rows, U, z, U, ws->out[id], U, n->fp[0], NULL);
+}
+
+static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
+    advnn__node *n = &ws->g->nodes[id];
+    int R = nb * n->rows, C = n->cols, i, j;
+    const float *x = ws->out[n->in[0]];
+    float *y = ws->out[id], *xh = ws->aux[id], *mean = xh + (size_t)ws->max_batch * n->size;
+    float *istd = mean + C;
+    const float *gam = advnn__P(ws, n, 0), *bet = advnn__P(ws, n, 1);
+    float *rm = advnn__P(ws, n, 2), *rv = advnn__P(ws, n, 3);
+    float eps = n->fp[1];
+    if (ws->training) {
+        float mom = n->fp[0];
+        for (j = 0; j < C; j++) {
+            double s = 0, ss = 0, m, v;
+            for (i = 0; i < R; i++) s += x[(size_t)i * C + j];
+            m = s / R;
+            for (i = 0; i < R; i++) { double d = x[(size_t)i * C + j] - m; ss += d * d; }
+            v = ss / R;
+            mean[j] = (float)m;
+            istd[j] = (float)(1.0 / sqrt(v + eps));
+            rm[j] = (float)((1.0 - mom) * rm[j] + mom * m);
+            rv[j] = (float)((1.0 - mom) * rv[j] + mom * (R > 1 ? ss / (R - 1) : v));
+        }
+    } else {
+        for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
+    }
+    for (i = 0; i < R; i++) {
+        const float *xr = x + (size_t)i * C;
+        float *hr = xh + (size_t)i * C, *yr = y + (size_t)i * C;
+        for (j = 0; j < C; j++) { hr[j] = (xr[j] - mean[j]) * istd[j]; yr[j] = gam[j] * hr[j] + bet[j]; }
+    }
+}
+
+static void advnn__concat_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    int R = nb * n->rows, C = n->cols, i, k, off = 0;
+    for (k = 0; k < n->n_in; k++) {
+        int c = ws->g->nodes[n->in[k]].cols;
+        const float *x = ws->out[n->in[k]];
+        for (i = 0; i < R; i++) memcpy(ws->out[id] + (size_t)i * C + off, x + (size_t)i * c, (size_t)c * sizeof(float));
+        off += c;
+    }
+}
+
+static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    size_t cnt = (size_t)nb * n->size, i;
+    const float *x = ws->out[n->in[0]];
+    float *y = ws->out[id], rate = n->fp[0];
+    if (!ws->training || rate == 0.0f || !ws->rng) { memcpy(y, x, cnt * sizeof(float)); return; }
+    {
+        float keep = 1.0f / (1.0f - rate), *m = ws->aux[id];
+        /* one 24-bit uniform per element: exact in float, enough resolution for a rate */
+        for (i = 0; i < cnt; i++) {
+            uint64_t r = advnn__rng_next(ws->rng);
+            m[i] = (double)(r >> 40) * (1.0 / 16777216.0) >= rate ? keep : 0.0f;
+            y[i] = x[i] * m[i];
+        }
+    }
+}
+
+static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
+
+/* Loss forward: validates targets, stores the value in ws->loss[id]. */
+static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn_graph *g = ws->g;
+    const advnn__node *n = &g->nodes[id], *p = &g->nodes[n->in[0]], *t = &g->nodes[n->in[1]];
+    const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
+    double tot = 0;
+    int i, j, k;
+    for (i = 0; i < nb; i++) {
+        double l = 0;
+        if (n->kind == ADVNN__LOSS_BCE) {
+            for (j = 0; j < p->size; j++) {
+                double zz = z[(size_t)i * p->size + j], yy = y[(size_t)i * p->size + j];
+                if (!(yy >= 0.0 && yy <= 1.0))
+                    return advnn__fail(ADVNN_ERR_ARG, "binary cross-entropy: target %g of sample %d is outside [0, 1]", yy, i);
+                l += (zz > 0 ? zz : 0) - zz * yy + log1p(exp(-fabs(zz)));
+            }
+            l /= p->size;
+        } else if (n->kind == ADVNN__LOSS_MSE) {
+            for (j = 0; j < p->size; j++) { double d = (double)z[(size_t)i * p->size + j] - y[(size_t)i * p->size + j]; l += d * d; }
+            l /= p->size;
+        } else { /* categorical CE over the last axis, p->rows rows per sample */
+            int K = p->cols, idx = t->size != p->size;
+            float *sm = ws->aux[id] + (size_t)i * p->size;
+            advnn_softmax_rows(p->rows, K, z + (size_t)i * p->size, K, sm, K);
+            for (j = 0; j < p->rows; j++) {
+                const float *zr = z + (size_t)i * p->size + (size_t)j * K;
+                double mx = zr[0], se = 0, lse;
+                for (k = 1; k < K; k++) if (zr[k] > mx) mx = zr[k];
+                for (k = 0; k < K; k++) se += exp(zr[k] - mx);
+                lse = mx + log(se);
+                if (idx) {
+                    float c = y[(size_t)i * t->size + j];
+                    if (!(c >= 0 && c < K && c == (float)(int)c))
+                        return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: label %g of sample %d is not a class index in 0..%d", (double)c, i, K - 1);
+                    l += lse - zr[(int)c];
+                } else {
+                    const float *tr = y + (size_t)i * p->size + (size_t)j * K;
+                    for (k = 0; k < K; k++) {
+                        if (!(tr[k] >= 0.0f && tr[k] <= 1.0f))
+                            return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: target probability %g of sample %d is outside [0, 1]", (double)tr[k], i);
+                        l += tr[k] * (lse - zr[k]);
+                    }
+                }
+            }
+            l /= p->rows;
+        }
+        tot += (w ? w[i] : 1.0) * l;
+    }
+    ws->loss[id] = tot / nb;
+    if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "loss node %d ('%s') is %g", id, n->name, ws->loss[id]);
+    return ADVNN_OK;
+}
+
+static advnn_status advnn__forward(advnn_ws *ws, int nb) {
+    advnn_graph *g = ws->g;
+    int i;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        advnn_status st;
+        if (!ws->need[i]) continue;
+        switch (n->kind) {
+        case ADVNN__INPUT: break;
+        case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
+        case ADVNN__ACT:
+            advnn_act_forward((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols, n->fp[0], NULL);
+            break;
+        case ADVNN__PRELU:
+            advnn_act_forward(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols, 0.0f, advnn__P(ws, n, 0));
+            break;
+        case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
+        case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
+        case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
+        default:
+            st = advnn__loss_fwd(ws, i, nb);
+            if (st != ADVNN_OK) return st;
+        }
+    }
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
+    float *dz = ws->dout[id];
+    if (act != ADVNN_ACT_LINEAR)
+        advnn_act_backward((advnn_act)act, rows, U, ws->aux[id], U, ws->out[id], U, dz, U, dz, U, n->fp[0], NULL, NULL);
+    if (advnn__group_on(ws, n->group)) {
+        advnn_sgemm(1, 0, K, U, rows, 1.0f, ws->out[n->in[0]], K, dz, U, 1.0f, advnn__G(ws, n, 0), U, ws->gemm);
+        advnn_col_sums(rows, U, dz, U, advnn__G(ws, n, 1));
+    }
+    if (ws->needg[n->in[0]])
+        advnn_sgemm(0, 1, rows, K, U, 1.0f, dz, U, advnn__P(ws, n, 0), U, 1.0f, ws->dout[n->in[0]], K, ws->gemm);
+}
+
+static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    int R = nb * n->rows, C = n->cols, i, j;
+    const float *dy = ws->dout[id], *xh = ws->aux[id], *gam = advnn__P(ws, n, 0);
+    const float *istd = ws->aux[id] + (size_t)ws->max_batch * n->size + C;
+    float *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
+    int on = advnn__group_on(ws, n->group);
+    for (j = 0; j < C; j++) {
+        double sdy = 0, sdyx = 0;
+        for (i = 0; i < R; i++) { double d = dy[(size_t)i * C + j]; sdy += d; sdyx += d * xh[(size_t)i * C + j]; }
+        if (on) { advnn__G(ws, n, 0)[j] += (float)sdyx; advnn__G(ws, n, 1)[j] += (float)sdy; }
+        if (!dx) continue;
+        if (ws->training) {
+            double k = (double)gam[j] * istd[j] / R;
+            for (i = 0; i < R; i++)
+                dx[(size_t)i * C + j] += (float)(k * (R * (double)dy[(size_t)i * C + j] - sdy - xh[(size_t)i * C + j] * sdyx));
+        } else {
+            float k = gam[j] * istd[j];
+            for (i = 0; i < R; i++) dx[(size_t)i * C + j] += k * dy[(size_t)i * C + j];
+        }
+    }
+}
+
+static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *p = &ws->g->nodes[n->in[0]], *t = &ws->g->nodes[n->in[1]];
+    const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
+    float *dz = ws->dout[n->in[0]];
+    int i, j, k;
+    double coef = n->fp[0];
+    if (!ws->needg[n->in[0]] || coef == 0.0) return;
+    for (i = 0; i < nb; i++) {
+        double s = coef * (w ? w[i] : 1.0) / nb;
+        size_t o = (size_t)i * p->size;
+        if (n->kind == ADVNN__LOSS_BCE) {
+            s /= p->size;
+            for (j = 0; j < p->size; j++) dz[o + j] += (float)(s * (advnn__sigmoid_d(z[o + j]) - y[o + j]));
+        } else if (n->kind == ADVNN__LOSS_MSE) {
+            s *= 2.0 / p->size;
+            for (j = 0; j < p->size; j++) dz[o + j] += (float)(s * ((double)z[o + j] - y[o + j]));
+        } else {
+            int K = p->cols, idx = t->size != p->size;
+            const float *sm = ws->aux[id] + o;
+            s /= p->rows;
+            for (j = 0; j < p->rows; j++) {
+                const float *pr = sm + (size_t)j * K;
+                float *dr = dz + o + (size_t)j * K;
+                if (idx) {
+                    int c = (int)y[(size_t)i * t->size + j];
+                    for (k = 0; k < K; k++) dr[k] += (float)(s * (pr[k] - (k == c ? 1.0 : 0.0)));
+                } else {
+                    const float *tr = y + o + (size_t)j * K;
+                    double st = 0;
+                    for (k = 0; k < K; k++) st += tr[k];
+                    for (k = 0; k < K; k++) dr[k] += (float)(s * (pr[k] * st - tr[k]));
+                }
+            }
+        }
+    }
+}
+
+static void advnn__backward(advnn_ws *ws, int nb) {
+    advnn_graph *g = ws->g;
+    int i, k;
+    for (i = 0; i < g->n_nodes; i++)
+        if (ws->needg[i]) memset(ws->dout[i], 0, (size_t)nb * g->nodes[i].size * sizeof(float));
+    memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
+    for (i = g->n_nodes - 1; i >= 0; i--) {
+        const advnn__node *n = &g->nodes[i];
+        size_t cnt = (size_t)nb * n->size;
+        if (!ws->need[i]) continue;
+        if (ADVNN__IS_LOSS(n->kind)) { advnn__loss_bwd(ws, i, nb); continue; }
+        if (!ws->needg[i]) continue;
+        switch (n->kind) {
+        case ADVNN__DENSE: advnn__dense_bwd(ws, i, nb); break;
+        case ADVNN__ACT:
+            advnn_act_backward((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols,
+                               ws->dout[i], n->cols, ws->dout[i], n->cols, n->fp[0], NULL, NULL);
+            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            break;
+        case ADVNN__PRELU:
+            advnn_act_backward(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols,
+                               ws->dout[i], n->cols, ws->dout[i], n->cols, 0.0f, advnn__P(ws, n, 0),
+                               advnn__group_on(ws, n->group) ? advnn__G(ws, n, 0) : NULL);
+            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            break;
+        case ADVNN__DROPOUT:
+            if (!ws->needg[n->in[0]]) break;
+            if (ws->training && n->fp[0] > 0.0f && ws->rng) {
+                size_t j;
+                for (j = 0; j < cnt; j++) ws->dout[n->in[0]][j] += ws->dout[i][j] * ws->aux[i][j];
+            } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            break;
+        case ADVNN__BATCHNORM: advnn__bn_bwd(ws, i, nb); break;
+        case ADVNN__CONCAT: {
+            int R = nb * n->rows, C = n->cols, r, off = 0;
+            for (k = 0; k < n->n_in; k++) {
+                int c = g->nodes[n->in[k]].cols;
+                if (ws->needg[n->in[k]])
+                    for (r = 0; r < R; r++) advnn_axpy(c, 1.0f, ws->dout[i] + (size_t)r * C + off, 1, ws->dout[n->in[k]] + (size_t)r * c, 1);
+                off += c;
+            }
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- datasets */
+typedef struct { char name[ADVNN__NAME_MAX]; const advnn_tensor *t; } advnn__dcol;
+struct advnn_dataset { advnn__dcol *cols; int n, cap; int64_t rows; };
+
+ADVNN_DEF advnn_dataset *advnn_dataset_new(void) {
+    advnn_dataset *d = (advnn_dataset *)ADVNN_MALLOC(sizeof *d);
+    if (!d) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_new: out of memory"); return NULL; }
+    memset(d, 0, sizeof *d);
+    d->rows = -1;
+    return d;
+}
+ADVNN_DEF void advnn_dataset_free(advnn_dataset *d) { if (d) { ADVNN_FREE(d->cols); ADVNN_FREE(d); } }
+ADVNN_DEF int64_t advnn_dataset_size(const advnn_dataset *d) { return d && d->rows > 0 ? d->rows : 0; }
+
+ADVNN_DEF advnn_status advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t) {
+    int64_t i, per;
+    int k;
+    if (!d || !t || !advnn__valid_name(name)) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add: NULL dataset/tensor or bad name");
+    if (t->ndim < 1 || t->shape[0] < 1) return advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add '%s': tensor needs a first (sample) dimension >= 1", name);
+    if (d->rows >= 0 && t->shape[0] != d->rows)
+        return advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add '%s': %lld rows, the dataset has %lld", name, (long long)t->shape[0], (long long)d->rows);
+    for (k = 0; k < d->n; k++) if (strcmp(d->cols[k].name, name) == 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add: '%s' added twice", name);
+    per = t->size / t->shape[0];
+    for (i = 0; i < t->size; i++)
+        if (!isfinite(t->data[i]))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_dataset_add '%s': value %g at row %lld, column %lld is not finite",
+                               name, (double)t->data[i], (long long)(i / per), (long long)(i % per));
+    if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add: out of memory");
+    snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
+    d->cols[d->n++].t = t;
+    d->rows = t->shape[0];
+    return ADVNN_OK;
+}
+
+/* The tensor for input node id, checked against its per-sample shape. */
+static advnn_status advnn__dcol_for(const advnn_graph *g, const advnn_dataset *d, int id, const advnn_tensor **out) {
+    const advnn__node *n = &g->nodes[id];
+    int k, j;
+    for (k = 0; k < d->n; k++) {
+        const advnn_tensor *t = d->cols[k].t;
+        int ok;
+        if (strcmp(d->cols[k].name, n->name) != 0) continue;
+        ok = t->size / t->shape[0] == n->size;
+        if (ok && t->ndim - 1 == n->ndim) for (j = 0; j < n->ndim; j++) ok &= t->shape[j + 1] == n->shape[j];
+        else if (ok) ok = t->ndim == 1 && n->size == 1;
+        if (!ok) {
+            char buf[96];
+            int len = 0;
+            for (j = 1; j < t->ndim && len < 80; j++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", j > 1 ? "," : "", (long long)t->shape[j]);
+            buf[len] = 0;
+            return advnn__fail(ADVNN_ERR_SHAPE, "input '%s' expects %d values per sample (%d-d), the data has per-sample shape (%s)",
+                               n->name, n->size, n->ndim, buf);
+        }
+        *out = t;
+        return ADVNN_OK;
+    }
+    return advnn__fail(ADVNN_ERR_ARG, "the data has no tensor for input '%s'", n->name);
+}
+
+/* Copies rows idx[0..nb) (or start..start+nb when idx is NULL) of every needed input into ws. */
+static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb) {
+    const advnn_graph *g = ws->g;
+    int i, r;
+    for (i = 0; i < g->n_inputs; i++) {
+        int id = g->inputs[i];
+        const advnn_tensor *t;
+        size_t per;
+        advnn_status st;
+        if (!ws->need[id]) continue;
+        if ((st = advnn__dcol_for(g, d, id, &t)) != ADVNN_OK) return st;
+        per = (size_t)g->nodes[id].size;
+        ws->out[id] = ws->in_own[id];
+        if (!idx) { ws->out[id] = t->data + (size_t)start * per; continue; }  /* contiguous: no copy */
+        for (r = 0; r < nb; r++) {
+            if (idx[r] < 0 || idx[r] >= t->shape[0]) return advnn__fail(ADVNN_ERR_ARG, "row index %lld outside 0..%lld", (long long)idx[r], (long long)t->shape[0] - 1);
+            memcpy(ws->in_own[id] + (size_t)r * per, t->data + (size_t)idx[r] * per, per * sizeof(float));
+        }
+    }
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- inference */
+ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out) {
+    const advnn_graph *g;
+    int i;
+    size_t k;
+    advnn_status st;
+    if (!ws || !out) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: NULL workspace or output");
+    g = ws->g;
+    if (n < 1 || n > ws->max_batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: n = %d outside 1..%d (the workspace's max_batch)", n, ws->max_batch);
+    if (out_node < 0 || out_node >= g->n_nodes) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: node %d does not exist", out_node);
+    ws->training = 0;
+    advnn__mark_needed(ws, out_node);
+    for (i = 0; i < g->n_inputs; i++) {
+        int id = g->inputs[i];
+        if (!ws->need[id]) continue;
+        if (!inputs || !inputs[i]) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: input %d ('%s') is needed but NULL", i, g->nodes[id].name);
+        for (k = 0; k < (size_t)n * g->nodes[id].size; k++)
+            if (!isfinite(inputs[i][k]))
+                return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
+                                   (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
+        ws->out[id] = (float *)(uintptr_t)inputs[i];  /* read only */
+    }
+    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
+    memcpy(out, ws->out[out_node], (size_t)n * g->nodes[out_node].size * sizeof(float));
+    return ADVNN_OK;
+}
+
+static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int node, advnn_tensor **out) {
+    const advnn_graph *g = ws->g;
+    int64_t N = advnn_dataset_size(d), s, shape[4];
+    int j, nb;
+    advnn_tensor *t;
+    advnn_status st;
+    if (N < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: the dataset is empty");
+    shape[0] = N;
+    for (j = 0; j < g->nodes[node].ndim; j++) shape[j + 1] = g->nodes[node].shape[j];
+    ws->training = 0;
+    advnn__mark_needed(ws, node);
+    if (!(t = advnn_tensor_new(g->nodes[node].ndim + 1, shape))) return ADVNN_ERR_NOMEM;
+    for (s = 0; s < N; s += nb) {
+        nb = (int)(N - s < ws->max_batch ? N - s : ws->max_batch);
+        if ((st = advnn__gather(ws, d, NULL, s, nb)) != ADVNN_OK || (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
+        memcpy(t->data + (size_t)s * g->nodes[node].size, ws->out[node], (size_t)nb * g->nodes[node].size * sizeof(float));
+    }
+    *out = t;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_predict(const advnn_graph *g, const advnn_dataset *d, const char *output, advnn_tensor **out) {
+    advnn_ws *ws;
+    advnn_status st;
+    int node;
+    int64_t N;
+    if (!g || !d || !out) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: NULL argument");
+    *out = NULL;
+    if ((node = advnn_find(g, output)) < 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: no node named '%s'", output ? output : "(null)");
+    N = advnn_dataset_size(d);
+    if (!(ws = advnn_ws_new(g, (int)(N < 1024 ? (N > 0 ? N : 1) : 1024)))) return ADVNN_ERR_NOMEM;
+    st = advnn__predict_ws(ws, d, node, out);
+    advnn_ws_free(ws);
+    return st;
+}
+
+/* ---------------------------------------------------------------- optimizers */
+ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov) {
+    advnn_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = ADVNN_SGD; o.lr = lr; o.momentum = momentum; o.nesterov = nesterov;
+    return o;
+}
+ADVNN_DEF advnn_optim advnn_adam(float lr) {
+    advnn_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = ADVNN_ADAM; o.lr = lr; o.beta1 = 0.9f; o.beta2 = 0.999f; o.eps = 1e-7f;
+    return o;
+}
+ADVNN_DEF advnn_optim advnn_nadam(float lr) { advnn_optim o = advnn_adam(lr); o.kind = ADVNN_NADAM; return o; }
+
+static advnn_status advnn__check_optim(const advnn_optim *o) {
+    if (o->kind != ADVNN_SGD && o->kind != ADVNN_ADAM && o->kind != ADVNN_NADAM) return advnn__fail(ADVNN_ERR_ARG, "optimizer: unknown kind %d", (int)o->kind);
+    if (!(o->lr >= 0 && isfinite(o->lr))) return advnn__fail(ADVNN_ERR_ARG, "optimizer: learning rate %g", (double)o->lr);
+    if (!(o->weight_decay >= 0 && isfinite(o->weight_decay)) || !(o->clip_norm >= 0 && isfinite(o->clip_norm)))
+        return advnn__fail(ADVNN_ERR_ARG, "optimizer: weight_decay %g / clip_norm %g must be >= 0", (double)o->weight_decay, (double)o->clip_norm);
+    if (o->kind == ADVNN_SGD && !(o->momentum >= 0 && o->momentum < 1)) return advnn__fail(ADVNN_ERR_ARG, "SGD: momentum %g outside [0, 1)", (double)o->momentum);
+    if (o->kind != ADVNN_SGD && !(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1 && o->eps > 0))
+        return advnn__fail(ADVNN_ERR_ARG, "Adam: beta1 %g, beta2 %g must be in [0, 1) and eps %g > 0", (double)o->beta1, (double)o->beta2, (double)o->eps);
+    return ADVNN_OK;
+}
+
+typedef struct { advnn_optim o; int64_t t; double mu_prod; } advnn__gstate;
+
+struct advnn_trainer {
+    advnn_graph   *g;
+    advnn_ws      *ws;
+    int            batch;
+    advnn__rng     rng;
+    advnn__gstate *gs;
+    unsigned char *gon;       /* per group: trainable */
+    float         *m, *v;     /* optimizer moments, laid out like g->params */
+    float         *best;      /* early-stopping snapshot of g->params */
+};
+
+ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed) {
+    advnn_trainer *tr;
+    int i;
+    if (!g || !g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_trainer_new: graph is NULL or not finalized"); return NULL; }
+    tr = (advnn_trainer *)ADVNN_MALLOC(sizeof *tr);
+    if (!tr) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
+    memset(tr, 0, sizeof *tr);
+    tr->g = g; tr->batch = batch_size;
+    advnn__rng_seed(&tr->rng, seed);
+    if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
+    tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
+    tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
+    tr->m = (float *)advnn__zalloc((size_t)(3 * g->n_params + 1) * sizeof(float));
+    if (!tr->gs || !tr->gon || !tr->m) { advnn_trainer_free(tr); advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
+    tr->v = tr->m + g->n_params; tr->best = tr->v + g->n_params;
+    for (i = 0; i < g->n_groups; i++) { tr->gs[i].o = advnn_adam(1e-3f); tr->gs[i].t = 0; tr->gs[i].mu_prod = 1.0; tr->gon[i] = 1; }
+    tr->ws->group_on = tr->gon;
+    tr->ws->rng = &tr->rng;
+    return tr;
+}
+
+ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
+    if (!tr) return;
+    advnn_ws_free(tr->ws);
+    ADVNN_FREE(tr->gs); ADVNN_FREE(tr->gon);
+    advnn__free(tr->m);
+    ADVNN_FREE(tr);
+}
+
+/* Applies f to the groups named `group` (NULL: all). */
+static advnn_status advnn__each_group(advnn_trainer *tr, const char *group, int *first, int *last) {
+    int gi;
+    if (!tr) return advnn__fail(ADVNN_ERR_ARG, "trainer is NULL");
+    if (!group) { *first = 0; *last = tr->g->n_groups; return ADVNN_OK; }
+    if ((gi = advnn__find_group(tr->g, group)) < 0) return advnn__fail(ADVNN_ERR_ARG, "no parameter group named '%s'", group);
+    *first = gi; *last = gi + 1;
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_trainer_set_optim(advnn_trainer *tr, const char *group, advnn_optim o) {
+    int a, b, i;
+    advnn_status st = advnn__each_group(tr, group, &a, &b);
+    if (st != ADVNN_OK || (st = advnn__check_optim(&o)) != ADVNN_OK) return st;
+    for (i = a; i < b; i++) {
+        /* a new kind starts from fresh state; a new learning rate (a schedule) keeps it */
+        if (tr->gs[i].o.kind != o.kind) {
+            int k;
+            for (k = 0; k < tr->g->n_par; k++) {
+                const advnn__param *p = &tr->g->par[k];
+                if (p->group != i) continue;
+                memset(tr->m + p->off, 0, (size_t)p->size * sizeof(float));
+                memset(tr->v + p->off, 0, (size_t)p->size * sizeof(float));
+            }
+            tr->gs[i].t = 0; tr->gs[i].mu_prod = 1.0;
+        }
+        tr->gs[i].o = o;
+    }
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_trainer_set_trainable(advnn_trainer *tr, const char *group, int trainable) {
+    int a, b, i;
+    advnn_status st = advnn__each_group(tr, group, &a, &b);
+    if (st != ADVNN_OK) return st;
+    for (i = a; i < b; i++) tr->gon[i] = trainable ? 1 : 0;
+    return ADVNN_OK;
+}
+
+/* One optimizer update of every trainable group from ws->pgrad. */
+static void advnn__update(advnn_trainer *tr) {
+    advnn_graph *g = tr->g;
+    const float *grad = tr->ws->pgrad;
+    int gi, k;
+    for (gi = 0; gi < g->n_groups; gi++) {
+        advnn__gstate *s = &tr->gs[gi];
+        const advnn_optim *o = &s->o;
+        double scale = 1.0, bc1 = 1, bc2 = 1, mu = 0, mu1 = 0, mu_prod1 = 1;
+        if (!tr->gon[gi]) continue;
+        if (o->clip_norm > 0) {
+            double ss = 0;
+            for (k = 0; k < g->n_par; k++) {
+                const advnn__param *p = &g->par[k];
+                int64_t j;
+                if (p->group != gi || !p->trainable) continue;
+                for (j = 0; j < p->size; j++) ss += (double)grad[p->off + j] * grad[p->off + j];
+            }
+            if (sqrt(ss) > o->clip_norm) scale = o->clip_norm / sqrt(ss);
+        }
+        s->t++;
+        if (o->kind != ADVNN_SGD) {
+            bc1 = 1.0 - pow(o->beta1, (double)s->t);
+            bc2 = 1.0 - pow(o->beta2, (double)s->t);
+        }
+        if (o->kind == ADVNN_NADAM) {  /* Dozat's momentum schedule, as PyTorch and Keras */
+            mu = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)s->t * 0.004));
+            mu1 = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)(s->t + 1) * 0.004));
+            s->mu_prod *= mu;
+            mu_prod1 = s->mu_prod * mu1;
+        }
+        for (k = 0; k < g->n_par; k++) {
+            const advnn__param *p = &g->par[k];
+            float *w = g->params + p->off, *m = tr->m + p->off, *v = tr->v + p->off;
+            const float *gr = grad + p->off;
+            int64_t j;
+            if (p->group != gi || !p->trainable) continue;
+            if (o->kind == ADVNN_SGD) {
+                for (j = 0; j < p->size; j++) {
+                    float gj = (float)(gr[j] * scale) + o->weight_decay * w[j];
+                    if (o->momentum > 0) {
+                        m[j] = o->momentum * m[j] + gj;
+                        gj = o->nesterov ? gj + o->momentum * m[j] : m[j];
+                    }
+                    w[j] -= o->lr * gj;
+                }
+            } else if (o->kind == ADVNN_ADAM) {
+                float a = (float)(o->lr / bc1), ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
+                for (j = 0; j < p->size; j++) {
+                    float gj = (float)(gr[j] * scale);
+                    m[j] = b1 * m[j] + (1 - b1) * gj;
+                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
+                    w[j] -= a * m[j] / (sqrtf(v[j]) * ib2 + o->eps) + o->lr * o->weight_decay * w[j];
+                }
+            } else {
+                float c1 = (float)(o->lr * (1.0 - mu) / (1.0 - s->mu_prod)), c2 = (float)(o->lr * mu1 / (1.0 - mu_prod1));
+                float ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
+                for (j = 0; j < p->size; j++) {
+                    float gj = (float)(gr[j] * scale), den;
+                    m[j] = b1 * m[j] + (1 - b1) * gj;
+                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
+                    den = sqrtf(v[j]) * ib2 + o->eps;
+                    w[j] -= (c1 * gj + c2 * m[j]) / den + o->lr * o->weight_decay * w[j];
+                }
+            }
+        }
+    }
+}
+
+static double advnn__objective(const advnn_ws *ws) {
+    double s = 0;
+    int i;
+    for (i = 0; i < ws->g->n_nodes; i++)
+        if (ws->need[i] && ADVNN__IS_LOSS(ws->g->nodes[i].kind)) s += ws->g->nodes[i].fp[0] * ws->loss[i];
+    return s;
+}
+
+static int advnn__has_loss(const advnn_graph *g) {
+    int i;
+    for (i = 0; i < g->n_nodes; i++) if (ADVNN__IS_LOSS(g->nodes[i].kind)) return 1;
+    return 0;
+}
+
+ADVNN_DEF advnn_status advnn_train_step(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx, int n, double *loss) {
+    advnn_ws *ws;
+    advnn_status st;
+    double obj;
+    if (!tr || !d || !idx) return advnn__fail(ADVNN_ERR_ARG, "advnn_train_step: NULL argument");
+    if (n < 1 || n > tr->batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_train_step: batch of %d rows (1..%d)", n, tr->batch);
+    if (!advnn__has_loss(tr->g)) return advnn__fail(ADVNN_ERR_STATE, "advnn_train_step: the graph has no loss node");
+    ws = tr->ws;
+    ws->training = 1;
+    advnn__mark_needed(ws, -1);
+    advnn__mark_grad(ws);
+    if ((st = advnn__gather(ws, d, idx, 0, n)) != ADVNN_OK) return st;
+    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
+    obj = advnn__objective(ws);
+    advnn__backward(ws, n);
+    advnn__update(tr);
+    if (loss) *loss = obj;
+    return ADVNN_OK;
+}
+
+/* Eval-mode objective over rows [start, start+count) of d. */
+static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d, int64_t start, int64_t count, double *loss) {
+    advnn_ws *ws = tr->ws;
+    int64_t s;
+    double tot = 0;
+    int nb;
+    advnn_status st;
+    ws->training = 0;
+    advnn__mark_needed(ws, -1);
+    for (s = 0; s < count; s += nb) {
+        nb = (int)(count - s < tr->batch ? count - s : tr->batch);
+        if ((st = advnn__gather(ws, d, NULL, start + s, nb)) != ADVNN_OK || (st = advnn__forward(ws, nb)) != ADVNN_OK) return st;
+        tot += advnn__objective(ws) * nb;
+    }
+    *loss = tot / (double)count;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_evaluate(advnn_trainer *tr, const advnn_dataset *d, double *loss) {
+    if (!tr || !d || !loss) return advnn__fail(ADVNN_ERR_ARG, "advnn_evaluate: NULL argument");
+    if (advnn_dataset_size(d) < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_evaluate: the dataset is empty");
+    if (!advnn__has_loss(tr->g)) return advnn__fail(ADVNN_ERR_STATE, "advnn_evaluate: the graph has no loss node");
+    return advnn__eval_range(tr, d, 0, advnn_dataset_size(d), loss);
+}
+
+ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void) {
+    advnn_fit_opts o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 10; o.shuffle = 1; o.restore_best = 1; o.verbose = 1;
+    return o;
+}
+
+static double advnn__now(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
+                                 const advnn_fit_opts *opts, advnn_fit_result *res) {
+    advnn_fit_opts o = opts ? *opts : advnn_fit_defaults();
+    advnn_graph *g;
+    int64_t N, ntr, nval, *perm, i, s;
+    int epoch, wait = 0, best_epoch = -1, have_best = 0;
+    double best = INFINITY;
+    advnn_status st = ADVNN_OK;
+    if (!tr || !train) return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: NULL trainer or data");
+    g = tr->g;
+    if (o.epochs < 0 || o.patience < 0 || !(o.val_split >= 0.0f && o.val_split < 1.0f) || !(o.min_delta >= 0))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: epochs %d, patience %d, val_split %g, min_delta %g out of range",
+                           o.epochs, o.patience, (double)o.val_split, (double)o.min_delta);
+    if (!advnn__has_loss(g)) return advnn__fail(ADVNN_ERR_STATE, "advnn_fit: the graph has no loss node");
+    N = advnn_dataset_size(train);
+    nval = val ? 0 : (int64_t)floor((double)N * o.val_split);
+    ntr = N - nval;
+    if (ntr < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: no training rows (%lld rows, val_split %g)", (long long)N, (double)o.val_split);
+    if (val && advnn_dataset_size(val) < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: the validation set is empty");
+    /* check every input is present and shaped right before touching the weights */
+    advnn__mark_needed(tr->ws, -1);
+    for (i = 0; i < g->n_inputs; i++) {
+        const advnn_tensor *t;
+        if (!tr->ws->need[g->inputs[i]]) continue;
+        if ((st = advnn__dcol_for(g, train, g->inputs[i], &t)) != ADVNN_OK) return st;
+        if (val && (st = advnn__dcol_for(g, val, g->inputs[i], &t)) != ADVNN_OK) return st;
+    }
+    perm = (int64_t *)ADVNN_MALLOC((size_t)ntr * sizeof(int64_t));
+    if (!perm) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory");
+    for (i = 0; i < ntr; i++) perm[i] = i;
+    memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));  /* fallback if the first epoch fails */
+    for (epoch = 0; epoch < o.epochs; epoch++) {
+        double t0 = advnn__now(), tot = 0, vl = NAN, mon;
+        advnn_epoch_info info;
+        if (o.shuffle)
+            for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+        for (s = 0; s < ntr; s += tr->batch) {
+            int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
+            double l;
+            if ((st = advnn_train_step(tr, train, perm + s, nb, &l)) != ADVNN_OK) break;
+            tot += l * nb;
+        }
+        if (st != ADVNN_OK) {
+            char msg[sizeof advnn__errbuf];
+            memcpy(msg, advnn__errbuf, sizeof msg);
+            advnn__fail(st, "advnn_fit: epoch %d, batch at row %lld: %s (weights restored to the %s)", epoch, (long long)s, msg,
+                        have_best ? "best epoch" : "start of training");
+            memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+            break;
+        }
+        if (val) st = advnn__eval_range(tr, val, 0, advnn_dataset_size(val), &vl);
+        else if (nval) st = advnn__eval_range(tr, train, ntr, nval, &vl);
+        if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); break; }
+        info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
+        info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
+#ifndef ADVNN_NO_STDIO
+        if (o.verbose)
+            fprintf(stderr, "epoch %3d/%d  loss %.5f  val_loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, vl, info.seconds);
+#endif
+        mon = (val || nval) ? vl : info.train_loss;
+        if (mon < best - o.min_delta || !have_best) {
+            if (mon < best) best = mon;
+            best_epoch = epoch; wait = 0; have_best = 1;
+            memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));
+        } else wait++;
+        if (o.callback && o.callback(&info, o.user)) { epoch++; break; }
+        if (o.patience > 0 && wait >= o.patience) { epoch++; break; }
+    }
+    if (st == ADVNN_OK && o.restore_best && have_best) memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+    ADVNN_FREE(perm);
+    if (res) { res->epochs_run = epoch; res->best_epoch = best_epoch; res->best_loss = best; }
+    return st;
+}
+
+/* ---------------------------------------------------------------- metrics */
+typedef struct { float s; int64_t i; } advnn__si;
+static int advnn__cmp_si(const void *a, const void *b) {
+    const advnn__si *x = (const advnn__si *)a, *y = (const advnn__si *)b;
+    if (x->s < y->s) return -1;
+    if (x->s > y->s) return 1;
+    return (x->i > y->i) - (x->i < y->i);  /* total order: qsort is not stable */
+}
+
+ADVNN_DEF advnn_status advnn_auc(const float *score, const float *label, const float *weight, int64_t n, double *auc) {
+    advnn__si *v;
+    int64_t i, j;
+    double ws = 0, wb = 0, bcum = 0, acc = 0;
+    if (!score || !label || !auc || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_auc: NULL argument or n = %lld", (long long)n);
+    for (i = 0; i < n; i++) {
+        double w = weight ? weight[i] : 1.0;
+        if (!isfinite(score[i]) || !isfinite(label[i]) || !isfinite(w))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_auc: non-finite score, label or weight at %lld", (long long)i);
+        if (label[i] > 0.5f) ws += w; else wb += w;
+    }
+    if (!(ws > 0) || !(wb > 0)) return advnn__fail(ADVNN_ERR_ARG, "advnn_auc: needs positive total weight of both classes (signal %g, background %g)", ws, wb);
+    v = (advnn__si *)ADVNN_MALLOC((size_t)n * sizeof *v);
+    if (!v) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_auc: out of memory");
+    for (i = 0; i < n; i++) { v[i].s = score[i]; v[i].i = i; }
+    qsort(v, (size_t)n, sizeof *v, advnn__cmp_si);
+    for (i = 0; i < n; i = j) {  /* one group of tied scores at a time: ties count half */
+        double gs = 0, gb = 0;
+        for (j = i; j < n && v[j].s == v[i].s; j++) {
+            double w = weight ? weight[v[j].i] : 1.0;
+            if (label[v[j].i] > 0.5f) gs += w; else gb += w;
+        }
+        acc += gs * (bcum + 0.5 * gb);
+        bcum += gb;
+    }
+    ADVNN_FREE(v);
+    *auc = acc / (ws * wb);
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- model files */
+typedef struct { unsigned char *b; size_t n, cap; int oom; } advnn__wbuf;
+static void advnn__wbytes(advnn__wbuf *w, const void *p, size_t n) {
+    if (w->oom) return;
+    if (w->n + n > w->cap) {
+        size_t nc = w->cap ? w->cap : 4096;
+        void *q;
+        while (nc < w->n + n) nc *= 2;
+        if (!(q = ADVNN_REALLOC(w->b, nc))) { w->oom = 1; return; }
+        w->b = (unsigned char *)q; w->cap = nc;
+    }
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+static void advnn__w32(advnn__wbuf *w, uint32_t v) { unsigned char b[4]; advnn__put_u32(b, v); advnn__wbytes(w, b, 4); }
+static void advnn__wf32(advnn__wbuf *w, float f) { uint32_t u; memcpy(&u, &f, 4); advnn__w32(w, u); }
+static void advnn__wstr(advnn__wbuf *w, const char *s) { uint32_t n = (uint32_t)strlen(s); advnn__w32(w, n); advnn__wbytes(w, s, n); }
+
+typedef struct { const unsigned char *p; size_t left; int bad; } advnn__rbuf;
+static uint32_t advnn__r32(advnn__rbuf *r) {
+    uint32_t v;
+    if (r->bad || r->left < 4) { r->bad = 1; return 0; }
+    v = advnn__get_u32(r->p); r->p += 4; r->left -= 4;
+    return v;
+}
+static int32_t advnn__ri32(advnn__rbuf *r) { uint32_t u = advnn__r32(r); int32_t v; memcpy(&v, &u, 4); return v; }
+static float advnn__rf32(advnn__rbuf *r) { uint32_t u = advnn__r32(r); float f; memcpy(&f, &u, 4); return f; }
+static int advnn__rstr(advnn__rbuf *r, char *out) {
+    uint32_t n = advnn__r32(r);
+    if (r->bad || n >= ADVNN__NAME_MAX || n > r->left) { r->bad = 1; return 0; }
+    memcpy(out, r->p, n); out[n] = 0;
+    r->p += n; r->left -= n;
+    if (strlen(out) != n) { r->bad = 1; return 0; }  /* embedded NUL */
+    return 1;
+}
+
+ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len) {
+    advnn__wbuf w;
+    int i, j;
+    unsigned char hdr[24];
+    if (!g || !buf || !len) return advnn__fail(ADVNN_ERR_ARG, "advnn_model_save: NULL argument");
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_model_save: graph not finalized");
+    memset(&w, 0, sizeof w);
+    memset(hdr, 0, sizeof hdr);
+    advnn__wbytes(&w, hdr, sizeof hdr);  /* filled in below */
+    advnn__w32(&w, (uint32_t)g->n_groups);
+    for (i = 0; i < g->n_groups; i++) advnn__wstr(&w, g->groups[i]);
+    advnn__w32(&w, (uint32_t)g->n_nodes);
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        advnn__w32(&w, (uint32_t)n->kind); advnn__w32(&w, (uint32_t)n->group); advnn__w32(&w, (uint32_t)n->share);
+        advnn__w32(&w, (uint32_t)n->n_in);
+        for (j = 0; j < n->n_in; j++) advnn__w32(&w, (uint32_t)n->in[j]);
+        advnn__w32(&w, (uint32_t)n->ndim);
+        for (j = 0; j < 3; j++) advnn__w32(&w, (uint32_t)n->shape[j]);
+        for (j = 0; j < 4; j++) advnn__w32(&w, (uint32_t)n->ip[j]);
+        for (j = 0; j < 4; j++) advnn__wf32(&w, n->fp[j]);
+        advnn__wstr(&w, n->name);
+    }
+    advnn__w32(&w, (uint32_t)g->n_par);
+    for (i = 0; i < g->n_par; i++) {
+        const advnn__param *p = &g->par[i];
+        int64_t k;
+        advnn__w32(&w, (uint32_t)p->rows); advnn__w32(&w, (uint32_t)p->cols);
+        for (k = 0; k < p->size; k++) advnn__wf32(&w, g->params[p->off + k]);
+    }
+    advnn__wbytes(&w, hdr, 8);  /* room for the checksum */
+    if (w.oom) { ADVNN_FREE(w.b); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_model_save: out of memory"); }
+    memcpy(w.b, "ADVNNMDL", 8);
+    advnn__put_u32(w.b + 8, ADVNN_MODEL_FORMAT_VERSION);
+    advnn__put_u32(w.b + 12, 0);
+    advnn__put_u64(w.b + 16, (uint64_t)(w.n - 32));
+    advnn__put_u64(w.b + w.n - 8, (uint64_t)XXH3_64bits(w.b, w.n - 8));
+    *buf = w.b;
+    *len = w.n;
+    return ADVNN_OK;
+}
+
+/* Replays one saved node through the builder, which validates it like user input. */
+static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in, int share, const int *ip, const float *fp,
+                              const char *name, int ndim, const int *shape) {
+    switch (kind) {
+    case ADVNN__INPUT: return n_in == 0 ? advnn_input(g, name, ndim, shape) : -1;
+    case ADVNN__DENSE: {
+        int id;
+        if (n_in != 1) return -1;
+        id = share >= 0 ? advnn_dense_shared(g, in[0], share) : advnn_dense(g, in[0], ip[1] < 0 ? 0 : ip[0], (advnn_act)ip[1]);
+        if (id >= 0 && !isfinite(fp[0])) return -1;
+        if (id >= 0) g->nodes[id].fp[0] = fp[0];
+        return id;
+    }
+    case ADVNN__ACT: return n_in == 1 ? advnn_activation_ex(g, in[0], (advnn_act)ip[0], fp[0]) : -1;
+    case ADVNN__PRELU: return n_in == 1 ? advnn_prelu(g, in[0]) : -1;
+    case ADVNN__DROPOUT: return n_in == 1 ? advnn_dropout(g, in[0], fp[0]) : -1;
+    case ADVNN__BATCHNORM: return n_in == 1 ? advnn_batchnorm_ex(g, in[0], fp[0], fp[1]) : -1;
+    case ADVNN__CONCAT: return advnn_concat(g, n_in, in);
+    case ADVNN__LOSS_BCE: case ADVNN__LOSS_CCE: case ADVNN__LOSS_MSE: {
+        int id;
+        if (n_in != 2 && n_in != 3) return -1;
+        id = advnn__loss(g, kind, in[0], in[1], n_in == 3 ? in[2] : -1, "model file loss");
+        if (id >= 0 && advnn_loss_scale(g, id, fp[0]) != ADVNN_OK) return -1;
+        return id;
+    }
+    default: return -1;
+    }
+}
+
+ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
+    const unsigned char *b = (const unsigned char *)buf;
+    advnn__rbuf r;
+    advnn_graph *g = NULL;
+    uint32_t ng, nn, np, i, j;
+    uint64_t plen;
+    char name[ADVNN__NAME_MAX];
+    if (!b) { advnn__fail(ADVNN_ERR_ARG, "model: buffer is NULL"); return NULL; }
+    if (len < 32) { advnn__fail(ADVNN_ERR_FORMAT, "model: %zu bytes is too short for a model file (at least 32)", len); return NULL; }
+    if (memcmp(b, "ADVNNMDL", 8) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: not an advnn model file (bad magic)"); return NULL; }
+    if (advnn__get_u32(b + 8) != ADVNN_MODEL_FORMAT_VERSION) {
+        advnn__fail(ADVNN_ERR_FORMAT, "model: format version %u, this build reads version %d", advnn__get_u32(b + 8), ADVNN_MODEL_FORMAT_VERSION);
+        return NULL;
+    }
+    plen = advnn__get_u64(b + 16);
+    if (plen != (uint64_t)len - 32) {
+        advnn__fail(ADVNN_ERR_FORMAT, "model: header announces %llu payload bytes, the file has %llu (truncated or padded)",
+                    (unsigned long long)plen, (unsigned long long)(len - 32));
+        return NULL;
+    }
+    if (advnn__get_u64(b + len - 8) != (uint64_t)XXH3_64bits(b, len - 8)) {
+        advnn__fail(ADVNN_ERR_CHECKSUM, "model: XXH3 checksum mismatch (file corrupted)");
+        return NULL;
+    }
+    if (advnn__get_u32(b + 12) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: unknown flags %#x", advnn__get_u32(b + 12)); return NULL; }
+    r.p = b + 24; r.left = len - 32; r.bad = 0;
+    if (!(g = advnn_graph_new())) return NULL;
+    ng = advnn__r32(&r);
+    if (r.bad || ng < 1 || ng > 1024) goto bad;
+    for (i = 0; i < ng; i++) {
+        if (!advnn__rstr(&r, name)) goto bad;
+        if (advnn_group(g, name) != (int)i) goto bad;  /* group 0 is "main"; names are unique */
+    }
+    nn = advnn__r32(&r);
+    if (r.bad || nn < 1 || nn > (1u << 20)) goto bad;
+    for (i = 0; i < nn; i++) {
+        int kind, group, share, n_in, in[ADVNN__MAX_IN], ndim, shape[3], ip[4], id;
+        float fp[4];
+        kind = advnn__ri32(&r); group = advnn__ri32(&r); share = advnn__ri32(&r); n_in = advnn__ri32(&r);
+        if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i) goto bad;
+        for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) goto bad; }
+        ndim = advnn__ri32(&r);
+        for (j = 0; j < 3; j++) shape[j] = advnn__ri32(&r);
+        for (j = 0; j < 4; j++) ip[j] = advnn__ri32(&r);
+        for (j = 0; j < 4; j++) fp[j] = advnn__rf32(&r);
+        if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) goto bad;
+        g->cur_group = group;
+        id = advnn__replay_node(g, kind, n_in, in, share, ip, fp, name, ndim, shape);
+        if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) goto bad;
+        for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) goto bad;
+        if (kind == ADVNN__DENSE && share < 0 && g->nodes[id].ip[0] != ip[0]) goto bad;
+        if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) goto bad;
+    }
+    np = advnn__r32(&r);
+    if (r.bad || (int)np != g->n_par) goto bad;
+    if (advnn_graph_finalize(g, 0) != ADVNN_OK) goto fail;
+    for (i = 0; i < np; i++) {
+        advnn__param *p = &g->par[i];
+        int rows = advnn__ri32(&r), cols = advnn__ri32(&r);
+        int64_t k;
+        if (r.bad || rows != p->rows || cols != p->cols || r.left < (size_t)p->size * 4) goto bad;
+        for (k = 0; k < p->size; k++) {
+            float f = advnn__rf32(&r);
+            if (!isfinite(f)) { advnn__fail(ADVNN_ERR_NAN, "model: parameter block %u holds a non-finite value at %lld", i, (long long)k); goto fail; }
+            g->params[p->off + k] = f;
+        }
+    }
+    if (r.bad || r.left != 0) goto bad;
+    return g;
+bad:
+    {
+        char msg[sizeof advnn__errbuf];
+        snprintf(msg, sizeof msg, "%s", g && g->err != ADVNN_OK ? g->errmsg : "inconsistent field");
+        advnn__fail(ADVNN_ERR_FORMAT, "model: invalid architecture or tensor table at byte %zu: %s", (size_t)(r.p - b), msg);
+    }
+fail:
+    advnn_graph_free(g);
+    return NULL;
+}
+
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path) {
+    void *b;
+    size_t len;
+    advnn_status st = advnn_model_save_mem(g, &b, &len);
+    if (st != ADVNN_OK) return st;
+    st = advnn__write_file(path, b, len);
+    ADVNN_FREE(b);
+    return st;
+}
+ADVNN_DEF advnn_graph *advnn_model_load(const char *path) {
+    unsigned char *b;
+    size_t len;
+    advnn_graph *g;
+    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
+    g = advnn_model_load_mem(b, len);
+    ADVNN_FREE(b);
+    if (!g) {
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    return g;
+}
+#endif
+
+#endif /* ADVNN_IMPLEMENTATION_DONE */
+#endif /* ADVNN_IMPLEMENTATION */

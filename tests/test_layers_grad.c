@@ -1,0 +1,333 @@
+/* Finite-difference gradient checks for every layer, activation and loss.
+ *
+ * Method: central differences on the training objective, d = (L(p+h) - L(p-h)) / 2h, h = 1e-3, with
+ * the forward pass in float32 and the loss summed in double. A layer's input gradient is checked
+ * through a Dense layer placed in front of it (its weight gradient is X^T dY, so a wrong dY shows).
+ * Dropout draws the same mask in every pass (the PRNG is reset), BatchNorm runs in train mode.
+ * Tolerance: |analytic - fd| <= 2e-2 |fd| + 2e-3 max|grad of the block| + 1e-4 |L|. The float32
+ * rounding of the objective L (a few 1e-8 |L| after the reductions) divided by 2h = 2e-3 gives a
+ * noise floor near 2e-5 |L|, hence the last term (also what a true zero gradient, such as a bias
+ * just before BatchNorm, is held to); the O(h^2) truncation error is smaller still. */
+#define ADVNN_IMPLEMENTATION
+#include "advnn.h"
+#include "harness.h"
+
+#define NB 6  /* batch */
+
+typedef struct { advnn_graph *g; advnn_dataset *d; advnn_tensor *t[6]; int nt; } fixture;
+
+static advnn_tensor *rand_tensor(advnn__rng *r, int64_t n, int per, float lo, float hi) {
+    int64_t shape[2];
+    advnn_tensor *t;
+    int64_t i;
+    shape[0] = n; shape[1] = per;
+    t = advnn_tensor_new(2, shape);
+    for (i = 0; i < t->size; i++) t->data[i] = (float)(lo + (hi - lo) * advnn__rng_uniform(r));
+    return t;
+}
+
+static void add_data(fixture *f, const char *name, advnn_tensor *t) {
+    f->t[f->nt++] = t;
+    advnn_dataset_add(f->d, name, t);
+}
+
+static void free_fixture(fixture *f) {
+    int i;
+    for (i = 0; i < f->nt; i++) advnn_tensor_free(f->t[i]);
+    advnn_dataset_free(f->d);
+    advnn_graph_free(f->g);
+}
+
+/* Objective of the current parameters on the fixed batch, train mode, fixed dropout mask. */
+static double objective(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx) {
+    advnn_ws *ws = tr->ws;
+    ws->training = 1;
+    advnn__rng_seed(&tr->rng, 99);
+    advnn__mark_needed(ws, -1);
+    advnn__mark_grad(ws);
+    advnn__gather(ws, d, idx, 0, NB);
+    if (advnn__forward(ws, NB) != ADVNN_OK) return NAN;
+    return advnn__objective(ws);
+}
+
+/* Checks every trainable parameter (at most 24 entries per block) against finite differences. */
+static int gradcheck(fixture *f, const char *what) {
+    advnn_trainer *tr = advnn_trainer_new(f->g, NB, 1);
+    int64_t idx[NB];
+    int i, k, bad = 0;
+    double l0, gall = 0;
+    float *grad;
+    if (!tr) { CHECK(0, "%s: trainer: %s", what, advnn_last_error()); return 1; }
+    for (i = 0; i < NB; i++) idx[i] = i;
+    l0 = fabs(objective(tr, f->d, idx));
+    advnn__backward(tr->ws, NB);
+    grad = (float *)malloc((size_t)f->g->n_params * sizeof(float));
+    memcpy(grad, tr->ws->pgrad, (size_t)f->g->n_params * sizeof(float));
+    for (i = 0; i < f->g->n_par; i++) {
+        const advnn__param *p = &f->g->par[i];
+        double gmax = 0;
+        int64_t step = p->size > 24 ? p->size / 24 : 1;
+        if (!p->trainable) continue;
+        for (k = 0; k < p->size; k++) gmax = fmax(gmax, fabs(grad[p->off + k]));
+        for (k = 0; k < p->size; k += (int)step) {
+            float *w = &f->g->params[p->off + k], w0 = *w;
+            double h = 1e-3, lp, lm, fd, an = grad[p->off + k];
+            *w = (float)(w0 + h); lp = objective(tr, f->d, idx);
+            *w = (float)(w0 - h); lm = objective(tr, f->d, idx);
+            *w = w0;
+            fd = (lp - lm) / (2 * h);
+            if (!(fabs(an - fd) <= 2e-2 * fabs(fd) + 2e-3 * gmax + 1e-4 * l0)) {
+                if (bad < 5) CHECK(0, "%s: param block %d (node %d) entry %d: analytic %.6g, finite difference %.6g", what, i, p->node, k, an, fd);
+                bad++;
+            }
+        }
+        gall = fmax(gall, gmax);
+    }
+    CHECK(gall > 1e-3, "%s: the gradient is (nearly) zero everywhere: the check would prove nothing", what);
+    free(grad);
+    advnn_trainer_free(tr);
+    return bad;
+}
+
+/* input(4) -> dense(5, linear) -> [layer] -> dense(3) -> MSE(weighted) */
+static fixture chain(int (*layer)(advnn_graph *, int, int), int arg, int loss_kind) {
+    fixture f;
+    advnn__rng r;
+    int four = 4, three = 3, one = 1, x, y, w, h, o;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 5);
+    f.g = advnn_graph_new();
+    f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &four);
+    w = advnn_input(f.g, "w", 1, &one);
+    h = advnn_dense(f.g, x, 5, ADVNN_ACT_LINEAR);
+    h = layer(f.g, h, arg);
+    if (loss_kind == 0) {
+        y = advnn_input(f.g, "y", 1, &three);
+        o = advnn_dense(f.g, h, 3, ADVNN_ACT_LINEAR);
+        advnn_loss_mse(f.g, o, y, w);
+        add_data(&f, "y", rand_tensor(&r, NB, 3, -1, 1));
+    } else if (loss_kind == 1) {
+        y = advnn_input(f.g, "y", 1, &one);
+        o = advnn_dense(f.g, h, 1, ADVNN_ACT_LINEAR);
+        advnn_loss_bce_logits(f.g, o, y, w);
+        add_data(&f, "y", rand_tensor(&r, NB, 1, 0, 1));   /* soft labels exercise the general formula */
+    } else {
+        y = advnn_input(f.g, "y", 1, &one);
+        o = advnn_dense(f.g, h, 3, ADVNN_ACT_LINEAR);
+        advnn_loss_cce_logits(f.g, o, y, w);
+        {
+            advnn_tensor *t = rand_tensor(&r, NB, 1, 0, 1);
+            int i;
+            for (i = 0; i < NB; i++) t->data[i] = (float)(i % 3);
+            add_data(&f, "y", t);
+        }
+    }
+    add_data(&f, "x", rand_tensor(&r, NB, 4, -2, 2));
+    add_data(&f, "w", rand_tensor(&r, NB, 1, 0.2f, 2.0f));
+    CHECK(advnn_graph_finalize(f.g, 11) == ADVNN_OK, "finalize: %s", advnn_last_error());
+    return f;
+}
+
+static int L_dense(advnn_graph *g, int in, int act) { return advnn_dense(g, in, 6, (advnn_act)act); }
+static int L_act(advnn_graph *g, int in, int act) { return advnn_activation(g, in, (advnn_act)act); }
+static int L_prelu(advnn_graph *g, int in, int unused) { (void)unused; return advnn_prelu(g, in); }
+static int L_dropout(advnn_graph *g, int in, int unused) { (void)unused; return advnn_dropout(g, in, 0.3f); }
+static int L_bn(advnn_graph *g, int in, int unused) { (void)unused; return advnn_batchnorm(g, in); }
+static int L_none(advnn_graph *g, int in, int unused) { (void)unused; (void)g; return in; }
+
+static const char *act_names[] = {"linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "softplus"};
+
+static void test_dense_every_activation(void) {
+    int a;
+    for (a = 0; a < (int)ADVNN_ACT_COUNT; a++) {
+        fixture f;
+        char what[64];
+        if (a == ADVNN_ACT_PRELU) continue;
+        f = chain(L_dense, a, 0);
+        snprintf(what, sizeof what, "dense+%s", act_names[a]);
+        gradcheck(&f, what);
+        free_fixture(&f);
+    }
+}
+
+static void test_activation_nodes(void) {
+    int a;
+    for (a = 1; a < (int)ADVNN_ACT_COUNT; a++) {
+        fixture f;
+        char what[64];
+        if (a == ADVNN_ACT_PRELU) continue;
+        f = chain(L_act, a, 0);
+        snprintf(what, sizeof what, "activation %s", act_names[a]);
+        gradcheck(&f, what);
+        free_fixture(&f);
+    }
+}
+
+static void test_prelu(void) {
+    fixture f = chain(L_prelu, 0, 0);
+    /* move the slopes off their common initial value so a mix-up between channels shows */
+    int i;
+    for (i = 0; i < f.g->n_par; i++)
+        if (f.g->nodes[f.g->par[i].node].kind == ADVNN__PRELU) {
+            int k;
+            for (k = 0; k < f.g->par[i].size; k++) f.g->params[f.g->par[i].off + k] = 0.1f + 0.15f * (float)k;
+        }
+    gradcheck(&f, "prelu");
+    free_fixture(&f);
+}
+
+static void test_dropout(void) { fixture f = chain(L_dropout, 0, 0); gradcheck(&f, "dropout"); free_fixture(&f); }
+
+static void test_batchnorm_train(void) {
+    fixture f = chain(L_bn, 0, 0);
+    int i;
+    for (i = 0; i < f.g->n_par; i++)  /* non-trivial gamma and beta */
+        if (f.g->nodes[f.g->par[i].node].kind == ADVNN__BATCHNORM && f.g->par[i].trainable) {
+            int k;
+            for (k = 0; k < f.g->par[i].size; k++) f.g->params[f.g->par[i].off + k] += 0.3f * (float)(k + 1) - 0.5f;
+        }
+    gradcheck(&f, "batchnorm (train mode)");
+    free_fixture(&f);
+}
+
+static void test_losses(void) {
+    fixture f;
+    f = chain(L_none, 0, 0); gradcheck(&f, "weighted MSE"); free_fixture(&f);
+    f = chain(L_none, 0, 1); gradcheck(&f, "weighted BCE from logits"); free_fixture(&f);
+    f = chain(L_none, 0, 2); gradcheck(&f, "weighted CCE from logits (class indices)"); free_fixture(&f);
+}
+
+/* CCE with probability targets, and two losses with coefficients in one objective. */
+static void test_cce_probs_and_loss_sum(void) {
+    fixture f;
+    advnn__rng r;
+    int four = 4, three = 3, one = 1, x, y, yb, w, h, o, ob, lb;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 8);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &four);
+    y = advnn_input(f.g, "y", 1, &three);
+    yb = advnn_input(f.g, "yb", 1, &one);
+    w = advnn_input(f.g, "w", 1, &one);
+    h = advnn_dense(f.g, x, 5, ADVNN_ACT_TANH);
+    o = advnn_dense(f.g, h, 3, ADVNN_ACT_LINEAR);
+    advnn_loss_cce_logits(f.g, o, y, w);
+    ob = advnn_dense(f.g, h, 1, ADVNN_ACT_LINEAR);
+    lb = advnn_loss_bce_logits(f.g, ob, yb, -1);
+    advnn_loss_scale(f.g, lb, -0.7f);
+    {
+        advnn_tensor *t = rand_tensor(&r, NB, 3, 0, 1);
+        int i;
+        for (i = 0; i < NB; i++) {  /* rows of probabilities */
+            float s = t->data[3 * i] + t->data[3 * i + 1] + t->data[3 * i + 2];
+            t->data[3 * i] /= s; t->data[3 * i + 1] /= s; t->data[3 * i + 2] /= s;
+        }
+        add_data(&f, "y", t);
+    }
+    add_data(&f, "yb", rand_tensor(&r, NB, 1, 0, 1));
+    add_data(&f, "x", rand_tensor(&r, NB, 4, -2, 2));
+    add_data(&f, "w", rand_tensor(&r, NB, 1, 0.2f, 2.0f));
+    CHECK(advnn_graph_finalize(f.g, 3) == ADVNN_OK, "%s", advnn_last_error());
+    gradcheck(&f, "CCE(probabilities) - 0.7 BCE");
+    free_fixture(&f);
+}
+
+/* concat of two branches, one of them a shared dense applied to a second stream. */
+static void test_concat_and_shared(void) {
+    fixture f;
+    advnn__rng r;
+    int four = 4, two = 2, one = 1, x1, x2, y, a, b, c, o, s;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 9);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x1 = advnn_input(f.g, "x1", 1, &four);
+    x2 = advnn_input(f.g, "x2", 1, &four);
+    y = advnn_input(f.g, "y", 1, &two);
+    a = advnn_dense(f.g, x1, 3, ADVNN_ACT_TANH);
+    s = advnn_dense_shared(f.g, x2, a);
+    b = advnn_dense(f.g, x2, 2, ADVNN_ACT_SIGMOID);
+    { int ins[3]; ins[0] = a; ins[1] = b; ins[2] = s; c = advnn_concat(f.g, 3, ins); }
+    o = advnn_dense(f.g, c, 2, ADVNN_ACT_LINEAR);
+    advnn_loss_mse(f.g, o, y, -1);
+    (void)one;
+    add_data(&f, "x1", rand_tensor(&r, NB, 4, -2, 2));
+    add_data(&f, "x2", rand_tensor(&r, NB, 4, -2, 2));
+    add_data(&f, "y", rand_tensor(&r, NB, 2, -1, 1));
+    CHECK(advnn_graph_finalize(f.g, 4) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(advnn_param_count(f.g, NULL) == (4 * 3 + 3) + (4 * 2 + 2) + (8 * 2 + 2), "shared layer must not add parameters: %lld",
+          (long long)advnn_param_count(f.g, NULL));
+    gradcheck(&f, "concat + shared dense");
+    free_fixture(&f);
+}
+
+/* Dense on a (T, F) input acts on the last axis (a kernel-1 Conv1D), BatchNorm over N*T rows. */
+static void test_sequence_dense_bn(void) {
+    fixture f;
+    advnn__rng r;
+    int sh[2], one = 1, x, y, h;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 10);
+    sh[0] = 3; sh[1] = 4;
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 2, sh);
+    h = advnn_dense(f.g, x, 5, ADVNN_ACT_ELU);
+    h = advnn_batchnorm(f.g, h);
+    h = advnn_dense(f.g, h, 1, ADVNN_ACT_LINEAR);
+    sh[1] = 1;
+    y = advnn_input(f.g, "y", 2, sh);
+    advnn_loss_mse(f.g, h, y, -1);
+    (void)one;
+    add_data(&f, "x", rand_tensor(&r, NB, 12, -2, 2));
+    add_data(&f, "y", rand_tensor(&r, NB, 3, -1, 1));
+    f.t[0]->ndim = 3; f.t[0]->shape[1] = 3; f.t[0]->shape[2] = 4; /* x viewed as (N, 3, 4) */
+    f.t[1]->ndim = 3; f.t[1]->shape[1] = 3; f.t[1]->shape[2] = 1; /* y viewed as (N, 3, 1) */
+    CHECK(advnn_graph_finalize(f.g, 4) == ADVNN_OK, "%s", advnn_last_error());
+    gradcheck(&f, "dense + batchnorm on a (3,4) sequence");
+    free_fixture(&f);
+}
+
+/* BatchNorm in eval mode: the frozen-statistics backward. */
+static void test_batchnorm_eval_backward(void) {
+    fixture f = chain(L_bn, 0, 0);
+    advnn_trainer *tr = advnn_trainer_new(f.g, NB, 1);
+    int64_t idx[NB];
+    int i, bn = -1;
+    double an, fd, lp, lm;
+    float *gam;
+    for (i = 0; i < NB; i++) idx[i] = i;
+    for (i = 0; i < f.g->n_nodes; i++) if (f.g->nodes[i].kind == ADVNN__BATCHNORM) bn = i;
+    /* running statistics away from the identity */
+    for (i = 0; i < 5; i++) { advnn__P(tr->ws, &f.g->nodes[bn], 2)[i] = 0.1f * (float)i; advnn__P(tr->ws, &f.g->nodes[bn], 3)[i] = 0.5f + 0.2f * (float)i; }
+    tr->ws->training = 0;
+    advnn__mark_needed(tr->ws, -1); advnn__mark_grad(tr->ws);
+    advnn__gather(tr->ws, f.d, idx, 0, NB);
+    advnn__forward(tr->ws, NB);
+    advnn__backward(tr->ws, NB);
+    an = tr->ws->pgrad[f.g->par[0].off + 3];  /* first dense's weight: through the eval-mode BN backward */
+    gam = &f.g->params[f.g->par[0].off + 3];
+    {
+        float w0 = *gam;
+        *gam = w0 + 1e-3f; advnn__forward(tr->ws, NB); lp = advnn__objective(tr->ws);
+        *gam = w0 - 1e-3f; advnn__forward(tr->ws, NB); lm = advnn__objective(tr->ws);
+        *gam = w0;
+        fd = (lp - lm) / (2 * (double)1e-3f);
+    }
+    CHECK(fabs(an - fd) <= 2e-2 * fabs(fd) + 1e-4, "eval-mode batchnorm backward: analytic %g, fd %g", an, fd);
+    advnn_trainer_free(tr);
+    free_fixture(&f);
+}
+
+int main(void) {
+    RUN(test_dense_every_activation);
+    RUN(test_activation_nodes);
+    RUN(test_prelu);
+    RUN(test_dropout);
+    RUN(test_batchnorm_train);
+    RUN(test_batchnorm_eval_backward);
+    RUN(test_losses);
+    RUN(test_cce_probs_and_loss_sum);
+    RUN(test_concat_and_shared);
+    RUN(test_sequence_dense_bn);
+    return th_report();
+}
