@@ -1,0 +1,1144 @@
+/* advnn_simd.h - kernel layer of advnn (single-header, stb-style, C11 / C++).
+ *
+ * Kernels only: raw pointers, sizes, strides. Nothing here allocates, keeps state or knows about
+ * layers. Every public function is reentrant and thread-safe (no globals, no hidden state): any
+ * number of threads may call any kernel concurrently as long as their output buffers do not overlap.
+ *
+ *   #define ADVNN_SIMD_IMPLEMENTATION      // in exactly one translation unit
+ *   #include "advnn_simd.h"
+ *
+ *   float C[2*3];
+ *   advnn_sgemm(0, 0, 2, 3, 4, 1.0f, A, 4, B, 3, 0.0f, C, 3, NULL);   // C = A*B
+ *   advnn_act_forward(ADVNN_ACT_RELU, 2, 3, C, 3, C, 3, 0.0f, NULL);  // in place
+ *
+ * Config macros (define before including):
+ *   ADVNN_STATIC         all functions are static to the including translation unit
+ *   ADVNN_FORCE_SCALAR   use the portable scalar bodies even if AVX2/NEON is available
+ *
+ * ISA (compile time): AVX2+FMA if __AVX2__ && __FMA__, NEON if __ARM_NEON && __aarch64__, else
+ * scalar. advnn_simd_name() tells which one is live. The vector paths use SLEEF for exp/log/tanh
+ * (link with -lsleef); the scalar path uses libm (-lm).
+ *
+ * Conventions: fp32; matrices row-major with a leading dimension in elements; vectors with an
+ * increment in elements (>= 1; the vector bodies handle inc == 1, other increments take the scalar
+ * loop). No alignment is assumed anywhere (unaligned loads/stores). All sizes may be 0 unless noted.
+ *
+ * NaN/Inf: kernels do not check their inputs; NaN propagates through arithmetic as IEEE says
+ * (max/relu of NaN is unspecified). Exception: sgemm with beta == 0 never reads C.
+ */
+#ifndef ADVNN_SIMD_H
+#define ADVNN_SIMD_H
+
+#define ADVNN_SIMD_VERSION 1
+
+#ifndef ADVNN_SIMD_DEF
+#ifdef ADVNN_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define ADVNN_SIMD_DEF static __attribute__((unused))
+#else
+#define ADVNN_SIMD_DEF static
+#endif
+#else
+#define ADVNN_SIMD_DEF extern
+#endif
+#endif
+
+/* Floats of scratch needed by advnn_sgemm's packing (224 KiB). With work == NULL, advnn_sgemm
+ * uses a stack buffer of this size (only on the blocked path; M==1 / N==1 paths use no stack). */
+#define ADVNN_SGEMM_WORK_FLOATS (96 * 256 + 256 * 128)
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef ADVNN_ACT_DEFINED
+#define ADVNN_ACT_DEFINED
+typedef enum {
+    ADVNN_ACT_LINEAR = 0, ADVNN_ACT_RELU, ADVNN_ACT_LEAKY_RELU, ADVNN_ACT_PRELU, ADVNN_ACT_ELU,
+    ADVNN_ACT_SIGMOID, ADVNN_ACT_TANH, ADVNN_ACT_SOFTPLUS, ADVNN_ACT_COUNT
+} advnn_act;
+#endif
+
+/* "avx2+fma", "neon" or "scalar". */
+ADVNN_SIMD_DEF const char *advnn_simd_name(void);
+
+/* C[M,N] = alpha*op(A)*op(B) + beta*C, row-major.
+ *   transA=0: A is M x K (lda >= K);  transA=1: A is stored K x M (lda >= M).
+ *   transB=0: B is K x N (ldb >= N);  transB=1: B is stored N x K (ldb >= K).
+ * beta == 0: C is written without being read (NaN in C does not propagate).
+ * Only the M x N window of C is written. K == 0 or alpha == 0 gives C = beta*C.
+ * work: NULL or >= ADVNN_SGEMM_WORK_FLOATS floats (64-byte aligned recommended) for packing;
+ * with NULL a 224 KiB stack buffer is used. Single-threaded. */
+ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+                                const float *A, int lda, const float *B, int ldb, float beta,
+                                float *C, int ldc, float *work);
+/* Same contract, plain scalar triple loop (float accumulation): the reference for tests. */
+ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
+                                    const float *A, int lda, const float *B, int ldb, float beta,
+                                    float *C, int ldc);
+
+/* Vectors (n may be 0; inc >= 1). */
+ADVNN_SIMD_DEF void  advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy); /* y += a*x */
+ADVNN_SIMD_DEF void  advnn_scale(int n, float a, float *x, int incx);                          /* x *= a  */
+ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy);
+ADVNN_SIMD_DEF float advnn_sum(int n, const float *x, int incx);
+ADVNN_SIMD_DEF float advnn_sumsq(int n, const float *x, int incx);
+ADVNN_SIMD_DEF float advnn_max(int n, const float *x, int incx);   /* n >= 1; returns -INFINITY for n <= 0 */
+
+/* Matrices (M rows, N columns, leading dimension ld >= N). */
+ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float *b);   /* X[i,j] += b[j] */
+ADVNN_SIMD_DEF void advnn_col_sums(int M, int N, const float *X, int ldx, float *out); /* out[j] += sum_i X[i,j] (accumulates) */
+ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *out);  /* out[i] = max_j X[i,j]; N >= 1 */
+
+/* Vector math, contiguous; y may alias x (exactly, y == x). */
+ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y);
+ADVNN_SIMD_DEF void advnn_vlog(int n, const float *x, float *y);
+ADVNN_SIMD_DEF void advnn_vtanh(int n, const float *x, float *y);
+
+/* Activations. x = pre-activation, y = output, both M x N with their own ld; y may alias x.
+ * param: slope for LEAKY_RELU, alpha for ELU (ignored otherwise). alpha: per-column slopes
+ * (length N) for PRELU, else ignored (may be NULL).
+ * sigmoid(x) is computed stably (exp(-|x|)); softplus(x) = log1p(exp(-|x|)) + max(x,0).
+ *
+ * Backward: dx[i,j] = dy[i,j] * f'(x[i,j]); dx may alias dy. Which inputs are read:
+ *   LINEAR: neither x nor y;  RELU, LEAKY_RELU, PRELU, ELU, SOFTPLUS: x only;  SIGMOID, TANH: y only.
+ * A pointer that is not read may be NULL (its ld is then ignored).
+ * Derivative at 0: relu'(0) = 0; leaky/prelu use the slope for x <= 0; elu uses alpha*exp(x) for x <= 0.
+ * PRELU: if dalpha != NULL, dalpha[j] += sum_i dy[i,j]*x[i,j]*(x[i,j] <= 0) (accumulates). */
+ADVNN_SIMD_DEF void advnn_act_forward(advnn_act act, int M, int N, const float *x, int ldx,
+                                      float *y, int ldy, float param, const float *alpha);
+ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float *x, int ldx,
+                                       const float *y, int ldy, const float *dy, int lddy,
+                                       float *dx, int lddx, float param, const float *alpha,
+                                       float *dalpha);
+
+/* Row softmax / log-softmax (stable: the row max is subtracted). y may alias x. */
+ADVNN_SIMD_DEF void advnn_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy);
+ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ADVNN_SIMD_H */
+
+/* ============================================================================================ */
+/*                                      IMPLEMENTATION                                          */
+/* ============================================================================================ */
+#if defined(ADVNN_SIMD_IMPLEMENTATION) && !defined(ADVNN_SIMD_IMPLEMENTED)
+#define ADVNN_SIMD_IMPLEMENTED
+
+#include <math.h>
+#include <string.h>
+#include <stddef.h>
+
+/* ---- ISA selection ---- */
+#if !defined(ADVNN_FORCE_SCALAR) && defined(__AVX2__) && defined(__FMA__)
+#define ADVNN__AVX2 1
+#include <immintrin.h>
+#include <sleef.h>
+#elif !defined(ADVNN_FORCE_SCALAR) && defined(__ARM_NEON) && defined(__aarch64__)
+#define ADVNN__NEON 1
+#include <arm_neon.h>
+#include <sleef.h>
+#else
+#define ADVNN__SCALAR 1
+#endif
+#if defined(ADVNN__AVX2) || defined(ADVNN__NEON)
+#define ADVNN__VECTOR 1
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ADVNN__UNUSED __attribute__((unused))
+#define ADVNN__ALIGN64 __attribute__((aligned(64)))
+#define ADVNN__NOINLINE __attribute__((noinline))
+#define ADVNN__RESTRICT __restrict
+#elif defined(_MSC_VER)
+#define ADVNN__UNUSED
+#define ADVNN__ALIGN64 __declspec(align(64))
+#define ADVNN__NOINLINE __declspec(noinline)
+#define ADVNN__RESTRICT __restrict
+#else
+#define ADVNN__UNUSED
+#define ADVNN__ALIGN64
+#define ADVNN__NOINLINE
+#define ADVNN__RESTRICT
+#endif
+/* Internal functions. */
+#define ADVNN__FN static ADVNN__UNUSED
+/* Attribute hook for the AVX2 bodies: empty now (compile-time selection); set to
+ * __attribute__((target("avx2,fma"))) to add runtime dispatch later. */
+#ifndef ADVNN__AVX2_FN
+#define ADVNN__AVX2_FN
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t advnn__idx;
+
+ADVNN_SIMD_DEF const char *advnn_simd_name(void) {
+#if defined(ADVNN__AVX2)
+    return "avx2+fma";
+#elif defined(ADVNN__NEON)
+    return "neon";
+#else
+    return "scalar";
+#endif
+}
+
+/* ============================================================================================ */
+/* Scalar reference bodies (always compiled; the live path when no vector ISA is selected).     */
+/* ============================================================================================ */
+
+ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
+                                    const float *A, int lda, const float *B, int ldb, float beta,
+                                    float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float a = transA ? A[(advnn__idx)k * lda + i] : A[(advnn__idx)i * lda + k];
+                float b = transB ? B[(advnn__idx)j * ldb + k] : B[(advnn__idx)k * ldb + j];
+                s += a * b;
+            }
+            float *c = &C[(advnn__idx)i * ldc + j];
+            *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+        }
+}
+
+ADVNN__FN void advnn__axpy_ref(int n, float a, const float *x, int incx, float *y, int incy) {
+    for (int i = 0; i < n; i++) y[(advnn__idx)i * incy] += a * x[(advnn__idx)i * incx];
+}
+ADVNN__FN void advnn__scale_ref(int n, float a, float *x, int incx) {
+    for (int i = 0; i < n; i++) x[(advnn__idx)i * incx] *= a;
+}
+ADVNN__FN float advnn__dot_ref(int n, const float *x, int incx, const float *y, int incy) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[(advnn__idx)i * incx] * y[(advnn__idx)i * incy];
+    return s;
+}
+ADVNN__FN float advnn__sum_ref(int n, const float *x, int incx) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[(advnn__idx)i * incx];
+    return s;
+}
+ADVNN__FN float advnn__sumsq_ref(int n, const float *x, int incx) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) { float v = x[(advnn__idx)i * incx]; s += v * v; }
+    return s;
+}
+ADVNN__FN float advnn__max_ref(int n, const float *x, int incx) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) { float v = x[(advnn__idx)i * incx]; m = v > m ? v : m; }
+    return m;
+}
+ADVNN__FN void advnn__add_bias_ref(int M, int N, float *X, int ldx, const float *b) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) X[(advnn__idx)i * ldx + j] += b[j];
+}
+ADVNN__FN void advnn__col_sums_ref(int M, int N, const float *X, int ldx, float *out) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) out[j] += X[(advnn__idx)i * ldx + j];
+}
+ADVNN__FN void advnn__row_max_ref(int M, int N, const float *X, int ldx, float *out) {
+    for (int i = 0; i < M; i++) out[i] = advnn__max_ref(N, X + (advnn__idx)i * ldx, 1);
+}
+ADVNN__FN void advnn__vexp_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = expf(x[i]); }
+ADVNN__FN void advnn__vlog_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = logf(x[i]); }
+ADVNN__FN void advnn__vtanh_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = tanhf(x[i]); }
+
+ADVNN__FN float advnn__sigmoid1(float x) {
+    float e = expf(-fabsf(x)); /* in (0,1]: no overflow for any x */
+    float s = 1.0f / (1.0f + e);
+    return x >= 0.0f ? s : e * s;
+}
+ADVNN__FN float advnn__softplus1(float x) { return log1pf(expf(-fabsf(x))) + (x > 0.0f ? x : 0.0f); }
+
+ADVNN__FN float advnn__act1(advnn_act act, float v, float param, float a) {
+    switch (act) {
+    case ADVNN_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case ADVNN_ACT_LEAKY_RELU: return v > 0.0f ? v : param * v;
+    case ADVNN_ACT_PRELU: return v > 0.0f ? v : a * v;
+    case ADVNN_ACT_ELU: return v > 0.0f ? v : param * expm1f(v);
+    case ADVNN_ACT_SIGMOID: return advnn__sigmoid1(v);
+    case ADVNN_ACT_TANH: return tanhf(v);
+    case ADVNN_ACT_SOFTPLUS: return advnn__softplus1(v);
+    default: return v;
+    }
+}
+/* f'(x) from x (xv) and/or y (yv). */
+ADVNN__FN float advnn__dact1(advnn_act act, float xv, float yv, float param, float a) {
+    switch (act) {
+    case ADVNN_ACT_RELU: return xv > 0.0f ? 1.0f : 0.0f;
+    case ADVNN_ACT_LEAKY_RELU: return xv > 0.0f ? 1.0f : param;
+    case ADVNN_ACT_PRELU: return xv > 0.0f ? 1.0f : a;
+    case ADVNN_ACT_ELU: return xv > 0.0f ? 1.0f : param * expf(xv);
+    case ADVNN_ACT_SIGMOID: return yv * (1.0f - yv);
+    case ADVNN_ACT_TANH: return 1.0f - yv * yv;
+    case ADVNN_ACT_SOFTPLUS: return advnn__sigmoid1(xv);
+    default: return 1.0f;
+    }
+}
+ADVNN__FN int advnn__act_reads_x(advnn_act act) {
+    return act == ADVNN_ACT_RELU || act == ADVNN_ACT_LEAKY_RELU || act == ADVNN_ACT_PRELU ||
+           act == ADVNN_ACT_ELU || act == ADVNN_ACT_SOFTPLUS;
+}
+ADVNN__FN int advnn__act_reads_y(advnn_act act) { return act == ADVNN_ACT_SIGMOID || act == ADVNN_ACT_TANH; }
+
+ADVNN__FN void advnn__act_forward_ref(advnn_act act, int M, int N, const float *x, int ldx, float *y,
+                                      int ldy, float param, const float *alpha) {
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        for (int j = 0; j < N; j++)
+            yr[j] = advnn__act1(act, xr[j], param, act == ADVNN_ACT_PRELU ? alpha[j] : 0.0f);
+    }
+}
+ADVNN__FN void advnn__act_backward_ref(advnn_act act, int M, int N, const float *x, int ldx,
+                                       const float *y, int ldy, const float *dy, int lddy, float *dx,
+                                       int lddx, float param, const float *alpha, float *dalpha) {
+    int rx = advnn__act_reads_x(act), ry = advnn__act_reads_y(act);
+    for (int i = 0; i < M; i++) {
+        const float *dyr = dy + (advnn__idx)i * lddy;
+        float *dxr = dx + (advnn__idx)i * lddx;
+        for (int j = 0; j < N; j++) {
+            float xv = rx ? x[(advnn__idx)i * ldx + j] : 0.0f;
+            float yv = ry ? y[(advnn__idx)i * ldy + j] : 0.0f;
+            float g = dyr[j];
+            if (act == ADVNN_ACT_PRELU && dalpha && xv <= 0.0f) dalpha[j] += g * xv;
+            dxr[j] = g * advnn__dact1(act, xv, yv, param, act == ADVNN_ACT_PRELU ? alpha[j] : 0.0f);
+        }
+    }
+}
+ADVNN__FN void advnn__softmax_rows_ref(int M, int N, const float *x, int ldx, float *y, int ldy) {
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        float m = advnn__max_ref(N, xr, 1), s = 0.0f;
+        for (int j = 0; j < N; j++) { yr[j] = expf(xr[j] - m); s += yr[j]; }
+        float r = 1.0f / s;
+        for (int j = 0; j < N; j++) yr[j] *= r;
+    }
+}
+ADVNN__FN void advnn__log_softmax_rows_ref(int M, int N, const float *x, int ldx, float *y, int ldy) {
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        float m = advnn__max_ref(N, xr, 1), s = 0.0f;
+        for (int j = 0; j < N; j++) s += expf(xr[j] - m);
+        float l = logf(s); /* (x - m) - log(s): m + log(s) would round away log(s) for |m| >> 1 */
+        for (int j = 0; j < N; j++) yr[j] = (xr[j] - m) - l;
+    }
+}
+
+/* ============================================================================================ */
+/* Vector helper layer (one set per ISA; the kernels below are written once on top of it).       */
+/* ============================================================================================ */
+#if defined(ADVNN__AVX2)
+#define ADVNN__VL 8
+typedef __m256 advnn__v;
+typedef __m256 advnn__vm; /* lane mask */
+#define ADVNN__VFN static inline ADVNN__UNUSED ADVNN__AVX2_FN
+ADVNN__VFN advnn__v advnn__vld(const float *p) { return _mm256_loadu_ps(p); }
+ADVNN__VFN void advnn__vst(float *p, advnn__v v) { _mm256_storeu_ps(p, v); }
+ADVNN__VFN advnn__v advnn__vset(float a) { return _mm256_set1_ps(a); }
+ADVNN__VFN advnn__v advnn__vadd(advnn__v a, advnn__v b) { return _mm256_add_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vsub(advnn__v a, advnn__v b) { return _mm256_sub_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vmul(advnn__v a, advnn__v b) { return _mm256_mul_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vdiv(advnn__v a, advnn__v b) { return _mm256_div_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vfma(advnn__v a, advnn__v b, advnn__v c) { return _mm256_fmadd_ps(a, b, c); } /* a*b+c */
+ADVNN__VFN advnn__v advnn__vmax(advnn__v a, advnn__v b) { return _mm256_max_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vmin(advnn__v a, advnn__v b) { return _mm256_min_ps(a, b); }
+ADVNN__VFN advnn__v advnn__vabs(advnn__v a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+ADVNN__VFN advnn__vm advnn__vgt(advnn__v a, advnn__v b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+ADVNN__VFN advnn__vm advnn__vge(advnn__v a, advnn__v b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+ADVNN__VFN advnn__v advnn__vsel(advnn__vm m, advnn__v a, advnn__v b) { return _mm256_blendv_ps(b, a, m); } /* m ? a : b */
+ADVNN__VFN advnn__v advnn__vand(advnn__vm m, advnn__v a) { return _mm256_and_ps(m, a); } /* m ? a : 0 */
+ADVNN__VFN float advnn__vhsum(advnn__v v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+ADVNN__VFN float advnn__vhmax(advnn__v v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+ADVNN__VFN advnn__v advnn__vexp(advnn__v x) { return Sleef_expf8_u10avx2(x); }
+ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f8_u10avx2(x); }
+ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf8_u10avx2(x); }
+ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf8_u10avx2(x); }
+ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf8_u10avx2(x); }
+#elif defined(ADVNN__NEON)
+#define ADVNN__VL 4
+typedef float32x4_t advnn__v;
+typedef uint32x4_t advnn__vm;
+#define ADVNN__VFN static inline ADVNN__UNUSED
+ADVNN__VFN advnn__v advnn__vld(const float *p) { return vld1q_f32(p); }
+ADVNN__VFN void advnn__vst(float *p, advnn__v v) { vst1q_f32(p, v); }
+ADVNN__VFN advnn__v advnn__vset(float a) { return vdupq_n_f32(a); }
+ADVNN__VFN advnn__v advnn__vadd(advnn__v a, advnn__v b) { return vaddq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vsub(advnn__v a, advnn__v b) { return vsubq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vmul(advnn__v a, advnn__v b) { return vmulq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vdiv(advnn__v a, advnn__v b) { return vdivq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vfma(advnn__v a, advnn__v b, advnn__v c) { return vfmaq_f32(c, a, b); }
+ADVNN__VFN advnn__v advnn__vmax(advnn__v a, advnn__v b) { return vmaxq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vmin(advnn__v a, advnn__v b) { return vminq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vabs(advnn__v a) { return vabsq_f32(a); }
+ADVNN__VFN advnn__vm advnn__vgt(advnn__v a, advnn__v b) { return vcgtq_f32(a, b); }
+ADVNN__VFN advnn__vm advnn__vge(advnn__v a, advnn__v b) { return vcgeq_f32(a, b); }
+ADVNN__VFN advnn__v advnn__vsel(advnn__vm m, advnn__v a, advnn__v b) { return vbslq_f32(m, a, b); }
+ADVNN__VFN advnn__v advnn__vand(advnn__vm m, advnn__v a) {
+    return vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(a)));
+}
+ADVNN__VFN float advnn__vhsum(advnn__v v) { return vaddvq_f32(v); }
+ADVNN__VFN float advnn__vhmax(advnn__v v) { return vmaxvq_f32(v); }
+ADVNN__VFN advnn__v advnn__vexp(advnn__v x) { return Sleef_expf4_u10advsimd(x); }
+ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f4_u10advsimd(x); }
+ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf4_u10advsimd(x); }
+ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf4_u10advsimd(x); }
+ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf4_u10advsimd(x); }
+#endif
+
+#ifdef ADVNN__VECTOR
+/* Element-wise map over one contiguous row of n floats: loads v1,v2,v3 from P1,P2,P3 (unused
+ * ones are dead and removed by the compiler), runs BODY which must set vo, stores to PO.
+ * The tail (< VL elements) goes through a zero-padded temporary so it uses the same vector math. */
+#define ADVNN__MAP3(n, P1, P2, P3, PO, BODY)                                                      \
+    do {                                                                                          \
+        int j_ = 0;                                                                               \
+        for (; j_ + ADVNN__VL <= (n); j_ += ADVNN__VL) {                                          \
+            advnn__v v1 = advnn__vld((P1) + j_), v2 = advnn__vld((P2) + j_);                      \
+            advnn__v v3 = advnn__vld((P3) + j_), vo;                                              \
+            (void)v1; (void)v2; (void)v3;                                                         \
+            BODY;                                                                                 \
+            advnn__vst((PO) + j_, vo);                                                            \
+        }                                                                                         \
+        if (j_ < (n)) {                                                                           \
+            float t1_[ADVNN__VL] = {0}, t2_[ADVNN__VL] = {0}, t3_[ADVNN__VL] = {0}, to_[ADVNN__VL]; \
+            size_t r_ = (size_t)((n) - j_) * sizeof(float);                                       \
+            memcpy(t1_, (P1) + j_, r_); memcpy(t2_, (P2) + j_, r_); memcpy(t3_, (P3) + j_, r_);   \
+            {                                                                                     \
+                advnn__v v1 = advnn__vld(t1_), v2 = advnn__vld(t2_), v3 = advnn__vld(t3_), vo;    \
+                (void)v1; (void)v2; (void)v3;                                                     \
+                BODY;                                                                             \
+                advnn__vst(to_, vo);                                                              \
+            }                                                                                     \
+            memcpy((PO) + j_, to_, r_);                                                           \
+        }                                                                                         \
+    } while (0)
+
+ADVNN__VFN advnn__v advnn__vsigmoid(advnn__v x) {
+    advnn__v e = advnn__vexp(advnn__vsub(advnn__vset(0.0f), advnn__vabs(x)));
+    advnn__v s = advnn__vdiv(advnn__vset(1.0f), advnn__vadd(advnn__vset(1.0f), e));
+    return advnn__vsel(advnn__vge(x, advnn__vset(0.0f)), s, advnn__vmul(e, s));
+}
+ADVNN__VFN advnn__v advnn__vsoftplus(advnn__v x) {
+    advnn__v e = advnn__vexp(advnn__vsub(advnn__vset(0.0f), advnn__vabs(x)));
+    return advnn__vadd(advnn__vlog1p(e), advnn__vmax(x, advnn__vset(0.0f)));
+}
+#endif
+
+/* ============================================================================================ */
+/* Vectors                                                                                       */
+/* ============================================================================================ */
+ADVNN_SIMD_DEF void advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1 && incy == 1) {
+        advnn__v va = advnn__vset(a);
+        int i = 0;
+        for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL)
+            for (int u = 0; u < 4; u++) {
+                int o = i + u * ADVNN__VL;
+                advnn__vst(y + o, advnn__vfma(va, advnn__vld(x + o), advnn__vld(y + o)));
+            }
+        for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(y + i, advnn__vfma(va, advnn__vld(x + i), advnn__vld(y + i)));
+        for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+        return;
+    }
+#endif
+    advnn__axpy_ref(n, a, x, incx, y, incy);
+}
+
+ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1) {
+        advnn__v va = advnn__vset(a);
+        int i = 0;
+        for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(x + i, advnn__vmul(va, advnn__vld(x + i)));
+        for (; i < n; i++) x[i] *= a;
+        return;
+    }
+#endif
+    advnn__scale_ref(n, a, x, incx);
+}
+
+#ifdef ADVNN__VECTOR
+/* Reduction over a contiguous array with 4 independent vector accumulators. */
+#define ADVNN__REDUCE(n, INIT, LOAD, COMB, HRED, SCAL, OUT)                                        \
+    do {                                                                                          \
+        advnn__v s0_ = INIT, s1_ = INIT, s2_ = INIT, s3_ = INIT;                                  \
+        int i_ = 0;                                                                               \
+        for (; i_ + 4 * ADVNN__VL <= (n); i_ += 4 * ADVNN__VL) {                                  \
+            s0_ = COMB(s0_, LOAD(i_));                                                            \
+            s1_ = COMB(s1_, LOAD(i_ + ADVNN__VL));                                                \
+            s2_ = COMB(s2_, LOAD(i_ + 2 * ADVNN__VL));                                            \
+            s3_ = COMB(s3_, LOAD(i_ + 3 * ADVNN__VL));                                            \
+        }                                                                                         \
+        for (; i_ + ADVNN__VL <= (n); i_ += ADVNN__VL) s0_ = COMB(s0_, LOAD(i_));                 \
+        s0_ = COMB(COMB(s0_, s1_), COMB(s2_, s3_));                                               \
+        OUT = HRED(s0_);                                                                          \
+        for (; i_ < (n); i_++) OUT = SCAL(OUT, i_);                                               \
+    } while (0)
+#endif
+
+ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1 && incy == 1) {
+        advnn__v s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0;
+        int i = 0;
+        for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL) {
+            s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
+            s1 = advnn__vfma(advnn__vld(x + i + ADVNN__VL), advnn__vld(y + i + ADVNN__VL), s1);
+            s2 = advnn__vfma(advnn__vld(x + i + 2 * ADVNN__VL), advnn__vld(y + i + 2 * ADVNN__VL), s2);
+            s3 = advnn__vfma(advnn__vld(x + i + 3 * ADVNN__VL), advnn__vld(y + i + 3 * ADVNN__VL), s3);
+        }
+        for (; i + ADVNN__VL <= n; i += ADVNN__VL) s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
+        float s = advnn__vhsum(advnn__vadd(advnn__vadd(s0, s1), advnn__vadd(s2, s3)));
+        for (; i < n; i++) s = fmaf(x[i], y[i], s);
+        return s;
+    }
+#endif
+    return advnn__dot_ref(n, x, incx, y, incy);
+}
+
+#ifdef ADVNN__VECTOR
+#define ADVNN__LD_X(i) advnn__vld(x + (i))
+#define ADVNN__LD_XX(i) advnn__vmul(advnn__vld(x + (i)), advnn__vld(x + (i)))
+#define ADVNN__SC_SUM(s, i) ((s) + x[i])
+#define ADVNN__SC_SUMSQ(s, i) fmaf(x[i], x[i], (s))
+#define ADVNN__SC_MAX(s, i) (x[i] > (s) ? x[i] : (s))
+#endif
+
+ADVNN_SIMD_DEF float advnn_sum(int n, const float *x, int incx) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1) {
+        float s;
+        ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_X, advnn__vadd, advnn__vhsum, ADVNN__SC_SUM, s);
+        return s;
+    }
+#endif
+    return advnn__sum_ref(n, x, incx);
+}
+
+ADVNN_SIMD_DEF float advnn_sumsq(int n, const float *x, int incx) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1) {
+        float s;
+        ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_XX, advnn__vadd, advnn__vhsum, ADVNN__SC_SUMSQ, s);
+        return s;
+    }
+#endif
+    return advnn__sumsq_ref(n, x, incx);
+}
+
+ADVNN_SIMD_DEF float advnn_max(int n, const float *x, int incx) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1) {
+        float s;
+        ADVNN__REDUCE(n, advnn__vset(-INFINITY), ADVNN__LD_X, advnn__vmax, advnn__vhmax, ADVNN__SC_MAX, s);
+        return s;
+    }
+#endif
+    return advnn__max_ref(n, x, incx);
+}
+
+/* ============================================================================================ */
+/* Matrices                                                                                      */
+/* ============================================================================================ */
+ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float *b) {
+#ifdef ADVNN__VECTOR
+    for (int i = 0; i < M; i++) {
+        float *xr = X + (advnn__idx)i * ldx;
+        ADVNN__MAP3(N, xr, b, b, xr, vo = advnn__vadd(v1, v2));
+    }
+#else
+    advnn__add_bias_ref(M, N, X, ldx, b);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_col_sums(int M, int N, const float *X, int ldx, float *out) {
+#ifdef ADVNN__VECTOR
+    /* same summation order as the reference (row by row): bitwise identical results */
+    for (int i = 0; i < M; i++) {
+        const float *xr = X + (advnn__idx)i * ldx;
+        ADVNN__MAP3(N, out, xr, xr, out, vo = advnn__vadd(v1, v2));
+    }
+#else
+    advnn__col_sums_ref(M, N, X, ldx, out);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *out) {
+    for (int i = 0; i < M; i++) out[i] = advnn_max(N, X + (advnn__idx)i * ldx, 1);
+}
+
+/* ============================================================================================ */
+/* Vector math                                                                                   */
+/* ============================================================================================ */
+ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vexp(v1));
+#else
+    advnn__vexp_ref(n, x, y);
+#endif
+}
+ADVNN_SIMD_DEF void advnn_vlog(int n, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vlog(v1));
+#else
+    advnn__vlog_ref(n, x, y);
+#endif
+}
+ADVNN_SIMD_DEF void advnn_vtanh(int n, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vtanh(v1));
+#else
+    advnn__vtanh_ref(n, x, y);
+#endif
+}
+
+/* ============================================================================================ */
+/* Activations                                                                                   */
+/* ============================================================================================ */
+ADVNN_SIMD_DEF void advnn_act_forward(advnn_act act, int M, int N, const float *x, int ldx, float *y,
+                                      int ldy, float param, const float *alpha) {
+#ifdef ADVNN__VECTOR
+    const advnn__v zero = advnn__vset(0.0f), vp = advnn__vset(param);
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        switch (act) {
+        case ADVNN_ACT_LINEAR:
+            if (xr != yr) memmove(yr, xr, (size_t)(N > 0 ? N : 0) * sizeof(float));
+            break;
+        case ADVNN_ACT_RELU: ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vmax(v1, zero)); break;
+        case ADVNN_ACT_LEAKY_RELU:
+            ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vsel(advnn__vgt(v1, zero), v1, advnn__vmul(vp, v1)));
+            break;
+        case ADVNN_ACT_PRELU:
+            ADVNN__MAP3(N, xr, alpha, xr, yr, vo = advnn__vsel(advnn__vgt(v1, zero), v1, advnn__vmul(v2, v1)));
+            break;
+        case ADVNN_ACT_ELU:
+            ADVNN__MAP3(N, xr, xr, xr, yr,
+                        vo = advnn__vsel(advnn__vgt(v1, zero), v1, advnn__vmul(vp, advnn__vexpm1(advnn__vmin(v1, zero)))));
+            break;
+        case ADVNN_ACT_SIGMOID: ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vsigmoid(v1)); break;
+        case ADVNN_ACT_TANH: ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vtanh(v1)); break;
+        case ADVNN_ACT_SOFTPLUS: ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vsoftplus(v1)); break;
+        default: break;
+        }
+    }
+#else
+    advnn__act_forward_ref(act, M, N, x, ldx, y, ldy, param, alpha);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float *x, int ldx,
+                                       const float *y, int ldy, const float *dy, int lddy, float *dx,
+                                       int lddx, float param, const float *alpha, float *dalpha) {
+#ifdef ADVNN__VECTOR
+    const advnn__v zero = advnn__vset(0.0f), one = advnn__vset(1.0f), vp = advnn__vset(param);
+    for (int i = 0; i < M; i++) {
+        const float *dyr = dy + (advnn__idx)i * lddy;
+        /* rows of inputs that are not read are replaced by dyr (a valid row) */
+        const float *xr = advnn__act_reads_x(act) ? x + (advnn__idx)i * ldx : dyr;
+        const float *yr = advnn__act_reads_y(act) ? y + (advnn__idx)i * ldy : dyr;
+        float *dxr = dx + (advnn__idx)i * lddx;
+        switch (act) {
+        case ADVNN_ACT_LINEAR:
+            if (dxr != dyr) memmove(dxr, dyr, (size_t)(N > 0 ? N : 0) * sizeof(float));
+            break;
+        case ADVNN_ACT_RELU: ADVNN__MAP3(N, xr, dyr, dyr, dxr, vo = advnn__vand(advnn__vgt(v1, zero), v2)); break;
+        case ADVNN_ACT_LEAKY_RELU:
+            ADVNN__MAP3(N, xr, dyr, dyr, dxr, vo = advnn__vsel(advnn__vgt(v1, zero), v2, advnn__vmul(vp, v2)));
+            break;
+        case ADVNN_ACT_PRELU:
+            if (dalpha) /* dalpha[j] += dy*x*(x<=0), row by row like the reference */
+                ADVNN__MAP3(N, xr, dyr, dalpha, dalpha,
+                            vo = advnn__vsel(advnn__vgt(v1, zero), v3, advnn__vadd(v3, advnn__vmul(v2, v1))));
+            ADVNN__MAP3(N, xr, dyr, alpha, dxr, vo = advnn__vsel(advnn__vgt(v1, zero), v2, advnn__vmul(v3, v2)));
+            break;
+        case ADVNN_ACT_ELU:
+            ADVNN__MAP3(N, xr, dyr, dyr, dxr,
+                        vo = advnn__vsel(advnn__vgt(v1, zero), v2,
+                                         advnn__vmul(v2, advnn__vmul(vp, advnn__vexp(advnn__vmin(v1, zero))))));
+            break;
+        case ADVNN_ACT_SIGMOID:
+            ADVNN__MAP3(N, yr, dyr, dyr, dxr, vo = advnn__vmul(v2, advnn__vmul(v1, advnn__vsub(one, v1))));
+            break;
+        case ADVNN_ACT_TANH:
+            ADVNN__MAP3(N, yr, dyr, dyr, dxr, vo = advnn__vmul(v2, advnn__vsub(one, advnn__vmul(v1, v1))));
+            break;
+        case ADVNN_ACT_SOFTPLUS: ADVNN__MAP3(N, xr, dyr, dyr, dxr, vo = advnn__vmul(v2, advnn__vsigmoid(v1))); break;
+        default: break;
+        }
+    }
+#else
+    advnn__act_backward_ref(act, M, N, x, ldx, y, ldy, dy, lddy, dx, lddx, param, alpha, dalpha);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy) {
+#ifdef ADVNN__VECTOR
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        if (N <= 0) continue;
+        advnn__v vm = advnn__vset(advnn_max(N, xr, 1));
+        ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vexp(advnn__vsub(v1, vm)));
+        advnn_scale(N, 1.0f / advnn_sum(N, yr, 1), yr, 1);
+    }
+#else
+    advnn__softmax_rows_ref(M, N, x, ldx, y, ldy);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy) {
+#ifdef ADVNN__VECTOR
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        if (N <= 0) continue;
+        float m = advnn_max(N, xr, 1);
+        advnn__v vm = advnn__vset(m), s = advnn__vset(0.0f);
+        int j = 0;
+        for (; j + ADVNN__VL <= N; j += ADVNN__VL) s = advnn__vadd(s, advnn__vexp(advnn__vsub(advnn__vld(xr + j), vm)));
+        float ssum = advnn__vhsum(s);
+        if (j < N) {
+            float t[ADVNN__VL], e[ADVNN__VL];
+            for (int u = 0; u < ADVNN__VL; u++) t[u] = j + u < N ? xr[j + u] : -INFINITY; /* exp(-inf) = 0 */
+            advnn__vst(e, advnn__vexp(advnn__vsub(advnn__vld(t), vm)));
+            for (int u = 0; u < N - j; u++) ssum += e[u];
+        }
+        advnn__v vl = advnn__vset(logf(ssum));
+        ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vsub(advnn__vsub(v1, vm), vl));
+    }
+#else
+    advnn__log_softmax_rows_ref(M, N, x, ldx, y, ldy);
+#endif
+}
+
+/* ============================================================================================ */
+/* SGEMM                                                                                         */
+/*                                                                                               */
+/* GotoBLAS/BLIS structure: for jc (NC columns of B) / for pc (KC of K): pack B panel into       */
+/* NR-wide micro-panels (zero padded); for ic (MC rows): A block either packed into MR-tall      */
+/* micro-panels or (AVX2/scalar) read in place with (row, col) strides -- the micro-kernel takes */
+/* A as base + i*rsa + k*csa, so packed A (rsa=1, csa=MR), A (rsa=lda, csa=1) and A^T           */
+/* (rsa=1, csa=lda) share one kernel; for jr (NR) / for ir (MR): MR x NR register tile.          */
+/* Edge tiles: the kernel writes a local MR x NR tile which is merged with alpha/beta.           */
+/* B micro-panel (KC x NR) stays in L1, the A block (MC x KC) in L2.                              */
+/* M == 1 and N == 1 go to vectorized matrix-vector paths (no packing, no stack buffer).         */
+/* ============================================================================================ */
+#define ADVNN__KC 256
+#define ADVNN__MC 96
+#if defined(ADVNN__AVX2)
+#define ADVNN__MR 6
+#define ADVNN__NR 16
+#define ADVNN__NC 128
+#define ADVNN__STRIDED_A 1 /* kernel accepts unpacked A */
+#elif defined(ADVNN__NEON)
+#define ADVNN__MR 8
+#define ADVNN__NR 12
+#define ADVNN__NC 120
+#define ADVNN__STRIDED_A 0 /* kernel requires packed A (rsa=1, csa=MR) */
+#else
+#define ADVNN__MR 4
+#define ADVNN__NR 8
+#define ADVNN__NC 128
+#define ADVNN__STRIDED_A 1
+#endif
+/* compile-time check that the blocking fits the public work size */
+typedef char advnn__work_size_check[(ADVNN__MC * ADVNN__KC + ADVNN__KC * ADVNN__NC <= ADVNN_SGEMM_WORK_FLOATS &&
+                                     ADVNN__MC % ADVNN__MR == 0 && ADVNN__NC % ADVNN__NR == 0) ? 1 : -1];
+
+#if defined(ADVNN__AVX2)
+/* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
+ * c[0..5][0..15] = alpha * sum_p a(i,p) b(p,:) + beta*c  (beta == 0: c not read). */
+ADVNN__AVX2_FN static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                      const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                      float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
+#define ADVNN__K1(AO, BO)                                                                          \
+    do {                                                                                           \
+        __m256 b0 = _mm256_loadu_ps(b + (BO)), b1 = _mm256_loadu_ps(b + (BO) + 8), av;             \
+        const float *ap_ = a + (AO);                                                               \
+        av = _mm256_broadcast_ss(ap_);      c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
+        av = _mm256_broadcast_ss(ap_ + r1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
+        av = _mm256_broadcast_ss(ap_ + r2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
+        av = _mm256_broadcast_ss(ap_ + r3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
+        av = _mm256_broadcast_ss(ap_ + r4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
+        av = _mm256_broadcast_ss(ap_ + r5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
+    } while (0)
+    int p = 0;
+    for (; p + 4 <= k; p += 4) {
+        ADVNN__K1(0, 0);
+        ADVNN__K1(csa, 16);
+        ADVNN__K1(2 * csa, 32);
+        ADVNN__K1(3 * csa, 48);
+        a += 4 * csa;
+        b += 64;
+    }
+    for (; p < k; p++) {
+        ADVNN__K1(0, 0);
+        a += csa;
+        b += 16;
+    }
+#undef ADVNN__K1
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define ADVNN__ST(R, X0, X1)                                                                                     \
+    do {                                                                                                         \
+        float *cr_ = c + (R) * ldc;                                                                              \
+        if (beta == 0.0f) {                                                                                      \
+            _mm256_storeu_ps(cr_, _mm256_mul_ps(va, X0));                                                        \
+            _mm256_storeu_ps(cr_ + 8, _mm256_mul_ps(va, X1));                                                    \
+        } else if (beta == 1.0f) {                                                                               \
+            _mm256_storeu_ps(cr_, _mm256_fmadd_ps(va, X0, _mm256_loadu_ps(cr_)));                               \
+            _mm256_storeu_ps(cr_ + 8, _mm256_fmadd_ps(va, X1, _mm256_loadu_ps(cr_ + 8)));                       \
+        } else {                                                                                                 \
+            _mm256_storeu_ps(cr_, _mm256_fmadd_ps(va, X0, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_))));            \
+            _mm256_storeu_ps(cr_ + 8, _mm256_fmadd_ps(va, X1, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_ + 8))));    \
+        }                                                                                                        \
+    } while (0)
+    ADVNN__ST(0, c00, c01);
+    ADVNN__ST(1, c10, c11);
+    ADVNN__ST(2, c20, c21);
+    ADVNN__ST(3, c30, c31);
+    ADVNN__ST(4, c40, c41);
+    ADVNN__ST(5, c50, c51);
+#undef ADVNN__ST
+}
+#elif defined(ADVNN__NEON)
+/* 8x12 micro-kernel: 24 q accumulators, per k 2 loads of packed A + 3 loads of B + 24 lane-FMAs. */
+static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                       const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
+    float32x4_t acc[8][3];
+    (void)rsa; (void)csa; /* packed A only: rsa == 1, csa == 8 */
+    for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = vdupq_n_f32(0.0f);
+    for (int p = 0; p < k; p++) {
+        float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+#define ADVNN__NR1(I, AV, L)                                     \
+        acc[I][0] = vfmaq_laneq_f32(acc[I][0], b0, AV, L);       \
+        acc[I][1] = vfmaq_laneq_f32(acc[I][1], b1, AV, L);       \
+        acc[I][2] = vfmaq_laneq_f32(acc[I][2], b2, AV, L);
+        ADVNN__NR1(0, a0, 0) ADVNN__NR1(1, a0, 1) ADVNN__NR1(2, a0, 2) ADVNN__NR1(3, a0, 3)
+        ADVNN__NR1(4, a1, 0) ADVNN__NR1(5, a1, 1) ADVNN__NR1(6, a1, 2) ADVNN__NR1(7, a1, 3)
+#undef ADVNN__NR1
+        a += 8;
+        b += 12;
+    }
+    float32x4_t va = vdupq_n_f32(alpha), vb = vdupq_n_f32(beta);
+    for (int i = 0; i < 8; i++)
+        for (int q = 0; q < 3; q++) {
+            float *cp = c + i * ldc + 4 * q;
+            float32x4_t r = vmulq_f32(va, acc[i][q]);
+            if (beta != 0.0f) r = vfmaq_f32(r, vb, vld1q_f32(cp));
+            vst1q_f32(cp, r);
+        }
+}
+#else
+/* Portable 4x8 micro-kernel (strided A). */
+static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                       const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
+    float acc[4][8];
+    memset(acc, 0, sizeof acc);
+    for (int p = 0; p < k; p++) {
+        for (int i = 0; i < 4; i++) {
+            float av = a[i * rsa];
+            for (int j = 0; j < 8; j++) acc[i][j] += av * b[j];
+        }
+        a += csa;
+        b += 8;
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 8; j++) {
+            float *cp = c + i * ldc + j;
+            *cp = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *cp;
+        }
+}
+#endif
+
+/* Pack B(pc:pc+kc, jc:jc+nc) of op(B) into NR-wide micro-panels: panel q, element (p, jj) at
+ * dst[q*NR*kc + p*NR + jj]; columns beyond nc are zero. */
+static void advnn__pack_b(int transB, const float *B, int ldb, int pc, int jc, int kc, int nc, float *dst) {
+    for (int jr = 0; jr < nc; jr += ADVNN__NR) {
+        int nr = nc - jr < ADVNN__NR ? nc - jr : ADVNN__NR;
+        float *d = dst + (advnn__idx)jr * kc;
+        if (!transB) {
+            const float *s = B + (advnn__idx)pc * ldb + jc + jr;
+            if (nr == ADVNN__NR) {
+                for (int p = 0; p < kc; p++, s += ldb, d += ADVNN__NR) memcpy(d, s, ADVNN__NR * sizeof(float));
+            } else {
+                for (int p = 0; p < kc; p++, s += ldb, d += ADVNN__NR) {
+                    int jj = 0;
+                    for (; jj < nr; jj++) d[jj] = s[jj];
+                    for (; jj < ADVNN__NR; jj++) d[jj] = 0.0f;
+                }
+            }
+        } else {
+            /* B stored N x K: column jj of the panel is row (jc+jr+jj) of B */
+            const float *s = B + (advnn__idx)(jc + jr) * ldb + pc;
+            int jj = 0;
+            for (; jj + 4 <= nr; jj += 4) {
+                const float *s0 = s + (advnn__idx)jj * ldb, *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
+                float *dd = d + jj;
+                for (int p = 0; p < kc; p++, dd += ADVNN__NR) {
+                    dd[0] = s0[p]; dd[1] = s1[p]; dd[2] = s2[p]; dd[3] = s3[p];
+                }
+            }
+            for (; jj < nr; jj++) {
+                const float *s0 = s + (advnn__idx)jj * ldb;
+                for (int p = 0; p < kc; p++) d[p * ADVNN__NR + jj] = s0[p];
+            }
+            for (; jj < ADVNN__NR; jj++)
+                for (int p = 0; p < kc; p++) d[p * ADVNN__NR + jj] = 0.0f;
+        }
+    }
+}
+
+/* Pack op(A)(ic:ic+mc, pc:pc+kc) into MR-tall micro-panels: panel r, element (i, p) at
+ * dst[r*MR*kc + p*MR + i]; rows beyond mc are zero. */
+static void advnn__pack_a(int transA, const float *A, int lda, int ic, int pc, int mc, int kc, float *dst) {
+    for (int ir = 0; ir < mc; ir += ADVNN__MR) {
+        int mr = mc - ir < ADVNN__MR ? mc - ir : ADVNN__MR;
+        float *d = dst + (advnn__idx)ir * kc;
+        if (transA) {
+            /* A stored K x M: row p of storage holds op(A)(:, p) contiguous */
+            const float *s = A + (advnn__idx)pc * lda + ic + ir;
+            if (mr == ADVNN__MR) {
+                for (int p = 0; p < kc; p++, s += lda, d += ADVNN__MR) memcpy(d, s, ADVNN__MR * sizeof(float));
+            } else {
+                for (int p = 0; p < kc; p++, s += lda, d += ADVNN__MR) {
+                    int i = 0;
+                    for (; i < mr; i++) d[i] = s[i];
+                    for (; i < ADVNN__MR; i++) d[i] = 0.0f;
+                }
+            }
+        } else {
+            const float *s = A + (advnn__idx)(ic + ir) * lda + pc;
+            int i = 0;
+            for (; i < mr; i++) {
+                const float *si = s + (advnn__idx)i * lda;
+                for (int p = 0; p < kc; p++) d[p * ADVNN__MR + i] = si[p];
+            }
+            for (; i < ADVNN__MR; i++)
+                for (int p = 0; p < kc; p++) d[p * ADVNN__MR + i] = 0.0f;
+        }
+    }
+}
+
+/* Merge an MR x NR tile t (mr x nr valid) into C with alpha/beta. */
+static void advnn__store_edge(const float *t, int mr, int nr, float *C, int ldc, float alpha, float beta) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float *cp = C + (advnn__idx)i * ldc + j;
+            float v = alpha * t[i * ADVNN__NR + j];
+            *cp = beta == 0.0f ? v : v + beta * *cp;
+        }
+}
+
+/* The blocked driver. packA: 1 = always pack A blocks, 0 = read A in place for full MR tiles
+ * (forced to 1 when the micro-kernel needs packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
+ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                                    int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+                                    int packA) {
+    float *bpack = work;                                   /* KC x NC */
+    float *apack = work + (advnn__idx)ADVNN__KC * ADVNN__NC; /* MC x KC */
+    ADVNN__ALIGN64 float tile[ADVNN__MR * ADVNN__NR];
+    if (!ADVNN__STRIDED_A) packA = 1;
+    const advnn__idx rsa_u = transA ? 1 : lda, csa_u = transA ? lda : 1;
+    for (int jc = 0; jc < N; jc += ADVNN__NC) {
+        int nc = N - jc < ADVNN__NC ? N - jc : ADVNN__NC;
+        for (int pc = 0; pc < K; pc += ADVNN__KC) {
+            int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
+            float bt = pc == 0 ? beta : 1.0f;
+            advnn__pack_b(transB, B, ldb, pc, jc, kc, nc, bpack);
+            for (int ic = 0; ic < M; ic += ADVNN__MC) {
+                int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
+                int mfull = packA ? 0 : mc - mc % ADVNN__MR; /* rows read in place */
+                if (mfull < mc)
+                    advnn__pack_a(transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
+                for (int jr = 0; jr < nc; jr += ADVNN__NR) {
+                    int nr = nc - jr < ADVNN__NR ? nc - jr : ADVNN__NR;
+                    const float *bp = bpack + (advnn__idx)jr * kc;
+                    for (int ir = 0; ir < mc; ir += ADVNN__MR) {
+                        int mr = mc - ir < ADVNN__MR ? mc - ir : ADVNN__MR;
+                        const float *ap;
+                        advnn__idx rsa, csa;
+                        if (ir < mfull) {
+                            ap = transA ? A + (advnn__idx)pc * lda + ic + ir : A + (advnn__idx)(ic + ir) * lda + pc;
+                            rsa = rsa_u;
+                            csa = csa_u;
+                        } else {
+                            ap = apack + (advnn__idx)ir * kc;
+                            rsa = 1;
+                            csa = ADVNN__MR;
+                        }
+                        float *cp = C + (advnn__idx)(ic + ir) * ldc + jc + jr;
+                        if (mr == ADVNN__MR && nr == ADVNN__NR) {
+                            advnn__ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
+                        } else {
+                            advnn__ukr(kc, ap, rsa, csa, bp, tile, ADVNN__NR, 1.0f, 0.0f);
+                            advnn__store_edge(tile, mr, nr, cp, ldc, alpha, bt);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+ADVNN__NOINLINE static void advnn__sgemm_stack(int transA, int transB, int M, int N, int K, float alpha,
+                                               const float *A, int lda, const float *B, int ldb, float beta,
+                                               float *C, int ldc, int packA) {
+    ADVNN__ALIGN64 float buf[ADVNN_SGEMM_WORK_FLOATS]; /* 224 KiB of stack */
+    advnn__sgemm_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, packA);
+}
+
+#ifdef ADVNN__VECTOR
+/* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators. */
+static void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y, float alpha,
+                          float beta) {
+    const int W = 8 * ADVNN__VL;
+    const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
+    int j = 0;
+    for (; j + W <= n; j += W) {
+        advnn__v s[8];
+        for (int u = 0; u < 8; u++) s[u] = advnn__vset(0.0f);
+        const float *m = Mat + j;
+        for (int k = 0; k < K; k++, m += ld) {
+            advnn__v xk = advnn__vset(x[(advnn__idx)k * incx]);
+            for (int u = 0; u < 8; u++) s[u] = advnn__vfma(xk, advnn__vld(m + u * ADVNN__VL), s[u]);
+        }
+        for (int u = 0; u < 8; u++) {
+            float *yp = y + j + u * ADVNN__VL;
+            advnn__v r = advnn__vmul(va, s[u]);
+            if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(yp), r);
+            advnn__vst(yp, r);
+        }
+    }
+    for (; j + ADVNN__VL <= n; j += ADVNN__VL) {
+        advnn__v s0 = advnn__vset(0.0f), s1 = s0;
+        const float *m = Mat + j;
+        int k = 0;
+        for (; k + 2 <= K; k += 2, m += 2 * (advnn__idx)ld) {
+            s0 = advnn__vfma(advnn__vset(x[(advnn__idx)k * incx]), advnn__vld(m), s0);
+            s1 = advnn__vfma(advnn__vset(x[(advnn__idx)(k + 1) * incx]), advnn__vld(m + ld), s1);
+        }
+        if (k < K) s0 = advnn__vfma(advnn__vset(x[(advnn__idx)k * incx]), advnn__vld(m), s0);
+        advnn__v r = advnn__vmul(va, advnn__vadd(s0, s1));
+        if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(y + j), r);
+        advnn__vst(y + j, r);
+    }
+    for (; j < n; j++) {
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += x[(advnn__idx)k * incx] * Mat[(advnn__idx)k * ld + j];
+        y[j] = beta == 0.0f ? alpha * s : alpha * s + beta * y[j];
+    }
+}
+
+/* y[j*incy] = alpha * dot(x[0..K), Mat[j*ld .. +K)) + beta*y, j < n  (x contiguous). */
+static void advnn__gemv_t(int K, int n, const float *Mat, int ld, const float *x, float *y, int incy, float alpha,
+                          float beta) {
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *m0 = Mat + (advnn__idx)j * ld, *m1 = m0 + ld, *m2 = m1 + ld, *m3 = m2 + ld;
+        advnn__v s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        int k = 0;
+        for (; k + 2 * ADVNN__VL <= K; k += 2 * ADVNN__VL) {
+            advnn__v x0 = advnn__vld(x + k), x1 = advnn__vld(x + k + ADVNN__VL);
+            s0 = advnn__vfma(x0, advnn__vld(m0 + k), s0); t0 = advnn__vfma(x1, advnn__vld(m0 + k + ADVNN__VL), t0);
+            s1 = advnn__vfma(x0, advnn__vld(m1 + k), s1); t1 = advnn__vfma(x1, advnn__vld(m1 + k + ADVNN__VL), t1);
+            s2 = advnn__vfma(x0, advnn__vld(m2 + k), s2); t2 = advnn__vfma(x1, advnn__vld(m2 + k + ADVNN__VL), t2);
+            s3 = advnn__vfma(x0, advnn__vld(m3 + k), s3); t3 = advnn__vfma(x1, advnn__vld(m3 + k + ADVNN__VL), t3);
+        }
+        for (; k + ADVNN__VL <= K; k += ADVNN__VL) {
+            advnn__v x0 = advnn__vld(x + k);
+            s0 = advnn__vfma(x0, advnn__vld(m0 + k), s0);
+            s1 = advnn__vfma(x0, advnn__vld(m1 + k), s1);
+            s2 = advnn__vfma(x0, advnn__vld(m2 + k), s2);
+            s3 = advnn__vfma(x0, advnn__vld(m3 + k), s3);
+        }
+        float r[4] = {advnn__vhsum(advnn__vadd(s0, t0)), advnn__vhsum(advnn__vadd(s1, t1)),
+                      advnn__vhsum(advnn__vadd(s2, t2)), advnn__vhsum(advnn__vadd(s3, t3))};
+        for (; k < K; k++) {
+            r[0] += x[k] * m0[k]; r[1] += x[k] * m1[k]; r[2] += x[k] * m2[k]; r[3] += x[k] * m3[k];
+        }
+        for (int u = 0; u < 4; u++) {
+            float *yp = y + (advnn__idx)(j + u) * incy;
+            *yp = beta == 0.0f ? alpha * r[u] : alpha * r[u] + beta * *yp;
+        }
+    }
+    for (; j < n; j++) {
+        float s = advnn_dot(K, x, 1, Mat + (advnn__idx)j * ld, 1);
+        float *yp = y + (advnn__idx)j * incy;
+        *yp = beta == 0.0f ? alpha * s : alpha * s + beta * *yp;
+    }
+}
+#endif
+
+ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                const float *B, int ldb, float beta, float *C, int ldc, float *work) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        for (int i = 0; i < M; i++) {
+            float *c = C + (advnn__idx)i * ldc;
+            if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
+            else if (beta != 1.0f)
+                for (int j = 0; j < N; j++) c[j] *= beta;
+        }
+        return;
+    }
+#ifdef ADVNN__VECTOR
+    if (M == 1) { /* row vector times op(B) */
+        if (!transB) {
+            advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta);
+            return;
+        }
+        if (!transA || lda == 1) {
+            advnn__gemv_t(K, N, B, ldb, A, C, 1, alpha, beta);
+            return;
+        }
+    }
+    if (N == 1) { /* op(A) times column vector */
+        int incb = transB ? 1 : ldb;
+        if (!transA && incb == 1) {
+            advnn__gemv_t(K, M, A, lda, B, C, ldc, alpha, beta);
+            return;
+        }
+        if (transA && ldc == 1) {
+            advnn__gemv_n(K, M, A, lda, B, incb, C, alpha, beta);
+            return;
+        }
+    }
+#endif
+    /* A is read in place (no packing cost) except for A^T with a long row stride, where the
+     * k-walk touches one page per step (TLB/L1-set thrash): measured crossover on Zen 4 ~ lda 800. */
+    int packA = transA && lda > 800;
+    if (work)
+        advnn__sgemm_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+    else
+        advnn__sgemm_stack(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ADVNN_SIMD_IMPLEMENTATION */

@@ -1,0 +1,206 @@
+/* bench_kernels.c - single-thread kernel benchmarks for advnn_simd.h.
+ *
+ * Build (from the repo root):
+ *   gcc -O2 -mavx2 -mfma -I. bench/bench_kernels.c -o bench_kernels -lsleef -lm
+ *   with OpenBLAS beside it:
+ *   gcc -O2 -mavx2 -mfma -I. -DADVNN_BENCH_OPENBLAS bench/bench_kernels.c -o bench_kernels -lsleef -lopenblas -lm
+ * Run:
+ *   ./bench_kernels [--peak GFLOPS] [--quick]
+ * Prints one human-readable line and one JSON line per measurement. Timings are the median of
+ * several repetitions after a warm-up. Peak = measured 1-core fp32 FMA throughput (12 independent
+ * FMA chains) unless --peak is given.
+ */
+#define _POSIX_C_SOURCE 200809L
+#define ADVNN_SIMD_IMPLEMENTATION
+#include "advnn_simd.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef ADVNN_BENCH_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int);
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- FMA peak (1 core) ---- */
+static volatile float bench_sink;
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+static double measure_peak(void) {
+    double best = 0; /* best of 10 short runs: robust to other processes on a shared machine */
+    for (int r = 0; r < 10; r++) {
+        __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        /* distinct starting values so the compiler cannot merge identical chains */
+        __m256 x0 = _mm256_set1_ps(1.00f), x1 = _mm256_set1_ps(1.01f), x2 = _mm256_set1_ps(1.02f);
+        __m256 x3 = _mm256_set1_ps(1.03f), x4 = _mm256_set1_ps(1.04f), x5 = _mm256_set1_ps(1.05f);
+        __m256 x6 = _mm256_set1_ps(1.06f), x7 = _mm256_set1_ps(1.07f), x8 = _mm256_set1_ps(1.08f);
+        __m256 x9 = _mm256_set1_ps(1.09f), x10 = _mm256_set1_ps(1.10f), x11 = _mm256_set1_ps(1.11f);
+        long iters = 20000000L;
+        double t0 = now_s();
+        for (long i = 0; i < iters; i++) {
+            x0 = _mm256_fmadd_ps(x0, m, c); x1 = _mm256_fmadd_ps(x1, m, c); x2 = _mm256_fmadd_ps(x2, m, c);
+            x3 = _mm256_fmadd_ps(x3, m, c); x4 = _mm256_fmadd_ps(x4, m, c); x5 = _mm256_fmadd_ps(x5, m, c);
+            x6 = _mm256_fmadd_ps(x6, m, c); x7 = _mm256_fmadd_ps(x7, m, c); x8 = _mm256_fmadd_ps(x8, m, c);
+            x9 = _mm256_fmadd_ps(x9, m, c); x10 = _mm256_fmadd_ps(x10, m, c); x11 = _mm256_fmadd_ps(x11, m, c);
+            __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(x4), "+x"(x5));
+            __asm__ volatile("" : "+x"(x6), "+x"(x7), "+x"(x8), "+x"(x9), "+x"(x10), "+x"(x11));
+        }
+        double t = now_s() - t0;
+        __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)),
+                                 _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
+        s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(x10, x11)));
+        float o[8];
+        _mm256_storeu_ps(o, s);
+        bench_sink = o[0];
+        double gf = (double)iters * 12 * 16 / t * 1e-9;
+        if (gf > best) best = gf;
+    }
+    return best;
+}
+#else
+static double measure_peak(void) { return 0.0; } /* pass --peak on other machines */
+#endif
+
+static void fill(float *p, size_t n, unsigned *seed) {
+    for (size_t i = 0; i < n; i++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        p[i] = (float)((*seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+}
+
+static double peak;
+static int reps_scale = 1;
+
+static void bench_gemm(int tA, int tB, int M, int N, int K) {
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    float *A = (float *)malloc(na * sizeof(float)), *B = (float *)malloc(nb * sizeof(float));
+    float *C = (float *)malloc(nc * sizeof(float));
+    float *work = (float *)aligned_alloc(64, ((size_t)ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 63) / 64 * 64);
+    unsigned seed = 1;
+    fill(A, na, &seed); fill(B, nb, &seed); fill(C, nc, &seed);
+    int lda = tA ? M : K, ldb = tB ? K : N;
+    double flop = 2.0 * M * N * K;
+    /* inner repetitions so that one sample is ~>= 2 ms */
+    int inner = (int)(2e-3 * 50e9 / flop) + 1;
+    int nsamp = 11 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    for (int w = 0; w < inner; w++) advnn_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N, work);
+    for (int s = 0; s < nsamp; s++) {
+        double t0 = now_s();
+        for (int w = 0; w < inner; w++) advnn_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N, work);
+        ts[s] = (now_s() - t0) / inner;
+    }
+    double gf = flop / median(ts, nsamp) * 1e-9;
+    double ob = 0.0;
+#ifdef ADVNN_BENCH_OPENBLAS
+    for (int w = 0; w < inner; w++)
+        cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                    lda, B, ldb, 0.0f, C, N);
+    for (int s = 0; s < nsamp; s++) {
+        double t0 = now_s();
+        for (int w = 0; w < inner; w++)
+            cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                        A, lda, B, ldb, 0.0f, C, N);
+        ts[s] = (now_s() - t0) / inner;
+    }
+    ob = flop / median(ts, nsamp) * 1e-9;
+#endif
+    printf("sgemm  tA=%d tB=%d  M=%5d N=%5d K=%5d  %7.1f GFLOP/s  %5.1f%% of peak", tA, tB, M, N, K, gf,
+           peak > 0 ? 100 * gf / peak : 0.0);
+    if (ob > 0) printf("   openblas %7.1f GFLOP/s  ratio %.2f", ob, gf / ob);
+    printf("\n");
+    printf("{\"kernel\":\"sgemm\",\"isa\":\"%s\",\"transA\":%d,\"transB\":%d,\"M\":%d,\"N\":%d,\"K\":%d,"
+           "\"gflops\":%.2f,\"peak_gflops\":%.1f,\"peak_frac\":%.3f,\"openblas_gflops\":%.2f,\"ratio\":%.3f}\n",
+           advnn_simd_name(), tA, tB, M, N, K, gf, peak, peak > 0 ? gf / peak : 0.0, ob, ob > 0 ? gf / ob : 0.0);
+    fflush(stdout);
+    free(A); free(B); free(C); free(work); free(ts);
+}
+
+/* ---- element-wise kernels: live path vs scalar libm reference ---- */
+enum { K_EXP, K_LOG, K_TANH, K_SIGMOID, K_SOFTPLUS, K_ELU, K_RELU, K_NK };
+static const char *kname[K_NK] = {"exp", "log", "tanh", "sigmoid", "softplus", "elu", "relu"};
+
+static void run_elem(int k, int live, int n, const float *x, float *y) {
+    switch (k) {
+    case K_EXP: if (live) advnn_vexp(n, x, y); else advnn__vexp_ref(n, x, y); break;
+    case K_LOG: if (live) advnn_vlog(n, x, y); else advnn__vlog_ref(n, x, y); break;
+    case K_TANH: if (live) advnn_vtanh(n, x, y); else advnn__vtanh_ref(n, x, y); break;
+    default: {
+        advnn_act a = k == K_SIGMOID ? ADVNN_ACT_SIGMOID : k == K_SOFTPLUS ? ADVNN_ACT_SOFTPLUS
+                    : k == K_ELU ? ADVNN_ACT_ELU : ADVNN_ACT_RELU;
+        if (live) advnn_act_forward(a, 1, n, x, n, y, n, 1.0f, NULL);
+        else advnn__act_forward_ref(a, 1, n, x, n, y, n, 1.0f, NULL);
+    }
+    }
+}
+
+static void bench_elem(int k, int n) {
+    float *x = (float *)malloc((size_t)n * sizeof(float)), *y = (float *)malloc((size_t)n * sizeof(float));
+    unsigned seed = 7;
+    fill(x, (size_t)n, &seed);
+    for (int i = 0; i < n; i++) x[i] = k == K_LOG ? 0.01f + 10.0f * (x[i] + 0.5f) : 8.0f * x[i];
+    double ns[2];
+    int inner = (int)(4e6 / n) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    for (int live = 1; live >= 0; live--) {
+        for (int w = 0; w < inner; w++) run_elem(k, live, n, x, y);
+        for (int s = 0; s < nsamp; s++) {
+            double t0 = now_s();
+            for (int w = 0; w < inner; w++) run_elem(k, live, n, x, y);
+            ts[s] = (now_s() - t0) / inner;
+        }
+        ns[live] = median(ts, nsamp) * 1e9 / n;
+    }
+    bench_sink = y[n / 2];
+    printf("%-8s n=%8d  %s %6.3f ns/elem   scalar-libm %6.3f ns/elem   speedup %5.1fx\n", kname[k], n,
+           advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+    printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n", kname[k],
+           advnn_simd_name(), n, ns[1], ns[0]);
+    fflush(stdout);
+    free(x); free(y); free(ts);
+}
+
+int main(int argc, char **argv) {
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--peak") && i + 1 < argc) peak = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps_scale = atoi(argv[++i]);
+    }
+#ifdef ADVNN_BENCH_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+    if (peak <= 0) peak = measure_peak();
+    printf("advnn_simd %s, 1 thread, fp32 FMA peak %.1f GFLOP/s%s\n", advnn_simd_name(), peak,
+           peak > 0 ? "" : " (unknown: pass --peak)");
+    printf("{\"kernel\":\"fma_peak\",\"gflops\":%.1f}\n", peak);
+    static const int shapes[][5] = {{0, 0, 256, 64, 64},  {0, 0, 256, 128, 128}, {0, 0, 256, 256, 256},
+                                    {0, 0, 1024, 1024, 1024}, {0, 0, 1, 64, 64},
+                                    {1, 0, 64, 64, 256}, /* dW = X^T dY : X 256x64, dY 256x64 */
+                                    {0, 1, 256, 64, 64}, /* dX = dY W^T : dY 256x64, W 64x64 */
+                                    {1, 0, 256, 64, 64}, {0, 1, 256, 128, 128}};
+    int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int s = 0; s < nshapes; s++) {
+        if (quick && shapes[s][2] == 1024) continue;
+        bench_gemm(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+    }
+    for (int k = 0; k < K_NK; k++) {
+        bench_elem(k, 4096);
+        if (!quick) bench_elem(k, 1 << 20);
+    }
+    return 0;
+}

@@ -1,0 +1,604 @@
+/* test_simd.c - every kernel of advnn_simd.h: live path (AVX2 / NEON / scalar) vs the scalar
+ * reference, and the scalar reference vs a double-precision computation.
+ *
+ * Build and run from the repo root, e.g.
+ *   gcc -std=c11 -O2 -mavx2 -mfma -I. tests/test_simd.c -o test_simd -lsleef -lm && ./test_simd
+ *
+ * Tolerances (|got - want| <= atol + rtol*|want| unless noted):
+ *  - reductions (dot/sum/sumsq) live vs ref: the two sum in different orders, so the error of
+ *    each vs the exact sum is <= n*eps*sum|terms| (eps = 2^-24 ~ 6e-8); we allow 2*n*6e-8*sum|terms|
+ *    (+1e-30). The ref vs double check uses the same bound (one order only, so it is 2x loose).
+ *  - max, add_bias, col_sums, axpy, scale: exact or 1 rounding: bitwise or rtol 1.2e-7 (axpy: the
+ *    vector path uses one FMA rounding, the ref two).
+ *  - SGEMM: |C - C_ref| <= 2*K*6e-8*|alpha|*sum_k|a_ik*b_kj| + 2*6e-8*|beta*c| + 1e-30, i.e. the
+ *    classical gamma_K bound of each of the two summation orders, computed per element. The ref
+ *    vs double uses the same per-element bound.
+ *  - exp/log/tanh: SLEEF u10 (<= 1 ulp) vs glibc (<= 1-2 ulp): rtol 4e-7 (~4 ulp) + atol 1e-37.
+ *  - activations vs double: each output is a short composition of u10 functions (sigmoid:
+ *    exp, add, divide; softplus: exp, log1p, add), so rtol 2e-6 (~16 ulp); atol 1e-6 for the
+ *    derivatives computed from y (y*(1-y), 1-y*y suffer cancellation of y's own rounding ~6e-8)
+ *    and 1e-7 elsewhere, with dy in [-1,1].
+ *  - softmax: row sums to 1 within 1e-5 (N <= 257 terms of relative error 2e-6); log_softmax
+ *    vs log(softmax double) with rtol 2e-6 + atol 2e-5 (log of sum: absolute error ~ N*eps).
+ */
+#define ADVNN_SIMD_IMPLEMENTATION
+#include "advnn_simd.h"
+#include "harness.h"
+#include <float.h>
+#include <stdint.h>
+
+static const int SIZES[] = {1, 3, 7, 8, 9, 17, 63, 64, 65, 257};
+#define NSIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
+static const float SENT = 12345.25f; /* sentinel in memory a kernel must not touch */
+
+static uint32_t rng_state = 12345u;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static void fill_rand(float *p, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
+}
+static void fill_val(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+/* malloc'd and deliberately misaligned by one float */
+static float *falloc(size_t n) {
+    float *p = (float *)malloc((n + 1) * sizeof(float));
+    return p + 1;
+}
+static void ffree(float *p) { free(p - 1); }
+
+static int same_float(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+static int close_f(double got, double want, double rtol, double atol) {
+    if (isinf(want) || isinf(got)) return got == want;
+    return th_close(got, want, rtol, atol);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+static void test_name(void) {
+    const char *n = advnn_simd_name();
+    CHECK(n != NULL, "name is NULL");
+#if defined(ADVNN_FORCE_SCALAR)
+    CHECK(strcmp(n, "scalar") == 0, "expected scalar, got %s", n);
+#elif defined(__AVX2__) && defined(__FMA__)
+    CHECK(strcmp(n, "avx2+fma") == 0, "expected avx2+fma, got %s", n);
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+    CHECK(strcmp(n, "neon") == 0, "expected neon, got %s", n);
+#endif
+    printf("     live path: %s\n", n);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Vectors                                                                                     */
+static void test_vector_kernels(void) {
+    const double eps = 6e-8;
+    for (int si = -1; si < NSIZES; si++) {
+        int n = si < 0 ? 0 : SIZES[si];
+        for (int incx = 1; incx <= 3; incx++)
+            for (int incy = 1; incy <= 3; incy++) {
+                size_t lx = (size_t)(n > 0 ? (n - 1) * incx + 1 : 0) + 4, ly = (size_t)(n > 0 ? (n - 1) * incy + 1 : 0) + 4;
+                float *x = falloc(lx), *y = falloc(ly), *y2 = falloc(ly);
+                fill_val(x, lx, SENT); fill_val(y, ly, SENT);
+                for (int i = 0; i < n; i++) { x[(size_t)i * incx] = frand(); y[(size_t)i * incy] = frand(); }
+                memcpy(y2, y, ly * sizeof(float));
+                float *y0 = falloc(ly);
+                memcpy(y0, y, ly * sizeof(float));
+                /* dot */
+                double exact = 0, mag = 0;
+                for (int i = 0; i < n; i++) {
+                    double t = (double)x[(size_t)i * incx] * y[(size_t)i * incy];
+                    exact += t; mag += fabs(t);
+                }
+                double tol = 2 * n * eps * mag + 1e-30;
+                float d = advnn_dot(n, x, incx, y, incy), dr = advnn__dot_ref(n, x, incx, y, incy);
+                CHECK(fabs(d - exact) <= tol, "dot n=%d inc=%d,%d: %g vs %g", n, incx, incy, d, exact);
+                CHECK(fabs(dr - exact) <= tol, "dot_ref n=%d: %g vs %g", n, dr, exact);
+                if (incy == 1) {
+                    /* sum, sumsq, max on x */
+                    double s = 0, sm = 0, q = 0, mx = -INFINITY;
+                    for (int i = 0; i < n; i++) {
+                        double v = x[(size_t)i * incx];
+                        s += v; sm += fabs(v); q += v * v; mx = v > mx ? v : mx;
+                    }
+                    float a = advnn_sum(n, x, incx), ar = advnn__sum_ref(n, x, incx);
+                    CHECK(fabs(a - s) <= 2 * n * eps * sm + 1e-30, "sum n=%d inc=%d: %g vs %g", n, incx, a, s);
+                    CHECK(fabs(ar - s) <= 2 * n * eps * sm + 1e-30, "sum_ref n=%d: %g vs %g", n, ar, s);
+                    a = advnn_sumsq(n, x, incx); ar = advnn__sumsq_ref(n, x, incx);
+                    CHECK(fabs(a - q) <= 2 * n * eps * q + 1e-30, "sumsq n=%d inc=%d: %g vs %g", n, incx, a, q);
+                    CHECK(fabs(ar - q) <= 2 * n * eps * q + 1e-30, "sumsq_ref n=%d: %g vs %g", n, ar, q);
+                    a = advnn_max(n, x, incx); ar = advnn__max_ref(n, x, incx);
+                    CHECK(a == (float)mx && ar == (float)mx, "max n=%d inc=%d: %g %g vs %g", n, incx, a, ar, mx);
+                }
+                /* axpy: y += a x */
+                float al = 0.75f;
+                advnn_axpy(n, al, x, incx, y, incy);
+                advnn__axpy_ref(n, al, x, incx, y2, incy);
+                for (size_t k = 0; k < ly; k++) {
+                    int on = k % (size_t)incy == 0 && k / (size_t)incy < (size_t)n;
+                    if (!on) { CHECK(y[k] == SENT, "axpy touched y[%zu] n=%d inc=%d", k, n, incy); continue; }
+                    /* one rounding (FMA) vs two: both within 1.2e-7*(|y0|+|a x|) of the exact value */
+                    double ax = (double)al * x[k / (size_t)incy * incx], exact = y0[k] + ax;
+                    double want = (double)y2[k], tl = 1.2e-7 * (fabs(y0[k]) + fabs(ax)) + 1e-30;
+                    CHECK(fabs(y2[k] - exact) <= tl, "axpy_ref n=%d k=%zu: %g vs %g", n, k, y2[k], exact);
+                    CHECK(fabs(y[k] - want) <= 2 * tl, "axpy n=%d inc=%d,%d k=%zu: %g vs %g", n, incx, incy, k, y[k], want);
+                }
+                /* scale x *= a */
+                float *x2 = falloc(lx);
+                memcpy(x2, x, lx * sizeof(float));
+                advnn_scale(n, -1.5f, x, incx);
+                for (size_t k = 0; k < lx; k++) {
+                    int on = k % (size_t)incx == 0 && k / (size_t)incx < (size_t)n;
+                    float want = on ? x2[k] * -1.5f : SENT;
+                    CHECK(x[k] == want, "scale n=%d inc=%d k=%zu: %g vs %g", n, incx, k, x[k], want);
+                }
+                ffree(x2); ffree(x); ffree(y); ffree(y2); ffree(y0);
+            }
+    }
+    /* the ref axpy vs double */
+    {
+        float x[5] = {1, 2, 3, 4, 5}, y[5] = {0.5f, -1, 2, 0, 1e-3f};
+        advnn__axpy_ref(5, 0.25f, x, 1, y, 1);
+        double want[5] = {0.75, -0.5, 2.75, 1.0, 1.25 + 1e-3};
+        for (int i = 0; i < 5; i++) CHECK(close_f(y[i], want[i], 1.2e-7, 0), "axpy_ref %d", i);
+    }
+    CHECK(advnn_max(0, NULL, 1) == -INFINITY, "max of empty");
+    CHECK(advnn_sum(0, NULL, 1) == 0.0f && advnn_dot(0, NULL, 1, NULL, 1) == 0.0f, "empty sums");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Matrices                                                                                    */
+static void test_matrix_kernels(void) {
+    for (int mi = 0; mi < NSIZES; mi++)
+        for (int ni = 0; ni < NSIZES; ni++) {
+            int M = SIZES[mi], N = SIZES[ni];
+            if (M == 257 && N == 257) continue;
+            for (int pad = 0; pad <= 3; pad += 3) {
+                int ld = N + pad;
+                size_t sz = (size_t)M * ld;
+                float *X = falloc(sz), *X2 = falloc(sz), *b = falloc((size_t)N + 1);
+                float *o = falloc((size_t)(M > N ? M : N) + 1), *o2 = falloc((size_t)(M > N ? M : N) + 1);
+                fill_val(X, sz, SENT);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) X[(size_t)i * ld + j] = frand();
+                fill_rand(b, (size_t)N, 1.0f);
+                b[N] = SENT;
+                memcpy(X2, X, sz * sizeof(float));
+                /* add_bias: bitwise equal to the ref (one add per element) */
+                advnn_add_bias(M, N, X, ld, b);
+                advnn__add_bias_ref(M, N, X2, ld, b);
+                int bad = 0;
+                for (size_t k = 0; k < sz; k++) bad += !same_float(X[k], X2[k]);
+                CHECK(!bad, "add_bias M=%d N=%d ld=%d: %d mismatches", M, N, ld, bad);
+                for (int i = 0; i < M; i++)
+                    for (int j = N; j < ld; j++) CHECK(X[(size_t)i * ld + j] == SENT, "add_bias wrote padding");
+                /* col_sums accumulates; same order as ref -> bitwise */
+                for (int j = 0; j < N; j++) o[j] = o2[j] = (float)j;
+                o[N] = o2[N] = SENT;
+                advnn_col_sums(M, N, X, ld, o);
+                advnn__col_sums_ref(M, N, X, ld, o2);
+                bad = 0;
+                for (int j = 0; j <= N; j++) bad += !same_float(o[j], o2[j]);
+                CHECK(!bad, "col_sums M=%d N=%d: %d mismatches", M, N, bad);
+                CHECK(o[N] == SENT, "col_sums wrote past N");
+                for (int j = 0; j < N; j++) { /* ref vs double */
+                    double s = j, sm = fabs((double)j);
+                    for (int i = 0; i < M; i++) { s += X[(size_t)i * ld + j]; sm += fabs(X[(size_t)i * ld + j]); }
+                    CHECK(fabs(o2[j] - s) <= 2 * (M + 1) * 6e-8 * sm, "col_sums_ref j=%d: %g vs %g", j, o2[j], s);
+                }
+                /* row_max: exact */
+                o[M] = SENT;
+                advnn_row_max(M, N, X, ld, o);
+                for (int i = 0; i < M; i++) {
+                    float m = -INFINITY;
+                    for (int j = 0; j < N; j++) m = X[(size_t)i * ld + j] > m ? X[(size_t)i * ld + j] : m;
+                    CHECK(o[i] == m, "row_max M=%d N=%d i=%d: %g vs %g", M, N, i, o[i], m);
+                }
+                CHECK(o[M] == SENT, "row_max wrote past M");
+                ffree(X); ffree(X2); ffree(b); ffree(o); ffree(o2);
+            }
+        }
+    /* M == 0 / N == 0: nothing touched */
+    float z[4] = {SENT, SENT, SENT, SENT};
+    advnn_add_bias(0, 4, z, 4, z);
+    advnn_add_bias(4, 0, z, 1, z);
+    advnn_col_sums(0, 4, z, 4, z);
+    for (int i = 0; i < 4; i++) CHECK(z[i] == SENT, "size-0 matrix kernels touched memory");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* exp / log / tanh                                                                            */
+static void test_vmath(void) {
+    for (int si = -1; si < NSIZES; si++) {
+        int n = si < 0 ? 0 : SIZES[si];
+        float *x = falloc((size_t)n + 2), *y = falloc((size_t)n + 2), *r = falloc((size_t)n + 2);
+        for (int f = 0; f < 3; f++) {
+            for (int i = 0; i < n; i++) {
+                float u = frand();
+                x[i] = f == 0 ? 87.0f * u : f == 1 ? expf(40.0f * u) : 12.0f * u;
+            }
+            if (n >= 7 && f == 0) { x[0] = 0; x[1] = -0.0f; x[2] = -100; x[3] = 88.5f; x[4] = 1e-30f; x[5] = -1e30f; x[6] = 1e30f; }
+            if (n >= 5 && f == 1) { x[0] = 1; x[1] = FLT_MIN; x[2] = FLT_MAX; x[3] = 0; x[4] = 1e-40f; }
+            if (n >= 5 && f == 2) { x[0] = 0; x[1] = 1e-30f; x[2] = -100; x[3] = 1e30f; x[4] = -9.5f; }
+            x[n] = y[n] = SENT;
+            if (f == 0) { advnn_vexp(n, x, y); advnn__vexp_ref(n, x, r); }
+            if (f == 1) { advnn_vlog(n, x, y); advnn__vlog_ref(n, x, r); }
+            if (f == 2) { advnn_vtanh(n, x, y); advnn__vtanh_ref(n, x, r); }
+            for (int i = 0; i < n; i++) {
+                double d = f == 0 ? exp((double)x[i]) : f == 1 ? log((double)x[i]) : tanh((double)x[i]);
+                if (f == 0 && d > FLT_MAX) d = INFINITY;
+                /* denormal results: absolute tolerance */
+                CHECK(close_f(y[i], d, 4e-7, 1e-37), "f%d n=%d x=%g: live %.9g vs %.9g", f, n, x[i], y[i], d);
+                CHECK(close_f(r[i], d, 4e-7, 1e-37), "f%d ref x=%g: %.9g vs %.9g", f, x[i], r[i], d);
+            }
+            CHECK(y[n] == SENT, "vmath f%d wrote past n=%d", f, n);
+            /* in place */
+            memcpy(r, x, (size_t)n * sizeof(float));
+            if (f == 0) advnn_vexp(n, r, r);
+            if (f == 1) advnn_vlog(n, r, r);
+            if (f == 2) advnn_vtanh(n, r, r);
+            int bad = 0;
+            for (int i = 0; i < n; i++) bad += !same_float(r[i], y[i]);
+            CHECK(!bad, "vmath f%d in place differs (n=%d)", f, n);
+        }
+        ffree(x); ffree(y); ffree(r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Activations                                                                                 */
+static const char *ACT_NAMES[] = {"linear", "relu", "leaky", "prelu", "elu", "sigmoid", "tanh", "softplus"};
+
+static double act_d(advnn_act a, double x, double p, double al) {
+    switch (a) {
+    case ADVNN_ACT_RELU: return x > 0 ? x : 0;
+    case ADVNN_ACT_LEAKY_RELU: return x > 0 ? x : p * x;
+    case ADVNN_ACT_PRELU: return x > 0 ? x : al * x;
+    case ADVNN_ACT_ELU: return x > 0 ? x : p * expm1(x);
+    case ADVNN_ACT_SIGMOID: return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+    case ADVNN_ACT_TANH: return tanh(x);
+    case ADVNN_ACT_SOFTPLUS: return log1p(exp(-fabs(x))) + (x > 0 ? x : 0);
+    default: return x;
+    }
+}
+static double dact_d(advnn_act a, double x, double p, double al) {
+    switch (a) {
+    case ADVNN_ACT_RELU: return x > 0 ? 1 : 0;
+    case ADVNN_ACT_LEAKY_RELU: return x > 0 ? 1 : p;
+    case ADVNN_ACT_PRELU: return x > 0 ? 1 : al;
+    case ADVNN_ACT_ELU: return x > 0 ? 1 : p * exp(x);
+    case ADVNN_ACT_SIGMOID: { double s = act_d(a, x, p, al); return s * (1 - s); }
+    case ADVNN_ACT_TANH: { double t = tanh(x); return 1 - t * t; }
+    case ADVNN_ACT_SOFTPLUS: return act_d(ADVNN_ACT_SIGMOID, x, p, al);
+    default: return 1;
+    }
+}
+
+static const float EXTREMES[] = {0.0f, -0.0f, 100.0f, -100.0f, 1e30f, -1e30f, 1e-30f, -1e-30f, 1e-40f,
+                                 20.0f, -20.0f, 88.0f, -88.0f, 89.0f, -104.0f, 3.0f};
+#define NEXT ((int)(sizeof EXTREMES / sizeof EXTREMES[0]))
+
+static void check_act(advnn_act act, int M, int N, int ldx, int ldy, int extreme, int inplace) {
+    const float param = act == ADVNN_ACT_ELU ? 1.3f : 0.07f;
+    size_t sx = (size_t)M * ldx, sy = (size_t)M * ldy;
+    float *x = falloc(sx), *y = falloc(inplace ? sx : sy), *yr = falloc(sy), *alpha = falloc((size_t)N);
+    float *dy = falloc(sy), *dx = falloc(sy), *dxr = falloc(sy), *da = falloc((size_t)N), *dar = falloc((size_t)N);
+    if (inplace) ldy = ldx, sy = sx;
+    fill_val(x, sx, SENT);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            size_t k = (size_t)i * ldx + j;
+            x[k] = extreme ? EXTREMES[(i * N + j) % NEXT] * (j % 3 == 2 ? frand() : 1.0f) : 6.0f * frand();
+        }
+    float *da0 = falloc((size_t)N);
+    for (int j = 0; j < N; j++) { alpha[j] = 0.3f * frand(); da0[j] = da[j] = dar[j] = 0.5f * frand(); }
+    float *x0 = falloc(sx);
+    memcpy(x0, x, sx * sizeof(float)); /* keep x: y may overwrite it */
+    if (!inplace) fill_val(y, sy, SENT);
+    advnn__act_forward_ref(act, M, N, x0, ldx, yr, ldy, param, alpha);
+    advnn_act_forward(act, M, N, x, ldx, inplace ? x : y, ldy, param, act == ADVNN_ACT_PRELU ? alpha : NULL);
+    float *yy = inplace ? x : y;
+    int bad = 0;
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            size_t kx = (size_t)i * ldx + j, ky = (size_t)i * ldy + j;
+            double want = act_d(act, x0[kx], param, alpha[j]);
+            int ok = close_f(yy[ky], want, 2e-6, 1e-7) && close_f(yr[ky], want, 2e-6, 1e-7) && isfinite(yy[ky]);
+            if (!ok && bad++ < 5)
+                CHECK(0, "%s fwd M=%d N=%d x=%g: live %.9g ref %.9g double %.9g", ACT_NAMES[act], M, N, x0[kx], yy[ky],
+                      yr[ky], want);
+        }
+        for (int j = N; j < ldy; j++)
+            if (yy[(size_t)i * ldy + j] != SENT && bad++ < 5) CHECK(0, "%s fwd wrote padding", ACT_NAMES[act]);
+    }
+    /* backward: dx = dy * f'(x), dx aliasing dy when inplace */
+    for (size_t k = 0; k < sy; k++) dy[k] = frand();
+    for (int i = 0; i < M; i++)
+        for (int j = N; j < ldy; j++) dy[(size_t)i * ldy + j] = SENT;
+    memcpy(dx, dy, sy * sizeof(float));
+    memcpy(dxr, dy, sy * sizeof(float));
+    const float *xin = act == ADVNN_ACT_SIGMOID || act == ADVNN_ACT_TANH || act == ADVNN_ACT_LINEAR ? NULL : x0;
+    const float *yin = act == ADVNN_ACT_SIGMOID || act == ADVNN_ACT_TANH ? yy : NULL;
+    advnn__act_backward_ref(act, M, N, x0, ldx, yy, ldy, dy, ldy, dxr, ldy, param, alpha, dar);
+    if (inplace)
+        advnn_act_backward(act, M, N, xin, ldx, yin, ldy, dx, ldy, dx, ldy, param, alpha, da);
+    else {
+        fill_val(dx, sy, SENT);
+        advnn_act_backward(act, M, N, xin, ldx, yin, ldy, dy, ldy, dx, ldy, param, alpha,
+                           act == ADVNN_ACT_PRELU ? da : NULL);
+    }
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            size_t kx = (size_t)i * ldx + j, ky = (size_t)i * ldy + j;
+            double want = dy[ky] * dact_d(act, x0[kx], param, alpha[j]);
+            double atol = (act == ADVNN_ACT_SIGMOID || act == ADVNN_ACT_TANH) ? 1e-6 : 1e-7;
+            int ok = close_f(dx[ky], want, 2e-6, atol) && close_f(dxr[ky], want, 2e-6, atol) && isfinite(dx[ky]);
+            if (!ok && bad++ < 5)
+                CHECK(0, "%s bwd M=%d N=%d x=%g dy=%g: live %.9g ref %.9g double %.9g", ACT_NAMES[act], M, N, x0[kx],
+                      dy[ky], dx[ky], dxr[ky], want);
+        }
+        for (int j = N; j < ldy; j++)
+            if (dx[(size_t)i * ldy + j] != SENT && bad++ < 5) CHECK(0, "%s bwd wrote padding", ACT_NAMES[act]);
+    }
+    if (act == ADVNN_ACT_PRELU) { /* live vs ref (summation-order bound); ref vs double: test_prelu_dalpha */
+        for (int j = 0; j < N; j++) {
+            double want = dar[j], sm = fabs(da0[j]);
+            for (int i = 0; i < M; i++) {
+                double v = x0[(size_t)i * ldx + j];
+                if (v <= 0) sm += fabs(v * dy[(size_t)i * ldy + j]);
+            }
+            if (!(fabs(da[j] - want) <= 4 * (M + 1) * 6e-8 * sm + 1e-30) && bad++ < 5)
+                CHECK(0, "prelu dalpha j=%d: %.9g vs ref %.9g", j, da[j], want);
+        }
+    }
+    ffree(x); ffree(y); ffree(yr); ffree(alpha); ffree(dy); ffree(dx); ffree(dxr); ffree(da); ffree(dar); ffree(x0); ffree(da0);
+}
+
+static void test_activations(void) {
+    for (int a = 0; a < ADVNN_ACT_COUNT; a++) {
+        for (int mi = 0; mi < NSIZES; mi += 3)
+            for (int ni = 0; ni < NSIZES; ni++) {
+                int M = SIZES[mi] > 64 ? 5 : SIZES[mi], N = SIZES[ni];
+                check_act((advnn_act)a, M, N, N, N, 0, 0);
+                check_act((advnn_act)a, M, N, N + 3, N + 2, (mi + ni) % 2, 0);
+                check_act((advnn_act)a, M, N, N + 1, N + 1, 1, 1);
+            }
+        check_act((advnn_act)a, 0, 5, 5, 5, 0, 0);
+        check_act((advnn_act)a, 3, 0, 1, 1, 0, 0);
+    }
+}
+
+/* dalpha of PRELU vs a double computation (the ref accumulation in check_act only compares paths). */
+static void test_prelu_dalpha(void) {
+    int M = 37, N = 19;
+    float *x = falloc((size_t)M * N), *dy = falloc((size_t)M * N), *dx = falloc((size_t)M * N);
+    float al[19], da[19];
+    fill_rand(x, (size_t)M * N, 2.0f);
+    fill_rand(dy, (size_t)M * N, 1.0f);
+    for (int j = 0; j < N; j++) { al[j] = 0.1f * (float)j; da[j] = 1.0f; }
+    advnn_act_backward(ADVNN_ACT_PRELU, M, N, x, N, NULL, 0, dy, N, dx, N, 0, al, da);
+    for (int j = 0; j < N; j++) {
+        double s = 1.0, sm = 1.0;
+        for (int i = 0; i < M; i++) {
+            double v = x[i * N + j];
+            if (v <= 0) { s += dy[i * N + j] * v; sm += fabs(dy[i * N + j] * v); }
+        }
+        CHECK(fabs(da[j] - s) <= 2 * (M + 1) * 6e-8 * sm + 1e-7, "dalpha[%d] %g vs %g", j, da[j], s);
+    }
+    /* derivative at exactly 0: relu'(0)=0, leaky uses slope, elu uses alpha*exp(0)=alpha */
+    float z[1] = {0.0f}, g[1] = {2.0f}, o[1];
+    advnn_act_backward(ADVNN_ACT_RELU, 1, 1, z, 1, NULL, 1, g, 1, o, 1, 0, NULL, NULL);
+    CHECK(o[0] == 0.0f, "relu'(0) = %g", o[0]);
+    advnn_act_backward(ADVNN_ACT_LEAKY_RELU, 1, 1, z, 1, NULL, 1, g, 1, o, 1, 0.25f, NULL, NULL);
+    CHECK(o[0] == 0.5f, "leaky'(0) = %g", o[0]);
+    advnn_act_backward(ADVNN_ACT_ELU, 1, 1, z, 1, NULL, 1, g, 1, o, 1, 0.5f, NULL, NULL);
+    CHECK(o[0] == 1.0f, "elu'(0) = %g", o[0]);
+    ffree(x); ffree(dy); ffree(dx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax                                                                                     */
+static void test_softmax(void) {
+    for (int mi = 0; mi < NSIZES; mi += 2)
+        for (int ni = 0; ni < NSIZES; ni++) {
+            int M = SIZES[mi] > 64 ? 4 : SIZES[mi], N = SIZES[ni];
+            for (int v = 0; v < 3; v++) {
+                int ldx = N + (v == 1 ? 3 : 0), ldy = N + (v == 1 ? 1 : 0), inplace = v == 2;
+                if (inplace) ldy = ldx;
+                size_t sx = (size_t)M * ldx, sy = (size_t)M * ldy;
+                float *x = falloc(sx), *y = falloc(sy), *l = falloc(sy), *r = falloc(sy), *x0 = falloc(sx);
+                fill_val(x, sx, SENT);
+                fill_val(y, sy, SENT);
+                fill_val(l, sy, SENT);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++)
+                        x[(size_t)i * ldx + j] = i == 1 ? EXTREMES[j % NEXT] * 1e-1f : i == 2 ? 1e30f * frand() : 10 * frand();
+                memcpy(x0, x, sx * sizeof(float));
+                if (inplace) { /* run on x itself, then move the results to y / l */
+                    advnn_softmax_rows(M, N, x, ldx, x, ldx);
+                    memcpy(y, x, sx * sizeof(float));
+                    memcpy(x, x0, sx * sizeof(float));
+                    advnn_log_softmax_rows(M, N, x, ldx, x, ldx);
+                    memcpy(l, x, sx * sizeof(float));
+                    memcpy(x, x0, sx * sizeof(float));
+                } else {
+                    advnn_softmax_rows(M, N, x, ldx, y, ldy);
+                    advnn_log_softmax_rows(M, N, x, ldx, l, ldy);
+                }
+                for (int i = 0; i < M; i++) {
+                    const float *xr = x0 + (size_t)i * ldx;
+                    double m = -INFINITY, s = 0, sum = 0;
+                    for (int j = 0; j < N; j++) m = xr[j] > m ? xr[j] : m;
+                    for (int j = 0; j < N; j++) s += exp((double)xr[j] - m);
+                    for (int j = 0; j < N; j++) {
+                        double p = exp((double)xr[j] - m) / s, lp = (double)xr[j] - m - log(s);
+                        float gs = y[(size_t)i * ldy + j], gl = l[(size_t)i * ldy + j];
+                        sum += gs;
+                        CHECK(close_f(gs, p, 2e-5, 1e-37), "softmax M=%d N=%d v=%d (%d,%d): %.9g vs %.9g", M, N, v, i, j, gs, p);
+                        CHECK(close_f(gl, lp, 2e-6, 2e-5), "log_softmax M=%d N=%d v=%d (%d,%d): %.9g vs %.9g", M, N, v, i,
+                              j, gl, lp);
+                        /* log_softmax == log(softmax) where softmax does not underflow */
+                        if (p > 1e-30)
+                            CHECK(close_f(logf(gs), gl, 2e-5, 2e-5), "log(softmax) %.9g != log_softmax %.9g", logf(gs), gl);
+                    }
+                    CHECK(fabs(sum - 1.0) <= 1e-5, "softmax row %d sum %.9g (N=%d)", i, sum, N);
+                    for (int j = N; j < ldy && !inplace; j++)
+                        CHECK(y[(size_t)i * ldy + j] == SENT && l[(size_t)i * ldy + j] == SENT, "softmax wrote padding");
+                }
+                /* ref vs live */
+                advnn__softmax_rows_ref(M, N, x0, ldx, r, ldy);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++)
+                        CHECK(close_f(y[(size_t)i * ldy + j], r[(size_t)i * ldy + j], 2e-5, 1e-37), "softmax ref");
+                advnn__log_softmax_rows_ref(M, N, x0, ldx, r, ldy);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++)
+                        CHECK(close_f(l[(size_t)i * ldy + j], r[(size_t)i * ldy + j], 2e-6, 2e-5), "log_softmax ref");
+                ffree(x); ffree(y); ffree(l); ffree(r); ffree(x0);
+            }
+        }
+    /* in-place softmax explicitly */
+    float a[5] = {1, 2, 3, 4, 1000}, e[5];
+    advnn_softmax_rows(1, 5, a, 5, a, 5);
+    for (int j = 0; j < 5; j++) e[j] = (float)exp((double)(j < 4 ? j + 1 : 1000) - 1000.0);
+    for (int j = 0; j < 5; j++) CHECK(close_f(a[j], e[j], 2e-6, 1e-37), "inplace softmax %d: %g vs %g", j, a[j], e[j]);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SGEMM                                                                                       */
+/* op(A)(i,k) and op(B)(k,j) */
+#define OPA(i, k) (tA ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
+#define OPB(k, j) (tB ? B[(size_t)(j) * ldb + (k)] : B[(size_t)(k) * ldb + (j)])
+
+static float *gemm_work;
+enum { PATH_PUBLIC_NULL, PATH_PUBLIC_WORK, PATH_BLOCKED_UNPACKED, PATH_BLOCKED_PACKED };
+
+/* Runs one product on a fresh C (with sentinels around/inside the window) and checks it. */
+static void check_gemm(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad, int path, int nan_c) {
+    int lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    if (lda < 1) lda = 1;
+    if (ldb < 1) ldb = 1;
+    if (ldc < 1) ldc = 1;
+    size_t sa = (size_t)(tA ? K : M) * lda, sb = (size_t)(tB ? N : K) * ldb, sc = (size_t)M * ldc + 8;
+    float *A = falloc(sa + 1), *B = falloc(sb + 1), *C = falloc(sc), *R = falloc(sc), *C0 = falloc(sc);
+    fill_rand(A, sa, 1.0f);
+    fill_rand(B, sb, 1.0f);
+    fill_val(C, sc, SENT);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = nan_c ? NAN : frand();
+    memcpy(R, C, sc * sizeof(float));
+    memcpy(C0, C, sc * sizeof(float));
+    advnn_sgemm_ref(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    switch (path) {
+    case PATH_PUBLIC_NULL: advnn_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL); break;
+    case PATH_PUBLIC_WORK: advnn_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_work); break;
+    default:
+        if (M > 0 && N > 0 && K > 0)
+            advnn__sgemm_blocked(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_work,
+                                 path == PATH_BLOCKED_PACKED);
+        else
+            advnn_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_work);
+    }
+    int bad = 0;
+    for (int i = 0; i < M && bad < 3; i++) {
+        for (int j = 0; j < N && bad < 3; j++) {
+            double exact = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double t = (double)OPA(i, k) * OPB(k, j);
+                exact += t;
+                mag += fabs(t);
+            }
+            double c0 = C0[(size_t)i * ldc + j];
+            double bc = beta == 0.0f ? 0.0 : (double)beta * c0;
+            exact = alpha * exact + bc;
+            double tol = 2.0 * (K + 2) * 6e-8 * fabs(alpha) * mag + 2 * 6e-8 * fabs(bc) + 1e-30;
+            float got = C[(size_t)i * ldc + j], ref = R[(size_t)i * ldc + j];
+            if (!(fabs(got - ref) <= 2 * tol) || !(fabs(ref - exact) <= tol)) {
+                bad++;
+                CHECK(0, "sgemm tA=%d tB=%d M=%d N=%d K=%d a=%g b=%g pad=%d path=%d nanC=%d (%d,%d): live %.9g ref %.9g exact %.9g",
+                      tA, tB, M, N, K, alpha, beta, pad, path, nan_c, i, j, got, ref, exact);
+            }
+        }
+    }
+    /* everything outside the M x N window untouched (padding columns and the tail) */
+    for (int i = 0; i < M; i++)
+        for (int j = N; j < ldc; j++)
+            if (C[(size_t)i * ldc + j] != SENT && bad++ < 3) CHECK(0, "sgemm wrote C padding (%d,%d)", i, j);
+    for (size_t k = (size_t)M * ldc; k < sc; k++)
+        if (C[k] != SENT && bad++ < 3) CHECK(0, "sgemm wrote past C");
+    ffree(A); ffree(B); ffree(C); ffree(R); ffree(C0);
+}
+
+static void test_sgemm_grid(void) {
+    static const int G[] = {1, 3, 7, 8, 9, 17, 63, 64, 65};
+    const int NG = (int)(sizeof G / sizeof G[0]);
+    static const float AB[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-1.25f, 0.75f}, {2.0f, -1.0f}};
+    int cnt = 0;
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++)
+            for (int mi = 0; mi < NG; mi++)
+                for (int ni = 0; ni < NG; ni++)
+                    for (int ki = 0; ki < NG; ki++, cnt++) {
+                        const float *ab = AB[cnt % 4];
+                        int pad = (cnt / 4) % 3 == 0 ? 0 : 3;
+                        int path = (cnt / 2) % 4;
+                        check_gemm(tA, tB, G[mi], G[ni], G[ki], ab[0], ab[1], pad, path, ab[1] == 0.0f && cnt % 8 == 0);
+                    }
+}
+
+static void test_sgemm_special(void) {
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++) {
+            /* 257 in each dimension, every path */
+            for (int path = 0; path < 4; path++) {
+                check_gemm(tA, tB, 257, 9, 17, 1.0f, 0.0f, 1, path, 1);
+                check_gemm(tA, tB, 7, 257, 9, 0.5f, 1.0f, 0, path, 0);
+                check_gemm(tA, tB, 9, 17, 257, -1.0f, 0.5f, 2, path, 0);
+            }
+            /* crosses KC (256), MC (96), NC (128 / 120) blocking boundaries */
+            check_gemm(tA, tB, 130, 150, 300, 0.75f, 0.25f, 5, PATH_BLOCKED_PACKED, 0);
+            check_gemm(tA, tB, 130, 150, 300, 0.75f, 0.0f, 0, PATH_BLOCKED_UNPACKED, 1);
+            check_gemm(tA, tB, 101, 131, 270, 1.0f, 1.0f, 3, PATH_PUBLIC_NULL, 0);
+            /* A^T with a long row stride: the public path packs A */
+            check_gemm(tA, tB, 900, 20, 40, 1.0f, 0.0f, 0, PATH_PUBLIC_WORK, 0);
+            /* M == 1 / N == 1 (matrix-vector paths), tight and padded ld */
+            for (int pad = 0; pad <= 2; pad += 2)
+                for (int si = 0; si < NSIZES; si++) {
+                    int s = SIZES[si];
+                    check_gemm(tA, tB, 1, s, 65, 1.0f, 0.0f, pad, PATH_PUBLIC_NULL, 1);
+                    check_gemm(tA, tB, 1, 65, s, 0.5f, -2.0f, pad, PATH_PUBLIC_NULL, 0);
+                    check_gemm(tA, tB, s, 1, 63, 1.0f, 0.0f, pad, PATH_PUBLIC_NULL, 1);
+                    check_gemm(tA, tB, 63, 1, s, -1.0f, 1.0f, pad, PATH_PUBLIC_WORK, 0);
+                    check_gemm(tA, tB, 1, 1, s, 2.0f, 0.5f, pad, PATH_PUBLIC_NULL, 0);
+                }
+            /* zero sizes, alpha == 0 */
+            check_gemm(tA, tB, 0, 5, 5, 1.0f, 0.5f, 1, PATH_PUBLIC_NULL, 0);
+            check_gemm(tA, tB, 5, 0, 5, 1.0f, 0.5f, 1, PATH_PUBLIC_NULL, 0);
+            check_gemm(tA, tB, 5, 7, 0, 1.0f, 0.5f, 1, PATH_PUBLIC_NULL, 0);
+            check_gemm(tA, tB, 5, 7, 0, 1.0f, 0.0f, 1, PATH_PUBLIC_NULL, 1);
+            check_gemm(tA, tB, 9, 17, 8, 0.0f, 0.5f, 1, PATH_PUBLIC_NULL, 0);
+            check_gemm(tA, tB, 9, 17, 8, 0.0f, 0.0f, 1, PATH_PUBLIC_WORK, 1);
+        }
+    /* sgemm_ref vs hand-computed values */
+    float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, -1, 2, 0.5f, 1}, C[4] = {NAN, NAN, 1, 1};
+    advnn_sgemm_ref(0, 0, 2, 2, 3, 1.0f, A, 3, B, 2, 0.0f, C, 2); /* [1 2 3;4 5 6] * [1 0;-1 2;.5 1] */
+    CHECK(C[0] == 0.5f && C[1] == 7.0f && C[2] == 2.0f && C[3] == 16.0f, "sgemm_ref values %g %g %g %g", C[0], C[1],
+          C[2], C[3]);
+}
+
+int main(void) {
+    gemm_work = (float *)malloc(ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 64);
+    float *work_base = gemm_work;
+    gemm_work = (float *)(((uintptr_t)gemm_work + 63) & ~(uintptr_t)63);
+    RUN(test_name);
+    RUN(test_vector_kernels);
+    RUN(test_matrix_kernels);
+    RUN(test_vmath);
+    RUN(test_activations);
+    RUN(test_prelu_dalpha);
+    RUN(test_softmax);
+    RUN(test_sgemm_grid);
+    RUN(test_sgemm_special);
+    free(work_base);
+    return th_report();
+}
