@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# tests/run_all.sh -- build and run every tests/test_*.c in every configuration; called by `make test`.
+#
+# Each tests/test_*.c is a standalone program (it #includes "harness.h" and defines
+# ADVNN_IMPLEMENTATION / ADVNN_SIMD_IMPLEMENTATION itself) whose last output line is
+# "N passed, N failed". It is compiled from the repo root with -I. -Itests and linked with
+# -lsleef -lm. A line "advnn-build: FLAGS" inside a comment of the test file adds FLAGS to its
+# compile/link line in every configuration (e.g. /* advnn-build: -fopenmp */).
+#
+# Configurations:
+#   native   gcc -O2 (+ -mavx2 -mfma when the CPU has both), -Werror
+#   scalar   the same with -DADVNN_FORCE_SCALAR
+#   asan     gcc -O1 -g -fsanitize=address,undefined, halt on the first UB report, leak check
+#   clang    clang-14 -O2 native, -Werror
+#   cxx      every test compiled as C++: g++ -x c++ -std=c++17, -Werror
+#   aarch64  aarch64-linux-gnu-gcc -O2 (NEON path), run with qemu-aarch64 (no -L: the arm64 loader
+#            and libraries are installed multiarch under /lib/aarch64-linux-gnu)
+#   header   the whole header as one TU: #define ADVNN_IMPLEMENTATION + #include "advnn.h", compiled
+#            (-c) with gcc, clang, g++ -x c++, gcc -DADVNN_STATIC, gcc -DADVNN_NO_STDIO, gcc for generic
+#            x86-64 (no -mavx2), and advnn_simd.h alone with gcc and g++; each compile is one test
+#   generic  (opt-in, via ADVNN_TEST_CONFIGS) gcc -O2 -march=x86-64: the runtime-dispatch path
+#
+# A build failure, a crash, a timeout or a non-zero exit without a summary line counts as one
+# failed test for that (configuration, file), and its output is shown. The last line printed is
+# "N passed, N failed" over everything; the exit status is non-zero when anything failed.
+#
+# Environment: ADVNN_TEST_CONFIGS="native scalar ..." (default: all), ADVNN_TEST_JOBS (default:
+# number of cores), ADVNN_TEST_TIMEOUT seconds per test program (default 300; x3 under qemu),
+# ADVNN_TEST_FILES="tests/test_a.c ..." (default: tests/test_*.c).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+OUT="$ROOT/build/test"
+ALL_CONFIGS="native scalar asan clang cxx aarch64 header"
+CONFIGS="${ADVNN_TEST_CONFIGS:-$ALL_CONFIGS}"
+JOBS="${ADVNN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+TIMEOUT="${ADVNN_TEST_TIMEOUT:-300}"
+
+WARN="-Wall -Wextra -Wpedantic -Werror"
+ARCH=""
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
+  ARCH="-mavx2 -mfma"
+fi
+CLANG=$(command -v clang-14 || command -v clang || echo clang-14)
+LIBS="-lsleef -lm"
+
+ulimit -c 0 2>/dev/null   # no core files from crashing tests (qemu writes them in the cwd)
+now() { date +%s.%N; }
+
+# config_setup CFG: sets CC, CFLAGS, RUNNER for a configuration of test programs
+config_setup() {
+  RUNNER=""
+  case "$1" in
+    native)  CC=gcc;     CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
+    scalar)  CC=gcc;     CFLAGS="-O2 -std=c11 $WARN $ARCH -DADVNN_FORCE_SCALAR" ;;
+    # no -Werror here: gcc's sanitizer instrumentation makes some flow warnings noisy; the native
+    # configuration is the warning gate.
+    asan)    CC=gcc;     CFLAGS="-O1 -g -std=c11 -Wall -Wextra $ARCH -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" ;;
+    clang)   CC=$CLANG;  CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
+    cxx)     CC="g++ -x c++"; CFLAGS="-O2 -std=c++17 -Wall -Wextra -Werror $ARCH" ;;
+    aarch64) CC=aarch64-linux-gnu-gcc; CFLAGS="-O2 -std=c11 $WARN"; RUNNER=qemu-aarch64 ;;
+    # opt-in (not in the default list): gcc for generic x86-64, i.e. the runtime-dispatch path
+    generic) CC=gcc;     CFLAGS="-O2 -std=c11 $WARN -march=x86-64" ;;
+    *) echo "unknown configuration $1" >&2; return 1 ;;
+  esac
+}
+
+describe() {
+  case "$1" in
+    header) echo "whole-header compile checks (advnn.h, advnn_simd.h)" ;;
+    *) config_setup "$1"; echo "$CC $CFLAGS -I. -Itests FILE $LIBS${RUNNER:+ ; $RUNNER ./prog}" ;;
+  esac
+}
+
+# write_result DIR NAME PASSED FAILED T0 TBUILT NOTE   (TBUILT: time when the build ended, or "")
+write_result() {
+  local t1 tb; t1=$(now)
+  tb=$(awk -v a="$5" -v b="${6:-$t1}" 'BEGIN{printf "%.1f", b-a}')
+  printf '%s %s %s %s %s\n' "$3" "$4" "$(awk -v a="$5" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')" "$tb" "$7" > "$1/$2.res"
+}
+
+# ---- one job: a test file in a configuration ----
+run_test() {
+  local cfg=$1 src=$2 name dir bin log t0 tb extra rc summary p f note to
+  name=$(basename "$src" .c)
+  dir="$OUT/$cfg"; mkdir -p "$dir"
+  bin="$dir/$name"; log="$dir/$name.log"
+  t0=$(now)
+  config_setup "$cfg" || return 0
+  extra=$(sed -n 's/.*advnn-build:[[:space:]]*\(.*\)$/\1/p' "$src" | head -n 1 | sed 's#\*/.*##')
+  local cmd="$CC $CFLAGS -I. -Itests $src -o $bin $extra $LIBS"
+  echo "\$ $cmd" > "$log"
+  rm -f "$bin"
+  # shellcheck disable=SC2086
+  if ! $CC $CFLAGS -I. -Itests "$src" -o "$bin" $extra $LIBS >> "$log" 2>&1 || [ ! -x "$bin" ]; then
+    write_result "$dir" "$name" 0 1 "$t0" "" "build failed"; return 0
+  fi
+  tb=$(now)
+  to=$TIMEOUT; [ -n "$RUNNER" ] && to=$((TIMEOUT * 3))
+  echo "\$ ${RUNNER:+$RUNNER }$bin" >> "$log"
+  (
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:${ASAN_OPTIONS:-}"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
+    # shellcheck disable=SC2086
+    timeout -k 10 "$to" $RUNNER "$bin" < /dev/null
+  ) >> "$log" 2>&1
+  rc=$?
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  note=""
+  if [ -z "$summary" ]; then
+    p=0; f=1
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then note="timed out after ${to}s"
+    elif [ $rc -gt 128 ]; then note="killed by signal $((rc - 128)), no summary line"
+    elif [ $rc -ne 0 ]; then note="exit status $rc, no summary line"
+    else note="no summary line"; fi
+  else
+    p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}
+    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; note="exit status $rc after the summary"
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; note="ran no test"; fi
+  fi
+  write_result "$dir" "$name" "$p" "$f" "$t0" "$tb" "$note"
+}
+
+# ---- one job: a whole-header compile check ----
+run_header() {
+  local which=$1 dir="$OUT/header" tu log t0 cc flags hdr def
+  mkdir -p "$dir"; t0=$(now)
+  hdr=advnn.h; def=ADVNN_IMPLEMENTATION
+  case "$which" in
+    gcc)      cc=gcc;          flags="-std=c11 $WARN $ARCH" ;;
+    clang)    cc=$CLANG;       flags="-std=c11 $WARN $ARCH" ;;
+    gxx)      cc="g++ -x c++"; flags="-std=c++17 $WARN $ARCH" ;;
+    static)   cc=gcc;          flags="-std=c11 $WARN $ARCH -DADVNN_STATIC" ;;
+    nostdio)  cc=gcc;          flags="-std=c11 $WARN $ARCH -DADVNN_NO_STDIO" ;;
+    generic)  cc=gcc;          flags="-std=c11 $WARN -march=x86-64" ;;
+    simd-gcc) cc=gcc;          flags="-std=c11 $WARN $ARCH"; hdr=advnn_simd.h; def=ADVNN_SIMD_IMPLEMENTATION ;;
+    simd-gxx) cc="g++ -x c++"; flags="-std=c++17 $WARN $ARCH"; hdr=advnn_simd.h; def=ADVNN_SIMD_IMPLEMENTATION ;;
+  esac
+  tu="$dir/tu_$which.c"; log="$dir/$which.log"
+  printf '#define %s\n#include "%s"\n' "$def" "$hdr" > "$tu"
+  echo "\$ $cc $flags -O2 -I. -c $tu" > "$log"
+  # shellcheck disable=SC2086
+  if $cc $flags -O2 -I. -c "$tu" -o "$dir/tu_$which.o" >> "$log" 2>&1; then
+    write_result "$dir" "$which" 1 0 "$t0" "" ""
+  else
+    write_result "$dir" "$which" 0 1 "$t0" "" "compile failed"
+  fi
+}
+
+if [ "${1:-}" = "--one" ]; then
+  if [ "$2" = header ]; then run_header "$3"; else run_test "$2" "$3"; fi
+  exit 0
+fi
+
+# ---- main: list the jobs, run them JOBS at a time, print grouped results ----
+if [ -n "${ADVNN_TEST_FILES:-}" ]; then
+  read -r -a FILES <<< "$ADVNN_TEST_FILES"
+else
+  FILES=(tests/test_*.c)
+  [ -e "${FILES[0]}" ] || FILES=()
+fi
+
+header_checks=()
+[ -f advnn.h ] && header_checks+=(gcc clang gxx static nostdio generic)
+[ -f advnn_simd.h ] && header_checks+=(simd-gcc simd-gxx)
+
+rm -rf "$OUT"; mkdir -p "$OUT"
+joblist="$OUT/jobs"; : > "$joblist"
+# slowest configurations first so the two cores stay busy until the end
+for cfg in aarch64 asan native scalar clang cxx generic header; do
+  case " $CONFIGS " in *" $cfg "*) ;; *) continue ;; esac
+  if [ "$cfg" = header ]; then
+    for h in ${header_checks[@]+"${header_checks[@]}"}; do echo "header $h" >> "$joblist"; done
+  else
+    for f in ${FILES[@]+"${FILES[@]}"}; do echo "$cfg $f" >> "$joblist"; done
+  fi
+done
+
+njobs=$(wc -l < "$joblist")
+echo "advnn tests: ${#FILES[@]} test file(s) x configurations [$CONFIGS], $njobs jobs on $JOBS core(s)"
+T0=$(now)
+xargs -P "$JOBS" -L 1 "$0" --one < "$joblist"
+T1=$(now)
+
+total_p=0; total_f=0
+for cfg in $CONFIGS; do
+  echo
+  echo "=== $cfg: $(describe "$cfg")"
+  if [ "$cfg" = header ]; then
+    names=(${header_checks[@]+"${header_checks[@]}"})
+    [ -f advnn.h ] || echo "  (advnn.h not found: advnn.h checks skipped)"
+  else
+    names=(); for f in ${FILES[@]+"${FILES[@]}"}; do names+=("$(basename "$f" .c)"); done
+  fi
+  cp=0; cf=0; ct=0
+  for n in ${names[@]+"${names[@]}"}; do
+    res="$OUT/$cfg/$n.res"; log="$OUT/$cfg/$n.log"
+    if [ -f "$res" ]; then read -r p f t tb note < "$res"; else p=0; f=1; t=0; tb=0; note="job did not run"; fi
+    if [ "$cfg" = header ]; then tinfo=$(printf '%6ss' "$t")
+    else tinfo=$(printf '%6ss (build %ss, run %ss)' "$t" "$tb" "$(awk -v a="$t" -v b="$tb" 'BEGIN{printf "%.1f", a-b}')"); fi
+    printf '  %-24s %4d passed, %d failed  %s%s\n' "$n" "$p" "$f" "$tinfo" "${note:+  ($note)}"
+    if [ "$f" -ne 0 ] && [ -f "$log" ]; then
+      nl=$(wc -l < "$log")
+      if [ "$nl" -gt 120 ]; then
+        sed -n '1p' "$log" | sed 's/^/    | /'
+        echo "    | ... ($((nl - 120)) lines cut; full log: ${log#"$ROOT"/})"
+        tail -n 119 "$log" | sed 's/^/    | /'
+      else
+        sed 's/^/    | /' "$log"
+      fi
+    fi
+    cp=$((cp + p)); cf=$((cf + f)); ct=$(awk -v a="$ct" -v b="$t" 'BEGIN{print a+b}')
+  done
+  printf '  -- %s: %d passed, %d failed, %.1fs of job time\n' "$cfg" "$cp" "$cf" "$ct"
+  total_p=$((total_p + cp)); total_f=$((total_f + cf))
+done
+# results of other runs to count in the closing line (CI: the fuzz targets), one per line:
+# "NAME PASSED FAILED SECONDS NOTE..."
+if [ -n "${ADVNN_TEST_EXTRA:-}" ]; then
+  echo
+  echo "=== extra: results from $ADVNN_TEST_EXTRA"
+  if [ -s "$ADVNN_TEST_EXTRA" ]; then
+    while read -r n p f t note; do
+      printf '  %-24s %4d passed, %d failed  %6ss%s\n' "$n" "$p" "$f" "$t" "${note:+  ($note)}"
+      total_p=$((total_p + p)); total_f=$((total_f + f))
+    done < "$ADVNN_TEST_EXTRA"
+  else
+    echo "  (missing or empty: counted as 1 failed)"; total_f=$((total_f + 1))
+  fi
+fi
+
+echo
+printf 'wall time %.1fs\n' "$(awk -v a="$T0" -v b="$T1" 'BEGIN{print b-a}')"
+echo "$total_p passed, $total_f failed"
+[ "$total_f" -eq 0 ]

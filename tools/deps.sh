@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# tools/deps.sh [base|test|fuzz|bench|all] -- make sure the Debian packages advnn needs are installed.
+#
+#   base   build the library users' way: gcc, make, libc headers, SLEEF, xxHash
+#   test   base + everything `make test` uses: g++, clang, the aarch64 cross compiler,
+#          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`)
+#   fuzz   base + clang-14 with its sanitizer/libFuzzer runtimes
+#   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/, never a dependency)
+#   all    test + fuzz
+#
+# Nothing missing: exits 0 and prints nothing. Missing and root: apt-get update + install.
+# Missing and not root: prints the exact commands to run and exits 1.
+# ADVNN_DEPS_AS_USER=1 pretends not to be root (to test the non-root path).
+# ADVNN_DEPS_EXTRA="pkg ..." adds packages to the check (to test the missing-package path).
+set -euo pipefail
+
+purpose="${1:-base}"
+
+base_pkgs=(gcc make libc6-dev libsleef-dev libxxhash-dev)
+# clang-14 is the compiler (the `clang` package only adds the unversioned symlink; the scripts call
+# clang-14 directly). libc6-dev-arm64-cross is only a Recommends of gcc-aarch64-linux-gnu, so it is
+# listed. libc6:arm64 comes in through libsleef3:arm64 and gives /lib/ld-linux-aarch64.so.1, which
+# lets qemu-aarch64 run the cross-built tests without -L / QEMU_LD_PREFIX.
+test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+           libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64)
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
+bench_pkgs=(libopenblas-dev)
+
+case "$purpose" in
+  base)  want=("${base_pkgs[@]}") ;;
+  test)  want=("${base_pkgs[@]}" "${test_pkgs[@]}") ;;
+  fuzz)  want=("${base_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+  bench) want=("${base_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  all)   want=("${base_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
+  -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [base|test|fuzz|bench|all]" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2206
+want+=(${ADVNN_DEPS_EXTRA:-})
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "tools/deps.sh: no dpkg-query: not a Debian-like system; install by hand the equivalents of:" >&2
+  echo "  ${want[*]}" >&2
+  exit 1
+fi
+
+missing=()
+declare -A foreign=()
+declare -A seen=()
+for p in "${want[@]}"; do
+  [[ -n "${seen[$p]:-}" ]] && continue
+  seen[$p]=1
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  if [[ "$status" != ii* ]]; then
+    missing+=("$p")
+    [[ "$p" == *:* ]] && foreign[${p##*:}]=1
+  fi
+done
+
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+# foreign architectures (arm64) that dpkg does not know yet
+add_archs=()
+native_arch=$(dpkg --print-architecture)
+for a in "${!foreign[@]}"; do
+  [[ "$a" == "$native_arch" || "$a" == all ]] && continue
+  dpkg --print-foreign-architectures | grep -qx "$a" || add_archs+=("$a")
+done
+
+uid=$(id -u)
+[[ -n "${ADVNN_DEPS_AS_USER:-}" ]] && uid=1000
+
+if [[ "$uid" -ne 0 ]]; then
+  echo "tools/deps.sh: missing Debian packages for '$purpose': ${missing[*]}" >&2
+  echo "Run:" >&2
+  for a in ${add_archs[@]+"${add_archs[@]}"}; do echo "  sudo dpkg --add-architecture $a" >&2; done
+  echo "  sudo apt-get update" >&2
+  echo "  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "tools/deps.sh: installing for '$purpose': ${missing[*]}"
+for a in ${add_archs[@]+"${add_archs[@]}"}; do dpkg --add-architecture "$a"; done
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "tools/deps.sh: done"
