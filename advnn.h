@@ -39,7 +39,7 @@
  *             reports it. After finalize the graph holds the weights and is read-only for inference.
  *   groups    Every parameter belongs to the group current when its layer was made (advnn_group()).
  *             The trainer keeps per-group optimizer settings, state and a trainable flag.
- *   sharing   advnn_dense_shared(g, in, like) applies the weights of node `like` to another stream;
+ *   sharing   advnn_shared(g, like, in, -1) applies the weights of layer `like` to another stream;
  *             gradients from every use add up in the same parameters.
  *   losses    Loss nodes take (prediction, target, weight-or--1). The training objective is
  *             sum_k coef_k * L_k with coef set by advnn_loss_scale(); each L_k = sum_i w_i l_i / N
@@ -141,7 +141,6 @@ ADVNN_DEF int  advnn_group(advnn_graph *g, const char *name);
 /* Layers. Each returns the new node id, or -1 (see advnn_graph_finalize for the message). */
 ADVNN_DEF int  advnn_input(advnn_graph *g, const char *name, int ndim, const int *shape); /* per-sample shape, ndim 1..3 */
 ADVNN_DEF int  advnn_dense(advnn_graph *g, int in, int units, advnn_act act);             /* on the last axis */
-ADVNN_DEF int  advnn_dense_shared(advnn_graph *g, int in, int like);                      /* weights of dense node `like` */
 ADVNN_DEF int  advnn_activation(advnn_graph *g, int in, advnn_act act);                   /* not PRELU: see advnn_prelu */
 ADVNN_DEF int  advnn_activation_ex(advnn_graph *g, int in, advnn_act act, float param);   /* leaky slope / elu alpha */
 ADVNN_DEF int  advnn_prelu(advnn_graph *g, int in);                                       /* one slope per channel, init 0.25 */
@@ -149,6 +148,28 @@ ADVNN_DEF int  advnn_dropout(advnn_graph *g, int in, float rate);               
 ADVNN_DEF int  advnn_batchnorm(advnn_graph *g, int in);                                   /* momentum 0.1, eps 1e-3 */
 ADVNN_DEF int  advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps);
 ADVNN_DEF int  advnn_concat(advnn_graph *g, int n, const int *ins);                      /* along the last axis */
+/* Sequences (T, C) and images (H, W, C). Padding follows Keras/TensorFlow: 'same' gives
+ * ceil(in/stride) outputs and puts the odd extra pad after; kernel layout (KH, KW, Cin, Cout). */
+typedef enum { ADVNN_PAD_VALID = 0, ADVNN_PAD_SAME = 1 } advnn_padding;
+ADVNN_DEF int  advnn_conv1d(advnn_graph *g, int in, int filters, int kernel, int stride, advnn_padding pad, advnn_act act);
+ADVNN_DEF int  advnn_conv2d(advnn_graph *g, int in, int filters, int kh, int kw, int sh, int sw, advnn_padding pad, advnn_act act);
+/* Pooling windows lie inside the input ('valid'); stride 0 means stride = window. */
+ADVNN_DEF int  advnn_maxpool1d(advnn_graph *g, int in, int pool, int stride);
+ADVNN_DEF int  advnn_avgpool1d(advnn_graph *g, int in, int pool, int stride);
+ADVNN_DEF int  advnn_maxpool2d(advnn_graph *g, int in, int ph, int pw, int sh, int sw);
+ADVNN_DEF int  advnn_avgpool2d(advnn_graph *g, int in, int ph, int pw, int sh, int sw);
+ADVNN_DEF int  advnn_upsample2d(advnn_graph *g, int in, int fh, int fw);                  /* nearest neighbour */
+ADVNN_DEF int  advnn_reshape(advnn_graph *g, int in, int ndim, const int *shape);         /* same number of values */
+ADVNN_DEF int  advnn_flatten(advnn_graph *g, int in);
+/* LSTM over (T, F), Keras semantics: gates i, f, c, o (sigmoid, tanh cell), one bias per gate,
+ * forget-gate bias initialised to 1. Returns the last state (units) or the sequence (T, units).
+ * mask: -1, or a node with T values per sample; a step whose mask is 0 leaves the state unchanged
+ * (and, for sequences, repeats the previous output), as Keras' Masking layer does. */
+ADVNN_DEF int  advnn_lstm(advnn_graph *g, int in, int units, int return_sequences, int mask);
+ADVNN_DEF int  advnn_mask_nonzero(advnn_graph *g, int in);      /* (T, F) -> (T): 1 where any feature != 0 */
+/* The same layer (its weights) applied to another stream: `like` is a dense, conv, LSTM, PReLU or
+ * BatchNorm node; gradients from every use add up. mask: for an LSTM, else -1. */
+ADVNN_DEF int  advnn_shared(advnn_graph *g, int like, int in, int mask);
 /* Losses: weight = -1 for unit weights. Targets: BCE (N,1)-like 0..1; CCE class index (N,1) or
  * probabilities (N,K); MSE same shape as the prediction. */
 ADVNN_DEF int  advnn_loss_bce_logits(advnn_graph *g, int logits, int target, int weight);
@@ -456,7 +477,7 @@ static const char *advnn__npy_key(const char *h, const char *end, const char *ke
             if (p >= end || *p != ':') return NULL;
             p++;
             while (p < end && *p == ' ') p++;
-            return p;
+            return p < end ? p : NULL;  /* a key with no value is as bad as no key */
         }
     }
     return NULL;
@@ -673,6 +694,7 @@ ADVNN_DEF advnn_status advnn_npy_save(const char *path, const advnn_tensor *t) {
 enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
+    ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
     ADVNN__KIND_END
 };
 #define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE)
@@ -685,7 +707,7 @@ typedef struct {
     int   group;
     int   param0, n_param;           /* parameter blocks [param0, param0+n_param) */
     int   share;                     /* node whose parameters this one uses, or -1 */
-    int   ip[4];                     /* integer config (dense: units, act; ...) */
+    int   ip[8];                     /* integer config (dense: units, act; conv: filters, act, kh, kw, sh, sw, pad) */
     float fp[4];                     /* float config (act param, rate, momentum, eps, loss coef) */
     char  name[ADVNN__NAME_MAX];
 } advnn__node;
@@ -854,50 +876,57 @@ ADVNN_DEF int advnn_input(advnn_graph *g, const char *name, int ndim, const int 
 static int advnn__valid_act(int act) { return act >= 0 && act < (int)ADVNN_ACT_COUNT; }
 static float advnn__default_act_param(int act) { return act == ADVNN_ACT_LEAKY_RELU ? 0.01f : 1.0f; }
 
-ADVNN_DEF int advnn_dense(advnn_graph *g, int in, int units, advnn_act act) {
-    int id, shape[3];
+/* Gives node id its parameter blocks (rows x cols, trainable flag each): new ones, or, when share >= 0,
+ * those of node `share`, which must be a layer of the same kind whose blocks have the same shapes. */
+static int advnn__attach_params(advnn_graph *g, int id, int share, int n, int (*spec)[3]) {
+    advnn__node *nd = &g->nodes[id];
+    int k;
+    if (share >= 0) {
+        const advnn__node *l;
+        if (share >= id || g->nodes[share].kind != nd->kind || g->nodes[share].n_param != n || g->nodes[share].share >= 0) {
+            g->n_nodes--;
+            return advnn__gfail(g, ADVNN_ERR_ARG, "shared layer: node %d is not a layer of this kind with its own weights", share);
+        }
+        l = &g->nodes[share];
+        for (k = 0; k < n; k++)
+            if (g->par[l->param0 + k].rows != spec[k][0] || g->par[l->param0 + k].cols != spec[k][1]) {
+                g->n_nodes--;
+                return advnn__gfail(g, ADVNN_ERR_SHAPE, "shared layer: node %d's weights are %d x %d, this input needs %d x %d",
+                                    share, g->par[l->param0 + k].rows, g->par[l->param0 + k].cols, spec[k][0], spec[k][1]);
+            }
+        nd->param0 = l->param0; nd->n_param = n; nd->share = share; nd->group = l->group;
+        return id;
+    }
+    for (k = 0; k < n; k++) {
+        int p = advnn__add_param(g, id, spec[k][0], spec[k][1], spec[k][2]);
+        if (p < 0) return -1;
+        if (k == 0) g->nodes[id].param0 = p;
+    }
+    g->nodes[id].n_param = n;
+    return id;
+}
+
+static int advnn__dense_node(advnn_graph *g, int in, int units, int act, int share) {
+    int id, shape[3], spec[2][3];
     advnn__node *n, *x;
     id = advnn__new_node(g, ADVNN__DENSE, 1, &in, "advnn_dense");
     if (id < 0) return -1;
     if (units < 1 || units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense: units = %d", units); }
-    if (!advnn__valid_act((int)act) || act == ADVNN_ACT_PRELU) {
+    if (!advnn__valid_act(act) || act == ADVNN_ACT_PRELU) {
         g->n_nodes--;
-        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense: activation %d not valid here (PReLU is its own layer: advnn_prelu)", (int)act);
+        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense: activation %d not valid here (PReLU is its own layer: advnn_prelu)", act);
     }
     n = &g->nodes[id]; x = &g->nodes[in];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = units;
-    if ((int64_t)x->size / x->cols * units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense: output too large"); }
+    if ((int64_t)x->rows * units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense: output too large"); }
     advnn__set_shape(n, x->ndim, shape);
-    n->ip[0] = units; n->ip[1] = (int)act; n->fp[0] = advnn__default_act_param((int)act);
-    n->param0 = advnn__add_param(g, id, x->cols, units, 1);
-    if (n->param0 < 0 || advnn__add_param(g, id, 1, units, 1) < 0) return -1;
-    g->nodes[id].n_param = 2;
-    return id;
+    n->ip[0] = units; n->ip[1] = act; n->fp[0] = advnn__default_act_param(act);
+    spec[0][0] = x->cols; spec[0][1] = units; spec[0][2] = 1;
+    spec[1][0] = 1; spec[1][1] = units; spec[1][2] = 1;
+    return advnn__attach_params(g, id, share, 2, spec);
 }
-
-ADVNN_DEF int advnn_dense_shared(advnn_graph *g, int in, int like) {
-    int id;
-    advnn__node *l;
-    if (g && (like < 0 || like >= g->n_nodes || g->nodes[like].kind != ADVNN__DENSE))
-        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_dense_shared: node %d is not a dense layer", like);
-    if (g && in >= 0 && in < g->n_nodes && g->nodes[in].cols != g->par[g->nodes[like].param0].rows)
-        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense_shared: input has %d features on its last axis, layer %d expects %d",
-                            g->nodes[in].cols, like, g->par[g->nodes[like].param0].rows);
-    id = advnn__new_node(g, ADVNN__DENSE, 1, &in, "advnn_dense_shared");
-    if (id < 0) return -1;
-    l = &g->nodes[like];
-    {
-        int shape[3];
-        advnn__node *x = &g->nodes[in], *n = &g->nodes[id];
-        memcpy(shape, x->shape, sizeof shape);
-        shape[x->ndim - 1] = l->ip[0];
-        advnn__set_shape(n, x->ndim, shape);
-        n->ip[0] = l->ip[0]; n->ip[1] = l->ip[1]; n->fp[0] = l->fp[0];
-        n->param0 = l->param0; n->n_param = l->n_param; n->share = like; n->group = l->group;
-    }
-    return id;
-}
+ADVNN_DEF int advnn_dense(advnn_graph *g, int in, int units, advnn_act act) { return advnn__dense_node(g, in, units, (int)act, -1); }
 
 static int advnn__same_shape_node(advnn_graph *g, int kind, int in, const char *what) {
     int id = advnn__new_node(g, kind, 1, &in, what);
@@ -920,14 +949,13 @@ ADVNN_DEF int advnn_activation(advnn_graph *g, int in, advnn_act act) {
     return advnn_activation_ex(g, in, act, advnn__default_act_param((int)act));
 }
 
-ADVNN_DEF int advnn_prelu(advnn_graph *g, int in) {
-    int id = advnn__same_shape_node(g, ADVNN__PRELU, in, "advnn_prelu");
+static int advnn__prelu_node(advnn_graph *g, int in, int share) {
+    int spec[1][3], id = advnn__same_shape_node(g, ADVNN__PRELU, in, "advnn_prelu");
     if (id < 0) return -1;
-    g->nodes[id].param0 = advnn__add_param(g, id, 1, g->nodes[id].cols, 1);
-    if (g->nodes[id].param0 < 0) return -1;
-    g->nodes[id].n_param = 1;
-    return id;
+    spec[0][0] = 1; spec[0][1] = g->nodes[id].cols; spec[0][2] = 1;
+    return advnn__attach_params(g, id, share, 1, spec);
 }
+ADVNN_DEF int advnn_prelu(advnn_graph *g, int in) { return advnn__prelu_node(g, in, -1); }
 
 ADVNN_DEF int advnn_dropout(advnn_graph *g, int in, float rate) {
     int id;
@@ -938,21 +966,18 @@ ADVNN_DEF int advnn_dropout(advnn_graph *g, int in, float rate) {
     return id;
 }
 
-ADVNN_DEF int advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps) {
-    int id, c;
+static int advnn__bn_node(advnn_graph *g, int in, float momentum, float eps, int share) {
+    int id, k, spec[4][3];
     if (g && !(momentum > 0.0f && momentum <= 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_batchnorm: momentum %g outside (0, 1]", (double)momentum);
     if (g && !(eps > 0.0f && eps < 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_batchnorm: eps %g outside (0, 1)", (double)eps);
     id = advnn__same_shape_node(g, ADVNN__BATCHNORM, in, "advnn_batchnorm");
     if (id < 0) return -1;
     g->nodes[id].fp[0] = momentum; g->nodes[id].fp[1] = eps;
-    c = g->nodes[id].cols;
     /* gamma, beta (trained); running mean, running variance (statistics, saved with the model) */
-    g->nodes[id].param0 = advnn__add_param(g, id, 1, c, 1);
-    if (g->nodes[id].param0 < 0 || advnn__add_param(g, id, 1, c, 1) < 0 ||
-        advnn__add_param(g, id, 1, c, 0) < 0 || advnn__add_param(g, id, 1, c, 0) < 0) return -1;
-    g->nodes[id].n_param = 4;
-    return id;
+    for (k = 0; k < 4; k++) { spec[k][0] = 1; spec[k][1] = g->nodes[id].cols; spec[k][2] = k < 2; }
+    return advnn__attach_params(g, id, share, 4, spec);
 }
+ADVNN_DEF int advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps) { return advnn__bn_node(g, in, momentum, eps, -1); }
 ADVNN_DEF int advnn_batchnorm(advnn_graph *g, int in) { return advnn_batchnorm_ex(g, in, 0.1f, 1e-3f); }
 
 ADVNN_DEF int advnn_concat(advnn_graph *g, int n, const int *ins) {
@@ -974,6 +999,193 @@ ADVNN_DEF int advnn_concat(advnn_graph *g, int n, const int *ins) {
     shape[a->ndim - 1] = total;
     advnn__set_shape(&g->nodes[id], a->ndim, shape);
     return id;
+}
+
+/* Spatial view of a node for convolution/pooling: (T, C) is H = 1, W = T; (H, W, C) as is. */
+static int advnn__spatial(const advnn__node *x, int *H, int *W, int *C) {
+    *H = *W = *C = 0;
+    if (x->ndim == 2) { *H = 1; *W = x->shape[0]; *C = x->shape[1]; return 1; }
+    if (x->ndim == 3) { *H = x->shape[0]; *W = x->shape[1]; *C = x->shape[2]; return 2; }
+    return 0;
+}
+
+/* Output length and leading pad of one axis (TensorFlow/Keras rules: 'same' puts the odd pad after). */
+static int advnn__conv_axis(int in, int k, int s, int pad, int *out, int *before) {
+    if (pad == ADVNN_PAD_SAME) {
+        int o = (in + s - 1) / s, total = (o - 1) * s + k - in;
+        *out = o; *before = total > 0 ? total / 2 : 0;
+        return 1;
+    }
+    if (in < k) return 0;
+    *out = (in - k) / s + 1; *before = 0;
+    return 1;
+}
+
+/* conv node config: ip = {filters, act, KH, KW, SH, SW, pad}, plus the derived pads in ip[7] (PT * 65536 + PL) */
+static int advnn__conv_node(advnn_graph *g, int in, int dims, int filters, int kh, int kw, int sh, int sw, int pad, int act, int share) {
+    const char *what = dims == 1 ? "advnn_conv1d" : "advnn_conv2d";
+    int id, H, W, C, Ho, Wo, pt, pl, shape[3], spec[2][3];
+    advnn__node *n, *x;
+    id = advnn__new_node(g, ADVNN__CONV, 1, &in, what);
+    if (id < 0) return -1;
+    x = &g->nodes[in]; n = &g->nodes[id];
+    if (advnn__spatial(x, &H, &W, &C) != dims) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: input must have per-sample shape %s, it has %d dimensions", what, dims == 1 ? "(T, C)" : "(H, W, C)", x->ndim);
+    }
+    if (filters < 1 || filters > ADVNN__MAX_FEATURES || kh < 1 || kw < 1 || sh < 1 || sw < 1 || kh > 64 || kw > 64 ||
+        (pad != ADVNN_PAD_VALID && pad != ADVNN_PAD_SAME) || !advnn__valid_act(act) || act == ADVNN_ACT_PRELU) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_ARG, "%s: filters %d, kernel %dx%d, strides %dx%d, padding %d, activation %d: out of range", what, filters, kh, kw, sh, sw, pad, act);
+    }
+    if (!advnn__conv_axis(H, kh, sh, pad, &Ho, &pt) || !advnn__conv_axis(W, kw, sw, pad, &Wo, &pl)) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: kernel %dx%d is larger than the input %dx%d with 'valid' padding", what, kh, kw, H, W);
+    }
+    if ((int64_t)Ho * Wo * filters > ADVNN__MAX_FEATURES || (int64_t)kh * kw * C > ADVNN__MAX_FEATURES) {
+        g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: output too large", what);
+    }
+    if (dims == 1) { shape[0] = Wo; shape[1] = filters; advnn__set_shape(n, 2, shape); }
+    else { shape[0] = Ho; shape[1] = Wo; shape[2] = filters; advnn__set_shape(n, 3, shape); }
+    n->ip[0] = filters; n->ip[1] = act; n->ip[2] = kh; n->ip[3] = kw; n->ip[4] = sh; n->ip[5] = sw; n->ip[6] = pad;
+    n->ip[7] = pt * 65536 + pl;
+    n->fp[0] = advnn__default_act_param(act);
+    spec[0][0] = kh * kw * C; spec[0][1] = filters; spec[0][2] = 1;
+    spec[1][0] = 1; spec[1][1] = filters; spec[1][2] = 1;
+    return advnn__attach_params(g, id, share, 2, spec);
+}
+ADVNN_DEF int advnn_conv1d(advnn_graph *g, int in, int filters, int kernel, int stride, advnn_padding pad, advnn_act act) {
+    return advnn__conv_node(g, in, 1, filters, 1, kernel, 1, stride, (int)pad, (int)act, -1);
+}
+ADVNN_DEF int advnn_conv2d(advnn_graph *g, int in, int filters, int kh, int kw, int sh, int sw, advnn_padding pad, advnn_act act) {
+    return advnn__conv_node(g, in, 2, filters, kh, kw, sh, sw, (int)pad, (int)act, -1);
+}
+
+/* pool node config: ip = {avg?, KH, KW, SH, SW} */
+static int advnn__pool_node(advnn_graph *g, int in, int dims, int avg, int kh, int kw, int sh, int sw) {
+    const char *what = avg ? "advnn_avgpool" : "advnn_maxpool";
+    int id, H, W, C, Ho, Wo, pt, shape[3];
+    advnn__node *n, *x;
+    id = advnn__new_node(g, ADVNN__POOL, 1, &in, what);
+    if (id < 0) return -1;
+    x = &g->nodes[in]; n = &g->nodes[id];
+    if (sh == 0) sh = kh;
+    if (sw == 0) sw = kw;
+    if (advnn__spatial(x, &H, &W, &C) != dims || kh < 1 || kw < 1 || sh < 1 || sw < 1 ||
+        !advnn__conv_axis(H, kh, sh, ADVNN_PAD_VALID, &Ho, &pt) || !advnn__conv_axis(W, kw, sw, ADVNN_PAD_VALID, &Wo, &pt)) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s%dd: window %dx%d, strides %dx%d do not fit the input (%d-d, %dx%d)", what, dims, kh, kw, sh, sw, x->ndim, H, W);
+    }
+    if (dims == 1) { shape[0] = Wo; shape[1] = C; advnn__set_shape(n, 2, shape); }
+    else { shape[0] = Ho; shape[1] = Wo; shape[2] = C; advnn__set_shape(n, 3, shape); }
+    n->ip[0] = avg; n->ip[1] = kh; n->ip[2] = kw; n->ip[3] = sh; n->ip[4] = sw;
+    return id;
+}
+ADVNN_DEF int advnn_maxpool1d(advnn_graph *g, int in, int pool, int stride) { return advnn__pool_node(g, in, 1, 0, 1, pool, 1, stride); }
+ADVNN_DEF int advnn_avgpool1d(advnn_graph *g, int in, int pool, int stride) { return advnn__pool_node(g, in, 1, 1, 1, pool, 1, stride); }
+ADVNN_DEF int advnn_maxpool2d(advnn_graph *g, int in, int ph, int pw, int sh, int sw) { return advnn__pool_node(g, in, 2, 0, ph, pw, sh, sw); }
+ADVNN_DEF int advnn_avgpool2d(advnn_graph *g, int in, int ph, int pw, int sh, int sw) { return advnn__pool_node(g, in, 2, 1, ph, pw, sh, sw); }
+
+ADVNN_DEF int advnn_upsample2d(advnn_graph *g, int in, int fh, int fw) {
+    int id, H, W, C, shape[3];
+    id = advnn__new_node(g, ADVNN__UPSAMPLE, 1, &in, "advnn_upsample2d");
+    if (id < 0) return -1;
+    if (advnn__spatial(&g->nodes[in], &H, &W, &C) != 2 || fh < 1 || fw < 1 || fh > 64 || fw > 64 ||
+        (int64_t)H * fh * W * fw * C > ADVNN__MAX_FEATURES) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_upsample2d: factors %dx%d on a %d-d input (needs (H, W, C))", fh, fw, g->nodes[in].ndim);
+    }
+    shape[0] = H * fh; shape[1] = W * fw; shape[2] = C;
+    advnn__set_shape(&g->nodes[id], 3, shape);
+    g->nodes[id].ip[0] = fh; g->nodes[id].ip[1] = fw;
+    return id;
+}
+
+ADVNN_DEF int advnn_reshape(advnn_graph *g, int in, int ndim, const int *shape) {
+    int id, i;
+    int64_t size = 1;
+    if (g && (ndim < 1 || ndim > 3 || !shape)) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_reshape: ndim %d (1..3)", ndim);
+    for (i = 0; g && i < ndim; i++) {
+        if (shape[i] < 1) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_reshape: dimension %d is %d", i, shape[i]);
+        size *= shape[i];
+        if (size > ADVNN__MAX_FEATURES) return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_reshape: too large");
+    }
+    id = advnn__new_node(g, ADVNN__RESHAPE, 1, &in, "advnn_reshape");
+    if (id < 0) return -1;
+    if (size != g->nodes[in].size) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_reshape: %lld values per sample, the input has %d", (long long)size, g->nodes[in].size);
+    }
+    advnn__set_shape(&g->nodes[id], ndim, shape);
+    return id;
+}
+ADVNN_DEF int advnn_flatten(advnn_graph *g, int in) {
+    int n;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_flatten: graph is NULL"), -1;
+    if (in < 0 || in >= g->n_nodes) return advnn_reshape(g, in, 1, &in);  /* reports the bad id */
+    n = g->nodes[in].size;
+    return advnn_reshape(g, in, 1, &n);
+}
+
+/* lstm config: ip = {units, return_sequences}; optional second input: the mask (T values per sample) */
+static int advnn__lstm_node(advnn_graph *g, int in, int units, int return_sequences, int mask, int share) {
+    int ins[2], id, T, F, shape[2], spec[3][3];
+    advnn__node *x;
+    ins[0] = in; ins[1] = mask;
+    id = advnn__new_node(g, ADVNN__LSTM, mask >= 0 ? 2 : 1, ins, "advnn_lstm");
+    if (id < 0) return -1;
+    x = &g->nodes[in];
+    if (x->ndim != 2 || units < 1 || units > 65536) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_lstm: input must have per-sample shape (T, F) (has %d dimensions), units %d", x->ndim, units);
+    }
+    T = x->shape[0]; F = x->shape[1];
+    if (mask >= 0 && g->nodes[mask].size != T) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_lstm: the mask has %d values per sample, the sequence %d steps", g->nodes[mask].size, T);
+    }
+    if ((int64_t)T * 4 * units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_lstm: too large"); }
+    if (return_sequences) { shape[0] = T; shape[1] = units; advnn__set_shape(&g->nodes[id], 2, shape); }
+    else advnn__set_shape(&g->nodes[id], 1, &units);
+    g->nodes[id].ip[0] = units; g->nodes[id].ip[1] = return_sequences ? 1 : 0;
+    /* W (F x 4H), U (H x 4H), b (4H); gate order i, f, c, o as in Keras */
+    spec[0][0] = F; spec[0][1] = 4 * units; spec[0][2] = 1;
+    spec[1][0] = units; spec[1][1] = 4 * units; spec[1][2] = 1;
+    spec[2][0] = 1; spec[2][1] = 4 * units; spec[2][2] = 1;
+    return advnn__attach_params(g, id, share, 3, spec);
+}
+ADVNN_DEF int advnn_lstm(advnn_graph *g, int in, int units, int return_sequences, int mask) {
+    return advnn__lstm_node(g, in, units, return_sequences, mask, -1);
+}
+
+ADVNN_DEF int advnn_mask_nonzero(advnn_graph *g, int in) {
+    int id = advnn__new_node(g, ADVNN__MASK, 1, &in, "advnn_mask_nonzero");
+    if (id < 0) return -1;
+    if (g->nodes[in].ndim != 2) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_mask_nonzero: input must be (T, F)"); }
+    advnn__set_shape(&g->nodes[id], 1, &g->nodes[in].shape[0]);
+    return id;
+}
+
+ADVNN_DEF int advnn_shared(advnn_graph *g, int like, int in, int mask) {
+    const advnn__node *l;
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_shared: graph is NULL"), -1;
+    if (in < 0 && g->err != ADVNN_OK) return -1;
+    if (like < 0 || like >= g->n_nodes) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_shared: node %d does not exist", like);
+    l = &g->nodes[like];
+    if (l->share >= 0) like = l->share, l = &g->nodes[like];   /* share with the owner */
+    if (mask >= 0 && l->kind != ADVNN__LSTM) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_shared: a mask only applies to an LSTM");
+    switch (l->kind) {
+    case ADVNN__DENSE: case ADVNN__CONV: {
+        int id = l->kind == ADVNN__DENSE ? advnn__dense_node(g, in, l->ip[0], l->ip[1], like)
+               : advnn__conv_node(g, in, g->nodes[l->in[0]].ndim - 1, l->ip[0], l->ip[2], l->ip[3], l->ip[4], l->ip[5], l->ip[6], l->ip[1], like);
+        if (id >= 0) g->nodes[id].fp[0] = g->nodes[like].fp[0];  /* activation parameter */
+        return id;
+    }
+    case ADVNN__LSTM: return advnn__lstm_node(g, in, l->ip[0], l->ip[1], mask, like);
+    case ADVNN__PRELU: return advnn__prelu_node(g, in, like);
+    case ADVNN__BATCHNORM: return advnn__bn_node(g, in, l->fp[0], l->fp[1], like);
+    default: return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_shared: node %d has no weights to share", like);
+    }
 }
 
 static int advnn__loss(advnn_graph *g, int kind, int pred, int target, int weight, const char *what) {
@@ -1067,12 +1279,22 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     for (i = 0; i < g->n_nodes; i++) {
         advnn__node *n = &g->nodes[i];
         if (n->share >= 0 || n->n_param == 0) continue;
-        if (n->kind == ADVNN__DENSE) {
+        if (n->kind == ADVNN__DENSE || n->kind == ADVNN__CONV) {
             advnn__param *w = &g->par[n->param0];
             int act = n->ip[1];
             int relu_like = act == ADVNN_ACT_RELU || act == ADVNN_ACT_LEAKY_RELU || act == ADVNN_ACT_ELU;
-            double lim = relu_like ? sqrt(6.0 / w->rows) : sqrt(6.0 / (w->rows + w->cols));
+            /* fans as Keras: a conv kernel's fan-out is window * filters */
+            double fan_out = n->kind == ADVNN__CONV ? (double)n->ip[2] * n->ip[3] * w->cols : (double)w->cols;
+            double lim = relu_like ? sqrt(6.0 / w->rows) : sqrt(6.0 / (w->rows + fan_out));
             for (k = 0; k < w->size; k++) g->params[w->off + k] = (float)((2.0 * advnn__rng_uniform(&r) - 1.0) * lim);
+        } else if (n->kind == ADVNN__LSTM) {
+            int b;
+            for (b = 0; b < 2; b++) {   /* W and U: Glorot uniform (Keras uses orthogonal for U) */
+                advnn__param *w = &g->par[n->param0 + b];
+                double lim = sqrt(6.0 / (w->rows + w->cols));
+                for (k = 0; k < w->size; k++) g->params[w->off + k] = (float)((2.0 * advnn__rng_uniform(&r) - 1.0) * lim);
+            }
+            for (k = n->ip[0]; k < 2 * n->ip[0]; k++) g->params[g->par[n->param0 + 2].off + k] = 1.0f;  /* forget gate */
         } else if (n->kind == ADVNN__PRELU) {
             advnn__param *a = &g->par[n->param0];
             for (k = 0; k < a->size; k++) g->params[a->off + k] = 0.25f;
@@ -1106,6 +1328,8 @@ struct advnn_ws {
     float **out, **dout, **aux, **in_own;
     float  *pgrad;             /* parameter gradients, laid out like g->params */
     float  *gemm;              /* packing buffer for advnn_sgemm */
+    float  *scratch;           /* temporaries of one node's forward or backward (im2col, LSTM state) */
+    int     input_grads;       /* also compute the gradient w.r.t. the input nodes (tests, saliency) */
     double *loss;              /* per loss node: its value on the last forward */
     unsigned char *need, *needg;  /* per node: computed this pass / gradient flows through it */
     const unsigned char *group_on; /* per group trainable flags (NULL = all) */
@@ -1114,9 +1338,47 @@ struct advnn_ws {
     void   *arena;
 };
 
+/* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC. */
+typedef struct { int H, W, C, Ho, Wo, F, KH, KW, SH, SW, PT, PL, KKC, in_size, pointwise, chunk; } advnn__cgeom;
+#define ADVNN__CONV_CHUNK_FLOATS (1 << 20)   /* im2col scratch per chunk of samples: 4 MiB stays in L2/L3 */
+static advnn__cgeom advnn__conv_geom(const advnn_graph *g, const advnn__node *n) {
+    advnn__cgeom c;
+    advnn__spatial(&g->nodes[n->in[0]], &c.H, &c.W, &c.C);
+    c.F = n->ip[0]; c.KH = n->ip[2]; c.KW = n->ip[3]; c.SH = n->ip[4]; c.SW = n->ip[5];
+    c.PT = n->ip[7] / 65536; c.PL = n->ip[7] % 65536;
+    c.Ho = n->ndim == 2 ? 1 : n->shape[0]; c.Wo = n->ndim == 2 ? n->shape[0] : n->shape[1];
+    c.KKC = c.KH * c.KW * c.C;
+    c.in_size = c.H * c.W * c.C;
+    c.pointwise = c.KH == 1 && c.KW == 1 && c.SH == 1 && c.SW == 1;   /* a GEMM over all positions */
+    c.chunk = (int)(ADVNN__CONV_CHUNK_FLOATS / ((size_t)c.Ho * c.Wo * c.KKC));
+    if (c.chunk < 1) c.chunk = 1;
+    return c;
+}
+
+/* Per-node temporary floats used inside one forward or backward call (shared by all nodes). */
+static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, int batch) {
+    if (n->kind == ADVNN__CONV) {
+        advnn__cgeom c = advnn__conv_geom(g, n);
+        int s = c.chunk < batch ? c.chunk : batch;
+        return c.pointwise ? 0 : 2 * advnn__round((size_t)s * c.Ho * c.Wo * c.KKC);
+    }
+    if (n->kind == ADVNN__LSTM) {
+        size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
+        /* see advnn__lstm_scratch */
+        return 5 * advnn__round(batch * H) + advnn__round(batch * T * 4 * H) + advnn__round((size_t)batch);
+    }
+    return 0;
+}
+
 static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
     switch (n->kind) {
+    case ADVNN__CONV:
     case ADVNN__DENSE: return n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)batch * n->size : 0;  /* pre-activation */
+    case ADVNN__POOL: return n->ip[0] ? 0 : (size_t)batch * n->size;                       /* argmax (int32) */
+    case ADVNN__LSTM: {                                                                    /* gates, c, h per step */
+        size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
+        return (size_t)batch * T * 6 * H;
+    }
     case ADVNN__DROPOUT: return (size_t)batch * n->size;                                  /* mask */
     case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
     case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
@@ -1150,13 +1412,22 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
         for (i = 0; i < g->n_nodes; i++) {
             const advnn__node *n = &g->nodes[i];
             size_t sz = (size_t)max_batch * n->size, ax = advnn__aux_floats(g, n, max_batch);
-            if (n->kind == ADVNN__INPUT) { ADVNN__CARVE(ws->in_own[i], sz); continue; }
+            if (n->kind == ADVNN__INPUT) {
+                ADVNN__CARVE(ws->in_own[i], sz);
+                if (grads) ADVNN__CARVE(ws->dout[i], sz);
+                continue;
+            }
             ADVNN__CARVE(ws->out[i], sz);
             if (grads) ADVNN__CARVE(ws->dout[i], sz);
             if (ax) ADVNN__CARVE(ws->aux[i], ax);
         }
         if (grads) ADVNN__CARVE(ws->pgrad, (size_t)g->n_params);
         ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
+        {
+            size_t sc = 0, t;
+            for (i = 0; i < g->n_nodes; i++) if ((t = advnn__scratch_floats(g, &g->nodes[i], max_batch)) > sc) sc = t;
+            ADVNN__CARVE(ws->scratch, sc);
+        }
 #undef ADVNN__CARVE
         if (!pass) {
             total = off;
@@ -1203,7 +1474,8 @@ static void advnn__mark_grad(advnn_ws *ws) {
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         unsigned char v = 0;
-        if (ws->need[i] && n->kind != ADVNN__INPUT) {
+        if (ws->need[i] && n->kind == ADVNN__INPUT) v = (unsigned char)(ws->input_grads != 0);
+        else if (ws->need[i] && n->kind != ADVNN__MASK) {
             if (n->n_param && advnn__group_on(ws, n->group)) v = 1;
             for (j = 0; j < n->n_in; j++) v |= ws->needg[n->in[j]];
         }
@@ -1339,6 +1611,118 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     return ADVNN_OK;
 }
 
+/* Bias, then the fused activation from z (pre-activation) into the node's output. */
+static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
+    advnn_add_bias(rows, n->cols, z, n->cols, advnn__P(ws, n, 1));
+    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn_act_forward((advnn_act)n->ip[1], rows, n->cols, z, n->cols, ws->out[id], n->cols, n->fp[0], NULL);
+}
+
+/* im2col of samples [s0, s0+s) of x into cols ((s*Ho*Wo) x KKC) */
+static void advnn__im2col_chunk(const advnn__cgeom *c, const float *x, int s0, int s, float *cols) {
+    int j;
+    for (j = 0; j < s; j++)
+        advnn_im2col(c->H, c->W, c->C, c->KH, c->KW, c->SH, c->SW, c->PT, c->PL, c->Ho, c->Wo,
+                     x + (size_t)(s0 + j) * c->in_size, cols + (size_t)j * c->Ho * c->Wo * c->KKC, c->KKC);
+}
+
+static void advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__cgeom c = advnn__conv_geom(ws->g, n);
+    const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
+    float *z = n->ip[1] == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
+    int P = c.Ho * c.Wo, s0, s;
+    if (c.pointwise) advnn_sgemm(0, 0, nb * P, c.F, c.C, 1.0f, x, c.C, w, c.F, 0.0f, z, c.F, ws->gemm);
+    else
+        for (s0 = 0; s0 < nb; s0 += s) {
+            s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
+            advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
+            advnn_sgemm(0, 0, s * P, c.F, c.KKC, 1.0f, ws->scratch, c.KKC, w, c.F, 0.0f, z + (size_t)s0 * P * c.F, c.F, ws->gemm);
+        }
+    advnn__bias_act(ws, n, id, z, nb * P);
+}
+
+static void advnn__pool_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int H, W, C, j;
+    advnn__spatial(x, &H, &W, &C);
+    for (j = 0; j < nb; j++) {
+        const float *xi = ws->out[n->in[0]] + (size_t)j * x->size;
+        float *yi = ws->out[id] + (size_t)j * n->size;
+        if (n->ip[0]) advnn_avgpool_fwd(H, W, C, n->ip[1], n->ip[2], n->ip[3], n->ip[4], xi, yi);
+        else advnn_maxpool_fwd(H, W, C, n->ip[1], n->ip[2], n->ip[3], n->ip[4], xi, yi, (int32_t *)(void *)ws->aux[id] + (size_t)j * n->size);
+    }
+}
+
+static void advnn__upsample_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int j;
+    for (j = 0; j < nb; j++)
+        advnn_upsample_fwd(x->shape[0], x->shape[1], x->shape[2], n->ip[0], n->ip[1], ws->out[n->in[0]] + (size_t)j * x->size, ws->out[id] + (size_t)j * n->size);
+}
+
+static void advnn__mask_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *x = &ws->g->nodes[ws->g->nodes[id].in[0]];
+    int r, k, F = x->shape[1];
+    for (r = 0; r < nb * x->shape[0]; r++) {
+        const float *xr = ws->out[ws->g->nodes[id].in[0]] + (size_t)r * F;
+        float any = 0.0f;
+        for (k = 0; k < F; k++) if (xr[k] != 0.0f) { any = 1.0f; break; }
+        ws->out[id][r] = any;
+    }
+}
+
+/* LSTM buffers: activated gates G (nb, T, 4H) batch-major as the input projection makes them; cell
+ * states Cs and outputs Hs time-major (T, nb, H) so that each step's state is one contiguous block. */
+typedef struct { int T, F, H; float *G, *Cs, *Hs; const float *mask; } advnn__lstm_v;
+static advnn__lstm_v advnn__lstm_view(const advnn_ws *ws, int id) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__lstm_v v;
+    v.T = ws->g->nodes[n->in[0]].shape[0]; v.F = ws->g->nodes[n->in[0]].shape[1]; v.H = n->ip[0];
+    v.G = ws->aux[id];
+    v.Cs = v.G + (size_t)ws->max_batch * v.T * 4 * v.H;
+    v.Hs = v.Cs + (size_t)ws->max_batch * v.T * v.H;
+    v.mask = n->n_in == 2 ? ws->out[n->in[1]] : NULL;
+    return v;
+}
+static void advnn__mask_column(const float *mask, int T, int t, int nb, float *col) {
+    int r;
+    for (r = 0; r < nb; r++) col[r] = mask[(size_t)r * T + t];
+}
+/* scratch layout: zero state, dZ, dh, dh_prev, dc, dc_prev, mask column */
+typedef struct { float *zero, *dZ, *dh, *dhp, *dc, *dcp, *mcol; } advnn__lstm_s;
+static advnn__lstm_s advnn__lstm_scratch(const advnn_ws *ws, const advnn__lstm_v *v) {
+    advnn__lstm_s q;
+    size_t B = (size_t)ws->max_batch, sH = advnn__round(B * v->H);
+    q.zero = ws->scratch; q.dZ = q.zero + sH;
+    q.dh = q.dZ + advnn__round(B * v->T * 4 * v->H);
+    q.dhp = q.dh + sH; q.dc = q.dhp + sH; q.dcp = q.dc + sH; q.mcol = q.dcp + sH;
+    return q;
+}
+
+static void advnn__lstm_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__lstm_v v = advnn__lstm_view(ws, id);
+    advnn__lstm_s q = advnn__lstm_scratch(ws, &v);
+    int T = v.T, H = v.H, H4 = 4 * v.H, t, r;
+    size_t step = (size_t)nb * H;
+    const float *W = advnn__P(ws, n, 0), *U = advnn__P(ws, n, 1);
+    /* the input projection of every step in one GEMM */
+    advnn_sgemm(0, 0, nb * T, H4, v.F, 1.0f, ws->out[n->in[0]], v.F, W, H4, 0.0f, v.G, H4, ws->gemm);
+    advnn_add_bias(nb * T, H4, v.G, H4, advnn__P(ws, n, 2));
+    memset(q.zero, 0, step * sizeof(float));
+    for (t = 0; t < T; t++) {
+        float *z = v.G + (size_t)t * H4;
+        const float *cp = t ? v.Cs + (t - 1) * step : q.zero, *hp = t ? v.Hs + (t - 1) * step : q.zero;
+        if (t) advnn_sgemm(0, 0, nb, H4, H, 1.0f, hp, H, U, H4, 1.0f, z, T * H4, ws->gemm);
+        if (v.mask) advnn__mask_column(v.mask, T, t, nb, q.mcol);
+        advnn_lstm_cell_fwd(nb, H, z, T * H4, cp, hp, v.Cs + t * step, v.Hs + t * step, H, H, v.mask ? q.mcol : NULL);
+    }
+    if (!n->ip[1]) { memcpy(ws->out[id], v.Hs + (T - 1) * step, step * sizeof(float)); return; }
+    for (r = 0; r < nb; r++)
+        for (t = 0; t < T; t++)
+            memcpy(ws->out[id] + ((size_t)r * T + t) * H, v.Hs + t * step + (size_t)r * H, (size_t)H * sizeof(float));
+}
+
 static advnn_status advnn__forward(advnn_ws *ws, int nb) {
     advnn_graph *g = ws->g;
     int i;
@@ -1358,6 +1742,12 @@ static advnn_status advnn__forward(advnn_ws *ws, int nb) {
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
         case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
         case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
+        case ADVNN__CONV: advnn__conv_fwd(ws, i, nb); break;
+        case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
+        case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
+        case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+        case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
+        case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
         default:
             st = advnn__loss_fwd(ws, i, nb);
             if (st != ADVNN_OK) return st;
@@ -1441,6 +1831,96 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     }
 }
 
+static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__cgeom c = advnn__conv_geom(ws->g, n);
+    const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
+    float *dz = ws->dout[id], *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
+    int P = c.Ho * c.Wo, on = advnn__group_on(ws, n->group), s0, s, j;
+    if (n->ip[1] != ADVNN_ACT_LINEAR)
+        advnn_act_backward((advnn_act)n->ip[1], nb * P, c.F, ws->aux[id], c.F, ws->out[id], c.F, dz, c.F, dz, c.F, n->fp[0], NULL, NULL);
+    if (on) advnn_col_sums(nb * P, c.F, dz, c.F, advnn__G(ws, n, 1));
+    if (c.pointwise) {
+        if (on) advnn_sgemm(1, 0, c.C, c.F, nb * P, 1.0f, x, c.C, dz, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
+        if (dx) advnn_sgemm(0, 1, nb * P, c.C, c.F, 1.0f, dz, c.F, w, c.F, 1.0f, dx, c.C, ws->gemm);
+        return;
+    }
+    for (s0 = 0; s0 < nb; s0 += s) {
+        int ce = c.chunk < ws->max_batch ? c.chunk : ws->max_batch;   /* the scratch holds two chunks */
+        float *cols = ws->scratch, *dcols = ws->scratch + advnn__round((size_t)ce * P * c.KKC);
+        const float *dzc = dz + (size_t)s0 * P * c.F;
+        s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
+        if (on) {
+            advnn__im2col_chunk(&c, x, s0, s, cols);
+            advnn_sgemm(1, 0, c.KKC, c.F, s * P, 1.0f, cols, c.KKC, dzc, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
+        }
+        if (!dx) continue;
+        advnn_sgemm(0, 1, s * P, c.KKC, c.F, 1.0f, dzc, c.F, w, c.F, 0.0f, dcols, c.KKC, ws->gemm);
+        for (j = 0; j < s; j++)
+            advnn_col2im(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dcols + (size_t)j * P * c.KKC, c.KKC,
+                         dx + (size_t)(s0 + j) * c.in_size);
+    }
+}
+
+static void advnn__pool_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int H, W, C, j;
+    if (!ws->needg[n->in[0]]) return;
+    advnn__spatial(x, &H, &W, &C);
+    for (j = 0; j < nb; j++) {
+        const float *dy = ws->dout[id] + (size_t)j * n->size;
+        float *dx = ws->dout[n->in[0]] + (size_t)j * x->size;
+        if (n->ip[0]) advnn_avgpool_bwd(H, W, C, n->ip[1], n->ip[2], n->ip[3], n->ip[4], dy, dx);
+        else advnn_maxpool_bwd(n->ndim == 2 ? 1 : n->shape[0], n->ndim == 2 ? n->shape[0] : n->shape[1], C, dy,
+                               (const int32_t *)(const void *)ws->aux[id] + (size_t)j * n->size, dx);
+    }
+}
+
+static void advnn__upsample_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
+    int j;
+    if (!ws->needg[n->in[0]]) return;
+    for (j = 0; j < nb; j++)
+        advnn_upsample_bwd(x->shape[0], x->shape[1], x->shape[2], n->ip[0], n->ip[1], ws->dout[id] + (size_t)j * n->size, ws->dout[n->in[0]] + (size_t)j * x->size);
+}
+
+static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__lstm_v v = advnn__lstm_view(ws, id);
+    advnn__lstm_s q = advnn__lstm_scratch(ws, &v);
+    int T = v.T, H = v.H, H4 = 4 * v.H, t, r, k, on = advnn__group_on(ws, n->group);
+    size_t step = (size_t)nb * H;
+    const float *U = advnn__P(ws, n, 1), *dout = ws->dout[id];
+    float *sw;
+    memset(q.zero, 0, step * sizeof(float));
+    memset(q.dhp, 0, step * sizeof(float));
+    memset(q.dc, 0, step * sizeof(float));
+    for (t = T - 1; t >= 0; t--) {
+        float *dz = q.dZ + (size_t)t * H4;
+        /* total gradient of h_t: from the layer above and from step t+1 */
+        for (r = 0; r < nb; r++) {
+            float *d = q.dh + (size_t)r * H;
+            const float *from = q.dhp + (size_t)r * H;
+            const float *o = n->ip[1] ? dout + ((size_t)r * T + t) * H : (t == T - 1 ? dout + (size_t)r * H : NULL);
+            for (k = 0; k < H; k++) d[k] = from[k] + (o ? o[k] : 0.0f);
+        }
+        if (v.mask) advnn__mask_column(v.mask, T, t, nb, q.mcol);
+        advnn_lstm_cell_bwd(nb, H, v.G + (size_t)t * H4, T * H4, t ? v.Cs + (t - 1) * step : q.zero, v.Cs + t * step,
+                            q.dh, q.dc, dz, q.dcp, q.dhp, H, H, v.mask ? q.mcol : NULL);
+        if (t) {   /* the recurrent path into h_{t-1}, and dU += h_{t-1}^T dz */
+            advnn_sgemm(0, 1, nb, H, H4, 1.0f, dz, T * H4, U, H4, 1.0f, q.dhp, H, ws->gemm);
+            if (on) advnn_sgemm(1, 0, H, H4, nb, 1.0f, v.Hs + (t - 1) * step, H, dz, T * H4, 1.0f, advnn__G(ws, n, 1), H4, ws->gemm);
+        }
+        sw = q.dc; q.dc = q.dcp; q.dcp = sw;
+    }
+    if (on) {
+        advnn_sgemm(1, 0, v.F, H4, nb * T, 1.0f, ws->out[n->in[0]], v.F, q.dZ, H4, 1.0f, advnn__G(ws, n, 0), H4, ws->gemm);
+        advnn_col_sums(nb * T, H4, q.dZ, H4, advnn__G(ws, n, 2));
+    }
+    if (ws->needg[n->in[0]])
+        advnn_sgemm(0, 1, nb * T, v.F, H4, 1.0f, q.dZ, H4, advnn__P(ws, n, 0), H4, 1.0f, ws->dout[n->in[0]], v.F, ws->gemm);
+}
+
 static void advnn__backward(advnn_ws *ws, int nb) {
     advnn_graph *g = ws->g;
     int i, k;
@@ -1474,6 +1954,13 @@ static void advnn__backward(advnn_ws *ws, int nb) {
             } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
         case ADVNN__BATCHNORM: advnn__bn_bwd(ws, i, nb); break;
+        case ADVNN__CONV: advnn__conv_bwd(ws, i, nb); break;
+        case ADVNN__POOL: advnn__pool_bwd(ws, i, nb); break;
+        case ADVNN__UPSAMPLE: advnn__upsample_bwd(ws, i, nb); break;
+        case ADVNN__RESHAPE:
+            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            break;
+        case ADVNN__LSTM: advnn__lstm_bwd(ws, i, nb); break;
         case ADVNN__CONCAT: {
             int R = nb * n->rows, C = n->cols, r, off = 0;
             for (k = 0; k < n->n_in; k++) {
@@ -2047,7 +2534,7 @@ ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, si
         for (j = 0; j < n->n_in; j++) advnn__w32(&w, (uint32_t)n->in[j]);
         advnn__w32(&w, (uint32_t)n->ndim);
         for (j = 0; j < 3; j++) advnn__w32(&w, (uint32_t)n->shape[j]);
-        for (j = 0; j < 4; j++) advnn__w32(&w, (uint32_t)n->ip[j]);
+        for (j = 0; j < 8; j++) advnn__w32(&w, (uint32_t)n->ip[j]);
         for (j = 0; j < 4; j++) advnn__wf32(&w, n->fp[j]);
         advnn__wstr(&w, n->name);
     }
@@ -2075,18 +2562,27 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
                               const char *name, int ndim, const int *shape) {
     switch (kind) {
     case ADVNN__INPUT: return n_in == 0 ? advnn_input(g, name, ndim, shape) : -1;
-    case ADVNN__DENSE: {
+    case ADVNN__DENSE: case ADVNN__CONV: {
         int id;
-        if (n_in != 1) return -1;
-        id = share >= 0 ? advnn_dense_shared(g, in[0], share) : advnn_dense(g, in[0], ip[1] < 0 ? 0 : ip[0], (advnn_act)ip[1]);
-        if (id >= 0 && !isfinite(fp[0])) return -1;
+        if (n_in != 1 || !isfinite(fp[0])) return -1;
+        if (share >= 0) id = advnn_shared(g, share, in[0], -1);
+        else if (kind == ADVNN__DENSE) id = advnn__dense_node(g, in[0], ip[0], ip[1], -1);
+        else id = advnn__conv_node(g, in[0], g->nodes[in[0]].ndim - 1, ip[0], ip[2], ip[3], ip[4], ip[5], ip[6], ip[1], -1);
         if (id >= 0) g->nodes[id].fp[0] = fp[0];
         return id;
     }
+    case ADVNN__POOL: return n_in == 1 ? advnn__pool_node(g, in[0], g->nodes[in[0]].ndim - 1, ip[0] != 0, ip[1], ip[2], ip[3], ip[4]) : -1;
+    case ADVNN__UPSAMPLE: return n_in == 1 ? advnn_upsample2d(g, in[0], ip[0], ip[1]) : -1;
+    case ADVNN__RESHAPE: return n_in == 1 ? advnn_reshape(g, in[0], ndim, shape) : -1;
+    case ADVNN__LSTM:
+        if (n_in != 1 && n_in != 2) return -1;
+        return share >= 0 ? advnn_shared(g, share, in[0], n_in == 2 ? in[1] : -1)
+                          : advnn_lstm(g, in[0], ip[0], ip[1], n_in == 2 ? in[1] : -1);
+    case ADVNN__MASK: return n_in == 1 ? advnn_mask_nonzero(g, in[0]) : -1;
+    case ADVNN__PRELU: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_prelu(g, in[0]);
+    case ADVNN__BATCHNORM: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_batchnorm_ex(g, in[0], fp[0], fp[1]);
     case ADVNN__ACT: return n_in == 1 ? advnn_activation_ex(g, in[0], (advnn_act)ip[0], fp[0]) : -1;
-    case ADVNN__PRELU: return n_in == 1 ? advnn_prelu(g, in[0]) : -1;
     case ADVNN__DROPOUT: return n_in == 1 ? advnn_dropout(g, in[0], fp[0]) : -1;
-    case ADVNN__BATCHNORM: return n_in == 1 ? advnn_batchnorm_ex(g, in[0], fp[0], fp[1]) : -1;
     case ADVNN__CONCAT: return advnn_concat(g, n_in, in);
     case ADVNN__LOSS_BCE: case ADVNN__LOSS_CCE: case ADVNN__LOSS_MSE: {
         int id;
@@ -2135,21 +2631,21 @@ ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
     nn = advnn__r32(&r);
     if (r.bad || nn < 1 || nn > (1u << 20)) goto bad;
     for (i = 0; i < nn; i++) {
-        int kind, group, share, n_in, in[ADVNN__MAX_IN], ndim, shape[3], ip[4], id;
+        int kind, group, share, n_in, in[ADVNN__MAX_IN], ndim, shape[3], ip[8], id;
         float fp[4];
         kind = advnn__ri32(&r); group = advnn__ri32(&r); share = advnn__ri32(&r); n_in = advnn__ri32(&r);
         if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i) goto bad;
         for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) goto bad; }
         ndim = advnn__ri32(&r);
         for (j = 0; j < 3; j++) shape[j] = advnn__ri32(&r);
-        for (j = 0; j < 4; j++) ip[j] = advnn__ri32(&r);
+        for (j = 0; j < 8; j++) ip[j] = advnn__ri32(&r);
         for (j = 0; j < 4; j++) fp[j] = advnn__rf32(&r);
         if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) goto bad;
         g->cur_group = group;
         id = advnn__replay_node(g, kind, n_in, in, share, ip, fp, name, ndim, shape);
         if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) goto bad;
         for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) goto bad;
-        if (kind == ADVNN__DENSE && share < 0 && g->nodes[id].ip[0] != ip[0]) goto bad;
+        for (j = 0; j < 8; j++) if (g->nodes[id].ip[j] != ip[j]) goto bad;
         if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) goto bad;
     }
     np = advnn__r32(&r);

@@ -47,6 +47,8 @@
  * uses a stack buffer of this size (only on the blocked path; M==1 / N==1 paths use no stack). */
 #define ADVNN_SGEMM_WORK_FLOATS (96 * 256 + 256 * 128)
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -115,6 +117,75 @@ ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float 
 /* Row softmax / log-softmax (stable: the row max is subtracted). y may alias x. */
 ADVNN_SIMD_DEF void advnn_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy);
 ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy);
+
+/* ---- Convolution, pooling, upsampling: one sample, NHWC, contiguous (1-D is the H = 1 case) ----
+ * x is H x W x C: element (h, w, c) at x[(h*W + w)*C + c]. Empty sizes (H, W, C, Ho, Wo <= 0) make
+ * these kernels no-ops. Flat indices must fit in int32 (H*W*C < 2^31). Inputs and outputs must not
+ * overlap. Copies, maxima and pure sums (im2col, col2im, maxpool, upsample) give bitwise identical
+ * results on every path; avgpool agrees to the rounding of one multiply.
+ *
+ * im2col: cols is (Ho*Wo) x (KH*KW*C), row stride ldcols >= KH*KW*C. Row oh*Wo + ow, column
+ * (kh*KW + kw)*C + c holds x(oh*SH - PT + kh, ow*SW - PL + kw, c), or 0 where that tap lies outside
+ * the image. The column order (kh, kw, c) is the Keras/TF kernel layout (KH, KW, Cin, Cout) flattened
+ * to (KH*KW*Cin) x Cout, so a convolution is
+ *   advnn_sgemm(0, 0, Ho*Wo, Cout, KH*KW*C, 1, cols, ldcols, kernel, Cout, 0, y, Cout, work).
+ * Keras padding: "valid": PT = PL = 0, Ho = (H - KH)/SH + 1; "same": Ho = ceil(H/SH),
+ * PT = max((Ho - 1)*SH + KH - H, 0) / 2 (rounded down: an odd extra pad goes after). Same for W.
+ * Columns >= KH*KW*C of each cols row are not touched. */
+ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                 int Wo, const float *x, float *cols, int ldcols);
+/* The adjoint of im2col: dx(ih, iw, c) += cols[row, col] for every in-range tap (out-of-range taps are
+ * dropped); dx accumulates. Each dx element receives its terms in increasing (row, kh, kw) order. */
+ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                 int Wo, const float *cols, int ldcols, float *dx);
+
+/* Pooling, valid padding (every window inside the image); y is Ho x Wo x C with Ho = (H - KH)/SH + 1,
+ * Wo = (W - KW)/SW + 1 (H >= KH, W >= KW). Windows may overlap (stride < kernel).
+ * maxpool_fwd: y = window maximum; argmax (NULL, or Ho*Wo*C int32) gets the flat input index
+ * (h*W + w)*C + c of the first maximum in scan order (kh-major, then kw). Inputs must not hold NaN.
+ * maxpool_bwd: dx[argmax[k]] += dy[k] for k < Ho*Wo*C, in increasing k (dx accumulates).
+ * avgpool_fwd: y = (sum of the KH*KW window, kh-major) * (1/(KH*KW)).
+ * avgpool_bwd: dx(window) += dy * (1/(KH*KW)) (dx accumulates). */
+ADVNN_SIMD_DEF void advnn_maxpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
+                                      int32_t *argmax);
+ADVNN_SIMD_DEF void advnn_maxpool_bwd(int Ho, int Wo, int C, const float *dy, const int32_t *argmax, float *dx);
+ADVNN_SIMD_DEF void advnn_avgpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y);
+ADVNN_SIMD_DEF void advnn_avgpool_bwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy,
+                                      float *dx);
+
+/* Nearest-neighbour upsampling by integer factors FH, FW >= 1: y is (H*FH) x (W*FW) x C with
+ * y(h*FH + i, w*FW + j, c) = x(h, w, c). Backward: dx(h, w, c) += sum over the FH x FW block of dy
+ * (summed i-major, then added to dx; dx accumulates). */
+ADVNN_SIMD_DEF void advnn_upsample_fwd(int H, int W, int C, int FH, int FW, const float *x, float *y);
+ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, const float *dy, float *dx);
+
+/* ---- LSTM cell, Keras gate order (i, f, c, o), n rows (samples) at one time step ----
+ * Row r of z (stride ldz >= 4H) holds the pre-activations [zi | zf | zg | zo], H each (input
+ * projection + recurrent projection + bias). c_prev, c, dc, dc_prev have row stride ldc >= H;
+ * h_prev, h, dh, dh_prev have row stride ldh >= H. mask: NULL (every row active) or n floats;
+ * a row with mask[r] == 0 is masked (its state is carried through the step), any other value is active.
+ *
+ * Forward: z is overwritten with the activated gates [i, f, g, o] = [sig(zi), sig(zf), tanh(zg), sig(zo)]
+ * (for every row, masked or not: backward reads them). Active rows: c = f*c_prev + i*g, h = o*tanh(c).
+ * Masked rows: c = c_prev, h = h_prev.
+ * In place: c may be c_prev exactly and h may be h_prev exactly; no other overlaps. */
+ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
+                                        float *c, float *h, int ldc, int ldh, const float *mask);
+/* Backward of one step. Inputs: z = the activated gates left by advnn_lstm_cell_fwd, c_prev, c (this
+ * step's cell state), dh = total dL/dh of this step (from the layer above and from step t+1's gates),
+ * dc = dL/dc arriving from step t+1 (NULL = 0).
+ * Active rows, with tc = tanh(c) and dct = dc + dh*o*(1 - tc^2):
+ *   dz = [dct*g*i*(1-i), dct*c_prev*f*(1-f), dct*i*(1-g^2), dh*tc*o*(1-o)]   (written, stride ldz)
+ *   dc_prev = dct*f                                                          (written)
+ *   dh_prev = 0
+ * Masked rows: dz = 0, dc_prev = dc (0 if dc == NULL), dh_prev = dh.
+ * dh_prev (NULL = not written) is the part of dL/dh_prev that does not flow through z; the caller adds
+ * the recurrent term dz * W_h^T to it, e.g. advnn_sgemm(0, 1, n, H, 4H, 1, dz, ldz, Wh, 4H, 1, dh_prev,
+ * ldh, work) with W_h stored H x 4H (Keras recurrent_kernel).
+ * In place: dz may be z exactly, dc_prev may be dc exactly, dh_prev may be dh exactly; no other overlaps. */
+ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
+                                        const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
+                                        int ldc, int ldh, const float *mask);
 
 #ifdef __cplusplus
 }
@@ -332,6 +403,152 @@ ADVNN__FN void advnn__log_softmax_rows_ref(int M, int N, const float *x, int ldx
     }
 }
 
+/* ---- convolution / pooling / upsampling references: one element at a time ---- */
+ADVNN__FN void advnn__im2col_ref(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *x, float *cols, int ldcols) {
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            float *row = cols + ((advnn__idx)oh * Wo + ow) * ldcols;
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    int ih = oh * SH - PT + kh, iw = ow * SW - PL + kw;
+                    float *dst = row + ((advnn__idx)kh * KW + kw) * C;
+                    if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                        const float *src = x + ((advnn__idx)ih * W + iw) * C;
+                        for (int c = 0; c < C; c++) dst[c] = src[c];
+                    } else {
+                        for (int c = 0; c < C; c++) dst[c] = 0.0f;
+                    }
+                }
+        }
+}
+ADVNN__FN void advnn__col2im_ref(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *cols, int ldcols, float *dx) {
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            const float *row = cols + ((advnn__idx)oh * Wo + ow) * ldcols;
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    int ih = oh * SH - PT + kh, iw = ow * SW - PL + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    float *d = dx + ((advnn__idx)ih * W + iw) * C;
+                    const float *s = row + ((advnn__idx)kh * KW + kw) * C;
+                    for (int c = 0; c < C; c++) d[c] += s[c];
+                }
+        }
+}
+ADVNN__FN void advnn__maxpool_fwd_ref(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
+                                      int32_t *argmax) {
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++)
+            for (int c = 0; c < C; c++) {
+                advnn__idx best_i = ((advnn__idx)oh * SH * W + (advnn__idx)ow * SW) * C + c;
+                float best = x[best_i];
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) {
+                        advnn__idx k = ((advnn__idx)(oh * SH + kh) * W + ow * SW + kw) * C + c;
+                        if (x[k] > best) { best = x[k]; best_i = k; }
+                    }
+                advnn__idx o = ((advnn__idx)oh * Wo + ow) * C + c;
+                y[o] = best;
+                if (argmax) argmax[o] = (int32_t)best_i;
+            }
+}
+ADVNN__FN void advnn__avgpool_fwd_ref(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y) {
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    float inv = 1.0f / (float)(KH * KW);
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++)
+            for (int c = 0; c < C; c++) {
+                float s = 0.0f;
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) s += x[((advnn__idx)(oh * SH + kh) * W + ow * SW + kw) * C + c];
+                y[((advnn__idx)oh * Wo + ow) * C + c] = s * inv;
+            }
+}
+ADVNN__FN void advnn__avgpool_bwd_ref(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy, float *dx) {
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    float inv = 1.0f / (float)(KH * KW);
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++)
+            for (int c = 0; c < C; c++) {
+                float g = dy[((advnn__idx)oh * Wo + ow) * C + c] * inv;
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) dx[((advnn__idx)(oh * SH + kh) * W + ow * SW + kw) * C + c] += g;
+            }
+}
+ADVNN__FN void advnn__upsample_fwd_ref(int H, int W, int C, int FH, int FW, const float *x, float *y) {
+    for (int oh = 0; oh < H * FH; oh++)
+        for (int ow = 0; ow < W * FW; ow++)
+            for (int c = 0; c < C; c++)
+                y[((advnn__idx)oh * W * FW + ow) * C + c] = x[((advnn__idx)(oh / FH) * W + ow / FW) * C + c];
+}
+ADVNN__FN void advnn__upsample_bwd_ref(int H, int W, int C, int FH, int FW, const float *dy, float *dx) {
+    for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++)
+            for (int c = 0; c < C; c++) {
+                float s = 0.0f;
+                for (int i = 0; i < FH; i++)
+                    for (int j = 0; j < FW; j++) s += dy[((advnn__idx)(h * FH + i) * W * FW + w * FW + j) * C + c];
+                dx[((advnn__idx)h * W + w) * C + c] += s;
+            }
+}
+
+/* ---- LSTM cell references ---- */
+ADVNN__FN void advnn__lstm_cell_fwd_ref(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
+                                        float *c, float *h, int ldc, int ldh, const float *mask) {
+    for (int r = 0; r < n; r++) {
+        float *zr = z + (advnn__idx)r * ldz;
+        const float *cp = c_prev + (advnn__idx)r * ldc, *hp = h_prev + (advnn__idx)r * ldh;
+        float *cr = c + (advnn__idx)r * ldc, *hr = h + (advnn__idx)r * ldh;
+        int active = !mask || mask[r] != 0.0f;
+        for (int j = 0; j < H; j++) {
+            float i = advnn__sigmoid1(zr[j]), f = advnn__sigmoid1(zr[H + j]);
+            float g = tanhf(zr[2 * H + j]), o = advnn__sigmoid1(zr[3 * H + j]);
+            zr[j] = i; zr[H + j] = f; zr[2 * H + j] = g; zr[3 * H + j] = o;
+            if (active) {
+                float cv = f * cp[j] + i * g;
+                cr[j] = cv;
+                hr[j] = o * tanhf(cv);
+            } else {
+                cr[j] = cp[j];
+                hr[j] = hp[j];
+            }
+        }
+    }
+}
+ADVNN__FN void advnn__lstm_cell_bwd_ref(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
+                                        const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
+                                        int ldc, int ldh, const float *mask) {
+    for (int r = 0; r < n; r++) {
+        const float *zr = z + (advnn__idx)r * ldz;
+        const float *cp = c_prev + (advnn__idx)r * ldc, *cr = c + (advnn__idx)r * ldc;
+        const float *dhr = dh + (advnn__idx)r * ldh, *dcr = dc ? dc + (advnn__idx)r * ldc : NULL;
+        float *dzr = dz + (advnn__idx)r * ldz, *dcp = dc_prev + (advnn__idx)r * ldc;
+        float *dhp = dh_prev ? dh_prev + (advnn__idx)r * ldh : NULL;
+        int active = !mask || mask[r] != 0.0f;
+        for (int j = 0; j < H; j++) {
+            float i = zr[j], f = zr[H + j], g = zr[2 * H + j], o = zr[3 * H + j];
+            float dcin = dcr ? dcr[j] : 0.0f, dhv = dhr[j];
+            if (active) {
+                float tc = tanhf(cr[j]);
+                float dct = dcin + dhv * o * (1.0f - tc * tc);
+                dzr[j] = dct * g * i * (1.0f - i);
+                dzr[H + j] = dct * cp[j] * f * (1.0f - f);
+                dzr[2 * H + j] = dct * i * (1.0f - g * g);
+                dzr[3 * H + j] = dhv * tc * o * (1.0f - o);
+                dcp[j] = dct * f;
+                if (dhp) dhp[j] = 0.0f;
+            } else {
+                dzr[j] = dzr[H + j] = dzr[2 * H + j] = dzr[3 * H + j] = 0.0f;
+                dcp[j] = dcin;
+                if (dhp) dhp[j] = dhv;
+            }
+        }
+    }
+}
+
 /* ============================================================================================ */
 /* Vector helper layer (one set per ISA; the kernels below are written once on top of it).       */
 /* ============================================================================================ */
@@ -372,6 +589,21 @@ ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f8_u10avx2(x);
 ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf8_u10avx2(x); }
 ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf8_u10avx2(x); }
 ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf8_u10avx2(x); }
+/* int32 lanes (flat indices) */
+typedef __m256i advnn__vi;
+ADVNN__VFN advnn__vi advnn__viota(int b) { /* b, b+1, ..., b+VL-1 */
+    return _mm256_add_epi32(_mm256_set1_epi32(b), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+ADVNN__VFN advnn__vi advnn__vselI(advnn__vm m, advnn__vi a, advnn__vi b) { /* m ? a : b */
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
+}
+ADVNN__VFN void advnn__vstI(int32_t *p, advnn__vi v) { _mm256_storeu_si256((__m256i *)(void *)p, v); }
+/* first r lanes (0 <= r <= VL): load with the other lanes 0 / store without touching memory beyond */
+ADVNN__VFN __m256i advnn__vmask_n(int r) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+ADVNN__VFN advnn__v advnn__vld_n(const float *p, int r) { return _mm256_maskload_ps(p, advnn__vmask_n(r)); }
+ADVNN__VFN void advnn__vst_n(float *p, advnn__v v, int r) { _mm256_maskstore_ps(p, advnn__vmask_n(r), v); }
 #elif defined(ADVNN__NEON)
 #define ADVNN__VL 4
 typedef float32x4_t advnn__v;
@@ -401,6 +633,25 @@ ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f4_u10advsimd(
 ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf4_u10advsimd(x); }
 ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf4_u10advsimd(x); }
 ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf4_u10advsimd(x); }
+/* int32 lanes (flat indices) */
+typedef int32x4_t advnn__vi;
+ADVNN__VFN advnn__vi advnn__viota(int b) { /* b, b+1, ..., b+VL-1 */
+    static const int32_t iota[4] = {0, 1, 2, 3};
+    return vaddq_s32(vdupq_n_s32(b), vld1q_s32(iota));
+}
+ADVNN__VFN advnn__vi advnn__vselI(advnn__vm m, advnn__vi a, advnn__vi b) { return vbslq_s32(m, a, b); } /* m ? a : b */
+ADVNN__VFN void advnn__vstI(int32_t *p, advnn__vi v) { vst1q_s32(p, v); }
+/* first r lanes (0 <= r <= VL): load with the other lanes 0 / store without touching memory beyond */
+ADVNN__VFN advnn__v advnn__vld_n(const float *p, int r) {
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < r; k++) t[k] = p[k];
+    return vld1q_f32(t);
+}
+ADVNN__VFN void advnn__vst_n(float *p, advnn__v v, int r) {
+    float t[4];
+    vst1q_f32(t, v);
+    for (int k = 0; k < r; k++) p[k] = t[k];
+}
 #endif
 
 #ifdef ADVNN__VECTOR
@@ -729,6 +980,405 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
     }
 #else
     advnn__log_softmax_rows_ref(M, N, x, ldx, y, ldy);
+#endif
+}
+
+/* ============================================================================================ */
+/* Convolution (im2col / col2im), pooling, upsampling                                            */
+/*                                                                                               */
+/* im2col / col2im: for one output pixel and one kernel row kh, the in-range taps kw in [lo, hi) */
+/* are one contiguous run of (hi - lo)*C floats in x and in the cols row, so each (pixel, kh) is  */
+/* a zero run, a copy (add) run and a zero run. im2col sweeps the interior pixels of a kernel row */
+/* (all KW taps in range) with the copy method chosen once (short runs of C = 1 would otherwise  */
+/* spend more on branches than on copying). Pooling and upsampling-backward vectorise across     */
+/* C (the last C % VL channels take the scalar loop); upsampling-forward builds one output row   */
+/* and copies it FH - 1 times. The element order of every sum is the reference's.                */
+/* ============================================================================================ */
+#ifdef ADVNN__VECTOR
+/* dst[0..n) = src[0..n), no overlap: full vectors, then one overlapping vector for the tail. */
+ADVNN__VFN void advnn__copy_run(int n, const float *ADVNN__RESTRICT src, float *ADVNN__RESTRICT dst) {
+    if (n >= ADVNN__VL) {
+        int j = 0;
+        for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, advnn__vld(src + j));
+        if (j < n) advnn__vst(dst + n - ADVNN__VL, advnn__vld(src + n - ADVNN__VL));
+    } else if (n >= 4) { /* 4 <= n < 8 (AVX2): two overlapping 16-byte pieces */
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 4, src + n - 4, 16);
+    } else if (n >= 2) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 2, src + n - 2, 8);
+    } else if (n == 1) {
+        dst[0] = src[0];
+    }
+}
+/* dst[0..n) = 0 */
+ADVNN__VFN void advnn__zero_run(int n, float *dst) {
+    if (n >= ADVNN__VL) {
+        const advnn__v z = advnn__vset(0.0f);
+        int j = 0;
+        for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, z);
+        if (j < n) advnn__vst(dst + n - ADVNN__VL, z);
+    } else if (n >= 4) { /* fixed-size pieces: no loop for the compiler to turn into a memset call */
+        static const float z4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        memcpy(dst, z4, 16);
+        memcpy(dst + n - 4, z4, 16);
+    } else if (n >= 2) {
+        dst[0] = dst[1] = dst[n - 2] = dst[n - 1] = 0.0f;
+    } else if (n == 1) {
+        dst[0] = 0.0f;
+    }
+}
+/* dst[0..n) += src[0..n) */
+ADVNN__VFN void advnn__add_run(int n, const float *ADVNN__RESTRICT src, float *ADVNN__RESTRICT dst) {
+    int j = 0;
+    for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, advnn__vadd(advnn__vld(dst + j), advnn__vld(src + j)));
+    for (; j < n; j++) dst[j] += src[j];
+}
+/* count runs of n floats: run k from src + k*ss to dst + k*ds; the copy method is chosen once. */
+ADVNN__VFN void advnn__copy_runs(int n, int count, const float *ADVNN__RESTRICT src, advnn__idx ss,
+                                 float *ADVNN__RESTRICT dst, advnn__idx ds) {
+    if (n >= ADVNN__VL) {
+        for (int k = 0; k < count; k++, src += ss, dst += ds) advnn__copy_run(n, src, dst);
+    } else if (n >= 4) {
+        for (int k = 0; k < count; k++, src += ss, dst += ds) {
+            memcpy(dst, src, 16);
+            memcpy(dst + n - 4, src + n - 4, 16);
+        }
+    } else if (n >= 2) {
+        for (int k = 0; k < count; k++, src += ss, dst += ds) {
+            memcpy(dst, src, 8);
+            memcpy(dst + n - 2, src + n - 2, 8);
+        }
+    } else if (n == 1) {
+        for (int k = 0; k < count; k++, src += ss, dst += ds) dst[0] = src[0];
+    }
+}
+/* In-range kernel columns [*lo, *hi) of an output column whose first tap is at input column iw0. */
+ADVNN__VFN void advnn__tap_range(int iw0, int KW, int W, int *lo, int *hi) {
+    int l = -iw0, h = W - iw0;
+    l = l < 0 ? 0 : l > KW ? KW : l;
+    h = h > KW ? KW : h < l ? l : h;
+    *lo = l;
+    *hi = h;
+}
+#endif
+
+ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *x, float *cols, int ldcols) {
+#ifdef ADVNN__VECTOR
+    if (C <= 0 || Wo <= 0) return;
+    /* interior output columns [ow_lo, ow_hi): every kw tap in range, one run of KW*C floats */
+    int ow_lo = (PL + SW - 1) / SW, ow_hi = W - KW + PL >= 0 ? (W - KW + PL) / SW + 1 : 0;
+    ow_lo = ow_lo < Wo ? ow_lo : Wo;
+    ow_hi = ow_hi < ow_lo ? ow_lo : ow_hi > Wo ? Wo : ow_hi;
+    const int run = KW * C;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int kh = 0; kh < KH; kh++) {
+            int ih = oh * SH - PT + kh;
+            float *base = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)kh * run;
+            if (ih < 0 || ih >= H) {
+                for (int ow = 0; ow < Wo; ow++) advnn__zero_run(run, base + (advnn__idx)ow * ldcols);
+                continue;
+            }
+            const float *xr = x + (advnn__idx)ih * W * C;
+            for (int ow = 0; ow < Wo; ow++) {
+                if (ow == ow_lo && ow_hi > ow_lo) { /* the interior in one branch-free sweep */
+                    advnn__copy_runs(run, ow_hi - ow_lo, xr + ((advnn__idx)ow_lo * SW - PL) * C, (advnn__idx)SW * C,
+                                     base + (advnn__idx)ow_lo * ldcols, ldcols);
+                    ow = ow_hi - 1;
+                    continue;
+                }
+                float *dst = base + (advnn__idx)ow * ldcols;
+                int iw0 = ow * SW - PL, lo, hi;
+                advnn__tap_range(iw0, KW, W, &lo, &hi);
+                advnn__zero_run(lo * C, dst);
+                if (hi > lo) advnn__copy_run((hi - lo) * C, xr + ((advnn__idx)iw0 + lo) * C, dst + lo * C);
+                advnn__zero_run((KW - hi) * C, dst + hi * C);
+            }
+        }
+#else
+    advnn__im2col_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, ldcols);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *cols, int ldcols, float *dx) {
+#ifdef ADVNN__VECTOR
+    if (C <= 0) return;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            const float *row = cols + ((advnn__idx)oh * Wo + ow) * ldcols;
+            int iw0 = ow * SW - PL, lo, hi;
+            advnn__tap_range(iw0, KW, W, &lo, &hi);
+            if (hi <= lo) continue;
+            for (int kh = 0; kh < KH; kh++) {
+                int ih = oh * SH - PT + kh;
+                if (ih < 0 || ih >= H) continue;
+                advnn__add_run((hi - lo) * C, row + ((advnn__idx)kh * KW + lo) * C,
+                               dx + ((advnn__idx)ih * W + iw0 + lo) * C);
+            }
+        }
+#else
+    advnn__col2im_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_maxpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
+                                      int32_t *argmax) {
+#ifdef ADVNN__VECTOR
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            const advnn__idx base = ((advnn__idx)oh * SH * W + (advnn__idx)ow * SW) * C;
+            const advnn__idx o = ((advnn__idx)oh * Wo + ow) * C;
+            int c = 0;
+            for (; c + ADVNN__VL <= C; c += ADVNN__VL) {
+                advnn__v best = advnn__vld(x + base + c);
+                advnn__vi bi = advnn__viota((int)(base + c));
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = kh == 0; kw < KW; kw++) {
+                        advnn__idx k = base + ((advnn__idx)kh * W + kw) * C + c;
+                        advnn__v v = advnn__vld(x + k);
+                        advnn__vm m = advnn__vgt(v, best);
+                        best = advnn__vsel(m, v, best);
+                        bi = advnn__vselI(m, advnn__viota((int)k), bi);
+                    }
+                advnn__vst(y + o + c, best);
+                if (argmax) advnn__vstI(argmax + o + c, bi);
+            }
+            for (; c < C; c++) {
+                advnn__idx bk = base + c;
+                float best = x[bk];
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = kh == 0; kw < KW; kw++) {
+                        advnn__idx k = base + ((advnn__idx)kh * W + kw) * C + c;
+                        if (x[k] > best) { best = x[k]; bk = k; }
+                    }
+                y[o + c] = best;
+                if (argmax) argmax[o + c] = (int32_t)bk;
+            }
+        }
+#else
+    advnn__maxpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y, argmax);
+#endif
+}
+
+/* A scatter: one body for every path (no gather/scatter win at these sizes; order = the contract). */
+ADVNN_SIMD_DEF void advnn_maxpool_bwd(int Ho, int Wo, int C, const float *dy, const int32_t *argmax, float *dx) {
+    advnn__idx n = Ho > 0 && Wo > 0 && C > 0 ? (advnn__idx)Ho * Wo * C : 0;
+    for (advnn__idx k = 0; k < n; k++) dx[argmax[k]] += dy[k];
+}
+
+ADVNN_SIMD_DEF void advnn_avgpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    const float inv = 1.0f / (float)(KH * KW);
+    const advnn__v vinv = advnn__vset(inv);
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            const float *xb = x + ((advnn__idx)oh * SH * W + (advnn__idx)ow * SW) * C;
+            float *yo = y + ((advnn__idx)oh * Wo + ow) * C;
+            int c = 0;
+            for (; c + ADVNN__VL <= C; c += ADVNN__VL) {
+                advnn__v s = advnn__vset(0.0f);
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) s = advnn__vadd(s, advnn__vld(xb + ((advnn__idx)kh * W + kw) * C + c));
+                advnn__vst(yo + c, advnn__vmul(s, vinv));
+            }
+            for (; c < C; c++) {
+                float s = 0.0f;
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) s += xb[((advnn__idx)kh * W + kw) * C + c];
+                yo[c] = s * inv;
+            }
+        }
+#else
+    advnn__avgpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_avgpool_bwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy, float *dx) {
+#ifdef ADVNN__VECTOR
+    int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
+    const float inv = 1.0f / (float)(KH * KW);
+    const advnn__v vinv = advnn__vset(inv);
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+            float *db = dx + ((advnn__idx)oh * SH * W + (advnn__idx)ow * SW) * C;
+            const float *go = dy + ((advnn__idx)oh * Wo + ow) * C;
+            int c = 0;
+            for (; c + ADVNN__VL <= C; c += ADVNN__VL) {
+                advnn__v g = advnn__vmul(advnn__vld(go + c), vinv);
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) {
+                        float *d = db + ((advnn__idx)kh * W + kw) * C + c;
+                        advnn__vst(d, advnn__vadd(advnn__vld(d), g));
+                    }
+            }
+            for (; c < C; c++) {
+                float g = go[c] * inv;
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) db[((advnn__idx)kh * W + kw) * C + c] += g;
+            }
+        }
+#else
+    advnn__avgpool_bwd_ref(H, W, C, KH, KW, SH, SW, dy, dx);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_upsample_fwd(int H, int W, int C, int FH, int FW, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    if (W <= 0 || C <= 0 || FH <= 0 || FW <= 0) return;
+    const int rowlen = W * FW * C; /* floats in one output row */
+    for (int h = 0; h < H; h++) {
+        const float *xr = x + (advnn__idx)h * W * C;
+        float *yr = y + (advnn__idx)h * FH * rowlen;
+        if (FW == 1) {
+            advnn__copy_run(W * C, xr, yr);
+        } else if (C >= ADVNN__VL) {
+            for (int w = 0; w < W; w++)
+                for (int j = 0; j < FW; j++) advnn__copy_run(C, xr + (advnn__idx)w * C, yr + ((advnn__idx)w * FW + j) * C);
+        } else {
+            float *d = yr;
+            for (int w = 0; w < W; w++)
+                for (int j = 0; j < FW; j++, d += C)
+                    for (int c = 0; c < C; c++) d[c] = xr[(advnn__idx)w * C + c];
+        }
+        for (int i = 1; i < FH; i++) advnn__copy_run(rowlen, yr, yr + (advnn__idx)i * rowlen);
+    }
+#else
+    advnn__upsample_fwd_ref(H, W, C, FH, FW, x, y);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, const float *dy, float *dx) {
+#ifdef ADVNN__VECTOR
+    const advnn__idx rowlen = (advnn__idx)W * FW * C;
+    for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++) {
+            const float *gb = dy + (advnn__idx)h * FH * rowlen + (advnn__idx)w * FW * C;
+            float *d = dx + ((advnn__idx)h * W + w) * C;
+            int c = 0;
+            for (; c + ADVNN__VL <= C; c += ADVNN__VL) {
+                advnn__v s = advnn__vset(0.0f);
+                for (int i = 0; i < FH; i++)
+                    for (int j = 0; j < FW; j++) s = advnn__vadd(s, advnn__vld(gb + i * rowlen + (advnn__idx)j * C + c));
+                advnn__vst(d + c, advnn__vadd(advnn__vld(d + c), s));
+            }
+            for (; c < C; c++) {
+                float s = 0.0f;
+                for (int i = 0; i < FH; i++)
+                    for (int j = 0; j < FW; j++) s += gb[i * rowlen + (advnn__idx)j * C + c];
+                d[c] += s;
+            }
+        }
+#else
+    advnn__upsample_bwd_ref(H, W, C, FH, FW, dy, dx);
+#endif
+}
+
+/* ============================================================================================ */
+/* LSTM cell                                                                                     */
+/*                                                                                               */
+/* Per row, one fused pass over VL-wide chunks of the H units: the four gate slices at j, H+j,   */
+/* 2H+j, 3H+j are loaded, activated (SLEEF sigmoid/tanh), stored and combined into c and h. The  */
+/* last H % VL units use partial loads/stores (AVX2 maskload/maskstore, NEON lane copies). Every */
+/* chunk loads all its inputs before storing anything, which makes the exact in-place aliases of */
+/* the contract (c == c_prev, h == h_prev; dz == z, dc_prev == dc, dh_prev == dh) safe.          */
+/* ============================================================================================ */
+#ifdef ADVNN__VECTOR
+/* Load / store of r lanes: a full vector for r == VL, else the first r lanes (others read as 0). */
+#define ADVNN__LDR(p) (r == ADVNN__VL ? advnn__vld(p) : advnn__vld_n((p), r))
+#define ADVNN__STR(p, v) (r == ADVNN__VL ? advnn__vst((p), (v)) : advnn__vst_n((p), (v), r))
+ADVNN__VFN void advnn__lstm_fwd_v(float *zi, float *zf, float *zg, float *zo, const float *cp, float *cc, float *hh,
+                                  int active, int r) {
+    advnn__v i = advnn__vsigmoid(ADVNN__LDR(zi)), f = advnn__vsigmoid(ADVNN__LDR(zf));
+    advnn__v g = advnn__vtanh(ADVNN__LDR(zg)), o = advnn__vsigmoid(ADVNN__LDR(zo));
+    advnn__v vcp = ADVNN__LDR(cp);
+    ADVNN__STR(zi, i);
+    ADVNN__STR(zf, f);
+    ADVNN__STR(zg, g);
+    ADVNN__STR(zo, o);
+    if (active) {
+        advnn__v cv = advnn__vfma(f, vcp, advnn__vmul(i, g));
+        ADVNN__STR(cc, cv);
+        ADVNN__STR(hh, advnn__vmul(o, advnn__vtanh(cv)));
+    }
+}
+
+/* dz slices di..dO may be the gate slices zi..zo, dcp may be dc, dhp may be dh (all loads come first). */
+ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float *zg, const float *zo, const float *cp,
+                                  const float *cc, const float *dh, const float *dc, float *di, float *df, float *dg,
+                                  float *dO, float *dcp, float *dhp, int r) {
+    const advnn__v one = advnn__vset(1.0f);
+    advnn__v i = ADVNN__LDR(zi), f = ADVNN__LDR(zf), g = ADVNN__LDR(zg), o = ADVNN__LDR(zo);
+    advnn__v vcp = ADVNN__LDR(cp), vdh = ADVNN__LDR(dh), vdc = dc ? ADVNN__LDR(dc) : advnn__vset(0.0f);
+    advnn__v tc = advnn__vtanh(ADVNN__LDR(cc));
+    advnn__v ho = advnn__vmul(vdh, o);
+    advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
+    ADVNN__STR(di, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
+    ADVNN__STR(df, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
+    ADVNN__STR(dg, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
+    ADVNN__STR(dO, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
+    ADVNN__STR(dcp, advnn__vmul(dct, f));
+    if (dhp) ADVNN__STR(dhp, advnn__vset(0.0f));
+}
+#undef ADVNN__LDR
+#undef ADVNN__STR
+#endif
+
+ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
+                                        float *c, float *h, int ldc, int ldh, const float *mask) {
+#ifdef ADVNN__VECTOR
+    if (H <= 0) return;
+    const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
+    for (int r = 0; r < n; r++) {
+        float *zr = z + (advnn__idx)r * ldz;
+        const float *cp = c_prev + (advnn__idx)r * ldc, *hp = h_prev + (advnn__idx)r * ldh;
+        float *cr = c + (advnn__idx)r * ldc, *hr = h + (advnn__idx)r * ldh;
+        const int active = !mask || mask[r] != 0.0f;
+        for (int j = 0; j < H; j += ADVNN__VL) {
+            int rl = H - j < ADVNN__VL ? H - j : ADVNN__VL;
+            advnn__lstm_fwd_v(zr + j, zr + H + j, zr + H2 + j, zr + H3 + j, cp + j, cr + j, hr + j, active, rl);
+        }
+        if (!active) {
+            if (cr != cp) memcpy(cr, cp, (size_t)H * sizeof(float));
+            if (hr != hp) memcpy(hr, hp, (size_t)H * sizeof(float));
+        }
+    }
+#else
+    advnn__lstm_cell_fwd_ref(n, H, z, ldz, c_prev, h_prev, c, h, ldc, ldh, mask);
+#endif
+}
+
+ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
+                                        const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
+                                        int ldc, int ldh, const float *mask) {
+#ifdef ADVNN__VECTOR
+    if (H <= 0) return;
+    const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
+    const size_t hb = (size_t)H * sizeof(float);
+    for (int r = 0; r < n; r++) {
+        const float *zr = z + (advnn__idx)r * ldz;
+        const float *cp = c_prev + (advnn__idx)r * ldc, *cr = c + (advnn__idx)r * ldc;
+        const float *dhr = dh + (advnn__idx)r * ldh, *dcr = dc ? dc + (advnn__idx)r * ldc : NULL;
+        float *dzr = dz + (advnn__idx)r * ldz, *dcp = dc_prev + (advnn__idx)r * ldc;
+        float *dhp = dh_prev ? dh_prev + (advnn__idx)r * ldh : NULL;
+        if (mask && mask[r] == 0.0f) { /* masked: the state (and its gradient) is carried */
+            memset(dzr, 0, hb); memset(dzr + H, 0, hb); memset(dzr + H2, 0, hb); memset(dzr + H3, 0, hb);
+            if (!dcr) memset(dcp, 0, hb);
+            else if (dcp != dcr) memcpy(dcp, dcr, hb);
+            if (dhp && dhp != dhr) memcpy(dhp, dhr, hb);
+            continue;
+        }
+        for (int j = 0; j < H; j += ADVNN__VL) {
+            int rl = H - j < ADVNN__VL ? H - j : ADVNN__VL;
+            advnn__lstm_bwd_v(zr + j, zr + H + j, zr + H2 + j, zr + H3 + j, cp + j, cr + j, dhr + j, dcr ? dcr + j : NULL,
+                              dzr + j, dzr + H + j, dzr + H2 + j, dzr + H3 + j, dcp + j, dhp ? dhp + j : NULL, rl);
+        }
+    }
+#else
+    advnn__lstm_cell_bwd_ref(n, H, z, ldz, c_prev, c, dh, dc, dz, dc_prev, dh_prev, ldc, ldh, mask);
 #endif
 }
 

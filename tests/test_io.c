@@ -136,7 +136,7 @@ static advnn_graph *small_model(void) {
     h = advnn_dropout(g, h, 0.2f);
     advnn_group(g, "adv");
     a = advnn_dense(g, x2, 4, ADVNN_ACT_TANH);
-    s = advnn_dense_shared(g, x2, a);
+    s = advnn_shared(g, a, x2, -1);
     ins[0] = h; ins[1] = advnn_activation_ex(g, s, ADVNN_ACT_LEAKY_RELU, 0.2f);
     advnn_group(g, "main");
     c = advnn_concat(g, 2, ins);

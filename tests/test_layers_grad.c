@@ -1,93 +1,9 @@
-/* Finite-difference gradient checks for every layer, activation and loss.
- *
- * Method: central differences on the training objective, d = (L(p+h) - L(p-h)) / 2h, h = 1e-3, with
- * the forward pass in float32 and the loss summed in double. A layer's input gradient is checked
- * through a Dense layer placed in front of it (its weight gradient is X^T dY, so a wrong dY shows).
- * Dropout draws the same mask in every pass (the PRNG is reset), BatchNorm runs in train mode.
- * Tolerance: |analytic - fd| <= 2e-2 |fd| + 2e-3 max|grad of the block| + 1e-4 |L|. The float32
- * rounding of the objective L (a few 1e-8 |L| after the reductions) divided by 2h = 2e-3 gives a
- * noise floor near 2e-5 |L|, hence the last term (also what a true zero gradient, such as a bias
- * just before BatchNorm, is held to); the O(h^2) truncation error is smaller still. */
+/* Finite-difference gradient checks for every dense-family layer, activation and loss (method and
+ * tolerance: tests/gradcheck.h). */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "harness.h"
-
-#define NB 6  /* batch */
-
-typedef struct { advnn_graph *g; advnn_dataset *d; advnn_tensor *t[6]; int nt; } fixture;
-
-static advnn_tensor *rand_tensor(advnn__rng *r, int64_t n, int per, float lo, float hi) {
-    int64_t shape[2];
-    advnn_tensor *t;
-    int64_t i;
-    shape[0] = n; shape[1] = per;
-    t = advnn_tensor_new(2, shape);
-    for (i = 0; i < t->size; i++) t->data[i] = (float)(lo + (hi - lo) * advnn__rng_uniform(r));
-    return t;
-}
-
-static void add_data(fixture *f, const char *name, advnn_tensor *t) {
-    f->t[f->nt++] = t;
-    advnn_dataset_add(f->d, name, t);
-}
-
-static void free_fixture(fixture *f) {
-    int i;
-    for (i = 0; i < f->nt; i++) advnn_tensor_free(f->t[i]);
-    advnn_dataset_free(f->d);
-    advnn_graph_free(f->g);
-}
-
-/* Objective of the current parameters on the fixed batch, train mode, fixed dropout mask. */
-static double objective(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx) {
-    advnn_ws *ws = tr->ws;
-    ws->training = 1;
-    advnn__rng_seed(&tr->rng, 99);
-    advnn__mark_needed(ws, -1);
-    advnn__mark_grad(ws);
-    advnn__gather(ws, d, idx, 0, NB);
-    if (advnn__forward(ws, NB) != ADVNN_OK) return NAN;
-    return advnn__objective(ws);
-}
-
-/* Checks every trainable parameter (at most 24 entries per block) against finite differences. */
-static int gradcheck(fixture *f, const char *what) {
-    advnn_trainer *tr = advnn_trainer_new(f->g, NB, 1);
-    int64_t idx[NB];
-    int i, k, bad = 0;
-    double l0, gall = 0;
-    float *grad;
-    if (!tr) { CHECK(0, "%s: trainer: %s", what, advnn_last_error()); return 1; }
-    for (i = 0; i < NB; i++) idx[i] = i;
-    l0 = fabs(objective(tr, f->d, idx));
-    advnn__backward(tr->ws, NB);
-    grad = (float *)malloc((size_t)f->g->n_params * sizeof(float));
-    memcpy(grad, tr->ws->pgrad, (size_t)f->g->n_params * sizeof(float));
-    for (i = 0; i < f->g->n_par; i++) {
-        const advnn__param *p = &f->g->par[i];
-        double gmax = 0;
-        int64_t step = p->size > 24 ? p->size / 24 : 1;
-        if (!p->trainable) continue;
-        for (k = 0; k < p->size; k++) gmax = fmax(gmax, fabs(grad[p->off + k]));
-        for (k = 0; k < p->size; k += (int)step) {
-            float *w = &f->g->params[p->off + k], w0 = *w;
-            double h = 1e-3, lp, lm, fd, an = grad[p->off + k];
-            *w = (float)(w0 + h); lp = objective(tr, f->d, idx);
-            *w = (float)(w0 - h); lm = objective(tr, f->d, idx);
-            *w = w0;
-            fd = (lp - lm) / (2 * h);
-            if (!(fabs(an - fd) <= 2e-2 * fabs(fd) + 2e-3 * gmax + 1e-4 * l0)) {
-                if (bad < 5) CHECK(0, "%s: param block %d (node %d) entry %d: analytic %.6g, finite difference %.6g", what, i, p->node, k, an, fd);
-                bad++;
-            }
-        }
-        gall = fmax(gall, gmax);
-    }
-    CHECK(gall > 1e-3, "%s: the gradient is (nearly) zero everywhere: the check would prove nothing", what);
-    free(grad);
-    advnn_trainer_free(tr);
-    return bad;
-}
+#include "gradcheck.h"
 
 /* input(4) -> dense(5, linear) -> [layer] -> dense(3) -> MSE(weighted) */
 static fixture chain(int (*layer)(advnn_graph *, int, int), int arg, int loss_kind) {
@@ -245,7 +161,7 @@ static void test_concat_and_shared(void) {
     x2 = advnn_input(f.g, "x2", 1, &four);
     y = advnn_input(f.g, "y", 1, &two);
     a = advnn_dense(f.g, x1, 3, ADVNN_ACT_TANH);
-    s = advnn_dense_shared(f.g, x2, a);
+    s = advnn_shared(f.g, a, x2, -1);
     b = advnn_dense(f.g, x2, 2, ADVNN_ACT_SIGMOID);
     { int ins[3]; ins[0] = a; ins[1] = b; ins[2] = s; c = advnn_concat(f.g, 3, ins); }
     o = advnn_dense(f.g, c, 2, ADVNN_ACT_LINEAR);

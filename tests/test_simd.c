@@ -586,6 +586,488 @@ static void test_sgemm_special(void) {
           C[2], C[3]);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Convolution (im2col / col2im), pooling, upsampling                                          */
+static const int CV_C[] = {1, 3, 8, 9, 17};
+static const int CV_HW[][2] = {{1, 1}, {1, 7}, {2, 5}, {5, 2}, {5, 5}, {7, 7}, {2, 1}};
+static const int CV_K[][2] = {{1, 1}, {2, 2}, {3, 3}, {1, 3}, {3, 2}};
+static const int CV_S[][2] = {{1, 1}, {2, 2}, {1, 2}};
+#define NCV_C ((int)(sizeof CV_C / sizeof CV_C[0]))
+#define NCV_HW ((int)(sizeof CV_HW / sizeof CV_HW[0]))
+#define NCV_K ((int)(sizeof CV_K / sizeof CV_K[0]))
+#define NCV_S ((int)(sizeof CV_S / sizeof CV_S[0]))
+
+/* Output size and leading pad of one dimension. mode 0: Keras "valid"; 1: Keras "same" (the odd
+ * extra pad after); 2: explicit pad 1 on both sides (windows may lie entirely in the padding);
+ * 3: pad k + 1 on both sides (whole windows beyond either edge, not a Keras mode but allowed). */
+static int conv_dim(int n, int k, int s, int mode, int *pad) {
+    if (mode == 0) { *pad = 0; return n >= k ? (n - k) / s + 1 : 0; }
+    if (mode == 1) {
+        int o = (n + s - 1) / s, t = (o - 1) * s + k - n;
+        *pad = t > 0 ? t / 2 : 0;
+        return o;
+    }
+    *pad = mode == 2 ? 1 : k + 1;
+    return n + 2 * *pad >= k ? (n + 2 * *pad - k) / s + 1 : 0;
+}
+
+static int count_bitwise_diff(const float *a, const float *b, size_t n) {
+    int bad = 0;
+    for (size_t k = 0; k < n; k++) bad += !same_float(a[k], b[k]);
+    return bad;
+}
+
+static void check_conv(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int colpad) {
+    int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
+    if (Ho <= 0 || Wo <= 0) return;
+    const int K = KH * KW * C, ld = K + colpad, P = Ho * Wo, CO = 3;
+    size_t nx = (size_t)H * W * C, nc = (size_t)P * ld;
+    float *x = falloc(nx), *cols = falloc(nc), *colr = falloc(nc), *R = falloc(nc);
+    float *dx = falloc(nx), *dxr = falloc(nx), *dxa = falloc(nx), *kern = falloc((size_t)K * CO), *y = falloc((size_t)P * CO);
+    fill_rand(x, nx, 1.0f);
+    fill_val(cols, nc, SENT);
+    fill_val(colr, nc, SENT);
+    advnn_im2col(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, ld);
+    advnn__im2col_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, colr, ld);
+    int bad = count_bitwise_diff(cols, colr, nc); /* includes the padding columns: SENT in both */
+    char what[160];
+    snprintf(what, sizeof what, "H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d (Ho=%d Wo=%d PT=%d PL=%d) ld=%d", H, W, C, KH, KW,
+             SH, SW, mode, Ho, Wo, PT, PL, ld);
+    CHECK(!bad, "im2col live vs ref %s: %d mismatches", what, bad);
+    /* ref vs the definition */
+    bad = 0;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++)
+                    for (int c = 0; c < C; c++) {
+                        int ih = oh * SH - PT + kh, iw = ow * SW - PL + kw;
+                        float want = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[((size_t)ih * W + iw) * C + c] : 0.0f;
+                        bad += colr[(size_t)(oh * Wo + ow) * ld + (kh * KW + kw) * C + c] != want;
+                    }
+    CHECK(!bad, "im2col ref vs definition %s: %d mismatches", what, bad);
+    /* im2col + GEMM with the Keras kernel layout (KH, KW, Cin, Cout) == direct convolution (double) */
+    fill_rand(kern, (size_t)K * CO, 1.0f);
+    advnn_sgemm(0, 0, P, CO, K, 1.0f, cols, ld, kern, CO, 0.0f, y, CO, NULL);
+    bad = 0;
+    for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++)
+            for (int co = 0; co < CO; co++) {
+                double s = 0, mag = 0;
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++) {
+                        int ih = oh * SH - PT + kh, iw = ow * SW - PL + kw;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        for (int c = 0; c < C; c++) {
+                            double t = (double)x[((size_t)ih * W + iw) * C + c] * kern[(((size_t)kh * KW + kw) * C + c) * CO + co];
+                            s += t;
+                            mag += fabs(t);
+                        }
+                    }
+                bad += !(fabs(y[(size_t)(oh * Wo + ow) * CO + co] - s) <= 2.0 * (K + 1) * 6e-8 * mag + 1e-30);
+            }
+    CHECK(!bad, "im2col+sgemm vs direct convolution %s: %d mismatches", what, bad);
+    /* col2im: live vs ref bitwise (accumulating into the same random dx); padding columns are NaN
+     * (must not be read) */
+    for (int p = 0; p < P; p++)
+        for (int k = 0; k < ld; k++) R[(size_t)p * ld + k] = k < K ? frand() : NAN;
+    fill_rand(dx, nx, 1.0f);
+    memcpy(dxr, dx, nx * sizeof(float));
+    advnn_col2im(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, R, ld, dx);
+    advnn__col2im_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, R, ld, dxr);
+    bad = count_bitwise_diff(dx, dxr, nx);
+    CHECK(!bad, "col2im live vs ref %s: %d mismatches", what, bad);
+    /* ref is the adjoint of im2col: <im2col(x), R> == <x, col2im(R)> */
+    fill_val(dxa, nx, 0.0f);
+    advnn__col2im_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, R, ld, dxa);
+    double lhs = 0, rhs = 0, mag = 0;
+    for (int p = 0; p < P; p++)
+        for (int k = 0; k < K; k++) {
+            double t = (double)colr[(size_t)p * ld + k] * R[(size_t)p * ld + k];
+            lhs += t;
+            mag += fabs(t);
+        }
+    for (size_t k = 0; k < nx; k++) rhs += (double)x[k] * dxa[k];
+    CHECK(fabs(lhs - rhs) <= KH * KW * 6e-8 * mag + 1e-30, "col2im adjoint %s: %.12g vs %.12g", what, lhs, rhs);
+    ffree(x); ffree(cols); ffree(colr); ffree(R); ffree(dx); ffree(dxr); ffree(dxa); ffree(kern); ffree(y);
+}
+
+static void test_im2col_col2im(void) {
+    int cnt = 0;
+    for (int ci = 0; ci < NCV_C; ci++)
+        for (int hw = 0; hw < NCV_HW; hw++)
+            for (int ki = 0; ki < NCV_K; ki++)
+                for (int si = 0; si < NCV_S; si++)
+                    for (int mode = 0; mode < 3; mode++, cnt++) {
+                        int H = CV_HW[hw][0], W = CV_HW[hw][1];
+                        int KH = H == 1 ? 1 : CV_K[ki][0], KW = CV_K[ki][1]; /* H == 1: the 1-D case */
+                        check_conv(H, W, CV_C[ci], KH, KW, CV_S[si][0], CV_S[si][1], mode, cnt % 3 == 0 ? 3 : 0);
+                    }
+    /* a strided Keras "same" with an even kernel: 7 wide, k 2, s 2: Wo 4, pad 1 after */
+    check_conv(7, 7, 3, 2, 2, 2, 2, 1, 1);
+    /* padding wider than the kernel: rows and columns of windows entirely outside the image */
+    for (int ci = 0; ci < NCV_C; ci++) {
+        check_conv(5, 5, CV_C[ci], 2, 3, 1, 2, 3, 0);
+        check_conv(1, 7, CV_C[ci], 1, 2, 1, 1, 3, 2);
+    }
+    /* empty: nothing written */
+    float s[4] = {SENT, SENT, SENT, SENT};
+    advnn_im2col(3, 3, 1, 3, 3, 1, 1, 1, 1, 0, 3, s, s, 9);
+    advnn_col2im(3, 3, 0, 3, 3, 1, 1, 1, 1, 3, 3, s, 9, s);
+    for (int i = 0; i < 4; i++) CHECK(s[i] == SENT, "empty im2col/col2im touched memory");
+}
+
+static void test_pooling(void) {
+    for (int ci = 0; ci < NCV_C; ci++)
+        for (int hw = 0; hw < NCV_HW; hw++)
+            for (int ki = 0; ki < NCV_K; ki++)
+                for (int si = 0; si < NCV_S; si++) {
+                    int H = CV_HW[hw][0], W = CV_HW[hw][1], C = CV_C[ci];
+                    int KH = H == 1 ? 1 : CV_K[ki][0], KW = CV_K[ki][1], SH = CV_S[si][0], SW = CV_S[si][1];
+                    if (H < KH || W < KW) continue;
+                    int Ho = (H - KH) / SH + 1, Wo = (W - KW) / SW + 1, ties = (ci + hw + ki) % 2;
+                    size_t nx = (size_t)H * W * C, ny = (size_t)Ho * Wo * C;
+                    float *x = falloc(nx), *y = falloc(ny + 1), *yr = falloc(ny + 1), *y2 = falloc(ny + 1);
+                    float *dy = falloc(ny), *dx = falloc(nx), *dxr = falloc(nx), *dx0 = falloc(nx);
+                    int32_t *am = (int32_t *)malloc((ny + 1) * sizeof(int32_t)), *amr = (int32_t *)malloc((ny + 1) * sizeof(int32_t));
+                    char what[128];
+                    snprintf(what, sizeof what, "H=%d W=%d C=%d K=%dx%d S=%dx%d ties=%d", H, W, C, KH, KW, SH, SW, ties);
+                    for (size_t k = 0; k < nx; k++) x[k] = ties ? (float)((int)(3.0f * frand()) - 1) : frand();
+                    fill_val(y, ny + 1, SENT); fill_val(yr, ny + 1, SENT); fill_val(y2, ny + 1, SENT);
+                    am[ny] = amr[ny] = -7;
+                    /* max: live vs ref bitwise, argmax equal, argmax NULL gives the same y */
+                    advnn_maxpool_fwd(H, W, C, KH, KW, SH, SW, x, y, am);
+                    advnn__maxpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, yr, amr);
+                    advnn_maxpool_fwd(H, W, C, KH, KW, SH, SW, x, y2, NULL);
+                    int bad = count_bitwise_diff(y, yr, ny + 1) + count_bitwise_diff(y2, yr, ny + 1);
+                    for (size_t k = 0; k <= ny; k++) bad += am[k] != amr[k];
+                    CHECK(!bad, "maxpool live vs ref %s: %d mismatches", what, bad);
+                    /* ref vs definition: first maximum in scan order */
+                    bad = 0;
+                    for (int oh = 0; oh < Ho; oh++)
+                        for (int ow = 0; ow < Wo; ow++)
+                            for (int c = 0; c < C; c++) {
+                                double best = -INFINITY;
+                                long bi = -1;
+                                for (int kh = 0; kh < KH; kh++)
+                                    for (int kw = 0; kw < KW; kw++) {
+                                        long k = ((long)(oh * SH + kh) * W + ow * SW + kw) * C + c;
+                                        if (x[k] > best) { best = x[k]; bi = k; }
+                                    }
+                                size_t o = ((size_t)oh * Wo + ow) * C + c;
+                                bad += yr[o] != (float)best || amr[o] != bi;
+                            }
+                    CHECK(!bad, "maxpool ref vs definition %s: %d mismatches", what, bad);
+                    /* maxpool_bwd vs double: dx(k) = dx0(k) + sum of dy over the outputs choosing k */
+                    fill_rand(dy, ny, 1.0f);
+                    fill_rand(dx0, nx, 1.0f);
+                    memcpy(dx, dx0, nx * sizeof(float));
+                    advnn_maxpool_bwd(Ho, Wo, C, dy, am, dx);
+                    bad = 0;
+                    for (size_t k = 0; k < nx; k++) {
+                        double s = dx0[k], m = fabs(dx0[k]);
+                        int cntk = 0;
+                        for (size_t o = 0; o < ny; o++)
+                            if ((size_t)am[o] == k) { s += dy[o]; m += fabs(dy[o]); cntk++; }
+                        bad += !(fabs(dx[k] - s) <= (cntk + 1) * 6e-8 * m + 1e-30);
+                    }
+                    CHECK(!bad, "maxpool_bwd vs double %s: %d mismatches", what, bad);
+                    /* avg: live vs ref bitwise (same order of the sum, one multiply) */
+                    fill_val(y, ny + 1, SENT); fill_val(yr, ny + 1, SENT);
+                    advnn_avgpool_fwd(H, W, C, KH, KW, SH, SW, x, y);
+                    advnn__avgpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, yr);
+                    bad = count_bitwise_diff(y, yr, ny + 1);
+                    CHECK(!bad, "avgpool live vs ref %s: %d mismatches", what, bad);
+                    bad = 0;
+                    for (int oh = 0; oh < Ho; oh++)
+                        for (int ow = 0; ow < Wo; ow++)
+                            for (int c = 0; c < C; c++) {
+                                double s = 0, m = 0;
+                                for (int kh = 0; kh < KH; kh++)
+                                    for (int kw = 0; kw < KW; kw++) {
+                                        double v = x[((size_t)(oh * SH + kh) * W + ow * SW + kw) * C + c];
+                                        s += v; m += fabs(v);
+                                    }
+                                s /= KH * KW; m /= KH * KW;
+                                bad += !(fabs(yr[((size_t)oh * Wo + ow) * C + c] - s) <= (KH * KW + 1) * 6e-8 * m + 1e-30);
+                            }
+                    CHECK(!bad, "avgpool ref vs double %s: %d mismatches", what, bad);
+                    /* avgpool_bwd: live vs ref (one rounding of dy/(KH*KW) may be fused), ref vs double */
+                    memcpy(dx, dx0, nx * sizeof(float));
+                    memcpy(dxr, dx0, nx * sizeof(float));
+                    advnn_avgpool_bwd(H, W, C, KH, KW, SH, SW, dy, dx);
+                    advnn__avgpool_bwd_ref(H, W, C, KH, KW, SH, SW, dy, dxr);
+                    bad = 0;
+                    for (int h = 0; h < H; h++)
+                        for (int w = 0; w < W; w++)
+                            for (int c = 0; c < C; c++) {
+                                size_t k = ((size_t)h * W + w) * C + c;
+                                double s = dx0[k], m = fabs(dx0[k]);
+                                int cntk = 0;
+                                for (int oh = 0; oh < Ho; oh++)
+                                    for (int ow = 0; ow < Wo; ow++)
+                                        if (h >= oh * SH && h < oh * SH + KH && w >= ow * SW && w < ow * SW + KW) {
+                                            double g = dy[((size_t)oh * Wo + ow) * C + c] / (double)(KH * KW);
+                                            s += g; m += fabs(g); cntk++;
+                                        }
+                                double tol = 2 * (cntk + 1) * 6e-8 * m + 1e-30;
+                                bad += !(fabs(dxr[k] - s) <= tol) + !(fabs(dx[k] - dxr[k]) <= 2 * tol);
+                            }
+                    CHECK(!bad, "avgpool_bwd %s: %d mismatches", what, bad);
+                    free(am); free(amr);
+                    ffree(x); ffree(y); ffree(yr); ffree(y2); ffree(dy); ffree(dx); ffree(dxr); ffree(dx0);
+                }
+}
+
+static void test_upsample(void) {
+    static const int F[][2] = {{1, 1}, {2, 2}, {1, 3}, {3, 2}, {2, 1}};
+    for (int ci = 0; ci < NCV_C; ci++)
+        for (int hw = 0; hw < NCV_HW; hw++)
+            for (int fi = 0; fi < 5; fi++) {
+                int H = CV_HW[hw][0], W = CV_HW[hw][1], C = CV_C[ci], FH = F[fi][0], FW = F[fi][1];
+                size_t nx = (size_t)H * W * C, ny = nx * FH * FW;
+                float *x = falloc(nx), *y = falloc(ny + 1), *yr = falloc(ny + 1), *dy = falloc(ny);
+                float *dx = falloc(nx + 1), *dxr = falloc(nx + 1), *dx0 = falloc(nx + 1);
+                char what[96];
+                snprintf(what, sizeof what, "H=%d W=%d C=%d F=%dx%d", H, W, C, FH, FW);
+                fill_rand(x, nx, 1.0f);
+                fill_val(y, ny + 1, SENT); fill_val(yr, ny + 1, SENT);
+                advnn_upsample_fwd(H, W, C, FH, FW, x, y);
+                advnn__upsample_fwd_ref(H, W, C, FH, FW, x, yr);
+                int bad = count_bitwise_diff(y, yr, ny + 1);
+                CHECK(!bad, "upsample_fwd live vs ref %s: %d mismatches", what, bad);
+                bad = 0;
+                for (int h = 0; h < H * FH; h++)
+                    for (int w = 0; w < W * FW; w++)
+                        for (int c = 0; c < C; c++)
+                            bad += yr[((size_t)h * W * FW + w) * C + c] != x[((size_t)(h / FH) * W + w / FW) * C + c];
+                CHECK(!bad, "upsample_fwd ref vs definition %s: %d mismatches", what, bad);
+                fill_rand(dy, ny, 1.0f);
+                fill_rand(dx0, nx, 1.0f);
+                dx0[nx] = SENT;
+                memcpy(dx, dx0, (nx + 1) * sizeof(float));
+                memcpy(dxr, dx0, (nx + 1) * sizeof(float));
+                advnn_upsample_bwd(H, W, C, FH, FW, dy, dx);
+                advnn__upsample_bwd_ref(H, W, C, FH, FW, dy, dxr);
+                bad = count_bitwise_diff(dx, dxr, nx + 1);
+                CHECK(!bad, "upsample_bwd live vs ref %s: %d mismatches", what, bad);
+                bad = 0;
+                for (int h = 0; h < H; h++)
+                    for (int w = 0; w < W; w++)
+                        for (int c = 0; c < C; c++) {
+                            size_t k = ((size_t)h * W + w) * C + c;
+                            double s = dx0[k], m = fabs(dx0[k]);
+                            for (int i = 0; i < FH; i++)
+                                for (int j = 0; j < FW; j++) {
+                                    double g = dy[((size_t)(h * FH + i) * W * FW + w * FW + j) * C + c];
+                                    s += g; m += fabs(g);
+                                }
+                            bad += !(fabs(dxr[k] - s) <= (FH * FW + 1) * 6e-8 * m + 1e-30);
+                        }
+                CHECK(!bad, "upsample_bwd ref vs double %s: %d mismatches", what, bad);
+                ffree(x); ffree(y); ffree(yr); ffree(dy); ffree(dx); ffree(dxr); ffree(dx0);
+            }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* LSTM cell                                                                                   */
+static double sig_d(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* mask patterns: 0 none (NULL), 1 alternating 1/0, 2 values 0.5, 0, -1, 1 (non-zero = active) */
+static const float MASKV[4] = {0.5f, 0.0f, -1.0f, 1.0f};
+static float mask_val(int mode, int r) { return mode == 1 ? (r % 2 ? 0.0f : 1.0f) : MASKV[r % 4]; }
+
+/* Runs fwd and bwd, live and ref, on one configuration; checks live vs ref, ref vs double formulas
+ * and that nothing outside the n x H (4H) windows is written. inplace: c == c_prev, h == h_prev in
+ * the forward, dz == z, dc_prev == dc, dh_prev == dh in the backward. */
+static void check_lstm(int n, int H, int zpad, int cpad, int hpad, int mmode, int inplace, int with_dc, int with_dhp) {
+    const int ldz = 4 * H + zpad, ldc = H + cpad, ldh = H + hpad;
+    size_t sz = (size_t)n * ldz, sc = (size_t)n * ldc, sh = (size_t)n * ldh;
+    float *z = falloc(sz), *zr = falloc(sz), *z0 = falloc(sz), *cp = falloc(sc), *hp = falloc(sh);
+    float *c = falloc(sc), *h = falloc(sh), *cr = falloc(sc), *hr = falloc(sh);
+    float *dh = falloc(sh), *dc = falloc(sc), *dz = falloc(sz), *dzr = falloc(sz), *dcp = falloc(sc), *dcpr = falloc(sc);
+    float *dhp = falloc(sh), *dhpr = falloc(sh), mask[8];
+    for (int r = 0; r < n; r++) mask[r] = mask_val(mmode, r);
+    const float *mk = mmode ? mask : NULL;
+    char what[128];
+    snprintf(what, sizeof what, "n=%d H=%d ld=%d,%d,%d mask=%d inplace=%d dc=%d dhp=%d", n, H, ldz, ldc, ldh, mmode,
+             inplace, with_dc, with_dhp);
+    fill_val(z, sz, SENT); fill_val(cp, sc, SENT); fill_val(hp, sh, SENT);
+    for (int r = 0; r < n; r++) {
+        for (int k = 0; k < 4 * H; k++) z[(size_t)r * ldz + k] = r == 2 ? EXTREMES[k % NEXT] * 0.3f : 4.0f * frand();
+        for (int j = 0; j < H; j++) { cp[(size_t)r * ldc + j] = 2.0f * frand(); hp[(size_t)r * ldh + j] = frand(); }
+    }
+    memcpy(z0, z, sz * sizeof(float));
+    memcpy(zr, z, sz * sizeof(float));
+    /* ---- forward ---- */
+    fill_val(cr, sc, SENT); fill_val(hr, sh, SENT);
+    advnn__lstm_cell_fwd_ref(n, H, zr, ldz, cp, hp, cr, hr, ldc, ldh, mk);
+    if (inplace) {
+        memcpy(c, cp, sc * sizeof(float));
+        memcpy(h, hp, sh * sizeof(float));
+        advnn_lstm_cell_fwd(n, H, z, ldz, c, h, c, h, ldc, ldh, mk);
+    } else {
+        fill_val(c, sc, SENT); fill_val(h, sh, SENT);
+        advnn_lstm_cell_fwd(n, H, z, ldz, cp, hp, c, h, ldc, ldh, mk);
+    }
+    int bad = 0;
+    for (int r = 0; r < n; r++) {
+        int act = !mk || mk[r] != 0.0f;
+        for (int k = 0; k < ldz; k++) {
+            size_t q = (size_t)r * ldz + k;
+            if (k >= 4 * H) { bad += z[q] != SENT || zr[q] != SENT; continue; }
+            double v = z0[q], want = k >= 2 * H && k < 3 * H ? tanh(v) : sig_d(v);
+            bad += !close_f(z[q], zr[q], 2e-6, 1e-7) || !close_f(zr[q], want, 2e-6, 1e-7);
+        }
+        for (int j = 0; j < ldc; j++) {
+            size_t q = (size_t)r * ldc + j;
+            if (j >= H) { bad += c[q] != (inplace ? cp[q] : SENT) || cr[q] != SENT; continue; }
+            const float *zz = zr + (size_t)r * ldz; /* the ref's activated gates */
+            double i = zz[j], f = zz[H + j], g = zz[2 * H + j];
+            double want = act ? f * cp[q] + i * g : cp[q];
+            bad += !close_f(c[q], cr[q], 2e-6, 5e-7) || !close_f(cr[q], want, 2e-6, 5e-7);
+        }
+        for (int j = 0; j < ldh; j++) {
+            size_t q = (size_t)r * ldh + j;
+            if (j >= H) { bad += h[q] != (inplace ? hp[q] : SENT) || hr[q] != SENT; continue; }
+            double o = zr[(size_t)r * ldz + 3 * H + j];
+            double want = act ? o * tanh((double)cr[(size_t)r * ldc + j]) : hp[q];
+            bad += !close_f(h[q], hr[q], 2e-6, 1e-6) || !close_f(hr[q], want, 2e-6, 5e-7);
+        }
+    }
+    CHECK(!bad, "lstm_cell_fwd %s: %d mismatches", what, bad);
+    /* ---- backward, from the ref's forward state ---- */
+    fill_val(dh, sh, SENT); fill_val(dc, sc, SENT);
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < H; j++) { dh[(size_t)r * ldh + j] = frand(); dc[(size_t)r * ldc + j] = frand(); }
+    }
+    const float *dcin = with_dc ? dc : NULL;
+    fill_val(dzr, sz, SENT); fill_val(dcpr, sc, SENT); fill_val(dhpr, sh, SENT);
+    advnn__lstm_cell_bwd_ref(n, H, zr, ldz, cp, cr, dh, dcin, dzr, dcpr, with_dhp ? dhpr : NULL, ldc, ldh, mk);
+    if (inplace) {
+        memcpy(dz, zr, sz * sizeof(float));
+        memcpy(dcp, dc, sc * sizeof(float));
+        memcpy(dhp, dh, sh * sizeof(float));
+        advnn_lstm_cell_bwd(n, H, dz, ldz, cp, cr, dhp, with_dc ? dcp : NULL, dz, dcp, with_dhp ? dhp : NULL, ldc, ldh, mk);
+        if (!with_dhp) fill_val(dhp, sh, SENT); /* dh_prev not written: compare as such */
+    } else {
+        fill_val(dz, sz, SENT); fill_val(dcp, sc, SENT); fill_val(dhp, sh, SENT);
+        advnn_lstm_cell_bwd(n, H, zr, ldz, cp, cr, dh, dcin, dz, dcp, with_dhp ? dhp : NULL, ldc, ldh, mk);
+    }
+    bad = 0;
+    for (int r = 0; r < n; r++) {
+        int act = !mk || mk[r] != 0.0f;
+        const float *zz = zr + (size_t)r * ldz;
+        for (int j = 0; j < H; j++) {
+            size_t qc = (size_t)r * ldc + j, qh = (size_t)r * ldh + j;
+            double i = zz[j], f = zz[H + j], g = zz[2 * H + j], o = zz[3 * H + j];
+            double dhv = dh[qh], dcv = with_dc ? dc[qc] : 0.0, tc = tanh((double)cr[qc]);
+            double dct = dcv + dhv * o * (1 - tc * tc);
+            double want[6] = {dct * g * i * (1 - i), dct * cp[qc] * f * (1 - f), dct * i * (1 - g * g),
+                              dhv * tc * o * (1 - o), dct * f, 0.0};
+            if (!act) { want[0] = want[1] = want[2] = want[3] = 0; want[4] = dcv; want[5] = dhv; }
+            const float *gl[6] = {dz + (size_t)r * ldz + j, dz + (size_t)r * ldz + H + j, dz + (size_t)r * ldz + 2 * H + j,
+                                  dz + (size_t)r * ldz + 3 * H + j, dcp + qc, dhp + qh};
+            const float *gr[6] = {dzr + (size_t)r * ldz + j, dzr + (size_t)r * ldz + H + j, dzr + (size_t)r * ldz + 2 * H + j,
+                                  dzr + (size_t)r * ldz + 3 * H + j, dcpr + qc, dhpr + qh};
+            for (int u = 0; u < (with_dhp ? 6 : 5); u++) {
+                int ok = close_f(*gl[u], *gr[u], 1e-5, 1e-6) && close_f(*gr[u], want[u], 1e-5, 1e-6);
+                if (!ok && bad++ < 3)
+                    CHECK(0, "lstm_cell_bwd %s r=%d j=%d out%d: live %.9g ref %.9g double %.9g", what, r, j, u, *gl[u], *gr[u],
+                          want[u]);
+            }
+            if (!with_dhp) bad += dhp[qh] != SENT || dhpr[qh] != SENT;
+        }
+        for (int k = 4 * H; k < ldz; k++) bad += dz[(size_t)r * ldz + k] != (inplace ? zr[(size_t)r * ldz + k] : SENT);
+        for (int j = H; j < ldc; j++) bad += dcp[(size_t)r * ldc + j] != (inplace ? dc[(size_t)r * ldc + j] : SENT);
+        for (int j = H; j < ldh; j++) bad += dhp[(size_t)r * ldh + j] != SENT && with_dhp && !inplace;
+    }
+    CHECK(!bad, "lstm_cell_bwd %s: %d mismatches", what, bad);
+    ffree(z); ffree(zr); ffree(z0); ffree(cp); ffree(hp); ffree(c); ffree(h); ffree(cr); ffree(hr);
+    ffree(dh); ffree(dc); ffree(dz); ffree(dzr); ffree(dcp); ffree(dcpr); ffree(dhp); ffree(dhpr);
+}
+
+static void test_lstm_cell(void) {
+    static const int HS[] = {1, 3, 5, 8, 9, 10, 17};
+    int cnt = 0;
+    for (int hi = 0; hi < 7; hi++)
+        for (int n = 1; n <= 6; n += 5)
+            for (int mmode = 0; mmode < 3; mmode++)
+                for (int v = 0; v < 4; v++, cnt++) {
+                    int pad = v % 2, inplace = v >= 2;
+                    check_lstm(n, HS[hi], pad ? 3 : 0, pad ? 2 : 0, pad ? 1 : 0, mmode, inplace, (cnt / 2) % 2 == 0, cnt % 3 != 1);
+                }
+    advnn_lstm_cell_fwd(0, 5, NULL, 20, NULL, NULL, NULL, NULL, 5, 5, NULL); /* n == 0: no access */
+    advnn_lstm_cell_bwd(0, 5, NULL, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 5, 5, NULL);
+}
+
+/* The backward against central differences of a double-precision forward (its own formulas):
+ * L = sum a*h + b*c over the step's outputs; dh = a, dc = b. dL/dz, dL/dc_prev and the part of
+ * dL/dh_prev that does not pass through z (z is an independent input here) must match dz, dc_prev
+ * and dh_prev, masked rows included. */
+static double lstm_loss_d(int n, int H, const double *zp, const double *cp, const double *hp, const float *a,
+                          const float *b, const float *mask) {
+    double L = 0;
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < H; j++) {
+            const double *zz = zp + (size_t)r * 4 * H;
+            size_t q = (size_t)r * H + j;
+            double cv, hv;
+            if (mask[r] != 0.0f) {
+                cv = sig_d(zz[H + j]) * cp[q] + sig_d(zz[j]) * tanh(zz[2 * H + j]);
+                hv = sig_d(zz[3 * H + j]) * tanh(cv);
+            } else {
+                cv = cp[q];
+                hv = hp[q];
+            }
+            L += a[q] * hv + b[q] * cv;
+        }
+    return L;
+}
+
+static void test_lstm_cell_fd(void) {
+    enum { N = 3 };
+    static const int HS[] = {1, 5, 9};
+    const float mask[N] = {1.0f, 0.0f, 1.0f};
+    for (int hi = 0; hi < 3; hi++) {
+        const int H = HS[hi], nz = N * 4 * H, nh = N * H;
+        float *z = falloc((size_t)nz), *cp = falloc((size_t)nh), *hp = falloc((size_t)nh), *c = falloc((size_t)nh);
+        float *h = falloc((size_t)nh), *a = falloc((size_t)nh), *b = falloc((size_t)nh), *dz = falloc((size_t)nz);
+        float *dcp = falloc((size_t)nh), *dhp = falloc((size_t)nh);
+        double *zd = (double *)malloc((size_t)nz * sizeof(double)), *cd = (double *)malloc((size_t)nh * sizeof(double));
+        double *hd = (double *)malloc((size_t)nh * sizeof(double));
+        fill_rand(z, (size_t)nz, 2.0f);
+        fill_rand(cp, (size_t)nh, 1.5f);
+        fill_rand(hp, (size_t)nh, 1.0f);
+        fill_rand(a, (size_t)nh, 1.0f);
+        fill_rand(b, (size_t)nh, 1.0f);
+        for (int k = 0; k < nz; k++) zd[k] = z[k];
+        for (int k = 0; k < nh; k++) { cd[k] = cp[k]; hd[k] = hp[k]; }
+        advnn_lstm_cell_fwd(N, H, z, 4 * H, cp, hp, c, h, H, H, mask);
+        advnn_lstm_cell_bwd(N, H, z, 4 * H, cp, c, a, b, dz, dcp, dhp, H, H, mask);
+        const double e = 1e-5;
+        int bad = 0;
+        for (int which = 0; which < 3; which++) {
+            double *v = which == 0 ? zd : which == 1 ? cd : hd;
+            const float *gk = which == 0 ? dz : which == 1 ? dcp : dhp;
+            for (int k = 0; k < (which == 0 ? nz : nh); k++) {
+                double s = v[k];
+                v[k] = s + e;
+                double lp = lstm_loss_d(N, H, zd, cd, hd, a, b, mask);
+                v[k] = s - e;
+                double lm = lstm_loss_d(N, H, zd, cd, hd, a, b, mask);
+                v[k] = s;
+                double fd = (lp - lm) / (2 * e);
+                if (!close_f(gk[k], fd, 1e-5, 2e-6) && bad++ < 5)
+                    CHECK(0, "lstm fd H=%d %s[%d]: kernel %.9g fd %.9g", H, which == 0 ? "dz" : which == 1 ? "dc_prev" : "dh_prev",
+                          k, gk[k], fd);
+            }
+        }
+        ffree(z); ffree(cp); ffree(hp); ffree(c); ffree(h); ffree(a); ffree(b); ffree(dz); ffree(dcp); ffree(dhp);
+        free(zd); free(cd); free(hd);
+    }
+}
+
 int main(void) {
     gemm_work = (float *)malloc(ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 64);
     float *work_base = gemm_work;
@@ -599,6 +1081,11 @@ int main(void) {
     RUN(test_softmax);
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
+    RUN(test_im2col_col2im);
+    RUN(test_pooling);
+    RUN(test_upsample);
+    RUN(test_lstm_cell);
+    RUN(test_lstm_cell_fd);
     free(work_base);
     return th_report();
 }
