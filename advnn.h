@@ -167,6 +167,12 @@ ADVNN_DEF int  advnn_flatten(advnn_graph *g, int in);
  * (and, for sequences, repeats the previous output), as Keras' Masking layer does. */
 ADVNN_DEF int  advnn_lstm(advnn_graph *g, int in, int units, int return_sequences, int mask);
 ADVNN_DEF int  advnn_mask_nonzero(advnn_graph *g, int in);      /* (T, F) -> (T): 1 where any feature != 0 */
+/* Softmax over the last axis (scores from logits; losses take logits directly). */
+ADVNN_DEF int  advnn_softmax(advnn_graph *g, int in);
+/* Gradient reversal: identity forward; backward multiplies the gradient by -lambda. The adversary
+ * after it then trains to minimise its loss while everything before it maximises lambda times it. */
+ADVNN_DEF int  advnn_grad_reverse(advnn_graph *g, int in, float lambda);
+ADVNN_DEF advnn_status advnn_set_grad_reverse(advnn_graph *g, int node, float lambda);   /* ramps */
 /* The same layer (its weights) applied to another stream: `like` is a dense, conv, LSTM, PReLU or
  * BatchNorm node; gradients from every use add up. mask: for an LSTM, else -1. */
 ADVNN_DEF int  advnn_shared(advnn_graph *g, int like, int in, int mask);
@@ -695,6 +701,7 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18,
     ADVNN__KIND_END
 };
 #define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE)
@@ -1164,6 +1171,27 @@ ADVNN_DEF int advnn_mask_nonzero(advnn_graph *g, int in) {
     if (g->nodes[in].ndim != 2) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_mask_nonzero: input must be (T, F)"); }
     advnn__set_shape(&g->nodes[id], 1, &g->nodes[in].shape[0]);
     return id;
+}
+
+ADVNN_DEF int advnn_softmax(advnn_graph *g, int in) {
+    int id = advnn__same_shape_node(g, ADVNN__SOFTMAX, in, "advnn_softmax");
+    if (id >= 0 && g->nodes[id].cols < 2) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_softmax: the last axis has 1 value"); }
+    return id;
+}
+
+ADVNN_DEF int advnn_grad_reverse(advnn_graph *g, int in, float lambda) {
+    int id;
+    if (g && !isfinite(lambda)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_grad_reverse: lambda is not finite");
+    id = advnn__same_shape_node(g, ADVNN__GRAD_REVERSE, in, "advnn_grad_reverse");
+    if (id >= 0) g->nodes[id].fp[0] = lambda;
+    return id;
+}
+ADVNN_DEF advnn_status advnn_set_grad_reverse(advnn_graph *g, int node, float lambda) {
+    if (!g || node < 0 || node >= g->n_nodes || g->nodes[node].kind != ADVNN__GRAD_REVERSE)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_set_grad_reverse: node %d is not a gradient-reversal node", node);
+    if (!isfinite(lambda)) return advnn__fail(ADVNN_ERR_ARG, "advnn_set_grad_reverse: lambda is not finite");
+    g->nodes[node].fp[0] = lambda;
+    return ADVNN_OK;
 }
 
 ADVNN_DEF int advnn_shared(advnn_graph *g, int like, int in, int mask) {
@@ -1748,6 +1776,8 @@ static advnn_status advnn__forward(advnn_ws *ws, int nb) {
         case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
         case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
         case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
+        case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+        case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
         default:
             st = advnn__loss_fwd(ws, i, nb);
             if (st != ADVNN_OK) return st;
@@ -1961,6 +1991,21 @@ static void advnn__backward(advnn_ws *ws, int nb) {
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
         case ADVNN__LSTM: advnn__lstm_bwd(ws, i, nb); break;
+        case ADVNN__GRAD_REVERSE:
+            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, -n->fp[0], ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            break;
+        case ADVNN__SOFTMAX: {   /* dx = y * (dy - sum(dy * y)) per row */
+            int r, R = nb * n->rows, C = n->cols, c;
+            if (!ws->needg[n->in[0]]) break;
+            for (r = 0; r < R; r++) {
+                const float *y = ws->out[i] + (size_t)r * C, *dy = ws->dout[i] + (size_t)r * C;
+                float *dx = ws->dout[n->in[0]] + (size_t)r * C;
+                double sdy = 0;
+                for (c = 0; c < C; c++) sdy += (double)dy[c] * y[c];
+                for (c = 0; c < C; c++) dx[c] += (float)(y[c] * (dy[c] - sdy));
+            }
+            break;
+        }
         case ADVNN__CONCAT: {
             int R = nb * n->rows, C = n->cols, r, off = 0;
             for (k = 0; k < n->n_in; k++) {
@@ -2579,6 +2624,8 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
         return share >= 0 ? advnn_shared(g, share, in[0], n_in == 2 ? in[1] : -1)
                           : advnn_lstm(g, in[0], ip[0], ip[1], n_in == 2 ? in[1] : -1);
     case ADVNN__MASK: return n_in == 1 ? advnn_mask_nonzero(g, in[0]) : -1;
+    case ADVNN__SOFTMAX: return n_in == 1 ? advnn_softmax(g, in[0]) : -1;
+    case ADVNN__GRAD_REVERSE: return n_in == 1 ? advnn_grad_reverse(g, in[0], fp[0]) : -1;
     case ADVNN__PRELU: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_prelu(g, in[0]);
     case ADVNN__BATCHNORM: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_batchnorm_ex(g, in[0], fp[0], fp[1]);
     case ADVNN__ACT: return n_in == 1 ? advnn_activation_ex(g, in[0], (advnn_act)ip[0], fp[0]) : -1;

@@ -15,7 +15,7 @@
 
 typedef struct { advnn_graph *g; advnn_dataset *d; advnn_tensor *t[8]; const char *tname[8]; int nt; } fixture;
 
-static advnn_tensor *rand_tensor(advnn__rng *r, int64_t n, int per, float lo, float hi) {
+static inline advnn_tensor *rand_tensor(advnn__rng *r, int64_t n, int per, float lo, float hi) {
     int64_t shape[2];
     advnn_tensor *t;
     int64_t i;
@@ -26,21 +26,21 @@ static advnn_tensor *rand_tensor(advnn__rng *r, int64_t n, int per, float lo, fl
 }
 
 /* Gives t the per-sample shape of graph input `name` (the data is generated flat). */
-static void shape_like_input(advnn_graph *g, const char *name, advnn_tensor *t) {
+static inline void shape_like_input(advnn_graph *g, const char *name, advnn_tensor *t) {
     int sh[3], nd = advnn_node_shape(g, advnn_find(g, name), sh), i;
     if (nd < 1) return;
     t->ndim = nd + 1;
     for (i = 0; i < nd; i++) t->shape[i + 1] = sh[i];
 }
 
-static void add_data(fixture *f, const char *name, advnn_tensor *t) {
+static inline void add_data(fixture *f, const char *name, advnn_tensor *t) {
     shape_like_input(f->g, name, t);
     f->tname[f->nt] = name;
     f->t[f->nt++] = t;
     advnn_dataset_add(f->d, name, t);
 }
 
-static void free_fixture(fixture *f) {
+static inline void free_fixture(fixture *f) {
     int i;
     for (i = 0; i < f->nt; i++) advnn_tensor_free(f->t[i]);
     advnn_dataset_free(f->d);
@@ -48,7 +48,7 @@ static void free_fixture(fixture *f) {
 }
 
 /* Objective of the current parameters on the fixed batch, train mode, fixed dropout mask. */
-static double objective(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx) {
+static inline double objective(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx) {
     advnn_ws *ws = tr->ws;
     ws->training = 1;
     ws->input_grads = 1;
@@ -63,7 +63,7 @@ static double objective(advnn_trainer *tr, const advnn_dataset *d, const int64_t
 }
 
 /* Checks every trainable parameter (at most 24 entries per block) against finite differences. */
-static int gradcheck(fixture *f, const char *what) {
+static inline int gradcheck(fixture *f, const char *what) {
     advnn_trainer *tr = advnn_trainer_new(f->g, NB, 1);
     int64_t idx[NB];
     int i, k, bad = 0;

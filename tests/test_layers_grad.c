@@ -50,6 +50,7 @@ static int L_act(advnn_graph *g, int in, int act) { return advnn_activation(g, i
 static int L_prelu(advnn_graph *g, int in, int unused) { (void)unused; return advnn_prelu(g, in); }
 static int L_dropout(advnn_graph *g, int in, int unused) { (void)unused; return advnn_dropout(g, in, 0.3f); }
 static int L_bn(advnn_graph *g, int in, int unused) { (void)unused; return advnn_batchnorm(g, in); }
+static int L_softmax(advnn_graph *g, int in, int unused) { (void)unused; return advnn_softmax(g, in); }
 static int L_none(advnn_graph *g, int in, int unused) { (void)unused; (void)g; return in; }
 
 static const char *act_names[] = {"linear", "relu", "leaky_relu", "prelu", "elu", "sigmoid", "tanh", "softplus"};
@@ -92,6 +93,8 @@ static void test_prelu(void) {
     gradcheck(&f, "prelu");
     free_fixture(&f);
 }
+
+static void test_softmax(void) { fixture f = chain(L_softmax, 0, 0); gradcheck(&f, "softmax"); free_fixture(&f); }
 
 static void test_dropout(void) { fixture f = chain(L_dropout, 0, 0); gradcheck(&f, "dropout"); free_fixture(&f); }
 
@@ -239,6 +242,7 @@ int main(void) {
     RUN(test_activation_nodes);
     RUN(test_prelu);
     RUN(test_dropout);
+    RUN(test_softmax);
     RUN(test_batchnorm_train);
     RUN(test_batchnorm_eval_backward);
     RUN(test_losses);
