@@ -1018,6 +1018,7 @@ static int advnn__spatial(const advnn__node *x, int *H, int *W, int *C) {
 
 /* Output length and leading pad of one axis (TensorFlow/Keras rules: 'same' puts the odd pad after). */
 static int advnn__conv_axis(int in, int k, int s, int pad, int *out, int *before) {
+    if (k < 1 || k > 1024 || s < 1 || s > 1024) return 0;   /* also keeps the arithmetic in range */
     if (pad == ADVNN_PAD_SAME) {
         int o = (in + s - 1) / s, total = (o - 1) * s + k - in;
         *out = o; *before = total > 0 ? total / 2 : 0;
@@ -1040,7 +1041,7 @@ static int advnn__conv_node(advnn_graph *g, int in, int dims, int filters, int k
         g->n_nodes--;
         return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: input must have per-sample shape %s, it has %d dimensions", what, dims == 1 ? "(T, C)" : "(H, W, C)", x->ndim);
     }
-    if (filters < 1 || filters > ADVNN__MAX_FEATURES || kh < 1 || kw < 1 || sh < 1 || sw < 1 || kh > 64 || kw > 64 ||
+    if (filters < 1 || filters > ADVNN__MAX_FEATURES || kh < 1 || kw < 1 || sh < 1 || sw < 1 || kh > 64 || kw > 64 || sh > 1024 || sw > 1024 ||
         (pad != ADVNN_PAD_VALID && pad != ADVNN_PAD_SAME) || !advnn__valid_act(act) || act == ADVNN_ACT_PRELU) {
         g->n_nodes--;
         return advnn__gfail(g, ADVNN_ERR_ARG, "%s: filters %d, kernel %dx%d, strides %dx%d, padding %d, activation %d: out of range", what, filters, kh, kw, sh, sw, pad, act);
