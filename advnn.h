@@ -278,6 +278,43 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
 /* ---------------------------------------------------------------- metrics (weighted) */
 /* ROC AUC of score for label > 0.5 (signal) vs the rest; weight may be NULL; ties count half. */
 ADVNN_DEF advnn_status advnn_auc(const float *score, const float *label, const float *weight, int64_t n, double *auc);
+/* ROC curve, one point per distinct score threshold t (an event passes when score >= t), in
+ * decreasing-threshold order: eff_*[0] = (0, 0) for t = +inf, ..., eff_*[npoints-1] = (1, 1).
+ * eff_sig and eff_bkg need room for n + 1 points; *npoints = 1 + number of distinct scores. */
+ADVNN_DEF advnn_status advnn_roc(const float *score, const float *label, const float *weight, int64_t n,
+                                 double *eff_sig, double *eff_bkg, int64_t *npoints);
+/* Background rejection 1/eps_B at signal efficiency target_eff_sig in (0, 1]: eps_B is linearly
+ * interpolated in eps_S between the two ROC points bracketing the target (the first point with
+ * eps_S >= target and the one before it); *achieved_eff_sig is the target when interpolated, else
+ * the eps_S of the ROC point hit exactly. When eps_B <= 0 there, *rejection = W_B / (smallest
+ * positive background weight) and *is_lower_limit = 1 (else 0). The last two outputs may be NULL. */
+ADVNN_DEF advnn_status advnn_rejection_at(const float *score, const float *label, const float *weight, int64_t n,
+                                          double target_eff_sig, double *rejection, double *achieved_eff_sig,
+                                          int *is_lower_limit);
+/* Weighted two-sample Kolmogorov-Smirnov test: D = max |F_a - F_b| of the weighted empirical CDFs;
+ * p-value from the Kolmogorov distribution at lambda = (sqrt(n_e) + 0.12 + 0.11/sqrt(n_e)) D with
+ * n_e = n_a n_b / (n_a + n_b), n_k = (sum w)^2 / sum w^2 (Numerical Recipes / Stephens 1970).
+ * wa, wb may be NULL; pvalue may be NULL. */
+ADVNN_DEF advnn_status advnn_ks(const float *a, const float *wa, int64_t na, const float *b, const float *wb, int64_t nb,
+                                double *D, double *pvalue);
+/* Weighted histogram with nbins equal bins on [lo, hi) (edges lo + k (hi - lo)/nbins, as
+ * numpy.linspace); values outside [lo, hi) are dropped. counts[0..nbins-1] is overwritten. */
+ADVNN_DEF advnn_status advnn_histogram(const float *x, const float *weight, int64_t n, double lo, double hi, int nbins,
+                                       double *counts);
+/* Jensen-Shannon divergence (base 2, in [0, 1]) of two histograms, each normalised to unit sum;
+ * 0 log 0 = 0. NAN when an argument is NULL, nbins < 1, a bin is negative or not finite, or a sum <= 0. */
+ADVNN_DEF double advnn_jsd(const double *p, const double *q, int nbins);
+/* Mass-sculpting measure: JSD between the histograms of var (nbins on [lo, hi)) for events with
+ * score >= cut (pass) and score < cut (fail). Both histograms need positive total weight. */
+ADVNN_DEF advnn_status advnn_jsd_pass_fail(const float *score, const float *var, const float *weight, int64_t n,
+                                           double cut, double lo, double hi, int nbins, double *jsd);
+/* Statistical floor of advnn_jsd_pass_fail: the mean JSD over `repeats` random splits that put
+ * round(pass_fraction * n) events (chosen uniformly without replacement, from a splitmix64 stream
+ * seeded with `seed`) in the pass histogram and the rest in the fail histogram. */
+ADVNN_DEF advnn_status advnn_jsd_floor(const float *var, const float *weight, int64_t n, double pass_fraction,
+                                       double lo, double hi, int nbins, int repeats, uint64_t seed, double *jsd_mean);
+/* Weighted Pearson correlation coefficient of x and y (weight may be NULL); both need non-zero variance. */
+ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float *weight, int64_t n, double *r);
 
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
@@ -2522,6 +2559,320 @@ ADVNN_DEF advnn_status advnn_auc(const float *score, const float *label, const f
     }
     ADVNN_FREE(v);
     *auc = acc / (ws * wb);
+    return ADVNN_OK;
+}
+
+/* Shared by advnn_roc and advnn_rejection_at: validates, sorts, writes the ROC into es/eb. */
+static advnn_status advnn__roc_core(const char *fn, const float *score, const float *label, const float *weight, int64_t n,
+                                    double *es, double *eb, int64_t *npoints, double *wb_out, double *wbmin_out) {
+    advnn__si *v;
+    int64_t i, j, k = 0;
+    double ws = 0, wb = 0, wbmin = INFINITY, cs = 0, cb = 0;
+    for (i = 0; i < n; i++) {
+        double w = weight ? weight[i] : 1.0;
+        if (!isfinite(score[i]) || !isfinite(label[i]) || !isfinite(w))
+            return advnn__fail(ADVNN_ERR_NAN, "%s: non-finite score, label or weight at %lld", fn, (long long)i);
+        if (label[i] > 0.5f) ws += w;
+        else { wb += w; if (w > 0 && w < wbmin) wbmin = w; }
+    }
+    if (!(ws > 0) || !(wb > 0))
+        return advnn__fail(ADVNN_ERR_ARG, "%s: needs positive total weight of both classes (signal %g, background %g)", fn, ws, wb);
+    v = (advnn__si *)ADVNN_MALLOC((size_t)n * sizeof *v);
+    if (!v) return advnn__fail(ADVNN_ERR_NOMEM, "%s: out of memory", fn);
+    for (i = 0; i < n; i++) { v[i].s = score[i]; v[i].i = i; }
+    qsort(v, (size_t)n, sizeof *v, advnn__cmp_si);
+    es[0] = 0; eb[0] = 0;
+    for (i = n - 1; i >= 0; i = j) {  /* from the highest score down, one block of tied scores at a time */
+        for (j = i; j >= 0 && v[j].s == v[i].s; j--) {
+            double w = weight ? weight[v[j].i] : 1.0;
+            if (label[v[j].i] > 0.5f) cs += w; else cb += w;
+        }
+        k++;
+        es[k] = cs / ws; eb[k] = cb / wb;
+    }
+    es[k] = 1.0; eb[k] = 1.0;  /* everything passes the lowest threshold (exact, whatever the summation order) */
+    ADVNN_FREE(v);
+    *npoints = k + 1;
+    if (wb_out) *wb_out = wb;
+    if (wbmin_out) *wbmin_out = wbmin;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_roc(const float *score, const float *label, const float *weight, int64_t n,
+                                 double *eff_sig, double *eff_bkg, int64_t *npoints) {
+    if (!score || !label || !eff_sig || !eff_bkg || !npoints || n < 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_roc: NULL argument or n = %lld", (long long)n);
+    return advnn__roc_core("advnn_roc", score, label, weight, n, eff_sig, eff_bkg, npoints, NULL, NULL);
+}
+
+ADVNN_DEF advnn_status advnn_rejection_at(const float *score, const float *label, const float *weight, int64_t n,
+                                          double target_eff_sig, double *rejection, double *achieved_eff_sig,
+                                          int *is_lower_limit) {
+    double *es, wb, wbmin, s, b;
+    int64_t np, k;
+    advnn_status st;
+    if (!score || !label || !rejection || n < 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_rejection_at: NULL argument or n = %lld", (long long)n);
+    if (!(target_eff_sig > 0 && target_eff_sig <= 1))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_rejection_at: target signal efficiency %g outside (0, 1]", target_eff_sig);
+    es = (double *)ADVNN_MALLOC(2 * ((size_t)n + 1) * sizeof *es);
+    if (!es) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_rejection_at: out of memory");
+    st = advnn__roc_core("advnn_rejection_at", score, label, weight, n, es, es + n + 1, &np, &wb, &wbmin);
+    if (st != ADVNN_OK) { ADVNN_FREE(es); return st; }
+    for (k = 1; k < np - 1 && es[k] < target_eff_sig; k++) {}  /* first point reaching the target (the last one does) */
+    if (es[k] == target_eff_sig || !(es[k] > es[k - 1])) { s = es[k]; b = es[n + 1 + k]; }
+    else {
+        double t = (target_eff_sig - es[k - 1]) / (es[k] - es[k - 1]);
+        s = target_eff_sig;
+        b = es[n + 1 + k - 1] + t * (es[n + 1 + k] - es[n + 1 + k - 1]);
+    }
+    ADVNN_FREE(es);
+    if (achieved_eff_sig) *achieved_eff_sig = s;
+    if (b > 0) { *rejection = 1.0 / b; if (is_lower_limit) *is_lower_limit = 0; }
+    else { *rejection = wb / wbmin; if (is_lower_limit) *is_lower_limit = 1; }
+    return ADVNN_OK;
+}
+
+/* Kolmogorov survival function Q(lambda) = 2 sum_{j>=1} (-1)^(j-1) exp(-2 j^2 lambda^2). Below
+ * lambda = 1.18 that series converges slowly (not at all as lambda -> 0), so there we use the
+ * equivalent theta-function form 1 - sqrt(2 pi)/lambda sum_{j>=1} exp(-(2j-1)^2 pi^2 / (8 lambda^2)),
+ * which converges fast; each needs under 6 terms for double precision. */
+static double advnn__kolmogorov_q(double lam) {
+    double sum = 0, p;
+    int j;
+    if (!(lam > 0)) return 1.0;
+    if (lam < 1.18) {
+        const double c = -9.869604401089358 / (8.0 * lam * lam);  /* -pi^2 / (8 lambda^2) */
+        for (j = 1; j <= 20; j++) {
+            double t = exp(c * (double)((2 * j - 1) * (2 * j - 1)));
+            sum += t;
+            if (t < 1e-17 * sum) break;
+        }
+        p = 1.0 - 2.5066282746310002 / lam * sum;
+    } else {
+        for (j = 1; j <= 100; j++) {
+            double t = exp(-2.0 * (double)j * (double)j * lam * lam);
+            sum += (j & 1) ? t : -t;
+            if (t < 1e-17 * sum) break;
+        }
+        p = 2.0 * sum;
+    }
+    return p < 0 ? 0 : p > 1 ? 1 : p;
+}
+
+ADVNN_DEF advnn_status advnn_ks(const float *a, const float *wa, int64_t na, const float *b, const float *wb, int64_t nb,
+                                double *D, double *pvalue) {
+    advnn__si *v;
+    int64_t i, j, n;
+    double sa = 0, sa2 = 0, sb = 0, sb2 = 0, ca = 0, cb = 0, d = 0, ea, eb, ne, sq;
+    if (!a || !b || !D || na < 1 || nb < 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_ks: NULL argument or empty sample (na = %lld, nb = %lld)", (long long)na, (long long)nb);
+    for (i = 0; i < na; i++) {
+        double w = wa ? wa[i] : 1.0;
+        if (!isfinite(a[i]) || !isfinite(w)) return advnn__fail(ADVNN_ERR_NAN, "advnn_ks: non-finite value or weight at %lld of sample a", (long long)i);
+        sa += w; sa2 += w * w;
+    }
+    for (i = 0; i < nb; i++) {
+        double w = wb ? wb[i] : 1.0;
+        if (!isfinite(b[i]) || !isfinite(w)) return advnn__fail(ADVNN_ERR_NAN, "advnn_ks: non-finite value or weight at %lld of sample b", (long long)i);
+        sb += w; sb2 += w * w;
+    }
+    if (!(sa > 0) || !(sb > 0))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_ks: needs positive total weight of both samples (a %g, b %g)", sa, sb);
+    n = na + nb;
+    v = (advnn__si *)ADVNN_MALLOC((size_t)n * sizeof *v);
+    if (!v) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ks: out of memory");
+    for (i = 0; i < na; i++) { v[i].s = a[i]; v[i].i = i; }
+    for (i = 0; i < nb; i++) { v[na + i].s = b[i]; v[na + i].i = na + i; }  /* index >= na: sample b */
+    qsort(v, (size_t)n, sizeof *v, advnn__cmp_si);
+    for (i = 0; i < n; i = j) {  /* right-continuous CDFs: a block of tied values steps both at once */
+        double g;
+        for (j = i; j < n && v[j].s == v[i].s; j++) {
+            int64_t k = v[j].i;
+            if (k < na) ca += wa ? wa[k] : 1.0;
+            else cb += wb ? wb[k - na] : 1.0;
+        }
+        g = fabs(ca / sa - cb / sb);
+        if (g > d) d = g;
+    }
+    ADVNN_FREE(v);
+    *D = d;
+    if (pvalue) {
+        ea = sa * sa / sa2; eb = sb * sb / sb2;
+        ne = ea * eb / (ea + eb);
+        sq = sqrt(ne);
+        *pvalue = advnn__kolmogorov_q((sq + 0.12 + 0.11 / sq) * d);
+    }
+    return ADVNN_OK;
+}
+
+/* Bin of x for nbins equal bins on [lo, hi), -1 outside. The edges are lo + k*step (numpy.linspace),
+ * and the index from the multiplication is corrected against them, so a value on an edge lands in
+ * the bin that starts there. */
+static int advnn__bin(double x, double lo, double hi, int nbins, double step) {
+    int64_t k;
+    if (!(x >= lo) || !(x < hi)) return -1;
+    k = (int64_t)floor((x - lo) / step);
+    if (k >= nbins) k = nbins - 1;
+    if (k < 0) k = 0;
+    if (k > 0 && x < lo + (double)k * step) k--;
+    else if (k + 1 < nbins && x >= lo + (double)(k + 1) * step) k++;
+    return (int)k;
+}
+
+static advnn_status advnn__hist_args(const char *fn, double lo, double hi, int nbins) {
+    if (nbins < 1) return advnn__fail(ADVNN_ERR_ARG, "%s: nbins = %d, needs at least 1", fn, nbins);
+    if (!isfinite(lo) || !isfinite(hi) || !(lo < hi) || !isfinite((hi - lo) / nbins) || !((hi - lo) / nbins > 0))
+        return advnn__fail(ADVNN_ERR_ARG, "%s: histogram range [%g, %g) with %d bins is not a finite, non-empty range", fn, lo, hi, nbins);
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_histogram(const float *x, const float *weight, int64_t n, double lo, double hi, int nbins,
+                                       double *counts) {
+    int64_t i;
+    double step;
+    advnn_status st;
+    if (!x || !counts || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_histogram: NULL argument or n = %lld", (long long)n);
+    if ((st = advnn__hist_args("advnn_histogram", lo, hi, nbins)) != ADVNN_OK) return st;
+    for (i = 0; i < n; i++)
+        if (!isfinite(x[i]) || (weight && !isfinite(weight[i])))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_histogram: non-finite value or weight at %lld", (long long)i);
+    step = (hi - lo) / nbins;
+    for (i = 0; i < nbins; i++) counts[i] = 0;
+    for (i = 0; i < n; i++) {
+        int k = advnn__bin(x[i], lo, hi, nbins, step);
+        if (k >= 0) counts[k] += weight ? weight[i] : 1.0;
+    }
+    return ADVNN_OK;
+}
+
+ADVNN_DEF double advnn_jsd(const double *p, const double *q, int nbins) {
+    double sp = 0, sq = 0, acc = 0;
+    int i;
+    if (!p || !q || nbins < 1) return NAN;
+    for (i = 0; i < nbins; i++) {
+        if (!isfinite(p[i]) || !isfinite(q[i]) || p[i] < 0 || q[i] < 0) return NAN;
+        sp += p[i]; sq += q[i];
+    }
+    if (!(sp > 0) || !(sq > 0) || !isfinite(sp) || !isfinite(sq)) return NAN;
+    for (i = 0; i < nbins; i++) {
+        double a = p[i] / sp, b = q[i] / sq, m = 0.5 * (a + b);
+        if (a > 0) acc += a * log2(a / m);
+        if (b > 0) acc += b * log2(b / m);
+    }
+    acc *= 0.5;
+    return acc < 0 ? 0 : acc > 1 ? 1 : acc;
+}
+
+ADVNN_DEF advnn_status advnn_jsd_pass_fail(const float *score, const float *var, const float *weight, int64_t n,
+                                           double cut, double lo, double hi, int nbins, double *jsd) {
+    double *h, sp = 0, sf = 0, step;
+    int64_t i;
+    int k;
+    advnn_status st;
+    if (!score || !var || !jsd || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_pass_fail: NULL argument or n = %lld", (long long)n);
+    if (isnan(cut)) return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_pass_fail: cut is NaN");
+    if ((st = advnn__hist_args("advnn_jsd_pass_fail", lo, hi, nbins)) != ADVNN_OK) return st;
+    for (i = 0; i < n; i++)
+        if (!isfinite(score[i]) || !isfinite(var[i]) || (weight && !isfinite(weight[i])))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_jsd_pass_fail: non-finite score, variable or weight at %lld", (long long)i);
+    h = (double *)ADVNN_MALLOC(2 * (size_t)nbins * sizeof *h);
+    if (!h) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_jsd_pass_fail: out of memory");
+    for (k = 0; k < 2 * nbins; k++) h[k] = 0;
+    step = (hi - lo) / nbins;
+    for (i = 0; i < n; i++) {
+        int b = advnn__bin(var[i], lo, hi, nbins, step);
+        double w = weight ? weight[i] : 1.0;
+        if (b < 0) continue;
+        if (score[i] >= cut) { h[b] += w; sp += w; } else { h[nbins + b] += w; sf += w; }
+    }
+    if (!(sp > 0) || !(sf > 0)) {
+        ADVNN_FREE(h);
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_pass_fail: needs positive weight in [%g, %g) on both sides of the cut %g (pass %g, fail %g)",
+                           lo, hi, cut, sp, sf);
+    }
+    *jsd = advnn_jsd(h, h + nbins, nbins);
+    ADVNN_FREE(h);
+    if (isnan(*jsd)) return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_pass_fail: a histogram bin is negative (negative weights)");
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_jsd_floor(const float *var, const float *weight, int64_t n, double pass_fraction,
+                                       double lo, double hi, int nbins, int repeats, uint64_t seed, double *jsd_mean) {
+    int64_t i, npass, *perm;
+    int *bin, r, k;
+    double *h, step, acc = 0;
+    uint64_t state = seed;
+    advnn_status st;
+    if (!var || !jsd_mean || n < 2) return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_floor: NULL argument or n = %lld (needs 2)", (long long)n);
+    if ((st = advnn__hist_args("advnn_jsd_floor", lo, hi, nbins)) != ADVNN_OK) return st;
+    if (repeats < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_floor: repeats = %d, needs at least 1", repeats);
+    if (!(pass_fraction > 0 && pass_fraction < 1))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_floor: pass fraction %g outside (0, 1)", pass_fraction);
+    npass = (int64_t)floor(pass_fraction * (double)n + 0.5);
+    if (npass < 1 || npass > n - 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_floor: pass fraction %g of %lld events leaves one side empty", pass_fraction, (long long)n);
+    for (i = 0; i < n; i++)
+        if (!isfinite(var[i]) || (weight && !isfinite(weight[i])))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_jsd_floor: non-finite variable or weight at %lld", (long long)i);
+    perm = (int64_t *)ADVNN_MALLOC((size_t)n * sizeof *perm);
+    bin = (int *)ADVNN_MALLOC((size_t)n * sizeof *bin);
+    h = (double *)ADVNN_MALLOC(2 * (size_t)nbins * sizeof *h);
+    if (!perm || !bin || !h) {
+        ADVNN_FREE(perm); ADVNN_FREE(bin); ADVNN_FREE(h);
+        return advnn__fail(ADVNN_ERR_NOMEM, "advnn_jsd_floor: out of memory");
+    }
+    step = (hi - lo) / nbins;
+    for (i = 0; i < n; i++) { perm[i] = i; bin[i] = advnn__bin(var[i], lo, hi, nbins, step); }
+    for (r = 0; r < repeats; r++) {
+        double j;
+        for (k = 0; k < 2 * nbins; k++) h[k] = 0;
+        /* partial Fisher-Yates: perm[0..npass) becomes a uniform random subset (carrying on from the
+         * previous repeat's order is fine: each step is uniform whatever the starting order) */
+        for (i = 0; i < npass; i++) {
+            uint64_t span = (uint64_t)(n - i), lim = (uint64_t)-1 - ((uint64_t)-1 % span), x;
+            int64_t s, t;
+            do { x = advnn__splitmix(&state); } while (x >= lim);  /* unbiased */
+            s = i + (int64_t)(x % span);
+            t = perm[i]; perm[i] = perm[s]; perm[s] = t;
+        }
+        for (i = 0; i < n; i++) {
+            int64_t e = perm[i];
+            if (bin[e] >= 0) h[(i < npass ? 0 : nbins) + bin[e]] += weight ? weight[e] : 1.0;
+        }
+        j = advnn_jsd(h, h + nbins, nbins);
+        if (isnan(j)) {
+            ADVNN_FREE(perm); ADVNN_FREE(bin); ADVNN_FREE(h);
+            return advnn__fail(ADVNN_ERR_ARG, "advnn_jsd_floor: split %d has an empty or negative histogram in [%g, %g) "
+                               "(too few events in range, or negative weights)", r, lo, hi);
+        }
+        acc += j;
+    }
+    ADVNN_FREE(perm); ADVNN_FREE(bin); ADVNN_FREE(h);
+    *jsd_mean = acc / repeats;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float *weight, int64_t n, double *r) {
+    int64_t i;
+    double sw = 0, mx = 0, my = 0, cxy = 0, cxx = 0, cyy = 0, c;
+    if (!x || !y || !r || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_pearson: NULL argument or n = %lld", (long long)n);
+    for (i = 0; i < n; i++) {
+        double w = weight ? weight[i] : 1.0;
+        if (!isfinite(x[i]) || !isfinite(y[i]) || !isfinite(w))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_pearson: non-finite x, y or weight at %lld", (long long)i);
+        sw += w; mx += w * x[i]; my += w * y[i];
+    }
+    if (!(sw > 0)) return advnn__fail(ADVNN_ERR_ARG, "advnn_pearson: needs positive total weight (got %g)", sw);
+    mx /= sw; my /= sw;
+    for (i = 0; i < n; i++) {  /* second pass about the means: no cancellation */
+        double w = weight ? weight[i] : 1.0, dx = x[i] - mx, dy = y[i] - my;
+        cxy += w * dx * dy; cxx += w * dx * dx; cyy += w * dy * dy;
+    }
+    if (!(cxx > 0) || !(cyy > 0))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_pearson: %s has zero (or negative) weighted variance", !(cxx > 0) ? "x" : "y");
+    c = cxy / sqrt(cxx * cyy);
+    *r = c < -1 ? -1 : c > 1 ? 1 : c;
     return ADVNN_OK;
 }
 
