@@ -181,6 +181,12 @@ ADVNN_DEF int  advnn_shared(advnn_graph *g, int like, int in, int mask);
 ADVNN_DEF int  advnn_loss_bce_logits(advnn_graph *g, int logits, int target, int weight);
 ADVNN_DEF int  advnn_loss_cce_logits(advnn_graph *g, int logits, int target, int weight);
 ADVNN_DEF int  advnn_loss_mse(advnn_graph *g, int pred, int target, int weight);
+/* Mixture-density negative log-likelihood -log p(target | K Gaussians) for a scalar target:
+ * coefficients softmax(logits), means sigmoid(means_raw) in (0, 1), widths softplus(widths_raw) +
+ * sigma_floor; with truncate, each component is renormalised by its mass inside [0, 1]. The three
+ * parameter nodes have K values per sample each (e.g. three Dense(K) heads). */
+ADVNN_DEF int  advnn_loss_mdn(advnn_graph *g, int logits, int means_raw, int widths_raw, int target, int weight,
+                              int truncate, float sigma_floor);
 ADVNN_DEF advnn_status advnn_loss_scale(advnn_graph *g, int loss, float coef);          /* default 1 */
 ADVNN_DEF int  advnn_name(advnn_graph *g, int node, const char *name);                   /* returns node */
 ADVNN_DEF int  advnn_find(const advnn_graph *g, const char *name);                       /* node id or -1 */
@@ -738,10 +744,10 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
-    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19,
     ADVNN__KIND_END
 };
-#define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE)
+#define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN)
 
 typedef struct {
     int   kind;
@@ -1285,6 +1291,26 @@ ADVNN_DEF int advnn_loss_bce_logits(advnn_graph *g, int logits, int target, int 
 ADVNN_DEF int advnn_loss_cce_logits(advnn_graph *g, int logits, int target, int weight) { return advnn__loss(g, ADVNN__LOSS_CCE, logits, target, weight, "advnn_loss_cce_logits"); }
 ADVNN_DEF int advnn_loss_mse(advnn_graph *g, int pred, int target, int weight) { return advnn__loss(g, ADVNN__LOSS_MSE, pred, target, weight, "advnn_loss_mse"); }
 
+ADVNN_DEF int advnn_loss_mdn(advnn_graph *g, int logits, int means_raw, int widths_raw, int target, int weight,
+                             int truncate, float sigma_floor) {
+    int ins[5], id, one = 1, K;
+    ins[0] = logits; ins[1] = means_raw; ins[2] = widths_raw; ins[3] = target; ins[4] = weight;
+    if (g && weight < -1) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_mdn: weight node %d (use -1 for unit weights)", weight);
+    if (g && !(sigma_floor >= 0.0f && sigma_floor < 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_mdn: sigma_floor %g outside [0, 1)", (double)sigma_floor);
+    id = advnn__new_node(g, ADVNN__LOSS_MDN, weight >= 0 ? 5 : 4, ins, "advnn_loss_mdn");
+    if (id < 0) return -1;
+    K = g->nodes[logits].size;
+    if (K < 1 || K > 256 || g->nodes[means_raw].size != K || g->nodes[widths_raw].size != K || g->nodes[target].size != 1 ||
+        (weight >= 0 && g->nodes[weight].size != 1)) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_loss_mdn: coefficients/means/widths have %d/%d/%d values per sample (must be equal), target %d, weight %d (must be 1)",
+                            K, g->nodes[means_raw].size, g->nodes[widths_raw].size, g->nodes[target].size, weight >= 0 ? g->nodes[weight].size : 1);
+    }
+    advnn__set_shape(&g->nodes[id], 1, &one);
+    g->nodes[id].fp[0] = 1.0f; g->nodes[id].fp[1] = sigma_floor; g->nodes[id].ip[0] = truncate ? 1 : 0;
+    return id;
+}
+
 ADVNN_DEF advnn_status advnn_loss_scale(advnn_graph *g, int loss, float coef) {
     if (!g || loss < 0 || loss >= g->n_nodes || !ADVNN__IS_LOSS(g->nodes[loss].kind))
         return advnn__fail(ADVNN_ERR_ARG, "advnn_loss_scale: node %d is not a loss", loss);
@@ -1624,6 +1650,46 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
 
 static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
+/* Mixture density of one sample: returns -log p(m) and, when da != NULL, dl/d(logits, means_raw,
+ * widths_raw). Double precision; K <= 256 components. */
+static double advnn__mdn_sample(int K, const float *a, const float *u, const float *v, double m, int trunc, double floor_,
+                                float *da, float *du, float *dv, double scale) {
+    double L[256], mu[256], sg[256], dlz_mu[256], dlz_sg[256], amax = a[0], lse_a = 0, lmax = -INFINITY, se = 0, lse;
+    const double ln2pi = 1.8378770664093453, isq2 = 0.7071067811865476, iphi = 0.3989422804014327;
+    int k;
+    for (k = 1; k < K; k++) if (a[k] > amax) amax = a[k];
+    for (k = 0; k < K; k++) lse_a += exp(a[k] - amax);
+    lse_a = amax + log(lse_a);
+    for (k = 0; k < K; k++) {
+        double z, lz = 0;
+        mu[k] = advnn__sigmoid_d(u[k]);
+        sg[k] = (v[k] > 0 ? v[k] + log1p(exp(-v[k])) : log1p(exp(v[k]))) + floor_;
+        z = (m - mu[k]) / sg[k];
+        dlz_mu[k] = dlz_sg[k] = 0;
+        if (trunc) {   /* Z = Phi(beta) - Phi(alpha), alpha = -mu/sigma, beta = (1-mu)/sigma */
+            double al = -mu[k] / sg[k], be = (1 - mu[k]) / sg[k];
+            double Z = 0.5 * (erfc(-be * isq2) - erfc(-al * isq2)), pa = iphi * exp(-0.5 * al * al), pb = iphi * exp(-0.5 * be * be);
+            if (Z < 1e-300) Z = 1e-300;
+            lz = log(Z);
+            dlz_mu[k] = (pa - pb) / (sg[k] * Z);
+            dlz_sg[k] = (al * pa - be * pb) / (sg[k] * Z);
+        }
+        L[k] = a[k] - lse_a - 0.5 * z * z - log(sg[k]) - 0.5 * ln2pi - lz;
+        if (L[k] > lmax) lmax = L[k];
+    }
+    for (k = 0; k < K; k++) se += exp(L[k] - lmax);
+    lse = lmax + log(se);
+    if (da)
+        for (k = 0; k < K; k++) {
+            double r = exp(L[k] - lse), pi = exp(a[k] - lse_a), d = m - mu[k];
+            double dmu = d / (sg[k] * sg[k]) - dlz_mu[k], dsg = d * d / (sg[k] * sg[k] * sg[k]) - 1 / sg[k] - dlz_sg[k];
+            da[k] += (float)(scale * (pi - r));
+            du[k] += (float)(scale * -r * dmu * mu[k] * (1 - mu[k]));
+            dv[k] += (float)(scale * -r * dsg * advnn__sigmoid_d(v[k]));
+        }
+    return -lse;
+}
+
 /* Loss forward: validates targets, stores the value in ws->loss[id]. */
 static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     const advnn_graph *g = ws->g;
@@ -1631,6 +1697,16 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
     double tot = 0;
     int i, j, k;
+    if (n->kind == ADVNN__LOSS_MDN) {
+        int K = p->size;
+        const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
+        for (i = 0; i < nb; i++)
+            tot += (wm ? wm[i] : 1.0) * advnn__mdn_sample(K, z + (size_t)i * K, y + (size_t)i * K, ws->out[n->in[2]] + (size_t)i * K,
+                                                           mt[i], n->ip[0], n->fp[1], NULL, NULL, NULL, 0);
+        ws->loss[id] = tot / nb;
+        if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "mixture-density loss node %d is %g", id, ws->loss[id]);
+        return ADVNN_OK;
+    }
     for (i = 0; i < nb; i++) {
         double l = 0;
         if (n->kind == ADVNN__LOSS_BCE) {
@@ -1868,6 +1944,18 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[n->in[0]];
     int i, j, k;
     double coef = n->fp[0];
+    if (n->kind == ADVNN__LOSS_MDN) {
+        int K = p->size;
+        const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
+        if (coef == 0.0 || !(ws->needg[n->in[0]] || ws->needg[n->in[1]] || ws->needg[n->in[2]])) return;
+        for (i = 0; i < nb; i++) {  /* the three heads share one pass; a head that needs no gradient gets it anyway (its dout exists) */
+            size_t o = (size_t)i * K;
+            float *d0 = ws->dout[n->in[0]], *d1 = ws->dout[n->in[1]], *d2 = ws->dout[n->in[2]];
+            advnn__mdn_sample(K, z + o, y + o, ws->out[n->in[2]] + o, mt[i], n->ip[0], n->fp[1], d0 + o, d1 + o, d2 + o,
+                              coef * (wm ? wm[i] : 1.0) / nb);
+        }
+        return;
+    }
     if (!ws->needg[n->in[0]] || coef == 0.0) return;
     for (i = 0; i < nb; i++) {
         double s = coef * (w ? w[i] : 1.0) / nb;
@@ -2977,6 +3065,13 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
                           : advnn_lstm(g, in[0], ip[0], ip[1], n_in == 2 ? in[1] : -1);
     case ADVNN__MASK: return n_in == 1 ? advnn_mask_nonzero(g, in[0]) : -1;
     case ADVNN__SOFTMAX: return n_in == 1 ? advnn_softmax(g, in[0]) : -1;
+    case ADVNN__LOSS_MDN: {
+        int id;
+        if (n_in != 4 && n_in != 5) return -1;
+        id = advnn_loss_mdn(g, in[0], in[1], in[2], in[3], n_in == 5 ? in[4] : -1, ip[0], fp[1]);
+        if (id >= 0 && advnn_loss_scale(g, id, fp[0]) != ADVNN_OK) return -1;
+        return id;
+    }
     case ADVNN__GRAD_REVERSE: return n_in == 1 ? advnn_grad_reverse(g, in[0], fp[0]) : -1;
     case ADVNN__PRELU: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_prelu(g, in[0]);
     case ADVNN__BATCHNORM: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_batchnorm_ex(g, in[0], fp[0], fp[1]);

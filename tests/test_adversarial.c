@@ -116,7 +116,68 @@ static void test_grad_reverse_errors_and_file(void) {
     free_fixture(&n.f);
 }
 
+/* x(3) -> dense(6 tanh) -> three Dense(K) heads -> MDN loss against m in (0, 1), weighted */
+static fixture mdn_fixture(int K, int truncate) {
+    fixture f;
+    advnn__rng r;
+    int three = 3, one = 1, x, m, w, h, a, u, v;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 77);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &three);
+    m = advnn_input(f.g, "m", 1, &one);
+    w = advnn_input(f.g, "w", 1, &one);
+    h = advnn_dense(f.g, x, 6, ADVNN_ACT_TANH);
+    a = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+    u = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+    v = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+    advnn_loss_mdn(f.g, a, u, v, m, w, truncate, 0.01f);
+    add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
+    add_data(&f, "m", rand_tensor(&r, NB, 1, 0.02f, 0.98f));
+    add_data(&f, "w", rand_tensor(&r, NB, 1, 0.3f, 1.7f));
+    CHECK(advnn_graph_finalize(f.g, 4) == ADVNN_OK, "%s", advnn_last_error());
+    return f;
+}
+
+static void test_mdn_gradients(void) {
+    fixture f;
+    f = mdn_fixture(3, 0); gradcheck(&f, "MDN loss, 3 components"); free_fixture(&f);
+    f = mdn_fixture(4, 1); gradcheck(&f, "MDN loss, 4 components truncated to [0, 1]"); free_fixture(&f);
+    f = mdn_fixture(1, 1); gradcheck(&f, "MDN loss, 1 component truncated"); free_fixture(&f);
+}
+
+/* -log p against closed forms computed here in double:
+ *   two components, untruncated: -log(sum_k pi_k N(m; mu_k, s_k));
+ *   one component truncated to [0, 1]: -log(N(m; mu, s) / (Phi((1-mu)/s) - Phi(-mu/s))). */
+static void test_mdn_closed_form(void) {
+    float a[2] = {0.3f, -0.8f}, u[2] = {-0.5f, 1.2f}, v[2] = {-1.0f, 0.4f};
+    double m = 0.42, pi0 = exp((double)a[0]) / (exp((double)a[0]) + exp((double)a[1])), pi1 = 1 - pi0, p = 0, want, got;
+    int k;
+    for (k = 0; k < 2; k++) {
+        double mu = 1 / (1 + exp(-u[k])), s = log1p(exp(v[k])) + 0.001, z = (m - mu) / s;
+        p += (k ? pi1 : pi0) * exp(-0.5 * z * z) / (s * sqrt(2 * 3.14159265358979323846));
+    }
+    want = -log(p);
+    got = advnn__mdn_sample(2, a, u, v, m, 0, 0.001, NULL, NULL, NULL, 0);
+    CHECK(fabs(got - want) < 1e-12 * fabs(want) + 1e-12, "2-component NLL %.15g, closed form %.15g", got, want);
+    {
+        double mu = 1 / (1 + exp(-u[1])), s = log1p(exp(v[1])) + 0.001, z = (m - mu) / s;
+        double Z = 0.5 * (1 + erf((1 - mu) / s / sqrt(2.0))) - 0.5 * (1 + erf(-mu / s / sqrt(2.0)));
+        want = -log(exp(-0.5 * z * z) / (s * sqrt(2 * 3.14159265358979323846)) / Z);
+        got = advnn__mdn_sample(1, a + 1, u + 1, v + 1, m, 1, 0.001, NULL, NULL, NULL, 0);
+        CHECK(fabs(got - want) < 1e-12 * fabs(want) + 1e-12, "truncated NLL %.15g, closed form %.15g", got, want);
+    }
+    {   /* a truncated density integrates to 1 over [0, 1] (midpoint rule, 20000 cells) */
+        double integral = 0;
+        int i;
+        for (i = 0; i < 20000; i++) integral += exp(-advnn__mdn_sample(2, a, u, v, (i + 0.5) / 20000, 1, 0.001, NULL, NULL, NULL, 0)) / 20000;
+        CHECK(fabs(integral - 1) < 1e-6, "truncated mixture integrates to %.9f over [0, 1]", integral);
+    }
+}
+
 int main(void) {
+    RUN(test_mdn_gradients);
+    RUN(test_mdn_closed_form);
     RUN(test_grad_reverse_joint_step);
     RUN(test_grad_reverse_errors_and_file);
     return th_report();
