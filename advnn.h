@@ -1663,7 +1663,8 @@ static double advnn__mdn_sample(int K, const float *a, const float *u, const flo
     for (k = 0; k < K; k++) {
         double z, lz = 0;
         mu[k] = advnn__sigmoid_d(u[k]);
-        sg[k] = (v[k] > 0 ? v[k] + log1p(exp(-v[k])) : log1p(exp(v[k]))) + floor_;
+        double vk = v[k];   /* in double: C++ would pick the float overloads of exp/log1p */
+        sg[k] = (vk > 0 ? vk + log1p(exp(-vk)) : log1p(exp(vk))) + floor_;
         z = (m - mu[k]) / sg[k];
         dlz_mu[k] = dlz_sg[k] = 0;
         if (trunc) {   /* Z = Phi(beta) - Phi(alpha), alpha = -mu/sigma, beta = (1-mu)/sigma */

@@ -154,14 +154,14 @@ static void test_mdn_closed_form(void) {
     double m = 0.42, pi0 = exp((double)a[0]) / (exp((double)a[0]) + exp((double)a[1])), pi1 = 1 - pi0, p = 0, want, got;
     int k;
     for (k = 0; k < 2; k++) {
-        double mu = 1 / (1 + exp(-u[k])), s = log1p(exp(v[k])) + 0.001, z = (m - mu) / s;
+        double mu = 1 / (1 + exp(-(double)u[k])), s = log1p(exp((double)v[k])) + 0.001, z = (m - mu) / s;
         p += (k ? pi1 : pi0) * exp(-0.5 * z * z) / (s * sqrt(2 * 3.14159265358979323846));
     }
     want = -log(p);
     got = advnn__mdn_sample(2, a, u, v, m, 0, 0.001, NULL, NULL, NULL, 0);
     CHECK(fabs(got - want) < 1e-12 * fabs(want) + 1e-12, "2-component NLL %.15g, closed form %.15g", got, want);
     {
-        double mu = 1 / (1 + exp(-u[1])), s = log1p(exp(v[1])) + 0.001, z = (m - mu) / s;
+        double mu = 1 / (1 + exp(-(double)u[1])), s = log1p(exp((double)v[1])) + 0.001, z = (m - mu) / s;
         double Z = 0.5 * (1 + erf((1 - mu) / s / sqrt(2.0))) - 0.5 * (1 + erf(-mu / s / sqrt(2.0)));
         want = -log(exp(-0.5 * z * z) / (s * sqrt(2 * 3.14159265358979323846)) / Z);
         got = advnn__mdn_sample(1, a + 1, u + 1, v + 1, m, 1, 0.001, NULL, NULL, NULL, 0);
