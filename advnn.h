@@ -2360,7 +2360,7 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     ADVNN_FREE(tr);
 }
 
-/* Applies f to the groups named `group` (NULL: all). */
+/* The range [first, last) of groups named by `group` (NULL: every group). */
 static advnn_status advnn__each_group(advnn_trainer *tr, const char *group, int *first, int *last) {
     int gi;
     if (!tr) return advnn__fail(ADVNN_ERR_ARG, "trainer is NULL");
