@@ -54,7 +54,9 @@
  *   - A finalized graph may be read by any number of threads at once (advnn_infer, advnn_predict,
  *     advnn_model_save) provided each thread uses its own advnn_ws and nobody trains or changes it
  *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes) at the same time.
- *   - A trainer, workspace or dataset is used by one thread at a time.
+ *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
+ *     advnn_set_threads(n) runs each step on n threads of its own (a small pthread pool that
+ *     sleeps between steps); that is internal and does not change these rules.
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -66,7 +68,11 @@
  *   ADVNN_ASSERT(x)        internal invariant checks (default assert)
  *   ADVNN_STATIC           all functions static (private copy in one translation unit)
  *   ADVNN_FORCE_SCALAR     use the scalar kernels even where AVX2/NEON is available
+ *   ADVNN_NO_DISPATCH      x86-64 without -mavx2: scalar kernels only (default: AVX2+FMA chosen at
+ *                          run time when the CPU has it; ADVNN_SIMD=scalar or advnn_simd_force() override)
+ *   ADVNN_NO_THREADS       no pthreads: advnn_set_threads() is accepted but training runs on one thread
  *   ADVNN_NO_STDIO         leave out the functions that open files or print
+ *   Link with -pthread on C libraries older than glibc 2.34 (where pthreads is a separate library).
  */
 #ifndef ADVNN_H
 #define ADVNN_H
@@ -141,6 +147,10 @@ ADVNN_DEF int  advnn_group(advnn_graph *g, const char *name);
 /* Layers. Each returns the new node id, or -1 (see advnn_graph_finalize for the message). */
 ADVNN_DEF int  advnn_input(advnn_graph *g, const char *name, int ndim, const int *shape); /* per-sample shape, ndim 1..3 */
 ADVNN_DEF int  advnn_dense(advnn_graph *g, int in, int units, advnn_act act);             /* on the last axis */
+/* Dense with spectral normalisation (Miyato et al. 2018): uses W / sigma(W), sigma estimated by power
+ * iteration with stored vectors u, v (saved with the model); the trainer runs one iteration after
+ * each update of the layer's group. Bounds the layer's Lipschitz constant, e.g. for an adversary. */
+ADVNN_DEF int  advnn_dense_sn(advnn_graph *g, int in, int units, advnn_act act);
 ADVNN_DEF int  advnn_activation(advnn_graph *g, int in, advnn_act act);                   /* not PRELU: see advnn_prelu */
 ADVNN_DEF int  advnn_activation_ex(advnn_graph *g, int in, advnn_act act, float param);   /* leaky slope / elu alpha */
 ADVNN_DEF int  advnn_prelu(advnn_graph *g, int in);                                       /* one slope per channel, init 0.25 */
@@ -167,6 +177,9 @@ ADVNN_DEF int  advnn_flatten(advnn_graph *g, int in);
  * (and, for sequences, repeats the previous output), as Keras' Masking layer does. */
 ADVNN_DEF int  advnn_lstm(advnn_graph *g, int in, int units, int return_sequences, int mask);
 ADVNN_DEF int  advnn_mask_nonzero(advnn_graph *g, int in);      /* (T, F) -> (T): 1 where any feature != 0 */
+/* Per-sample mean squared error between pred and target (same number of values), one value per
+ * sample; with take_log its natural log (the anomaly score of an autoencoder, fed to an adversary). */
+ADVNN_DEF int  advnn_sample_mse(advnn_graph *g, int pred, int target, int take_log);
 /* Softmax over the last axis (scores from logits; losses take logits directly). */
 ADVNN_DEF int  advnn_softmax(advnn_graph *g, int in);
 /* Gradient reversal: identity forward; backward multiplies the gradient by -lambda. The adversary
@@ -239,6 +252,13 @@ ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
 ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
+/* Threads used by trainers created afterwards and by advnn_predict (default 1; at most 64). Training
+ * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
+ * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
+ * start-up). Returns the previous value. */
+ADVNN_DEF int advnn_set_threads(int n);
+ADVNN_DEF int advnn_get_threads(void);
+
 typedef struct advnn_trainer advnn_trainer;
 /* A trainer for g with mini-batches of at most batch_size rows and its own PRNG (shuffling,
  * dropout). Every group starts with Adam(1e-3) and trainable. */
@@ -280,6 +300,96 @@ ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void);
  * the validation loss when there is validation data, else the training loss. */
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res);
+
+/* ---------------------------------------------------------------- adversarial training
+ * A graph with two players: the main network (group "main") with its loss, and an adversary (group
+ * "adv") whose loss depends on the main network's output. The trainer optimises
+ *     main:      min  L_main - lambda * L_adv        adversary:  min  L_adv
+ * with one of the two schedules of the literature:
+ *   ADVNN_ADV_JOINT        one forward/backward per batch through a gradient-reversal node placed
+ *                          between the main output and the adversary (advnn_grad_reverse); the
+ *                          trainer sets its lambda. Both players update on every batch.
+ *   ADVNN_ADV_ALTERNATING  per batch, adv_steps adversary steps with the main network frozen, then
+ *                          one main step on L_main - lambda * L_adv with the adversary frozen (through
+ *                          the reversal node if there is one, else by scaling the adversary loss).
+ * Frozen players keep dropout active but run BatchNorm on its running statistics (as Keras).
+ * Phases: pretrain_main_epochs on L_main alone, then pretrain_adv_epochs of the adversary on the
+ * frozen main network, then `epochs` adversarial epochs; lambda can ramp up linearly.
+ *
+ * Learning rates: set one optimizer per player with advnn_trainer_set_optim(tr, "main", ...) and
+ * (tr, "adv", ...). Under Adam/Nadam the step size does not depend on the gradient's scale (m/sqrt(v)),
+ * so the Keras recipes that slow the classifier by scaling its loss by 1e-8 act only through Adam's
+ * eps and are fragile; a smaller learning rate for "main" (e.g. 10-100x below the adversary's) is the
+ * knob that does what they meant. lambda then sets the balance of the two terms in the main gradient.
+ *
+ * The adversary's inputs may come from another data stream (e.g. a control region of simulation vs
+ * data, fed through advnn_shared copies of the main network): every graph input that `train` lacks is
+ * read from `adv_data`, whose rows are drawn as a second shuffled stream, one row per main row.
+ * Per-sample adversary weights (e.g. background only) are an ordinary weight input of the adversary's
+ * loss; advnn_background_weights makes them.
+ *
+ * Epoch selection: the callback may set info->quality (higher is better, e.g. AUC) and info->cost
+ * (lower is better, e.g. the sum of KS distances) for an adversarial epoch. At the end the trainer
+ * restores the epoch with the lowest cost among those whose quality is within select_tolerance of the
+ * best quality (ties: higher quality, then earlier). It keeps only checkpoints that can still win. */
+typedef enum { ADVNN_ADV_JOINT = 0, ADVNN_ADV_ALTERNATING = 1 } advnn_adv_mode;
+typedef enum { ADVNN_PHASE_PRETRAIN_MAIN = 0, ADVNN_PHASE_PRETRAIN_ADV = 1, ADVNN_PHASE_ADVERSARIAL = 2 } advnn_adv_phase;
+
+typedef struct advnn_adv_epoch {
+    int    epoch;             /* 0-based over all phases */
+    advnn_adv_phase phase;
+    double lambda;            /* in force during this epoch (0 in pre-training) */
+    double main_loss;         /* mean L_main over the epoch's batches (NAN when not computed) */
+    double adv_loss;          /* mean L_adv as the adversary saw it (NAN when not computed) */
+    double seconds;
+    advnn_trainer *trainer;
+    advnn_graph   *graph;
+    double quality, cost;     /* NAN on entry; set them to make this epoch a selection candidate */
+} advnn_adv_epoch;
+/* Return non-zero to stop after this epoch. The callback may change optimizers (learning-rate
+ * schedules: advnn_trainer_set_optim keeps Adam's moments when only the rate changes). */
+typedef int (*advnn_adv_cb)(advnn_adv_epoch *info, void *user);
+
+typedef struct advnn_adv_opts {
+    advnn_adv_mode mode;          /* default ADVNN_ADV_ALTERNATING */
+    const char *main_group;       /* default "main" */
+    const char *adv_group;        /* default "adv" */
+    int    main_loss;             /* loss node of the main network (required) */
+    int    adv_loss;              /* loss node of the adversary (required) */
+    int    grad_reverse;          /* reversal node (required for JOINT; optional otherwise), -1 = none */
+    int    adv_steps;             /* ALTERNATING: adversary steps per main step, default 1 */
+    int    epochs;                /* adversarial epochs, default 10 */
+    int    pretrain_main_epochs;  /* default 0 */
+    int    pretrain_adv_epochs;   /* default 0 */
+    float  lambda;                /* default 1 */
+    int    lambda_ramp_epochs;    /* lambda grows linearly, reaching `lambda` at this adversarial epoch; 0 = constant */
+    const advnn_dataset *adv_data;/* second stream for inputs `train` lacks, or NULL */
+    int    shuffle;               /* default 1 */
+    int    verbose;               /* default 1: one line per epoch on stderr */
+    double select_tolerance;      /* default INFINITY: the lowest-cost epoch */
+    advnn_adv_cb callback;
+    void  *user;
+} advnn_adv_opts;
+typedef struct advnn_adv_result {
+    int    epochs_run;            /* over all phases */
+    int    selected_epoch;        /* restored epoch, or -1 (no candidates: the weights of the last epoch) */
+    double selected_quality, selected_cost;
+} advnn_adv_result;
+
+ADVNN_DEF advnn_adv_opts advnn_adv_defaults(void);
+/* Trains tr's graph as described above. On error the weights are those of the last completed epoch.
+ * Not thread-safe with respect to tr and its graph. */
+ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_adv_opts *o,
+                                     advnn_adv_result *res);
+/* One adversarial batch as advnn_adv_fit runs it (JOINT: one step; ALTERNATING: adv_steps + 1 steps)
+ * on rows idx[0..n) of d and rows adv_idx[0..n) of o->adv_data (ignored, may be NULL, without a
+ * second stream), at the given lambda. Losses may be NULL; *adv_loss is the mean over adversary steps. */
+ADVNN_DEF advnn_status advnn_adv_step(advnn_trainer *tr, const advnn_adv_opts *o, float lambda, const advnn_dataset *d,
+                                      const int64_t *idx, const int64_t *adv_idx, int n, double *main_loss, double *adv_loss);
+/* Adversary weights for "background only": out[i] = w[i] for label[i] < 0.5, else 0, rescaled so that
+ * sum(out) = sum(w) over all rows (the adversary's loss then has the classifier's normalisation).
+ * w may be NULL (unit weights). out may alias w. */
+ADVNN_DEF advnn_status advnn_background_weights(const float *label, const float *w, int64_t n, float *out);
 
 /* ---------------------------------------------------------------- metrics (weighted) */
 /* ROC AUC of score for label > 0.5 (signal) vs the rest; weight may be NULL; ties count half. */
@@ -744,7 +854,7 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
-    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20,
     ADVNN__KIND_END
 };
 #define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN)
@@ -956,8 +1066,8 @@ static int advnn__attach_params(advnn_graph *g, int id, int share, int n, int (*
     return id;
 }
 
-static int advnn__dense_node(advnn_graph *g, int in, int units, int act, int share) {
-    int id, shape[3], spec[2][3];
+static int advnn__dense_node(advnn_graph *g, int in, int units, int act, int sn, int share) {
+    int id, shape[3], spec[4][3];
     advnn__node *n, *x;
     id = advnn__new_node(g, ADVNN__DENSE, 1, &in, "advnn_dense");
     if (id < 0) return -1;
@@ -971,12 +1081,16 @@ static int advnn__dense_node(advnn_graph *g, int in, int units, int act, int sha
     shape[x->ndim - 1] = units;
     if ((int64_t)x->rows * units > ADVNN__MAX_FEATURES) { g->n_nodes--; return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_dense: output too large"); }
     advnn__set_shape(n, x->ndim, shape);
-    n->ip[0] = units; n->ip[1] = act; n->fp[0] = advnn__default_act_param(act);
+    n->ip[0] = units; n->ip[1] = act; n->ip[2] = sn ? 1 : 0; n->fp[0] = advnn__default_act_param(act);
     spec[0][0] = x->cols; spec[0][1] = units; spec[0][2] = 1;
     spec[1][0] = 1; spec[1][1] = units; spec[1][2] = 1;
-    return advnn__attach_params(g, id, share, 2, spec);
+    /* spectral normalisation: the power-iteration vectors u (K) and v (units) are saved state, not trained */
+    spec[2][0] = 1; spec[2][1] = x->cols; spec[2][2] = 0;
+    spec[3][0] = 1; spec[3][1] = units; spec[3][2] = 0;
+    return advnn__attach_params(g, id, share, sn ? 4 : 2, spec);
 }
-ADVNN_DEF int advnn_dense(advnn_graph *g, int in, int units, advnn_act act) { return advnn__dense_node(g, in, units, (int)act, -1); }
+ADVNN_DEF int advnn_dense(advnn_graph *g, int in, int units, advnn_act act) { return advnn__dense_node(g, in, units, (int)act, 0, -1); }
+ADVNN_DEF int advnn_dense_sn(advnn_graph *g, int in, int units, advnn_act act) { return advnn__dense_node(g, in, units, (int)act, 1, -1); }
 
 static int advnn__same_shape_node(advnn_graph *g, int kind, int in, const char *what) {
     int id = advnn__new_node(g, kind, 1, &in, what);
@@ -1223,6 +1337,20 @@ ADVNN_DEF int advnn_softmax(advnn_graph *g, int in) {
     return id;
 }
 
+ADVNN_DEF int advnn_sample_mse(advnn_graph *g, int pred, int target, int take_log) {
+    int ins[2], id, one = 1;
+    ins[0] = pred; ins[1] = target;
+    id = advnn__new_node(g, ADVNN__SAMPLE_MSE, 2, ins, "advnn_sample_mse");
+    if (id < 0) return -1;
+    if (g->nodes[pred].size != g->nodes[target].size) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_sample_mse: prediction has %d values per sample, target %d", g->nodes[pred].size, g->nodes[target].size);
+    }
+    advnn__set_shape(&g->nodes[id], 1, &one);
+    g->nodes[id].ip[0] = take_log ? 1 : 0;
+    return id;
+}
+
 ADVNN_DEF int advnn_grad_reverse(advnn_graph *g, int in, float lambda) {
     int id;
     if (g && !isfinite(lambda)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_grad_reverse: lambda is not finite");
@@ -1248,7 +1376,7 @@ ADVNN_DEF int advnn_shared(advnn_graph *g, int like, int in, int mask) {
     if (mask >= 0 && l->kind != ADVNN__LSTM) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_shared: a mask only applies to an LSTM");
     switch (l->kind) {
     case ADVNN__DENSE: case ADVNN__CONV: {
-        int id = l->kind == ADVNN__DENSE ? advnn__dense_node(g, in, l->ip[0], l->ip[1], like)
+        int id = l->kind == ADVNN__DENSE ? advnn__dense_node(g, in, l->ip[0], l->ip[1], l->ip[2], like)
                : advnn__conv_node(g, in, g->nodes[l->in[0]].ndim - 1, l->ip[0], l->ip[2], l->ip[3], l->ip[4], l->ip[5], l->ip[6], l->ip[1], like);
         if (id >= 0) g->nodes[id].fp[0] = g->nodes[like].fp[0];  /* activation parameter */
         return id;
@@ -1363,6 +1491,27 @@ ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     return g ? g->params : NULL;
 }
 
+/* One power iteration: v = W^T u / |W^T u|, u = W v / |W v|. */
+static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
+    const float *W = g->params + g->par[n->param0].off;
+    float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
+    int K = g->par[n->param0].rows, U = g->par[n->param0].cols, i, j;
+    double s = 0;
+    for (j = 0; j < U; j++) v[j] = 0;
+    for (i = 0; i < K; i++) for (j = 0; j < U; j++) v[j] += u[i] * W[(size_t)i * U + j];
+    for (j = 0; j < U; j++) s += (double)v[j] * v[j];
+    s = 1.0 / (sqrt(s) + 1e-12);
+    for (j = 0; j < U; j++) v[j] = (float)(v[j] * s);
+    s = 0;
+    for (i = 0; i < K; i++) {
+        double r = 0;
+        for (j = 0; j < U; j++) r += (double)W[(size_t)i * U + j] * v[j];
+        u[i] = (float)r; s += r * r;
+    }
+    s = 1.0 / (sqrt(s) + 1e-12);
+    for (i = 0; i < K; i++) u[i] = (float)(u[i] * s);
+}
+
 /* Initial values: Glorot uniform, He uniform before ReLU-like activations, zero biases, BN gamma 1. */
 static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     advnn__rng r;
@@ -1379,6 +1528,11 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
             double fan_out = n->kind == ADVNN__CONV ? (double)n->ip[2] * n->ip[3] * w->cols : (double)w->cols;
             double lim = relu_like ? sqrt(6.0 / w->rows) : sqrt(6.0 / (w->rows + fan_out));
             for (k = 0; k < w->size; k++) g->params[w->off + k] = (float)((2.0 * advnn__rng_uniform(&r) - 1.0) * lim);
+            if (n->kind == ADVNN__DENSE && n->ip[2]) {   /* random u, then enough iterations for sigma to settle */
+                advnn__param *u = &g->par[n->param0 + 2];
+                for (k = 0; k < u->size; k++) g->params[u->off + k] = (float)(2.0 * advnn__rng_uniform(&r) - 1.0);
+                for (k = 0; k < 30; k++) advnn__sn_iterate(g, n);
+            }
         } else if (n->kind == ADVNN__LSTM) {
             int b;
             for (b = 0; b < 2; b++) {   /* W and U: Glorot uniform (Keras uses orthogonal for U) */
@@ -1413,6 +1567,133 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
     return ADVNN_OK;
 }
 
+/* ---------------------------------------------------------------- threads
+ * A trainer with T > 1 threads keeps T workspaces and a pool of T - 1 workers. Each step splits the
+ * mini-batch once into T contiguous slices; every thread runs gather, forward and backward on its
+ * slice; BatchNorm layers in training mode combine per-thread partial sums (two barriers forward,
+ * one backward) so the statistics are those of the whole batch; then each thread sums one range of
+ * the parameter gradients over the T workspaces in thread order. No atomics touch gradients, so a
+ * fixed seed and thread count give bit-identical weights. Waits spin briefly, then block: on a busy
+ * 2-core machine spinning workers would steal the core the other thread needs. */
+#ifndef ADVNN_NO_THREADS
+#include <pthread.h>
+#if defined(__x86_64__) || defined(__i386__)
+#define ADVNN__RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define ADVNN__RELAX() __asm__ __volatile__("yield")
+#else
+#define ADVNN__RELAX() ((void)0)
+#endif
+#define ADVNN__SPINS 4000
+
+struct advnn__team;
+typedef void (*advnn__job_fn)(struct advnn__team *t, int k, void *arg);
+typedef struct advnn__team {
+    int T, active;                      /* threads; threads taking part in the current job */
+    pthread_t th[64];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned jgen, bgen;                /* job and barrier generations */
+    int pending, bcount, quit, nth;     /* nth: workers started */
+    advnn__job_fn job;
+    void *arg;
+    double *part1, *part2;              /* per-thread BatchNorm partial sums, T x maxc */
+    int maxc;
+} advnn__team;
+
+/* Spin, then block on cv until *word != old. */
+static void advnn__wait_change(advnn__team *t, pthread_cond_t *cv, const unsigned *word, unsigned old) {
+    int i;
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != old) return; ADVNN__RELAX(); }
+    pthread_mutex_lock(&t->mu);
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == old) pthread_cond_wait(cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void advnn__barrier(advnn__team *t) {
+    unsigned gen = __atomic_load_n(&t->bgen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&t->bcount, 1, __ATOMIC_ACQ_REL) == t->active) {
+        __atomic_store_n(&t->bcount, 0, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&t->mu);
+        __atomic_store_n(&t->bgen, gen + 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&t->done);
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
+    advnn__wait_change(t, &t->done, &t->bgen, gen);
+}
+
+typedef struct { advnn__team *t; int k; } advnn__worker_arg;
+static void *advnn__worker(void *p) {
+    advnn__team *t = ((advnn__worker_arg *)p)->t;
+    int k = ((advnn__worker_arg *)p)->k;
+    unsigned seen = 0;
+    ADVNN_FREE(p);
+    for (;;) {
+        advnn__wait_change(t, &t->go, &t->jgen, seen);
+        seen = __atomic_load_n(&t->jgen, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&t->quit, __ATOMIC_ACQUIRE)) return NULL;
+        if (k < t->active) t->job(t, k, t->arg);
+        if (__atomic_sub_fetch(&t->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&t->mu);
+            pthread_cond_broadcast(&t->done);
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+}
+
+static void advnn__team_free(advnn__team *t) {
+    int i;
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    __atomic_store_n(&t->quit, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&t->jgen, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&t->go);
+    pthread_mutex_unlock(&t->mu);
+    for (i = 0; i < t->nth; i++) pthread_join(t->th[i], NULL);
+    pthread_mutex_destroy(&t->mu); pthread_cond_destroy(&t->go); pthread_cond_destroy(&t->done);
+    ADVNN_FREE(t->part1);
+    ADVNN_FREE(t);
+}
+
+static advnn__team *advnn__team_new(int T, int maxc) {
+    advnn__team *t = (advnn__team *)ADVNN_MALLOC(sizeof *t);
+    int i;
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->T = T; t->maxc = maxc < 1 ? 1 : maxc;
+    t->part1 = (double *)ADVNN_MALLOC(2 * (size_t)T * t->maxc * sizeof(double));
+    if (!t->part1) { ADVNN_FREE(t); return NULL; }
+    t->part2 = t->part1 + (size_t)T * t->maxc;
+    pthread_mutex_init(&t->mu, NULL); pthread_cond_init(&t->go, NULL); pthread_cond_init(&t->done, NULL);
+    for (i = 1; i < T; i++) {
+        advnn__worker_arg *a = (advnn__worker_arg *)ADVNN_MALLOC(sizeof *a);
+        if (!a) break;
+        a->t = t; a->k = i;
+        if (pthread_create(&t->th[i - 1], NULL, advnn__worker, a) != 0) { ADVNN_FREE(a); break; }
+        t->nth++;
+    }
+    if (t->nth != T - 1) { advnn__team_free(t); return NULL; }
+    return t;
+}
+
+/* Runs job(k) for k < active on the team (k = 0 on the calling thread) and waits for all. */
+static void advnn__team_run(advnn__team *t, int active, advnn__job_fn job, void *arg) {
+    int i;
+    t->job = job; t->arg = arg; t->active = active;
+    __atomic_store_n(&t->pending, t->T - 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&t->mu);
+    __atomic_add_fetch(&t->jgen, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&t->go);
+    pthread_mutex_unlock(&t->mu);
+    job(t, 0, arg);
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) == 0) return; ADVNN__RELAX(); }
+    pthread_mutex_lock(&t->mu);
+    while (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+#endif /* ADVNN_NO_THREADS */
+
 /* ---------------------------------------------------------------- workspaces */
 struct advnn_ws {
     advnn_graph *g;            /* written only in training mode (BatchNorm running statistics) */
@@ -1428,6 +1709,11 @@ struct advnn_ws {
     int     training;
     advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
     void   *arena;
+    int     nb_total;          /* rows of the whole mini-batch when this ws runs one slice (0: nb) */
+    int     tk, tsum;          /* this workspace's thread in the team; team sums done this step */
+    double *bnacc;             /* BatchNorm per-channel sums (2 x the widest BatchNorm) */
+    struct advnn__team *team;  /* set while a multi-threaded step runs */
+    const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
 };
 
 /* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC. */
@@ -1449,6 +1735,7 @@ static advnn__cgeom advnn__conv_geom(const advnn_graph *g, const advnn__node *n)
 
 /* Per-node temporary floats used inside one forward or backward call (shared by all nodes). */
 static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, int batch) {
+    if (n->kind == ADVNN__DENSE && n->ip[2]) return (size_t)g->nodes[n->in[0]].cols * n->cols;  /* dL/d(W/sigma) */
     if (n->kind == ADVNN__CONV) {
         advnn__cgeom c = advnn__conv_geom(g, n);
         int s = c.chunk < batch ? c.chunk : batch;
@@ -1465,7 +1752,9 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
 static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
     switch (n->kind) {
     case ADVNN__CONV:
-    case ADVNN__DENSE: return n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)batch * n->size : 0;  /* pre-activation */
+    case ADVNN__DENSE:   /* pre-activation; spectral norm: W / sigma, then sigma */
+        return (n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)batch * n->size : 0)
+             + (n->ip[2] ? (size_t)g->nodes[n->in[0]].cols * n->cols + 1 : 0);
     case ADVNN__POOL: return n->ip[0] ? 0 : (size_t)batch * n->size;                       /* argmax (int32) */
     case ADVNN__LSTM: {                                                                    /* gates, c, h per step */
         size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
@@ -1474,6 +1763,7 @@ static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int 
     case ADVNN__DROPOUT: return (size_t)batch * n->size;                                  /* mask */
     case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
     case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
+    case ADVNN__LOSS_MDN: return (size_t)batch * 3 * g->nodes[n->in[0]].size;             /* per-sample gradients */
     default: return 0;
     }
 }
@@ -1514,6 +1804,13 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
             if (ax) ADVNN__CARVE(ws->aux[i], ax);
         }
         if (grads) ADVNN__CARVE(ws->pgrad, (size_t)g->n_params);
+        {
+            size_t mc = 1;
+            for (i = 0; i < g->n_nodes; i++) if (g->nodes[i].kind == ADVNN__BATCHNORM && (size_t)g->nodes[i].cols > mc) mc = (size_t)g->nodes[i].cols;
+            float *acc = NULL;
+            ADVNN__CARVE(acc, 4 * mc);   /* 2 x mc doubles; carved offsets are 64-byte aligned */
+            if (pass) ws->bnacc = (double *)(void *)acc;
+        }
         ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
         {
             size_t sc = 0, t;
@@ -1575,17 +1872,141 @@ static void advnn__mark_grad(advnn_ws *ws) {
     }
 }
 
+/* ---------------------------------------------------------------- narrow rows
+ * Per-column operations on contiguous rows of N values (bias, PReLU, column sums) run the SIMD
+ * kernels row by row, and a row of N = 1, 5 or 10 values is almost all tail: W3's convolutions spent
+ * a fifth of their time in tail copies. Viewed as rows of L = a multiple of lcm(N, 16) values, with
+ * the per-column vector repeated L / N times, the same work has no tails. */
+#define ADVNN__WIDE_MAX 640
+static int advnn__wide_len(int N, int rows) {
+    int a = N, b = 16, L;
+    if (N % 16 == 0 || N > 64 || rows < 2) return 0;
+    while (b) { int t = a % b; a = b; b = t; }    /* gcd(N, 16) */
+    L = N / a * 16;
+    while (L < 128) L *= 2;
+    return (L <= ADVNN__WIDE_MAX && rows >= L / N) ? L : 0;
+}
+static void advnn__repeat(const float *v, int N, int L, float *out) { int j; for (j = 0; j < L; j++) out[j] = v[j % N]; }
+static void advnn__fold_add(const float *acc, int N, int L, float *out) { int j; for (j = 0; j < L; j++) out[j % N] += acc[j]; }
+
+/* X[i, j] += b[j] over `rows` contiguous rows of N. */
+static void advnn__bias_rows(int rows, int N, float *X, const float *b) {
+    float bb[ADVNN__WIDE_MAX] = {0};
+    int L = advnn__wide_len(N, rows), g, wide;
+    if (!L) { advnn_add_bias(rows, N, X, N, b); return; }
+    g = L / N; wide = rows / g;
+    advnn__repeat(b, N, L, bb);
+    advnn_add_bias(wide, L, X, L, bb);
+    if (rows % g) advnn_add_bias(rows % g, N, X + (size_t)wide * L, N, b);
+}
+/* out[j] += sum_i X[i, j] over contiguous rows. */
+static void advnn__colsum_rows(int rows, int N, const float *X, float *out) {
+    float acc[ADVNN__WIDE_MAX] = {0};
+    int L = advnn__wide_len(N, rows), g, wide;
+    if (!L) { advnn_col_sums(rows, N, X, N, out); return; }
+    g = L / N; wide = rows / g;
+    advnn_col_sums(wide, L, X, L, acc);
+    advnn__fold_add(acc, N, L, out);
+    if (rows % g) advnn_col_sums(rows % g, N, X + (size_t)wide * L, N, out);
+}
+/* Activation forward/backward over contiguous rows (y/dx may alias x/dy as the kernels allow). An
+ * element-wise activation is one long row; PReLU repeats its slopes (and folds their gradient). */
+static void advnn__act_rows(advnn_act act, int rows, int N, const float *x, float *y, float param, const float *alpha) {
+    float aa[ADVNN__WIDE_MAX] = {0};
+    int L, g, wide;
+    if (act != ADVNN_ACT_PRELU) {
+        if ((int64_t)rows * N <= INT32_MAX / 2) { advnn_act_forward(act, 1, rows * N, x, rows * N, y, rows * N, param, alpha); return; }
+        advnn_act_forward(act, rows, N, x, N, y, N, param, alpha);
+        return;
+    }
+    if (!(L = advnn__wide_len(N, rows))) { advnn_act_forward(act, rows, N, x, N, y, N, param, alpha); return; }
+    g = L / N; wide = rows / g;
+    advnn__repeat(alpha, N, L, aa);
+    advnn_act_forward(act, wide, L, x, L, y, L, param, aa);
+    if (rows % g) advnn_act_forward(act, rows % g, N, x + (size_t)wide * L, N, y + (size_t)wide * L, N, param, alpha);
+}
+static void advnn__act_bwd_rows(advnn_act act, int rows, int N, const float *x, const float *y, const float *dy, float *dx,
+                                float param, const float *alpha, float *dalpha) {
+    float aa[ADVNN__WIDE_MAX] = {0}, da[ADVNN__WIDE_MAX] = {0};
+    int L, g, wide;
+    if (act != ADVNN_ACT_PRELU) {
+        int M = 1, C = rows * N;
+        if ((int64_t)rows * N > INT32_MAX / 2) { M = rows; C = N; }
+        advnn_act_backward(act, M, C, x, C, y, C, dy, C, dx, C, param, alpha, dalpha);
+        return;
+    }
+    if (!(L = advnn__wide_len(N, rows))) { advnn_act_backward(act, rows, N, x, N, y, N, dy, N, dx, N, param, alpha, dalpha); return; }
+    g = L / N; wide = rows / g;
+    advnn__repeat(alpha, N, L, aa);
+    advnn_act_backward(act, wide, L, x, L, y, L, dy, L, dx, L, param, aa, dalpha ? da : NULL);
+    if (dalpha) advnn__fold_add(da, N, L, dalpha);
+    if (rows % g) {
+        size_t o = (size_t)wide * L;
+        advnn_act_backward(act, rows % g, N, x + o, N, y ? y + o : NULL, N, dy + o, N, dx + o, N, param, alpha, dalpha);
+    }
+}
+
 /* ---------------------------------------------------------------- forward */
 static float *advnn__P(const advnn_ws *ws, const advnn__node *n, int k) { return ws->g->params + ws->g->par[n->param0 + k].off; }
 static float *advnn__G(const advnn_ws *ws, const advnn__node *n, int k) { return ws->pgrad + ws->g->par[n->param0 + k].off; }
+
+/* Spectral normalisation (Miyato et al. 2018): the layer uses W / sigma with sigma = u^T W v from the
+ * stored power-iteration vectors, so the forward pass is a pure function of the parameters (the
+ * trainer advances u, v by one iteration after each update of the layer's group). */
+static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb) {
+    const float *W = advnn__P(ws, n, 0), *u = advnn__P(ws, n, 2), *v = advnn__P(ws, n, 3);
+    int K = ws->g->nodes[n->in[0]].cols, U = n->cols, i, j;
+    float *Wsn = ws->aux[n - ws->g->nodes] + (n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)ws->max_batch * n->size : 0);
+    double sig = 0, inv;
+    (void)nb;
+    for (i = 0; i < K; i++) {
+        double r = 0;
+        for (j = 0; j < U; j++) r += (double)W[(size_t)i * U + j] * v[j];
+        sig += u[i] * r;
+    }
+    if (!(sig > 1e-12)) sig = 1e-12;
+    inv = 1.0 / sig;
+    for (i = 0; i < K * U; i++) Wsn[i] = (float)(W[i] * inv);
+    Wsn[(size_t)K * U] = (float)sig;
+    return Wsn;
+}
 
 static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
     float *z = act == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
-    advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, advnn__P(ws, n, 0), U, 0.0f, z, U, ws->gemm);
-    advnn_add_bias(rows, U, z, U, advnn__P(ws, n, 1));
-    if (act != ADVNN_ACT_LINEAR) advnn_act_forward((advnn_act)act, rows, U, z, U, ws->out[id], U, n->fp[0], NULL);
+    const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
+    advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, W, U, 0.0f, z, U, ws->gemm);
+    advnn__bias_rows(rows, U, z, advnn__P(ws, n, 1));
+    if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, rows, U, z, ws->out[id], n->fp[0], NULL);
+}
+
+/* BatchNorm uses batch statistics only while training its own group: a frozen BatchNorm (e.g. the
+ * adversary's during the classifier step) runs on its running statistics, as Keras does. */
+static int advnn__bn_batch_stats(const advnn_ws *ws, const advnn__node *n) { return ws->training && advnn__group_on(ws, n->group); }
+
+/* Losses are sum(w l) / N over the whole mini-batch, also when this workspace holds one slice of it. */
+static double advnn__norm_n(const advnn_ws *ws, int nb) { return ws->nb_total > 0 ? (double)ws->nb_total : (double)nb; }
+
+/* In a multi-threaded step: replaces vals[0..c) by its sum over the team's threads (in thread order,
+ * the same on every thread). The two alternating buffers make one barrier per call enough. */
+static void advnn__team_sum(advnn_ws *ws, double *vals, int c) {
+#ifndef ADVNN_NO_THREADS
+    advnn__team *t = ws->team;
+    double *part;
+    int j, k;
+    if (!t) return;
+    part = (ws->tsum++ & 1) ? t->part2 : t->part1;
+    memcpy(part + (size_t)ws->tk * t->maxc, vals, (size_t)c * sizeof(double));
+    advnn__barrier(t);
+    for (j = 0; j < c; j++) {
+        double s = 0;
+        for (k = 0; k < t->active; k++) s += part[(size_t)k * t->maxc + j];
+        vals[j] = s;
+    }
+#else
+    (void)ws; (void)vals; (void)c;
+#endif
 }
 
 static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
@@ -1597,18 +2018,23 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     const float *gam = advnn__P(ws, n, 0), *bet = advnn__P(ws, n, 1);
     float *rm = advnn__P(ws, n, 2), *rv = advnn__P(ws, n, 3);
     float eps = n->fp[1];
-    if (ws->training) {
+    if (advnn__bn_batch_stats(ws, n)) {
+        /* statistics of the whole mini-batch (all threads' slices): mean first, then squared deviations */
+        double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;
         float mom = n->fp[0];
+        for (j = 0; j < C; j++) s[j] = 0;
+        for (i = 0; i < R; i++) for (j = 0; j < C; j++) s[j] += x[(size_t)i * C + j];
+        advnn__team_sum(ws, s, C);
+        for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
+        for (i = 0; i < R; i++) for (j = 0; j < C; j++) { double d = x[(size_t)i * C + j] - s[C + j]; s[j] += d * d; }
+        advnn__team_sum(ws, s, C);
         for (j = 0; j < C; j++) {
-            double s = 0, ss = 0, m, v;
-            for (i = 0; i < R; i++) s += x[(size_t)i * C + j];
-            m = s / R;
-            for (i = 0; i < R; i++) { double d = x[(size_t)i * C + j] - m; ss += d * d; }
-            v = ss / R;
-            mean[j] = (float)m;
+            double v = s[j] / Rt;
             istd[j] = (float)(1.0 / sqrt(v + eps));
-            rm[j] = (float)((1.0 - mom) * rm[j] + mom * m);
-            rv[j] = (float)((1.0 - mom) * rv[j] + mom * (R > 1 ? ss / (R - 1) : v));
+            if (ws->tk == 0) {   /* one writer of the running statistics */
+                rm[j] = (float)((1.0 - mom) * rm[j] + mom * s[C + j]);
+                rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
+            }
         }
     } else {
         for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
@@ -1701,10 +2127,18 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     if (n->kind == ADVNN__LOSS_MDN) {
         int K = p->size;
         const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
-        for (i = 0; i < nb; i++)
-            tot += (wm ? wm[i] : 1.0) * advnn__mdn_sample(K, z + (size_t)i * K, y + (size_t)i * K, ws->out[n->in[2]] + (size_t)i * K,
-                                                           mt[i], n->ip[0], n->fp[1], NULL, NULL, NULL, 0);
-        ws->loss[id] = tot / nb;
+        /* zero-weight rows (e.g. signal under background-only weights) cost nothing; a training pass
+         * also keeps each row's gradient (d/d logits, means, widths of its -log p) for the backward */
+        float *gk = ws->aux[id];
+        int keep = ws->grads;   /* any pass on a training workspace may be followed by a backward */
+        for (i = 0; i < nb; i++) {
+            size_t o = (size_t)i * K;
+            if (keep) memset(gk + 3 * o, 0, 3 * (size_t)K * sizeof(float));
+            if (!wm || wm[i] != 0.0f)
+                tot += (wm ? wm[i] : 1.0) * advnn__mdn_sample(K, z + o, y + o, ws->out[n->in[2]] + o, mt[i], n->ip[0], n->fp[1],
+                                                              keep ? gk + 3 * o : NULL, gk + 3 * o + K, gk + 3 * o + 2 * K, 1.0);
+        }
+        ws->loss[id] = tot / advnn__norm_n(ws, nb);
         if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "mixture-density loss node %d is %g", id, ws->loss[id]);
         return ADVNN_OK;
     }
@@ -1749,15 +2183,15 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
         }
         tot += (w ? w[i] : 1.0) * l;
     }
-    ws->loss[id] = tot / nb;
+    ws->loss[id] = tot / advnn__norm_n(ws, nb);
     if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "loss node %d ('%s') is %g", id, n->name, ws->loss[id]);
     return ADVNN_OK;
 }
 
 /* Bias, then the fused activation from z (pre-activation) into the node's output. */
 static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
-    advnn_add_bias(rows, n->cols, z, n->cols, advnn__P(ws, n, 1));
-    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn_act_forward((advnn_act)n->ip[1], rows, n->cols, z, n->cols, ws->out[id], n->cols, n->fp[0], NULL);
+    advnn__bias_rows(rows, n->cols, z, advnn__P(ws, n, 1));
+    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)n->ip[1], rows, n->cols, z, ws->out[id], n->fp[0], NULL);
 }
 
 /* im2col of samples [s0, s0+s) of x into cols ((s*Ho*Wo) x KKC) */
@@ -1866,21 +2300,35 @@ static void advnn__lstm_fwd(advnn_ws *ws, int id, int nb) {
             memcpy(ws->out[id] + ((size_t)r * T + t) * H, v.Hs + t * step + (size_t)r * H, (size_t)H * sizeof(float));
 }
 
+/* Per-sample mean squared error (optionally its log, floored at 1e-30 inside the log). */
+static void advnn__sample_mse_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    int D = ws->g->nodes[n->in[0]].size, r, j;
+    for (r = 0; r < nb; r++) {
+        const float *p = ws->out[n->in[0]] + (size_t)r * D, *t = ws->out[n->in[1]] + (size_t)r * D;
+        double e = 0;
+        for (j = 0; j < D; j++) { double d = (double)p[j] - t[j]; e += d * d; }
+        e /= D;
+        ws->out[id][r] = (float)(n->ip[0] ? log(e > 1e-30 ? e : 1e-30) : e);
+    }
+}
+
 static advnn_status advnn__forward(advnn_ws *ws, int nb) {
     advnn_graph *g = ws->g;
+    advnn_status first = ADVNN_OK;
     int i;
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         advnn_status st;
-        if (!ws->need[i]) continue;
+        if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
         switch (n->kind) {
         case ADVNN__INPUT: break;
         case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
         case ADVNN__ACT:
-            advnn_act_forward((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols, n->fp[0], NULL);
+            advnn__act_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], n->fp[0], NULL);
             break;
         case ADVNN__PRELU:
-            advnn_act_forward(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols, 0.0f, advnn__P(ws, n, 0));
+            advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
             break;
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
         case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
@@ -1893,12 +2341,14 @@ static advnn_status advnn__forward(advnn_ws *ws, int nb) {
         case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
         case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
         case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
-        default:
+        case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
+        default:   /* in a team every thread must reach every barrier: finish the pass, report at the end */
             st = advnn__loss_fwd(ws, i, nb);
-            if (st != ADVNN_OK) return st;
+            if (st != ADVNN_OK && !ws->team) return st;
+            if (st != ADVNN_OK && first == ADVNN_OK) first = st;
         }
     }
-    return ADVNN_OK;
+    return first;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -1906,14 +2356,26 @@ static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
     float *dz = ws->dout[id];
+    const float *W = advnn__P(ws, n, 0);
     if (act != ADVNN_ACT_LINEAR)
-        advnn_act_backward((advnn_act)act, rows, U, ws->aux[id], U, ws->out[id], U, dz, U, dz, U, n->fp[0], NULL, NULL);
+        advnn__act_bwd_rows((advnn_act)act, rows, U, ws->aux[id], ws->out[id], dz, dz, n->fp[0], NULL, NULL);
+    if (n->ip[2]) W = ws->aux[id] + (act != ADVNN_ACT_LINEAR ? (size_t)ws->max_batch * n->size : 0);  /* W / sigma */
     if (advnn__group_on(ws, n->group)) {
-        advnn_sgemm(1, 0, K, U, rows, 1.0f, ws->out[n->in[0]], K, dz, U, 1.0f, advnn__G(ws, n, 0), U, ws->gemm);
-        advnn_col_sums(rows, U, dz, U, advnn__G(ws, n, 1));
+        if (n->ip[2]) {
+            /* d/dW of (W / u^T W v) applied to G = dL/d(W/sigma): (G - <G, W/sigma> u v^T) / sigma */
+            float *G = ws->scratch, *gw = advnn__G(ws, n, 0);
+            const float *u = advnn__P(ws, n, 2), *v = advnn__P(ws, n, 3);
+            double dot = 0, isig = 1.0 / W[(size_t)K * U];
+            int i, j;
+            advnn_sgemm(1, 0, K, U, rows, 1.0f, ws->out[n->in[0]], K, dz, U, 0.0f, G, U, ws->gemm);
+            for (i = 0; i < K * U; i++) dot += (double)G[i] * W[i];
+            for (i = 0; i < K; i++)
+                for (j = 0; j < U; j++) gw[(size_t)i * U + j] += (float)((G[(size_t)i * U + j] - dot * u[i] * v[j]) * isig);
+        } else advnn_sgemm(1, 0, K, U, rows, 1.0f, ws->out[n->in[0]], K, dz, U, 1.0f, advnn__G(ws, n, 0), U, ws->gemm);
+        advnn__colsum_rows(rows, U, dz, advnn__G(ws, n, 1));
     }
     if (ws->needg[n->in[0]])
-        advnn_sgemm(0, 1, rows, K, U, 1.0f, dz, U, advnn__P(ws, n, 0), U, 1.0f, ws->dout[n->in[0]], K, ws->gemm);
+        advnn_sgemm(0, 1, rows, K, U, 1.0f, dz, U, W, U, 1.0f, ws->dout[n->in[0]], K, ws->gemm);
 }
 
 static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
@@ -1922,21 +2384,25 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
     const float *dy = ws->dout[id], *xh = ws->aux[id], *gam = advnn__P(ws, n, 0);
     const float *istd = ws->aux[id] + (size_t)ws->max_batch * n->size + C;
     float *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
-    int on = advnn__group_on(ws, n->group);
-    for (j = 0; j < C; j++) {
-        double sdy = 0, sdyx = 0;
-        for (i = 0; i < R; i++) { double d = dy[(size_t)i * C + j]; sdy += d; sdyx += d * xh[(size_t)i * C + j]; }
-        if (on) { advnn__G(ws, n, 0)[j] += (float)sdyx; advnn__G(ws, n, 1)[j] += (float)sdy; }
-        if (!dx) continue;
-        if (ws->training) {
-            double k = (double)gam[j] * istd[j] / R;
+    int on = advnn__group_on(ws, n->group), bs = advnn__bn_batch_stats(ws, n);
+    double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;   /* s[j] = sum dy, s[C + j] = sum dy * xhat */
+    for (j = 0; j < 2 * C; j++) s[j] = 0;
+    for (i = 0; i < R; i++)
+        for (j = 0; j < C; j++) { double d = dy[(size_t)i * C + j]; s[j] += d; s[C + j] += d * xh[(size_t)i * C + j]; }
+    if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
+    if (!dx) return;
+    if (bs) {
+        advnn__team_sum(ws, s, 2 * C);   /* the whole batch's sums: every row's mean and variance depend on them */
+        for (j = 0; j < C; j++) {
+            double k = (double)gam[j] * istd[j] / Rt;
             for (i = 0; i < R; i++)
-                dx[(size_t)i * C + j] += (float)(k * (R * (double)dy[(size_t)i * C + j] - sdy - xh[(size_t)i * C + j] * sdyx));
-        } else {
+                dx[(size_t)i * C + j] += (float)(k * (Rt * (double)dy[(size_t)i * C + j] - s[j] - xh[(size_t)i * C + j] * s[C + j]));
+        }
+    } else
+        for (j = 0; j < C; j++) {
             float k = gam[j] * istd[j];
             for (i = 0; i < R; i++) dx[(size_t)i * C + j] += k * dy[(size_t)i * C + j];
         }
-    }
 }
 
 static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
@@ -1947,19 +2413,21 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     double coef = n->fp[0];
     if (n->kind == ADVNN__LOSS_MDN) {
         int K = p->size;
-        const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
+        const float *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
         if (coef == 0.0 || !(ws->needg[n->in[0]] || ws->needg[n->in[1]] || ws->needg[n->in[2]])) return;
         for (i = 0; i < nb; i++) {  /* the three heads share one pass; a head that needs no gradient gets it anyway (its dout exists) */
             size_t o = (size_t)i * K;
-            float *d0 = ws->dout[n->in[0]], *d1 = ws->dout[n->in[1]], *d2 = ws->dout[n->in[2]];
-            advnn__mdn_sample(K, z + o, y + o, ws->out[n->in[2]] + o, mt[i], n->ip[0], n->fp[1], d0 + o, d1 + o, d2 + o,
-                              coef * (wm ? wm[i] : 1.0) / nb);
+            const float *gk = ws->aux[id] + 3 * o;   /* this row's gradient, kept by the forward pass */
+            float *d0 = ws->dout[n->in[0]] + o, *d1 = ws->dout[n->in[1]] + o, *d2 = ws->dout[n->in[2]] + o;
+            float sc = (float)(coef * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
+            if (wm && wm[i] == 0.0f) continue;
+            for (k = 0; k < K; k++) { d0[k] += sc * gk[k]; d1[k] += sc * gk[K + k]; d2[k] += sc * gk[2 * K + k]; }
         }
         return;
     }
     if (!ws->needg[n->in[0]] || coef == 0.0) return;
     for (i = 0; i < nb; i++) {
-        double s = coef * (w ? w[i] : 1.0) / nb;
+        double s = coef * (w ? w[i] : 1.0) / advnn__norm_n(ws, nb);
         size_t o = (size_t)i * p->size;
         if (n->kind == ADVNN__LOSS_BCE) {
             s /= p->size;
@@ -1995,8 +2463,8 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[id], *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
     int P = c.Ho * c.Wo, on = advnn__group_on(ws, n->group), s0, s, j;
     if (n->ip[1] != ADVNN_ACT_LINEAR)
-        advnn_act_backward((advnn_act)n->ip[1], nb * P, c.F, ws->aux[id], c.F, ws->out[id], c.F, dz, c.F, dz, c.F, n->fp[0], NULL, NULL);
-    if (on) advnn_col_sums(nb * P, c.F, dz, c.F, advnn__G(ws, n, 1));
+        advnn__act_bwd_rows((advnn_act)n->ip[1], nb * P, c.F, ws->aux[id], ws->out[id], dz, dz, n->fp[0], NULL, NULL);
+    if (on) advnn__colsum_rows(nb * P, c.F, dz, advnn__G(ws, n, 1));
     if (c.pointwise) {
         if (on) advnn_sgemm(1, 0, c.C, c.F, nb * P, 1.0f, x, c.C, dz, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
         if (dx) advnn_sgemm(0, 1, nb * P, c.C, c.F, 1.0f, dz, c.F, w, c.F, 1.0f, dx, c.C, ws->gemm);
@@ -2093,14 +2561,13 @@ static void advnn__backward(advnn_ws *ws, int nb) {
         switch (n->kind) {
         case ADVNN__DENSE: advnn__dense_bwd(ws, i, nb); break;
         case ADVNN__ACT:
-            advnn_act_backward((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols,
-                               ws->dout[i], n->cols, ws->dout[i], n->cols, n->fp[0], NULL, NULL);
+            advnn__act_bwd_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
+                                n->fp[0], NULL, NULL);
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
         case ADVNN__PRELU:
-            advnn_act_backward(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols,
-                               ws->dout[i], n->cols, ws->dout[i], n->cols, 0.0f, advnn__P(ws, n, 0),
-                               advnn__group_on(ws, n->group) ? advnn__G(ws, n, 0) : NULL);
+            advnn__act_bwd_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
+                                0.0f, advnn__P(ws, n, 0), advnn__group_on(ws, n->group) ? advnn__G(ws, n, 0) : NULL);
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
         case ADVNN__DROPOUT:
@@ -2121,6 +2588,26 @@ static void advnn__backward(advnn_ws *ws, int nb) {
         case ADVNN__GRAD_REVERSE:
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, -n->fp[0], ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
+        case ADVNN__SAMPLE_MSE: {   /* d e / d p = 2 (p - t) / D; with the log, divided by e */
+            int D = g->nodes[n->in[0]].size, r, j;
+            float *dp = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL, *dt = ws->needg[n->in[1]] ? ws->dout[n->in[1]] : NULL;
+            for (r = 0; r < nb; r++) {
+                const float *p = ws->out[n->in[0]] + (size_t)r * D, *t = ws->out[n->in[1]] + (size_t)r * D;
+                double k = 2.0 * ws->dout[i][r] / D;
+                if (n->ip[0]) {
+                    double e = 0;
+                    for (j = 0; j < D; j++) { double d = (double)p[j] - t[j]; e += d * d; }
+                    e /= D;
+                    k = e > 1e-30 ? k / e : 0.0;   /* below the floor the log is constant */
+                }
+                for (j = 0; j < D; j++) {
+                    float gj = (float)(k * ((double)p[j] - t[j]));
+                    if (dp) dp[(size_t)r * D + j] += gj;
+                    if (dt) dt[(size_t)r * D + j] -= gj;
+                }
+            }
+            break;
+        }
         case ADVNN__SOFTMAX: {   /* dx = y * (dy - sum(dy * y)) per row */
             int r, R = nb * n->rows, C = n->cols, c;
             if (!ws->needg[n->in[0]]) break;
@@ -2207,8 +2694,16 @@ static advnn_status advnn__dcol_for(const advnn_graph *g, const advnn_dataset *d
     return advnn__fail(ADVNN_ERR_ARG, "the data has no tensor for input '%s'", n->name);
 }
 
-/* Copies rows idx[0..nb) (or start..start+nb when idx is NULL) of every needed input into ws. */
-static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb) {
+static int advnn__has_col(const advnn_dataset *d, const char *name) {
+    int k;
+    for (k = 0; d && k < d->n; k++) if (strcmp(d->cols[k].name, name) == 0) return 1;
+    return 0;
+}
+
+/* Copies rows idx[0..nb) (or start..start+nb when idx is NULL) of every needed input into ws. An
+ * input that d lacks comes from rows idx2 of the second stream d2 (the adversary's control region). */
+static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb,
+                                   const advnn_dataset *d2, const int64_t *idx2) {
     const advnn_graph *g = ws->g;
     int i, r;
     for (i = 0; i < g->n_inputs; i++) {
@@ -2216,17 +2711,23 @@ static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const in
         const advnn_tensor *t;
         size_t per;
         advnn_status st;
-        if (!ws->need[id]) continue;
-        if ((st = advnn__dcol_for(g, d, id, &t)) != ADVNN_OK) return st;
+        const int64_t *ix = idx;
+        const advnn_dataset *dd = d;
+        if (!ws->need[id] || (ws->keep && ws->keep[id])) continue;
+        if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { dd = d2; ix = idx2; }
+        if ((st = advnn__dcol_for(g, dd, id, &t)) != ADVNN_OK) return st;
         per = (size_t)g->nodes[id].size;
         ws->out[id] = ws->in_own[id];
-        if (!idx) { ws->out[id] = t->data + (size_t)start * per; continue; }  /* contiguous: no copy */
+        if (!ix) { ws->out[id] = t->data + (size_t)start * per; continue; }  /* contiguous: no copy */
         for (r = 0; r < nb; r++) {
-            if (idx[r] < 0 || idx[r] >= t->shape[0]) return advnn__fail(ADVNN_ERR_ARG, "row index %lld outside 0..%lld", (long long)idx[r], (long long)t->shape[0] - 1);
-            memcpy(ws->in_own[id] + (size_t)r * per, t->data + (size_t)idx[r] * per, per * sizeof(float));
+            if (ix[r] < 0 || ix[r] >= t->shape[0]) return advnn__fail(ADVNN_ERR_ARG, "row index %lld outside 0..%lld", (long long)ix[r], (long long)t->shape[0] - 1);
+            memcpy(ws->in_own[id] + (size_t)r * per, t->data + (size_t)ix[r] * per, per * sizeof(float));
         }
     }
     return ADVNN_OK;
+}
+static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb) {
+    return advnn__gather2(ws, d, idx, start, nb, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -2307,6 +2808,14 @@ ADVNN_DEF advnn_optim advnn_adam(float lr) {
 }
 ADVNN_DEF advnn_optim advnn_nadam(float lr) { advnn_optim o = advnn_adam(lr); o.kind = ADVNN_NADAM; return o; }
 
+static int advnn__nthreads = 1;
+ADVNN_DEF int advnn_set_threads(int n) {
+    int old = advnn__nthreads;
+    advnn__nthreads = n < 1 ? 1 : n > 64 ? 64 : n;
+    return old;
+}
+ADVNN_DEF int advnn_get_threads(void) { return advnn__nthreads; }
+
 static advnn_status advnn__check_optim(const advnn_optim *o) {
     if (o->kind != ADVNN_SGD && o->kind != ADVNN_ADAM && o->kind != ADVNN_NADAM) return advnn__fail(ADVNN_ERR_ARG, "optimizer: unknown kind %d", (int)o->kind);
     if (!(o->lr >= 0 && isfinite(o->lr))) return advnn__fail(ADVNN_ERR_ARG, "optimizer: learning rate %g", (double)o->lr);
@@ -2329,7 +2838,126 @@ struct advnn_trainer {
     unsigned char *gon;       /* per group: trainable */
     float         *m, *v;     /* optimizer moments, laid out like g->params */
     float         *best;      /* early-stopping snapshot of g->params */
+    int            T;         /* threads */
+    advnn_ws     **wsk;       /* per-thread workspaces, wsk[0] == ws */
+    advnn__rng    *rngk;      /* per-thread dropout streams, reseeded from rng every step */
+#ifndef ADVNN_NO_THREADS
+    advnn__team   *team;
+#endif
 };
+
+static advnn_status advnn__threads_init(advnn_trainer *tr) {
+#ifndef ADVNN_NO_THREADS
+    int k, maxc = 1, per = (tr->batch + tr->T - 1) / tr->T;
+    tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->wsk);
+    tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->rngk);
+    if (!tr->wsk || !tr->rngk) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
+    memset(tr->wsk, 0, (size_t)tr->T * sizeof *tr->wsk);
+    tr->wsk[0] = tr->ws;
+    for (k = 1; k < tr->T; k++) {
+        if (!(tr->wsk[k] = advnn__ws_create(tr->g, per, 1))) { tr->T = k; return ADVNN_ERR_NOMEM; }
+        tr->wsk[k]->group_on = tr->gon;
+    }
+    for (k = 0; k < tr->T; k++) tr->wsk[k]->rng = &tr->rngk[k];
+    for (k = 0; k < tr->g->n_nodes; k++)
+        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > maxc) maxc = 2 * tr->g->nodes[k].cols;
+    if (!(tr->team = advnn__team_new(tr->T, maxc))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
+    return ADVNN_OK;
+#else
+    (void)tr;
+    return ADVNN_OK;
+#endif
+}
+
+#ifndef ADVNN_NO_THREADS
+typedef struct {
+    advnn_trainer *tr;
+    const advnn_dataset *d, *d2;
+    const int64_t *idx, *idx2;
+    int64_t start;
+    int n, backward;
+    advnn_status st[64];
+    char msg[64][512];
+} advnn__slicejob;
+
+static int advnn__job_failed(const advnn__slicejob *j, int active) {
+    int k;
+    for (k = 0; k < active; k++) if (j->st[k] != ADVNN_OK) return 1;
+    return 0;
+}
+
+/* Thread k's part of a step: its slice of rows through gather, forward, backward; then its range of
+ * the gradient reduction. Every thread takes the same branches so all reach every barrier. */
+static void advnn__slice_job(advnn__team *t, int k, void *arg) {
+    advnn__slicejob *j = (advnn__slicejob *)arg;
+    advnn_trainer *tr = j->tr;
+    advnn_ws *ws = tr->wsk[k];
+    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A), nb = hi - lo;
+    ws->nb_total = j->n; ws->team = t; ws->tk = k; ws->tsum = 0;
+    j->st[k] = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
+    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    advnn__barrier(t);
+    if (advnn__job_failed(j, A)) return;
+    j->st[k] = advnn__forward(ws, nb);
+    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    advnn__barrier(t);
+    if (advnn__job_failed(j, A) || !j->backward) return;
+    advnn__backward(ws, nb);
+    advnn__barrier(t);
+    {   /* gradient reduction: this thread's range, summed in thread order */
+        int64_t P = tr->g->n_params, a = P * k / A, b = P * (k + 1) / A, i;
+        float *g0 = tr->wsk[0]->pgrad;
+        int q;
+        for (q = 1; q < A; q++) {
+            const float *gq = tr->wsk[q]->pgrad;
+            for (i = a; i < b; i++) g0[i] += gq[i];
+        }
+    }
+}
+#endif
+
+/* Gather + forward (+ backward, gradients summed into tr->ws->pgrad) of n rows: rows idx[0..n) of d
+ * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; on tr->T threads. The marks
+ * (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
+static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx, int64_t start, int n,
+                               const advnn_dataset *d2, const int64_t *idx2, int backward) {
+    advnn_ws *ws = tr->ws;
+    advnn_status st;
+#ifndef ADVNN_NO_THREADS
+    int A = tr->T < n ? tr->T : n, k, i;
+    if (A > 1) {
+        advnn__slicejob *j = (advnn__slicejob *)ADVNN_MALLOC(sizeof *j);
+        uint64_t seed = advnn__rng_next(&tr->rng);
+        const advnn_graph *g = tr->g;
+        if (!j) return advnn__fail(ADVNN_ERR_NOMEM, "training step: out of memory");
+        memset(j->st, 0, sizeof j->st);
+        j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
+        for (k = 0; k < A; k++) {
+            advnn_ws *w = tr->wsk[k];
+            if (k) {
+                memcpy(w->need, ws->need, 2 * (size_t)g->n_nodes);   /* need and needg */
+                w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep;
+            }
+            advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
+        }
+        advnn__team_run(tr->team, A, advnn__slice_job, j);
+        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; }
+        st = ADVNN_OK;
+        for (k = 0; k < A; k++)
+            if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
+        if (st == ADVNN_OK)
+            for (i = 0; i < g->n_nodes; i++)
+                if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
+                    for (k = 1; k < A; k++) ws->loss[i] += tr->wsk[k]->loss[i];
+        ADVNN_FREE(j);
+        return st;
+    }
+#endif
+    if ((st = advnn__gather2(ws, d, idx, start, n, d2, idx2)) != ADVNN_OK) return st;
+    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
+    if (backward) advnn__backward(ws, n);
+    return ADVNN_OK;
+}
 
 ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed) {
     advnn_trainer *tr;
@@ -2340,7 +2968,12 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     memset(tr, 0, sizeof *tr);
     tr->g = g; tr->batch = batch_size;
     advnn__rng_seed(&tr->rng, seed);
-    if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
+    tr->T = advnn__nthreads < batch_size ? advnn__nthreads : batch_size;
+#ifdef ADVNN_NO_THREADS
+    tr->T = 1;
+#endif
+    if (tr->T < 1) tr->T = 1;
+    if (!(tr->ws = advnn__ws_create(g, (batch_size + tr->T - 1) / tr->T, 1))) { ADVNN_FREE(tr); return NULL; }
     tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
     tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
     tr->m = (float *)advnn__zalloc((size_t)(3 * g->n_params + 1) * sizeof(float));
@@ -2349,11 +2982,18 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     for (i = 0; i < g->n_groups; i++) { tr->gs[i].o = advnn_adam(1e-3f); tr->gs[i].t = 0; tr->gs[i].mu_prod = 1.0; tr->gon[i] = 1; }
     tr->ws->group_on = tr->gon;
     tr->ws->rng = &tr->rng;
+    if (tr->T > 1 && advnn__threads_init(tr) != ADVNN_OK) { advnn_trainer_free(tr); return NULL; }
     return tr;
 }
 
 ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
+    int k;
     if (!tr) return;
+#ifndef ADVNN_NO_THREADS
+    advnn__team_free(tr->team);
+#endif
+    for (k = 1; tr->wsk && k < tr->T; k++) advnn_ws_free(tr->wsk[k]);
+    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk);
     advnn_ws_free(tr->ws);
     ADVNN_FREE(tr->gs); ADVNN_FREE(tr->gon);
     advnn__free(tr->m);
@@ -2463,6 +3103,9 @@ static void advnn__update(advnn_trainer *tr) {
                 }
             }
         }
+        for (k = 0; k < g->n_nodes; k++)   /* spectral norm: one power iteration per update */
+            if (g->nodes[k].kind == ADVNN__DENSE && g->nodes[k].ip[2] && g->nodes[k].share < 0 && g->nodes[k].group == gi)
+                advnn__sn_iterate(g, &g->nodes[k]);
     }
 }
 
@@ -2491,10 +3134,8 @@ ADVNN_DEF advnn_status advnn_train_step(advnn_trainer *tr, const advnn_dataset *
     ws->training = 1;
     advnn__mark_needed(ws, -1);
     advnn__mark_grad(ws);
-    if ((st = advnn__gather(ws, d, idx, 0, n)) != ADVNN_OK) return st;
-    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
+    if ((st = advnn__run(tr, d, idx, 0, n, NULL, NULL, 1)) != ADVNN_OK) return st;
     obj = advnn__objective(ws);
-    advnn__backward(ws, n);
     advnn__update(tr);
     if (loss) *loss = obj;
     return ADVNN_OK;
@@ -2511,7 +3152,7 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
     advnn__mark_needed(ws, -1);
     for (s = 0; s < count; s += nb) {
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__gather(ws, d, NULL, start + s, nb)) != ADVNN_OK || (st = advnn__forward(ws, nb)) != ADVNN_OK) return st;
+        if ((st = advnn__run(tr, d, NULL, start + s, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
     *loss = tot / (double)count;
@@ -2609,6 +3250,345 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
     if (st == ADVNN_OK && o.restore_best && have_best) memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
     ADVNN_FREE(perm);
     if (res) { res->epochs_run = epoch; res->best_epoch = best_epoch; res->best_loss = best; }
+    return st;
+}
+
+/* ---------------------------------------------------------------- adversarial training */
+ADVNN_DEF advnn_adv_opts advnn_adv_defaults(void) {
+    advnn_adv_opts o;
+    memset(&o, 0, sizeof o);
+    o.mode = ADVNN_ADV_ALTERNATING; o.main_group = "main"; o.adv_group = "adv";
+    o.main_loss = -1; o.adv_loss = -1; o.grad_reverse = -1; o.adv_steps = 1; o.epochs = 10;
+    o.lambda = 1.0f; o.shuffle = 1; o.verbose = 1; o.select_tolerance = INFINITY;
+    return o;
+}
+
+ADVNN_DEF advnn_status advnn_background_weights(const float *label, const float *w, int64_t n, float *out) {
+    double tot = 0, bkg = 0, k;
+    int64_t i;
+    if (!label || !out || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_background_weights: NULL array or n = %lld", (long long)n);
+    for (i = 0; i < n; i++) {
+        double wi = w ? w[i] : 1.0;
+        if (!isfinite(wi) || !isfinite(label[i])) return advnn__fail(ADVNN_ERR_ARG, "advnn_background_weights: row %lld is not finite", (long long)i);
+        tot += wi;
+        if (label[i] < 0.5f) bkg += wi;
+    }
+    if (!(bkg > 0)) return advnn__fail(ADVNN_ERR_ARG, "advnn_background_weights: background weights sum to %g (need > 0)", bkg);
+    k = tot / bkg;
+    for (i = 0; i < n; i++) out[i] = label[i] < 0.5f ? (float)((w ? w[i] : 1.0) * k) : 0.0f;
+    return ADVNN_OK;
+}
+
+/* Marks what one sub-step computes: which = 0 every loss but adv_loss, 1 adv_loss only, 2 every loss. */
+static void advnn__mark_losses(advnn_ws *ws, int adv_loss, int which) {
+    const advnn_graph *g = ws->g;
+    int i, j;
+    memset(ws->need, 0, (size_t)g->n_nodes);
+    for (i = 0; i < g->n_nodes; i++)
+        if (ADVNN__IS_LOSS(g->nodes[i].kind)) ws->need[i] = which == 2 || (which == 1) == (i == adv_loss);
+    for (i = g->n_nodes - 1; i >= 0; i--)
+        if (ws->need[i]) for (j = 0; j < g->nodes[i].n_in; j++) ws->need[g->nodes[i].in[j]] = 1;
+}
+
+/* Is node a an ancestor of (or equal to) node `node`? One pass in topological (id) order. */
+static int advnn__is_ancestor(const advnn_graph *g, int a, int node) {
+    unsigned char *r;
+    int i, j, res;
+    if (a == node) return 1;
+    if (node < a) return 0;
+    if (!(r = (unsigned char *)ADVNN_MALLOC((size_t)node + 1))) return 0;
+    memset(r, 0, (size_t)node + 1);
+    r[a] = 1;
+    for (i = a + 1; i <= node; i++)
+        for (j = 0; j < g->nodes[i].n_in; j++) if (r[g->nodes[i].in[j]]) { r[i] = 1; break; }
+    res = r[node];
+    ADVNN_FREE(r);
+    return res;
+}
+
+/* Resolved options of one adversarial run. */
+typedef struct {
+    const advnn_adv_opts *o;
+    int main_g, adv_g;
+    unsigned char *user_on;   /* the user's trainable flags, restored at the end */
+    unsigned char *keep;      /* nodes a repeated adversary step can reuse (see advnn__adv_batch) */
+    float adv_coef;           /* the user's coefficient of the adversary loss */
+} advnn__adv;
+
+static advnn_status advnn__adv_setup(advnn_trainer *tr, const advnn_adv_opts *o, advnn__adv *a) {
+    advnn_graph *g = tr->g;
+    const char *mg = o->main_group ? o->main_group : "main", *ag = o->adv_group ? o->adv_group : "adv";
+    memset(a, 0, sizeof *a);
+    a->o = o;
+    if (o->mode != ADVNN_ADV_JOINT && o->mode != ADVNN_ADV_ALTERNATING) return advnn__fail(ADVNN_ERR_ARG, "adversarial training: unknown mode %d", (int)o->mode);
+    if ((a->main_g = advnn__find_group(g, mg)) < 0) return advnn__fail(ADVNN_ERR_ARG, "adversarial training: no parameter group '%s' (main network)", mg);
+    if ((a->adv_g = advnn__find_group(g, ag)) < 0) return advnn__fail(ADVNN_ERR_ARG, "adversarial training: no parameter group '%s' (adversary)", ag);
+    if (a->main_g == a->adv_g) return advnn__fail(ADVNN_ERR_ARG, "adversarial training: main and adversary groups are both '%s'", mg);
+    if (o->main_loss < 0 || o->main_loss >= g->n_nodes || !ADVNN__IS_LOSS(g->nodes[o->main_loss].kind))
+        return advnn__fail(ADVNN_ERR_ARG, "adversarial training: main_loss %d is not a loss node", o->main_loss);
+    if (o->adv_loss < 0 || o->adv_loss >= g->n_nodes || !ADVNN__IS_LOSS(g->nodes[o->adv_loss].kind) || o->adv_loss == o->main_loss)
+        return advnn__fail(ADVNN_ERR_ARG, "adversarial training: adv_loss %d is not a loss node other than main_loss", o->adv_loss);
+    if (o->grad_reverse >= 0) {
+        if (o->grad_reverse >= g->n_nodes || g->nodes[o->grad_reverse].kind != ADVNN__GRAD_REVERSE)
+            return advnn__fail(ADVNN_ERR_ARG, "adversarial training: node %d is not a gradient-reversal node", o->grad_reverse);
+        if (!advnn__is_ancestor(g, o->grad_reverse, o->adv_loss) || advnn__is_ancestor(g, o->grad_reverse, o->main_loss))
+            return advnn__fail(ADVNN_ERR_ARG, "adversarial training: the reversal node %d must feed the adversary's loss and not the main loss", o->grad_reverse);
+    } else if (o->mode == ADVNN_ADV_JOINT)
+        return advnn__fail(ADVNN_ERR_ARG, "adversarial training: the joint schedule needs a gradient-reversal node (grad_reverse)");
+    if (o->adv_steps < 1 || o->epochs < 0 || o->pretrain_main_epochs < 0 || o->pretrain_adv_epochs < 0 || o->lambda_ramp_epochs < 0)
+        return advnn__fail(ADVNN_ERR_ARG, "adversarial training: adv_steps %d (>= 1), epochs %d / %d / %d and ramp %d (>= 0)",
+                           o->adv_steps, o->pretrain_main_epochs, o->pretrain_adv_epochs, o->epochs, o->lambda_ramp_epochs);
+    if (!isfinite(o->lambda) || !(o->select_tolerance >= 0))
+        return advnn__fail(ADVNN_ERR_ARG, "adversarial training: lambda %g must be finite, select_tolerance %g >= 0", (double)o->lambda, o->select_tolerance);
+    a->adv_coef = g->nodes[o->adv_loss].fp[0];
+    a->user_on = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups + (size_t)g->n_nodes);
+    if (!a->user_on) return advnn__fail(ADVNN_ERR_NOMEM, "adversarial training: out of memory");
+    a->keep = a->user_on + g->n_groups;
+    memcpy(a->user_on, tr->gon, (size_t)g->n_groups);
+    return ADVNN_OK;
+}
+
+static void advnn__adv_finish(advnn_trainer *tr, advnn__adv *a) {
+    if (!a->user_on) return;
+    memcpy(tr->gon, a->user_on, (size_t)tr->g->n_groups);
+    tr->g->nodes[a->o->adv_loss].fp[0] = a->adv_coef;
+    ADVNN_FREE(a->user_on);
+    a->user_on = NULL;
+}
+
+/* One optimizer step of the players chosen by `which` (0 main side, 1 adversary, 2 both) on the
+ * objective of the losses advnn__mark_losses selects. */
+static advnn_status advnn__adv_substep(advnn_trainer *tr, const advnn__adv *a, int which, float lambda, const advnn_dataset *d,
+                                       const int64_t *idx, const advnn_dataset *d2, const int64_t *idx2, int n,
+                                       double *lmain, double *ladv) {
+    advnn_graph *g = tr->g;
+    advnn_ws *ws = tr->ws;
+    const advnn_adv_opts *o = a->o;
+    advnn_status st;
+    int i;
+    for (i = 0; i < g->n_groups; i++) {
+        int on = which == 2 || (which == 1) == (i == a->adv_g);
+        tr->gon[i] = (unsigned char)(a->user_on[i] && on);
+    }
+    /* the main network's gradient from the adversary is -lambda grad L_adv: through the reversal node,
+     * or by the loss coefficient when there is none; the adversary itself always minimises L_adv */
+    if (o->grad_reverse >= 0) g->nodes[o->grad_reverse].fp[0] = lambda;
+    g->nodes[o->adv_loss].fp[0] = (which == 0 && o->grad_reverse < 0) ? -lambda * a->adv_coef : a->adv_coef;
+    ws->training = 1;
+    advnn__mark_losses(ws, o->adv_loss, which == 0 ? 2 : which == 1 ? 1 : 2);
+    if (which == 0 && lambda == 0.0f) advnn__mark_losses(ws, o->adv_loss, 0);   /* nothing to learn from the adversary */
+    advnn__mark_grad(ws);
+    if ((st = advnn__run(tr, d, idx, 0, n, d2, idx2, 1)) != ADVNN_OK) return st;
+    advnn__update(tr);
+    if (lmain) *lmain = ws->need[o->main_loss] ? ws->loss[o->main_loss] : NAN;
+    if (ladv) *ladv = ws->need[o->adv_loss] ? ws->loss[o->adv_loss] : NAN;
+    return ADVNN_OK;
+}
+
+/* After one adversary step, the nodes whose value the next adversary step on the same rows would
+ * recompute unchanged: no trainable parameters, no dropout, and only such inputs (the frozen main
+ * network without dropout, e.g. W3's autoencoder). */
+static void advnn__mark_reusable(const advnn_trainer *tr, unsigned char *keep) {
+    const advnn_graph *g = tr->g;
+    int i, j;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        unsigned char k = tr->ws->need[i] && !ADVNN__IS_LOSS(n->kind) && !(n->kind == ADVNN__DROPOUT && n->fp[0] > 0.0f)
+                          && !(n->n_param && tr->gon[n->group]);
+        for (j = 0; k && j < n->n_in; j++) k = keep[n->in[j]];
+        keep[i] = k;
+    }
+}
+
+static advnn_status advnn__adv_batch(advnn_trainer *tr, const advnn__adv *a, float lambda, const advnn_dataset *d,
+                                     const int64_t *idx, const int64_t *idx2, int n, double *lmain, double *ladv) {
+    const advnn_adv_opts *o = a->o;
+    const advnn_dataset *d2 = o->adv_data ? o->adv_data : d;
+    advnn_status st = ADVNN_OK;
+    double la = 0, l;
+    int k;
+    if (!o->adv_data) idx2 = idx;
+    if (o->mode == ADVNN_ADV_JOINT) return advnn__adv_substep(tr, a, 2, lambda, d, idx, d2, idx2, n, lmain, ladv);
+    for (k = 0; k < o->adv_steps; k++) {
+        st = advnn__adv_substep(tr, a, 1, lambda, d, idx, d2, idx2, n, NULL, &l);
+        if (st != ADVNN_OK) break;
+        la += l;
+        if (k == 0 && o->adv_steps > 1) { advnn__mark_reusable(tr, a->keep); tr->ws->keep = a->keep; }
+    }
+    tr->ws->keep = NULL;
+    if (st != ADVNN_OK) return st;
+    if ((st = advnn__adv_substep(tr, a, 0, lambda, d, idx, d2, idx2, n, lmain, NULL)) != ADVNN_OK) return st;
+    if (ladv) *ladv = la / o->adv_steps;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_adv_step(advnn_trainer *tr, const advnn_adv_opts *o, float lambda, const advnn_dataset *d,
+                                      const int64_t *idx, const int64_t *adv_idx, int n, double *main_loss, double *adv_loss) {
+    advnn__adv a;
+    advnn_status st;
+    if (!tr || !o || !d || !idx || (o->adv_data && !adv_idx)) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_step: NULL argument");
+    if (n < 1 || n > tr->batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_step: batch of %d rows (1..%d)", n, tr->batch);
+    if (!isfinite(lambda)) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_step: lambda is not finite");
+    if ((st = advnn__adv_setup(tr, o, &a)) != ADVNN_OK) return st;
+    st = advnn__adv_batch(tr, &a, lambda, d, idx, adv_idx, n, main_loss, adv_loss);
+    advnn__adv_finish(tr, &a);
+    return st;
+}
+
+/* Checkpoints that can still be selected: those no other candidate beats on both quality and cost. */
+typedef struct { int epoch; double q, c; float *w; } advnn__ckpt;
+
+static int advnn__ckpt_offer(advnn__ckpt **ck, int *n, int *cap, const advnn_graph *g, int epoch, double q, double c) {
+    int i, k = 0;
+    for (i = 0; i < *n; i++) if ((*ck)[i].q >= q && (*ck)[i].c <= c) return 1;   /* an earlier one is as good */
+    for (i = 0; i < *n; i++) {
+        if (q >= (*ck)[i].q && c <= (*ck)[i].c) { advnn__free((*ck)[i].w); continue; }
+        (*ck)[k++] = (*ck)[i];
+    }
+    *n = k;
+    if (!advnn__grow((void **)ck, cap, *n + 1, sizeof **ck)) return 0;
+    (*ck)[*n].w = (float *)advnn__zalloc((size_t)g->n_params * sizeof(float));
+    if (!(*ck)[*n].w) return 0;
+    memcpy((*ck)[*n].w, g->params, (size_t)g->n_params * sizeof(float));
+    (*ck)[*n].epoch = epoch; (*ck)[*n].q = q; (*ck)[*n].c = c;
+    (*n)++;
+    return 1;
+}
+
+static void advnn__shuffle(advnn__rng *r, int64_t *p, int64_t n) {
+    int64_t i;
+    for (i = n - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(r, (uint64_t)i + 1), t = p[i]; p[i] = p[j]; p[j] = t; }
+}
+
+ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_adv_opts *opts,
+                                     advnn_adv_result *res) {
+    advnn_adv_opts o;
+    advnn__adv a;
+    advnn_graph *g;
+    advnn_status st;
+    int64_t N, N2 = 0, *perm = NULL, *perm2 = NULL, *idx2 = NULL, pos2 = 0, s = 0, i;
+    int total, epoch = 0, nck = 0, capck = 0, sel = -1, b, any = 0;
+    double qmax = -INFINITY;
+    advnn__ckpt *ck = NULL;
+    static const char *const phase_name[3] = { "main", "adv-pre", "adversarial" };
+    if (!tr || !train || !opts) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_fit: NULL trainer, data or options");
+    o = *opts;
+    g = tr->g;
+    N = advnn_dataset_size(train);
+    if (N < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_fit: the training set is empty");
+    if (o.adv_data && (N2 = advnn_dataset_size(o.adv_data)) < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_adv_fit: the adversary's data set is empty");
+    if ((st = advnn__adv_setup(tr, &o, &a)) != ADVNN_OK) return st;
+    /* every input the run reads must be present and shaped right before the weights change */
+    advnn__mark_losses(tr->ws, o.adv_loss, 2);
+    for (i = 0; i < g->n_inputs; i++) {
+        const advnn_tensor *t;
+        int id = g->inputs[i];
+        const advnn_dataset *src = (o.adv_data && !advnn__has_col(train, g->nodes[id].name)) ? o.adv_data : train;
+        if (!tr->ws->need[id]) continue;
+        if ((st = advnn__dcol_for(g, src, id, &t)) != ADVNN_OK) {
+            if (src == o.adv_data) advnn__fail(st, "advnn_adv_fit: input '%s' is in neither the training data nor the adversary's data", g->nodes[id].name);
+            advnn__adv_finish(tr, &a);
+            return st;
+        }
+    }
+    perm = (int64_t *)ADVNN_MALLOC((size_t)(N + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
+    if (!perm) { advnn__adv_finish(tr, &a); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory"); }
+    for (i = 0; i < N; i++) perm[i] = i;
+    if (o.adv_data) {
+        perm2 = perm + N; idx2 = perm2 + N2;
+        for (i = 0; i < N2; i++) perm2[i] = i;
+        if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2);
+    }
+    total = o.pretrain_main_epochs + o.pretrain_adv_epochs + o.epochs;
+    for (epoch = 0; epoch < total; epoch++) {
+        advnn_adv_epoch info;
+        double t0 = advnn__now(), sm = 0, sa = 0, lm, la;
+        int64_t cm = 0, ca = 0;
+        int ae = epoch - o.pretrain_main_epochs - o.pretrain_adv_epochs;
+        advnn_adv_phase ph = epoch < o.pretrain_main_epochs ? ADVNN_PHASE_PRETRAIN_MAIN : ae < 0 ? ADVNN_PHASE_PRETRAIN_ADV : ADVNN_PHASE_ADVERSARIAL;
+        float lam = ph != ADVNN_PHASE_ADVERSARIAL ? 0.0f
+                  : (o.lambda_ramp_epochs > 0 && ae + 1 < o.lambda_ramp_epochs) ? o.lambda * (float)(ae + 1) / (float)o.lambda_ramp_epochs : o.lambda;
+        if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
+        for (s = 0; s < N; s += tr->batch) {
+            int nb = (int)(N - s < tr->batch ? N - s : tr->batch);
+            if (o.adv_data)   /* the next nb rows of the second stream, reshuffled when it runs out */
+                for (b = 0; b < nb; b++) {
+                    if (pos2 == N2) { pos2 = 0; if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2); }
+                    idx2[b] = perm2[pos2++];
+                }
+            lm = la = NAN;
+            if (ph == ADVNN_PHASE_PRETRAIN_MAIN)
+                st = advnn__adv_substep(tr, &a, 0, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, &lm, NULL);
+            else if (ph == ADVNN_PHASE_PRETRAIN_ADV)
+                st = advnn__adv_substep(tr, &a, 1, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, NULL, &la);
+            else st = advnn__adv_batch(tr, &a, lam, train, perm + s, idx2, nb, &lm, &la);
+            if (st != ADVNN_OK) break;
+            if (!isnan(lm)) { sm += lm * nb; cm += nb; }
+            if (!isnan(la)) { sa += la * nb; ca += nb; }
+        }
+        if (st != ADVNN_OK) {
+            char msg[sizeof advnn__errbuf];
+            memcpy(msg, advnn__errbuf, sizeof msg);
+            advnn__fail(st, "advnn_adv_fit: epoch %d (%s), batch at row %lld: %s", epoch, phase_name[ph], (long long)s, msg);
+            break;
+        }
+        memset(&info, 0, sizeof info);
+        info.epoch = epoch; info.phase = ph; info.lambda = lam;
+        info.main_loss = cm ? sm / (double)cm : NAN; info.adv_loss = ca ? sa / (double)ca : NAN;
+        info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
+        info.quality = NAN; info.cost = NAN;
+        /* the callback sees the user's trainable flags and coefficients */
+        memcpy(tr->gon, a.user_on, (size_t)g->n_groups);
+        g->nodes[o.adv_loss].fp[0] = a.adv_coef;
+        {
+            int stop = o.callback ? o.callback(&info, o.user) : 0;
+            memcpy(a.user_on, tr->gon, (size_t)g->n_groups);   /* ...and may change them */
+#ifndef ADVNN_NO_STDIO
+            if (o.verbose) {
+                char lm_s[32] = "-", la_s[32] = "-";   /* "-": that player did not run this epoch */
+                if (!isnan(info.main_loss)) snprintf(lm_s, sizeof lm_s, "%.5f", info.main_loss);
+                if (!isnan(info.adv_loss)) snprintf(la_s, sizeof la_s, "%.5f", info.adv_loss);
+                fprintf(stderr, "epoch %3d/%d %-11s lambda %-8.4g main %-8s  adv %-8s  %.2f s", epoch + 1, total, phase_name[ph],
+                        (double)lam, lm_s, la_s, info.seconds);
+                if (!isnan(info.cost)) fprintf(stderr, "  quality %.5f  cost %.5f", info.quality, info.cost);
+                fputc('\n', stderr);
+            }
+#endif
+            if (ph == ADVNN_PHASE_ADVERSARIAL && !isnan(info.cost)) {
+                double q = isnan(info.quality) ? 0.0 : info.quality;
+                any = 1;
+                if (q > qmax) qmax = q;
+                if (!advnn__ckpt_offer(&ck, &nck, &capck, g, epoch, q, info.cost)) {
+                    st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory keeping a checkpoint of epoch %d", epoch);
+                    epoch++;
+                    break;
+                }
+            }
+            if (stop) { epoch++; break; }
+        }
+    }
+    if (st == ADVNN_OK && any) {
+        double tol = o.select_tolerance;
+        for (b = 0; b < nck; b++) {
+            if (!(ck[b].q >= qmax - tol)) continue;
+            if (sel < 0 || ck[b].c < ck[sel].c || (ck[b].c == ck[sel].c && (ck[b].q > ck[sel].q || (ck[b].q == ck[sel].q && ck[b].epoch < ck[sel].epoch))))
+                sel = b;
+        }
+        if (sel >= 0) memcpy(g->params, ck[sel].w, (size_t)g->n_params * sizeof(float));
+    }
+    if (res) {
+        res->epochs_run = epoch;
+        res->selected_epoch = sel >= 0 ? ck[sel].epoch : -1;
+        res->selected_quality = sel >= 0 ? ck[sel].q : NAN;
+        res->selected_cost = sel >= 0 ? ck[sel].c : NAN;
+    }
+#ifndef ADVNN_NO_STDIO
+    if (o.verbose && sel >= 0) fprintf(stderr, "restored epoch %d (quality %.5f, cost %.5f)\n", ck[sel].epoch + 1, ck[sel].q, ck[sel].c);
+#endif
+    for (b = 0; b < nck; b++) advnn__free(ck[b].w);
+    ADVNN_FREE(ck);
+    ADVNN_FREE(perm);
+    advnn__adv_finish(tr, &a);
     return st;
 }
 
@@ -3052,7 +4032,7 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
         int id;
         if (n_in != 1 || !isfinite(fp[0])) return -1;
         if (share >= 0) id = advnn_shared(g, share, in[0], -1);
-        else if (kind == ADVNN__DENSE) id = advnn__dense_node(g, in[0], ip[0], ip[1], -1);
+        else if (kind == ADVNN__DENSE) id = (ip[2] == 0 || ip[2] == 1) ? advnn__dense_node(g, in[0], ip[0], ip[1], ip[2], -1) : -1;
         else id = advnn__conv_node(g, in[0], g->nodes[in[0]].ndim - 1, ip[0], ip[2], ip[3], ip[4], ip[5], ip[6], ip[1], -1);
         if (id >= 0) g->nodes[id].fp[0] = fp[0];
         return id;
@@ -3066,6 +4046,7 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
                           : advnn_lstm(g, in[0], ip[0], ip[1], n_in == 2 ? in[1] : -1);
     case ADVNN__MASK: return n_in == 1 ? advnn_mask_nonzero(g, in[0]) : -1;
     case ADVNN__SOFTMAX: return n_in == 1 ? advnn_softmax(g, in[0]) : -1;
+    case ADVNN__SAMPLE_MSE: return n_in == 2 && (ip[0] == 0 || ip[0] == 1) ? advnn_sample_mse(g, in[0], in[1], ip[0]) : -1;
     case ADVNN__LOSS_MDN: {
         int id;
         if (n_in != 4 && n_in != 5) return -1;

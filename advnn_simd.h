@@ -1,8 +1,9 @@
 /* advnn_simd.h - kernel layer of advnn (single-header, stb-style, C11 / C++).
  *
  * Kernels only: raw pointers, sizes, strides. Nothing here allocates, keeps state or knows about
- * layers. Every public function is reentrant and thread-safe (no globals, no hidden state): any
- * number of threads may call any kernel concurrently as long as their output buffers do not overlap.
+ * layers. Every public function is reentrant and thread-safe (the one global is the runtime ISA
+ * choice below, set once atomically): any number of threads may call any kernel concurrently as long
+ * as their output buffers do not overlap.
  *
  *   #define ADVNN_SIMD_IMPLEMENTATION      // in exactly one translation unit
  *   #include "advnn_simd.h"
@@ -14,10 +15,21 @@
  * Config macros (define before including):
  *   ADVNN_STATIC         all functions are static to the including translation unit
  *   ADVNN_FORCE_SCALAR   use the portable scalar bodies even if AVX2/NEON is available
+ *   ADVNN_NO_DISPATCH    x86-64 without -mavx2 -mfma: compile the scalar bodies only (no runtime dispatch)
+ *   ADVNN_SIMD_NO_GETENV do not read the ADVNN_SIMD environment variable
  *
- * ISA (compile time): AVX2+FMA if __AVX2__ && __FMA__, NEON if __ARM_NEON && __aarch64__, else
- * scalar. advnn_simd_name() tells which one is live. The vector paths use SLEEF for exp/log/tanh
- * (link with -lsleef); the scalar path uses libm (-lm).
+ * ISA: AVX2+FMA, NEON or scalar; advnn_simd_name() tells which one is live.
+ *  - -mavx2 -mfma (__AVX2__ && __FMA__): AVX2+FMA, chosen at compile time (no dispatch).
+ *  - aarch64 (__ARM_NEON && __aarch64__): NEON, chosen at compile time.
+ *  - x86-64 with gcc/clang otherwise (e.g. plain gcc -O2, generic x86-64): runtime dispatch. The
+ *    AVX2+FMA bodies are compiled with __attribute__((target("avx2,fma"))) beside the scalar ones;
+ *    the first kernel call picks AVX2+FMA if the CPU has both (__builtin_cpu_supports), else scalar,
+ *    and every kernel call checks that cached choice once (no per-element cost). The environment
+ *    variable ADVNN_SIMD=scalar (read once, at that first call) selects the scalar path; "avx2" or
+ *    "auto" (or unset) the automatic choice. advnn_simd_force() changes the choice at any time.
+ *  - anything else (ADVNN_FORCE_SCALAR, other compilers and CPUs): scalar.
+ * The vector paths use SLEEF for exp/log/tanh (link with -lsleef; the dispatching build always
+ * needs it); the scalar path uses libm (-lm).
  *
  * Conventions: fp32; matrices row-major with a leading dimension in elements; vectors with an
  * increment in elements (>= 1; the vector bodies handle inc == 1, other increments take the scalar
@@ -61,8 +73,14 @@ typedef enum {
 } advnn_act;
 #endif
 
-/* "avx2+fma", "neon" or "scalar". */
+/* The live path: "avx2+fma", "neon" or "scalar". */
 ADVNN_SIMD_DEF const char *advnn_simd_name(void);
+/* Choose the path (for tests and benchmarks): "scalar", "avx2" (or "avx2+fma"), "auto" / NULL (the
+ * automatic choice, ADVNN_SIMD included). Returns 0 when that path is now live, -1 when it is not
+ * available (unknown name, not compiled in, or the CPU lacks AVX2/FMA); the choice is then unchanged.
+ * Only the runtime-dispatch build can switch; builds with a compile-time ISA accept their own name
+ * and "auto". Call it when no other thread is inside a kernel (each kernel call runs on one path). */
+ADVNN_SIMD_DEF int advnn_simd_force(const char *isa);
 
 /* C[M,N] = alpha*op(A)*op(B) + beta*C, row-major.
  *   transA=0: A is M x K (lda >= K);  transA=1: A is stored K x M (lda >= M).
@@ -202,7 +220,11 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 #include <string.h>
 #include <stddef.h>
 
-/* ---- ISA selection ---- */
+/* ---- ISA selection ----
+ * ADVNN__AVX2: the AVX2+FMA bodies are compiled. Either directly (-mavx2 -mfma: the whole TU may use
+ * them, no dispatch), or, with ADVNN__RUNTIME, beside the scalar ones for runtime dispatch: gcc/clang
+ * on x86-64 without -mavx2 -mfma compile them with __attribute__((target("avx2,fma"))) (ADVNN__AVX2_FN)
+ * and every public kernel checks a cached choice (advnn__use_vec) once per call. */
 #if !defined(ADVNN_FORCE_SCALAR) && defined(__AVX2__) && defined(__FMA__)
 #define ADVNN__AVX2 1
 #include <immintrin.h>
@@ -211,6 +233,12 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 #define ADVNN__NEON 1
 #include <arm_neon.h>
 #include <sleef.h>
+#elif !defined(ADVNN_FORCE_SCALAR) && !defined(ADVNN_NO_DISPATCH) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
+#define ADVNN__AVX2 1
+#define ADVNN__RUNTIME 1
+#include <immintrin.h> /* gcc >= 4.9 / clang: every intrinsic is declared, usable in target functions */
+#include <stdlib.h>    /* getenv */
 #else
 #define ADVNN__SCALAR 1
 #endif
@@ -236,11 +264,17 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 #endif
 /* Internal functions. */
 #define ADVNN__FN static ADVNN__UNUSED
-/* Attribute hook for the AVX2 bodies: empty now (compile-time selection); set to
- * __attribute__((target("avx2,fma"))) to add runtime dispatch later. */
+/* Attribute of every function that holds AVX2 code (the vector helpers, the _v kernel bodies, the
+ * 6x16 micro-kernel): target("avx2,fma") in the runtime-dispatch build, empty otherwise. */
 #ifndef ADVNN__AVX2_FN
+#ifdef ADVNN__RUNTIME
+#define ADVNN__AVX2_FN __attribute__((target("avx2,fma")))
+#else
 #define ADVNN__AVX2_FN
 #endif
+#endif
+/* The vector body of a public kernel (advnn__NAME_v), called by advnn_NAME when the vector path is live. */
+#define ADVNN__VKFN static ADVNN__UNUSED ADVNN__AVX2_FN
 
 #ifdef __cplusplus
 extern "C" {
@@ -248,13 +282,74 @@ extern "C" {
 
 typedef ptrdiff_t advnn__idx;
 
+/* ---- Runtime dispatch state (ADVNN__RUNTIME only) ----
+ * advnn__isa_sel: 0 = not chosen yet, 1 = scalar, 2 = avx2+fma. Chosen at the first kernel call (or
+ * advnn_simd_name / advnn_simd_force); atomic (relaxed) so concurrent first calls are well defined.
+ * ADVNN__VEC_LIVE(): is the vector path live for this call? Constant in the other builds. */
+#if defined(ADVNN__RUNTIME)
+static int advnn__isa_sel;
+static int advnn__cpu_avx2_fma(void) {
+    __builtin_cpu_init(); /* idempotent; needed if this runs before libgcc's constructors */
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+/* the automatic choice: the best the CPU runs, unless ADVNN_SIMD=scalar asks for the scalar path */
+static int advnn__isa_default(void) {
+    int s = advnn__cpu_avx2_fma() ? 2 : 1;
+#ifndef ADVNN_SIMD_NO_GETENV
+    const char *e = getenv("ADVNN_SIMD");
+    if (e && strcmp(e, "scalar") == 0) s = 1;
+#endif
+    return s;
+}
+ADVNN__NOINLINE static int advnn__isa_init(void) {
+    int expect = 0, s = advnn__isa_default();
+    /* first writer wins (another thread or advnn_simd_force may have chosen meanwhile) */
+    if (!__atomic_compare_exchange_n(&advnn__isa_sel, &expect, s, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) s = expect;
+    return s;
+}
+static inline __attribute__((always_inline)) int advnn__use_vec(void) {
+    int s = __atomic_load_n(&advnn__isa_sel, __ATOMIC_RELAXED);
+    if (__builtin_expect(s == 0, 0)) s = advnn__isa_init();
+    return s == 2;
+}
+#define ADVNN__VEC_LIVE() advnn__use_vec()
+#elif defined(ADVNN__VECTOR)
+#define ADVNN__VEC_LIVE() 1
+#else
+#define ADVNN__VEC_LIVE() 0
+#endif
+
 ADVNN_SIMD_DEF const char *advnn_simd_name(void) {
-#if defined(ADVNN__AVX2)
+#if defined(ADVNN__RUNTIME)
+    return advnn__use_vec() ? "avx2+fma" : "scalar";
+#elif defined(ADVNN__AVX2)
     return "avx2+fma";
 #elif defined(ADVNN__NEON)
     return "neon";
 #else
     return "scalar";
+#endif
+}
+
+ADVNN_SIMD_DEF int advnn_simd_force(const char *isa) {
+    int automatic = !isa || !*isa || strcmp(isa, "auto") == 0;
+    int want_vec = isa && (strcmp(isa, "avx2") == 0 || strcmp(isa, "avx2+fma") == 0);
+#if defined(ADVNN__RUNTIME)
+    int s;
+    if (automatic) s = advnn__isa_default();
+    else if (strcmp(isa, "scalar") == 0) s = 1;
+    else if (want_vec && advnn__cpu_avx2_fma()) s = 2;
+    else return -1;
+    __atomic_store_n(&advnn__isa_sel, s, __ATOMIC_RELAXED);
+    return 0;
+#else
+    /* one compiled-in path: only that one (or "auto") can be chosen */
+#if defined(ADVNN__AVX2)
+    if (want_vec) return 0;
+#else
+    (void)want_vec;
+#endif
+    return automatic || strcmp(isa, advnn_simd_name()) == 0 ? 0 : -1;
 #endif
 }
 
@@ -584,11 +679,55 @@ ADVNN__VFN float advnn__vhmax(advnn__v v) {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-ADVNN__VFN advnn__v advnn__vexp(advnn__v x) { return Sleef_expf8_u10avx2(x); }
-ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f8_u10avx2(x); }
-ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf8_u10avx2(x); }
-ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf8_u10avx2(x); }
-ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf8_u10avx2(x); }
+#ifdef ADVNN__RUNTIME
+/* SLEEF's AVX2 functions take and return __m256 in ymm0. sleef.h declares them only under __AVX__,
+ * so they are declared here, under local names bound to SLEEF's symbols (no clash with sleef.h's own
+ * declarations should the user include it). gcc lowers a call from a target("avx2") function to a
+ * callee declared target("avx2") with the AVX ABI (ymm0). clang (14 at least) lowers __m256 call
+ * arguments with the translation unit's ABI (in memory without -mavx) whatever the attributes, so
+ * with clang the call is made by hand: x in ymm0, the caller-saved registers clobbered, the stack
+ * moved below the red zone and 32-byte aligned for the call. */
+#define ADVNN__SYM_(x) #x
+#define ADVNN__SYM(x) ADVNN__SYM_(x)
+#if defined(__clang__)
+#define ADVNN__SLEEF_AVX2(f) __m256 advnn__sleef_##f(__m256) __asm__(ADVNN__SYM(__USER_LABEL_PREFIX__) "Sleef_" #f);
+#else
+#define ADVNN__SLEEF_AVX2(f) ADVNN__AVX2_FN __attribute__((const)) __m256 advnn__sleef_##f(__m256) \
+    __asm__(ADVNN__SYM(__USER_LABEL_PREFIX__) "Sleef_" #f);
+#endif
+ADVNN__SLEEF_AVX2(expf8_u10avx2)
+ADVNN__SLEEF_AVX2(expm1f8_u10avx2)
+ADVNN__SLEEF_AVX2(logf8_u10avx2)
+ADVNN__SLEEF_AVX2(log1pf8_u10avx2)
+ADVNN__SLEEF_AVX2(tanhf8_u10avx2)
+#undef ADVNN__SLEEF_AVX2
+#if defined(__clang__)
+typedef void (*advnn__sleef_fp)(void);
+ADVNN__VFN __m256 advnn__sleef_call(advnn__sleef_fp fn, __m256 x) {
+    register __m256 v __asm__("ymm0") = x;
+    __asm__("movq %%rsp, %%r12\n\t"
+            "subq $128, %%rsp\n\t"
+            "andq $-32, %%rsp\n\t"
+            "call *%[f]\n\t"
+            "movq %%r12, %%rsp"
+            : "+x"(v)
+            : [f] "r"(fn)
+            : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "xmm1", "xmm2", "xmm3", "xmm4",
+              "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+    return v;
+}
+#define ADVNN__SLEEF(f, x) advnn__sleef_call((advnn__sleef_fp)&advnn__sleef_##f, (x))
+#else
+#define ADVNN__SLEEF(f, x) advnn__sleef_##f(x)
+#endif
+#else
+#define ADVNN__SLEEF(f, x) Sleef_##f(x)
+#endif
+ADVNN__VFN advnn__v advnn__vexp(advnn__v x) { return ADVNN__SLEEF(expf8_u10avx2, x); }
+ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return ADVNN__SLEEF(expm1f8_u10avx2, x); }
+ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return ADVNN__SLEEF(logf8_u10avx2, x); }
+ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return ADVNN__SLEEF(log1pf8_u10avx2, x); }
+ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return ADVNN__SLEEF(tanhf8_u10avx2, x); }
 /* int32 lanes (flat indices) */
 typedef __m256i advnn__vi;
 ADVNN__VFN advnn__vi advnn__viota(int b) { /* b, b+1, ..., b+VL-1 */
@@ -696,38 +835,27 @@ ADVNN__VFN advnn__v advnn__vsoftplus(advnn__v x) {
 /* ============================================================================================ */
 /* Vectors                                                                                       */
 /* ============================================================================================ */
-ADVNN_SIMD_DEF void advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy) {
 #ifdef ADVNN__VECTOR
-    if (incx == 1 && incy == 1) {
-        advnn__v va = advnn__vset(a);
-        int i = 0;
-        for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL)
-            for (int u = 0; u < 4; u++) {
-                int o = i + u * ADVNN__VL;
-                advnn__vst(y + o, advnn__vfma(va, advnn__vld(x + o), advnn__vld(y + o)));
-            }
-        for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(y + i, advnn__vfma(va, advnn__vld(x + i), advnn__vld(y + i)));
-        for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
-        return;
-    }
-#endif
-    advnn__axpy_ref(n, a, x, incx, y, incy);
+/* Vector bodies of the contiguous case (inc == 1); other increments take the scalar loop. */
+ADVNN__VKFN void advnn__axpy_v(int n, float a, const float *x, float *y) {
+    advnn__v va = advnn__vset(a);
+    int i = 0;
+    for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL)
+        for (int u = 0; u < 4; u++) {
+            int o = i + u * ADVNN__VL;
+            advnn__vst(y + o, advnn__vfma(va, advnn__vld(x + o), advnn__vld(y + o)));
+        }
+    for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(y + i, advnn__vfma(va, advnn__vld(x + i), advnn__vld(y + i)));
+    for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
-ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
-#ifdef ADVNN__VECTOR
-    if (incx == 1) {
-        advnn__v va = advnn__vset(a);
-        int i = 0;
-        for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(x + i, advnn__vmul(va, advnn__vld(x + i)));
-        for (; i < n; i++) x[i] *= a;
-        return;
-    }
-#endif
-    advnn__scale_ref(n, a, x, incx);
+ADVNN__VKFN void advnn__scale_v(int n, float a, float *x) {
+    advnn__v va = advnn__vset(a);
+    int i = 0;
+    for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(x + i, advnn__vmul(va, advnn__vld(x + i)));
+    for (; i < n; i++) x[i] *= a;
 }
 
-#ifdef ADVNN__VECTOR
 /* Reduction over a contiguous array with 4 independent vector accumulators. */
 #define ADVNN__REDUCE(n, INIT, LOAD, COMB, HRED, SCAL, OUT)                                        \
     do {                                                                                          \
@@ -744,65 +872,78 @@ ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
         OUT = HRED(s0_);                                                                          \
         for (; i_ < (n); i_++) OUT = SCAL(OUT, i_);                                               \
     } while (0)
-#endif
 
-ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy) {
-#ifdef ADVNN__VECTOR
-    if (incx == 1 && incy == 1) {
-        advnn__v s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0;
-        int i = 0;
-        for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL) {
-            s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
-            s1 = advnn__vfma(advnn__vld(x + i + ADVNN__VL), advnn__vld(y + i + ADVNN__VL), s1);
-            s2 = advnn__vfma(advnn__vld(x + i + 2 * ADVNN__VL), advnn__vld(y + i + 2 * ADVNN__VL), s2);
-            s3 = advnn__vfma(advnn__vld(x + i + 3 * ADVNN__VL), advnn__vld(y + i + 3 * ADVNN__VL), s3);
-        }
-        for (; i + ADVNN__VL <= n; i += ADVNN__VL) s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
-        float s = advnn__vhsum(advnn__vadd(advnn__vadd(s0, s1), advnn__vadd(s2, s3)));
-        for (; i < n; i++) s = fmaf(x[i], y[i], s);
-        return s;
+ADVNN__VKFN float advnn__dot_v(int n, const float *x, const float *y) {
+    advnn__v s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 4 * ADVNN__VL <= n; i += 4 * ADVNN__VL) {
+        s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
+        s1 = advnn__vfma(advnn__vld(x + i + ADVNN__VL), advnn__vld(y + i + ADVNN__VL), s1);
+        s2 = advnn__vfma(advnn__vld(x + i + 2 * ADVNN__VL), advnn__vld(y + i + 2 * ADVNN__VL), s2);
+        s3 = advnn__vfma(advnn__vld(x + i + 3 * ADVNN__VL), advnn__vld(y + i + 3 * ADVNN__VL), s3);
     }
-#endif
-    return advnn__dot_ref(n, x, incx, y, incy);
+    for (; i + ADVNN__VL <= n; i += ADVNN__VL) s0 = advnn__vfma(advnn__vld(x + i), advnn__vld(y + i), s0);
+    float s = advnn__vhsum(advnn__vadd(advnn__vadd(s0, s1), advnn__vadd(s2, s3)));
+    for (; i < n; i++) s = fmaf(x[i], y[i], s);
+    return s;
 }
 
-#ifdef ADVNN__VECTOR
 #define ADVNN__LD_X(i) advnn__vld(x + (i))
 #define ADVNN__LD_XX(i) advnn__vmul(advnn__vld(x + (i)), advnn__vld(x + (i)))
 #define ADVNN__SC_SUM(s, i) ((s) + x[i])
 #define ADVNN__SC_SUMSQ(s, i) fmaf(x[i], x[i], (s))
 #define ADVNN__SC_MAX(s, i) (x[i] > (s) ? x[i] : (s))
+
+ADVNN__VKFN float advnn__sum_v(int n, const float *x) {
+    float s;
+    ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_X, advnn__vadd, advnn__vhsum, ADVNN__SC_SUM, s);
+    return s;
+}
+ADVNN__VKFN float advnn__sumsq_v(int n, const float *x) {
+    float s;
+    ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_XX, advnn__vadd, advnn__vhsum, ADVNN__SC_SUMSQ, s);
+    return s;
+}
+ADVNN__VKFN float advnn__max_v(int n, const float *x) {
+    float s;
+    ADVNN__REDUCE(n, advnn__vset(-INFINITY), ADVNN__LD_X, advnn__vmax, advnn__vhmax, ADVNN__SC_MAX, s);
+    return s;
+}
 #endif
 
+ADVNN_SIMD_DEF void advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1 && incy == 1 && ADVNN__VEC_LIVE()) { advnn__axpy_v(n, a, x, y); return; }
+#endif
+    advnn__axpy_ref(n, a, x, incx, y, incy);
+}
+ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1 && ADVNN__VEC_LIVE()) { advnn__scale_v(n, a, x); return; }
+#endif
+    advnn__scale_ref(n, a, x, incx);
+}
+ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy) {
+#ifdef ADVNN__VECTOR
+    if (incx == 1 && incy == 1 && ADVNN__VEC_LIVE()) return advnn__dot_v(n, x, y);
+#endif
+    return advnn__dot_ref(n, x, incx, y, incy);
+}
 ADVNN_SIMD_DEF float advnn_sum(int n, const float *x, int incx) {
 #ifdef ADVNN__VECTOR
-    if (incx == 1) {
-        float s;
-        ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_X, advnn__vadd, advnn__vhsum, ADVNN__SC_SUM, s);
-        return s;
-    }
+    if (incx == 1 && ADVNN__VEC_LIVE()) return advnn__sum_v(n, x);
 #endif
     return advnn__sum_ref(n, x, incx);
 }
-
 ADVNN_SIMD_DEF float advnn_sumsq(int n, const float *x, int incx) {
 #ifdef ADVNN__VECTOR
-    if (incx == 1) {
-        float s;
-        ADVNN__REDUCE(n, advnn__vset(0.0f), ADVNN__LD_XX, advnn__vadd, advnn__vhsum, ADVNN__SC_SUMSQ, s);
-        return s;
-    }
+    if (incx == 1 && ADVNN__VEC_LIVE()) return advnn__sumsq_v(n, x);
 #endif
     return advnn__sumsq_ref(n, x, incx);
 }
-
 ADVNN_SIMD_DEF float advnn_max(int n, const float *x, int incx) {
 #ifdef ADVNN__VECTOR
-    if (incx == 1) {
-        float s;
-        ADVNN__REDUCE(n, advnn__vset(-INFINITY), ADVNN__LD_X, advnn__vmax, advnn__vhmax, ADVNN__SC_MAX, s);
-        return s;
-    }
+    if (incx == 1 && ADVNN__VEC_LIVE()) return advnn__max_v(n, x);
 #endif
     return advnn__max_ref(n, x, incx);
 }
@@ -810,64 +951,92 @@ ADVNN_SIMD_DEF float advnn_max(int n, const float *x, int incx) {
 /* ============================================================================================ */
 /* Matrices                                                                                      */
 /* ============================================================================================ */
-ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float *b) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__add_bias_v(int M, int N, float *X, int ldx, const float *b) {
     for (int i = 0; i < M; i++) {
         float *xr = X + (advnn__idx)i * ldx;
         ADVNN__MAP3(N, xr, b, b, xr, vo = advnn__vadd(v1, v2));
     }
-#else
-    advnn__add_bias_ref(M, N, X, ldx, b);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float *b) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__add_bias_v(M, N, X, ldx, b); return; }
+#endif
+    advnn__add_bias_ref(M, N, X, ldx, b);
 }
 
-ADVNN_SIMD_DEF void advnn_col_sums(int M, int N, const float *X, int ldx, float *out) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__col_sums_v(int M, int N, const float *X, int ldx, float *out) {
     /* same summation order as the reference (row by row): bitwise identical results */
     for (int i = 0; i < M; i++) {
         const float *xr = X + (advnn__idx)i * ldx;
         ADVNN__MAP3(N, out, xr, xr, out, vo = advnn__vadd(v1, v2));
     }
-#else
-    advnn__col_sums_ref(M, N, X, ldx, out);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_col_sums(int M, int N, const float *X, int ldx, float *out) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__col_sums_v(M, N, X, ldx, out); return; }
+#endif
+    advnn__col_sums_ref(M, N, X, ldx, out);
 }
 
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__row_max_v(int M, int N, const float *X, int ldx, float *out) {
+    for (int i = 0; i < M; i++) out[i] = advnn__max_v(N, X + (advnn__idx)i * ldx);
+}
+#endif
 ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *out) {
-    for (int i = 0; i < M; i++) out[i] = advnn_max(N, X + (advnn__idx)i * ldx, 1);
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__row_max_v(M, N, X, ldx, out); return; }
+#endif
+    advnn__row_max_ref(M, N, X, ldx, out);
 }
 
 /* ============================================================================================ */
 /* Vector math                                                                                   */
 /* ============================================================================================ */
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__vexp_v(int n, const float *x, float *y) {
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vexp(v1));
+}
+#endif
 ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y) {
 #ifdef ADVNN__VECTOR
-    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vexp(v1));
-#else
-    advnn__vexp_ref(n, x, y);
+    if (ADVNN__VEC_LIVE()) { advnn__vexp_v(n, x, y); return; }
 #endif
+    advnn__vexp_ref(n, x, y);
 }
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__vlog_v(int n, const float *x, float *y) {
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vlog(v1));
+}
+#endif
 ADVNN_SIMD_DEF void advnn_vlog(int n, const float *x, float *y) {
 #ifdef ADVNN__VECTOR
-    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vlog(v1));
-#else
-    advnn__vlog_ref(n, x, y);
+    if (ADVNN__VEC_LIVE()) { advnn__vlog_v(n, x, y); return; }
 #endif
+    advnn__vlog_ref(n, x, y);
 }
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__vtanh_v(int n, const float *x, float *y) {
+    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vtanh(v1));
+}
+#endif
 ADVNN_SIMD_DEF void advnn_vtanh(int n, const float *x, float *y) {
 #ifdef ADVNN__VECTOR
-    ADVNN__MAP3(n, x, x, x, y, vo = advnn__vtanh(v1));
-#else
-    advnn__vtanh_ref(n, x, y);
+    if (ADVNN__VEC_LIVE()) { advnn__vtanh_v(n, x, y); return; }
 #endif
+    advnn__vtanh_ref(n, x, y);
 }
 
 /* ============================================================================================ */
 /* Activations                                                                                   */
 /* ============================================================================================ */
-ADVNN_SIMD_DEF void advnn_act_forward(advnn_act act, int M, int N, const float *x, int ldx, float *y,
-                                      int ldy, float param, const float *alpha) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__act_forward_v(advnn_act act, int M, int N, const float *x, int ldx, float *y,
+                                      int ldy, float param, const float *alpha) {
     const advnn__v zero = advnn__vset(0.0f), vp = advnn__vset(param);
     for (int i = 0; i < M; i++) {
         const float *xr = x + (advnn__idx)i * ldx;
@@ -893,15 +1062,20 @@ ADVNN_SIMD_DEF void advnn_act_forward(advnn_act act, int M, int N, const float *
         default: break;
         }
     }
-#else
-    advnn__act_forward_ref(act, M, N, x, ldx, y, ldy, param, alpha);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_act_forward(advnn_act act, int M, int N, const float *x, int ldx, float *y,
+                                      int ldy, float param, const float *alpha) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__act_forward_v(act, M, N, x, ldx, y, ldy, param, alpha); return; }
+#endif
+    advnn__act_forward_ref(act, M, N, x, ldx, y, ldy, param, alpha);
 }
 
-ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float *x, int ldx,
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__act_backward_v(advnn_act act, int M, int N, const float *x, int ldx,
                                        const float *y, int ldy, const float *dy, int lddy, float *dx,
                                        int lddx, float param, const float *alpha, float *dalpha) {
-#ifdef ADVNN__VECTOR
     const advnn__v zero = advnn__vset(0.0f), one = advnn__vset(1.0f), vp = advnn__vset(param);
     for (int i = 0; i < M; i++) {
         const float *dyr = dy + (advnn__idx)i * lddy;
@@ -938,33 +1112,46 @@ ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float 
         default: break;
         }
     }
-#else
-    advnn__act_backward_ref(act, M, N, x, ldx, y, ldy, dy, lddy, dx, lddx, param, alpha, dalpha);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_act_backward(advnn_act act, int M, int N, const float *x, int ldx,
+                                       const float *y, int ldy, const float *dy, int lddy, float *dx,
+                                       int lddx, float param, const float *alpha, float *dalpha) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) {
+        advnn__act_backward_v(act, M, N, x, ldx, y, ldy, dy, lddy, dx, lddx, param, alpha, dalpha);
+        return;
+    }
+#endif
+    advnn__act_backward_ref(act, M, N, x, ldx, y, ldy, dy, lddy, dx, lddx, param, alpha, dalpha);
 }
 
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__softmax_rows_v(int M, int N, const float *x, int ldx, float *y, int ldy) {
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ldx;
+        float *yr = y + (advnn__idx)i * ldy;
+        if (N <= 0) continue;
+        advnn__v vm = advnn__vset(advnn__max_v(N, xr));
+        ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vexp(advnn__vsub(v1, vm)));
+        advnn__scale_v(N, 1.0f / advnn__sum_v(N, yr), yr);
+    }
+}
+#endif
 ADVNN_SIMD_DEF void advnn_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy) {
 #ifdef ADVNN__VECTOR
-    for (int i = 0; i < M; i++) {
-        const float *xr = x + (advnn__idx)i * ldx;
-        float *yr = y + (advnn__idx)i * ldy;
-        if (N <= 0) continue;
-        advnn__v vm = advnn__vset(advnn_max(N, xr, 1));
-        ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vexp(advnn__vsub(v1, vm)));
-        advnn_scale(N, 1.0f / advnn_sum(N, yr, 1), yr, 1);
-    }
-#else
-    advnn__softmax_rows_ref(M, N, x, ldx, y, ldy);
+    if (ADVNN__VEC_LIVE()) { advnn__softmax_rows_v(M, N, x, ldx, y, ldy); return; }
 #endif
+    advnn__softmax_rows_ref(M, N, x, ldx, y, ldy);
 }
 
-ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__log_softmax_rows_v(int M, int N, const float *x, int ldx, float *y, int ldy) {
     for (int i = 0; i < M; i++) {
         const float *xr = x + (advnn__idx)i * ldx;
         float *yr = y + (advnn__idx)i * ldy;
         if (N <= 0) continue;
-        float m = advnn_max(N, xr, 1);
+        float m = advnn__max_v(N, xr);
         advnn__v vm = advnn__vset(m), s = advnn__vset(0.0f);
         int j = 0;
         for (; j + ADVNN__VL <= N; j += ADVNN__VL) s = advnn__vadd(s, advnn__vexp(advnn__vsub(advnn__vld(xr + j), vm)));
@@ -978,9 +1165,13 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
         advnn__v vl = advnn__vset(logf(ssum));
         ADVNN__MAP3(N, xr, xr, xr, yr, vo = advnn__vsub(advnn__vsub(v1, vm), vl));
     }
-#else
-    advnn__log_softmax_rows_ref(M, N, x, ldx, y, ldy);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx, float *y, int ldy) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__log_softmax_rows_v(M, N, x, ldx, y, ldy); return; }
+#endif
+    advnn__log_softmax_rows_ref(M, N, x, ldx, y, ldy);
 }
 
 /* ============================================================================================ */
@@ -1063,9 +1254,9 @@ ADVNN__VFN void advnn__tap_range(int iw0, int KW, int W, int *lo, int *hi) {
 }
 #endif
 
-ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
-                                 const float *x, float *cols, int ldcols) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__im2col_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *x, float *cols, int ldcols) {
     if (C <= 0 || Wo <= 0) return;
     /* interior output columns [ow_lo, ow_hi): every kw tap in range, one run of KW*C floats */
     int ow_lo = (PL + SW - 1) / SW, ow_hi = W - KW + PL >= 0 ? (W - KW + PL) / SW + 1 : 0;
@@ -1096,14 +1287,19 @@ ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, in
                 advnn__zero_run((KW - hi) * C, dst + hi * C);
             }
         }
-#else
-    advnn__im2col_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, ldcols);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *x, float *cols, int ldcols) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__im2col_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, ldcols); return; }
+#endif
+    advnn__im2col_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, ldcols);
 }
 
-ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
-                                 const float *cols, int ldcols, float *dx) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__col2im_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *cols, int ldcols, float *dx) {
     if (C <= 0) return;
     for (int oh = 0; oh < Ho; oh++)
         for (int ow = 0; ow < Wo; ow++) {
@@ -1118,14 +1314,19 @@ ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, in
                                dx + ((advnn__idx)ih * W + iw0 + lo) * C);
             }
         }
-#else
-    advnn__col2im_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
+                                 const float *cols, int ldcols, float *dx) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__col2im_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx); return; }
+#endif
+    advnn__col2im_ref(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx);
 }
 
-ADVNN_SIMD_DEF void advnn_maxpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
-                                      int32_t *argmax) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__maxpool_fwd_v(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
+                                      int32_t *argmax) {
     int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
     for (int oh = 0; oh < Ho; oh++)
         for (int ow = 0; ow < Wo; ow++) {
@@ -1158,9 +1359,14 @@ ADVNN_SIMD_DEF void advnn_maxpool_fwd(int H, int W, int C, int KH, int KW, int S
                 if (argmax) argmax[o + c] = (int32_t)bk;
             }
         }
-#else
-    advnn__maxpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y, argmax);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_maxpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y,
+                                      int32_t *argmax) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__maxpool_fwd_v(H, W, C, KH, KW, SH, SW, x, y, argmax); return; }
+#endif
+    advnn__maxpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y, argmax);
 }
 
 /* A scatter: one body for every path (no gather/scatter win at these sizes; order = the contract). */
@@ -1169,8 +1375,8 @@ ADVNN_SIMD_DEF void advnn_maxpool_bwd(int Ho, int Wo, int C, const float *dy, co
     for (advnn__idx k = 0; k < n; k++) dx[argmax[k]] += dy[k];
 }
 
-ADVNN_SIMD_DEF void advnn_avgpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__avgpool_fwd_v(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y) {
     int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
     const float inv = 1.0f / (float)(KH * KW);
     const advnn__v vinv = advnn__vset(inv);
@@ -1192,13 +1398,17 @@ ADVNN_SIMD_DEF void advnn_avgpool_fwd(int H, int W, int C, int KH, int KW, int S
                 yo[c] = s * inv;
             }
         }
-#else
-    advnn__avgpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_avgpool_fwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__avgpool_fwd_v(H, W, C, KH, KW, SH, SW, x, y); return; }
+#endif
+    advnn__avgpool_fwd_ref(H, W, C, KH, KW, SH, SW, x, y);
 }
 
-ADVNN_SIMD_DEF void advnn_avgpool_bwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy, float *dx) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__avgpool_bwd_v(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy, float *dx) {
     int Ho = H >= KH ? (H - KH) / SH + 1 : 0, Wo = W >= KW ? (W - KW) / SW + 1 : 0;
     const float inv = 1.0f / (float)(KH * KW);
     const advnn__v vinv = advnn__vset(inv);
@@ -1221,13 +1431,17 @@ ADVNN_SIMD_DEF void advnn_avgpool_bwd(int H, int W, int C, int KH, int KW, int S
                     for (int kw = 0; kw < KW; kw++) db[((advnn__idx)kh * W + kw) * C + c] += g;
             }
         }
-#else
-    advnn__avgpool_bwd_ref(H, W, C, KH, KW, SH, SW, dy, dx);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_avgpool_bwd(int H, int W, int C, int KH, int KW, int SH, int SW, const float *dy, float *dx) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__avgpool_bwd_v(H, W, C, KH, KW, SH, SW, dy, dx); return; }
+#endif
+    advnn__avgpool_bwd_ref(H, W, C, KH, KW, SH, SW, dy, dx);
 }
 
-ADVNN_SIMD_DEF void advnn_upsample_fwd(int H, int W, int C, int FH, int FW, const float *x, float *y) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__upsample_fwd_v(int H, int W, int C, int FH, int FW, const float *x, float *y) {
     if (W <= 0 || C <= 0 || FH <= 0 || FW <= 0) return;
     const int rowlen = W * FW * C; /* floats in one output row */
     for (int h = 0; h < H; h++) {
@@ -1246,13 +1460,17 @@ ADVNN_SIMD_DEF void advnn_upsample_fwd(int H, int W, int C, int FH, int FW, cons
         }
         for (int i = 1; i < FH; i++) advnn__copy_run(rowlen, yr, yr + (advnn__idx)i * rowlen);
     }
-#else
-    advnn__upsample_fwd_ref(H, W, C, FH, FW, x, y);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_upsample_fwd(int H, int W, int C, int FH, int FW, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__upsample_fwd_v(H, W, C, FH, FW, x, y); return; }
+#endif
+    advnn__upsample_fwd_ref(H, W, C, FH, FW, x, y);
 }
 
-ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, const float *dy, float *dx) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__upsample_bwd_v(int H, int W, int C, int FH, int FW, const float *dy, float *dx) {
     const advnn__idx rowlen = (advnn__idx)W * FW * C;
     for (int h = 0; h < H; h++)
         for (int w = 0; w < W; w++) {
@@ -1272,9 +1490,13 @@ ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, cons
                 d[c] += s;
             }
         }
-#else
-    advnn__upsample_bwd_ref(H, W, C, FH, FW, dy, dx);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, const float *dy, float *dx) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__upsample_bwd_v(H, W, C, FH, FW, dy, dx); return; }
+#endif
+    advnn__upsample_bwd_ref(H, W, C, FH, FW, dy, dx);
 }
 
 /* ============================================================================================ */
@@ -1327,9 +1549,9 @@ ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float 
 #undef ADVNN__STR
 #endif
 
-ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
-                                        float *c, float *h, int ldc, int ldh, const float *mask) {
 #ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
+                                        float *c, float *h, int ldc, int ldh, const float *mask) {
     if (H <= 0) return;
     const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
     for (int r = 0; r < n; r++) {
@@ -1346,15 +1568,20 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const f
             if (hr != hp) memcpy(hr, hp, (size_t)H * sizeof(float));
         }
     }
-#else
-    advnn__lstm_cell_fwd_ref(n, H, z, ldz, c_prev, h_prev, c, h, ldc, ldh, mask);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
+                                        float *c, float *h, int ldc, int ldh, const float *mask) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__lstm_cell_fwd_v(n, H, z, ldz, c_prev, h_prev, c, h, ldc, ldh, mask); return; }
+#endif
+    advnn__lstm_cell_fwd_ref(n, H, z, ldz, c_prev, h_prev, c, h, ldc, ldh, mask);
 }
 
-ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
                                         const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
                                         int ldc, int ldh, const float *mask) {
-#ifdef ADVNN__VECTOR
     if (H <= 0) return;
     const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
     const size_t hb = (size_t)H * sizeof(float);
@@ -1377,9 +1604,18 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
                               dzr + j, dzr + H + j, dzr + H2 + j, dzr + H3 + j, dcp + j, dhp ? dhp + j : NULL, rl);
         }
     }
-#else
-    advnn__lstm_cell_bwd_ref(n, H, z, ldz, c_prev, c, dh, dc, dz, dc_prev, dh_prev, ldc, ldh, mask);
+}
 #endif
+ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
+                                        const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
+                                        int ldc, int ldh, const float *mask) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) {
+        advnn__lstm_cell_bwd_v(n, H, z, ldz, c_prev, c, dh, dc, dz, dc_prev, dh_prev, ldc, ldh, mask);
+        return;
+    }
+#endif
+    advnn__lstm_cell_bwd_ref(n, H, z, ldz, c_prev, c, dh, dc, dz, dc_prev, dh_prev, ldc, ldh, mask);
 }
 
 /* ============================================================================================ */
@@ -1393,35 +1629,55 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 /* Edge tiles: the kernel writes a local MR x NR tile which is merged with alpha/beta.           */
 /* B micro-panel (KC x NR) stays in L1, the A block (MC x KC) in L2.                              */
 /* M == 1 and N == 1 go to vectorized matrix-vector paths (no packing, no stack buffer).         */
+/* The driver and the packing are written once (advnn__*_t, always inlined) with the blocking as  */
+/* arguments, and instantiated per micro-kernel: _v (AVX2 6x16 or NEON 8x12) and _s (portable    */
+/* 4x8; compiled when no vector ISA is, and in the runtime-dispatch build).                       */
 /* ============================================================================================ */
 #define ADVNN__KC 256
 #define ADVNN__MC 96
 #if defined(ADVNN__AVX2)
-#define ADVNN__MR 6
-#define ADVNN__NR 16
-#define ADVNN__NC 128
-#define ADVNN__STRIDED_A 1 /* kernel accepts unpacked A */
+#define ADVNN__MR_V 6
+#define ADVNN__NR_V 16
+#define ADVNN__NC_V 128
+#define ADVNN__STRIDED_A_V 1 /* kernel accepts unpacked A */
 #elif defined(ADVNN__NEON)
-#define ADVNN__MR 8
-#define ADVNN__NR 12
-#define ADVNN__NC 120
-#define ADVNN__STRIDED_A 0 /* kernel requires packed A (rsa=1, csa=MR) */
-#else
-#define ADVNN__MR 4
-#define ADVNN__NR 8
-#define ADVNN__NC 128
-#define ADVNN__STRIDED_A 1
+#define ADVNN__MR_V 8
+#define ADVNN__NR_V 12
+#define ADVNN__NC_V 120
+#define ADVNN__STRIDED_A_V 0 /* kernel requires packed A (rsa=1, csa=MR) */
 #endif
-/* compile-time check that the blocking fits the public work size */
-typedef char advnn__work_size_check[(ADVNN__MC * ADVNN__KC + ADVNN__KC * ADVNN__NC <= ADVNN_SGEMM_WORK_FLOATS &&
-                                     ADVNN__MC % ADVNN__MR == 0 && ADVNN__NC % ADVNN__NR == 0) ? 1 : -1];
+#if !defined(ADVNN__VECTOR) || defined(ADVNN__RUNTIME)
+#define ADVNN__GEMM_S 1 /* the portable blocked path is compiled */
+#endif
+#define ADVNN__MR_S 4
+#define ADVNN__NR_S 8
+#define ADVNN__NC_S 128
+#define ADVNN__TILE_MAX 128 /* >= MR*NR of every micro-kernel */
+/* compile-time check that the blocking fits the public work size and the edge tile */
+#define ADVNN__GEMM_OK(MR, NR, NC) (ADVNN__MC * ADVNN__KC + ADVNN__KC * (NC) <= ADVNN_SGEMM_WORK_FLOATS && \
+                                    ADVNN__MC % (MR) == 0 && (NC) % (NR) == 0 && (MR) * (NR) <= ADVNN__TILE_MAX)
+#ifdef ADVNN__VECTOR
+typedef char advnn__work_size_check_v[ADVNN__GEMM_OK(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V) ? 1 : -1];
+#endif
+typedef char advnn__work_size_check_s[ADVNN__GEMM_OK(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S) ? 1 : -1];
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ADVNN__INLINE static inline __attribute__((always_inline)) ADVNN__UNUSED
+#elif defined(_MSC_VER)
+#define ADVNN__INLINE static __forceinline
+#else
+#define ADVNN__INLINE static inline
+#endif
+/* c[0..MR)[0..NR) = alpha * sum_p a(i,p) b(p,:) + beta*c, a(i,p) at a[i*rsa + p*csa] */
+typedef void (*advnn__ukr_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
+                              advnn__idx ldc, float alpha, float beta);
 
 #if defined(ADVNN__AVX2)
 /* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
  * c[0..5][0..15] = alpha * sum_p a(i,p) b(p,:) + beta*c  (beta == 0: c not read). */
-ADVNN__AVX2_FN static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                                      const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
-                                      float beta) {
+ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                        const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                        float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
@@ -1476,8 +1732,8 @@ ADVNN__AVX2_FN static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, adv
 }
 #elif defined(ADVNN__NEON)
 /* 8x12 micro-kernel: 24 q accumulators, per k 2 loads of packed A + 3 loads of B + 24 lane-FMAs. */
-static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                       const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
+static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                         const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
     float32x4_t acc[8][3];
     (void)rsa; (void)csa; /* packed A only: rsa == 1, csa == 8 */
     for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = vdupq_n_f32(0.0f);
@@ -1503,10 +1759,11 @@ static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, ad
             vst1q_f32(cp, r);
         }
 }
-#else
+#endif
+#ifdef ADVNN__GEMM_S
 /* Portable 4x8 micro-kernel (strided A). */
-static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                       const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
+static void advnn__ukr_s(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                         const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha, float beta) {
     float acc[4][8];
     memset(acc, 0, sizeof acc);
     for (int p = 0; p < k; p++) {
@@ -1527,19 +1784,20 @@ static void advnn__ukr(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, ad
 
 /* Pack B(pc:pc+kc, jc:jc+nc) of op(B) into NR-wide micro-panels: panel q, element (p, jj) at
  * dst[q*NR*kc + p*NR + jj]; columns beyond nc are zero. */
-static void advnn__pack_b(int transB, const float *B, int ldb, int pc, int jc, int kc, int nc, float *dst) {
-    for (int jr = 0; jr < nc; jr += ADVNN__NR) {
-        int nr = nc - jr < ADVNN__NR ? nc - jr : ADVNN__NR;
+ADVNN__INLINE void advnn__pack_b_t(int NR, int transB, const float *B, int ldb, int pc, int jc, int kc, int nc,
+                                   float *dst) {
+    for (int jr = 0; jr < nc; jr += NR) {
+        int nr = nc - jr < NR ? nc - jr : NR;
         float *d = dst + (advnn__idx)jr * kc;
         if (!transB) {
             const float *s = B + (advnn__idx)pc * ldb + jc + jr;
-            if (nr == ADVNN__NR) {
-                for (int p = 0; p < kc; p++, s += ldb, d += ADVNN__NR) memcpy(d, s, ADVNN__NR * sizeof(float));
+            if (nr == NR) {
+                for (int p = 0; p < kc; p++, s += ldb, d += NR) memcpy(d, s, NR * sizeof(float));
             } else {
-                for (int p = 0; p < kc; p++, s += ldb, d += ADVNN__NR) {
+                for (int p = 0; p < kc; p++, s += ldb, d += NR) {
                     int jj = 0;
                     for (; jj < nr; jj++) d[jj] = s[jj];
-                    for (; jj < ADVNN__NR; jj++) d[jj] = 0.0f;
+                    for (; jj < NR; jj++) d[jj] = 0.0f;
                 }
             }
         } else {
@@ -1549,36 +1807,37 @@ static void advnn__pack_b(int transB, const float *B, int ldb, int pc, int jc, i
             for (; jj + 4 <= nr; jj += 4) {
                 const float *s0 = s + (advnn__idx)jj * ldb, *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
                 float *dd = d + jj;
-                for (int p = 0; p < kc; p++, dd += ADVNN__NR) {
+                for (int p = 0; p < kc; p++, dd += NR) {
                     dd[0] = s0[p]; dd[1] = s1[p]; dd[2] = s2[p]; dd[3] = s3[p];
                 }
             }
             for (; jj < nr; jj++) {
                 const float *s0 = s + (advnn__idx)jj * ldb;
-                for (int p = 0; p < kc; p++) d[p * ADVNN__NR + jj] = s0[p];
+                for (int p = 0; p < kc; p++) d[p * NR + jj] = s0[p];
             }
-            for (; jj < ADVNN__NR; jj++)
-                for (int p = 0; p < kc; p++) d[p * ADVNN__NR + jj] = 0.0f;
+            for (; jj < NR; jj++)
+                for (int p = 0; p < kc; p++) d[p * NR + jj] = 0.0f;
         }
     }
 }
 
 /* Pack op(A)(ic:ic+mc, pc:pc+kc) into MR-tall micro-panels: panel r, element (i, p) at
  * dst[r*MR*kc + p*MR + i]; rows beyond mc are zero. */
-static void advnn__pack_a(int transA, const float *A, int lda, int ic, int pc, int mc, int kc, float *dst) {
-    for (int ir = 0; ir < mc; ir += ADVNN__MR) {
-        int mr = mc - ir < ADVNN__MR ? mc - ir : ADVNN__MR;
+ADVNN__INLINE void advnn__pack_a_t(int MR, int transA, const float *A, int lda, int ic, int pc, int mc, int kc,
+                                   float *dst) {
+    for (int ir = 0; ir < mc; ir += MR) {
+        int mr = mc - ir < MR ? mc - ir : MR;
         float *d = dst + (advnn__idx)ir * kc;
         if (transA) {
             /* A stored K x M: row p of storage holds op(A)(:, p) contiguous */
             const float *s = A + (advnn__idx)pc * lda + ic + ir;
-            if (mr == ADVNN__MR) {
-                for (int p = 0; p < kc; p++, s += lda, d += ADVNN__MR) memcpy(d, s, ADVNN__MR * sizeof(float));
+            if (mr == MR) {
+                for (int p = 0; p < kc; p++, s += lda, d += MR) memcpy(d, s, MR * sizeof(float));
             } else {
-                for (int p = 0; p < kc; p++, s += lda, d += ADVNN__MR) {
+                for (int p = 0; p < kc; p++, s += lda, d += MR) {
                     int i = 0;
                     for (; i < mr; i++) d[i] = s[i];
-                    for (; i < ADVNN__MR; i++) d[i] = 0.0f;
+                    for (; i < MR; i++) d[i] = 0.0f;
                 }
             }
         } else {
@@ -1586,50 +1845,53 @@ static void advnn__pack_a(int transA, const float *A, int lda, int ic, int pc, i
             int i = 0;
             for (; i < mr; i++) {
                 const float *si = s + (advnn__idx)i * lda;
-                for (int p = 0; p < kc; p++) d[p * ADVNN__MR + i] = si[p];
+                for (int p = 0; p < kc; p++) d[p * MR + i] = si[p];
             }
-            for (; i < ADVNN__MR; i++)
-                for (int p = 0; p < kc; p++) d[p * ADVNN__MR + i] = 0.0f;
+            for (; i < MR; i++)
+                for (int p = 0; p < kc; p++) d[p * MR + i] = 0.0f;
         }
     }
 }
 
 /* Merge an MR x NR tile t (mr x nr valid) into C with alpha/beta. */
-static void advnn__store_edge(const float *t, int mr, int nr, float *C, int ldc, float alpha, float beta) {
+ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, float *C, int ldc, float alpha,
+                                       float beta) {
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float *cp = C + (advnn__idx)i * ldc + j;
-            float v = alpha * t[i * ADVNN__NR + j];
+            float v = alpha * t[i * NR + j];
             *cp = beta == 0.0f ? v : v + beta * *cp;
         }
 }
 
-/* The blocked driver. packA: 1 = always pack A blocks, 0 = read A in place for full MR tiles
- * (forced to 1 when the micro-kernel needs packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
-ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                                    int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
-                                    int packA) {
-    float *bpack = work;                                   /* KC x NC */
-    float *apack = work + (advnn__idx)ADVNN__KC * ADVNN__NC; /* MC x KC */
-    ADVNN__ALIGN64 float tile[ADVNN__MR * ADVNN__NR];
-    if (!ADVNN__STRIDED_A) packA = 1;
+/* The blocked driver for an MR x NR micro-kernel ukr (strided: ukr accepts unpacked A). packA: 1 =
+ * always pack A blocks, 0 = read A in place for full MR tiles (forced to 1 when the micro-kernel needs
+ * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
+ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr, int transA,
+                                          int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                          const float *B, int ldb, float beta, float *C, int ldc, float *work,
+                                          int packA) {
+    float *bpack = work;                              /* KC x NC */
+    float *apack = work + (advnn__idx)ADVNN__KC * NC; /* MC x KC */
+    ADVNN__ALIGN64 float tile[ADVNN__TILE_MAX];
+    if (!strided) packA = 1;
     const advnn__idx rsa_u = transA ? 1 : lda, csa_u = transA ? lda : 1;
-    for (int jc = 0; jc < N; jc += ADVNN__NC) {
-        int nc = N - jc < ADVNN__NC ? N - jc : ADVNN__NC;
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += ADVNN__KC) {
             int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
             float bt = pc == 0 ? beta : 1.0f;
-            advnn__pack_b(transB, B, ldb, pc, jc, kc, nc, bpack);
+            advnn__pack_b_t(NR, transB, B, ldb, pc, jc, kc, nc, bpack);
             for (int ic = 0; ic < M; ic += ADVNN__MC) {
                 int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
-                int mfull = packA ? 0 : mc - mc % ADVNN__MR; /* rows read in place */
+                int mfull = packA ? 0 : mc - mc % MR; /* rows read in place */
                 if (mfull < mc)
-                    advnn__pack_a(transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
-                for (int jr = 0; jr < nc; jr += ADVNN__NR) {
-                    int nr = nc - jr < ADVNN__NR ? nc - jr : ADVNN__NR;
+                    advnn__pack_a_t(MR, transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
                     const float *bp = bpack + (advnn__idx)jr * kc;
-                    for (int ir = 0; ir < mc; ir += ADVNN__MR) {
-                        int mr = mc - ir < ADVNN__MR ? mc - ir : ADVNN__MR;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
                         const float *ap;
                         advnn__idx rsa, csa;
                         if (ir < mfull) {
@@ -1639,14 +1901,14 @@ ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K,
                         } else {
                             ap = apack + (advnn__idx)ir * kc;
                             rsa = 1;
-                            csa = ADVNN__MR;
+                            csa = MR;
                         }
                         float *cp = C + (advnn__idx)(ic + ir) * ldc + jc + jr;
-                        if (mr == ADVNN__MR && nr == ADVNN__NR) {
-                            advnn__ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
+                        if (mr == MR && nr == NR) {
+                            ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
                         } else {
-                            advnn__ukr(kc, ap, rsa, csa, bp, tile, ADVNN__NR, 1.0f, 0.0f);
-                            advnn__store_edge(tile, mr, nr, cp, ldc, alpha, bt);
+                            ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
+                            advnn__store_edge_t(NR, tile, mr, nr, cp, ldc, alpha, bt);
                         }
                     }
                 }
@@ -1655,17 +1917,51 @@ ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K,
     }
 }
 
-ADVNN__NOINLINE static void advnn__sgemm_stack(int transA, int transB, int M, int N, int K, float alpha,
-                                               const float *A, int lda, const float *B, int ldb, float beta,
-                                               float *C, int ldc, int packA) {
+typedef void (*advnn__blocked_fn)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                  const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA);
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                                        int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+                                        int packA) {
+    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, transA, transB, M,
+                           N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+}
+#endif
+#ifdef ADVNN__GEMM_S
+ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                                      int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
+                                      int packA) {
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, transA, transB, M, N, K, alpha, A,
+                           lda, B, ldb, beta, C, ldc, work, packA);
+}
+#endif
+
+/* The blocked driver of the live path (tests call it to choose the packing of A). */
+ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                    const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) {
+        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        return;
+    }
+#endif
+#ifdef ADVNN__GEMM_S
+    advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+#endif
+}
+
+/* blocked(...) with a 224 KiB stack buffer as work */
+ADVNN__NOINLINE static void advnn__sgemm_stack(advnn__blocked_fn blocked, int transA, int transB, int M, int N, int K,
+                                               float alpha, const float *A, int lda, const float *B, int ldb,
+                                               float beta, float *C, int ldc, int packA) {
     ADVNN__ALIGN64 float buf[ADVNN_SGEMM_WORK_FLOATS]; /* 224 KiB of stack */
-    advnn__sgemm_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, packA);
+    blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, packA);
 }
 
 #ifdef ADVNN__VECTOR
 /* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators. */
-static void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y, float alpha,
-                          float beta) {
+ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y,
+                               float alpha, float beta) {
     const int W = 8 * ADVNN__VL;
     const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
     int j = 0;
@@ -1705,8 +2001,8 @@ static void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x
 }
 
 /* y[j*incy] = alpha * dot(x[0..K), Mat[j*ld .. +K)) + beta*y, j < n  (x contiguous). */
-static void advnn__gemv_t(int K, int n, const float *Mat, int ld, const float *x, float *y, int incy, float alpha,
-                          float beta) {
+ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const float *x, float *y, int incy,
+                               float alpha, float beta) {
     int j = 0;
     for (; j + 4 <= n; j += 4) {
         const float *m0 = Mat + (advnn__idx)j * ld, *m1 = m0 + ld, *m2 = m1 + ld, *m3 = m2 + ld;
@@ -1737,26 +2033,15 @@ static void advnn__gemv_t(int K, int n, const float *Mat, int ld, const float *x
         }
     }
     for (; j < n; j++) {
-        float s = advnn_dot(K, x, 1, Mat + (advnn__idx)j * ld, 1);
+        float s = advnn__dot_v(K, x, Mat + (advnn__idx)j * ld);
         float *yp = y + (advnn__idx)j * incy;
         *yp = beta == 0.0f ? alpha * s : alpha * s + beta * *yp;
     }
 }
-#endif
 
-ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, float *work) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        for (int i = 0; i < M; i++) {
-            float *c = C + (advnn__idx)i * ldc;
-            if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
-            else if (beta != 1.0f)
-                for (int j = 0; j < N; j++) c[j] *= beta;
-        }
-        return;
-    }
-#ifdef ADVNN__VECTOR
+/* The vector path of advnn_sgemm (M, N, K >= 1, alpha != 0). */
+ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
     if (M == 1) { /* row vector times op(B) */
         if (!transB) {
             advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta);
@@ -1778,14 +2063,40 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
             return;
         }
     }
+    if (work)
+        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+    else
+        advnn__sgemm_stack(advnn__sgemm_blocked_v, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+}
 #endif
+
+ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                const float *B, int ldb, float beta, float *C, int ldc, float *work) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        for (int i = 0; i < M; i++) {
+            float *c = C + (advnn__idx)i * ldc;
+            if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
+            else if (beta != 1.0f)
+                for (int j = 0; j < N; j++) c[j] *= beta;
+        }
+        return;
+    }
     /* A is read in place (no packing cost) except for A^T with a long row stride, where the
      * k-walk touches one page per step (TLB/L1-set thrash): measured crossover on Zen 4 ~ lda 800. */
     int packA = transA && lda > 800;
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) {
+        advnn__sgemm_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        return;
+    }
+#endif
+#ifdef ADVNN__GEMM_S
     if (work)
-        advnn__sgemm_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
     else
-        advnn__sgemm_stack(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+        advnn__sgemm_stack(advnn__sgemm_blocked_s, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+#endif
 }
 
 #ifdef __cplusplus

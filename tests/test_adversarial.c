@@ -227,14 +227,24 @@ static double louppe_eval(advnn_graph *g, int want_auc) {
  * where the minimax oscillation stopped (1.9x-17x across ISAs and seeds). Measured with it: KS
  * 0.54 -> 0.04-0.06 (9.3x-13.7x over trainer seeds 2-7 on AVX2; 6.0x on NEON under qemu),
  * AUC 0.86 -> 0.77-0.78. */
+static double louppe_auc0;
+/* After classifier pre-training: record the plain classifier's KS and AUC. Joint phase: Adam 2e-4 for
+ * the classifier, then both rates / 10 for the last 10 epochs. */
+static int louppe_schedule(advnn_adv_epoch *e, void *user) {
+    if (e->epoch == 9) { *(double *)user = louppe_eval(e->graph, 0); louppe_auc0 = louppe_eval(e->graph, 1); }
+    if (e->epoch == 14) { advnn_trainer_set_optim(e->trainer, "clf", advnn_adam(2e-4f)); advnn_trainer_set_optim(e->trainer, "adv", advnn_adam(1e-2f)); }
+    if (e->epoch == 54) { advnn_trainer_set_optim(e->trainer, "adv", advnn_adam(1e-3f)); advnn_trainer_set_optim(e->trainer, "clf", advnn_adam(2e-5f)); }
+    return 0;
+}
+
 static void test_louppe_toy(void) {
     int64_t n = 20000, s2[2], s1[1];
     advnn_tensor *X, *Y, *Z;
     advnn_dataset *d = advnn_dataset_new();
     advnn_graph *g = advnn_graph_new();
     advnn_trainer *tr;
-    advnn_fit_opts o = advnn_fit_defaults();
-    int two = 2, one = 1, x, y, zs, h, logit, s, lc, a, la;
+    advnn_adv_opts ao = advnn_adv_defaults();
+    int two = 2, one = 1, x, y, zs, h, logit, s, lc, a, la, rev;
     double ks0, auc0, ks1, auc1;
     s2[0] = n; s2[1] = 2; s1[0] = n;
     X = advnn_tensor_new(2, s2); Y = advnn_tensor_new(1, s1); Z = advnn_tensor_new(1, s1);
@@ -247,27 +257,20 @@ static void test_louppe_toy(void) {
     s = advnn_name(g, advnn_activation(g, logit, ADVNN_ACT_SIGMOID), "prob");
     lc = advnn_loss_bce_logits(g, logit, y, -1);
     advnn_group(g, "adv");
-    a = advnn_dense(g, advnn_dense(g, advnn_grad_reverse(g, s, 50.0f), 20, ADVNN_ACT_RELU), 20, ADVNN_ACT_RELU);
+    rev = advnn_grad_reverse(g, s, 50.0f);
+    a = advnn_dense(g, advnn_dense(g, rev, 20, ADVNN_ACT_RELU), 20, ADVNN_ACT_RELU);
     la = advnn_loss_mdn(g, advnn_dense(g, a, 5, ADVNN_ACT_LINEAR), advnn_dense(g, a, 5, ADVNN_ACT_LINEAR),
                         advnn_dense(g, a, 5, ADVNN_ACT_LINEAR), zs, -1, 1, 0.01f);
     CHECK(advnn_graph_finalize(g, 1) == ADVNN_OK, "%s", advnn_last_error());
     tr = advnn_trainer_new(g, 128, 2);
-    o.verbose = 0; o.restore_best = 0;
-    /* 1. the classifier alone */
-    advnn_loss_scale(g, la, 0); advnn_trainer_set_trainable(tr, "adv", 0);
-    o.epochs = 10; CHECK(advnn_fit(tr, d, NULL, &o, NULL) == ADVNN_OK, "%s", advnn_last_error());
-    ks0 = louppe_eval(g, 0); auc0 = louppe_eval(g, 1);
-    /* 2. the adversary alone on the frozen classifier */
-    advnn_loss_scale(g, la, 1); advnn_loss_scale(g, lc, 0);
-    advnn_trainer_set_trainable(tr, "adv", 1); advnn_trainer_set_trainable(tr, "clf", 0);
-    o.epochs = 5; CHECK(advnn_fit(tr, d, NULL, &o, NULL) == ADVNN_OK, "%s", advnn_last_error());
-    /* 3. joint steps through the gradient reversal */
-    advnn_loss_scale(g, lc, 1); advnn_trainer_set_trainable(tr, "clf", 1);
-    advnn_trainer_set_optim(tr, "adv", advnn_adam(1e-2f)); advnn_trainer_set_optim(tr, "clf", advnn_adam(2e-4f));
-    o.epochs = 40; CHECK(advnn_fit(tr, d, NULL, &o, NULL) == ADVNN_OK, "%s", advnn_last_error());
-    /* 4. anneal: both learning rates / 10, so the players settle instead of stopping mid-oscillation */
-    advnn_trainer_set_optim(tr, "adv", advnn_adam(1e-3f)); advnn_trainer_set_optim(tr, "clf", advnn_adam(2e-5f));
-    o.epochs = 10; CHECK(advnn_fit(tr, d, NULL, &o, NULL) == ADVNN_OK, "%s", advnn_last_error());
+    /* the packaged two-player trainer: classifier alone (10 epochs), adversary alone on the frozen
+     * classifier (5), joint epochs through the reversal (50; the callback anneals both learning rates
+     * /10 for the last 10, so the players settle instead of stopping mid-oscillation) */
+    ao.mode = ADVNN_ADV_JOINT; ao.main_group = "clf"; ao.main_loss = lc; ao.adv_loss = la; ao.grad_reverse = rev;
+    ao.pretrain_main_epochs = 10; ao.pretrain_adv_epochs = 5; ao.epochs = 50; ao.lambda = 50; ao.verbose = 0;
+    ao.callback = louppe_schedule; ao.user = &ks0;
+    CHECK(advnn_adv_fit(tr, d, &ao, NULL) == ADVNN_OK, "%s", advnn_last_error());
+    auc0 = louppe_auc0;
     ks1 = louppe_eval(g, 0); auc1 = louppe_eval(g, 1);
     printf("     Louppe toy: KS(z=-1, z=+1) %.4f -> %.4f (%.1fx), AUC %.4f -> %.4f\n", ks0, ks1, ks0 / ks1, auc0, auc1);
     CHECK(ks0 > 0.3, "without the adversary the output should depend on z (KS %.3f)", ks0);

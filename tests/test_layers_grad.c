@@ -237,6 +237,144 @@ static void test_batchnorm_eval_backward(void) {
     free_fixture(&f);
 }
 
+/* Spectral normalisation: finite-difference gradients through W / (u^T W v), also when the layer is
+ * shared by a second stream; sigma from the stored vectors matches the largest singular value, the
+ * trainer's one iteration per update keeps it matched, and the vectors travel with the model file. */
+static int L_dense_sn(advnn_graph *g, int in, int act) { return advnn_dense_sn(g, in, 6, (advnn_act)act); }
+
+static double top_singular(const float *W, int K, int U) {   /* power iteration on W^T W in double */
+    double v[64], t[64], s = 0;
+    int it, i, j;
+    for (j = 0; j < U; j++) v[j] = 1.0 + 0.1 * j;
+    for (it = 0; it < 2000; it++) {
+        double n = 0;
+        for (j = 0; j < U; j++) t[j] = 0;
+        for (i = 0; i < K; i++) {
+            double r = 0;
+            for (j = 0; j < U; j++) r += W[i * U + j] * v[j];
+            for (j = 0; j < U; j++) t[j] += W[i * U + j] * r;
+        }
+        for (j = 0; j < U; j++) n += t[j] * t[j];
+        n = sqrt(n);
+        for (j = 0; j < U; j++) v[j] = t[j] / n;
+        s = sqrt(n);
+    }
+    return s;
+}
+
+static void test_spectral_norm(void) {
+    fixture f = chain(L_dense_sn, ADVNN_ACT_TANH, 0);
+    int id = -1, i;
+    const advnn__node *n;
+    double sig_true, sig_est, r;
+    advnn_trainer *tr;
+    int64_t idx[NB];
+    void *buf; size_t len;
+    advnn_graph *h;
+    for (i = 0; i < f.g->n_nodes; i++) if (f.g->nodes[i].kind == ADVNN__DENSE && f.g->nodes[i].ip[2]) id = i;
+    CHECK(id >= 0, "no spectrally normalised node");
+    if (id < 0) { free_fixture(&f); return; }
+    n = &f.g->nodes[id];
+    CHECK(advnn_param_count(f.g, NULL) == 4 * 5 + 5 + 5 * 6 + 6 + 6 * 3 + 3, "u and v must not count as trainable (%lld)",
+          (long long)advnn_param_count(f.g, NULL));
+    gradcheck(&f, "dense_sn+tanh");
+    {
+        const float *W = f.g->params + f.g->par[n->param0].off, *u = f.g->params + f.g->par[n->param0 + 2].off;
+        const float *v = f.g->params + f.g->par[n->param0 + 3].off;
+        int j;
+        sig_true = top_singular(W, 5, 6);
+        sig_est = 0;
+        for (i = 0; i < 5; i++) for (j = 0; j < 6; j++) sig_est += (double)u[i] * W[i * 6 + j] * v[j];
+        CHECK(fabs(sig_est / sig_true - 1) < 1e-4, "initial sigma %g, true %g", sig_est, sig_true);
+    }
+    tr = advnn_trainer_new(f.g, NB, 3);
+    advnn_trainer_set_optim(tr, NULL, advnn_adam(0.05f));
+    for (i = 0; i < NB; i++) idx[i] = i;
+    for (i = 0; i < 50; i++) CHECK(advnn_train_step(tr, f.d, idx, NB, NULL) == ADVNN_OK, "%s", advnn_last_error());
+    {
+        const float *W = f.g->params + f.g->par[n->param0].off, *u = f.g->params + f.g->par[n->param0 + 2].off;
+        const float *v = f.g->params + f.g->par[n->param0 + 3].off;
+        int j;
+        sig_true = top_singular(W, 5, 6);
+        sig_est = 0;
+        for (i = 0; i < 5; i++) for (j = 0; j < 6; j++) sig_est += (double)u[i] * W[i * 6 + j] * v[j];
+        r = sig_est / sig_true;
+        CHECK(fabs(r - 1) < 1e-2, "after 50 updates sigma estimate %g, true %g", sig_est, sig_true);
+    }
+    /* the vectors travel with the model file: the reloaded model computes the same outputs */
+    CHECK(advnn_model_save_mem(f.g, &buf, &len) == ADVNN_OK, "%s", advnn_last_error());
+    h = advnn_model_load_mem(buf, len);
+    CHECK(h != NULL, "%s", advnn_last_error());
+    if (h) {
+        float out1[NB * 6], out2[NB * 6];
+        const float *in[3];
+        advnn_ws *w1 = advnn_ws_new(f.g, NB), *w2 = advnn_ws_new(h, NB);
+        for (i = 0; i < advnn_input_count(f.g); i++) in[i] = f.t[0]->data;
+        for (i = 0; i < f.nt; i++) {
+            int k;
+            for (k = 0; k < advnn_input_count(f.g); k++)
+                if (strcmp(advnn_node_name(f.g, advnn_input_node(f.g, k)), f.tname[i]) == 0) in[k] = f.t[i]->data;
+        }
+        CHECK(h->nodes[id].ip[2] == 1, "spectral norm flag lost by the model file");
+        CHECK(advnn_infer(w1, NB, in, id, out1) == ADVNN_OK && advnn_infer(w2, NB, in, id, out2) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(memcmp(out1, out2, sizeof out1) == 0, "reloaded spectrally normalised layer differs");
+        advnn_ws_free(w1); advnn_ws_free(w2);
+    }
+    advnn_graph_free(h);
+    free(buf);
+    advnn_trainer_free(tr);
+    free_fixture(&f);
+    /* shared: the second use adds its gradient through the same normalisation */
+    {
+        fixture s;
+        advnn__rng rr;
+        int four = 4, one = 1, x1, x2, y, d1, d2, o1, o2;
+        memset(&s, 0, sizeof s);
+        advnn__rng_seed(&rr, 8);
+        s.g = advnn_graph_new(); s.d = advnn_dataset_new();
+        x1 = advnn_input(s.g, "x1", 1, &four); x2 = advnn_input(s.g, "x2", 1, &four); y = advnn_input(s.g, "y", 1, &one);
+        d1 = advnn_dense_sn(s.g, x1, 3, ADVNN_ACT_TANH);
+        d2 = advnn_shared(s.g, d1, x2, -1);
+        o1 = advnn_dense(s.g, d1, 1, ADVNN_ACT_LINEAR); o2 = advnn_dense(s.g, d2, 1, ADVNN_ACT_LINEAR);
+        advnn_loss_mse(s.g, o1, y, -1); advnn_loss_bce_logits(s.g, o2, y, -1);
+        add_data(&s, "x1", rand_tensor(&rr, NB, 4, -2, 2)); add_data(&s, "x2", rand_tensor(&rr, NB, 4, -2, 2));
+        add_data(&s, "y", rand_tensor(&rr, NB, 1, 0, 1));
+        CHECK(advnn_graph_finalize(s.g, 4) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(s.g->nodes[d2].ip[2] == 1 && s.g->nodes[d2].n_param == 4, "the shared copy must be normalised too");
+        gradcheck(&s, "dense_sn shared by two streams");
+        free_fixture(&s);
+    }
+}
+
+/* Per-sample (log) MSE node: gradients to both the prediction and the target. */
+static void test_sample_mse(void) {
+    int lg;
+    for (lg = 0; lg < 2; lg++) {
+        fixture f;
+        advnn__rng r;
+        int four = 4, one = 1, x, t, y, p, e;
+        memset(&f, 0, sizeof f);
+        advnn__rng_seed(&r, 21);
+        f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+        x = advnn_input(f.g, "x", 1, &four); t = advnn_input(f.g, "xt", 1, &four); y = advnn_input(f.g, "y", 1, &one);
+        p = advnn_dense(f.g, x, 4, ADVNN_ACT_TANH);
+        e = advnn_sample_mse(f.g, p, advnn_dense(f.g, t, 4, ADVNN_ACT_LINEAR), lg);
+        advnn_loss_mse(f.g, advnn_dense(f.g, e, 1, ADVNN_ACT_LINEAR), y, -1);
+        add_data(&f, "x", rand_tensor(&r, NB, 4, -2, 2)); add_data(&f, "xt", rand_tensor(&r, NB, 4, -1, 1));
+        add_data(&f, "y", rand_tensor(&r, NB, 1, -1, 1));
+        CHECK(advnn_graph_finalize(f.g, 3) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(advnn_sample_mse(f.g, p, y, 0) < 0, "shape mismatch accepted after finalize");
+        gradcheck(&f, lg ? "log per-sample MSE" : "per-sample MSE");
+        free_fixture(&f);
+    }
+    {
+        advnn_graph *g = advnn_graph_new();
+        int four = 4, three = 3, a = advnn_input(g, "a", 1, &four), b = advnn_input(g, "b", 1, &three);
+        CHECK(advnn_sample_mse(g, a, b, 1) < 0 && advnn_graph_finalize(g, 1) == ADVNN_ERR_SHAPE, "4 vs 3 values accepted");
+        advnn_graph_free(g);
+    }
+}
+
 int main(void) {
     RUN(test_dense_every_activation);
     RUN(test_activation_nodes);
@@ -249,5 +387,7 @@ int main(void) {
     RUN(test_cce_probs_and_loss_sum);
     RUN(test_concat_and_shared);
     RUN(test_sequence_dense_bn);
+    RUN(test_spectral_norm);
+    RUN(test_sample_mse);
     return th_report();
 }
