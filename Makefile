@@ -3,8 +3,11 @@
 #   make            build the tests, examples and benchmarks (nothing is run)
 #   make deps       install (as root) or list the Debian packages for everything below
 #   make test       every tests/test_*.c in every configuration (tests/run_all.sh); last line "N passed, N failed"
-#   make demo       build and run examples/demo.c
+#   make demo       generate data, run the three physics examples (W tagger, LLP tagger, anomaly AE)
+#                   on 2 threads and plot their results into build/demo/ (DEMO_THREADS=2)
 #   make bench      build and run bench/*.c (OpenBLAS figures beside ours when libopenblas-dev is installed)
+#   make bench-json advnn's W1-W3 figures (1 and 2 threads) as JSON lines, the fields of the PyTorch script
+#   make compare    the same next to ../shared/peers/torch_workloads.py, with ratios and the issue-6 bars
 #   make fuzz       libFuzzer targets in fuzz/, FUZZ_SECONDS each (default 60), seeded by fuzz/make_corpus.c
 #   make run-NAME   build and run examples/NAME.c
 #   make install    headers to $(PREFIX)/include, advnn.pc to $(PREFIX)/lib/pkgconfig (PREFIX=/usr/local)
@@ -34,6 +37,8 @@ LDLIBS    := -lsleef -lm
 HEADERS   := $(wildcard advnn.h advnn_simd.h)
 
 TESTS    := $(wildcard tests/test_*.c)
+GENS     := $(wildcard tools/gen_*.c)
+GEN_BINS := $(GENS:tools/%.c=$(B)/tools/%)
 EXAMPLES := $(wildcard examples/*.c)
 BENCHES  := $(wildcard bench/*.c)
 TEST_BINS    := $(TESTS:tests/%.c=$(B)/tests/%)
@@ -50,10 +55,10 @@ BENCH_LIBS    = $(if $(HAVE_OPENBLAS),-lopenblas)
 
 VERSION = $(shell sed -n 's/^\#define ADVNN_VERSION_MAJOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_MINOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_PATCH \([0-9]*\).*/\1/p' advnn.h 2>/dev/null | paste -sd. -)
 
-.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build
+.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare
 .DELETE_ON_ERROR:
 
-all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS)
+all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS) $(GEN_BINS)
 
 deps:
 	@tools/deps.sh all
@@ -64,10 +69,13 @@ $(B)/tests/%: tests/%.c $(HEADERS) $(wildcard tests/*.h) | $(B)/tests
 $(B)/examples/%: examples/%.c $(HEADERS) $(wildcard examples/*.h) | $(B)/examples
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(EXTRA_OF) $(LDLIBS)
 
-$(B)/bench/%: bench/%.c $(HEADERS) $(wildcard bench/*.h) | $(B)/bench
+$(B)/bench/%: bench/%.c $(HEADERS) $(wildcard bench/*.h) $(wildcard examples/*.h) | $(B)/bench
 	$(CC) $(ALL_CFLAGS) $(BENCH_FLAGS) $< -o $@ $(EXTRA_OF) $(BENCH_LIBS) $(LDLIBS)
 
-$(B)/tests $(B)/examples $(B)/bench $(B)/fuzz:
+$(B)/tools/%: tools/%.c $(HEADERS) $(wildcard tools/*.h) | $(B)/tools
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(EXTRA_OF) $(LDLIBS)
+
+$(B)/tests $(B)/examples $(B)/bench $(B)/fuzz $(B)/tools:
 	@mkdir -p $@
 
 # The runner prints one closing "N passed, N failed" line; it is the last recipe line so that
@@ -76,10 +84,30 @@ test:
 	@tools/deps.sh test
 	@tests/run_all.sh
 
+# The demo data: sizes the three examples' defaults use (a few seconds to generate).
+DEMO_THREADS ?= 2
+DEMO_DATA    := $(B)/data
+$(DEMO_DATA)/.stamp: $(GEN_BINS)
+	@mkdir -p $(DEMO_DATA)
+	./$(B)/tools/gen_wtagger   --out $(DEMO_DATA) --n 100000 --seed 1
+	./$(B)/tools/gen_calratio  --out $(DEMO_DATA) --n 40000 --seed 2
+	./$(B)/tools/gen_jetimages --out $(DEMO_DATA) --n 30000 --ntest 10000 --seed 3
+	@touch $@
+
 demo:
 	@tools/deps.sh base
-	@$(MAKE) -q $(B)/examples/demo || $(MAKE) $(B)/examples/demo
-	./$(B)/examples/demo
+	@$(MAKE) $(GEN_BINS) $(B)/examples/wtagger $(B)/examples/llp_tagger $(B)/examples/anomaly_ae
+	@$(MAKE) $(DEMO_DATA)/.stamp
+	@set -e; t0=$$(date +%s); \
+	for ex in wtagger llp_tagger anomaly_ae; do \
+	  echo; echo "=================== $$ex"; \
+	  ./$(B)/examples/$$ex --threads $(DEMO_THREADS) --data $(DEMO_DATA) --out $(B)/demo/$$ex; \
+	done; \
+	echo; echo "demo: the three examples took $$(( $$(date +%s) - t0 )) s"
+	@if tools/deps.sh plot; then \
+	  for ex in wtagger llp_tagger anomaly_ae; do /usr/bin/python3 tools/plot_$$ex.py $(B)/demo/$$ex || exit 1; done; \
+	  echo "demo: plots in $(B)/demo/*/*.png"; \
+	else echo "demo: python3-matplotlib is missing, so no plots (the numbers above are complete; see the apt-get line above)"; fi
 
 run-%:
 	@tools/deps.sh base
@@ -91,6 +119,15 @@ bench:
 	@$(MAKE) bench-build
 	@$(if $(HAVE_OPENBLAS),,echo "bench: libopenblas-dev not installed: no OpenBLAS figures (tools/deps.sh bench installs it)";)
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; OPENBLAS_NUM_THREADS=1 ./$$b; done
+
+COMPARE_ARGS ?=
+bench-json:
+	@tools/deps.sh base
+	@bench/compare.sh --advnn-only $(COMPARE_ARGS)
+
+compare:
+	@tools/deps.sh base
+	@bench/compare.sh $(COMPARE_ARGS)
 
 # (a recipe, even an empty one, keeps make from saying "Nothing to be done")
 bench-build: $(BENCH_BINS)

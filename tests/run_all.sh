@@ -16,9 +16,17 @@
 #   aarch64  aarch64-linux-gnu-gcc -O2 (NEON path), run with qemu-aarch64 (no -L: the arm64 loader
 #            and libraries are installed multiarch under /lib/aarch64-linux-gnu)
 #   header   the whole header as one TU: #define ADVNN_IMPLEMENTATION + #include "advnn.h", compiled
-#            (-c) with gcc, clang, g++ -x c++, gcc -DADVNN_STATIC, gcc -DADVNN_NO_STDIO, gcc for generic
-#            x86-64 (no -mavx2), and advnn_simd.h alone with gcc and g++; each compile is one test
-#   generic  (opt-in, via ADVNN_TEST_CONFIGS) gcc -O2 -march=x86-64: the runtime-dispatch path
+#            (-c) with gcc, clang, g++ -x c++, gcc -DADVNN_STATIC, gcc -DADVNN_NO_STDIO, gcc
+#            -DADVNN_NO_THREADS, gcc, clang and
+#            g++ for generic x86-64 (no -mavx2), and advnn_simd.h alone with gcc and g++; each compile
+#            is one test
+#   generic  gcc -O2 -march=x86-64 (no -mavx2): the runtime ISA dispatch of advnn_simd.h, run with
+#            ADVNN_SIMD=avx2 (the AVX2+FMA kernels on a CPU that has them, else scalar)
+#   generic-scalar  the generic build of test_simd.c and test_dispatch.c run with ADVNN_SIMD=scalar
+#   generic-clang   test_simd.c and test_dispatch.c built with clang-14 -O2 -march=x86-64 (clang's
+#            target-attribute code path), default dispatch
+#   examples tests/examples_smoke.sh: the data generators and the three physics examples end to end
+#            on a reduced setting (--quick, 2 threads); counts its own checks
 #
 # A build failure, a crash, a timeout or a non-zero exit without a summary line counts as one
 # failed test for that (configuration, file), and its output is shown. The last line printed is
@@ -32,7 +40,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT="$ROOT/build/test"
-ALL_CONFIGS="native scalar asan clang cxx aarch64 header"
+ALL_CONFIGS="native scalar asan clang cxx aarch64 generic generic-scalar generic-clang header examples"
 CONFIGS="${ADVNN_TEST_CONFIGS:-$ALL_CONFIGS}"
 JOBS="${ADVNN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TIMEOUT="${ADVNN_TEST_TIMEOUT:-300}"
@@ -48,9 +56,10 @@ LIBS="-lsleef -lm"
 ulimit -c 0 2>/dev/null   # no core files from crashing tests (qemu writes them in the cwd)
 now() { date +%s.%N; }
 
-# config_setup CFG: sets CC, CFLAGS, RUNNER for a configuration of test programs
+# config_setup CFG: sets CC, CFLAGS, RUNNER, RUNENV (VAR=VALUE for the run) and ONLY (the test files
+# of this configuration, by basename; empty: all) for a configuration of test programs
 config_setup() {
-  RUNNER=""
+  RUNNER=""; RUNENV=""; ONLY=""
   case "$1" in
     native)  CC=gcc;     CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
     scalar)  CC=gcc;     CFLAGS="-O2 -std=c11 $WARN $ARCH -DADVNN_FORCE_SCALAR" ;;
@@ -60,8 +69,11 @@ config_setup() {
     clang)   CC=$CLANG;  CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
     cxx)     CC="g++ -x c++"; CFLAGS="-O2 -std=c++17 -Wall -Wextra -Werror $ARCH" ;;
     aarch64) CC=aarch64-linux-gnu-gcc; CFLAGS="-O2 -std=c11 $WARN"; RUNNER=qemu-aarch64 ;;
-    # opt-in (not in the default list): gcc for generic x86-64, i.e. the runtime-dispatch path
-    generic) CC=gcc;     CFLAGS="-O2 -std=c11 $WARN -march=x86-64" ;;
+    # generic x86-64 (no -mavx2 -mfma): the runtime-dispatch path, forced each way
+    generic) CC=gcc;     CFLAGS="-O2 -std=c11 $WARN -march=x86-64"; RUNENV="ADVNN_SIMD=avx2" ;;
+    generic-scalar) CC=gcc; CFLAGS="-O2 -std=c11 $WARN -march=x86-64"; RUNENV="ADVNN_SIMD=scalar"
+             ONLY="test_simd test_dispatch" ;;
+    generic-clang) CC=$CLANG; CFLAGS="-O2 -std=c11 $WARN -march=x86-64"; ONLY="test_simd test_dispatch" ;;
     *) echo "unknown configuration $1" >&2; return 1 ;;
   esac
 }
@@ -69,7 +81,9 @@ config_setup() {
 describe() {
   case "$1" in
     header) echo "whole-header compile checks (advnn.h, advnn_simd.h)" ;;
-    *) config_setup "$1"; echo "$CC $CFLAGS -I. -Itests FILE $LIBS${RUNNER:+ ; $RUNNER ./prog}" ;;
+    examples) echo "tests/examples_smoke.sh (generators + examples --quick)" ;;
+    *) config_setup "$1"
+       echo "$CC $CFLAGS -I. -Itests FILE $LIBS${RUNNER:+ ; $RUNNER ./prog}${RUNENV:+ ; $RUNENV ./prog}${ONLY:+ [$ONLY]}" ;;
   esac
 }
 
@@ -98,12 +112,12 @@ run_test() {
   fi
   tb=$(now)
   to=$TIMEOUT; [ -n "$RUNNER" ] && to=$((TIMEOUT * 3))
-  echo "\$ ${RUNNER:+$RUNNER }$bin" >> "$log"
+  echo "\$ ${RUNENV:+$RUNENV }${RUNNER:+$RUNNER }$bin" >> "$log"
   (
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
     # shellcheck disable=SC2086
-    timeout -k 10 "$to" $RUNNER "$bin" < /dev/null
+    env $RUNENV timeout -k 10 "$to" $RUNNER "$bin" < /dev/null
   ) >> "$log" 2>&1
   rc=$?
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
@@ -133,7 +147,10 @@ run_header() {
     gxx)      cc="g++ -x c++"; flags="-std=c++17 $WARN $ARCH" ;;
     static)   cc=gcc;          flags="-std=c11 $WARN $ARCH -DADVNN_STATIC" ;;
     nostdio)  cc=gcc;          flags="-std=c11 $WARN $ARCH -DADVNN_NO_STDIO" ;;
+    nothreads) cc=gcc;         flags="-std=c11 $WARN $ARCH -DADVNN_NO_THREADS" ;;
     generic)  cc=gcc;          flags="-std=c11 $WARN -march=x86-64" ;;
+    generic-clang) cc=$CLANG;  flags="-std=c11 $WARN -march=x86-64" ;;
+    generic-gxx) cc="g++ -x c++"; flags="-std=c++17 $WARN -march=x86-64" ;;
     simd-gcc) cc=gcc;          flags="-std=c11 $WARN $ARCH"; hdr=advnn_simd.h; def=ADVNN_SIMD_IMPLEMENTATION ;;
     simd-gxx) cc="g++ -x c++"; flags="-std=c++17 $WARN $ARCH"; hdr=advnn_simd.h; def=ADVNN_SIMD_IMPLEMENTATION ;;
   esac
@@ -148,8 +165,19 @@ run_header() {
   fi
 }
 
+# ---- one job: the examples' end-to-end smoke test (a script with its own summary line) ----
+run_examples() {
+  local dir="$OUT/examples" log t0 summary p=0 f=1 note=""
+  mkdir -p "$dir"; t0=$(now); log="$dir/smoke.log"
+  echo "\$ tests/examples_smoke.sh $dir/work" > "$log"
+  timeout -k 10 $((TIMEOUT * 2)) tests/examples_smoke.sh "$dir/work" >> "$log" 2>&1 < /dev/null
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
+  write_result "$dir" smoke "$p" "$f" "$t0" "" "$note"
+}
+
 if [ "${1:-}" = "--one" ]; then
-  if [ "$2" = header ]; then run_header "$3"; else run_test "$2" "$3"; fi
+  if [ "$2" = header ]; then run_header "$3"; elif [ "$2" = examples ]; then run_examples; else run_test "$2" "$3"; fi
   exit 0
 fi
 
@@ -162,18 +190,27 @@ else
 fi
 
 header_checks=()
-[ -f advnn.h ] && header_checks+=(gcc clang gxx static nostdio generic)
+[ -f advnn.h ] && header_checks+=(gcc clang gxx static nostdio nothreads generic generic-clang generic-gxx)
 [ -f advnn_simd.h ] && header_checks+=(simd-gcc simd-gxx)
 
 rm -rf "$OUT"; mkdir -p "$OUT"
 joblist="$OUT/jobs"; : > "$joblist"
+# in_config CFG FILE: is FILE one of CFG's test files (config_setup's ONLY)?
+in_config() {
+  config_setup "$1" >/dev/null 2>&1 || return 1
+  [ -z "$ONLY" ] && return 0
+  case " $ONLY " in *" $(basename "$2" .c) "*) return 0 ;; esac
+  return 1
+}
+
 # slowest configurations first so the two cores stay busy until the end
-for cfg in aarch64 asan native scalar clang cxx generic header; do
+for cfg in aarch64 examples asan native scalar clang cxx generic generic-scalar generic-clang header; do
   case " $CONFIGS " in *" $cfg "*) ;; *) continue ;; esac
+  if [ "$cfg" = examples ]; then echo "examples smoke" >> "$joblist"; continue; fi
   if [ "$cfg" = header ]; then
     for h in ${header_checks[@]+"${header_checks[@]}"}; do echo "header $h" >> "$joblist"; done
   else
-    for f in ${FILES[@]+"${FILES[@]}"}; do echo "$cfg $f" >> "$joblist"; done
+    for f in ${FILES[@]+"${FILES[@]}"}; do in_config "$cfg" "$f" && echo "$cfg $f" >> "$joblist"; done
   fi
 done
 
@@ -190,14 +227,15 @@ for cfg in $CONFIGS; do
   if [ "$cfg" = header ]; then
     names=(${header_checks[@]+"${header_checks[@]}"})
     [ -f advnn.h ] || echo "  (advnn.h not found: advnn.h checks skipped)"
+  elif [ "$cfg" = examples ]; then names=(smoke)
   else
-    names=(); for f in ${FILES[@]+"${FILES[@]}"}; do names+=("$(basename "$f" .c)"); done
+    names=(); for f in ${FILES[@]+"${FILES[@]}"}; do in_config "$cfg" "$f" && names+=("$(basename "$f" .c)"); done
   fi
   cp=0; cf=0; ct=0
   for n in ${names[@]+"${names[@]}"}; do
     res="$OUT/$cfg/$n.res"; log="$OUT/$cfg/$n.log"
     if [ -f "$res" ]; then read -r p f t tb note < "$res"; else p=0; f=1; t=0; tb=0; note="job did not run"; fi
-    if [ "$cfg" = header ]; then tinfo=$(printf '%6ss' "$t")
+    if [ "$cfg" = header ] || [ "$cfg" = examples ]; then tinfo=$(printf '%6ss' "$t")
     else tinfo=$(printf '%6ss (build %ss, run %ss)' "$t" "$tb" "$(awk -v a="$t" -v b="$tb" 'BEGIN{printf "%.1f", a-b}')"); fi
     printf '  %-24s %4d passed, %d failed  %s%s\n' "$n" "$p" "$f" "$tinfo" "${note:+  ($note)}"
     if [ "$f" -ne 0 ] && [ -f "$log" ]; then

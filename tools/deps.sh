@@ -6,6 +6,7 @@
 #          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`)
 #   fuzz   base + clang-14 with its sanitizer/libFuzzer runtimes
 #   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/, never a dependency)
+#   plot   python3-numpy and python3-matplotlib for tools/plot*.py (the examples' PNGs; optional)
 #   all    test + fuzz
 #
 # Nothing missing: exits 0 and prints nothing. Missing and root: apt-get update + install.
@@ -25,15 +26,17 @@ test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
            libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64)
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 bench_pkgs=(libopenblas-dev)
+plot_pkgs=(python3-numpy python3-matplotlib)
 
 case "$purpose" in
   base)  want=("${base_pkgs[@]}") ;;
   test)  want=("${base_pkgs[@]}" "${test_pkgs[@]}") ;;
   fuzz)  want=("${base_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
   bench) want=("${base_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  plot)  want=("${plot_pkgs[@]}") ;;
   all)   want=("${base_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-  -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-  *) echo "usage: $0 [base|test|fuzz|bench|all]" >&2; exit 2 ;;
+  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [base|test|fuzz|bench|plot|all]" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206
 want+=(${ADVNN_DEPS_EXTRA:-})
