@@ -1,15 +1,53 @@
-/* Whole-network timings of the reference workloads (WORKLOADS.md), one thread, random data:
- *   training step (forward + backward + Adam) in ms, median over the timed steps;
- *   inference in us per sample at batch 1 (one jet at a time, advnn_infer) and batch 512.
- * Prints one JSON object per workload with the fields of ../shared/peers/torch_workloads.py.
- * This measures the main networks (W1 classifier, W2 tagger, W3 autoencoder) with their losses;
- * the adversaries join when the adversarial trainer exists.
- * Usage: bench_workloads [--quick] [--workload w1,w2,w3] */
-#define _POSIX_C_SOURCE 199309L  /* clock_gettime under -std=c11 */
+/* Whole-workload benchmark of the three reference workloads (WORKLOADS.md), measured the way
+ * ../shared/peers/torch_workloads.py measures PyTorch, so that the two sets of JSON lines compare
+ * field by field (bench/compare.sh puts them side by side).
+ *
+ * Each (workload, threads) runs in a fresh child process (fork), so that its peak RSS is its own.
+ * Random data with a fixed seed, fp32, per-sample weights in every loss; NB batches made up front
+ * and cycled (8 for W1, 4 for W2 and W3, as the torch script). One training step is one
+ * advnn_adv_step() in ADVNN_ADV_ALTERNATING mode, i.e. the torch script's step:
+ *   W1 (batch 1024, --batch 256/8192): one adversary update (classifier frozen, background-only
+ *      weights w(1-y) rescaled to sum(w) per batch, advnn_background_weights), then one classifier
+ *      update on L_clf - 10 L_adv with the adversary frozen. Classifier [BN, Dense 64 ReLU] x 3,
+ *      Dense 1; adversary [sigmoid(z), lpt] -> Dense 64 ReLU -> MDN of 20 truncated Gaussians
+ *      (sigma floor 1e-3). Adam 1e-3 both.
+ *   W2 (512 main + 512 control region): two adversary updates on the control-region batch (each
+ *      with its own forward of the frozen tagger, dropout live), then one tagger update on
+ *      CE(main) - 10 BCE(adv(softmax(tagger(CR)))); the CR stream is a second set of inputs
+ *      ("cr_*") through the same (shared) tagger weights, read from a second dataset (adv_data).
+ *      Nadam 8e-4 both.
+ *   W3 (batch 512): three adversary updates on the log per-image MSE of the frozen autoencoder,
+ *      then one autoencoder update on L_AE - 1e-3 CE_adv. Adam 1e-3 (AE), 1e-2 (adversary).
+ *      NOTE: torch runs the AE forward once (no_grad) for its 3 adversary updates; advnn_adv_step
+ *      re-runs the frozen AE forward in each adversary update, i.e. two AE forwards (batch 512)
+ *      more per step than torch (reported as "ae_forwards_per_step").
+ * (torch orders W1/W2 adversary-first and W3 main-first; the per-step work is the same.)
+ *
+ * Timing (as torch_workloads.py): warm-up steps (30, or 3 s, at least 3), then every step timed on
+ * its own for at least 50 steps and 3 s (--quick: 10 steps, 0.5 s); median, p10, p90. Inference
+ * in eval mode on the main network's output only (W1 sigmoid score, W2 softmax scores, W3
+ * per-image MSE): batch 1 through advnn_infer with a batch-1 workspace, per call, median over chunks
+ * of calls (~50 ms each, at least 15 chunks and the minimum time); batch 512 every call timed,
+ * median / 512. advnn_infer is single-threaded; `threads` applies to training.
+ * cpu_per_wall_* = this process's CPU time / wall time over a timed loop (getrusage);
+ * other_cpus_* = cores used by other processes during it (/proc/stat); well above 0 = disturbed.
+ * peak_rss_train_mb = ru_maxrss of the child after the timed training loop, peak_rss_mb at its end.
+ *
+ * Usage: bench_workloads [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1)] [--quick]
+ *                        [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork]
+ * Prints one JSON line per (workload, threads, repeat) on stdout. bench/compare.sh runs it beside torch.
+ * advnn-build: -pthread */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, fork, sysconf under -std=c11 */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "examples/workloads.h"
 #include <time.h>
+#include <unistd.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/resource.h>
+
+#define MAX_IN 16
 
 static double now(void) {
     struct timespec ts;
@@ -18,138 +56,373 @@ static double now(void) {
 }
 static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_d); return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]); }
+/* the torch script's percentile: sorted[min(n - 1, int(p n))] (v sorted by median()) */
+static double pct(const double *v, int n, double p) { int k = (int)(p * n); return v[k < n - 1 ? k : n - 1]; }
 
-typedef struct { const char *name; advnn_graph *g; int out, batch; } workload;
+/* ---------------------------------------------------------------- load: own CPU and other processes' */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;   /* kB on Linux */
+}
+/* busy and total jiffies of the whole machine (first line of /proc/stat); 0 if unreadable */
+static int jiffies(double *busy, double *total) {
+    unsigned long long v[8] = {0};
+    int i, got;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (got != 8) return 0;
+    *total = 0;
+    for (i = 0; i < 8; i++) *total += (double)v[i];
+    *busy = *total - (double)v[3] - (double)v[4];   /* less idle and iowait */
+    return 1;
+}
+typedef struct { double c0, w0, b0, t0; int ok; } load_t;
+static void load_start(load_t *l) { l->ok = jiffies(&l->b0, &l->t0); l->c0 = cpu_seconds(); l->w0 = now(); }
+/* own cores (CPU / wall) and other processes' cores (-1 when /proc/stat is unreadable) */
+static void load_done(const load_t *l, double *own, double *other) {
+    double w = now() - l->w0, b1, t1, hz = (double)sysconf(_SC_CLK_TCK);
+    *own = (cpu_seconds() - l->c0) / w;
+    *other = -1;
+    if (l->ok && jiffies(&b1, &t1) && hz > 0) {
+        double busy = (b1 - l->b0) / hz / w;
+        *other = busy - *own > 0 ? busy - *own : 0;
+    }
+}
 
-/* A tensor of n samples for every graph input: features uniform in [-1, 1] (never exactly 0, so
- * masks keep every step), labels valid for their loss, weights in [0.5, 1.5]. */
-static advnn_dataset *random_data(advnn_graph *g, int64_t n, advnn_tensor **keep, int *nkeep, int n_classes) {
-    advnn_dataset *d = advnn_dataset_new();
+/* ---------------------------------------------------------------- the workloads */
+typedef struct {
+    const char *name;
+    int batch, nb, adv_steps, ae_fwd;
+    float lambda;
+    advnn_graph *g;
+    int out, lmain, ladv;
+    advnn_dataset *d, *dcr;                  /* main stream; control-region stream (W2) or NULL */
+    advnn_tensor *t[MAX_IN];                 /* per graph input (advnn_input_node order) */
+} wl;
+
+static void die(const char *what, const char *name) {
+    fprintf(stderr, "bench_workloads: %s: %s: %s\n", name, what, advnn_last_error());
+    exit(1);
+}
+
+static void build(wl *w) {
+    advnn_graph *g = advnn_graph_new();
+    int one = 1;
+    w->g = g;
+    if (!strcmp(w->name, "w1")) {
+        int ten = 10, x, y, wt, lpt, m, wa, logit, prob, h, ins[2];
+        x = advnn_input(g, "x", 1, &ten); y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
+        lpt = advnn_input(g, "lpt", 1, &one); m = advnn_input(g, "m", 1, &one); wa = advnn_input(g, "wadv", 1, &one);
+        advnn_group(g, "main");
+        logit = wl_w1_classifier(g, x);
+        prob = advnn_name(g, advnn_activation(g, logit, ADVNN_ACT_SIGMOID), "prob");
+        w->lmain = advnn_loss_bce_logits(g, logit, y, wt);
+        advnn_group(g, "adv");
+        ins[0] = prob; ins[1] = lpt;
+        h = advnn_dense(g, advnn_concat(g, 2, ins), 64, ADVNN_ACT_RELU);
+        w->ladv = advnn_loss_mdn(g, advnn_dense(g, h, 20, ADVNN_ACT_LINEAR), advnn_dense(g, h, 20, ADVNN_ACT_LINEAR),
+                                 advnn_dense(g, h, 20, ADVNN_ACT_LINEAR), m, wa, 1, 1e-3f);
+        w->out = prob;
+        w->adv_steps = 1; w->lambda = 10.0f; w->nb = 8; w->ae_fwd = 0;
+    } else if (!strcmp(w->name, "w2")) {
+        int in[4], cin[4], y, wt, cy, cw, logits, cr_logits;
+        wl_rec rec;
+        wl_w2_inputs(g, "", in);
+        y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
+        wl_w2_inputs(g, "cr_", cin);
+        cy = advnn_input(g, "cr_y", 1, &one); cw = advnn_input(g, "cr_w", 1, &one);
+        advnn_group(g, "main");
+        logits = wl_w2_tagger(g, in, &rec, NULL);
+        w->out = advnn_name(g, advnn_softmax(g, logits), "scores");
+        w->lmain = advnn_loss_cce_logits(g, logits, y, wt);
+        cr_logits = wl_w2_tagger(g, cin, NULL, &rec);          /* the same weights on the control region */
+        advnn_group(g, "adv");
+        w->ladv = advnn_loss_bce_logits(g, wl_w2_adversary(g, advnn_softmax(g, cr_logits)), cy, cw);
+        w->adv_steps = 2; w->lambda = 10.0f; w->nb = 4; w->ae_fwd = 0;
+    } else {
+        int img[3] = {40, 40, 1}, x, wt, bin, recon;
+        x = advnn_input(g, "img", 3, img); wt = advnn_input(g, "w", 1, &one); bin = advnn_input(g, "mbin", 1, &one);
+        advnn_group(g, "main");
+        recon = wl_w3_autoencoder(g, x);
+        w->lmain = advnn_loss_mse(g, recon, x, wt);
+        w->out = advnn_name(g, advnn_sample_mse(g, recon, x, 0), "mse");   /* inference: per-image MSE */
+        advnn_group(g, "adv");
+        w->ladv = advnn_loss_cce_logits(g, wl_w3_adversary(g, advnn_sample_mse(g, recon, x, 1)), bin, wt);
+        w->adv_steps = 3; w->lambda = 1e-3f; w->nb = 4; w->ae_fwd = 4;   /* 3 frozen + 1 trained (torch: 2) */
+    }
+    if (advnn_graph_finalize(g, 1) != ADVNN_OK) die("building the graph", w->name);
+}
+
+/* NB batches of random rows for every graph input, in w->d or (names "cr_*") w->dcr: features
+ * uniform in [-1, 1] and never 0 (so W2's masks keep every step), labels valid for their loss,
+ * weights in [0.5, 1.5], W1's mass and log pT in (0, 1), W3's images unit-sum, W1's adversary
+ * weights background-only per batch. */
+static void make_data(wl *w) {
+    advnn_graph *g = w->g;
+    int64_t N = (int64_t)w->batch * w->nb, j;
+    int i, k, iy = -1, iw = -1, iwa = -1;
     advnn__rng r;
-    int i;
     advnn__rng_seed(&r, 12345);
-    for (i = 0; i < advnn_input_count(g); i++) {
-        int id = advnn_input_node(g, i), sh[3], nd = advnn_node_shape(g, id, sh), k;
-        const char *name = advnn_node_name(g, id);
-        int64_t shape[4], j;
+    w->d = advnn_dataset_new();
+    w->dcr = !strcmp(w->name, "w2") ? advnn_dataset_new() : NULL;
+    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
+        int id = advnn_input_node(g, i), sh[3], nd = advnn_node_shape(g, id, sh);
+        const char *name = advnn_node_name(g, id), *base = strncmp(name, "cr_", 3) ? name : name + 3;
+        int64_t shape[4], per;
         advnn_tensor *t;
-        shape[0] = n;
+        shape[0] = N;
         for (k = 0; k < nd; k++) shape[k + 1] = sh[k];
-        t = advnn_tensor_new(nd + 1, shape);
+        t = w->t[i] = advnn_tensor_new(nd + 1, shape);
+        if (!t) die("out of memory", w->name);
+        per = t->size / N;
         for (j = 0; j < t->size; j++) {
             double u = advnn__rng_uniform(&r);
-            if (!strcmp(name, "y")) t->data[j] = n_classes > 1 ? (float)(int)(u * n_classes) : (float)(u < 0.5);
-            else if (!strcmp(name, "w")) t->data[j] = (float)(0.5 + u);
-            else t->data[j] = (float)(2 * u - 1 + (u < 0.5 ? -1e-3 : 1e-3));
+            float v;
+            if (!strcmp(base, "y")) v = (float)(int)(u * (!strcmp(name, "y") && !strcmp(w->name, "w2") ? 3 : 2));
+            else if (!strcmp(base, "mbin")) v = (float)(int)(u * 10);
+            else if (!strcmp(base, "w") || !strcmp(base, "wadv")) v = (float)(0.5 + u);
+            else if (!strcmp(base, "m") || !strcmp(base, "lpt")) v = (float)(0.001 + 0.998 * u);
+            else if (!strcmp(base, "img")) v = (float)(1e-3 + u);
+            else v = (float)(2 * u - 1 + (u < 0.5 ? -1e-3 : 1e-3));
+            t->data[j] = v;
         }
-        advnn_dataset_add(d, name, t);
-        keep[(*nkeep)++] = t;
+        if (!strcmp(base, "img"))
+            for (j = 0; j < N; j++) {
+                double s = 0;
+                for (k = 0; k < per; k++) s += t->data[j * per + k];
+                for (k = 0; k < per; k++) t->data[j * per + k] = (float)(t->data[j * per + k] / s);
+            }
+        if (!strcmp(name, "y")) iy = i;
+        if (!strcmp(name, "w")) iw = i;
+        if (!strcmp(name, "wadv")) iwa = i;
     }
-    return d;
+    if (iwa >= 0)   /* background only, normalised per batch as the torch script does */
+        for (j = 0; j < w->nb; j++) {
+            size_t o = (size_t)j * w->batch;
+            if (advnn_background_weights(w->t[iy]->data + o, w->t[iw]->data + o, w->batch, w->t[iwa]->data + o) != ADVNN_OK)
+                die("background weights", w->name);
+        }
+    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
+        const char *name = advnn_node_name(g, advnn_input_node(g, i));
+        if (advnn_dataset_add(strncmp(name, "cr_", 3) ? w->d : w->dcr, name, w->t[i]) != ADVNN_OK) die("dataset", w->name);
+    }
 }
 
-static void run(workload *w, int quick) {
-    advnn_tensor *keep[16];
-    int nkeep = 0, i, steps = 0, n_classes = !strcmp(w->name, "w2") ? 3 : 1;
-    int64_t N = 4096, *idx;
-    advnn_dataset *d = random_data(w->g, N, keep, &nkeep, n_classes);
-    advnn_trainer *tr = advnn_trainer_new(w->g, w->batch, 1);
-    double t_step[400], t_b1[64], t_b512[32], t0, min_s = quick ? 0.5 : 3.0;
-    advnn_ws *ws1 = advnn_ws_new(w->g, 1), *ws512 = advnn_ws_new(w->g, 512);
-    const float *ins[16];
-    float *out = (float *)malloc((size_t)512 * 1600 * sizeof(float));
-    if (!tr || !ws1 || !ws512 || !d) { fprintf(stderr, "%s: %s\n", w->name, advnn_last_error()); exit(1); }
-    idx = (int64_t *)malloc((size_t)w->batch * sizeof(int64_t));
-    /* training: 5 warm-up steps, then at least 20 steps and min_s seconds */
-    for (i = 0; i < 5 + 400; i++) {
-        int k;
-        double l;
-        for (k = 0; k < w->batch; k++) idx[k] = (int64_t)(advnn__rng_below(&tr->rng, (uint64_t)N));
-        t0 = now();
-        if (advnn_train_step(tr, d, idx, w->batch, &l) != ADVNN_OK) { fprintf(stderr, "%s: %s\n", w->name, advnn_last_error()); exit(1); }
-        if (i >= 5) {
-            t_step[steps++] = now() - t0;
-            if (steps >= 20) { double s = 0; int k2; for (k2 = 0; k2 < steps; k2++) s += t_step[k2]; if (s > min_s) break; }
-        }
-    }
-    /* inference at batch 1: chunks of calls, median chunk */
-    for (i = 0; i < advnn_input_count(w->g); i++) {
-        const advnn_tensor *t = keep[i];
-        ins[i] = t->data;
-    }
-    for (i = 0; i < (quick ? 8 : 32); i++) {
-        int k, calls = 200;
-        t0 = now();
-        for (k = 0; k < calls; k++) {
-            const float *row[16];
-            int j;
-            for (j = 0; j < advnn_input_count(w->g); j++) row[j] = ins[j] + (size_t)(k % 512) * (keep[j]->size / N);
-            advnn_infer(ws1, 1, row, w->out, out);
-        }
-        t_b1[i] = (now() - t0) / calls;
-    }
-    for (i = 0; i < (quick ? 4 : 16); i++) {
-        t0 = now();
-        if (advnn_infer(ws512, 512, ins, w->out, out) != ADVNN_OK) { fprintf(stderr, "%s: %s\n", w->name, advnn_last_error()); exit(1); }
-        t_b512[i] = (now() - t0) / 512;
-    }
-    printf("{\"workload\": \"%s\", \"framework\": \"advnn\", \"kernels\": \"%s\", \"threads\": 1, \"batch\": %d, "
-           "\"step_ms_median\": %.3f, \"steps_timed\": %d, \"infer_us_per_sample_b1\": %.2f, \"infer_us_per_sample_b512\": %.3f, "
-           "\"params\": %lld, \"scope\": \"main network + its loss (no adversary yet)\"}\n",
-           w->name, advnn_simd_name(), w->batch, 1e3 * median(t_step, steps), steps, 1e6 * median(t_b1, quick ? 8 : 32),
-           1e6 * median(t_b512, quick ? 4 : 16), (long long)advnn_param_count(w->g, NULL));
-    fflush(stdout);
-    free(idx); free(out);
-    advnn_ws_free(ws1); advnn_ws_free(ws512); advnn_trainer_free(tr); advnn_dataset_free(d);
-    for (i = 0; i < nkeep; i++) advnn_tensor_free(keep[i]);
-}
+typedef struct {
+    int threads, quick, warmup, min_steps, max_steps;
+    double min_seconds;
+} cfg;
 
-static advnn_graph *build(const char *name, int *out) {
-    advnn_graph *g = advnn_graph_new();
-    int one = 1, ten = 10, y, w, in[4], z, sh[3];
-    if (!strcmp(name, "w1")) {
-        int x = advnn_input(g, "x", 1, &ten);
-        y = advnn_input(g, "y", 1, &one); w = advnn_input(g, "w", 1, &one);
-        z = wl_w1_classifier(g, x);
-        advnn_loss_bce_logits(g, z, y, w);
-        *out = advnn_activation(g, z, ADVNN_ACT_SIGMOID);
-    } else if (!strcmp(name, "w2")) {
-        wl_w2_inputs(g, "", in);
-        y = advnn_input(g, "y", 1, &one); w = advnn_input(g, "w", 1, &one);
-        z = wl_w2_tagger(g, in, NULL, NULL);
-        advnn_loss_cce_logits(g, z, y, w);
-        *out = z;
+static void run(const char *name, int batch_w1, int threads, const cfg *c) {
+    wl w;
+    advnn_trainer *tr;
+    advnn_adv_opts o;
+    advnn_ws *ws1, *ws512;
+    const float *ins[MAX_IN];
+    float *out;
+    int64_t *idx, N;
+    double *t_step, *t_b1, *t_b512, t0, w0, min_s = c->min_seconds;
+    double cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med;
+    int i, n_in, steps = 0, warm = 0, nb1 = 0, n512 = 0, chunk, outsz = 1, osh[3], ond;
+    load_t L;
+
+    memset(&w, 0, sizeof w);
+    w.name = name;
+    w.batch = !strcmp(name, "w1") ? batch_w1 : 512;
+    build(&w);
+    make_data(&w);
+    n_in = advnn_input_count(w.g);
+    N = (int64_t)w.batch * w.nb;
+
+    advnn_set_threads(threads);
+    if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) die("trainer", name);
+    if (!strcmp(name, "w2")) {
+        advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f));
+        advnn_trainer_set_optim(tr, "adv", advnn_nadam(8e-4f));
     } else {
-        int x;
-        sh[0] = 40; sh[1] = 40; sh[2] = 1;
-        x = advnn_input(g, "img", 3, sh);
-        w = advnn_input(g, "w", 1, &one);
-        z = wl_w3_autoencoder(g, x);
-        advnn_loss_mse(g, z, x, w);
-        *out = z;
+        advnn_trainer_set_optim(tr, "main", advnn_adam(1e-3f));
+        advnn_trainer_set_optim(tr, "adv", advnn_adam(!strcmp(name, "w3") ? 1e-2f : 1e-3f));
     }
-    if (advnn_graph_finalize(g, 1) != ADVNN_OK) { fprintf(stderr, "%s: %s\n", name, advnn_last_error()); exit(1); }
-    return g;
+    o = advnn_adv_defaults();
+    o.mode = ADVNN_ADV_ALTERNATING;
+    o.main_loss = w.lmain; o.adv_loss = w.ladv; o.grad_reverse = -1;
+    o.adv_steps = w.adv_steps; o.lambda = w.lambda; o.adv_data = w.dcr; o.verbose = 0;
+
+    idx = (int64_t *)malloc((size_t)N * sizeof *idx);
+    t_step = (double *)malloc((size_t)c->max_steps * sizeof *t_step);
+    t_b1 = (double *)malloc(400 * sizeof *t_b1);
+    t_b512 = (double *)malloc(4000 * sizeof *t_b512);
+    if (!idx || !t_step || !t_b1 || !t_b512) die("out of memory", name);
+    for (i = 0; i < N; i++) idx[i] = i;
+
+    /* ---- training: warm-up, then >= min_steps and >= min_seconds, each step timed */
+#define STEP(k) do { \
+        const int64_t *ix_ = idx + (size_t)((k) % w.nb) * w.batch; \
+        double lm_, la_; \
+        if (advnn_adv_step(tr, &o, w.lambda, w.d, ix_, w.dcr ? ix_ : NULL, w.batch, &lm_, &la_) != ADVNN_OK) die("training step", name); \
+    } while (0)
+    w0 = now();
+    while (warm < c->warmup && (warm < 3 || now() - w0 < (c->quick ? 0.3 : 3.0))) { STEP(warm); warm++; }
+    load_start(&L);
+    w0 = now();
+    while (steps < c->max_steps && (steps < c->min_steps || now() - w0 < min_s)) {
+        t0 = now();
+        STEP(warm + steps);
+        t_step[steps++] = now() - t0;
+    }
+    load_done(&L, &cw_train, &ot_train);
+    rss_train = peak_rss_mb();
+    med = median(t_step, steps);
+    p10 = pct(t_step, steps, 0.1); p90 = pct(t_step, steps, 0.9);
+
+    /* ---- inference, eval mode, main network's output only */
+    ws1 = advnn_ws_new(w.g, 1); ws512 = advnn_ws_new(w.g, 512);
+    if (!ws1 || !ws512) die("inference workspace", name);
+    ond = advnn_node_shape(w.g, w.out, osh);
+    for (i = 0; i < ond; i++) outsz *= osh[i];
+    out = (float *)malloc((size_t)512 * outsz * sizeof(float));
+    if (!out) die("out of memory", name);
+    for (i = 0; i < n_in; i++) ins[i] = strncmp(advnn_node_name(w.g, advnn_input_node(w.g, i)), "cr_", 3) ? w.t[i]->data : NULL;
+    {
+        /* batch 1: calibrate a chunk of ~50 ms, then chunks until >= 15 and >= min_seconds */
+        int k, calls = 0;
+        double tc;
+#define INFER1(k) do { \
+            const float *row_[MAX_IN]; \
+            int j_; \
+            for (j_ = 0; j_ < n_in; j_++) row_[j_] = ins[j_] ? ins[j_] + (size_t)((k) % 512) * (size_t)(w.t[j_]->size / N) : NULL; \
+            if (advnn_infer(ws1, 1, row_, w.out, out) != ADVNN_OK) die("inference (batch 1)", name); \
+        } while (0)
+        for (k = 0; k < 200; k++) INFER1(k);
+        tc = now();
+        for (k = 0; k < 200; k++) INFER1(k);
+        per = (now() - tc) / 200;
+        chunk = (int)(0.05 / (per > 1e-7 ? per : 1e-7));
+        if (chunk < 20) chunk = 20;
+        if (c->quick && chunk > 2000) chunk = 2000;
+        load_start(&L);
+        w0 = now();
+        while (nb1 < 400 && (nb1 < 15 || now() - w0 < min_s)) {
+            tc = now();
+            for (k = 0; k < chunk; k++, calls++) INFER1(calls);
+            t_b1[nb1++] = (now() - tc) / chunk;
+        }
+        load_done(&L, &cw_b1, &ot_b1);
+#undef INFER1
+    }
+    for (i = 0; i < 5; i++) if (advnn_infer(ws512, 512, ins, w.out, out) != ADVNN_OK) die("inference (batch 512)", name);
+    load_start(&L);
+    w0 = now();
+    while (n512 < 4000 && (n512 < 15 || now() - w0 < min_s)) {
+        t0 = now();
+        advnn_infer(ws512, 512, ins, w.out, out);
+        t_b512[n512++] = (now() - t0) / 512;
+    }
+    load_done(&L, &cw_b512, &ot_b512);
+
+    printf("{\"workload\": \"%s\", \"framework\": \"advnn\", \"threads\": %d, \"batch\": %d, "
+           "\"step_ms_median\": %.4f, \"infer_us_per_sample_b1\": %.3f, \"infer_us_per_sample_b512\": %.4f, "
+           "\"step_ms_p10\": %.4f, \"step_ms_p90\": %.4f, \"steps_timed\": %d, \"warmup_steps\": %d, "
+           "\"cpu_per_wall_train\": %.2f, \"cpu_per_wall_b1\": %.2f, \"cpu_per_wall_b512\": %.2f, "
+           "\"other_cpus_train\": %.2f, \"other_cpus_b1\": %.2f, \"other_cpus_b512\": %.2f, "
+           "\"params_main\": %lld, \"params_adv\": %lld, \"params\": %lld, "
+           "\"peak_rss_train_mb\": %.1f, \"peak_rss_mb\": %.1f, \"kernels\": \"%s\", "
+           "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads\": 1}\n",
+           name, threads, w.batch, 1e3 * med, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
+           1e3 * p10, 1e3 * p90, steps, warm, cw_train, cw_b1, cw_b512, ot_train, ot_b1, ot_b512,
+           (long long)advnn_param_count(w.g, "main"), (long long)advnn_param_count(w.g, "adv"),
+           (long long)advnn_param_count(w.g, NULL), rss_train, peak_rss_mb(), advnn_simd_name(),
+           w.adv_steps, (double)w.lambda, w.ae_fwd);
+    fflush(stdout);
+#undef STEP
+    free(idx); free(out); free(t_step); free(t_b1); free(t_b512);
+    advnn_ws_free(ws1); advnn_ws_free(ws512); advnn_trainer_free(tr);
+    advnn_dataset_free(w.d); if (w.dcr) advnn_dataset_free(w.dcr);
+    for (i = 0; i < n_in && i < MAX_IN; i++) advnn_tensor_free(w.t[i]);
+    advnn_graph_free(w.g);
+}
+
+static int parse_list(const char *s, int *v, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x < 1 || x > 64) return -1;
+        v[n++] = (int)x;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return n;
+}
+
+static int usage(const char *prog) {
+    fprintf(stderr, "usage: %s [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1, default 1024)] [--quick]\n"
+                    "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork]\n", prog);
+    return 2;
 }
 
 int main(int argc, char **argv) {
     const char *list = "w1,w2,w3";
-    int quick = 0, i;
+    int threads[16], nth = 1, batch = 1024, repeats = 1, fork_each = 1, i, r, t, fails = 0;
+    int min_steps = -1, warmup = -1;
+    double min_seconds = -1;
+    cfg c;
+    threads[0] = 1;
+    memset(&c, 0, sizeof c);
     for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--workload") && i + 1 < argc) list = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--workload w1,w2,w3]\n", argv[0]); return 2; }
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quick")) c.quick = 1;
+        else if (!strcmp(a, "--no-fork")) fork_each = 0;
+        else if (!v) return usage(argv[0]);
+        else if (!strcmp(a, "--workload")) { list = v; i++; }
+        else if (!strcmp(a, "--threads")) { if ((nth = parse_list(v, threads, 16)) < 1) return usage(argv[0]); i++; }
+        else if (!strcmp(a, "--batch")) { batch = atoi(v); i++; if (batch < 1) return usage(argv[0]); }
+        else if (!strcmp(a, "--repeats")) { repeats = atoi(v); i++; if (repeats < 1) return usage(argv[0]); }
+        else if (!strcmp(a, "--warmup")) { warmup = atoi(v); i++; }
+        else if (!strcmp(a, "--min-steps")) { min_steps = atoi(v); i++; }
+        else if (!strcmp(a, "--min-seconds")) { min_seconds = atof(v); i++; }
+        else return usage(argv[0]);
     }
-    for (i = 1; i <= 3; i++) {
-        char name[4];
-        workload w;
-        snprintf(name, sizeof name, "w%d", i);
-        if (!strstr(list, name)) continue;
-        w.name = i == 1 ? "w1" : i == 2 ? "w2" : "w3";
-        w.g = build(w.name, &w.out);
-        w.batch = i == 1 ? 1024 : 512;
-        run(&w, quick);
-        advnn_graph_free(w.g);
+    if (!strcmp(list, "all")) list = "w1,w2,w3";
+    {   /* every name in the list must be a workload */
+        const char *s = list;
+        while (*s) {
+            size_t n = strcspn(s, ",");
+            if (!(n == 2 && s[0] == 'w' && s[1] >= '1' && s[1] <= '3')) { fprintf(stderr, "bench_workloads: unknown workload '%.*s'\n", (int)n, s); return 2; }
+            s += n + (s[n] == ',');
+        }
     }
-    return 0;
+    c.warmup = warmup >= 0 ? warmup : (c.quick ? 3 : 30);
+    c.min_steps = min_steps >= 1 ? min_steps : (c.quick ? 10 : 50);
+    c.min_seconds = min_seconds >= 0 ? min_seconds : (c.quick ? 0.5 : 3.0);
+    c.max_steps = 5000;
+    if (c.min_steps > c.max_steps) c.max_steps = c.min_steps;
+    for (r = 0; r < repeats; r++)
+        for (i = 1; i <= 3; i++) {
+            char name[3];
+            name[0] = 'w'; name[1] = (char)('0' + i); name[2] = 0;
+            if (!strstr(list, name)) continue;
+            for (t = 0; t < nth; t++) {
+                pid_t pid;
+                int st = 0;
+                if (!fork_each) { run(name, batch, threads[t], &c); continue; }
+                fflush(stdout); fflush(stderr);
+                pid = fork();
+                if (pid < 0) { perror("bench_workloads: fork"); return 1; }
+                if (pid == 0) { run(name, batch, threads[t], &c); fflush(stdout); _exit(0); }
+                if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                    fprintf(stderr, "bench_workloads: %s at %d threads failed (status %d)\n", name, threads[t], st);
+                    fails++;
+                }
+            }
+        }
+    return fails ? 1 : 0;
 }
