@@ -105,7 +105,7 @@ demo:
 	done; \
 	echo; echo "demo: the three examples took $$(( $$(date +%s) - t0 )) s"
 	@if tools/deps.sh plot; then \
-	  for ex in wtagger llp_tagger anomaly_ae; do /usr/bin/python3 tools/plot_$$ex.py $(B)/demo/$$ex || exit 1; done; \
+	  /usr/bin/python3 tools/plot.py $(B)/demo/wtagger $(B)/demo/llp_tagger $(B)/demo/anomaly_ae || exit 1; \
 	  echo "demo: plots in $(B)/demo/*/*.png"; \
 	else echo "demo: python3-matplotlib is missing, so no plots (the numbers above are complete; see the apt-get line above)"; fi
 

@@ -1,7 +1,7 @@
 /* demo: the whole advnn workflow on a generated two-class problem (examples/toy_data.h).
  *   generate -> write .npy -> read .npy -> build a weighted dense tagger -> train with Adam and
  *   early stopping -> save the model -> load it back -> predict -> test AUC.
- * Usage: demo [--out DIR] [--seed N] [--epochs N] [--n N]      (make demo runs it with defaults) */
+ * Usage: demo [--out DIR] [--seed N] [--epochs N] [--n N]      (make run-demo runs it with defaults) */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "toy_data.h"
