@@ -234,7 +234,9 @@ ADVNN_DEF void           advnn_dataset_free(advnn_dataset *d);                  
  * Rejects NaN/Inf (reports the row and column). */
 ADVNN_DEF advnn_status   advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t);
 ADVNN_DEF int64_t        advnn_dataset_size(const advnn_dataset *d);
-/* Batched eval-mode prediction of node `output` for every row: *out gets shape (N, node shape...). */
+/* Batched eval-mode prediction of node `output` for every row: *out gets shape (N, node shape...).
+ * Allocates a temporary workspace of at most ~64 MiB (chunks of up to 1024 rows, fewer for wide
+ * graphs); for repeated calls on small inputs keep an advnn_ws and use advnn_infer instead. */
 ADVNN_DEF advnn_status   advnn_predict(const advnn_graph *g, const advnn_dataset *d, const char *output, advnn_tensor **out);
 
 /* ---------------------------------------------------------------- optimizers and training */
@@ -252,7 +254,8 @@ ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
 ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
-/* Threads used by trainers created afterwards and by advnn_predict (default 1; at most 64). Training
+/* Threads used by trainers created afterwards (default 1; at most 64; inference runs on the calling
+ * thread: run several advnn_infer workspaces from your own threads to parallelise it). Training
  * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
  * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
  * start-up). Returns the previous value. */
@@ -471,6 +474,9 @@ ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #endif
 #include <xxhash.h>
 
+#if defined(ADVNN_MALLOC) != defined(ADVNN_FREE) || defined(ADVNN_MALLOC) != defined(ADVNN_REALLOC)
+#error "advnn.h: define ADVNN_MALLOC, ADVNN_REALLOC and ADVNN_FREE together (or none of them)"
+#endif
 #ifndef ADVNN_MALLOC
 #define ADVNN_MALLOC(sz) malloc(sz)
 #define ADVNN_REALLOC(p, sz) realloc(p, sz)
@@ -1768,11 +1774,47 @@ static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int 
     }
 }
 
+/* The workspace arena's layout: with ws == NULL only measures (floats), else carves `base` into ws's
+ * buffers. One function for both so that sizing (advnn_predict's chunk) and carving never disagree. */
+static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, advnn_ws *ws, float *base) {
+    size_t off = 0;
+    int i;
+/* `ptr` is evaluated only when carving (ws != NULL) */
+#define ADVNN__CARVE(ptr, nfl) do { size_t n_ = advnn__round(nfl); if (ws) (ptr) = base + off; off += n_; } while (0)
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        size_t sz = (size_t)max_batch * n->size, ax = advnn__aux_floats(g, n, max_batch);
+        if (n->kind == ADVNN__INPUT) {
+            ADVNN__CARVE(ws->in_own[i], sz);
+            if (grads) ADVNN__CARVE(ws->dout[i], sz);
+            continue;
+        }
+        ADVNN__CARVE(ws->out[i], sz);
+        if (grads) ADVNN__CARVE(ws->dout[i], sz);
+        if (ax) ADVNN__CARVE(ws->aux[i], ax);
+    }
+    if (grads) ADVNN__CARVE(ws->pgrad, (size_t)g->n_params);
+    {
+        size_t mc = 1;
+        float *acc = NULL;
+        for (i = 0; i < g->n_nodes; i++) if (g->nodes[i].kind == ADVNN__BATCHNORM && (size_t)g->nodes[i].cols > mc) mc = (size_t)g->nodes[i].cols;
+        ADVNN__CARVE(acc, 4 * mc);   /* 2 x mc doubles; carved offsets are 64-byte aligned */
+        if (ws) ws->bnacc = (double *)(void *)acc;
+    }
+    ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
+    {
+        size_t sc = 0, t;
+        for (i = 0; i < g->n_nodes; i++) if ((t = advnn__scratch_floats(g, &g->nodes[i], max_batch)) > sc) sc = t;
+        ADVNN__CARVE(ws->scratch, sc);
+    }
+#undef ADVNN__CARVE
+    return off;
+}
+
 static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     advnn_ws *ws;
-    size_t total = 0, k;
-    int i, pass;
-    float *base = NULL;
+    size_t total, k;
+    float *base;
     if (!g || !g->finalized) { advnn__fail(ADVNN_ERR_STATE, "workspace: graph is NULL or not finalized"); return NULL; }
     if (max_batch < 1 || max_batch > (1 << 24)) { advnn__fail(ADVNN_ERR_ARG, "workspace: max_batch %d outside 1..2^24", max_batch); return NULL; }
     ws = (advnn_ws *)ADVNN_MALLOC(sizeof *ws);
@@ -1787,48 +1829,15 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     memset(ws->out, 0, 4 * k * sizeof(float *));
     ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
     ws->needg = ws->need + k;
-    /* two passes over the same layout: measure, then carve one arena */
-    for (pass = 0; pass < 2; pass++) {
-        size_t off = 0;
-#define ADVNN__CARVE(ptr, nfl) do { size_t n_ = advnn__round(nfl); if (pass) (ptr) = base + off; off += n_; } while (0)
-        for (i = 0; i < g->n_nodes; i++) {
-            const advnn__node *n = &g->nodes[i];
-            size_t sz = (size_t)max_batch * n->size, ax = advnn__aux_floats(g, n, max_batch);
-            if (n->kind == ADVNN__INPUT) {
-                ADVNN__CARVE(ws->in_own[i], sz);
-                if (grads) ADVNN__CARVE(ws->dout[i], sz);
-                continue;
-            }
-            ADVNN__CARVE(ws->out[i], sz);
-            if (grads) ADVNN__CARVE(ws->dout[i], sz);
-            if (ax) ADVNN__CARVE(ws->aux[i], ax);
-        }
-        if (grads) ADVNN__CARVE(ws->pgrad, (size_t)g->n_params);
-        {
-            size_t mc = 1;
-            for (i = 0; i < g->n_nodes; i++) if (g->nodes[i].kind == ADVNN__BATCHNORM && (size_t)g->nodes[i].cols > mc) mc = (size_t)g->nodes[i].cols;
-            float *acc = NULL;
-            ADVNN__CARVE(acc, 4 * mc);   /* 2 x mc doubles; carved offsets are 64-byte aligned */
-            if (pass) ws->bnacc = (double *)(void *)acc;
-        }
-        ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
-        {
-            size_t sc = 0, t;
-            for (i = 0; i < g->n_nodes; i++) if ((t = advnn__scratch_floats(g, &g->nodes[i], max_batch)) > sc) sc = t;
-            ADVNN__CARVE(ws->scratch, sc);
-        }
-#undef ADVNN__CARVE
-        if (!pass) {
-            total = off;
-            base = (float *)advnn__zalloc(total * sizeof(float));
-            if (!base) {
-                advnn_ws_free(ws);
-                advnn__fail(ADVNN_ERR_NOMEM, "workspace: cannot allocate %.1f MiB for batch %d", (double)total * 4 / 1048576.0, max_batch);
-                return NULL;
-            }
-            ws->arena = base;
-        }
+    total = advnn__ws_layout(g, max_batch, grads, NULL, NULL);
+    base = (float *)advnn__zalloc(total * sizeof(float));
+    if (!base) {
+        advnn_ws_free(ws);
+        advnn__fail(ADVNN_ERR_NOMEM, "workspace: cannot allocate %.1f MiB for batch %d", (double)total * 4 / 1048576.0, max_batch);
+        return NULL;
     }
+    ws->arena = base;
+    advnn__ws_layout(g, max_batch, grads, ws, base);
     return ws;
 }
 
@@ -2778,6 +2787,7 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
     return ADVNN_OK;
 }
 
+#define ADVNN__PREDICT_BYTES ((size_t)64 << 20)   /* advnn_predict's workspace budget */
 ADVNN_DEF advnn_status advnn_predict(const advnn_graph *g, const advnn_dataset *d, const char *output, advnn_tensor **out) {
     advnn_ws *ws;
     advnn_status st;
@@ -2787,7 +2797,16 @@ ADVNN_DEF advnn_status advnn_predict(const advnn_graph *g, const advnn_dataset *
     *out = NULL;
     if ((node = advnn_find(g, output)) < 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: no node named '%s'", output ? output : "(null)");
     N = advnn_dataset_size(d);
-    if (!(ws = advnn_ws_new(g, (int)(N < 1024 ? (N > 0 ? N : 1) : 1024)))) return ADVNN_ERR_NOMEM;
+    {   /* chunk of up to 1024 rows, smaller when the workspace would pass ADVNN__PREDICT_BYTES (a big
+         * graph such as W2 with its control-region copies needs ~270 KiB per row) */
+        size_t fixed = advnn__ws_layout(g, 1, 0, NULL, NULL), row = advnn__ws_layout(g, 2, 0, NULL, NULL) - fixed;
+        int64_t b = N < 1024 ? (N > 0 ? N : 1) : 1024, cap = 16;
+        if (row > 0 && (size_t)ADVNN__PREDICT_BYTES / sizeof(float) > fixed)
+            cap = (int64_t)(((size_t)ADVNN__PREDICT_BYTES / sizeof(float) - fixed) / row);
+        if (cap < 16) cap = 16;
+        if (b > cap) b = cap;
+        if (!(ws = advnn_ws_new(g, (int)b))) return ADVNN_ERR_NOMEM;
+    }
     st = advnn__predict_ws(ws, d, node, out);
     advnn_ws_free(ws);
     return st;

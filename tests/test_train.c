@@ -1,6 +1,13 @@
 /* Training: a small MLP learns the toy task, fixed seeds give bit-identical weights, early stopping
  * restores the best epoch, optimizers follow their published update rules, groups freeze, and bad
  * input gives a clear error without touching the weights. */
+#include <stdlib.h>
+/* records the largest single allocation, for advnn_predict's workspace budget */
+static size_t th_max_alloc;
+static void *th_malloc(size_t n) { if (n > th_max_alloc) th_max_alloc = n; return malloc(n); }
+#define ADVNN_MALLOC(sz) th_malloc(sz)
+#define ADVNN_REALLOC(p, sz) realloc(p, sz)
+#define ADVNN_FREE(p) free(p)
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "harness.h"
@@ -330,6 +337,39 @@ static void test_infer_matches_predict(void) {
     advnn_tensor_free(p); advnn_ws_free(ws); advnn_graph_free(g); free_toy(&t);
 }
 
+/* A wide graph (~128 KiB of workspace per row): advnn_predict works in chunks under its 64 MiB budget
+ * instead of one 1024-row workspace, and every row, the last partial chunk included, is right. */
+static void test_predict_chunks_wide_graph(void) {
+    int f = 8, i, node;
+    int64_t n = 1100, r, shape[2];
+    advnn_graph *g = advnn_graph_new();
+    advnn_tensor *x, *p = NULL;
+    advnn_dataset *d = advnn_dataset_new();
+    advnn_ws *ws;
+    double maxd = 0;
+    int xin = advnn_input(g, "x", 1, &f);
+    advnn_name(g, advnn_dense(g, advnn_dense(g, xin, 16384, ADVNN_ACT_RELU), 1, ADVNN_ACT_LINEAR), "y");
+    CHECK(advnn_graph_finalize(g, 4) == ADVNN_OK, "%s", advnn_last_error());
+    shape[0] = n; shape[1] = f;
+    x = advnn_tensor_new(2, shape);
+    for (r = 0; r < n * f; r++) x->data[r] = (float)sin(0.37 * (double)r);
+    advnn_dataset_add(d, "x", x);
+    th_max_alloc = 0;
+    CHECK(advnn_predict(g, d, "y", &p) == ADVNN_OK && p && p->size == n, "%s", advnn_last_error());
+    CHECK(th_max_alloc <= ((size_t)64 << 20) + ((size_t)8 << 20), "predict allocated %.1f MiB at once", (double)th_max_alloc / 1048576.0);
+    ws = advnn_ws_new(g, 1);
+    node = advnn_find(g, "y");
+    for (i = 0; p && ws && i < n; i++) {
+        const float *ins[1];
+        float out;
+        ins[0] = x->data + (size_t)i * f;
+        CHECK(advnn_infer(ws, 1, ins, node, &out) == ADVNN_OK, "%s", advnn_last_error());
+        maxd = fmax(maxd, fabs(out - p->data[i]) / (1.0 + fabs(out)));
+    }
+    CHECK(maxd < 1e-5, "chunked prediction differs from batch-1 inference by %g", maxd);
+    advnn_ws_free(ws); advnn_tensor_free(p); advnn_tensor_free(x); advnn_dataset_free(d); advnn_graph_free(g);
+}
+
 int main(void) {
     RUN(test_mlp_learns);
     RUN(test_bit_identical_runs);
@@ -338,5 +378,6 @@ int main(void) {
     RUN(test_groups_freeze);
     RUN(test_errors);
     RUN(test_infer_matches_predict);
+    RUN(test_predict_chunks_wide_graph);
     return th_report();
 }
