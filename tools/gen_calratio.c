@@ -6,16 +6,30 @@
  *     |z| = 3.6 m): ECAL layers [0,.03) [.03,.13) [.13,.40) [.40,.50), gap, HCAL layers [.78,1.1)
  *     [1.1,1.5) [1.5,1.9) [1.9,2.4). Cluster layer energies: EM part in the ECAL layers, hadronic part
  *     with an exponential longitudinal profile from its start depth; fractions of the cluster energy.
- *   - QCD: pT ~ pT^-3 on [40, 500] GeV, |eta| < 2.5; 7-30 clusters with a Gaussian spread of 0.06-0.18
- *     (dR < 0.4); jet EMF ~ Beta(mean 0.45), cluster EMF around it; cluster time N(0, 0.15 ns) per jet
- *     (collision time) + N(0, sqrt(0.3^2 + (2 ns GeV/E)^2)) per cluster; Poisson(3 + pT/12) prompt tracks
+ *   - QCD: pT ~ pT^-3 on [40, 500] GeV, |eta| < 2.5; 6 + Poisson(4 + pT/10) (<= 30) clusters with a Gaussian spread of 0.05-0.18
+ *     (dR < 0.4); jet EMF ~ Beta(mean 0.15, kappa 2.5) (the low-EMF tail of the Beta(mean 0.5) of 2.5
+ *     that passes the preselection, reaching down to EMF ~ 0 like signal), cluster EMF around it; start
+ *     of the hadronic shower 0.78 m + Exp(0.25 m) (low-EMF preselected jets are enriched in late,
+ *     neutral-hadron showers, so the first HCAL layer is sometimes empty); cluster time N(0, 0.15 ns) per jet
+ *     (collision time) + N(0, sqrt(0.3^2 + (1 ns GeV/E)^2)) per cluster; Poisson(fch (1 + pT/8)) prompt
+ *     tracks (charged fraction fch ~ Beta(mean 0.3))
  *     (|d0| ~ 0.03 mm with 5% tails, z0 ~ 0.5 mm, 7-9 SCT hits); rare punch-through muon segments.
- *   - signal (LLP decaying in the calorimeter): jet pT ~ pT^-1.5 on [40, 500]; barrel (|eta| < 1.4,
+ *   - signal (LLP decaying in the calorimeter): jet pT ~ pT^-2.3 on [40, 500] (harder than QCD, as for
+ *     the low-ET mH = 125 GeV samples, whose LLP jets are mostly below 100 GeV); barrel (|eta| < 1.4,
  *     Lxy ~ U(1.2, 4.0) m) or endcap (1.4 < |eta| < 2.5, |Lz| ~ U(3.5, 6.0) m); LLP mass from
- *     {5, 15, 25, 40, 55} GeV gives beta and a delay L (1/beta - 1)/c (+ per-cluster resolution);
- *     5-20 narrow clusters (spread 0.03-0.08); EMF low when the decay is past the ECAL (and HCAL layers
- *     in front of the decay empty); Poisson(0.7) soft pile-up tracks (no tracks from the LLP);
- *     muon segments Poisson(0.3), Poisson(3) punch-through when the decay is near the HCAL exit.
+ *     {5, 15, 25, 40, 55} GeV gives beta and a delay L (1/beta - 1)/c (+ per-cluster resolution; light
+ *     boosted LLPs have delays << 0.3 ns, i.e. prompt-looking); 4 + Poisson(4 + pT/15) (<= 20) narrow
+ *     clusters (spread 0.5 mS/p + U(0.03, 0.09)); the LLP's own deposit has no ECAL energy when the
+ *     decay is past the ECAL and no energy in the HCAL layers in front of the decay, but every cluster
+ *     also holds a prompt pile-up / underlying-event share ~ Beta(mean 0.12) with the normal shower
+ *     profile (EMF ~ 0.45 of that share), so the jet EMF is ~0.05-0.1 as in 2.5 and the layer pattern
+ *     and time (energy-weighted) overlap with QCD; Poisson(1.5) soft underlying-event tracks
+ *     (pT 1-3 GeV, dR < 0.4) + Poisson(0.8) pile-up tracks (no tracks from the LLP); muon segments
+ *     Poisson(0.3), Poisson(3) punch-through when the decay is near the HCAL exit.
+ *     (Why the overlap: with an idealised LLP deposit -- empty ECAL layers 1-3, empty HCAL layers in
+ *     front of the decay, all clusters narrow -- the tagger reached AUC 0.9999 after one epoch, unlike
+ *     the real tagger's ~0.96 quoted in 2.2; with the overlap above it reaches ~0.99 after a few epochs
+ *     on the demo settings, and it then relies on timing and EMF as in the real analysis.)
  *   - BIB (beam-halo muon at radius R parallel to the beam): pT ~ pT^-3.5, phi near 0 or pi;
  *     2-8 clusters on a line in eta (dphi ~ 0.02) with the energy in one HCAL (ECAL) layer set by R,
  *     low EMF, early time t = (s z - sqrt(R^2 + z^2))/c (z = R sinh eta, s = beam direction; jets
@@ -24,7 +38,9 @@
  *   - control region (CR): "MC" = nominal QCD; "data" = QCD with cluster time +0.2 ns and an extra
  *     0.3 ns smearing per cluster, EMF +0.03 (energy moved from HCAL to ECAL layers), track efficiency
  *     x0.95, and 1% BIB contamination (with the same shifts). Track absence, cluster spread, layer
- *     pattern and muon segments are not shifted, so a tagger can be made robust.
+ *     pattern and muon segments are not shifted, so a tagger can be made robust. These are the numbers of
+ *     PHYSICS.md 2.5 unchanged; the un-adversarial tagger's scores differ strongly between data and MC
+ *     (sum KS ~1 on the demo settings) because it uses the cluster timing and EMF.
  *   - MC weights exp(N(0, 0.1)); data weights 1.
  *
  * Files written to --out DIR (float32 .npy; rows shuffled; sequences pT-ordered (segments by dR to the
@@ -207,7 +223,7 @@ static int cr_gen_qcd(gc_rng *r, cr_jet *J, int data) {
     J->pt = cr_jet_pt(r, 3.0);
     J->eta = gc_unif(r, -2.5, 2.5);
     J->phi = gc_unif(r, -GC_PI, GC_PI);
-    sig = gc_unif(r, 0.06, 0.18);
+    sig = gc_unif(r, 0.05, 0.18);
     fch = gc_beta_mk(r, 0.30, 3.0);          /* charged fraction of the jet */
     nt = gc_poisson(r, fch * (1.0 + J->pt / 8.0) * (fabs(J->eta) > 2.3 ? 0.5 : 1.0));  /* tracker edge */
     cr_prompt_tracks(r, J, nt, fch * J->pt, 0.8 * sig, 20 + gc_poisson(r, 30.0));
@@ -217,8 +233,8 @@ static int cr_gen_qcd(gc_rng *r, cr_jet *J, int data) {
     n = 6 + gc_poisson(r, 4.0 + J->pt / 10.0);
     if (n > CR_NC) n = CR_NC;
     cr_spray(r, J, n, sig, 0.4);
-    jemf = gc_beta_mk(r, 0.20, 4.0);         /* (the tail of QCD that passes the preselection) */
-    h0 = 0.78 + gc_expo(r, 0.15);           /* start of the hadronic shower in the HCAL */
+    jemf = gc_beta_mk(r, 0.15, 2.5);         /* (the tail of QCD that passes the preselection) */
+    h0 = 0.78 + gc_expo(r, 0.25);           /* start of the hadronic shower in the HCAL */
     tcol = gc_gauss(r, 0, 0.15);
     for (i = 0; i < n; i++) {
         cr_clus *c = &J->c[i];
@@ -232,9 +248,9 @@ static int cr_gen_qcd(gc_rng *r, cr_jet *J, int data) {
 
 static void cr_gen_signal(gc_rng *r, cr_jet *J) {
     static const double ms[5] = {5, 15, 25, 40, 55};
-    double L, u, p, mS, beta, delay, sig, tcol;
-    int i, n, barrel = gc_u01(r) < 0.7;
-    J->pt = cr_jet_pt(r, 1.5);
+    double L, u, p, mS, beta, delay, sig, tcol, fpu, pu[8];
+    int i, k, n, barrel = gc_u01(r) < 0.7;
+    J->pt = cr_jet_pt(r, 2.3);
     J->phi = gc_unif(r, -GC_PI, GC_PI);
     if (barrel) {
         double lxy = gc_unif(r, 1.2, 4.0);
@@ -251,9 +267,9 @@ static void cr_gen_signal(gc_rng *r, cr_jet *J) {
     p = J->pt * cosh(J->eta) * gc_unif(r, 1.0, 1.3);  /* LLP momentum (visible jet carries most of it) */
     beta = p / sqrt(p * p + mS * mS);
     delay = L * (1.0 / beta - 1.0) / CR_CLIGHT;
-    n = 4 + gc_poisson(r, 3.0 + J->pt / 25.0);
+    n = 4 + gc_poisson(r, 4.0 + J->pt / 15.0);
     if (n > 20) n = 20;
-    sig = 0.5 * mS / p + gc_unif(r, 0.02, 0.06);   /* decay-product opening grows with mS/p */
+    sig = 0.5 * mS / p + gc_unif(r, 0.03, 0.09);   /* decay-product opening grows with mS/p */
     if (sig > 0.2) sig = 0.2;
     cr_spray(r, J, n, sig, 0.4);
     tcol = gc_gauss(r, 0, 0.15);
@@ -262,11 +278,17 @@ static void cr_gen_signal(gc_rng *r, cr_jet *J) {
         double E = c->pt * cosh(c->eta), emf, u0, h0;
         if (u < 0.0) { emf = gc_beta_mk(r, 0.30, 8.0); u0 = 0.0; h0 = 0.78; }
         else if (u < 0.5) { emf = gc_beta_mk(r, 0.04 + 0.5 * (0.5 - u), 10.0); u0 = u; h0 = 0.78; }
-        else { emf = gc_beta_mk(r, 0.03, 25.0); u0 = 0.5; h0 = u > 0.78 ? u : 0.78; }
+        else { emf = 0.0; u0 = 0.5; h0 = u > 0.78 ? u : 0.78; }
         cr_layers(r, emf, u0, h0, 0.30, c->lay);
-        c->t = tcol + delay + cr_tres(E) * gc_normal(r);
+        /* prompt pile-up / underlying-event energy in the same cluster (normal shower profile from the
+         * front face): gives decays past the ECAL their EMF ~ 0.05-0.1 and the HCAL layers in front of
+         * the decay a little energy; the cluster time is energy-weighted */
+        fpu = gc_beta_mk(r, 0.12, 8.0);
+        cr_layers(r, gc_beta_mk(r, 0.45, 6.0), 0.0, 0.78, 0.35, pu);
+        for (k = 0; k < 8; k++) c->lay[k] = (1.0 - fpu) * c->lay[k] + fpu * pu[k];
+        c->t = tcol + (1.0 - fpu) * delay + cr_tres(E) * gc_normal(r);
     }
-    cr_prompt_tracks(r, J, gc_poisson(r, 0.5), 2.0, 0.2, 20 + gc_poisson(r, 30.0));  /* underlying event */
+    cr_prompt_tracks(r, J, gc_poisson(r, 1.5), 2.0, 0.2, 20 + gc_poisson(r, 30.0));  /* underlying event */
     cr_pileup_tracks(r, J, gc_poisson(r, 0.8));
     J->ns = 0;
     cr_pointing_segs(r, J, gc_poisson(r, u > 1.6 ? 3.0 : 0.3), tcol + delay);
