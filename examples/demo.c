@@ -4,22 +4,13 @@
  * Usage: demo [--out DIR] [--seed N] [--epochs N] [--n N]      (make run-demo runs it with defaults) */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
+#include "cli.h"
 #include "toy_data.h"
 #include <errno.h>
 #include <sys/stat.h>
 
 static int die(const char *what) {
     fprintf(stderr, "demo: %s: %s\n", what, advnn_last_error());
-    return 1;
-}
-
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return 0;
-    *out = v;
     return 1;
 }
 
@@ -76,9 +67,9 @@ int main(int argc, char **argv) {
                    "generated two-class problem, saves and reloads it, and prints its test AUC.\n", argv[0]);
             return 0;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc && parse_int(argv[i + 1], 0, 2147483647L, &seed)) i++;
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc && parse_int(argv[i + 1], 1, 100000, &epochs)) i++;
-        else if (!strcmp(argv[i], "--n") && i + 1 < argc && parse_int(argv[i + 1], 100, 100000000L, &n)) i++;
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc && parse_long(argv[i + 1], 0, 2147483647L, &seed)) i++;
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc && parse_long(argv[i + 1], 1, 100000, &epochs)) i++;
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc && parse_long(argv[i + 1], 100, 100000000L, &n)) i++;
         else { fprintf(stderr, "demo: bad argument '%s' (try --help)\n", argv[i]); return 2; }
     }
     if (mkdir(out, 0777) != 0 && errno != EEXIST) { fprintf(stderr, "demo: cannot create '%s': %s\n", out, strerror(errno)); return 1; }

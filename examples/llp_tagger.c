@@ -20,6 +20,7 @@
  * Data: build/data/llp_{train,test}_* and llpcr_{train,test}_* from tools/gen_calratio.c. */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
+#include "cli.h"
 #include "workloads.h"
 #include <errno.h>
 #include <sys/stat.h>
@@ -82,25 +83,6 @@ typedef struct {
     int quick;
     const char *out, *data;
 } args_t;
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
-}
 
 static void usage(void) {
     printf("usage: " PROG " [--seed N] [--epochs N] [--sf X | --lambda X] [--ntrain N] [--ntest N] [--ncrtest N]\n"

@@ -20,6 +20,7 @@
  */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
+#include "cli.h"
 #include "workloads.h"
 #include <errno.h>
 #include <math.h>
@@ -83,26 +84,6 @@ static void usage(void) {
            "  --seed N          weight initialisation and shuffling (default 1)\n"
            "  --threads N       worker threads (default 1)\n"
            "  --quick           tiny smoke test (not expected to pass the acceptance criteria)\n", prog);
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || *end || end == s || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
 }
 
 static int cmp_double(const void *a, const void *b) {
