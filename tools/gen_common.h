@@ -239,6 +239,8 @@ typedef struct {
     double asmax;    /* alpha_s frozen below this value (also the veto-algorithm overestimate) */
     double thmin;    /* smallest emission angle */
     int maxdepth;    /* recursion depth of secondary showers */
+    int full_pqq;    /* 1: a quark's (C < 2) emission is kept with probability P_qq(z) / (2 C_F / z) =
+                      * (1 + (1-z)^2)/2, the full q -> qg splitting function instead of its soft form */
 } gc_shower_par;
 
 static inline double gc_alphas(const gc_shower_par *sp, double kt) {
@@ -272,6 +274,7 @@ static inline void gc_shower(gc_rng *r, gc_plist *L, int idx, double thmax, doub
         kt = z * th * pt;
         if (kt < sp->ktmin) continue;
         if (gc_u01(r) * sp->asmax > gc_alphas(sp, kt)) continue;
+        if (sp->full_pqq && C < 2.0 && 2.0 * gc_u01(r) > 1.0 + (1.0 - z) * (1.0 - z)) continue;
         az = GC_TWOPI * gc_u01(r);
         ux = cos(az); uy = sin(az);
         j = gc_plist_add(L, z * pt, L->p[idx].x + (1.0 - z) * th * ux, L->p[idx].y + (1.0 - z) * th * uy, L->p[idx].tag);

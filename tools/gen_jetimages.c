@@ -59,7 +59,7 @@ typedef struct { double m, pt, npart; } im_info;
 
 static gc_shower_par im_shower_par(void) {
     gc_shower_par sp;
-    sp.ktmin = 1.0; sp.lambda = 0.2; sp.asmax = 0.45; sp.thmin = 0.005; sp.maxdepth = 6;
+    sp.ktmin = 1.0; sp.lambda = 0.2; sp.asmax = 0.45; sp.thmin = 0.005; sp.maxdepth = 6; sp.full_pqq = 0;
     return sp;
 }
 

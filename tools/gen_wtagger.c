@@ -12,7 +12,7 @@
  *   - QCD: one hard parton showering inside R = 1.0, gluon (C_A) with probability 0.70 at pT = 300 GeV
  *     falling linearly to 0.45 at 1500 GeV (gluon fraction of 13 TeV dijet jets; quark C_F otherwise):
  *     emissions in decreasing angle by the veto algorithm, density alpha_s(kt) C/pi dz/z dtheta^2/theta^2,
- *     recursive angular-ordered secondary showers (wt_shower = gen_common.h gc_shower plus the q -> qg
+ *     recursive angular-ordered secondary showers (gen_common.h gc_shower with full_pqq: the q -> qg
  *     splitting function below). Hard wide-angle emissions give the falling QCD mass tail with W-like
  *     two-prong jets at high mass.
  *   - splitting function: a quark's emission of fraction z <= 1/2 is kept with probability
@@ -118,45 +118,13 @@ typedef struct { double f[WT_NF], m, pt; } wt_jet;
 
 static gc_shower_par wt_shower_par(void) {
     gc_shower_par sp;
-    sp.ktmin = 1.0; sp.lambda = 0.2; sp.asmax = 0.45; sp.thmin = 0.005; sp.maxdepth = 6;
+    sp.ktmin = 1.0; sp.lambda = 0.2; sp.asmax = 0.45; sp.thmin = 0.005; sp.maxdepth = 6; sp.full_pqq = 1;   /* see the header comment */
     return sp;
 }
 
 static int wt_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* gc_shower (gen_common.h) with the full q -> qg splitting function: the emission density there is the
- * soft limit 2C/z; for a quark (C = C_F) an emission of momentum fraction z <= 1/2 is kept with probability
- * P_qq(z) / (2 C_F / z) = (1 + (1 - z)^2) / 2, which removes up to 37% of the hard (symmetric) splittings.
- * g -> gg keeps the soft form (the full P_gg differs from it by less than 13% on z <= 1/2). */
-static void wt_shower(gc_rng *r, gc_plist *L, int idx, double thmax, double C, const gc_shower_par *sp, int depth) {
-    double lnth2 = 2.0 * log(thmax);
-    for (;;) {
-        double pt = L->p[idx].pt, zlo, lz, rate, th, z, kt, az, ux, uy;
-        int j;
-        if (pt * exp(0.5 * lnth2) * 0.5 < sp->ktmin) return;
-        zlo = sp->ktmin / (pt * exp(0.5 * lnth2));
-        lz = log(0.5 / zlo);
-        rate = sp->asmax * C / GC_PI * lz;
-        lnth2 -= gc_expo(r, 1.0) / rate;
-        th = exp(0.5 * lnth2);
-        if (th < sp->thmin) return;
-        z = zlo * exp(lz * gc_u01(r));
-        kt = z * th * pt;
-        if (kt < sp->ktmin) continue;
-        if (gc_u01(r) * sp->asmax > gc_alphas(sp, kt)) continue;
-        if (C < 2.0 && 2.0 * gc_u01(r) > 1.0 + (1.0 - z) * (1.0 - z)) continue;
-        az = GC_TWOPI * gc_u01(r);
-        ux = cos(az); uy = sin(az);
-        j = gc_plist_add(L, z * pt, L->p[idx].x + (1.0 - z) * th * ux, L->p[idx].y + (1.0 - z) * th * uy, L->p[idx].tag);
-        if (j < 0) return;
-        L->p[idx].x -= z * th * ux;
-        L->p[idx].y -= z * th * uy;
-        L->p[idx].pt = (1.0 - z) * pt;
-        if (depth < sp->maxdepth) wt_shower(r, L, j, th, 3.0, sp, depth + 1);
-    }
 }
 
 static double wt_sq(double x) { return x * x; }
@@ -293,9 +261,9 @@ static int wt_gen_jet(gc_rng *r, int sig, wt_work *w, const gc_shower_par *sp, w
         th = mw / (ptg * sqrt(zz * (1.0 - zz)));
         if (th > 2.0) return 0;
         i1 = gc_plist_add(L, zz * ptg, 0.0, 0.0, 0);
-        wt_shower(r, L, i1, th, 4.0 / 3.0, sp, 0);
+        gc_shower(r, L, i1, th, 4.0 / 3.0, sp, 0);
         i2 = gc_plist_add(L, (1.0 - zz) * ptg, 0.0, 0.0, 1);
-        wt_shower(r, L, i2, th, 4.0 / 3.0, sp, 0);
+        gc_shower(r, L, i2, th, 4.0 / 3.0, sp, 0);
         for (i = 0; i < L->n; i++) {
             double q = L->p[i].pt * (L->p[i].x * L->p[i].x + L->p[i].y * L->p[i].y);
             if (i < i2) { m1 += q; P1 += L->p[i].pt; } else { m2 += q; P2 += L->p[i].pt; }
@@ -310,7 +278,7 @@ static int wt_gen_jet(gc_rng *r, int sig, wt_work *w, const gc_shower_par *sp, w
         }
     } else {
         int i0 = gc_plist_add(L, ptg, 0.0, 0.0, 0);
-        wt_shower(r, L, i0, WT_R, gc_u01(r) < WT_FG300 + (WT_FG1500 - WT_FG300) * (ptg - 300.0) / 1200.0 ? 3.0 : 4.0 / 3.0, sp, 0);
+        gc_shower(r, L, i0, WT_R, gc_u01(r) < WT_FG300 + (WT_FG1500 - WT_FG300) * (ptg - 300.0) / 1200.0 ? 3.0 : 4.0 / 3.0, sp, 0);
     }
     npart = L->n;
     npu = 5 + gc_randint(r, 11);
