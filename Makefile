@@ -126,7 +126,7 @@ bench-json:
 	@bench/compare.sh --advnn-only $(COMPARE_ARGS)
 
 compare:
-	@tools/deps.sh base
+	@tools/deps.sh bench
 	@bench/compare.sh $(COMPARE_ARGS)
 
 # (a recipe, even an empty one, keeps make from saying "Nothing to be done")

@@ -71,6 +71,16 @@ if ! "$PY" -c 'import torch' >/dev/null 2>&1; then
   exit 1
 fi
 
+# Debian's torch does its Linear layers through libblas.so.3. With only the reference BLAS behind
+# that name torch runs 3-10x slower than the figures it is known for, which would flatter advnn.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*|*blis*|*mkl*) ;;
+  *) echo "compare.sh: libblas.so.3 is '${blas:-missing}', not OpenBLAS: torch would be timed on the reference" >&2
+     echo "    BLAS. Install OpenBLAS first: apt-get install libopenblas-dev (make compare does it as root)" >&2
+     exit 1 ;;
+esac
+
 mkdir -p "$OUT"
 : > "$OUT/advnn.jsonl"
 : > "$OUT/torch.jsonl"

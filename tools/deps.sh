@@ -5,7 +5,8 @@
 #   test   base + everything `make test` uses: g++, clang, the aarch64 cross compiler,
 #          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`)
 #   fuzz   base + clang-14 with its sanitizer/libFuzzer runtimes
-#   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/, never a dependency)
+#   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/ and as the BLAS
+#          behind PyTorch in make compare; never a library dependency)
 #   plot   python3-numpy and python3-matplotlib for tools/plot*.py (the examples' PNGs; optional)
 #   all    test + fuzz
 #
