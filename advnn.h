@@ -2048,11 +2048,7 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     } else {
         for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
     }
-    for (i = 0; i < R; i++) {
-        const float *xr = x + (size_t)i * C;
-        float *hr = xh + (size_t)i * C, *yr = y + (size_t)i * C;
-        for (j = 0; j < C; j++) { hr[j] = (xr[j] - mean[j]) * istd[j]; yr[j] = gam[j] * hr[j] + bet[j]; }
-    }
+    advnn_bn_rows(R, C, x, C, mean, istd, gam, bet, xh, y);
 }
 
 static void advnn__concat_fwd(advnn_ws *ws, int id, int nb) {

@@ -109,6 +109,12 @@ ADVNN_SIMD_DEF float advnn_max(int n, const float *x, int incx);   /* n >= 1; re
 ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float *b);   /* X[i,j] += b[j] */
 ADVNN_SIMD_DEF void advnn_col_sums(int M, int N, const float *X, int ldx, float *out); /* out[j] += sum_i X[i,j] (accumulates) */
 ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *out);  /* out[i] = max_j X[i,j]; N >= 1 */
+/* BatchNorm's normalisation, row by row (all four matrices share the leading dimension ld):
+ * xhat[i,j] = (x[i,j] - mean[j]) * istd[j];  y[i,j] = gamma[j] * xhat[i,j] + beta[j]
+ * (a subtract and a multiply, then a multiply and an add: no fused multiply-add, so every ISA
+ * rounds the same way). xhat may alias neither x nor y. */
+ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const float *mean, const float *istd,
+                                  const float *gamma, const float *beta, float *xhat, float *y);
 
 /* Vector math, contiguous; y may alias x (exactly, y == x). */
 ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y);
@@ -402,6 +408,16 @@ ADVNN__FN float advnn__max_ref(int n, const float *x, int incx) {
 ADVNN__FN void advnn__add_bias_ref(int M, int N, float *X, int ldx, const float *b) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) X[(advnn__idx)i * ldx + j] += b[j];
+}
+ADVNN__FN void advnn__bn_rows_ref(int M, int N, const float *x, int ld, const float *mean, const float *istd,
+                                  const float *gamma, const float *beta, float *xhat, float *y) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            advnn__idx k = (advnn__idx)i * ld + j;
+            float h = (x[k] - mean[j]) * istd[j], p = gamma[j] * h;   /* separate statements: no FMA under ISO C */
+            xhat[k] = h;
+            y[k] = p + beta[j];
+        }
 }
 ADVNN__FN void advnn__col_sums_ref(int M, int N, const float *X, int ldx, float *out) {
     for (int i = 0; i < M; i++)
@@ -964,6 +980,37 @@ ADVNN_SIMD_DEF void advnn_add_bias(int M, int N, float *X, int ldx, const float 
     if (ADVNN__VEC_LIVE()) { advnn__add_bias_v(M, N, X, ldx, b); return; }
 #endif
     advnn__add_bias_ref(M, N, X, ldx, b);
+}
+
+#ifdef ADVNN__VECTOR
+ADVNN__VKFN void advnn__bn_rows_v(int M, int N, const float *x, int ld, const float *mean, const float *istd,
+                                 const float *gamma, const float *beta, float *xhat, float *y) {
+    /* scalar tail instead of MAP3's padded copies: rows are often narrow (W1: 10, W2: 6-24) and the
+     * copies cost more than the arithmetic; the scalar steps round exactly like the vector ones */
+    int nv = N - N % ADVNN__VL;
+    for (int i = 0; i < M; i++) {
+        const float *xr = x + (advnn__idx)i * ld;
+        float *hr = xhat + (advnn__idx)i * ld, *yr = y + (advnn__idx)i * ld;
+        int j = 0;
+        for (; j < nv; j += ADVNN__VL) {
+            advnn__v h = advnn__vmul(advnn__vsub(advnn__vld(xr + j), advnn__vld(mean + j)), advnn__vld(istd + j));
+            advnn__vst(hr + j, h);
+            advnn__vst(yr + j, advnn__vadd(advnn__vmul(h, advnn__vld(gamma + j)), advnn__vld(beta + j)));
+        }
+        for (; j < N; j++) {
+            float h = (xr[j] - mean[j]) * istd[j], p = gamma[j] * h;
+            hr[j] = h;
+            yr[j] = p + beta[j];
+        }
+    }
+}
+#endif
+ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const float *mean, const float *istd,
+                                  const float *gamma, const float *beta, float *xhat, float *y) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__bn_rows_v(M, N, x, ld, mean, istd, gamma, beta, xhat, y); return; }
+#endif
+    advnn__bn_rows_ref(M, N, x, ld, mean, istd, gamma, beta, xhat, y);
 }
 
 #ifdef ADVNN__VECTOR

@@ -174,6 +174,37 @@ static void bench_elem(int k, int n) {
     free(x); free(y); free(ts);
 }
 
+/* ---- BatchNorm normalisation rows (W1's hidden layers: 512 x 64, and its 10 inputs) ---- */
+static void bench_bn_rows(int M, int N) {
+    size_t n = (size_t)M * N;
+    float *x = (float *)malloc(n * sizeof(float)), *h = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float));
+    float *par = (float *)malloc(4 * (size_t)N * sizeof(float));
+    unsigned seed = 11;
+    double ns[2];
+    int inner = (int)(4e6 / (double)n) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    fill(x, n, &seed);
+    fill(par, 4 * (size_t)N, &seed);
+    for (int live = 1; live >= 0; live--) {
+        for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
+            double t0 = now_s();
+            for (int w = 0; w < inner; w++) {
+                if (live) advnn_bn_rows(M, N, x, N, par, par + N, par + 2 * N, par + 3 * N, h, y);
+                else advnn__bn_rows_ref(M, N, x, N, par, par + N, par + 2 * N, par + 3 * N, h, y);
+            }
+            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+        }
+        ns[live] = median(ts, nsamp) * 1e9 / (double)n;
+    }
+    bench_sink = y[n / 2];
+    printf("bn_rows  %4dx%-3d   %s %6.3f ns/elem   scalar-ref %6.3f ns/elem   speedup %5.1fx\n", M, N,
+           advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+    printf("{\"kernel\":\"bn_rows\",\"isa\":\"%s\",\"m\":%d,\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
+           advnn_simd_name(), M, N, ns[1], ns[0]);
+    fflush(stdout);
+    free(x); free(h); free(y); free(par); free(ts);
+}
+
 /* ---- im2col / col2im (W3 shapes, k3 "same", stride 1): live vs scalar reference ---- */
 static void bench_im2col(int H, int W, int C) {
     const int K = 3, P = H * W, kc = K * K * C; /* "same", stride 1: Ho = H, Wo = W, pad 1 */
@@ -296,6 +327,8 @@ int main(int argc, char **argv) {
         bench_elem(k, 4096);
         if (!quick) bench_elem(k, 1 << 20);
     }
+    bench_bn_rows(512, 64);
+    bench_bn_rows(512, 10);
     /* W3 convolution inputs (k3 same) and W2 LSTM cells (batch 512, H 10 and 5) */
     bench_im2col(40, 40, 1);
     bench_im2col(40, 40, 10);

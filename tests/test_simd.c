@@ -8,6 +8,7 @@
  *  - reductions (dot/sum/sumsq) live vs ref: the two sum in different orders, so the error of
  *    each vs the exact sum is <= n*eps*sum|terms| (eps = 2^-24 ~ 6e-8); we allow 2*n*6e-8*sum|terms|
  *    (+1e-30). The ref vs double check uses the same bound (one order only, so it is 2x loose).
+ *  - bn_rows: xhat bitwise, y within one rounding of the ref
  *  - max, add_bias, col_sums, axpy, scale: exact or 1 rounding: bitwise or rtol 1.2e-7 (axpy: the
  *    vector path uses one FMA rounding, the ref two).
  *  - SGEMM: |C - C_ref| <= 2*K*6e-8*|alpha|*sum_k|a_ik*b_kj| + 2*6e-8*|beta*c| + 1e-30, i.e. the
@@ -185,6 +186,29 @@ static void test_matrix_kernels(void) {
                     double s = j, sm = fabs((double)j);
                     for (int i = 0; i < M; i++) { s += X[(size_t)i * ld + j]; sm += fabs(X[(size_t)i * ld + j]); }
                     CHECK(fabs(o2[j] - s) <= 2 * (M + 1) * 6e-8 * sm, "col_sums_ref j=%d: %g vs %g", j, o2[j], s);
+                }
+                /* bn_rows: xhat bitwise (one subtract, one multiply), y within one rounding of the ref
+                 * (bitwise unless a compiler fuses the ref's multiply-add) */
+                {
+                    float *mu = falloc((size_t)N + 1), *is = falloc((size_t)N + 1), *ga = falloc((size_t)N + 1);
+                    float *h1 = falloc(sz), *h2 = falloc(sz), *y1 = falloc(sz), *y2 = falloc(sz);
+                    fill_rand(mu, (size_t)N, 1.0f); fill_rand(is, (size_t)N, 2.0f); fill_rand(ga, (size_t)N, 1.5f);
+                    fill_val(h1, sz, SENT); fill_val(y1, sz, SENT);
+                    advnn_bn_rows(M, N, X, ld, mu, is, ga, b, h1, y1);
+                    advnn__bn_rows_ref(M, N, X, ld, mu, is, ga, b, h2, y2);
+                    bad = 0;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            size_t k = (size_t)i * ld + j;
+                            double want = (double)ga[j] * h2[k];
+                            bad += !same_float(h1[k], h2[k]);
+                            bad += !(fabs((double)y1[k] - y2[k]) <= 1.2e-7 * (fabs(want) + fabs((double)b[j])));
+                            bad += !(fabs(h2[k] - ((double)X[k] - mu[j]) * is[j]) <= 1.2e-7 * (fabs((double)X[k] - mu[j]) + 1e-30) * fabs(is[j]) * 2 + 1e-30);
+                        }
+                    CHECK(!bad, "bn_rows M=%d N=%d ld=%d: %d mismatches", M, N, ld, bad);
+                    for (int i = 0; i < M; i++)
+                        for (int j = N; j < ld; j++) CHECK(h1[(size_t)i * ld + j] == SENT && y1[(size_t)i * ld + j] == SENT, "bn_rows wrote padding");
+                    ffree(mu); ffree(is); ffree(ga); ffree(h1); ffree(h2); ffree(y1); ffree(y2);
                 }
                 /* row_max: exact */
                 o[M] = SENT;
