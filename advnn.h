@@ -1959,6 +1959,12 @@ static void advnn__act_bwd_rows(advnn_act act, int rows, int N, const float *x, 
 static float *advnn__P(const advnn_ws *ws, const advnn__node *n, int k) { return ws->g->params + ws->g->par[n->param0 + k].off; }
 static float *advnn__G(const advnn_ws *ws, const advnn__node *n, int k) { return ws->pgrad + ws->g->par[n->param0 + k].off; }
 
+/* Bias, then the fused activation from z (pre-activation) into the node's output. */
+static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
+    advnn__bias_rows(rows, n->cols, z, advnn__P(ws, n, 1));
+    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)n->ip[1], rows, n->cols, z, ws->out[id], n->fp[0], NULL);
+}
+
 /* Spectral normalisation (Miyato et al. 2018): the layer uses W / sigma with sigma = u^T W v from the
  * stored power-iteration vectors, so the forward pass is a pure function of the parameters (the
  * trainer advances u, v by one iteration after each update of the layer's group). */
@@ -1986,8 +1992,7 @@ static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     float *z = act == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
     const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
     advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, W, U, 0.0f, z, U, ws->gemm);
-    advnn__bias_rows(rows, U, z, advnn__P(ws, n, 1));
-    if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, rows, U, z, ws->out[id], n->fp[0], NULL);
+    advnn__bias_act(ws, n, id, z, rows);
 }
 
 /* BatchNorm uses batch statistics only while training its own group: a frozen BatchNorm (e.g. the
@@ -2193,11 +2198,6 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     return ADVNN_OK;
 }
 
-/* Bias, then the fused activation from z (pre-activation) into the node's output. */
-static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
-    advnn__bias_rows(rows, n->cols, z, advnn__P(ws, n, 1));
-    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)n->ip[1], rows, n->cols, z, ws->out[id], n->fp[0], NULL);
-}
 
 /* im2col of samples [s0, s0+s) of x into cols ((s*Ho*Wo) x KKC) */
 static void advnn__im2col_chunk(const advnn__cgeom *c, const float *x, int s0, int s, float *cols) {
@@ -2858,8 +2858,21 @@ struct advnn_trainer {
     advnn__rng    *rngk;      /* per-thread dropout streams, reseeded from rng every step */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
+    struct advnn__slicejob *job;  /* the multi-threaded step's arguments and per-thread results */
 #endif
 };
+
+#ifndef ADVNN_NO_THREADS
+typedef struct advnn__slicejob {
+    advnn_trainer *tr;
+    const advnn_dataset *d, *d2;
+    const int64_t *idx, *idx2;
+    int64_t start;
+    int n, backward;
+    advnn_status st[64];
+    char msg[64][512];
+} advnn__slicejob;
+#endif
 
 static advnn_status advnn__threads_init(advnn_trainer *tr) {
 #ifndef ADVNN_NO_THREADS
@@ -2876,6 +2889,7 @@ static advnn_status advnn__threads_init(advnn_trainer *tr) {
     for (k = 0; k < tr->T; k++) tr->wsk[k]->rng = &tr->rngk[k];
     for (k = 0; k < tr->g->n_nodes; k++)
         if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > maxc) maxc = 2 * tr->g->nodes[k].cols;
+    if (!(tr->job = (struct advnn__slicejob *)ADVNN_MALLOC(sizeof *tr->job))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
     if (!(tr->team = advnn__team_new(tr->T, maxc))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
     return ADVNN_OK;
 #else
@@ -2885,16 +2899,6 @@ static advnn_status advnn__threads_init(advnn_trainer *tr) {
 }
 
 #ifndef ADVNN_NO_THREADS
-typedef struct {
-    advnn_trainer *tr;
-    const advnn_dataset *d, *d2;
-    const int64_t *idx, *idx2;
-    int64_t start;
-    int n, backward;
-    advnn_status st[64];
-    char msg[64][512];
-} advnn__slicejob;
-
 static int advnn__job_failed(const advnn__slicejob *j, int active) {
     int k;
     for (k = 0; k < active; k++) if (j->st[k] != ADVNN_OK) return 1;
@@ -2941,10 +2945,9 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
 #ifndef ADVNN_NO_THREADS
     int A = tr->T < n ? tr->T : n, k, i;
     if (A > 1) {
-        advnn__slicejob *j = (advnn__slicejob *)ADVNN_MALLOC(sizeof *j);
+        advnn__slicejob *j = tr->job;
         uint64_t seed = advnn__rng_next(&tr->rng);
         const advnn_graph *g = tr->g;
-        if (!j) return advnn__fail(ADVNN_ERR_NOMEM, "training step: out of memory");
         memset(j->st, 0, sizeof j->st);
         j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
         for (k = 0; k < A; k++) {
@@ -2964,7 +2967,6 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
             for (i = 0; i < g->n_nodes; i++)
                 if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
                     for (k = 1; k < A; k++) ws->loss[i] += tr->wsk[k]->loss[i];
-        ADVNN_FREE(j);
         return st;
     }
 #endif
@@ -3006,6 +3008,7 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     if (!tr) return;
 #ifndef ADVNN_NO_THREADS
     advnn__team_free(tr->team);
+    ADVNN_FREE(tr->job);
 #endif
     for (k = 1; tr->wsk && k < tr->T; k++) advnn_ws_free(tr->wsk[k]);
     ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk);
