@@ -1235,7 +1235,17 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
 #ifdef ADVNN__VECTOR
 /* dst[0..n) = src[0..n), no overlap: full vectors, then one overlapping vector for the tail. */
 ADVNN__VFN void advnn__copy_run(int n, const float *ADVNN__RESTRICT src, float *ADVNN__RESTRICT dst) {
-    if (n >= ADVNN__VL) {
+    if (n >= ADVNN__VL && n <= 4 * ADVNN__VL) {
+        /* straight-line: as a loop, gcc turns it into a memmove call (120-byte runs of im2col: ~10% of W3's step) */
+        advnn__v a = advnn__vld(src), t = advnn__vld(src + n - ADVNN__VL);
+        if (n > 2 * ADVNN__VL) {
+            advnn__v b = advnn__vld(src + ADVNN__VL);
+            if (n > 3 * ADVNN__VL) advnn__vst(dst + 2 * ADVNN__VL, advnn__vld(src + 2 * ADVNN__VL));
+            advnn__vst(dst + ADVNN__VL, b);
+        }
+        advnn__vst(dst, a);
+        advnn__vst(dst + n - ADVNN__VL, t);
+    } else if (n >= ADVNN__VL) {
         int j = 0;
         for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, advnn__vld(src + j));
         if (j < n) advnn__vst(dst + n - ADVNN__VL, advnn__vld(src + n - ADVNN__VL));
@@ -1251,7 +1261,13 @@ ADVNN__VFN void advnn__copy_run(int n, const float *ADVNN__RESTRICT src, float *
 }
 /* dst[0..n) = 0 */
 ADVNN__VFN void advnn__zero_run(int n, float *dst) {
-    if (n >= ADVNN__VL) {
+    if (n >= ADVNN__VL && n <= 4 * ADVNN__VL) { /* straight-line, not a memset call (see copy_run) */
+        const advnn__v z = advnn__vset(0.0f);
+        advnn__vst(dst, z);
+        if (n > 2 * ADVNN__VL) advnn__vst(dst + ADVNN__VL, z);
+        if (n > 3 * ADVNN__VL) advnn__vst(dst + 2 * ADVNN__VL, z);
+        advnn__vst(dst + n - ADVNN__VL, z);
+    } else if (n >= ADVNN__VL) {
         const advnn__v z = advnn__vset(0.0f);
         int j = 0;
         for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, z);
@@ -1687,11 +1703,13 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 #define ADVNN__NR_V 16
 #define ADVNN__NC_V 128
 #define ADVNN__STRIDED_A_V 1 /* kernel accepts unpacked A */
+#define ADVNN__UKR_EDGE_V advnn__ukr_v_edge
 #elif defined(ADVNN__NEON)
 #define ADVNN__MR_V 8
 #define ADVNN__NR_V 12
 #define ADVNN__NC_V 120
 #define ADVNN__STRIDED_A_V 0 /* kernel requires packed A (rsa=1, csa=MR) */
+#define ADVNN__UKR_EDGE_V NULL
 #endif
 #if !defined(ADVNN__VECTOR) || defined(ADVNN__RUNTIME)
 #define ADVNN__GEMM_S 1 /* the portable blocked path is compiled */
@@ -1718,6 +1736,9 @@ typedef char advnn__work_size_check_s[ADVNN__GEMM_OK(ADVNN__MR_S, ADVNN__NR_S, A
 /* c[0..MR)[0..NR) = alpha * sum_p a(i,p) b(p,:) + beta*c, a(i,p) at a[i*rsa + p*csa] */
 typedef void (*advnn__ukr_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
                               advnn__idx ldc, float alpha, float beta);
+/* the same for the right edge: full MR rows, 1 <= nr < NR columns */
+typedef void (*advnn__ukr_edge_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
+                                   advnn__idx ldc, float alpha, float beta, int nr);
 
 #if defined(ADVNN__AVX2)
 /* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
@@ -1776,6 +1797,77 @@ ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, a
     ADVNN__ST(4, c40, c41);
     ADVNN__ST(5, c50, c51);
 #undef ADVNN__ST
+}
+
+/* The right edge of C: 6 full rows, 1 <= nr < 16 columns, stored through a lane mask (no scratch tile,
+ * no scalar loop). Narrow outputs (convolutions with 5 or 10 filters) are all edge, so this is their
+ * main kernel. nr <= 8 uses one vector column and splits k into even/odd accumulators (12 chains,
+ * enough to hide the FMA latency); otherwise the 6x16 scheme with the second column masked. */
+ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                             float beta, int nr) {
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
+    __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;
+    __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
+    __m256i m0, m1 = _mm256_setzero_si256();
+    int p = 0;
+    if (nr <= 8) {
+        /* x: even k, y: odd k; b rows are 16 floats apart (the packed panel is NR = 16 wide) */
+#define ADVNN__E1(ACC, AO, BO)                                                           \
+        do {                                                                             \
+            __m256 bv_ = _mm256_loadu_ps(b + (BO));                                      \
+            const float *ap_ = a + (AO);                                                 \
+            ACC##0 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_), bv_, ACC##0);             \
+            ACC##1 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r1), bv_, ACC##1);        \
+            ACC##2 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r2), bv_, ACC##2);        \
+            ACC##3 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r3), bv_, ACC##3);        \
+            ACC##4 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r4), bv_, ACC##4);        \
+            ACC##5 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r5), bv_, ACC##5);        \
+        } while (0)
+        for (; p + 2 <= k; p += 2, a += 2 * csa, b += 32) {
+            ADVNN__E1(x, 0, 0);
+            ADVNN__E1(y, csa, 16);
+        }
+        if (p < k) ADVNN__E1(x, 0, 0);
+#undef ADVNN__E1
+        x0 = _mm256_add_ps(x0, y0); x1 = _mm256_add_ps(x1, y1); x2 = _mm256_add_ps(x2, y2);
+        x3 = _mm256_add_ps(x3, y3); x4 = _mm256_add_ps(x4, y4); x5 = _mm256_add_ps(x5, y5);
+        m0 = _mm256_loadu_si256((const __m256i *)(const void *)(lanes + 8 - nr));
+    } else {
+        for (; p < k; p++, a += csa, b += 16) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
+            av = _mm256_broadcast_ss(a);      x0 = _mm256_fmadd_ps(av, b0, x0); y0 = _mm256_fmadd_ps(av, b1, y0);
+            av = _mm256_broadcast_ss(a + r1); x1 = _mm256_fmadd_ps(av, b0, x1); y1 = _mm256_fmadd_ps(av, b1, y1);
+            av = _mm256_broadcast_ss(a + r2); x2 = _mm256_fmadd_ps(av, b0, x2); y2 = _mm256_fmadd_ps(av, b1, y2);
+            av = _mm256_broadcast_ss(a + r3); x3 = _mm256_fmadd_ps(av, b0, x3); y3 = _mm256_fmadd_ps(av, b1, y3);
+            av = _mm256_broadcast_ss(a + r4); x4 = _mm256_fmadd_ps(av, b0, x4); y4 = _mm256_fmadd_ps(av, b1, y4);
+            av = _mm256_broadcast_ss(a + r5); x5 = _mm256_fmadd_ps(av, b0, x5); y5 = _mm256_fmadd_ps(av, b1, y5);
+        }
+        m0 = _mm256_set1_epi32(-1);
+        m1 = _mm256_loadu_si256((const __m256i *)(const void *)(lanes + 16 - nr));
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define ADVNN__SM(P, M, X)                                                                                  \
+    do {                                                                                                    \
+        __m256 r_ = _mm256_mul_ps(va, X);                                                                   \
+        if (beta != 0.0f) r_ = _mm256_fmadd_ps(vb, _mm256_maskload_ps(P, M), r_);                          \
+        _mm256_maskstore_ps(P, M, r_);                                                                      \
+    } while (0)
+#define ADVNN__SR(R, X, Y)                                                                                  \
+    do {                                                                                                    \
+        float *cr_ = c + (R) * ldc;                                                                         \
+        ADVNN__SM(cr_, m0, X);                                                                              \
+        if (nr > 8) ADVNN__SM(cr_ + 8, m1, Y);                                                              \
+    } while (0)
+    ADVNN__SR(0, x0, y0);
+    ADVNN__SR(1, x1, y1);
+    ADVNN__SR(2, x2, y2);
+    ADVNN__SR(3, x3, y3);
+    ADVNN__SR(4, x4, y4);
+    ADVNN__SR(5, x5, y5);
+#undef ADVNN__SR
+#undef ADVNN__SM
 }
 #elif defined(ADVNN__NEON)
 /* 8x12 micro-kernel: 24 q accumulators, per k 2 loads of packed A + 3 loads of B + 24 lane-FMAs. */
@@ -1914,7 +2006,8 @@ ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, f
 /* The blocked driver for an MR x NR micro-kernel ukr (strided: ukr accepts unpacked A). packA: 1 =
  * always pack A blocks, 0 = read A in place for full MR tiles (forced to 1 when the micro-kernel needs
  * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
-ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr, int transA,
+ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr,
+                                          advnn__ukr_edge_fn ukr_e, int transA,
                                           int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                           const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                           int packA) {
@@ -1953,6 +2046,8 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                         float *cp = C + (advnn__idx)(ic + ir) * ldc + jc + jr;
                         if (mr == MR && nr == NR) {
                             ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
+                        } else if (mr == MR && ukr_e) {
+                            ukr_e(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, nr);
                         } else {
                             ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
                             advnn__store_edge_t(NR, tile, mr, nr, cp, ldc, alpha, bt);
@@ -1970,16 +2065,16 @@ typedef void (*advnn__blocked_fn)(int transA, int transB, int M, int N, int K, f
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                         int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                         int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, transA, transB, M,
-                           N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
+                           transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
 }
 #endif
 #ifdef ADVNN__GEMM_S
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                       int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                       int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, transA, transB, M, N, K, alpha, A,
-                           lda, B, ldb, beta, C, ldc, work, packA);
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, transA, transB, M, N, K, alpha,
+                           A, lda, B, ldb, beta, C, ldc, work, packA);
 }
 #endif
 

@@ -317,7 +317,11 @@ int main(int argc, char **argv) {
                                     {0, 0, 1024, 1024, 1024}, {0, 0, 1, 64, 64},
                                     {1, 0, 64, 64, 256}, /* dW = X^T dY : X 256x64, dY 256x64 */
                                     {0, 1, 256, 64, 64}, /* dX = dY W^T : dY 256x64, W 64x64 */
-                                    {1, 0, 256, 64, 64}, {0, 1, 256, 128, 128}};
+                                    {1, 0, 256, 64, 64}, {0, 1, 256, 128, 128},
+                                    /* W3's narrow convolutions (8 images of 40x40, 3x3, 10 or 5 filters): all
+                                     * right-edge tiles. Forward cols x W, dW = cols^T dZ, dcols = dZ W^T */
+                                    {0, 0, 12800, 10, 90}, {0, 0, 12800, 5, 45}, {1, 0, 90, 10, 12800},
+                                    {0, 1, 12800, 90, 10}};
     int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < nshapes; s++) {
         if (quick && shapes[s][2] == 1024) continue;

@@ -554,7 +554,7 @@ static void check_gemm(int tA, int tB, int M, int N, int K, float alpha, float b
 }
 
 static void test_sgemm_grid(void) {
-    static const int G[] = {1, 3, 7, 8, 9, 17, 63, 64, 65};
+    static const int G[] = {1, 3, 5, 7, 8, 9, 10, 17, 63, 64, 65}; /* 5, 10: the edge kernel's two cases at W3's widths */
     const int NG = (int)(sizeof G / sizeof G[0]);
     static const float AB[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-1.25f, 0.75f}, {2.0f, -1.0f}};
     int cnt = 0;
