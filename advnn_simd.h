@@ -1813,10 +1813,11 @@ ADVNN__INLINE void advnn__copy_lt8(int n, const float *src, float *dst) {
 }
 
 /* The right edge of C: 6 full rows, 1 <= nr < 16 columns. Narrow outputs (convolutions with 5 or
- * 10 filters) are all edge, so this is their main kernel. nr <= 8 uses one vector column and splits
- * k into even/odd accumulators (12 chains, enough to hide the FMA latency); otherwise the 6x16
- * scheme. The partial vector goes through a stack buffer and short scalar moves: vmaskmovps
- * stores cost ~18 cycles each on Zen 4 (measured: N = 10 tiles at 66 vs 37 ns for N = 16). */
+ * 10 filters) are all edge, so this is their main kernel. nr <= 8 uses one vector column, otherwise
+ * the 6x16 scheme. Results are bit-identical to the full kernel into a scratch tile merged by
+ * advnn__store_edge_t (same k order, alpha*acc + beta*c rounded as there), so speeding up the edge
+ * changed no trained weight. The partial vector goes through a stack buffer and short scalar moves:
+ * vmaskmovps stores cost ~18 cycles each on Zen 4 (N = 10 tiles took 66 vs 37 ns for N = 16). */
 ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                              const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
                                              float beta, int nr) {
@@ -1825,26 +1826,17 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT
     __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
     int p = 0, full, tail; /* full vector columns stored whole, then tail (< 8) columns */
     if (nr <= 8) {
-        /* x: even k, y: odd k; b rows are 16 floats apart (the packed panel is NR = 16 wide) */
-#define ADVNN__E1(ACC, AO, BO)                                                           \
-        do {                                                                             \
-            __m256 bv_ = _mm256_loadu_ps(b + (BO));                                      \
-            const float *ap_ = a + (AO);                                                 \
-            ACC##0 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_), bv_, ACC##0);             \
-            ACC##1 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r1), bv_, ACC##1);        \
-            ACC##2 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r2), bv_, ACC##2);        \
-            ACC##3 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r3), bv_, ACC##3);        \
-            ACC##4 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r4), bv_, ACC##4);        \
-            ACC##5 = _mm256_fmadd_ps(_mm256_broadcast_ss(ap_ + r5), bv_, ACC##5);        \
-        } while (0)
-        for (; p + 2 <= k; p += 2, a += 2 * csa, b += 32) {
-            ADVNN__E1(x, 0, 0);
-            ADVNN__E1(y, csa, 16);
+        /* one vector column, k in order (the sums are bit-identical to the full kernel's; an even/odd
+         * split of k would run ~1.3x faster here but change every result in the last bits) */
+        for (; p < k; p++, a += csa, b += 16) {
+            __m256 bv = _mm256_loadu_ps(b);
+            x0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), bv, x0);
+            x1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r1), bv, x1);
+            x2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r2), bv, x2);
+            x3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r3), bv, x3);
+            x4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r4), bv, x4);
+            x5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r5), bv, x5);
         }
-        if (p < k) ADVNN__E1(x, 0, 0);
-#undef ADVNN__E1
-        x0 = _mm256_add_ps(x0, y0); x1 = _mm256_add_ps(x1, y1); x2 = _mm256_add_ps(x2, y2);
-        x3 = _mm256_add_ps(x3, y3); x4 = _mm256_add_ps(x4, y4); x5 = _mm256_add_ps(x5, y5);
         full = nr == 8;
         tail = nr == 8 ? 0 : nr;
     } else {
@@ -1865,7 +1857,7 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT
 #define ADVNN__SV(P, X)                                                                                     \
     do {                                                                                                    \
         __m256 r_ = _mm256_mul_ps(va, X);                                                                   \
-        if (beta != 0.0f) r_ = _mm256_fmadd_ps(vb, _mm256_loadu_ps(P), r_);                                 \
+        if (beta != 0.0f) r_ = _mm256_add_ps(r_, _mm256_mul_ps(vb, _mm256_loadu_ps(P)));                    \
         _mm256_storeu_ps(P, r_);                                                                            \
     } while (0)
 #define ADVNN__ST(P, X)                                                                                     \
@@ -1873,7 +1865,7 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT
         __m256 r_ = _mm256_mul_ps(va, X);                                                                   \
         if (beta != 0.0f) {                                                                                 \
             advnn__copy_lt8(tail, P, t);                                                                    \
-            r_ = _mm256_fmadd_ps(vb, _mm256_load_ps(t), r_);                                                \
+            r_ = _mm256_add_ps(r_, _mm256_mul_ps(vb, _mm256_load_ps(t)));                                   \
         }                                                                                                   \
         _mm256_store_ps(t, r_);                                                                             \
         advnn__copy_lt8(tail, t, P);                                                                        \

@@ -570,6 +570,35 @@ static void test_sgemm_grid(void) {
                     }
 }
 
+/* A column of C must not depend on how many columns follow it (beta = 0): the right-edge kernel sums
+ * in the full kernel's order, so narrow outputs (N = 5, 10) match the same columns of a zero-padded
+ * N = 16 or 32 product bit for bit. Trained weights then do not depend on which tiles are edges. */
+static void test_sgemm_edge_bitwise(void) {
+    enum { M = 67, K = 45, NW = 32 };
+    static float A[M * K], B[K * NW], C[M * NW], W[M * NW];
+    static const int NS[] = {5, 8, 10, 15, 17, 26};   /* N = 1 takes the GEMV path */
+    for (int i = 0; i < M * K; i++) A[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int t = 0; t < (int)(sizeof NS / sizeof NS[0]); t++) {
+        int N = NS[t], bad = 0;
+        for (int tB = 0; tB < 2; tB++) {
+            /* B (K x N) and the same columns inside a K x 32 matrix padded with zeros */
+            static float Bn[K * NW];
+            for (int p = 0; p < K; p++)
+                for (int j = 0; j < NW; j++) {
+                    float v = j < N ? (float)(((p * NW + j) * 53) % 97) / 48.0f - 1.0f : 0.0f;
+                    B[tB ? j * K + p : p * NW + j] = v;
+                    if (j < N) Bn[tB ? j * K + p : p * N + j] = v;
+                }
+            advnn_sgemm(0, tB, M, N, K, 0.75f, A, K, Bn, tB ? K : N, 0.0f, C, N, NULL);
+            advnn_sgemm(0, tB, M, NW, K, 0.75f, A, K, B, tB ? K : NW, 0.0f, W, NW, NULL);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++)
+                    if (memcmp(&C[i * N + j], &W[i * NW + j], sizeof(float)) != 0) bad++;
+        }
+        CHECK(!bad, "sgemm N=%d: %d entries differ from the zero-padded N=32 product", N, bad);
+    }
+}
+
 static void test_sgemm_special(void) {
     for (int tA = 0; tA < 2; tA++)
         for (int tB = 0; tB < 2; tB++) {
@@ -1105,6 +1134,7 @@ int main(void) {
     RUN(test_softmax);
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
+    RUN(test_sgemm_edge_bitwise);
     RUN(test_im2col_col2im);
     RUN(test_pooling);
     RUN(test_upsample);
