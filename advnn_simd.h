@@ -1232,6 +1232,19 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
 /* C (the last C % VL channels take the scalar loop); upsampling-forward builds one output row   */
 /* and copies it FH - 1 times. The element order of every sum is the reference's.                */
 /* ============================================================================================ */
+/* n in [1, 8) floats from src to dst: overlapping 16- or 8-byte moves, no loop, no call. */
+static inline ADVNN__UNUSED void advnn__copy_lt8(int n, const float *src, float *dst) {
+    if (n >= 4) {
+        memcpy(dst, src, 16);
+        memcpy(dst + n - 4, src + n - 4, 16);
+    } else if (n >= 2) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 2, src + n - 2, 8);
+    } else {
+        dst[0] = src[0];
+    }
+}
+
 #ifdef ADVNN__VECTOR
 /* dst[0..n) = src[0..n), no overlap: full vectors, then one overlapping vector for the tail. */
 ADVNN__VFN void advnn__copy_run(int n, const float *ADVNN__RESTRICT src, float *ADVNN__RESTRICT dst) {
@@ -1249,14 +1262,8 @@ ADVNN__VFN void advnn__copy_run(int n, const float *ADVNN__RESTRICT src, float *
         int j = 0;
         for (; j + ADVNN__VL <= n; j += ADVNN__VL) advnn__vst(dst + j, advnn__vld(src + j));
         if (j < n) advnn__vst(dst + n - ADVNN__VL, advnn__vld(src + n - ADVNN__VL));
-    } else if (n >= 4) { /* 4 <= n < 8 (AVX2): two overlapping 16-byte pieces */
-        memcpy(dst, src, 16);
-        memcpy(dst + n - 4, src + n - 4, 16);
-    } else if (n >= 2) {
-        memcpy(dst, src, 8);
-        memcpy(dst + n - 2, src + n - 2, 8);
-    } else if (n == 1) {
-        dst[0] = src[0];
+    } else if (n >= 1) { /* n < VL <= 8 */
+        advnn__copy_lt8(n, src, dst);
     }
 }
 /* dst[0..n) = 0 */
@@ -1797,19 +1804,6 @@ ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, a
     ADVNN__ST(4, c40, c41);
     ADVNN__ST(5, c50, c51);
 #undef ADVNN__ST
-}
-
-/* n in [1, 8) floats from src to dst: overlapping 16- or 8-byte moves, no loop, no call. */
-ADVNN__INLINE void advnn__copy_lt8(int n, const float *src, float *dst) {
-    if (n >= 4) {
-        memcpy(dst, src, 16);
-        memcpy(dst + n - 4, src + n - 4, 16);
-    } else if (n >= 2) {
-        memcpy(dst, src, 8);
-        memcpy(dst + n - 2, src + n - 2, 8);
-    } else {
-        dst[0] = src[0];
-    }
 }
 
 /* The right edge of C: 6 full rows, 1 <= nr < 16 columns. Narrow outputs (convolutions with 5 or
