@@ -316,6 +316,9 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
  *                          one main step on L_main - lambda * L_adv with the adversary frozen (through
  *                          the reversal node if there is one, else by scaling the adversary loss).
  * Frozen players keep dropout active but run BatchNorm on its running statistics (as Keras).
+ * The alternating schedule computes what does not change between its sub-steps once per batch: a
+ * main network without BatchNorm or dropout (up to its first one) runs its forward once, for all
+ * adversary steps and the main step (results equal recomputing it, bit for bit).
  * Phases: pretrain_main_epochs on L_main alone, then pretrain_adv_epochs of the adversary on the
  * frozen main network, then `epochs` adversarial epochs; lambda can ramp up linearly.
  *
@@ -3329,7 +3332,8 @@ typedef struct {
     const advnn_adv_opts *o;
     int main_g, adv_g;
     unsigned char *user_on;   /* the user's trainable flags, restored at the end */
-    unsigned char *keep;      /* nodes a repeated adversary step can reuse (see advnn__adv_batch) */
+    unsigned char *keep;      /* nodes the next sub-step can reuse (see advnn__mark_reusable) */
+    unsigned char *next_on;   /* the groups the main step trains */
     float adv_coef;           /* the user's coefficient of the adversary loss */
 } advnn__adv;
 
@@ -3359,9 +3363,10 @@ static advnn_status advnn__adv_setup(advnn_trainer *tr, const advnn_adv_opts *o,
     if (!isfinite(o->lambda) || !(o->select_tolerance >= 0))
         return advnn__fail(ADVNN_ERR_ARG, "adversarial training: lambda %g must be finite, select_tolerance %g >= 0", (double)o->lambda, o->select_tolerance);
     a->adv_coef = g->nodes[o->adv_loss].fp[0];
-    a->user_on = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups + (size_t)g->n_nodes);
+    a->user_on = (unsigned char *)ADVNN_MALLOC(2 * (size_t)g->n_groups + (size_t)g->n_nodes);
     if (!a->user_on) return advnn__fail(ADVNN_ERR_NOMEM, "adversarial training: out of memory");
     a->keep = a->user_on + g->n_groups;
+    a->next_on = a->keep + g->n_nodes;
     memcpy(a->user_on, tr->gon, (size_t)g->n_groups);
     return ADVNN_OK;
 }
@@ -3403,16 +3408,20 @@ static advnn_status advnn__adv_substep(advnn_trainer *tr, const advnn__adv *a, i
     return ADVNN_OK;
 }
 
-/* After one adversary step, the nodes whose value the next adversary step on the same rows would
- * recompute unchanged: no trainable parameters, no dropout, and only such inputs (the frozen main
- * network without dropout, e.g. W3's autoencoder). */
-static void advnn__mark_reusable(const advnn_trainer *tr, unsigned char *keep) {
+/* After a pass on some rows, the nodes whose value the next pass on the same rows, with the groups
+ * next_on trainable, would recompute unchanged: no parameters the last pass's update changed, no
+ * dropout, no BatchNorm whose mode (batch or running statistics) the next pass changes, and only
+ * such inputs. Forward passes keep no mode-dependent state otherwise, so these values (and what
+ * the backward reads of them) are exactly the recomputed ones: the frozen main network without
+ * BatchNorm or dropout (W3's autoencoder) is computed once per batch, not once per sub-step. */
+static void advnn__mark_reusable(const advnn_trainer *tr, unsigned char *keep, const unsigned char *next_on) {
     const advnn_graph *g = tr->g;
     int i, j;
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         unsigned char k = tr->ws->need[i] && !ADVNN__IS_LOSS(n->kind) && !(n->kind == ADVNN__DROPOUT && n->fp[0] > 0.0f)
-                          && !(n->n_param && tr->gon[n->group]);
+                          && !(n->n_param && tr->gon[n->group])
+                          && !(n->kind == ADVNN__BATCHNORM && tr->gon[n->group] != next_on[n->group]);
         for (j = 0; k && j < n->n_in; j++) k = keep[n->in[j]];
         keep[i] = k;
     }
@@ -3431,11 +3440,16 @@ static advnn_status advnn__adv_batch(advnn_trainer *tr, const advnn__adv *a, flo
         st = advnn__adv_substep(tr, a, 1, lambda, d, idx, d2, idx2, n, NULL, &l);
         if (st != ADVNN_OK) break;
         la += l;
-        if (k == 0 && o->adv_steps > 1) { advnn__mark_reusable(tr, a->keep); tr->ws->keep = a->keep; }
+        if (k == 0 && o->adv_steps > 1) { advnn__mark_reusable(tr, a->keep, tr->gon); tr->ws->keep = a->keep; }
+    }
+    if (st == ADVNN_OK) {   /* the main step's forward: the same rows, the main side now trainable */
+        for (k = 0; k < tr->g->n_groups; k++) a->next_on[k] = (unsigned char)(a->user_on[k] && k != a->adv_g);
+        advnn__mark_reusable(tr, a->keep, a->next_on);
+        tr->ws->keep = a->keep;
+        st = advnn__adv_substep(tr, a, 0, lambda, d, idx, d2, idx2, n, lmain, NULL);
     }
     tr->ws->keep = NULL;
     if (st != ADVNN_OK) return st;
-    if ((st = advnn__adv_substep(tr, a, 0, lambda, d, idx, d2, idx2, n, lmain, NULL)) != ADVNN_OK) return st;
     if (ladv) *ladv = la / o->adv_steps;
     return ADVNN_OK;
 }

@@ -18,9 +18,10 @@
  *      Nadam 8e-4 both.
  *   W3 (batch 512): three adversary updates on the log per-image MSE of the frozen autoencoder,
  *      then one autoencoder update on L_AE - 1e-3 CE_adv. Adam 1e-3 (AE), 1e-2 (adversary).
- *      Like torch (one no_grad AE forward for its 3 adversary updates), advnn_adv_step runs the
- *      frozen AE forward once and reuses it in the next two adversary updates: two AE forwards
- *      per step ("ae_forwards_per_step").
+ *      torch runs two AE forwards per step (one no_grad forward for its 3 adversary updates, one
+ *      with gradients for the AE update); advnn_adv_step runs one and reuses it in all four
+ *      updates, as the AE's weights do not change before the AE update and it has no BatchNorm or
+ *      dropout ("ae_forwards_per_step").
  * (torch orders W1/W2 adversary-first and W3 main-first; the per-step work is the same.)
  *
  * Timing (as torch_workloads.py): warm-up steps (30, or 3 s, at least 3), then every step timed on
@@ -156,7 +157,7 @@ static void build(wl *w) {
         w->out = advnn_name(g, advnn_sample_mse(g, recon, x, 0), "mse");   /* inference: per-image MSE */
         advnn_group(g, "adv");
         w->ladv = advnn_loss_cce_logits(g, wl_w3_adversary(g, advnn_sample_mse(g, recon, x, 1)), bin, wt);
-        w->adv_steps = 3; w->lambda = 1e-3f; w->nb = 4; w->ae_fwd = 2;   /* 1 frozen, reused by the 3 adversary updates, + 1 trained (torch: 2) */
+        w->adv_steps = 3; w->lambda = 1e-3f; w->nb = 4; w->ae_fwd = 1;   /* reused by the 3 adversary updates and the AE update (torch: 2) */
     }
     if (advnn_graph_finalize(g, 1) != ADVNN_OK) die("building the graph", w->name);
 }

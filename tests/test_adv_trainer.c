@@ -109,6 +109,62 @@ static void test_alternating_replay(void) {
     advnn_trainer_free(ta); advnn_trainer_free(tb); advnn_graph_free(a.g); advnn_graph_free(b.g); free_data(&D);
 }
 
+/* The alternating step computes a frozen main network without BatchNorm once per batch and reuses
+ * it in the later adversary steps and in the main step (up to the first dropout, which draws a new
+ * mask): the weights equal a hand replay that recomputes every pass, bit for bit, on 1 and 2 threads.
+ * x(4) -> dense 6 PReLU -> dense 5 tanh [-> dropout] -> dense 1 = z; adversary on z as in make_net. */
+static net make_plain_net(int dropout, uint64_t seed) {
+    net n;
+    int four = 4, one = 1, x, y, m, aw, z, a, h;
+    n.g = advnn_graph_new();
+    x = advnn_input(n.g, "x", 1, &four); y = advnn_input(n.g, "y", 1, &one);
+    m = advnn_input(n.g, "m", 1, &one); aw = advnn_input(n.g, "aw", 1, &one);
+    h = advnn_dense(n.g, advnn_prelu(n.g, advnn_dense(n.g, x, 6, ADVNN_ACT_LINEAR)), 5, ADVNN_ACT_TANH);
+    if (dropout) h = advnn_dropout(n.g, h, 0.25f);
+    z = advnn_dense(n.g, h, 1, ADVNN_ACT_LINEAR);
+    n.lm = advnn_loss_bce_logits(n.g, z, y, -1);
+    advnn_group(n.g, "adv");
+    n.rev = -1; n.bn_main = -1;
+    n.bn_adv = advnn_batchnorm(n.g, z);
+    a = advnn_dense(n.g, advnn_dense(n.g, n.bn_adv, 4, ADVNN_ACT_TANH), 1, ADVNN_ACT_LINEAR);
+    n.la = advnn_loss_mse(n.g, a, m, aw);
+    CHECK(advnn_graph_finalize(n.g, seed) == ADVNN_OK, "%s", advnn_last_error());
+    return n;
+}
+static void test_reuse_replay(void) {
+    const float lambda = 1.5f;
+    data D = make_data(3, N);
+    int dropout, threads;
+    for (dropout = 0; dropout <= 1; dropout++)
+        for (threads = 1; threads <= 2; threads++) {
+            net a = make_plain_net(dropout, 6), b = make_plain_net(dropout, 6);
+            advnn_trainer *ta, *tb;
+            advnn_adv_opts o = opts_for(&a, ADVNN_ADV_ALTERNATING);
+            int64_t idx[B];
+            int i, step, k;
+            advnn_set_threads(threads);
+            ta = advnn_trainer_new(a.g, B, 9); tb = advnn_trainer_new(b.g, B, 9);
+            advnn_set_threads(1);
+            o.adv_steps = 3;
+            advnn_trainer_set_optim(ta, "adv", advnn_adam(1e-2f)); advnn_trainer_set_optim(tb, "adv", advnn_adam(1e-2f));
+            for (step = 0; step < 3; step++) {
+                for (i = 0; i < B; i++) idx[i] = (step * 7 + i * 3) % N;
+                CHECK(advnn_adv_step(ta, &o, lambda, D.d, idx, NULL, B, NULL, NULL) == ADVNN_OK, "%s", advnn_last_error());
+                advnn_trainer_set_trainable(tb, "main", 0); advnn_trainer_set_trainable(tb, "adv", 1);
+                advnn_loss_scale(b.g, b.lm, 0.0f); advnn_loss_scale(b.g, b.la, 1.0f);
+                for (k = 0; k < 3; k++) CHECK(advnn_train_step(tb, D.d, idx, B, NULL) == ADVNN_OK, "%s", advnn_last_error());
+                advnn_trainer_set_trainable(tb, "main", 1); advnn_trainer_set_trainable(tb, "adv", 0);
+                advnn_loss_scale(b.g, b.lm, 1.0f); advnn_loss_scale(b.g, b.la, -lambda);
+                CHECK(advnn_train_step(tb, D.d, idx, B, NULL) == ADVNN_OK, "%s", advnn_last_error());
+                advnn_trainer_set_trainable(tb, "adv", 1); advnn_loss_scale(b.g, b.la, 1.0f);
+                CHECK(same_params(a.g, b.g), "dropout %d, %d thread(s), step %d: the reusing step differs from the replay",
+                      dropout, threads, step);
+            }
+            advnn_trainer_free(ta); advnn_trainer_free(tb); advnn_graph_free(a.g); advnn_graph_free(b.g);
+        }
+    free_data(&D);
+}
+
 /* The same alternating step through a reversal node equals the coefficient version (to rounding),
  * and the joint step equals one advnn_train_step with the reversal node at lambda (bit for bit). */
 static void test_reversal_variants(void) {
@@ -376,6 +432,7 @@ static void test_data_mc_toy(void) {
 
 int main(void) {
     RUN(test_alternating_replay);
+    RUN(test_reuse_replay);
     RUN(test_reversal_variants);
     RUN(test_phases_and_ramp);
     RUN(test_epoch_selection);
