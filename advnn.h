@@ -2089,45 +2089,108 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
 
 static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
-/* Mixture density of one sample: returns -log p(m) and, when da != NULL, dl/d(logits, means_raw,
- * widths_raw). Double precision; K <= 256 components. */
-static double advnn__mdn_sample(int K, const float *a, const float *u, const float *v, double m, int trunc, double floor_,
-                                float *da, float *du, float *dv, double scale) {
-    double L[256], mu[256], sg[256], dlz_mu[256], dlz_sg[256], amax = a[0], lse_a = 0, lmax = -INFINITY, se = 0, lse;
-    const double ln2pi = 1.8378770664093453, isq2 = 0.7071067811865476, iphi = 0.3989422804014327;
-    int k;
-    for (k = 1; k < K; k++) if (a[k] > amax) amax = a[k];
-    for (k = 0; k < K; k++) lse_a += exp(a[k] - amax);
-    lse_a = amax + log(lse_a);
-    for (k = 0; k < K; k++) {
-        double z, lz = 0;
-        mu[k] = advnn__sigmoid_d(u[k]);
-        double vk = v[k];   /* in double: C++ would pick the float overloads of exp/log1p */
-        sg[k] = (vk > 0 ? vk + log1p(exp(-vk)) : log1p(exp(vk))) + floor_;
-        z = (m - mu[k]) / sg[k];
-        dlz_mu[k] = dlz_sg[k] = 0;
-        if (trunc) {   /* Z = Phi(beta) - Phi(alpha), alpha = -mu/sigma, beta = (1-mu)/sigma */
-            double al = -mu[k] / sg[k], be = (1 - mu[k]) / sg[k];
-            double Z = 0.5 * (erfc(-be * isq2) - erfc(-al * isq2)), pa = iphi * exp(-0.5 * al * al), pb = iphi * exp(-0.5 * be * be);
-            if (Z < 1e-300) Z = 1e-300;
-            lz = log(Z);
-            dlz_mu[k] = (pa - pb) / (sg[k] * Z);
-            dlz_sg[k] = (al * pa - be * pb) / (sg[k] * Z);
-        }
-        L[k] = a[k] - lse_a - 0.5 * z * z - log(sg[k]) - 0.5 * ln2pi - lz;
-        if (L[k] > lmax) lmax = L[k];
+/* Mixture density, R rows at a time: row r is row ri[r] of the K-wide blocks a (coefficient
+ * logits), u (mean logits) and v (width logits), with target m[r]. nll[r] = -log p(m[r]); with g,
+ * g + 3K ri[r] gets d(-log p)/d(a, u, v) of that row. Means sigmoid(u), widths softplus(v) + floor,
+ * each Gaussian truncated to [0, 1] when trunc: Z = Phi(beta) - Phi(alpha) with alpha = -mu/sigma
+ * <= 0 <= beta = (1 - mu)/sigma, computed as (erf(beta/sqrt2) + erf(-alpha/sqrt2))/2, a sum of two
+ * non-negative terms, so no cancellation. In double, element-wise passes through the vector math
+ * (the transcendentals were most of W1's loss time one row at a time through libm).
+ * R * K <= ADVNN__MDN_CH. */
+#define ADVNN__MDN_CH 256
+static void advnn__mdn_rows(int R, int K, const int *ri, const float *a, const float *u, const float *v, const double *m,
+                            int trunc, double floor_, float *g, double *nll) {
+    double A[ADVNN__MDN_CH], EA[ADVNN__MDN_CH], V[ADVNN__MDN_CH], MU[ADVNN__MDN_CH], SG[ADVNN__MDN_CH], IS[ADVNN__MDN_CH];
+    double SV[ADVNN__MDN_CH], T1[ADVNN__MDN_CH], T2[ADVNN__MDN_CH], DM[ADVNN__MDN_CH], DS[ADVNN__MDN_CH], L[ADVNN__MDN_CH];
+    double X[2 * ADVNN__MDN_CH];
+    int J[2 * ADVNN__MDN_CH];
+    double S[ADVNN__MDN_CH], LS[ADVNN__MDN_CH], MX[ADVNN__MDN_CH], SE[ADVNN__MDN_CH], LSE[ADVNN__MDN_CH];   /* per row */
+    const double hln2pi = 0.9189385332046727, isq2 = 0.7071067811865476, iphi = 0.3989422804014327;
+    int n = R * K, r, k, e, c;
+    if (R < 1 || K < 1) return;
+    for (r = 0, e = 0; r < R; r++) {
+        const float *ar = a + (size_t)ri[r] * K, *ur = u + (size_t)ri[r] * K, *vr = v + (size_t)ri[r] * K;
+        double amax = ar[0];
+        for (k = 1; k < K; k++) if (ar[k] > amax) amax = ar[k];
+        for (k = 0; k < K; k++, e++) { A[e] = ar[k] - amax; T1[e] = -(double)ur[k]; V[e] = vr[k]; T2[e] = -fabs(V[e]); }
     }
-    for (k = 0; k < K; k++) se += exp(L[k] - lmax);
-    lse = lmax + log(se);
-    if (da)
-        for (k = 0; k < K; k++) {
-            double r = exp(L[k] - lse), pi = exp(a[k] - lse_a), d = m - mu[k];
-            double dmu = d / (sg[k] * sg[k]) - dlz_mu[k], dsg = d * d / (sg[k] * sg[k] * sg[k]) - 1 / sg[k] - dlz_sg[k];
-            da[k] += (float)(scale * (pi - r));
-            du[k] += (float)(scale * -r * dmu * mu[k] * (1 - mu[k]));
-            dv[k] += (float)(scale * -r * dsg * advnn__sigmoid_d(v[k]));
+    advnn_vexp_f64(n, A, EA);
+    advnn_vexp_f64(n, T1, T1);   /* exp(-u) */
+    advnn_vexp_f64(n, T2, T2);   /* exp(-|v|) */
+    for (e = 0; e < n; e++) {
+        double q = 1 / (1 + T2[e]);
+        MU[e] = 1 / (1 + T1[e]);
+        SV[e] = V[e] >= 0 ? q : T2[e] * q;   /* sigmoid(v) = d softplus / dv */
+    }
+    for (r = 0, e = 0; r < R; r++) {
+        double sum = 0;
+        for (k = 0; k < K; k++, e++) sum += EA[e];
+        S[r] = sum;
+    }
+    advnn_vlog1p_f64(n, T2, T2);
+    advnn_vlog_f64(R, S, LS);
+    for (e = 0; e < n; e++) {
+        SG[e] = (V[e] > 0 ? V[e] : 0) + T2[e] + floor_;
+        IS[e] = 1 / SG[e];
+    }
+    if (trunc) {
+        for (e = 0; e < n; e++) {
+            T1[e] = (1 - MU[e]) * IS[e] * isq2;   /* beta / sqrt2 */
+            T2[e] = MU[e] * IS[e] * isq2;         /* -alpha / sqrt2 */
+            DM[e] = -T2[e] * T2[e];               /* -alpha^2 / 2 */
+            DS[e] = -T1[e] * T1[e];
         }
-    return -lse;
+        /* erf(x) rounds to 1 for x >= 6 (erfc(6) = 2e-17 < half an ulp of 1): only the others go
+         * through erf, which costs as much as the rest of the element put together */
+        for (e = 0, c = 0; e < n; e++) {
+            if (T1[e] < 6) { J[c] = e; X[c++] = T1[e]; } else T1[e] = 1;
+            if (T2[e] < 6) { J[c] = e + ADVNN__MDN_CH; X[c++] = T2[e]; } else T2[e] = 1;
+        }
+        advnn_verf_f64(c, X, X);
+        for (k = 0; k < c; k++) (J[k] < ADVNN__MDN_CH ? T1 : T2)[J[k] % ADVNN__MDN_CH] = X[k];
+        advnn_vexp_f64(n, DM, DM);
+        advnn_vexp_f64(n, DS, DS);
+        for (e = 0; e < n; e++) {
+            double Z = 0.5 * (T1[e] + T2[e]), pa = iphi * DM[e], pb = iphi * DS[e], isz;
+            if (Z < 1e-300) Z = 1e-300;
+            isz = IS[e] / Z;
+            DM[e] = (pa - pb) * isz;                                      /* d log Z / d mu */
+            DS[e] = (-MU[e] * pa - (1 - MU[e]) * pb) * IS[e] * isz;        /* d log Z / d sigma */
+            L[e] = SG[e] * Z;
+        }
+    } else
+        for (e = 0; e < n; e++) { DM[e] = DS[e] = 0; L[e] = SG[e]; }
+    advnn_vlog_f64(n, L, L);   /* log(sigma Z) */
+    for (r = 0, e = 0; r < R; r++) {
+        double lmax = -INFINITY;
+        for (k = 0; k < K; k++, e++) {
+            double z = (m[r] - MU[e]) * IS[e];
+            L[e] = (A[e] - LS[r]) - 0.5 * z * z - L[e] - hln2pi;
+            if (L[e] > lmax) lmax = L[e];
+        }
+        MX[r] = lmax;
+        for (k = 0, e -= K; k < K; k++, e++) T1[e] = L[e] - lmax;
+    }
+    advnn_vexp_f64(n, T1, T1);   /* exp(L - lmax) */
+    for (r = 0, e = 0; r < R; r++) {
+        double se = 0;
+        for (k = 0; k < K; k++, e++) se += T1[e];
+        SE[r] = se;
+    }
+    advnn_vlog_f64(R, SE, LSE);
+    for (r = 0; r < R; r++) nll[r] = -(MX[r] + LSE[r]);
+    if (!g) return;
+    for (r = 0, e = 0; r < R; r++) {
+        float *ga = g + 3 * (size_t)ri[r] * K, *gu = ga + K, *gv = gu + K;
+        double ise = 1 / SE[r], is = 1 / S[r];
+        for (k = 0; k < K; k++, e++) {
+            double p = T1[e] * ise, pi = EA[e] * is, d = (m[r] - MU[e]) * IS[e];
+            double dmu = d * IS[e] - DM[e], dsg = (d * d - 1) * IS[e] - DS[e];
+            ga[k] = (float)(pi - p);
+            gu[k] = (float)(-p * dmu * MU[e] * (1 - MU[e]));
+            gv[k] = (float)(-p * dsg * SV[e]);
+        }
+    }
 }
 
 /* Loss forward: validates targets, stores the value in ws->loss[id]. */
@@ -2142,14 +2205,17 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
         const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
         /* zero-weight rows (e.g. signal under background-only weights) cost nothing; a training pass
          * also keeps each row's gradient (d/d logits, means, widths of its -log p) for the backward */
-        float *gk = ws->aux[id];
-        int keep = ws->grads;   /* any pass on a training workspace may be followed by a backward */
-        for (i = 0; i < nb; i++) {
-            size_t o = (size_t)i * K;
-            if (keep) memset(gk + 3 * o, 0, 3 * (size_t)K * sizeof(float));
-            if (!wm || wm[i] != 0.0f)
-                tot += (wm ? wm[i] : 1.0) * advnn__mdn_sample(K, z + o, y + o, ws->out[n->in[2]] + o, mt[i], n->ip[0], n->fp[1],
-                                                              keep ? gk + 3 * o : NULL, gk + 3 * o + K, gk + 3 * o + 2 * K, 1.0);
+        float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
+        int ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0;
+        double mr[ADVNN__MDN_CH], nll[ADVNN__MDN_CH];
+        if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
+        for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
+            if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
+            if (R == per || (i == nb && R > 0)) {
+                advnn__mdn_rows(R, K, ri, z, y, ws->out[n->in[2]], mr, n->ip[0], n->fp[1], gk, nll);
+                for (j = 0; j < R; j++) tot += (wm ? wm[ri[j]] : 1.0) * nll[j];
+                R = 0;
+            }
         }
         ws->loss[id] = tot / advnn__norm_n(ws, nb);
         if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "mixture-density loss node %d is %g", id, ws->loss[id]);

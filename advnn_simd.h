@@ -120,6 +120,12 @@ ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const fl
 ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y);
 ADVNN_SIMD_DEF void advnn_vlog(int n, const float *x, float *y);
 ADVNN_SIMD_DEF void advnn_vtanh(int n, const float *x, float *y);
+/* The same in double, for losses evaluated in double (the mixture density): SLEEF's 1-ulp functions
+ * on the vector paths, libm on the scalar one. y may alias x (exactly, y == x). */
+ADVNN_SIMD_DEF void advnn_vexp_f64(int n, const double *x, double *y);
+ADVNN_SIMD_DEF void advnn_vlog_f64(int n, const double *x, double *y);
+ADVNN_SIMD_DEF void advnn_vlog1p_f64(int n, const double *x, double *y);
+ADVNN_SIMD_DEF void advnn_verf_f64(int n, const double *x, double *y);
 
 /* Activations. x = pre-activation, y = output, both M x N with their own ld; y may alias x.
  * param: slope for LEAKY_RELU, alpha for ELU (ignored otherwise). alpha: per-column slopes
@@ -428,6 +434,10 @@ ADVNN__FN void advnn__row_max_ref(int M, int N, const float *X, int ldx, float *
 }
 ADVNN__FN void advnn__vexp_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = expf(x[i]); }
 ADVNN__FN void advnn__vlog_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = logf(x[i]); }
+ADVNN__FN void advnn__vexp_f64_ref(int n, const double *x, double *y) { for (int i = 0; i < n; i++) y[i] = exp(x[i]); }
+ADVNN__FN void advnn__vlog_f64_ref(int n, const double *x, double *y) { for (int i = 0; i < n; i++) y[i] = log(x[i]); }
+ADVNN__FN void advnn__vlog1p_f64_ref(int n, const double *x, double *y) { for (int i = 0; i < n; i++) y[i] = log1p(x[i]); }
+ADVNN__FN void advnn__verf_f64_ref(int n, const double *x, double *y) { for (int i = 0; i < n; i++) y[i] = erf(x[i]); }
 ADVNN__FN void advnn__vtanh_ref(int n, const float *x, float *y) { for (int i = 0; i < n; i++) y[i] = tanhf(x[i]); }
 
 ADVNN__FN float advnn__sigmoid1(float x) {
@@ -718,6 +728,17 @@ ADVNN__SLEEF_AVX2(log1pf8_u10avx2)
 ADVNN__SLEEF_AVX2(tanhf8_u10avx2)
 #undef ADVNN__SLEEF_AVX2
 #if defined(__clang__)
+#define ADVNN__SLEEF_AVX2D(f) __m256d advnn__sleef_##f(__m256d) __asm__(ADVNN__SYM(__USER_LABEL_PREFIX__) "Sleef_" #f);
+#else
+#define ADVNN__SLEEF_AVX2D(f) ADVNN__AVX2_FN __attribute__((const)) __m256d advnn__sleef_##f(__m256d) \
+    __asm__(ADVNN__SYM(__USER_LABEL_PREFIX__) "Sleef_" #f);
+#endif
+ADVNN__SLEEF_AVX2D(expd4_u10avx2)
+ADVNN__SLEEF_AVX2D(logd4_u10avx2)
+ADVNN__SLEEF_AVX2D(log1pd4_u10avx2)
+ADVNN__SLEEF_AVX2D(erfd4_u10avx2)
+#undef ADVNN__SLEEF_AVX2D
+#if defined(__clang__)
 typedef void (*advnn__sleef_fp)(void);
 ADVNN__VFN __m256 advnn__sleef_call(advnn__sleef_fp fn, __m256 x) {
     register __m256 v __asm__("ymm0") = x;
@@ -733,17 +754,31 @@ ADVNN__VFN __m256 advnn__sleef_call(advnn__sleef_fp fn, __m256 x) {
     return v;
 }
 #define ADVNN__SLEEF(f, x) advnn__sleef_call((advnn__sleef_fp)&advnn__sleef_##f, (x))
+/* the same register (ymm0) carries a __m256d */
+#define ADVNN__SLEEFD(f, x) \
+    _mm256_castps_pd(advnn__sleef_call((advnn__sleef_fp)&advnn__sleef_##f, _mm256_castpd_ps(x)))
 #else
 #define ADVNN__SLEEF(f, x) advnn__sleef_##f(x)
+#define ADVNN__SLEEFD(f, x) advnn__sleef_##f(x)
 #endif
 #else
 #define ADVNN__SLEEF(f, x) Sleef_##f(x)
+#define ADVNN__SLEEFD(f, x) Sleef_##f(x)
 #endif
 ADVNN__VFN advnn__v advnn__vexp(advnn__v x) { return ADVNN__SLEEF(expf8_u10avx2, x); }
 ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return ADVNN__SLEEF(expm1f8_u10avx2, x); }
 ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return ADVNN__SLEEF(logf8_u10avx2, x); }
 ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return ADVNN__SLEEF(log1pf8_u10avx2, x); }
 ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return ADVNN__SLEEF(tanhf8_u10avx2, x); }
+/* double lanes, for the vector math in double */
+#define ADVNN__VLD 4
+typedef __m256d advnn__vd;
+ADVNN__VFN advnn__vd advnn__vdld(const double *p) { return _mm256_loadu_pd(p); }
+ADVNN__VFN void advnn__vdst(double *p, advnn__vd v) { _mm256_storeu_pd(p, v); }
+ADVNN__VFN advnn__vd advnn__vdexp(advnn__vd x) { return ADVNN__SLEEFD(expd4_u10avx2, x); }
+ADVNN__VFN advnn__vd advnn__vdlog(advnn__vd x) { return ADVNN__SLEEFD(logd4_u10avx2, x); }
+ADVNN__VFN advnn__vd advnn__vdlog1p(advnn__vd x) { return ADVNN__SLEEFD(log1pd4_u10avx2, x); }
+ADVNN__VFN advnn__vd advnn__vderf(advnn__vd x) { return ADVNN__SLEEFD(erfd4_u10avx2, x); }
 /* int32 lanes (flat indices) */
 typedef __m256i advnn__vi;
 ADVNN__VFN advnn__vi advnn__viota(int b) { /* b, b+1, ..., b+VL-1 */
@@ -788,6 +823,15 @@ ADVNN__VFN advnn__v advnn__vexpm1(advnn__v x) { return Sleef_expm1f4_u10advsimd(
 ADVNN__VFN advnn__v advnn__vlog(advnn__v x) { return Sleef_logf4_u10advsimd(x); }
 ADVNN__VFN advnn__v advnn__vlog1p(advnn__v x) { return Sleef_log1pf4_u10advsimd(x); }
 ADVNN__VFN advnn__v advnn__vtanh(advnn__v x) { return Sleef_tanhf4_u10advsimd(x); }
+/* double lanes, for the vector math in double */
+#define ADVNN__VLD 2
+typedef float64x2_t advnn__vd;
+ADVNN__VFN advnn__vd advnn__vdld(const double *p) { return vld1q_f64(p); }
+ADVNN__VFN void advnn__vdst(double *p, advnn__vd v) { vst1q_f64(p, v); }
+ADVNN__VFN advnn__vd advnn__vdexp(advnn__vd x) { return Sleef_expd2_u10advsimd(x); }
+ADVNN__VFN advnn__vd advnn__vdlog(advnn__vd x) { return Sleef_logd2_u10advsimd(x); }
+ADVNN__VFN advnn__vd advnn__vdlog1p(advnn__vd x) { return Sleef_log1pd2_u10advsimd(x); }
+ADVNN__VFN advnn__vd advnn__vderf(advnn__vd x) { return Sleef_erfd2_u10advsimd(x); }
 /* int32 lanes (flat indices) */
 typedef int32x4_t advnn__vi;
 ADVNN__VFN advnn__vi advnn__viota(int b) { /* b, b+1, ..., b+VL-1 */
@@ -1077,6 +1121,39 @@ ADVNN_SIMD_DEF void advnn_vtanh(int n, const float *x, float *y) {
 #endif
     advnn__vtanh_ref(n, x, y);
 }
+
+#ifdef ADVNN__VECTOR
+/* y = F(x) over n doubles; the tail (< VLD) through a zero-padded temporary, with the same function */
+#define ADVNN__MAPD(n, x, y, F)                                                                    \
+    do {                                                                                           \
+        int i_ = 0;                                                                                \
+        for (; i_ + ADVNN__VLD <= (n); i_ += ADVNN__VLD) advnn__vdst((y) + i_, F(advnn__vdld((x) + i_))); \
+        if (i_ < (n)) {                                                                            \
+            double t_[ADVNN__VLD] = {0};                                                           \
+            memcpy(t_, (x) + i_, (size_t)((n) - i_) * sizeof(double));                             \
+            advnn__vdst(t_, F(advnn__vdld(t_)));                                                   \
+            memcpy((y) + i_, t_, (size_t)((n) - i_) * sizeof(double));                             \
+        }                                                                                          \
+    } while (0)
+ADVNN__VKFN void advnn__vexp_f64_v(int n, const double *x, double *y) { ADVNN__MAPD(n, x, y, advnn__vdexp); }
+ADVNN__VKFN void advnn__vlog_f64_v(int n, const double *x, double *y) { ADVNN__MAPD(n, x, y, advnn__vdlog); }
+ADVNN__VKFN void advnn__vlog1p_f64_v(int n, const double *x, double *y) { ADVNN__MAPD(n, x, y, advnn__vdlog1p); }
+ADVNN__VKFN void advnn__verf_f64_v(int n, const double *x, double *y) { ADVNN__MAPD(n, x, y, advnn__vderf); }
+#undef ADVNN__MAPD
+#define ADVNN__VMATH_F64(name)                                                                     \
+    ADVNN_SIMD_DEF void advnn_##name##_f64(int n, const double *x, double *y) {                    \
+        if (ADVNN__VEC_LIVE()) { advnn__##name##_f64_v(n, x, y); return; }                         \
+        advnn__##name##_f64_ref(n, x, y);                                                           \
+    }
+#else
+#define ADVNN__VMATH_F64(name) \
+    ADVNN_SIMD_DEF void advnn_##name##_f64(int n, const double *x, double *y) { advnn__##name##_f64_ref(n, x, y); }
+#endif
+ADVNN__VMATH_F64(vexp)
+ADVNN__VMATH_F64(vlog)
+ADVNN__VMATH_F64(vlog1p)
+ADVNN__VMATH_F64(verf)
+#undef ADVNN__VMATH_F64
 
 /* ============================================================================================ */
 /* Activations                                                                                   */

@@ -174,6 +174,41 @@ static void bench_elem(int k, int n) {
     free(x); free(y); free(ts);
 }
 
+/* ---- the same in double (the mixture-density loss): live path vs libm ---- */
+static void run_elem64(int f, int live, int n, const double *x, double *y) {
+    if (f == 0) { if (live) advnn_vexp_f64(n, x, y); else advnn__vexp_f64_ref(n, x, y); }
+    if (f == 1) { if (live) advnn_vlog_f64(n, x, y); else advnn__vlog_f64_ref(n, x, y); }
+    if (f == 2) { if (live) advnn_vlog1p_f64(n, x, y); else advnn__vlog1p_f64_ref(n, x, y); }
+    if (f == 3) { if (live) advnn_verf_f64(n, x, y); else advnn__verf_f64_ref(n, x, y); }
+}
+static void bench_elem64(int f, int n) {
+    static const char *name[4] = {"exp_f64", "log_f64", "log1p_f64", "erf_f64"};
+    double *x = (double *)malloc((size_t)n * sizeof(double)), *y = (double *)malloc((size_t)n * sizeof(double));
+    float *t = (float *)malloc((size_t)n * sizeof(float));
+    unsigned seed = 7;
+    fill(t, (size_t)n, &seed);   /* in [-0.5, 0.5) */
+    for (int i = 0; i < n; i++) x[i] = f == 1 || f == 2 ? 0.01 + 10.0 * (t[i] + 0.5) : 8.0 * t[i];
+    double ns[2];
+    int inner = (int)(4e6 / n) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    for (int live = 1; live >= 0; live--) {
+        for (int w = 0; w < inner; w++) run_elem64(f, live, n, x, y);
+        for (int s = 0; s < nsamp; s++) {
+            double t0 = now_s();
+            for (int w = 0; w < inner; w++) run_elem64(f, live, n, x, y);
+            ts[s] = (now_s() - t0) / inner;
+        }
+        ns[live] = median(ts, nsamp) * 1e9 / n;
+    }
+    bench_sink = (float)y[n / 2];
+    printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-libm %6.3f ns/elem   speedup %5.1fx\n", name[f], n,
+           advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+    printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n", name[f],
+           advnn_simd_name(), n, ns[1], ns[0]);
+    fflush(stdout);
+    free(x); free(y); free(t); free(ts);
+}
+
 /* ---- BatchNorm normalisation rows (W1's hidden layers: 512 x 64, and its 10 inputs) ---- */
 static void bench_bn_rows(int M, int N) {
     size_t n = (size_t)M * N;
@@ -331,6 +366,7 @@ int main(int argc, char **argv) {
         bench_elem(k, 4096);
         if (!quick) bench_elem(k, 1 << 20);
     }
+    for (int f = 0; f < 4; f++) bench_elem64(f, 4096);
     bench_bn_rows(512, 64);
     bench_bn_rows(512, 10);
     /* W3 convolution inputs (k3 same) and W2 LSTM cells (batch 512, H 10 and 5) */

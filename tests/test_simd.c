@@ -15,6 +15,8 @@
  *    classical gamma_K bound of each of the two summation orders, computed per element. The ref
  *    vs double uses the same per-element bound.
  *  - exp/log/tanh: SLEEF u10 (<= 1 ulp) vs glibc (<= 1-2 ulp): rtol 4e-7 (~4 ulp) + atol 1e-37.
+ *  - exp/log/log1p/erf in double: SLEEF u10 (<= 1 ulp) vs glibc (<= 1 ulp for these four): within
+ *    2 ulp of the glibc value (ulp of the result's binade; exact for 0, +-inf and +-1).
  *  - activations vs double: each output is a short composition of u10 functions (sigmoid:
  *    exp, add, divide; softplus: exp, log1p, add), so rtol 2e-6 (~16 ulp); atol 1e-6 for the
  *    derivatives computed from y (y*(1-y), 1-y*y suffer cancellation of y's own rounding ~6e-8)
@@ -266,6 +268,55 @@ static void test_vmath(void) {
             CHECK(!bad, "vmath f%d in place differs (n=%d)", f, n);
         }
         ffree(x); ffree(y); ffree(r);
+    }
+}
+
+/* the double vector math: live vs libm (the scalar path) */
+static double ulp_of(double v) {
+    v = fabs(v);
+    return isfinite(v) ? nextafter(v, INFINITY) - v : 0;
+}
+static void test_vmath_f64(void) {
+    static const char *name[4] = {"exp", "log", "log1p", "erf"};
+    double x[260], y[260], r[260];
+    for (int si = -1; si < NSIZES; si++) {
+        int n = si < 0 ? 0 : SIZES[si];
+        for (int f = 0; f < 4; f++) {
+            double worst = 0;
+            int bad = 0;
+            for (int i = 0; i < n; i++) {
+                double u = frand(), w = frand();
+                x[i] = f == 0 ? 720.0 * u + 1e-3 * w : f == 1 ? exp(690.0 * u) * (1 + 1e-7 * w)
+                     : f == 2 ? (u < 0 ? -(0.5 * u + 0.5) * (1 + 1e-7 * w) : exp(40.0 * u) - 1) : 6.0 * u + 1e-5 * w;
+            }
+            if (n >= 8) {   /* edges: under/overflow, the singular points, zeros, tiny arguments */
+                static const double e[4][8] = {{-1000, 710, 0, -0.0, 1e-300, -745.2, 709.7, -1e-17},
+                                               {0, 1, INFINITY, 1e-310, 2.2250738585072014e-308, 1e300, 1 + 1e-15, 0.5},
+                                               {-1, 0, -0.0, 1e-300, -0.999999, INFINITY, 1e-17, -1e-17},
+                                               {0, -0.0, INFINITY, -INFINITY, 1e-300, 27, -27, 0.47}};
+                memcpy(x, e[f], sizeof e[f]);
+            }
+            x[n] = y[n] = 12345.25;
+            if (f == 0) { advnn_vexp_f64(n, x, y); advnn__vexp_f64_ref(n, x, r); }
+            if (f == 1) { advnn_vlog_f64(n, x, y); advnn__vlog_f64_ref(n, x, r); }
+            if (f == 2) { advnn_vlog1p_f64(n, x, y); advnn__vlog1p_f64_ref(n, x, r); }
+            if (f == 3) { advnn_verf_f64(n, x, y); advnn__verf_f64_ref(n, x, r); }
+            for (int i = 0; i < n; i++) {
+                double d = fabs(y[i] - r[i]), tol = 2 * ulp_of(r[i]);
+                int ok = y[i] == r[i] || (isfinite(r[i]) && d <= tol);
+                if (tol > 0 && d / (tol / 2) > worst) worst = d / (tol / 2);
+                if (!ok && bad++ < 3) CHECK(0, "%s(%.17g): live %.17g, libm %.17g (n=%d)", name[f], x[i], y[i], r[i], n);
+            }
+            CHECK(y[n] == 12345.25, "%s_f64 wrote past n=%d", name[f], n);
+            memcpy(r, x, (size_t)n * sizeof(double));   /* in place */
+            if (f == 0) advnn_vexp_f64(n, r, r);
+            if (f == 1) advnn_vlog_f64(n, r, r);
+            if (f == 2) advnn_vlog1p_f64(n, r, r);
+            if (f == 3) advnn_verf_f64(n, r, r);
+            for (int i = 0; i < n; i++) bad += !(r[i] == y[i] || (isnan(r[i]) && isnan(y[i])));
+            CHECK(!bad, "%s_f64 (n=%d): %d values off", name[f], n, bad);
+            if (n == 257) printf("     %s_f64: live vs libm within %.2f ulp\n", name[f], worst);
+        }
     }
 }
 
@@ -1129,6 +1180,7 @@ int main(void) {
     RUN(test_vector_kernels);
     RUN(test_matrix_kernels);
     RUN(test_vmath);
+    RUN(test_vmath_f64);
     RUN(test_activations);
     RUN(test_prelu_dalpha);
     RUN(test_softmax);
