@@ -1720,7 +1720,7 @@ struct advnn_ws {
     void   *arena;
     int     nb_total;          /* rows of the whole mini-batch when this ws runs one slice (0: nb) */
     int     tk, tsum;          /* this workspace's thread in the team; team sums done this step */
-    double *bnacc;             /* BatchNorm per-channel sums (2 x the widest BatchNorm) */
+    double *bnacc;             /* BatchNorm per-channel sums and factors (3 x the widest BatchNorm) */
     struct advnn__team *team;  /* set while a multi-threaded step runs */
     const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
 };
@@ -1801,7 +1801,7 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
         size_t mc = 1;
         float *acc = NULL;
         for (i = 0; i < g->n_nodes; i++) if (g->nodes[i].kind == ADVNN__BATCHNORM && (size_t)g->nodes[i].cols > mc) mc = (size_t)g->nodes[i].cols;
-        ADVNN__CARVE(acc, 4 * mc);   /* 2 x mc doubles; carved offsets are 64-byte aligned */
+        ADVNN__CARVE(acc, 6 * mc);   /* 3 x mc doubles; carved offsets are 64-byte aligned */
         if (ws) ws->bnacc = (double *)(void *)acc;
     }
     ADVNN__CARVE(ws->gemm, (size_t)ADVNN_SGEMM_WORK_FLOATS);
@@ -2028,7 +2028,7 @@ static void advnn__team_sum(advnn_ws *ws, double *vals, int c) {
 
 static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     advnn__node *n = &ws->g->nodes[id];
-    int R = nb * n->rows, C = n->cols, i, j;
+    int R = nb * n->rows, C = n->cols, j;
     const float *x = ws->out[n->in[0]];
     float *y = ws->out[id], *xh = ws->aux[id], *mean = xh + (size_t)ws->max_batch * n->size;
     float *istd = mean + C;
@@ -2040,10 +2040,10 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
         double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;
         float mom = n->fp[0];
         for (j = 0; j < C; j++) s[j] = 0;
-        for (i = 0; i < R; i++) for (j = 0; j < C; j++) s[j] += x[(size_t)i * C + j];
+        advnn_bn_sums(R, C, x, C, NULL, s);
         advnn__team_sum(ws, s, C);
         for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
-        for (i = 0; i < R; i++) for (j = 0; j < C; j++) { double d = x[(size_t)i * C + j] - s[C + j]; s[j] += d * d; }
+        advnn_bn_sums(R, C, x, C, s + C, s);   /* squared deviations from the mean */
         advnn__team_sum(ws, s, C);
         for (j = 0; j < C; j++) {
             double v = s[j] / Rt;
@@ -2461,17 +2461,13 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
     int on = advnn__group_on(ws, n->group), bs = advnn__bn_batch_stats(ws, n);
     double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;   /* s[j] = sum dy, s[C + j] = sum dy * xhat */
     for (j = 0; j < 2 * C; j++) s[j] = 0;
-    for (i = 0; i < R; i++)
-        for (j = 0; j < C; j++) { double d = dy[(size_t)i * C + j]; s[j] += d; s[C + j] += d * xh[(size_t)i * C + j]; }
+    advnn_bn_sums2(R, C, dy, xh, C, s);
     if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
     if (!dx) return;
     if (bs) {
         advnn__team_sum(ws, s, 2 * C);   /* the whole batch's sums: every row's mean and variance depend on them */
-        for (j = 0; j < C; j++) {
-            double k = (double)gam[j] * istd[j] / Rt;
-            for (i = 0; i < R; i++)
-                dx[(size_t)i * C + j] += (float)(k * (Rt * (double)dy[(size_t)i * C + j] - s[j] - xh[(size_t)i * C + j] * s[C + j]));
-        }
+        for (j = 0; j < C; j++) s[2 * C + j] = (double)gam[j] * istd[j] / Rt;
+        advnn_bn_bwd_dx(R, C, dy, xh, C, s + 2 * C, Rt, s, dx);
     } else
         for (j = 0; j < C; j++) {
             float k = gam[j] * istd[j];

@@ -115,6 +115,16 @@ ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *
  * rounds the same way). xhat may alias neither x nor y. */
 ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const float *mean, const float *istd,
                                   const float *gamma, const float *beta, float *xhat, float *y);
+/* BatchNorm's per-column sums in double, rows in order (so every ISA adds in the same order, and
+ * with a multiply and an add, never an FMA: bitwise the same results on every path):
+ *   advnn_bn_sums:  s[j] += sum_i x[i,j]  (center NULL)  or  s[j] += sum_i (x[i,j] - center[j])^2
+ *   advnn_bn_sums2: s[j] += sum_i a[i,j],  s[N + j] += sum_i a[i,j] * b[i,j]
+ *   advnn_bn_bwd_dx: dx[i,j] += (float)(k[j] * (R * dy[i,j] - s[j] - xhat[i,j] * s[N + j]))
+ * (the batch-statistics backward: R rows in the whole batch, k[j] = gamma[j] istd[j] / R). */
+ADVNN_SIMD_DEF void advnn_bn_sums(int M, int N, const float *x, int ld, const double *center, double *s);
+ADVNN_SIMD_DEF void advnn_bn_sums2(int M, int N, const float *a, const float *b, int ld, double *s);
+ADVNN_SIMD_DEF void advnn_bn_bwd_dx(int M, int N, const float *dy, const float *xhat, int ld, const double *k, double R,
+                                    const double *s, float *dx);
 
 /* Vector math, contiguous; y may alias x (exactly, y == x). */
 ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y);
@@ -414,6 +424,31 @@ ADVNN__FN float advnn__max_ref(int n, const float *x, int incx) {
 ADVNN__FN void advnn__add_bias_ref(int M, int N, float *X, int ldx, const float *b) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) X[(advnn__idx)i * ldx + j] += b[j];
+}
+ADVNN__FN void advnn__bn_sums_ref(int M, int N, const float *x, int ld, const double *c, double *s) {
+    for (int i = 0; i < M; i++) {
+        const float *r = x + (advnn__idx)i * ld;
+        if (c) for (int j = 0; j < N; j++) { double d = r[j] - c[j]; d = d * d; s[j] += d; }
+        else for (int j = 0; j < N; j++) s[j] += r[j];
+    }
+}
+ADVNN__FN void advnn__bn_sums2_ref(int M, int N, const float *a, const float *b, int ld, double *s) {
+    for (int i = 0; i < M; i++) {
+        const float *ra = a + (advnn__idx)i * ld, *rb = b + (advnn__idx)i * ld;
+        for (int j = 0; j < N; j++) { double d = ra[j], p = d * rb[j]; s[j] += d; s[N + j] += p; }
+    }
+}
+ADVNN__FN void advnn__bn_bwd_dx_ref(int M, int N, const float *dy, const float *xh, int ld, const double *k, double R,
+                                    const double *s, float *dx) {
+    for (int i = 0; i < M; i++) {
+        const float *rd = dy + (advnn__idx)i * ld, *rx = xh + (advnn__idx)i * ld;
+        float *ro = dx + (advnn__idx)i * ld;
+        for (int j = 0; j < N; j++) {
+            double t = R * rd[j], u = rx[j] * s[N + j];
+            t = t - s[j]; t = t - u; t = k[j] * t;
+            ro[j] += (float)t;
+        }
+    }
 }
 ADVNN__FN void advnn__bn_rows_ref(int M, int N, const float *x, int ld, const float *mean, const float *istd,
                                   const float *gamma, const float *beta, float *xhat, float *y) {
@@ -1055,6 +1090,95 @@ ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const fl
     if (ADVNN__VEC_LIVE()) { advnn__bn_rows_v(M, N, x, ld, mean, istd, gamma, beta, xhat, y); return; }
 #endif
     advnn__bn_rows_ref(M, N, x, ld, mean, istd, gamma, beta, xhat, y);
+}
+
+#ifdef ADVNN__AVX2
+/* four columns at a time in double lanes (16 per pass over the rows, 4 accumulators), the
+ * remaining columns through the reference's scalar operations */
+#define ADVNN__LD4D(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+ADVNN__VKFN void advnn__bn_sums_v(int M, int N, const float *x, int ld, const double *c, double *s) {
+    for (int j = 0; j < N; ) {
+        int w = (N - j) / 4 < 4 ? (N - j) / 4 : 4;   /* vectors this pass over the rows */
+        int t = N - j - 4 * w < 4 ? N - j - 4 * w : 0;   /* the last pass also takes the last 1-3 columns */
+        __m256d a[4], cc[4];
+        for (int q = 0; q < w; q++) { a[q] = _mm256_loadu_pd(s + j + 4 * q); cc[q] = c ? _mm256_loadu_pd(c + j + 4 * q) : a[q]; }
+        for (int i = 0; i < M; i++) {
+            const float *r = x + (advnn__idx)i * ld + j;
+            if (c) {
+                for (int q = 0; q < w; q++) {
+                    __m256d d = _mm256_sub_pd(ADVNN__LD4D(r + 4 * q), cc[q]);
+                    a[q] = _mm256_add_pd(a[q], _mm256_mul_pd(d, d));
+                }
+                for (int q = 4 * w; q < 4 * w + t; q++) { double d = r[q] - c[j + q]; d = d * d; s[j + q] += d; }
+            } else {
+                for (int q = 0; q < w; q++) a[q] = _mm256_add_pd(a[q], ADVNN__LD4D(r + 4 * q));
+                for (int q = 4 * w; q < 4 * w + t; q++) s[j + q] += r[q];
+            }
+        }
+        for (int q = 0; q < w; q++) _mm256_storeu_pd(s + j + 4 * q, a[q]);
+        j += 4 * w + t;
+    }
+}
+ADVNN__VKFN void advnn__bn_sums2_v(int M, int N, const float *a, const float *b, int ld, double *s) {
+    for (int j = 0; j < N; ) {
+        int w = (N - j) / 4 < 4 ? (N - j) / 4 : 4;
+        int t = N - j - 4 * w < 4 ? N - j - 4 * w : 0;
+        __m256d sa[4], sp[4];
+        for (int q = 0; q < w; q++) { sa[q] = _mm256_loadu_pd(s + j + 4 * q); sp[q] = _mm256_loadu_pd(s + N + j + 4 * q); }
+        for (int i = 0; i < M; i++) {
+            const float *ra = a + (advnn__idx)i * ld + j, *rb = b + (advnn__idx)i * ld + j;
+            for (int q = 0; q < w; q++) {
+                __m256d d = ADVNN__LD4D(ra + 4 * q);
+                sa[q] = _mm256_add_pd(sa[q], d);
+                sp[q] = _mm256_add_pd(sp[q], _mm256_mul_pd(d, ADVNN__LD4D(rb + 4 * q)));
+            }
+            for (int q = 4 * w; q < 4 * w + t; q++) { double d = ra[q], p = d * rb[q]; s[j + q] += d; s[N + j + q] += p; }
+        }
+        for (int q = 0; q < w; q++) { _mm256_storeu_pd(s + j + 4 * q, sa[q]); _mm256_storeu_pd(s + N + j + 4 * q, sp[q]); }
+        j += 4 * w + t;
+    }
+}
+ADVNN__VKFN void advnn__bn_bwd_dx_v(int M, int N, const float *dy, const float *xh, int ld, const double *k, double R,
+                                    const double *s, float *dx) {
+    const __m256d vr = _mm256_set1_pd(R);
+    int n4 = N & ~3;
+    for (int i = 0; i < M; i++) {
+        const float *rd = dy + (advnn__idx)i * ld, *rx = xh + (advnn__idx)i * ld;
+        float *ro = dx + (advnn__idx)i * ld;
+        int j = 0;
+        for (; j < n4; j += 4) {
+            __m256d t = _mm256_mul_pd(vr, ADVNN__LD4D(rd + j)), u = _mm256_mul_pd(ADVNN__LD4D(rx + j), _mm256_loadu_pd(s + N + j));
+            t = _mm256_sub_pd(t, _mm256_loadu_pd(s + j));
+            t = _mm256_mul_pd(_mm256_loadu_pd(k + j), _mm256_sub_pd(t, u));
+            _mm_storeu_ps(ro + j, _mm_add_ps(_mm_loadu_ps(ro + j), _mm256_cvtpd_ps(t)));
+        }
+        for (; j < N; j++) {
+            double t = R * rd[j], u = rx[j] * s[N + j];
+            t = t - s[j]; t = t - u; t = k[j] * t;
+            ro[j] += (float)t;
+        }
+    }
+}
+#undef ADVNN__LD4D
+#endif
+ADVNN_SIMD_DEF void advnn_bn_sums(int M, int N, const float *x, int ld, const double *center, double *s) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__bn_sums_v(M, N, x, ld, center, s); return; }
+#endif
+    advnn__bn_sums_ref(M, N, x, ld, center, s);
+}
+ADVNN_SIMD_DEF void advnn_bn_sums2(int M, int N, const float *a, const float *b, int ld, double *s) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__bn_sums2_v(M, N, a, b, ld, s); return; }
+#endif
+    advnn__bn_sums2_ref(M, N, a, b, ld, s);
+}
+ADVNN_SIMD_DEF void advnn_bn_bwd_dx(int M, int N, const float *dy, const float *xhat, int ld, const double *k, double R,
+                                    const double *s, float *dx) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__bn_bwd_dx_v(M, N, dy, xhat, ld, k, R, s, dx); return; }
+#endif
+    advnn__bn_bwd_dx_ref(M, N, dy, xhat, ld, k, R, s, dx);
 }
 
 #ifdef ADVNN__VECTOR

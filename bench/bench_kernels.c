@@ -240,6 +240,42 @@ static void bench_bn_rows(int M, int N) {
     free(x); free(h); free(y); free(par); free(ts);
 }
 
+/* ---- BatchNorm's double column sums (forward statistics, backward sums) and the backward's dx ---- */
+static void run_bn_bwd(int which, int live, int M, int N, const float *x, const float *h, const double *k, double *s, float *dx) {
+    if (which == 0) { if (live) advnn_bn_sums(M, N, x, N, k, s); else advnn__bn_sums_ref(M, N, x, N, k, s); }
+    if (which == 1) { if (live) advnn_bn_sums2(M, N, x, h, N, s); else advnn__bn_sums2_ref(M, N, x, h, N, s); }
+    if (which == 2) { if (live) advnn_bn_bwd_dx(M, N, x, h, N, k, M, s, dx); else advnn__bn_bwd_dx_ref(M, N, x, h, N, k, M, s, dx); }
+}
+static void bench_bn_bwd(int M, int N) {
+    static const char *name[3] = {"bn_sums", "bn_sums2", "bn_bwd_dx"};
+    size_t n = (size_t)M * N;
+    float *x = (float *)malloc(n * sizeof(float)), *h = (float *)malloc(n * sizeof(float)), *dx = (float *)malloc(n * sizeof(float));
+    double *k = (double *)malloc((size_t)N * sizeof(double)), *s = (double *)calloc(2 * (size_t)N, sizeof(double));
+    unsigned seed = 13;
+    int inner = (int)(4e6 / (double)n) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    fill(x, n, &seed); fill(h, n, &seed); fill(dx, n, &seed);
+    for (int j = 0; j < N; j++) k[j] = 1e-3 * (j + 1);
+    for (int which = 0; which < 3; which++) {
+        double ns[2];
+        for (int live = 1; live >= 0; live--) {
+            for (int t = -1; t < nsamp; t++) {   /* t = -1: warm-up */
+                double t0 = now_s();
+                for (int w = 0; w < inner; w++) run_bn_bwd(which, live, M, N, x, h, k, s, dx);
+                if (t >= 0) ts[t] = (now_s() - t0) / inner;
+            }
+            ns[live] = median(ts, nsamp) * 1e9 / (double)n;
+        }
+        bench_sink = (float)s[N / 2] + dx[n / 2];
+        printf("%-9s %4dx%-3d %s %6.3f ns/elem   scalar-ref %6.3f ns/elem   speedup %5.1fx\n", name[which], M, N,
+               advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+        printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"m\":%d,\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
+               name[which], advnn_simd_name(), M, N, ns[1], ns[0]);
+        fflush(stdout);
+    }
+    free(x); free(h); free(dx); free(k); free(s); free(ts);
+}
+
 /* ---- im2col / col2im (W3 shapes, k3 "same", stride 1): live vs scalar reference ---- */
 static void bench_im2col(int H, int W, int C) {
     const int K = 3, P = H * W, kc = K * K * C; /* "same", stride 1: Ho = H, Wo = W, pad 1 */
@@ -369,6 +405,8 @@ int main(int argc, char **argv) {
     for (int f = 0; f < 4; f++) bench_elem64(f, 4096);
     bench_bn_rows(512, 64);
     bench_bn_rows(512, 10);
+    bench_bn_bwd(1024, 64);   /* W1's hidden BatchNorms at batch 1024, and its 10 inputs */
+    bench_bn_bwd(1024, 10);
     /* W3 convolution inputs (k3 same) and W2 LSTM cells (batch 512, H 10 and 5) */
     bench_im2col(40, 40, 1);
     bench_im2col(40, 40, 10);

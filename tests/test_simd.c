@@ -9,6 +9,8 @@
  *    each vs the exact sum is <= n*eps*sum|terms| (eps = 2^-24 ~ 6e-8); we allow 2*n*6e-8*sum|terms|
  *    (+1e-30). The ref vs double check uses the same bound (one order only, so it is 2x loose).
  *  - bn_rows: xhat bitwise, y within one rounding of the ref
+ *  - bn_sums, bn_sums2, bn_bwd_dx: bitwise (the same double operations in the same order); the
+ *    ref's sums within 2 (M + 2) * 1.2e-16 * sum|terms| of a long double sum
  *  - max, add_bias, col_sums, axpy, scale: exact or 1 rounding: bitwise or rtol 1.2e-7 (axpy: the
  *    vector path uses one FMA rounding, the ref two).
  *  - SGEMM: |C - C_ref| <= 2*K*6e-8*|alpha|*sum_k|a_ik*b_kj| + 2*6e-8*|beta*c| + 1e-30, i.e. the
@@ -211,6 +213,40 @@ static void test_matrix_kernels(void) {
                     for (int i = 0; i < M; i++)
                         for (int j = N; j < ld; j++) CHECK(h1[(size_t)i * ld + j] == SENT && y1[(size_t)i * ld + j] == SENT, "bn_rows wrote padding");
                     ffree(mu); ffree(is); ffree(ga); ffree(h1); ffree(h2); ffree(y1); ffree(y2);
+                }
+                /* bn_sums / bn_sums2 / bn_bwd_dx (double sums in row order, multiply and add, no FMA):
+                 * bitwise equal to the ref; the ref within the double rounding of a long double sum */
+                {
+                    double *s1 = (double *)malloc(3 * ((size_t)N + 1) * sizeof(double)), *s2 = (double *)malloc(3 * ((size_t)N + 1) * sizeof(double));
+                    double *c = (double *)malloc(((size_t)N + 1) * sizeof(double)), *kk = (double *)malloc(((size_t)N + 1) * sizeof(double));
+                    float *d1 = falloc(sz), *d2 = falloc(sz);
+                    for (int j = 0; j < N; j++) { c[j] = 0.3 * frand(); kk[j] = 0.01 * frand(); }
+                    for (int pass = 0; pass < 3; pass++) {
+                        for (int j = 0; j < 2 * N + 1; j++) s1[j] = s2[j] = 0.25 * j;
+                        if (pass == 0) { advnn_bn_sums(M, N, X, ld, NULL, s1); advnn__bn_sums_ref(M, N, X, ld, NULL, s2); }
+                        if (pass == 1) { advnn_bn_sums(M, N, X, ld, c, s1); advnn__bn_sums_ref(M, N, X, ld, c, s2); }
+                        if (pass == 2) { advnn_bn_sums2(M, N, X, X2, ld, s1); advnn__bn_sums2_ref(M, N, X, X2, ld, s2); }
+                        bad = 0;
+                        for (int j = 0; j < 2 * N + 1; j++) bad += s1[j] != s2[j];
+                        CHECK(!bad, "bn_sums pass %d M=%d N=%d ld=%d: %d mismatches (or writes past the columns)", pass, M, N, ld, bad);
+                        for (int j = 0; j < N; j++) {
+                            long double w = 0.25L * j, a = fabsl(w);
+                            for (int i = 0; i < M; i++) {
+                                long double x = X[(size_t)i * ld + j], t = pass == 0 ? x : pass == 1 ? (x - c[j]) * (x - c[j]) : x;
+                                w += t; a += fabsl(t);
+                            }
+                            CHECK(fabsl(s2[j] - w) <= 2 * (M + 2) * 1.2e-16L * a + 1e-300L, "bn_sums_ref pass %d j=%d: %.17g vs %.17Lg", pass, j, s2[j], w);
+                        }
+                    }
+                    fill_rand(d1, sz, 1.0f);
+                    for (int i = 0; i < M; i++) for (int j = N; j < ld; j++) d1[(size_t)i * ld + j] = SENT;
+                    memcpy(d2, d1, sz * sizeof(float));
+                    advnn_bn_bwd_dx(M, N, X, X2, ld, kk, (double)M, s2, d1);
+                    advnn__bn_bwd_dx_ref(M, N, X, X2, ld, kk, (double)M, s2, d2);
+                    bad = 0;
+                    for (size_t k = 0; k < sz; k++) bad += !same_float(d1[k], d2[k]);
+                    CHECK(!bad, "bn_bwd_dx M=%d N=%d ld=%d: %d mismatches (padding included)", M, N, ld, bad);
+                    free(s1); free(s2); free(c); free(kk); ffree(d1); ffree(d2);
                 }
                 /* row_max: exact */
                 o[M] = SENT;
