@@ -2078,12 +2078,17 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
     if (!ws->training || rate == 0.0f || !ws->rng) { memcpy(y, x, cnt * sizeof(float)); return; }
     {
         float keep = 1.0f / (1.0f - rate), *m = ws->aux[id];
-        /* one 24-bit uniform per element: exact in float, enough resolution for a rate */
+        /* one 24-bit uniform u per element (enough resolution for a rate), kept when u 2^-24 >= rate,
+         * i.e. u >= ceil(rate 2^24): both sides are exact, so an integer compare decides the same.
+         * The generator's state lives in locals for the loop (it was W2's costliest loop). */
+        uint64_t thr = (uint64_t)ceil((double)rate * 16777216.0);
+        advnn__rng st = *ws->rng;
         for (i = 0; i < cnt; i++) {
-            uint64_t r = advnn__rng_next(ws->rng);
-            m[i] = (double)(r >> 40) * (1.0 / 16777216.0) >= rate ? keep : 0.0f;
-            y[i] = x[i] * m[i];
+            float mi = (advnn__rng_next(&st) >> 40) >= thr ? keep : 0.0f;
+            m[i] = mi;
+            y[i] = x[i] * mi;
         }
+        *ws->rng = st;
     }
 }
 
