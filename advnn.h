@@ -55,8 +55,9 @@
  *     advnn_model_save) provided each thread uses its own advnn_ws and nobody trains or changes it
  *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes) at the same time.
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
- *     advnn_set_threads(n) runs each step on n threads of its own (a small pthread pool that
- *     sleeps between steps); that is internal and does not change these rules.
+ *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
+ *     their own (a small pthread pool that sleeps between calls); that is internal and does not
+ *     change these rules.
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -225,6 +226,11 @@ ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
  * Writes n * size(out_node) floats to out. */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
+/* Let advnn_infer on this workspace split batches of at least 64 rows over n threads (n - 1 workers
+ * of its own, each with a workspace for its share of max_batch rows; default 1, at most 64). The
+ * rows are independent in eval mode, so the outputs are bit for bit those of one thread. Under
+ * ADVNN_NO_THREADS accepted and ignored. Not thread-safe with advnn_infer on the same workspace. */
+ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n);
 
 /* ---------------------------------------------------------------- datasets */
 typedef struct advnn_dataset advnn_dataset;
@@ -255,7 +261,7 @@ ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
 /* Threads used by trainers created afterwards (default 1; at most 64; inference runs on the calling
- * thread: run several advnn_infer workspaces from your own threads to parallelise it). Training
+ * thread unless its workspace got threads of its own, advnn_ws_set_threads). Training
  * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
  * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
  * start-up). Returns the previous value. */
@@ -1723,6 +1729,10 @@ struct advnn_ws {
     double *bnacc;             /* BatchNorm per-channel sums and factors (3 x the widest BatchNorm) */
     struct advnn__team *team;  /* set while a multi-threaded step runs */
     const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
+    int     ithreads;          /* advnn_ws_set_threads: threads advnn_infer may use (1: the calling thread) */
+    struct advnn_ws **isub;    /* the other threads' workspaces (ithreads - 1) */
+    struct advnn__team *iteam;
+    struct advnn__inferjob *ijob;
 };
 
 /* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC. */
@@ -1823,7 +1833,7 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     ws = (advnn_ws *)ADVNN_MALLOC(sizeof *ws);
     if (!ws) { advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
     memset(ws, 0, sizeof *ws);
-    ws->g = g; ws->max_batch = max_batch; ws->grads = grads;
+    ws->g = g; ws->max_batch = max_batch; ws->grads = grads; ws->ithreads = 1;
     k = (size_t)g->n_nodes;
     ws->out = (float **)ADVNN_MALLOC(4 * k * sizeof(float *) + 1);
     ws->loss = (double *)ADVNN_MALLOC(k * sizeof(double) + 1);
@@ -1848,8 +1858,10 @@ ADVNN_DEF advnn_ws *advnn_ws_new(const advnn_graph *g, int max_batch) {
     return advnn__ws_create((advnn_graph *)(uintptr_t)g, max_batch, 0);  /* inference never writes g */
 }
 
+static void advnn__ws_drop_threads(advnn_ws *ws);
 ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
     if (!ws) return;
+    advnn__ws_drop_threads(ws);
     advnn__free(ws->arena);
     ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need);
     ADVNN_FREE(ws);
@@ -2806,11 +2818,90 @@ static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const in
 }
 
 /* ---------------------------------------------------------------- inference */
+/* Rows lo .. lo + nb of a validated advnn_infer call on workspace ws (need marks set). */
+static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float *const *inputs, int out_node, float *out) {
+    const advnn_graph *g = ws->g;
+    size_t osz = (size_t)g->nodes[out_node].size;
+    advnn_status st;
+    int i;
+    for (i = 0; i < g->n_inputs; i++) {
+        int id = g->inputs[i];
+        if (ws->need[id]) ws->out[id] = (float *)(uintptr_t)(inputs[i] + (size_t)lo * g->nodes[id].size);  /* read only */
+    }
+    if ((st = advnn__forward(ws, nb)) != ADVNN_OK) return st;
+    memcpy(out + (size_t)lo * osz, ws->out[out_node], (size_t)nb * osz * sizeof(float));
+    return ADVNN_OK;
+}
+
+#define ADVNN__INFER_MIN_ROWS 32   /* rows per thread below which a batch is not split */
+/* Slices start at multiples of 24 rows, so that every row sits at the same place in each kernel's
+ * blocking as in one call (GEMM tiles of 6 rows on AVX2, 8 on NEON, 4 scalar; 4-row GEMV blocks;
+ * 8-lane vectors): the outputs do not depend on the thread count, bit for bit (test_threads). */
+#define ADVNN__INFER_ALIGN 24
+typedef struct advnn__inferjob {
+    advnn_ws *ws;
+    int n, out_node;
+    const float *const *inputs;
+    float *out;
+    advnn_status st[64];
+    char msg[64][512];
+} advnn__inferjob;
+
+static void advnn__ws_drop_threads(advnn_ws *ws) {
+    int k;
+#ifndef ADVNN_NO_THREADS
+    advnn__team_free(ws->iteam);
+#endif
+    ws->iteam = NULL;
+    for (k = 0; ws->isub && k < ws->ithreads - 1; k++) advnn_ws_free(ws->isub[k]);
+    ADVNN_FREE(ws->isub); ADVNN_FREE(ws->ijob);
+    ws->isub = NULL; ws->ijob = NULL; ws->ithreads = 1;
+}
+
+#ifndef ADVNN_NO_THREADS
+static int advnn__infer_cut(int n, int k, int A) {
+    return k <= 0 ? 0 : k >= A ? n : (int)((int64_t)n * k / A / ADVNN__INFER_ALIGN * ADVNN__INFER_ALIGN);
+}
+static void advnn__infer_job(advnn__team *t, int k, void *arg) {
+    advnn__inferjob *j = (advnn__inferjob *)arg;
+    advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
+    int A = t->active, lo = advnn__infer_cut(j->n, k, A), hi = advnn__infer_cut(j->n, k + 1, A);
+    ADVNN_ASSERT(hi - lo <= w->max_batch);
+    if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
+    j->st[k] = advnn__infer_rows(w, lo, hi - lo, j->inputs, j->out_node, j->out);
+    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+}
+#endif
+
+ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
+    if (!ws) return advnn__fail(ADVNN_ERR_ARG, "advnn_ws_set_threads: NULL workspace");
+    if (n < 1 || n > 64) return advnn__fail(ADVNN_ERR_ARG, "advnn_ws_set_threads: %d threads (1..64)", n);
+    advnn__ws_drop_threads(ws);
+#ifndef ADVNN_NO_THREADS
+    if (n > 1) {
+        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer threads
+         * split a smaller batch, plus up to ADVNN__INFER_ALIGN - 1 from the alignment of its start */
+        int k, sub = (ws->max_batch + n - 1) / n;
+        if (sub < 2 * ADVNN__INFER_MIN_ROWS) sub = 2 * ADVNN__INFER_MIN_ROWS;
+        sub += ADVNN__INFER_ALIGN;
+        if (sub > ws->max_batch) sub = ws->max_batch;
+        ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
+        ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
+        if (!ws->isub || !ws->ijob) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory"); }
+        for (k = 0; k < n - 1; k++) ws->isub[k] = NULL;
+        ws->ithreads = n;
+        for (k = 0; k < n - 1; k++)
+            if (!(ws->isub[k] = advnn_ws_new(ws->g, sub))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory for %d workspaces of %d rows", n - 1, sub); }
+        if (!(ws->iteam = advnn__team_new(n, 1))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: cannot start %d threads", n - 1); }
+    }
+#endif
+    return ADVNN_OK;
+}
+
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out) {
     const advnn_graph *g;
     int i;
     size_t k;
-    advnn_status st;
     if (!ws || !out) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: NULL workspace or output");
     g = ws->g;
     if (n < 1 || n > ws->max_batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: n = %d outside 1..%d (the workspace's max_batch)", n, ws->max_batch);
@@ -2825,11 +2916,19 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
             if (!isfinite(inputs[i][k]))
                 return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
                                    (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
-        ws->out[id] = (float *)(uintptr_t)inputs[i];  /* read only */
     }
-    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
-    memcpy(out, ws->out[out_node], (size_t)n * g->nodes[out_node].size * sizeof(float));
-    return ADVNN_OK;
+#ifndef ADVNN_NO_THREADS
+    if (ws->ithreads > 1 && n >= 2 * ADVNN__INFER_MIN_ROWS) {
+        advnn__inferjob *j = ws->ijob;
+        int A = n / ADVNN__INFER_MIN_ROWS < ws->ithreads ? n / ADVNN__INFER_MIN_ROWS : ws->ithreads;
+        j->ws = ws; j->n = n; j->out_node = out_node; j->inputs = inputs; j->out = out;
+        advnn__team_run(ws->iteam, A, advnn__infer_job, j);
+        for (i = 0; i < A; i++)   /* thread 0's message is already in this thread's error buffer */
+            if (j->st[i] != ADVNN_OK) return i ? advnn__fail(j->st[i], "%s", j->msg[i]) : j->st[0];
+        return ADVNN_OK;
+    }
+#endif
+    return advnn__infer_rows(ws, 0, n, inputs, out_node, out);
 }
 
 static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int node, advnn_tensor **out) {

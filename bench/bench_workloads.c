@@ -29,7 +29,8 @@
  * in eval mode on the main network's output only (W1 sigmoid score, W2 softmax scores, W3
  * per-image MSE): batch 1 through advnn_infer with a batch-1 workspace, per call, median over chunks
  * of calls (~50 ms each, at least 15 chunks and the minimum time); batch 512 every call timed,
- * median / 512. advnn_infer is single-threaded; `threads` applies to training.
+ * median / 512. `threads` applies to training and to batch-512 inference (advnn_ws_set_threads:
+ * the batch split once per call, as torch's intra-op threads do); batch 1 runs on one thread.
  * cpu_per_wall_* = this process's CPU time / wall time over a timed loop (getrusage);
  * other_cpus_* = cores used by other processes during it (/proc/stat); well above 0 = disturbed.
  * peak_rss_train_mb = ru_maxrss of the child after the timed training loop, peak_rss_mb at its end.
@@ -286,7 +287,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
 
     /* ---- inference, eval mode, main network's output only */
     ws1 = advnn_ws_new(w.g, 1); ws512 = advnn_ws_new(w.g, 512);
-    if (!ws1 || !ws512) die("inference workspace", name);
+    if (!ws1 || !ws512 || advnn_ws_set_threads(ws512, threads) != ADVNN_OK) die("inference workspace", name);
     ond = advnn_node_shape(w.g, w.out, osh);
     for (i = 0; i < ond; i++) outsz *= osh[i];
     out = (float *)malloc((size_t)512 * outsz * sizeof(float));
@@ -336,12 +337,12 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
            "\"other_cpus_train\": %.2f, \"other_cpus_b1\": %.2f, \"other_cpus_b512\": %.2f, "
            "\"params_main\": %lld, \"params_adv\": %lld, \"params\": %lld, "
            "\"peak_rss_train_mb\": %.1f, \"peak_rss_mb\": %.1f, \"kernels\": \"%s\", "
-           "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads\": 1}\n",
+           "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads_b1\": 1, \"infer_threads_b512\": %d}\n",
            name, threads, w.batch, 1e3 * med, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
            1e3 * p10, 1e3 * p90, steps, warm, cw_train, cw_b1, cw_b512, ot_train, ot_b1, ot_b512,
            (long long)advnn_param_count(w.g, "main"), (long long)advnn_param_count(w.g, "adv"),
            (long long)advnn_param_count(w.g, NULL), rss_train, peak_rss_mb(), advnn_simd_name(),
-           w.adv_steps, (double)w.lambda, w.ae_fwd);
+           w.adv_steps, (double)w.lambda, w.ae_fwd, threads);
     fflush(stdout);
 #undef STEP
     free(idx); free(out); free(t_step); free(t_b1); free(t_b512);

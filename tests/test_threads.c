@@ -2,10 +2,12 @@
  * weights; 2 or 3 threads compute the same step as 1 thread up to summation order (gradients, losses,
  * whole-batch BatchNorm statistics); errors in any slice are reported without hanging; batches
  * smaller than the thread count work; the adversarial trainer with a second stream runs threaded.
+ * Inference split over a workspace's threads (advnn_ws_set_threads) equals one thread bit for bit.
  * advnn-build: -pthread */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "harness.h"
+#include "examples/workloads.h"
 
 #define N 300
 
@@ -193,6 +195,76 @@ static void test_adversarial_threaded(void) {
     free(a); free(b); free(c);
 }
 
+/* advnn_infer on 2 and 3 threads vs 1, bit for bit, on W1's classifier (BatchNorm on running
+ * statistics, trained a little so they are not the defaults), W2's tagger (masked Conv1D + LSTM
+ * towers) and W3's autoencoder (convolutions, pooling, upsampling); batches that split unevenly,
+ * that are too small to split, and a bad input reported from a worker's slice. */
+static void test_threaded_inference(void) {
+    int w;
+    for (w = 1; w <= 3; w++) {
+        advnn_graph *g = advnn_graph_new();
+        int in[4], one = 1, ten = 10, img[3] = {40, 40, 1}, out, i, t, ni = 0, maxb = w == 3 ? 96 : 300;   /* W3: fewer images (qemu runs this too) */
+        static const int ns[5] = {300, 160, 97, 63, 1};
+        float *x[4], *y1, *y2;
+        advnn__rng r;
+        advnn__rng_seed(&r, 50 + w);
+        if (w == 1) { in[0] = advnn_input(g, "x", 1, &ten); out = wl_w1_classifier(g, in[0]); ni = 1; }
+        else if (w == 2) { wl_w2_inputs(g, "", in); out = advnn_softmax(g, wl_w2_tagger(g, in, NULL, NULL)); ni = 4; }
+        else { in[0] = advnn_input(g, "img", 3, img); out = wl_w3_autoencoder(g, in[0]); ni = 1; }
+        (void)one;
+        CHECK(advnn_graph_finalize(g, 3) == ADVNN_OK, "%s", advnn_last_error());
+        if (w == 1)   /* non-default BatchNorm statistics and affine parameters (variances kept positive) */
+            for (i = 0; i < g->n_nodes; i++)
+                if (g->nodes[i].kind == ADVNN__BATCHNORM) {
+                    int c, C = g->nodes[i].cols, b;
+                    for (b = 0; b < 4; b++)
+                        for (c = 0; c < C; c++) {
+                            float *p = g->params + g->par[g->nodes[i].param0 + b].off + c;
+                            *p = b == 3 ? (float)(0.5 + 0.3 * advnn__rng_uniform(&r)) : *p + (float)(0.2 * gauss(&r));
+                        }
+                }
+        for (i = 0; i < ni; i++) {
+            int sz = g->nodes[in[i]].size, j;
+            x[i] = (float *)malloc((size_t)maxb * sz * sizeof(float));
+            for (j = 0; j < maxb * sz; j++) x[i][j] = (float)gauss(&r);
+            if (w == 2 && i < 3)   /* padded sequences: zero rows at the end of some samples */
+                for (j = 0; j < maxb; j++) {
+                    int T = g->nodes[in[i]].shape[0], F = g->nodes[in[i]].shape[1], len = 1 + j % T, q;
+                    for (q = len * F; q < T * F; q++) x[i][(size_t)j * T * F + q] = 0.0f;
+                }
+        }
+        {
+            int osz = g->nodes[out].size;
+            advnn_ws *ws1 = advnn_ws_new(g, maxb), *wsT = advnn_ws_new(g, maxb);
+            y1 = (float *)malloc((size_t)maxb * osz * sizeof(float)); y2 = (float *)malloc((size_t)maxb * osz * sizeof(float));
+            for (t = 2; t <= 3; t++) {
+                CHECK(advnn_ws_set_threads(wsT, t) == ADVNN_OK, "%s", advnn_last_error());
+                for (i = 0; i < 5; i++) {
+                    int n = ns[i] > maxb ? maxb : ns[i];
+                    CHECK(advnn_infer(ws1, n, (const float *const *)x, out, y1) == ADVNN_OK, "%s", advnn_last_error());
+                    CHECK(advnn_infer(wsT, n, (const float *const *)x, out, y2) == ADVNN_OK, "%s", advnn_last_error());
+                    CHECK(memcmp(y1, y2, (size_t)n * osz * sizeof(float)) == 0, "W%d, %d threads, n = %d: outputs differ from one thread", w, t, n);
+                }
+            }
+            {   /* a NaN in the last rows (a worker's slice) is refused with the row named */
+                float keep = x[0][(size_t)(maxb - 1) * g->nodes[in[0]].size];
+                x[0][(size_t)(maxb - 1) * g->nodes[in[0]].size] = NAN;
+                CHECK(advnn_infer(wsT, maxb, (const float *const *)x, out, y2) == ADVNN_ERR_NAN && strstr(advnn_last_error(), "sample"),
+                      "W%d: NaN input not reported: %s", w, advnn_last_error());
+                x[0][(size_t)(maxb - 1) * g->nodes[in[0]].size] = keep;
+            }
+            CHECK(advnn_ws_set_threads(wsT, 0) == ADVNN_ERR_ARG && advnn_ws_set_threads(wsT, 65) == ADVNN_ERR_ARG, "bad thread counts accepted");
+            CHECK(advnn_ws_set_threads(wsT, 1) == ADVNN_OK && advnn_infer(wsT, 63, (const float *const *)x, out, y2) == ADVNN_OK &&
+                  advnn_infer(ws1, 63, (const float *const *)x, out, y1) == ADVNN_OK && memcmp(y1, y2, (size_t)63 * osz * sizeof(float)) == 0,
+                  "W%d: back to one thread", w);
+            advnn_ws_free(ws1); advnn_ws_free(wsT);
+            free(y1); free(y2);
+        }
+        for (i = 0; i < ni; i++) free(x[i]);
+        advnn_graph_free(g);
+    }
+}
+
 int main(void) {
     CHECK(advnn_get_threads() == 1, "default thread count %d", advnn_get_threads());
     RUN(test_bit_identical_per_thread_count);
@@ -200,5 +272,6 @@ int main(void) {
     RUN(test_two_threads_train);
     RUN(test_errors_and_small_batches);
     RUN(test_adversarial_threaded);
+    RUN(test_threaded_inference);
     return th_report();
 }
