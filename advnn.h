@@ -504,6 +504,15 @@ ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #define ADVNN__TLS __thread
 #endif
 
+/* for functions with large stack arrays, so that they do not enlarge their callers' frames */
+#if defined(__GNUC__) || defined(__clang__)
+#define ADVNN__NOINL __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define ADVNN__NOINL __declspec(noinline)
+#else
+#define ADVNN__NOINL
+#endif
+
 #define ADVNN__NAME_MAX 48
 #define ADVNN__MAX_IN 8          /* inputs per node (concat of up to 8 streams) */
 #define ADVNN__ALIGN 64
@@ -2115,7 +2124,7 @@ static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z))
  * (the transcendentals were most of W1's loss time one row at a time through libm).
  * R * K <= ADVNN__MDN_CH. */
 #define ADVNN__MDN_CH 256
-static void advnn__mdn_rows(int R, int K, const int *ri, const float *a, const float *u, const float *v, const double *m,
+ADVNN__NOINL static void advnn__mdn_rows(int R, int K, const int *ri, const float *a, const float *u, const float *v, const double *m,
                             int trunc, double floor_, float *g, double *nll) {
     double A[ADVNN__MDN_CH], EA[ADVNN__MDN_CH], V[ADVNN__MDN_CH], MU[ADVNN__MDN_CH], SG[ADVNN__MDN_CH], IS[ADVNN__MDN_CH];
     double SV[ADVNN__MDN_CH], T1[ADVNN__MDN_CH], T2[ADVNN__MDN_CH], DM[ADVNN__MDN_CH], DS[ADVNN__MDN_CH], L[ADVNN__MDN_CH];
@@ -2210,6 +2219,29 @@ static void advnn__mdn_rows(int R, int K, const int *ri, const float *a, const f
     }
 }
 
+/* The mixture-density loss forward: zero-weight rows (e.g. signal under background-only weights)
+ * cost nothing; a training pass also keeps each row's gradient (d/d logits, means, widths of its
+ * -log p) for the backward. */
+ADVNN__NOINL static advnn_status advnn__mdn_loss_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
+    float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
+    int K = ws->g->nodes[n->in[0]].size, ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0, i, j;
+    double mr[ADVNN__MDN_CH], nll[ADVNN__MDN_CH], tot = 0;
+    if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
+    for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
+        if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
+        if (R == per || (i == nb && R > 0)) {
+            advnn__mdn_rows(R, K, ri, z, y, ws->out[n->in[2]], mr, n->ip[0], n->fp[1], gk, nll);
+            for (j = 0; j < R; j++) tot += (wm ? wm[ri[j]] : 1.0) * nll[j];
+            R = 0;
+        }
+    }
+    ws->loss[id] = tot / advnn__norm_n(ws, nb);
+    if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "mixture-density loss node %d is %g", id, ws->loss[id]);
+    return ADVNN_OK;
+}
+
 /* Loss forward: validates targets, stores the value in ws->loss[id]. */
 static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     const advnn_graph *g = ws->g;
@@ -2217,27 +2249,7 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
     double tot = 0;
     int i, j, k;
-    if (n->kind == ADVNN__LOSS_MDN) {
-        int K = p->size;
-        const float *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
-        /* zero-weight rows (e.g. signal under background-only weights) cost nothing; a training pass
-         * also keeps each row's gradient (d/d logits, means, widths of its -log p) for the backward */
-        float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
-        int ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0;
-        double mr[ADVNN__MDN_CH], nll[ADVNN__MDN_CH];
-        if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
-        for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
-            if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
-            if (R == per || (i == nb && R > 0)) {
-                advnn__mdn_rows(R, K, ri, z, y, ws->out[n->in[2]], mr, n->ip[0], n->fp[1], gk, nll);
-                for (j = 0; j < R; j++) tot += (wm ? wm[ri[j]] : 1.0) * nll[j];
-                R = 0;
-            }
-        }
-        ws->loss[id] = tot / advnn__norm_n(ws, nb);
-        if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "mixture-density loss node %d is %g", id, ws->loss[id]);
-        return ADVNN_OK;
-    }
+    if (n->kind == ADVNN__LOSS_MDN) return advnn__mdn_loss_fwd(ws, id, nb);
     for (i = 0; i < nb; i++) {
         double l = 0;
         if (n->kind == ADVNN__LOSS_BCE) {
