@@ -2305,20 +2305,33 @@ static void advnn__im2col_chunk(const advnn__cgeom *c, const float *x, int s0, i
                      x + (size_t)(s0 + j) * c->in_size, cols + (size_t)j * c->Ho * c->Wo * c->KKC, c->KKC);
 }
 
-static void advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
-    const advnn__node *n = &ws->g->nodes[id];
-    advnn__cgeom c = advnn__conv_geom(ws->g, n);
+/* Returns 1 when it also computed node id + 1, a PReLU of this convolution's output (the conv +
+ * PReLU idiom): bias, activation and that PReLU run chunk by chunk, right after each chunk's GEMM,
+ * while its output is still in cache, instead of three passes over the whole batch's output. The
+ * same operations per element, so the same values. */
+static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn_graph *g = ws->g;
+    const advnn__node *n = &g->nodes[id], *nx = id + 1 < g->n_nodes ? &g->nodes[id + 1] : NULL;
+    advnn__cgeom c = advnn__conv_geom(g, n);
     const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
     float *z = n->ip[1] == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
-    int P = c.Ho * c.Wo, s0, s;
-    if (c.pointwise) advnn_sgemm(0, 0, nb * P, c.F, c.C, 1.0f, x, c.C, w, c.F, 0.0f, z, c.F, ws->gemm);
-    else
-        for (s0 = 0; s0 < nb; s0 += s) {
-            s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
-            advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
-            advnn_sgemm(0, 0, s * P, c.F, c.KKC, 1.0f, ws->scratch, c.KKC, w, c.F, 0.0f, z + (size_t)s0 * P * c.F, c.F, ws->gemm);
-        }
-    advnn__bias_act(ws, n, id, z, nb * P);
+    int P = c.Ho * c.Wo, s0, s, act = n->ip[1];
+    int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
+    if (c.pointwise) {
+        advnn_sgemm(0, 0, nb * P, c.F, c.C, 1.0f, x, c.C, w, c.F, 0.0f, z, c.F, ws->gemm);
+        advnn__bias_act(ws, n, id, z, nb * P);
+        return 0;
+    }
+    for (s0 = 0; s0 < nb; s0 += s) {
+        size_t o = (size_t)s0 * P * c.F;
+        s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
+        advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
+        advnn_sgemm(0, 0, s * P, c.F, c.KKC, 1.0f, ws->scratch, c.KKC, w, c.F, 0.0f, z + o, c.F, ws->gemm);
+        advnn__bias_rows(s * P, c.F, z + o, advnn__P(ws, n, 1));
+        if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, s * P, c.F, z + o, ws->out[id] + o, n->fp[0], NULL);
+        if (fuse) advnn__act_rows(ADVNN_ACT_PRELU, s * P, c.F, ws->out[id] + o, ws->out[id + 1] + o, 0.0f, advnn__P(ws, nx, 0));
+    }
+    return fuse;
 }
 
 static void advnn__pool_fwd(advnn_ws *ws, int id, int nb) {
@@ -2436,7 +2449,7 @@ static advnn_status advnn__forward(advnn_ws *ws, int nb) {
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
         case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
         case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
-        case ADVNN__CONV: advnn__conv_fwd(ws, i, nb); break;
+        case ADVNN__CONV: if (advnn__conv_fwd(ws, i, nb)) i++; break;   /* and the PReLU after it */
         case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
         case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
         case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
