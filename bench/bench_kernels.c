@@ -130,6 +130,23 @@ static void bench_gemm(int tA, int tB, int M, int N, int K) {
     free(A); free(B); free(C); free(work); free(ts);
 }
 
+/* ns per element of run(ctx, live) over n elements, live path (ns[1]) and scalar reference (ns[0]):
+ * a warm-up batch, then the median of 9 (x reps_scale) batches of ~4e6 elements each */
+typedef void (*run_fn)(void *ctx, int live);
+static void time_live_ref(run_fn run, void *ctx, double n, double ns[2]) {
+    int inner = (int)(4e6 / n) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    for (int live = 1; live >= 0; live--) {
+        for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
+            double t0 = now_s();
+            for (int w = 0; w < inner; w++) run(ctx, live);
+            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+        }
+        ns[live] = median(ts, nsamp) * 1e9 / n;
+    }
+    free(ts);
+}
+
 /* ---- element-wise kernels: live path vs scalar libm reference ---- */
 enum { K_EXP, K_LOG, K_TANH, K_SIGMOID, K_SOFTPLUS, K_ELU, K_RELU, K_NK };
 static const char *kname[K_NK] = {"exp", "log", "tanh", "sigmoid", "softplus", "elu", "relu"};
@@ -148,30 +165,23 @@ static void run_elem(int k, int live, int n, const float *x, float *y) {
     }
 }
 
+typedef struct { int k, n; const float *x; float *y; } elem_ctx;
+static void run_elem_ctx(void *c, int live) { elem_ctx *e = (elem_ctx *)c; run_elem(e->k, live, e->n, e->x, e->y); }
 static void bench_elem(int k, int n) {
     float *x = (float *)malloc((size_t)n * sizeof(float)), *y = (float *)malloc((size_t)n * sizeof(float));
     unsigned seed = 7;
     fill(x, (size_t)n, &seed);
     for (int i = 0; i < n; i++) x[i] = k == K_LOG ? 0.01f + 10.0f * (x[i] + 0.5f) : 8.0f * x[i];
     double ns[2];
-    int inner = (int)(4e6 / n) + 1, nsamp = 9 * reps_scale;
-    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
-    for (int live = 1; live >= 0; live--) {
-        for (int w = 0; w < inner; w++) run_elem(k, live, n, x, y);
-        for (int s = 0; s < nsamp; s++) {
-            double t0 = now_s();
-            for (int w = 0; w < inner; w++) run_elem(k, live, n, x, y);
-            ts[s] = (now_s() - t0) / inner;
-        }
-        ns[live] = median(ts, nsamp) * 1e9 / n;
-    }
+    elem_ctx c = {k, n, x, y};
+    time_live_ref(run_elem_ctx, &c, n, ns);
     bench_sink = y[n / 2];
     printf("%-8s n=%8d  %s %6.3f ns/elem   scalar-libm %6.3f ns/elem   speedup %5.1fx\n", kname[k], n,
            advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
     printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n", kname[k],
            advnn_simd_name(), n, ns[1], ns[0]);
     fflush(stdout);
-    free(x); free(y); free(ts);
+    free(x); free(y);
 }
 
 /* ---- the same in double (the mixture-density loss): live path vs libm ---- */
@@ -181,6 +191,8 @@ static void run_elem64(int f, int live, int n, const double *x, double *y) {
     if (f == 2) { if (live) advnn_vlog1p_f64(n, x, y); else advnn__vlog1p_f64_ref(n, x, y); }
     if (f == 3) { if (live) advnn_verf_f64(n, x, y); else advnn__verf_f64_ref(n, x, y); }
 }
+typedef struct { int f, n; const double *x; double *y; } elem64_ctx;
+static void run_elem64_ctx(void *c, int live) { elem64_ctx *e = (elem64_ctx *)c; run_elem64(e->f, live, e->n, e->x, e->y); }
 static void bench_elem64(int f, int n) {
     static const char *name[4] = {"exp_f64", "log_f64", "log1p_f64", "erf_f64"};
     double *x = (double *)malloc((size_t)n * sizeof(double)), *y = (double *)malloc((size_t)n * sizeof(double));
@@ -189,62 +201,55 @@ static void bench_elem64(int f, int n) {
     fill(t, (size_t)n, &seed);   /* in [-0.5, 0.5) */
     for (int i = 0; i < n; i++) x[i] = f == 1 || f == 2 ? 0.01 + 10.0 * (t[i] + 0.5) : 8.0 * t[i];
     double ns[2];
-    int inner = (int)(4e6 / n) + 1, nsamp = 9 * reps_scale;
-    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
-    for (int live = 1; live >= 0; live--) {
-        for (int w = 0; w < inner; w++) run_elem64(f, live, n, x, y);
-        for (int s = 0; s < nsamp; s++) {
-            double t0 = now_s();
-            for (int w = 0; w < inner; w++) run_elem64(f, live, n, x, y);
-            ts[s] = (now_s() - t0) / inner;
-        }
-        ns[live] = median(ts, nsamp) * 1e9 / n;
-    }
+    elem64_ctx c = {f, n, x, y};
+    time_live_ref(run_elem64_ctx, &c, n, ns);
     bench_sink = (float)y[n / 2];
     printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-libm %6.3f ns/elem   speedup %5.1fx\n", name[f], n,
            advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
     printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n", name[f],
            advnn_simd_name(), n, ns[1], ns[0]);
     fflush(stdout);
-    free(x); free(y); free(t); free(ts);
+    free(x); free(y); free(t);
 }
 
 /* ---- BatchNorm normalisation rows (W1's hidden layers: 512 x 64, and its 10 inputs) ---- */
+typedef struct { int M, N, which; const float *x; float *h; const float *par; float *y, *dx; const double *k; double *s; } bn_ctx;
+static void run_bn_rows(void *c, int live) {
+    bn_ctx *b = (bn_ctx *)c;
+    const float *p = b->par;
+    int N = b->N;
+    if (live) advnn_bn_rows(b->M, N, b->x, N, p, p + N, p + 2 * N, p + 3 * N, b->h, b->y);
+    else advnn__bn_rows_ref(b->M, N, b->x, N, p, p + N, p + 2 * N, p + 3 * N, b->h, b->y);
+}
 static void bench_bn_rows(int M, int N) {
     size_t n = (size_t)M * N;
     float *x = (float *)malloc(n * sizeof(float)), *h = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float));
     float *par = (float *)malloc(4 * (size_t)N * sizeof(float));
     unsigned seed = 11;
     double ns[2];
-    int inner = (int)(4e6 / (double)n) + 1, nsamp = 9 * reps_scale;
-    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    bn_ctx c = {M, N, 0, x, h, par, y, NULL, NULL, NULL};
     fill(x, n, &seed);
     fill(par, 4 * (size_t)N, &seed);
-    for (int live = 1; live >= 0; live--) {
-        for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
-            double t0 = now_s();
-            for (int w = 0; w < inner; w++) {
-                if (live) advnn_bn_rows(M, N, x, N, par, par + N, par + 2 * N, par + 3 * N, h, y);
-                else advnn__bn_rows_ref(M, N, x, N, par, par + N, par + 2 * N, par + 3 * N, h, y);
-            }
-            if (s >= 0) ts[s] = (now_s() - t0) / inner;
-        }
-        ns[live] = median(ts, nsamp) * 1e9 / (double)n;
-    }
+    time_live_ref(run_bn_rows, &c, (double)n, ns);
     bench_sink = y[n / 2];
     printf("bn_rows  %4dx%-3d   %s %6.3f ns/elem   scalar-ref %6.3f ns/elem   speedup %5.1fx\n", M, N,
            advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
     printf("{\"kernel\":\"bn_rows\",\"isa\":\"%s\",\"m\":%d,\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
            advnn_simd_name(), M, N, ns[1], ns[0]);
     fflush(stdout);
-    free(x); free(h); free(y); free(par); free(ts);
+    free(x); free(h); free(y); free(par);
 }
 
 /* ---- BatchNorm's double column sums (forward statistics, backward sums) and the backward's dx ---- */
-static void run_bn_bwd(int which, int live, int M, int N, const float *x, const float *h, const double *k, double *s, float *dx) {
-    if (which == 0) { if (live) advnn_bn_sums(M, N, x, N, k, s); else advnn__bn_sums_ref(M, N, x, N, k, s); }
-    if (which == 1) { if (live) advnn_bn_sums2(M, N, x, h, N, s); else advnn__bn_sums2_ref(M, N, x, h, N, s); }
-    if (which == 2) { if (live) advnn_bn_bwd_dx(M, N, x, h, N, k, M, s, dx); else advnn__bn_bwd_dx_ref(M, N, x, h, N, k, M, s, dx); }
+static void run_bn_bwd(void *c, int live) {
+    bn_ctx *b = (bn_ctx *)c;
+    int M = b->M, N = b->N;
+    if (b->which == 0) { if (live) advnn_bn_sums(M, N, b->x, N, b->k, b->s); else advnn__bn_sums_ref(M, N, b->x, N, b->k, b->s); }
+    if (b->which == 1) { if (live) advnn_bn_sums2(M, N, b->x, b->h, N, b->s); else advnn__bn_sums2_ref(M, N, b->x, b->h, N, b->s); }
+    if (b->which == 2) {
+        if (live) advnn_bn_bwd_dx(M, N, b->x, b->h, N, b->k, M, b->s, b->dx);
+        else advnn__bn_bwd_dx_ref(M, N, b->x, b->h, N, b->k, M, b->s, b->dx);
+    }
 }
 static void bench_bn_bwd(int M, int N) {
     static const char *name[3] = {"bn_sums", "bn_sums2", "bn_bwd_dx"};
@@ -252,20 +257,12 @@ static void bench_bn_bwd(int M, int N) {
     float *x = (float *)malloc(n * sizeof(float)), *h = (float *)malloc(n * sizeof(float)), *dx = (float *)malloc(n * sizeof(float));
     double *k = (double *)malloc((size_t)N * sizeof(double)), *s = (double *)calloc(2 * (size_t)N, sizeof(double));
     unsigned seed = 13;
-    int inner = (int)(4e6 / (double)n) + 1, nsamp = 9 * reps_scale;
-    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
     fill(x, n, &seed); fill(h, n, &seed); fill(dx, n, &seed);
     for (int j = 0; j < N; j++) k[j] = 1e-3 * (j + 1);
     for (int which = 0; which < 3; which++) {
         double ns[2];
-        for (int live = 1; live >= 0; live--) {
-            for (int t = -1; t < nsamp; t++) {   /* t = -1: warm-up */
-                double t0 = now_s();
-                for (int w = 0; w < inner; w++) run_bn_bwd(which, live, M, N, x, h, k, s, dx);
-                if (t >= 0) ts[t] = (now_s() - t0) / inner;
-            }
-            ns[live] = median(ts, nsamp) * 1e9 / (double)n;
-        }
+        bn_ctx c = {M, N, which, x, h, NULL, NULL, dx, k, s};
+        time_live_ref(run_bn_bwd, &c, (double)n, ns);
         bench_sink = (float)s[N / 2] + dx[n / 2];
         printf("%-9s %4dx%-3d %s %6.3f ns/elem   scalar-ref %6.3f ns/elem   speedup %5.1fx\n", name[which], M, N,
                advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
@@ -273,7 +270,7 @@ static void bench_bn_bwd(int M, int N) {
                name[which], advnn_simd_name(), M, N, ns[1], ns[0]);
         fflush(stdout);
     }
-    free(x); free(h); free(dx); free(k); free(s); free(ts);
+    free(x); free(h); free(dx); free(k); free(s);
 }
 
 /* ---- im2col / col2im (W3 shapes, k3 "same", stride 1): live vs scalar reference ---- */

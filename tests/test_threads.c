@@ -203,7 +203,7 @@ static void test_threaded_inference(void) {
     int w;
     for (w = 1; w <= 3; w++) {
         advnn_graph *g = advnn_graph_new();
-        int in[4], one = 1, ten = 10, img[3] = {40, 40, 1}, out, i, t, ni = 0, maxb = w == 3 ? 96 : 300;   /* W3: fewer images (qemu runs this too) */
+        int in[4], ten = 10, img[3] = {40, 40, 1}, out, i, t, ni = 0, maxb = w == 3 ? 96 : 300;   /* W3: fewer images (qemu runs this too) */
         static const int ns[5] = {300, 160, 97, 63, 1};
         float *x[4], *y1, *y2;
         advnn__rng r;
@@ -211,7 +211,6 @@ static void test_threaded_inference(void) {
         if (w == 1) { in[0] = advnn_input(g, "x", 1, &ten); out = wl_w1_classifier(g, in[0]); ni = 1; }
         else if (w == 2) { wl_w2_inputs(g, "", in); out = advnn_softmax(g, wl_w2_tagger(g, in, NULL, NULL)); ni = 4; }
         else { in[0] = advnn_input(g, "img", 3, img); out = wl_w3_autoencoder(g, in[0]); ni = 1; }
-        (void)one;
         CHECK(advnn_graph_finalize(g, 3) == ADVNN_OK, "%s", advnn_last_error());
         if (w == 1)   /* non-default BatchNorm statistics and affine parameters (variances kept positive) */
             for (i = 0; i < g->n_nodes; i++)
