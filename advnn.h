@@ -2858,11 +2858,10 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
     return ADVNN_OK;
 }
 
-#define ADVNN__INFER_MIN_ROWS 32   /* rows per thread below which a batch is not split */
-/* Slices start at multiples of 24 rows, so that every row sits at the same place in each kernel's
- * blocking as in one call (GEMM tiles of 6 rows on AVX2, 8 on NEON, 4 scalar; 4-row GEMV blocks;
- * 8-lane vectors): the outputs do not depend on the thread count, bit for bit (test_threads). */
-#define ADVNN__INFER_ALIGN 24
+/* Rows per thread below which a batch is not split. In eval mode every kernel computes a row the
+ * same way wherever it falls in the batch (GEMM edge tiles, the GEMV's last rows), so the outputs
+ * do not depend on the thread count, bit for bit (test_threads). */
+#define ADVNN__INFER_MIN_ROWS 32
 typedef struct advnn__inferjob {
     advnn_ws *ws;
     int n, out_node;
@@ -2884,13 +2883,10 @@ static void advnn__ws_drop_threads(advnn_ws *ws) {
 }
 
 #ifndef ADVNN_NO_THREADS
-static int advnn__infer_cut(int n, int k, int A) {
-    return k <= 0 ? 0 : k >= A ? n : (int)((int64_t)n * k / A / ADVNN__INFER_ALIGN * ADVNN__INFER_ALIGN);
-}
 static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn__inferjob *j = (advnn__inferjob *)arg;
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
-    int A = t->active, lo = advnn__infer_cut(j->n, k, A), hi = advnn__infer_cut(j->n, k + 1, A);
+    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A);
     ADVNN_ASSERT(hi - lo <= w->max_batch);
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
     j->st[k] = advnn__infer_rows(w, lo, hi - lo, j->inputs, j->out_node, j->out);
@@ -2904,11 +2900,10 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     advnn__ws_drop_threads(ws);
 #ifndef ADVNN_NO_THREADS
     if (n > 1) {
-        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer threads
-         * split a smaller batch, plus up to ADVNN__INFER_ALIGN - 1 from the alignment of its start */
+        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer
+         * threads split a smaller batch */
         int k, sub = (ws->max_batch + n - 1) / n;
         if (sub < 2 * ADVNN__INFER_MIN_ROWS) sub = 2 * ADVNN__INFER_MIN_ROWS;
-        sub += ADVNN__INFER_ALIGN;
         if (sub > ws->max_batch) sub = ws->max_batch;
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);

@@ -2355,6 +2355,21 @@ ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const flo
     }
 }
 
+/* One row of the 4-row blocks below, summed exactly as a block sums each of its rows, so that a
+ * row's result does not depend on whether it falls in a block or in the last n % 4 rows (a batch
+ * split over threads, advnn_infer, must give the rows of one call bit for bit). */
+ADVNN__VKFN float advnn__gemv_t_row(int K, const float *x, const float *m) {
+    advnn__v s = advnn__vset(0.0f), t = s;
+    int k = 0;
+    for (; k + 2 * ADVNN__VL <= K; k += 2 * ADVNN__VL) {
+        s = advnn__vfma(advnn__vld(x + k), advnn__vld(m + k), s);
+        t = advnn__vfma(advnn__vld(x + k + ADVNN__VL), advnn__vld(m + k + ADVNN__VL), t);
+    }
+    for (; k + ADVNN__VL <= K; k += ADVNN__VL) s = advnn__vfma(advnn__vld(x + k), advnn__vld(m + k), s);
+    float r = advnn__vhsum(advnn__vadd(s, t));
+    for (; k < K; k++) r += x[k] * m[k];
+    return r;
+}
 /* y[j*incy] = alpha * dot(x[0..K), Mat[j*ld .. +K)) + beta*y, j < n  (x contiguous). */
 ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const float *x, float *y, int incy,
                                float alpha, float beta) {
@@ -2388,7 +2403,7 @@ ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const flo
         }
     }
     for (; j < n; j++) {
-        float s = advnn__dot_v(K, x, Mat + (advnn__idx)j * ld);
+        float s = advnn__gemv_t_row(K, x, Mat + (advnn__idx)j * ld);
         float *yp = y + (advnn__idx)j * incy;
         *yp = beta == 0.0f ? alpha * s : alpha * s + beta * *yp;
     }
