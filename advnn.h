@@ -2097,19 +2097,11 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
     const float *x = ws->out[n->in[0]];
     float *y = ws->out[id], rate = n->fp[0];
     if (!ws->training || rate == 0.0f || !ws->rng) { memcpy(y, x, cnt * sizeof(float)); return; }
-    {
-        float keep = 1.0f / (1.0f - rate), *m = ws->aux[id];
-        /* one 24-bit uniform u per element (enough resolution for a rate), kept when u 2^-24 >= rate,
-         * i.e. u >= ceil(rate 2^24): both sides are exact, so an integer compare decides the same.
-         * The generator's state lives in locals for the loop (it was W2's costliest loop). */
-        uint64_t thr = (uint64_t)ceil((double)rate * 16777216.0);
-        advnn__rng st = *ws->rng;
-        for (i = 0; i < cnt; i++) {
-            float mi = (advnn__rng_next(&st) >> 40) >= thr ? keep : 0.0f;
-            m[i] = mi;
-            y[i] = x[i] * mi;
-        }
-        *ws->rng = st;
+    /* one seed per call from the workspace's stream; the kernel draws the mask (the same on every
+     * ISA). Chunks keep each call's count an int. */
+    for (i = 0; i < cnt; i += (size_t)1 << 30) {
+        size_t c = cnt - i < ((size_t)1 << 30) ? cnt - i : ((size_t)1 << 30);
+        advnn_dropout_mask((int)c, advnn__rng_next(ws->rng), rate, x + i, y + i, ws->aux[id] + i);
     }
 }
 

@@ -137,6 +137,14 @@ ADVNN_SIMD_DEF void advnn_vlog_f64(int n, const double *x, double *y);
 ADVNN_SIMD_DEF void advnn_vlog1p_f64(int n, const double *x, double *y);
 ADVNN_SIMD_DEF void advnn_verf_f64(int n, const double *x, double *y);
 
+/* Inverted dropout: m[i] = keep (1 / (1 - rate)) or 0, y[i] = x[i] * m[i]. The draws come from four
+ * xoshiro256++ streams seeded from `seed` by splitmix64; block b of 8 elements takes the low and
+ * high 32-bit halves of the four streams' b-th outputs (element 8b + 2j + h from stream j, half h),
+ * and an element is kept when its half u satisfies u >= ceil(rate 2^32). Every ISA gives the same
+ * masks (one serial generator per element cost 2 ns, most of a dropout layer; four streams in
+ * vector lanes cost 0.2). rate in [0, 1]; y may alias x (exactly); m may be NULL. */
+ADVNN_SIMD_DEF void advnn_dropout_mask(int n, uint64_t seed, float rate, const float *x, float *y, float *m);
+
 /* Activations. x = pre-activation, y = output, both M x N with their own ld; y may alias x.
  * param: slope for LEAKY_RELU, alpha for ELU (ignored otherwise). alpha: per-column slopes
  * (length N) for PRELU, else ignored (may be NULL).
@@ -1179,6 +1187,93 @@ ADVNN_SIMD_DEF void advnn_bn_bwd_dx(int M, int N, const float *dy, const float *
     if (ADVNN__VEC_LIVE()) { advnn__bn_bwd_dx_v(M, N, dy, xhat, ld, k, R, s, dx); return; }
 #endif
     advnn__bn_bwd_dx_ref(M, N, dy, xhat, ld, k, R, s, dx);
+}
+
+/* Dropout's generator: four xoshiro256++ streams, word k of stream j at s[4k + j] (so each word
+ * is one vector of the AVX2 body), seeded by splitmix64 from seed. */
+ADVNN__FN void advnn__dropout_seed(uint64_t seed, uint64_t s[16]) {
+    for (int j = 0; j < 4; j++)
+        for (int k = 0; k < 4; k++) {
+            uint64_t z = (seed += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            s[4 * k + j] = z ^ (z >> 31);
+        }
+}
+/* The next 8 uniforms u[2j + h] (half h of stream j's output). */
+ADVNN__FN void advnn__dropout_next(uint64_t s[16], uint32_t u[8]) {
+    for (int j = 0; j < 4; j++) {
+        uint64_t *a = s + j, t = a[4] << 17, r = a[0] + a[12];
+        r = ((r << 23) | (r >> 41)) + a[0];
+        u[2 * j] = (uint32_t)r;
+        u[2 * j + 1] = (uint32_t)(r >> 32);
+        a[8] ^= a[0]; a[12] ^= a[4]; a[4] ^= a[8]; a[0] ^= a[12]; a[8] ^= t;
+        a[12] = (a[12] << 45) | (a[12] >> 19);
+    }
+}
+/* keep when u >= thr; thr = ceil(rate 2^32) may be 2^32 (drop all) */
+ADVNN__FN uint64_t advnn__dropout_thr(float rate) {
+    double t = ceil((double)rate * 4294967296.0);
+    return t <= 0 ? 0 : t >= 4294967296.0 ? 4294967296ull : (uint64_t)t;
+}
+/* elements [0, cnt) of a block with uniforms u */
+ADVNN__FN void advnn__dropout_tail(int cnt, const uint32_t *u, uint64_t thr, float keep, const float *x, float *y,
+                                   float *m) {
+    for (int e = 0; e < cnt; e++) {
+        float mi = (uint64_t)u[e] >= thr ? keep : 0.0f;
+        if (m) m[e] = mi;
+        y[e] = x[e] * mi;
+    }
+}
+ADVNN__FN void advnn__dropout_ref(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
+    uint64_t s[16], thr = advnn__dropout_thr(rate);
+    uint32_t u[8];
+    float keep = 1.0f / (1.0f - rate);
+    advnn__dropout_seed(seed, s);
+    for (int b = 0; b < n; b += 8) {
+        advnn__dropout_next(s, u);
+        advnn__dropout_tail(n - b < 8 ? n - b : 8, u, thr, keep, x + b, y + b, m ? m + b : NULL);
+    }
+}
+#ifdef ADVNN__AVX2
+ADVNN__VKFN void advnn__dropout_v(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
+    uint64_t s[16], thr = advnn__dropout_thr(rate);
+    ADVNN__ALIGN64 uint32_t u[8];
+    float keep = 1.0f / (1.0f - rate);
+    int b = 0;
+    advnn__dropout_seed(seed, s);
+    __m256i s0 = _mm256_loadu_si256((const __m256i *)s), s1 = _mm256_loadu_si256((const __m256i *)(s + 4));
+    __m256i s2 = _mm256_loadu_si256((const __m256i *)(s + 8)), s3 = _mm256_loadu_si256((const __m256i *)(s + 12));
+    /* u >= thr as a signed compare of u ^ 2^31 > (thr - 1) ^ 2^31 (thr 0: all kept, 2^32: none) */
+    const __m256i bias = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i lim = _mm256_set1_epi32((int)(uint32_t)((thr ? thr - 1 : 0) ^ 0x80000000u));
+    const __m256 vk = _mm256_set1_ps(keep), all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (;; b += 8) {
+        __m256i r = _mm256_add_epi64(s0, s3), t = _mm256_slli_epi64(s1, 17);
+        r = _mm256_add_epi64(_mm256_or_si256(_mm256_slli_epi64(r, 23), _mm256_srli_epi64(r, 41)), s0);
+        s2 = _mm256_xor_si256(s2, s0); s3 = _mm256_xor_si256(s3, s1); s1 = _mm256_xor_si256(s1, s2);
+        s0 = _mm256_xor_si256(s0, s3); s2 = _mm256_xor_si256(s2, t);
+        s3 = _mm256_or_si256(_mm256_slli_epi64(s3, 45), _mm256_srli_epi64(s3, 19));
+        if (n - b < 8) {
+            if (n > b) {
+                _mm256_store_si256((__m256i *)u, r);
+                advnn__dropout_tail(n - b, u, thr, keep, x + b, y + b, m ? m + b : NULL);
+            }
+            break;
+        }
+        __m256 ok = thr == 0 ? all : _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_xor_si256(r, bias), lim));
+        if (thr > 0xFFFFFFFFull) ok = _mm256_setzero_ps();
+        __m256 mk = _mm256_and_ps(ok, vk);
+        if (m) _mm256_storeu_ps(m + b, mk);
+        _mm256_storeu_ps(y + b, _mm256_mul_ps(_mm256_loadu_ps(x + b), mk));
+    }
+}
+#endif
+ADVNN_SIMD_DEF void advnn_dropout_mask(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__dropout_v(n, seed, rate, x, y, m); return; }
+#endif
+    advnn__dropout_ref(n, seed, rate, x, y, m);
 }
 
 #ifdef ADVNN__VECTOR

@@ -212,6 +212,30 @@ static void bench_elem64(int f, int n) {
     free(x); free(y); free(t);
 }
 
+/* ---- dropout masks (W2: rate 0.2 over 512 x 30 x 32 conv outputs) ---- */
+typedef struct { int n; const float *x; float *y, *m; } drop_ctx;
+static void run_drop(void *c, int live) {
+    drop_ctx *d = (drop_ctx *)c;
+    if (live) advnn_dropout_mask(d->n, 99u, 0.2f, d->x, d->y, d->m);
+    else advnn__dropout_ref(d->n, 99u, 0.2f, d->x, d->y, d->m);
+}
+static void bench_dropout(int n) {
+    float *x = (float *)malloc((size_t)n * sizeof(float)), *y = (float *)malloc((size_t)n * sizeof(float));
+    float *m = (float *)malloc((size_t)n * sizeof(float));
+    unsigned seed = 7;
+    double ns[2];
+    drop_ctx c = {n, x, y, m};
+    fill(x, (size_t)n, &seed);
+    time_live_ref(run_drop, &c, n, ns);
+    bench_sink = y[n / 2];
+    printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-ref  %6.3f ns/elem   speedup %5.1fx\n", "dropout", n,
+           advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+    printf("{\"kernel\":\"dropout\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
+           advnn_simd_name(), n, ns[1], ns[0]);
+    fflush(stdout);
+    free(x); free(y); free(m);
+}
+
 /* ---- BatchNorm normalisation rows (W1's hidden layers: 512 x 64, and its 10 inputs) ---- */
 typedef struct { int M, N, which; const float *x; float *h; const float *par; float *y, *dx; const double *k; double *s; } bn_ctx;
 static void run_bn_rows(void *c, int live) {
@@ -400,6 +424,8 @@ int main(int argc, char **argv) {
         if (!quick) bench_elem(k, 1 << 20);
     }
     for (int f = 0; f < 4; f++) bench_elem64(f, 4096);
+    bench_dropout(4096);
+    if (!quick) bench_dropout(512 * 30 * 32);
     bench_bn_rows(512, 64);
     bench_bn_rows(512, 10);
     bench_bn_bwd(1024, 64);   /* W1's hidden BatchNorms at batch 1024, and its 10 inputs */

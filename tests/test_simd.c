@@ -23,6 +23,9 @@
  *    exp, add, divide; softplus: exp, log1p, add), so rtol 2e-6 (~16 ulp); atol 1e-6 for the
  *    derivatives computed from y (y*(1-y), 1-y*y suffer cancellation of y's own rounding ~6e-8)
  *    and 1e-7 elsewhere, with dy in [-1,1].
+ *  - dropout_mask: live vs ref bitwise (the same generator and compares); the kept fraction of
+ *    2^20 draws within 6 binomial sigmas of 1 - rate, overall and per position mod 8 (one
+ *    position per stream half), and keeps 1..16 apart uncorrelated (|r| < 6/sqrt(n)).
  *  - softmax: row sums to 1 within 1e-5 (N <= 257 terms of relative error 2e-6); log_softmax
  *    vs log(softmax double) with rtol 2e-6 + atol 2e-5 (log of sum: absolute error ~ N*eps).
  */
@@ -1209,6 +1212,67 @@ static void test_lstm_cell_fd(void) {
     }
 }
 
+/* Dropout masks: live == ref bit for bit (masks, outputs, aliasing, m NULL), the exact
+ * edge rates, and the statistics of the draws. */
+static void test_dropout_mask(void) {
+    static const float RATES[] = {0.0f, 0.2f, 0.5f, 0.9f, 0.999f, 1.0f};
+    const int big = 1 << 20;
+    float *x = falloc(big + 8), *y = falloc(big + 8), *m = falloc(big + 8), *y2 = falloc(big + 8), *m2 = falloc(big + 8);
+    fill_rand(x, big, 3.0f);
+    for (int ri = 0; ri < (int)(sizeof RATES / sizeof RATES[0]); ri++) {
+        float rate = RATES[ri], keep = 1.0f / (1.0f - rate);
+        for (int si = 0; si < NSIZES + 2; si++) {
+            int n = si < NSIZES ? SIZES[si] : si == NSIZES ? 0 : 4099;
+            int bad = 0;
+            fill_val(y, n + 1, SENT); fill_val(m, n + 1, SENT); fill_val(y2, n + 1, SENT); fill_val(m2, n + 1, SENT);
+            advnn_dropout_mask(n, 77u + (uint64_t)n, rate, x, y, m);
+            advnn__dropout_ref(n, 77u + (uint64_t)n, rate, x, y2, m2);
+            for (int i = 0; i < n; i++) {
+                if (!same_float(y[i], y2[i]) || !same_float(m[i], m2[i])) bad++;
+                if (!(m[i] == 0.0f || m[i] == keep) || !same_float(y[i], x[i] * m[i])) bad++;
+                if (rate == 0.0f && m[i] != 1.0f) bad++;
+                if (rate == 1.0f && m[i] != 0.0f) bad++;
+            }
+            CHECK(!bad, "dropout_mask rate=%g n=%d: %d mismatches (live vs ref, or mask values)", rate, n, bad);
+            CHECK(y[n] == SENT && m[n] == SENT, "dropout_mask rate=%g wrote past n=%d", rate, n);
+            /* y == x in place, and m NULL: the same outputs */
+            memcpy(y2, x, (size_t)n * sizeof(float));
+            advnn_dropout_mask(n, 77u + (uint64_t)n, rate, y2, y2, NULL);
+            for (int i = 0; i < n; i++) bad += !same_float(y2[i], y[i]);
+            CHECK(!bad, "dropout_mask rate=%g n=%d in place without a mask: %d differ", rate, n, bad);
+        }
+    }
+    /* statistics at rate 0.2 and 0.5 over 2^20 draws */
+    for (int ri = 0; ri < 2; ri++) {
+        float rate = ri ? 0.5f : 0.2f;
+        double p = 1.0 - rate, pos[8] = {0}, kept = 0;
+        advnn_dropout_mask(big, 2024u, rate, x, y, m);
+        for (int i = 0; i < big; i++) {
+            double k = m[i] != 0.0f;
+            kept += k; pos[i % 8] += k;
+        }
+        CHECK(fabs(kept / big - p) < 6 * sqrt(p * (1 - p) / big), "dropout rate %g: kept %.5f", rate, kept / big);
+        for (int j = 0; j < 8; j++)
+            CHECK(fabs(pos[j] / (big / 8) - p) < 6 * sqrt(p * (1 - p) / (big / 8)), "dropout rate %g: position %d mod 8 kept %.5f",
+                  rate, j, pos[j] / (big / 8));
+        for (int lag = 1; lag <= 16; lag++) {   /* correlation of keep indicators lag apart (within and across streams) */
+            double sxy = 0, r;
+            for (int i = lag; i < big; i++) sxy += (m[i] != 0.0f) && (m[i - lag] != 0.0f);
+            r = (sxy / (big - lag) - p * p) / (p * (1 - p));
+            CHECK(fabs(r) < 6.0 / sqrt((double)big), "dropout rate %g: lag-%d correlation %.5f", rate, lag, r);
+        }
+        advnn_dropout_mask(big, 2025u, rate, x, y2, m2);
+        {
+            int same = 0;
+            for (int i = 0; i < big; i++) same += (m[i] != 0.0f) == (m2[i] != 0.0f);
+            double q = p * p + (1 - p) * (1 - p);   /* agreement of two independent masks */
+            CHECK(fabs((double)same / big - q) < 6 * sqrt(q * (1 - q) / big), "dropout rate %g: seeds 2024 and 2025 agree on %.5f of the mask",
+                  rate, (double)same / big);
+        }
+    }
+    ffree(x); ffree(y); ffree(m); ffree(y2); ffree(m2);
+}
+
 int main(void) {
     gemm_work = (float *)malloc(ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 64);
     float *work_base = gemm_work;
@@ -1220,6 +1284,7 @@ int main(void) {
     RUN(test_vmath_f64);
     RUN(test_activations);
     RUN(test_prelu_dalpha);
+    RUN(test_dropout_mask);
     RUN(test_softmax);
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
