@@ -2677,8 +2677,11 @@ static void advnn__backward(advnn_ws *ws, int nb) {
         case ADVNN__DROPOUT:
             if (!ws->needg[n->in[0]]) break;
             if (ws->training && n->fp[0] > 0.0f && ws->rng) {
-                size_t j;
-                for (j = 0; j < cnt; j++) ws->dout[n->in[0]][j] += ws->dout[i][j] * ws->aux[i][j];
+                size_t j, c;
+                for (j = 0; j < cnt; j += c) {   /* int counts for the kernel */
+                    c = cnt - j < ((size_t)1 << 30) ? cnt - j : ((size_t)1 << 30);
+                    advnn_mul_acc((int)c, ws->dout[i] + j, ws->aux[i] + j, ws->dout[n->in[0]] + j);
+                }
             } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
         case ADVNN__BATCHNORM: advnn__bn_bwd(ws, i, nb); break;

@@ -212,26 +212,33 @@ static void bench_elem64(int f, int n) {
     free(x); free(y); free(t);
 }
 
-/* ---- dropout masks (W2: rate 0.2 over 512 x 30 x 32 conv outputs) ---- */
+/* ---- dropout masks and their backward (W2: rate 0.2 over 512 x 30 x 32 conv outputs) ---- */
 typedef struct { int n; const float *x; float *y, *m; } drop_ctx;
+static int drop_which;   /* 0: the masks (forward), 1: the backward's dx += dy .* m (advnn_mul_acc) */
 static void run_drop(void *c, int live) {
     drop_ctx *d = (drop_ctx *)c;
-    if (live) advnn_dropout_mask(d->n, 99u, 0.2f, d->x, d->y, d->m);
+    if (drop_which) {
+        if (live) advnn_mul_acc(d->n, d->x, d->m, d->y); else advnn__mul_acc_ref(d->n, d->x, d->m, d->y);
+    } else if (live) advnn_dropout_mask(d->n, 99u, 0.2f, d->x, d->y, d->m);
     else advnn__dropout_ref(d->n, 99u, 0.2f, d->x, d->y, d->m);
 }
-static void bench_dropout(int n) {
+static void bench_dropout(int which, int n) {
     float *x = (float *)malloc((size_t)n * sizeof(float)), *y = (float *)malloc((size_t)n * sizeof(float));
     float *m = (float *)malloc((size_t)n * sizeof(float));
     unsigned seed = 7;
     double ns[2];
     drop_ctx c = {n, x, y, m};
+    const char *name = which ? "mul_acc" : "dropout";
     fill(x, (size_t)n, &seed);
+    fill(y, (size_t)n, &seed);
+    advnn_dropout_mask(n, 98u, 0.2f, x, y, m);
+    drop_which = which;
     time_live_ref(run_drop, &c, n, ns);
     bench_sink = y[n / 2];
-    printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-ref  %6.3f ns/elem   speedup %5.1fx\n", "dropout", n,
+    printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-ref  %6.3f ns/elem   speedup %5.1fx\n", name, n,
            advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
-    printf("{\"kernel\":\"dropout\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
-           advnn_simd_name(), n, ns[1], ns[0]);
+    printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
+           name, advnn_simd_name(), n, ns[1], ns[0]);
     fflush(stdout);
     free(x); free(y); free(m);
 }
@@ -424,8 +431,10 @@ int main(int argc, char **argv) {
         if (!quick) bench_elem(k, 1 << 20);
     }
     for (int f = 0; f < 4; f++) bench_elem64(f, 4096);
-    bench_dropout(4096);
-    if (!quick) bench_dropout(512 * 30 * 32);
+    for (int w = 0; w < 2; w++) {
+        bench_dropout(w, 4096);
+        if (!quick) bench_dropout(w, 512 * 30 * 32);
+    }
     bench_bn_rows(512, 64);
     bench_bn_rows(512, 10);
     bench_bn_bwd(1024, 64);   /* W1's hidden BatchNorms at batch 1024, and its 10 inputs */

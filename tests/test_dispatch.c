@@ -15,7 +15,7 @@
  * exact value, so the bound here is the sum of the two):
  *  - sgemm: 2*(K+2)*6e-8*|alpha|*sum_k|a_ik b_kj| + 4*6e-8*|beta c| + 1e-30 per element;
  *  - dot / sum: 2*n*6e-8*sum|terms|; axpy: 2.4e-7 relative (one FMA rounding vs two); max exact;
- *  - exp/log/tanh (SLEEF u10 vs glibc): rtol 8e-7, atol 1e-37;
+ *  - exp/log/tanh (SLEEF u10 exp/log, u35 tanh, vs glibc): rtol 8e-7, atol 1e-37;
  *  - activations: relu, leaky relu, prelu, linear forward and backward equal (relu' of a negative
  *    dy may be -0 or +0); others rtol 4e-6,
  *    atol 2e-6 (y-based derivatives, cancellation in 1 - y*y);
