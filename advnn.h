@@ -198,7 +198,9 @@ ADVNN_DEF int  advnn_loss_mse(advnn_graph *g, int pred, int target, int weight);
 /* Mixture-density negative log-likelihood -log p(target | K Gaussians) for a scalar target:
  * coefficients softmax(logits), means sigmoid(means_raw) in (0, 1), widths softplus(widths_raw) +
  * sigma_floor; with truncate, each component is renormalised by its mass inside [0, 1]. The three
- * parameter nodes have K values per sample each (e.g. three Dense(K) heads). */
+ * parameter nodes have K values per sample each (e.g. three Dense(K) heads); or, with means_raw and
+ * widths_raw -1, `logits` is one head of 3K values per sample, [logits | means_raw | widths_raw]
+ * (one Dense(3K), as PyTorch's nn.Linear(h, 3K) head; a third of the GEMM calls, wider ones). */
 ADVNN_DEF int  advnn_loss_mdn(advnn_graph *g, int logits, int means_raw, int widths_raw, int target, int weight,
                               int truncate, float sigma_floor);
 ADVNN_DEF advnn_status advnn_loss_scale(advnn_graph *g, int loss, float coef);          /* default 1 */
@@ -1445,12 +1447,29 @@ ADVNN_DEF int advnn_loss_mse(advnn_graph *g, int pred, int target, int weight) {
 
 ADVNN_DEF int advnn_loss_mdn(advnn_graph *g, int logits, int means_raw, int widths_raw, int target, int weight,
                              int truncate, float sigma_floor) {
-    int ins[5], id, one = 1, K;
+    int ins[5], id, one = 1, K, packed = means_raw == -1 && widths_raw == -1;
     ins[0] = logits; ins[1] = means_raw; ins[2] = widths_raw; ins[3] = target; ins[4] = weight;
+    if (packed) { ins[1] = target; ins[2] = weight; }
     if (g && weight < -1) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_mdn: weight node %d (use -1 for unit weights)", weight);
     if (g && !(sigma_floor >= 0.0f && sigma_floor < 1.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_mdn: sigma_floor %g outside [0, 1)", (double)sigma_floor);
-    id = advnn__new_node(g, ADVNN__LOSS_MDN, weight >= 0 ? 5 : 4, ins, "advnn_loss_mdn");
+    id = advnn__new_node(g, ADVNN__LOSS_MDN, (packed ? 2 : 4) + (weight >= 0), ins, "advnn_loss_mdn");
     if (id < 0) return -1;
+    if (packed) {
+        K = g->nodes[logits].size / 3;
+        if (K < 1 || K > 256 || g->nodes[logits].size != 3 * K || g->nodes[target].size != 1 ||
+            (weight >= 0 && g->nodes[weight].size != 1)) {
+            g->n_nodes--;
+            return advnn__gfail(g, ADVNN_ERR_SHAPE, "advnn_loss_mdn: packed head has %d values per sample (must be 3K, K in 1..256), target %d, weight %d (must be 1)",
+                                g->nodes[logits].size, g->nodes[target].size, weight >= 0 ? g->nodes[weight].size : 1);
+        }
+        advnn__set_shape(&g->nodes[id], 1, &one);
+        g->nodes[id].fp[0] = 1.0f; g->nodes[id].fp[1] = sigma_floor; g->nodes[id].ip[0] = truncate ? 1 : 0; g->nodes[id].ip[1] = 1;
+        return id;
+    }
+    if (means_raw < 0 || widths_raw < 0) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_mdn: means node %d, widths node %d (both -1 for a packed head, else both nodes)", means_raw, widths_raw);
+    }
     K = g->nodes[logits].size;
     if (K < 1 || K > 256 || g->nodes[means_raw].size != K || g->nodes[widths_raw].size != K || g->nodes[target].size != 1 ||
         (weight >= 0 && g->nodes[weight].size != 1)) {
@@ -1791,7 +1810,7 @@ static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int 
     case ADVNN__DROPOUT: return (size_t)batch * n->size;                                  /* mask */
     case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
     case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
-    case ADVNN__LOSS_MDN: return (size_t)batch * 3 * g->nodes[n->in[0]].size;             /* per-sample gradients */
+    case ADVNN__LOSS_MDN: return (size_t)batch * (n->ip[1] ? 1 : 3) * g->nodes[n->in[0]].size;   /* per-sample gradients */
     default: return 0;
     }
 }
@@ -2108,7 +2127,7 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
 static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
 /* Mixture density, R rows at a time: row r is row ri[r] of the K-wide blocks a (coefficient
- * logits), u (mean logits) and v (width logits), with target m[r]. nll[r] = -log p(m[r]); with g,
+ * logits), u (mean logits) and v (width logits), rows ld apart, with target m[r]. nll[r] = -log p(m[r]); with g,
  * g + 3K ri[r] gets d(-log p)/d(a, u, v) of that row. Means sigmoid(u), widths softplus(v) + floor,
  * each Gaussian truncated to [0, 1] when trunc: Z = Phi(beta) - Phi(alpha) with alpha = -mu/sigma
  * <= 0 <= beta = (1 - mu)/sigma, computed as (erf(beta/sqrt2) + erf(-alpha/sqrt2))/2, a sum of two
@@ -2116,18 +2135,16 @@ static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z))
  * (the transcendentals were most of W1's loss time one row at a time through libm).
  * R * K <= ADVNN__MDN_CH. */
 #define ADVNN__MDN_CH 256
-ADVNN__NOINL static void advnn__mdn_rows(int R, int K, const int *ri, const float *a, const float *u, const float *v, const double *m,
+ADVNN__NOINL static void advnn__mdn_rows(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v, const double *m,
                             int trunc, double floor_, float *g, double *nll) {
     double A[ADVNN__MDN_CH], EA[ADVNN__MDN_CH], V[ADVNN__MDN_CH], MU[ADVNN__MDN_CH], SG[ADVNN__MDN_CH], IS[ADVNN__MDN_CH];
     double SV[ADVNN__MDN_CH], T1[ADVNN__MDN_CH], T2[ADVNN__MDN_CH], DM[ADVNN__MDN_CH], DS[ADVNN__MDN_CH], L[ADVNN__MDN_CH];
-    double X[2 * ADVNN__MDN_CH];
-    int J[2 * ADVNN__MDN_CH];
     double S[ADVNN__MDN_CH], LS[ADVNN__MDN_CH], MX[ADVNN__MDN_CH], SE[ADVNN__MDN_CH], LSE[ADVNN__MDN_CH];   /* per row */
     const double hln2pi = 0.9189385332046727, isq2 = 0.7071067811865476, iphi = 0.3989422804014327;
-    int n = R * K, r, k, e, c;
+    int n = R * K, r, k, e;
     if (R < 1 || K < 1) return;
     for (r = 0, e = 0; r < R; r++) {
-        const float *ar = a + (size_t)ri[r] * K, *ur = u + (size_t)ri[r] * K, *vr = v + (size_t)ri[r] * K;
+        const float *ar = a + (size_t)ri[r] * ld, *ur = u + (size_t)ri[r] * ld, *vr = v + (size_t)ri[r] * ld;
         double amax = ar[0];
         for (k = 1; k < K; k++) if (ar[k] > amax) amax = ar[k];
         for (k = 0; k < K; k++, e++) { A[e] = ar[k] - amax; T1[e] = -(double)ur[k]; V[e] = vr[k]; T2[e] = -fabs(V[e]); }
@@ -2158,16 +2175,12 @@ ADVNN__NOINL static void advnn__mdn_rows(int R, int K, const int *ri, const floa
             DM[e] = -T2[e] * T2[e];               /* -alpha^2 / 2 */
             DS[e] = -T1[e] * T1[e];
         }
-        /* erf(x) rounds to 1 for x >= 6 (erfc(6) = 2e-17 < half an ulp of 1): only the others go
-         * through erf, which costs as much as the rest of the element put together */
-        for (e = 0, c = 0; e < n; e++) {
-            if (T1[e] < 6) { J[c] = e; X[c++] = T1[e]; } else T1[e] = 1;
-            if (T2[e] < 6) { J[c] = e + ADVNN__MDN_CH; X[c++] = T2[e]; } else T2[e] = 1;
-        }
-        advnn_verf_f64(c, X, X);
-        for (k = 0; k < c; k++) (J[k] < ADVNN__MDN_CH ? T1 : T2)[J[k] % ADVNN__MDN_CH] = X[k];
+        /* exp(-x^2) first: the pdf at the bounds needs it, and erf from it costs a polynomial
+         * (SLEEF's erf cost as much as the rest of the element put together) */
         advnn_vexp_f64(n, DM, DM);
         advnn_vexp_f64(n, DS, DS);
+        advnn_verf_e_f64(n, T1, DS, T1);
+        advnn_verf_e_f64(n, T2, DM, T2);
         for (e = 0; e < n; e++) {
             double Z = 0.5 * (T1[e] + T2[e]), pa = iphi * DM[e], pb = iphi * DS[e], isz;
             if (Z < 1e-300) Z = 1e-300;
@@ -2216,15 +2229,17 @@ ADVNN__NOINL static void advnn__mdn_rows(int R, int K, const int *ri, const floa
  * -log p) for the backward. */
 ADVNN__NOINL static advnn_status advnn__mdn_loss_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
-    const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *mt = ws->out[n->in[3]], *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
+    const int pk = n->ip[1], K = ws->g->nodes[n->in[0]].size / (pk ? 3 : 1), ld = pk ? 3 * K : K;
+    const float *a = ws->out[n->in[0]], *u = pk ? a + K : ws->out[n->in[1]], *v = pk ? a + 2 * K : ws->out[n->in[2]];
+    const float *mt = ws->out[n->in[pk ? 1 : 3]], *wm = n->n_in == (pk ? 3 : 5) ? ws->out[n->in[pk ? 2 : 4]] : NULL;
     float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
-    int K = ws->g->nodes[n->in[0]].size, ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0, i, j;
+    int ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0, i, j;
     double mr[ADVNN__MDN_CH], nll[ADVNN__MDN_CH], tot = 0;
     if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
     for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
         if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
         if (R == per || (i == nb && R > 0)) {
-            advnn__mdn_rows(R, K, ri, z, y, ws->out[n->in[2]], mr, n->ip[0], n->fp[1], gk, nll);
+            advnn__mdn_rows(R, K, ld, ri, a, u, v, mr, n->ip[0], n->fp[1], gk, nll);
             for (j = 0; j < R; j++) tot += (wm ? wm[ri[j]] : 1.0) * nll[j];
             R = 0;
         }
@@ -2515,6 +2530,18 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[n->in[0]];
     int i, j, k;
     double coef = n->fp[0];
+    if (n->kind == ADVNN__LOSS_MDN && n->ip[1]) {   /* packed head: its dout rows take the 3K gradients as they are */
+        int K3 = p->size;
+        const float *wm = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
+        if (coef == 0.0 || !ws->needg[n->in[0]]) return;
+        for (i = 0; i < nb; i++) {
+            const float *gk = ws->aux[id] + (size_t)i * K3;
+            float *d = ws->dout[n->in[0]] + (size_t)i * K3, sc = (float)(coef * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
+            if (wm && wm[i] == 0.0f) continue;
+            for (k = 0; k < K3; k++) d[k] += sc * gk[k];
+        }
+        return;
+    }
     if (n->kind == ADVNN__LOSS_MDN) {
         int K = p->size;
         const float *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
@@ -4262,8 +4289,9 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
     case ADVNN__SAMPLE_MSE: return n_in == 2 && (ip[0] == 0 || ip[0] == 1) ? advnn_sample_mse(g, in[0], in[1], ip[0]) : -1;
     case ADVNN__LOSS_MDN: {
         int id;
-        if (n_in != 4 && n_in != 5) return -1;
-        id = advnn_loss_mdn(g, in[0], in[1], in[2], in[3], n_in == 5 ? in[4] : -1, ip[0], fp[1]);
+        if (n_in < 2 || n_in > 5) return -1;
+        id = n_in <= 3 ? advnn_loss_mdn(g, in[0], -1, -1, in[1], n_in == 3 ? in[2] : -1, ip[0], fp[1])   /* packed head */
+                       : advnn_loss_mdn(g, in[0], in[1], in[2], in[3], n_in == 5 ? in[4] : -1, ip[0], fp[1]);
         if (id >= 0 && advnn_loss_scale(g, id, fp[0]) != ADVNN_OK) return -1;
         return id;
     }

@@ -190,16 +190,18 @@ static void run_elem64(int f, int live, int n, const double *x, double *y) {
     if (f == 1) { if (live) advnn_vlog_f64(n, x, y); else advnn__vlog_f64_ref(n, x, y); }
     if (f == 2) { if (live) advnn_vlog1p_f64(n, x, y); else advnn__vlog1p_f64_ref(n, x, y); }
     if (f == 3) { if (live) advnn_verf_f64(n, x, y); else advnn__verf_f64_ref(n, x, y); }
+    if (f == 4) { if (live) advnn_verf_e_f64(n, x, x + n, y); else advnn__verf_e_f64_ref(n, x, x + n, y); }   /* e after x */
 }
 typedef struct { int f, n; const double *x; double *y; } elem64_ctx;
 static void run_elem64_ctx(void *c, int live) { elem64_ctx *e = (elem64_ctx *)c; run_elem64(e->f, live, e->n, e->x, e->y); }
 static void bench_elem64(int f, int n) {
-    static const char *name[4] = {"exp_f64", "log_f64", "log1p_f64", "erf_f64"};
-    double *x = (double *)malloc((size_t)n * sizeof(double)), *y = (double *)malloc((size_t)n * sizeof(double));
+    static const char *name[5] = {"exp_f64", "log_f64", "log1p_f64", "erf_f64", "erf_e_f64"};
+    double *x = (double *)malloc(2 * (size_t)n * sizeof(double)), *y = (double *)malloc((size_t)n * sizeof(double));
     float *t = (float *)malloc((size_t)n * sizeof(float));
     unsigned seed = 7;
     fill(t, (size_t)n, &seed);   /* in [-0.5, 0.5) */
     for (int i = 0; i < n; i++) x[i] = f == 1 || f == 2 ? 0.01 + 10.0 * (t[i] + 0.5) : 8.0 * t[i];
+    for (int i = 0; i < n; i++) x[n + i] = exp(-x[i] * x[i]);   /* erf_e's exp(-x^2) */
     double ns[2];
     elem64_ctx c = {f, n, x, y};
     time_live_ref(run_elem64_ctx, &c, n, ns);
@@ -430,7 +432,7 @@ int main(int argc, char **argv) {
         bench_elem(k, 4096);
         if (!quick) bench_elem(k, 1 << 20);
     }
-    for (int f = 0; f < 4; f++) bench_elem64(f, 4096);
+    for (int f = 0; f < 5; f++) bench_elem64(f, 4096);
     for (int w = 0; w < 2; w++) {
         bench_dropout(w, 4096);
         if (!quick) bench_dropout(w, 512 * 30 * 32);

@@ -130,8 +130,8 @@ static void build(wl *w) {
         advnn_group(g, "adv");
         ins[0] = prob; ins[1] = lpt;
         h = advnn_dense(g, advnn_concat(g, 2, ins), 64, ADVNN_ACT_RELU);
-        w->ladv = advnn_loss_mdn(g, advnn_dense(g, h, 20, ADVNN_ACT_LINEAR), advnn_dense(g, h, 20, ADVNN_ACT_LINEAR),
-                                 advnn_dense(g, h, 20, ADVNN_ACT_LINEAR), m, wa, 1, 1e-3f);
+        /* one Linear(64, 60) head, [logits | means | widths], as the PyTorch workload */
+        w->ladv = advnn_loss_mdn(g, advnn_dense(g, h, 60, ADVNN_ACT_LINEAR), -1, -1, m, wa, 1, 1e-3f);
         w->out = prob;
         w->adv_steps = 1; w->lambda = 10.0f; w->nb = 8; w->ae_fwd = 0;
     } else if (!strcmp(w->name, "w2")) {

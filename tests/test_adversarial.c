@@ -116,10 +116,10 @@ static void test_grad_reverse_errors_and_file(void) {
     free_fixture(&n.f);
 }
 
-/* x(3) -> dense(6 tanh) -> three Dense(K) heads -> MDN loss against m in (0, 1), weighted;
- * zero_w: rows 1 and 4 get weight 0 (skipped by the loss; with K = 100 the other four rows then
- * go through it two per chunk) */
-static fixture mdn_fixture(int K, int truncate, int zero_w) {
+/* x(3) -> dense(6 tanh) -> three Dense(K) heads (packed: one Dense(3K)) -> MDN loss against m in
+ * (0, 1), weighted; zero_w: rows 1 and 4 get weight 0 (skipped by the loss; with K = 100 the other
+ * four rows then go through it two per chunk) */
+static fixture mdn_fixture_ex(int K, int truncate, int zero_w, int packed) {
     fixture f;
     advnn__rng r;
     int three = 3, one = 1, x, m, w, h, a, u, v;
@@ -130,10 +130,13 @@ static fixture mdn_fixture(int K, int truncate, int zero_w) {
     m = advnn_input(f.g, "m", 1, &one);
     w = advnn_input(f.g, "w", 1, &one);
     h = advnn_dense(f.g, x, 6, ADVNN_ACT_TANH);
-    a = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
-    u = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
-    v = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
-    advnn_loss_mdn(f.g, a, u, v, m, w, truncate, 0.01f);
+    if (packed) advnn_loss_mdn(f.g, advnn_dense(f.g, h, 3 * K, ADVNN_ACT_LINEAR), -1, -1, m, w, truncate, 0.01f);
+    else {
+        a = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+        u = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+        v = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+        advnn_loss_mdn(f.g, a, u, v, m, w, truncate, 0.01f);
+    }
     add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
     add_data(&f, "m", rand_tensor(&r, NB, 1, 0.02f, 0.98f));
     add_data(&f, "w", rand_tensor(&r, NB, 1, 0.3f, 1.7f));
@@ -142,19 +145,105 @@ static fixture mdn_fixture(int K, int truncate, int zero_w) {
     return f;
 }
 
+static fixture mdn_fixture(int K, int truncate, int zero_w) { return mdn_fixture_ex(K, truncate, zero_w, 0); }
+
 static void test_mdn_gradients(void) {
     fixture f;
+    f = mdn_fixture_ex(4, 1, 0, 1); gradcheck(&f, "MDN loss, packed head, 4 components truncated"); free_fixture(&f);
+    f = mdn_fixture_ex(5, 1, 1, 1); gradcheck(&f, "MDN loss, packed head, 5 components, two zero-weight rows"); free_fixture(&f);
     f = mdn_fixture(3, 0, 0); gradcheck(&f, "MDN loss, 3 components"); free_fixture(&f);
     f = mdn_fixture(4, 1, 0); gradcheck(&f, "MDN loss, 4 components truncated to [0, 1]"); free_fixture(&f);
     f = mdn_fixture(1, 1, 0); gradcheck(&f, "MDN loss, 1 component truncated"); free_fixture(&f);
     f = mdn_fixture(100, 1, 1); gradcheck(&f, "MDN loss, 100 components truncated, two zero-weight rows"); free_fixture(&f);
 }
 
+/* The packed head is the three heads side by side: inputs a, u, v (K each) and their concat give
+ * the same loss and the same input gradients bit for bit; bad shapes are refused; the packed form
+ * survives the model file. */
+static void test_mdn_packed(void) {
+    enum { K = 7 };
+    advnn_graph *g = advnn_graph_new(), *h;
+    advnn_dataset *d = advnn_dataset_new();
+    advnn_trainer *tr;
+    advnn__rng r;
+    advnn_tensor *ta, *tu, *tv, *tm, *tw;
+    int kk = K, one = 1, a, u, v, m, w, ins[3], cat, l3, lp, i, bad = 0;
+    int64_t idx[NB];
+    double L3, LP;
+    void *buf;
+    size_t len;
+    advnn__rng_seed(&r, 5);
+    a = advnn_input(g, "a", 1, &kk); u = advnn_input(g, "u", 1, &kk); v = advnn_input(g, "v", 1, &kk);
+    m = advnn_input(g, "m", 1, &one); w = advnn_input(g, "w", 1, &one);
+    ins[0] = a; ins[1] = u; ins[2] = v;
+    cat = advnn_concat(g, 3, ins);
+    l3 = advnn_loss_mdn(g, a, u, v, m, w, 1, 0.01f);
+    lp = advnn_loss_mdn(g, cat, -1, -1, m, w, 1, 0.01f);
+    CHECK(l3 >= 0 && lp >= 0, "%s", advnn_last_error());
+    {   /* refused shapes, on a graph of their own (builder errors stick to the graph) */
+        advnn_graph *e = advnn_graph_new();
+        int ea = advnn_input(e, "a", 1, &kk), em = advnn_input(e, "m", 1, &one), ec;
+        ins[0] = ins[1] = ins[2] = ea;
+        ec = advnn_concat(e, 3, ins);
+        CHECK(advnn_loss_mdn(e, ea, -1, -1, em, -1, 1, 0.01f) < 0 && strstr(advnn_last_error(), "3K"),
+              "packed head of 7 values (not 3K) accepted: %s", advnn_last_error());
+        CHECK(advnn_loss_mdn(e, ec, -1, ea, em, -1, 1, 0.01f) < 0, "means -1 with a widths node accepted");
+        advnn_graph_free(e);
+    }
+    CHECK(advnn_graph_finalize(g, 1) == ADVNN_OK, "%s", advnn_last_error());
+    advnn_dataset_add(d, "a", ta = rand_tensor(&r, NB, K, -2, 2));
+    advnn_dataset_add(d, "u", tu = rand_tensor(&r, NB, K, -2, 2));
+    advnn_dataset_add(d, "v", tv = rand_tensor(&r, NB, K, -2, 1));
+    advnn_dataset_add(d, "m", tm = rand_tensor(&r, NB, 1, 0.02f, 0.98f));
+    tw = rand_tensor(&r, NB, 1, 0.3f, 1.7f);
+    tw->data[2] = 0.0f;
+    advnn_dataset_add(d, "w", tw);
+    for (i = 0; i < NB; i++) idx[i] = i;
+    tr = advnn_trainer_new(g, NB, 3);
+    CHECK(tr != NULL, "%s", advnn_last_error());
+    if (tr) {
+        advnn_ws *ws = tr->ws;
+        ws->training = 1; ws->input_grads = 1;
+        advnn__mark_needed(ws, -1);
+        advnn__mark_grad(ws);
+        CHECK(advnn__gather(ws, d, idx, 0, NB) == ADVNN_OK && advnn__forward(ws, NB) == ADVNN_OK, "%s", advnn_last_error());
+        L3 = ws->loss[l3]; LP = ws->loss[lp];
+        CHECK(L3 == LP && isfinite(L3), "packed loss %.17g, three heads %.17g", LP, L3);
+        /* input gradients: the three-head loss alone, then the packed loss alone (through concat) */
+        advnn_loss_scale(g, lp, 0.0f);
+        advnn__backward(ws, NB);
+        {
+            float *ga = (float *)malloc(3 * NB * K * sizeof(float));
+            for (i = 0; i < NB * K; i++) { ga[i] = ws->dout[a][i]; ga[NB * K + i] = ws->dout[u][i]; ga[2 * NB * K + i] = ws->dout[v][i]; }
+            advnn_loss_scale(g, lp, 1.0f); advnn_loss_scale(g, l3, 0.0f);
+            advnn__backward(ws, NB);
+            for (i = 0; i < NB * K; i++)
+                bad += ga[i] != ws->dout[a][i] || ga[NB * K + i] != ws->dout[u][i] || ga[2 * NB * K + i] != ws->dout[v][i];
+            for (i = 0; i < 3 * NB * K; i++) bad += i % (NB * K) / K == 2 && ga[i] != 0.0f;   /* the zero-weight row */
+            for (i = 0; i < NB * K; i++) bad += i / K != 2 && ga[i] == 0.0f;                  /* the others are not zero */
+            CHECK(!bad, "packed vs three-head input gradients: %d differ", bad);
+            free(ga);
+        }
+        advnn_trainer_free(tr);
+    }
+    CHECK(advnn_model_save_mem(g, &buf, &len) == ADVNN_OK, "%s", advnn_last_error());
+    h = advnn_model_load_mem(buf, len);
+    CHECK(h && h->nodes[lp].kind == ADVNN__LOSS_MDN && h->nodes[lp].ip[1] == 1 && h->nodes[lp].n_in == 3 &&
+          h->nodes[lp].in[0] == cat && h->nodes[lp].fp[0] == 1.0f && h->nodes[lp].fp[1] == 0.01f && h->nodes[l3].ip[1] == 0 &&
+          h->nodes[l3].n_in == 5 && h->nodes[l3].fp[0] == 0.0f,
+          "the packed mixture-density loss did not survive the model file");
+    advnn_graph_free(h);
+    free(buf);
+    advnn_dataset_free(d);
+    advnn_tensor_free(ta); advnn_tensor_free(tu); advnn_tensor_free(tv); advnn_tensor_free(tm); advnn_tensor_free(tw);
+    advnn_graph_free(g);
+}
+
 /* -log p(m) of one row through the library's batch function */
 static double mdn_sample(int K, const float *a, const float *u, const float *v, double m, int trunc, double floor_) {
     int r0 = 0;
     double nll;
-    advnn__mdn_rows(1, K, &r0, a, u, v, &m, trunc, floor_, NULL, &nll);
+    advnn__mdn_rows(1, K, K, &r0, a, u, v, &m, trunc, floor_, NULL, &nll);
     return nll;
 }
 
@@ -294,6 +383,7 @@ static void test_louppe_toy(void) {
 
 int main(void) {
     RUN(test_mdn_gradients);
+    RUN(test_mdn_packed);
     RUN(test_mdn_closed_form);
     RUN(test_grad_reverse_joint_step);
     RUN(test_grad_reverse_errors_and_file);

@@ -18,6 +18,8 @@
  *    vs double uses the same per-element bound.
  *  - exp/log/tanh: SLEEF u10 exp/log (<= 1 ulp), u35 tanh (<= 3.5 ulp; measured 1.9e-7 relative) vs
  *    glibc (<= 1-2 ulp): rtol 4e-7 + atol 1e-37.
+ *  - erf given exp(-x^2) (advnn_verf_e_f64): live and ref within 2 ulp of glibc's erf (its series and
+ *    polynomial fit measure 2.0 at worst).
  *  - exp/log/log1p/erf in double: SLEEF u10 (<= 1 ulp) vs glibc (<= 1 ulp for these four): within
  *    2 ulp of the glibc value (ulp of the result's binade; exact for 0, +-inf and +-1).
  *  - activations vs double: each output is a short composition of u10 functions (sigmoid:
@@ -359,6 +361,54 @@ static void test_vmath_f64(void) {
             if (n == 257) printf("     %s_f64: live vs libm within %.2f ulp\n", name[f], worst);
         }
     }
+}
+
+/* erf given exp(-x^2): live and ref within 2 ulp of glibc's erf over 200000 points of [-7, 7]
+ * (both sides of the 0.75 and 6 seams, e from libm), the edges exact (0, -0, +-inf -> +-1, NaN
+ * stays NaN), in place equal to out of place, nothing written past n */
+static void test_verf_e_f64(void) {
+    enum { N = 200000 };
+    static const double edge[] = {0.0, -0.0, INFINITY, -INFINITY, 0.75, -0.75, 6.0, -6.0, 5.999999999, 0.7499999999};
+    double *x = (double *)malloc((N + 1) * sizeof(double)), *e = (double *)malloc(N * sizeof(double));
+    double *y = (double *)malloc((N + 1) * sizeof(double)), *r = (double *)malloc(N * sizeof(double)), worst[2] = {0, 0};
+    int bad = 0, ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int i = 0; i < N; i++) {
+        double u = frand(), w = frand();
+        x[i] = i < ne ? edge[i] : i % 3 == 0 ? 7.0 * u : i % 3 == 1 ? 0.75 + 0.02 * u + 1e-9 * w : 6.0 + 0.02 * u;
+        e[i] = exp(-x[i] * x[i]);
+    }
+    x[N] = y[N] = 12345.25;
+    advnn_verf_e_f64(N, x, e, y);
+    advnn__verf_e_f64_ref(N, x, e, r);
+    for (int i = 0; i < N; i++) {
+        double want = erf(x[i]), u = ulp_of(want);
+        for (int k = 0; k < 2; k++) {
+            double got = k ? r[i] : y[i], d = fabs(got - want);
+            if (u > 0 && d / u > worst[k]) worst[k] = d / u;
+            if (!(got == want || d <= 2 * u) && bad++ < 3)
+                CHECK(0, "verf_e %s erf(%.17g) = %.17g, libm %.17g", k ? "ref" : "live", x[i], got, want);
+        }
+    }
+    CHECK(!bad, "verf_e: %d values beyond 2 ulp", bad);
+    CHECK(y[N] == 12345.25, "verf_e wrote past n");
+    {
+        double xn[5] = {NAN, 0.5, 1.0, -NAN, 7.0}, en[5], yn[5];
+        for (int i = 0; i < 5; i++) en[i] = exp(-xn[i] * xn[i]);
+        advnn_verf_e_f64(5, xn, en, yn);
+        CHECK(isnan(yn[0]) && isnan(yn[3]) && yn[4] == 1.0, "verf_e: NaN gave %g %g, erf(7) %g", yn[0], yn[3], yn[4]);
+        advnn__verf_e_f64_ref(5, xn, en, yn);
+        CHECK(isnan(yn[0]) && isnan(yn[3]) && yn[4] == 1.0, "verf_e ref: NaN gave %g %g", yn[0], yn[3]);
+    }
+    for (int n = 0; n <= 9; n++) {   /* tails, in place */
+        double t[10], o[10];
+        memcpy(t, x + 100, (size_t)n * sizeof(double));
+        advnn_verf_e_f64(n, x + 100, e + 100, o);
+        advnn_verf_e_f64(n, t, e + 100, t);
+        for (int i = 0; i < n; i++) bad += t[i] != o[i] || !(fabs(o[i] - erf(x[100 + i])) <= 2 * ulp_of(erf(x[100 + i])));
+    }
+    CHECK(!bad, "verf_e in place differs from out of place");
+    printf("     verf_e_f64: live within %.2f ulp of libm, ref %.2f\n", worst[0], worst[1]);
+    free(x); free(e); free(y); free(r);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1307,6 +1357,7 @@ int main(void) {
     RUN(test_matrix_kernels);
     RUN(test_vmath);
     RUN(test_vmath_f64);
+    RUN(test_verf_e_f64);
     RUN(test_activations);
     RUN(test_prelu_dalpha);
     RUN(test_dropout_mask);
