@@ -2381,11 +2381,10 @@ ADVNN__INLINE void advnn__pack_a_t(int MR, int transA, const float *A, int lda, 
             const float *s = A + (advnn__idx)pc * lda + ic + ir;
             if (mr == MR) {
                 for (int p = 0; p < kc; p++, s += lda, d += MR) memcpy(d, s, MR * sizeof(float));
-            } else {
+            } else {   /* the weight gradients' last rows (M = 10, 16, 64, ...) over long K: no per-element loop */
                 for (int p = 0; p < kc; p++, s += lda, d += MR) {
-                    int i = 0;
-                    for (; i < mr; i++) d[i] = s[i];
-                    for (; i < MR; i++) d[i] = 0.0f;
+                    memset(d, 0, MR * sizeof(float));
+                    advnn__copy_lt8(mr, s, d);
                 }
             }
         } else {
