@@ -2126,102 +2126,11 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
 
 static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
-/* Mixture density, R rows at a time: row r is row ri[r] of the K-wide blocks a (coefficient
- * logits), u (mean logits) and v (width logits), rows ld apart, with target m[r]. nll[r] = -log p(m[r]); with g,
- * g + 3K ri[r] gets d(-log p)/d(a, u, v) of that row. Means sigmoid(u), widths softplus(v) + floor,
- * each Gaussian truncated to [0, 1] when trunc: Z = Phi(beta) - Phi(alpha) with alpha = -mu/sigma
- * <= 0 <= beta = (1 - mu)/sigma, computed as (erf(beta/sqrt2) + erf(-alpha/sqrt2))/2, a sum of two
- * non-negative terms, so no cancellation. In double, element-wise passes through the vector math
- * (the transcendentals were most of W1's loss time one row at a time through libm).
- * R * K <= ADVNN__MDN_CH. */
-#define ADVNN__MDN_CH 256
-ADVNN__NOINL static void advnn__mdn_rows(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v, const double *m,
+/* Mixture density, R rows at a time (advnn_mdn_nll: the math lives with the kernels) */
+#define ADVNN__MDN_CH ADVNN_MDN_CHUNK
+static void advnn__mdn_rows(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v, const double *m,
                             int trunc, double floor_, float *g, double *nll) {
-    double A[ADVNN__MDN_CH], EA[ADVNN__MDN_CH], V[ADVNN__MDN_CH], MU[ADVNN__MDN_CH], SG[ADVNN__MDN_CH], IS[ADVNN__MDN_CH];
-    double SV[ADVNN__MDN_CH], T1[ADVNN__MDN_CH], T2[ADVNN__MDN_CH], DM[ADVNN__MDN_CH], DS[ADVNN__MDN_CH], L[ADVNN__MDN_CH];
-    double S[ADVNN__MDN_CH], LS[ADVNN__MDN_CH], MX[ADVNN__MDN_CH], SE[ADVNN__MDN_CH], LSE[ADVNN__MDN_CH];   /* per row */
-    const double hln2pi = 0.9189385332046727, isq2 = 0.7071067811865476, iphi = 0.3989422804014327;
-    int n = R * K, r, k, e;
-    if (R < 1 || K < 1) return;
-    for (r = 0, e = 0; r < R; r++) {
-        const float *ar = a + (size_t)ri[r] * ld, *ur = u + (size_t)ri[r] * ld, *vr = v + (size_t)ri[r] * ld;
-        double amax = ar[0];
-        for (k = 1; k < K; k++) if (ar[k] > amax) amax = ar[k];
-        for (k = 0; k < K; k++, e++) { A[e] = ar[k] - amax; T1[e] = -(double)ur[k]; V[e] = vr[k]; T2[e] = -fabs(V[e]); }
-    }
-    advnn_vexp_f64(n, A, EA);
-    advnn_vexp_f64(n, T1, T1);   /* exp(-u) */
-    advnn_vexp_f64(n, T2, T2);   /* exp(-|v|) */
-    for (e = 0; e < n; e++) {
-        double q = 1 / (1 + T2[e]);
-        MU[e] = 1 / (1 + T1[e]);
-        SV[e] = V[e] >= 0 ? q : T2[e] * q;   /* sigmoid(v) = d softplus / dv */
-    }
-    for (r = 0, e = 0; r < R; r++) {
-        double sum = 0;
-        for (k = 0; k < K; k++, e++) sum += EA[e];
-        S[r] = sum;
-    }
-    advnn_vlog1p_f64(n, T2, T2);
-    advnn_vlog_f64(R, S, LS);
-    for (e = 0; e < n; e++) {
-        SG[e] = (V[e] > 0 ? V[e] : 0) + T2[e] + floor_;
-        IS[e] = 1 / SG[e];
-    }
-    if (trunc) {
-        for (e = 0; e < n; e++) {
-            T1[e] = (1 - MU[e]) * IS[e] * isq2;   /* beta / sqrt2 */
-            T2[e] = MU[e] * IS[e] * isq2;         /* -alpha / sqrt2 */
-            DM[e] = -T2[e] * T2[e];               /* -alpha^2 / 2 */
-            DS[e] = -T1[e] * T1[e];
-        }
-        /* exp(-x^2) first: the pdf at the bounds needs it, and erf from it costs a polynomial
-         * (SLEEF's erf cost as much as the rest of the element put together) */
-        advnn_vexp_f64(n, DM, DM);
-        advnn_vexp_f64(n, DS, DS);
-        advnn_verf_e_f64(n, T1, DS, T1);
-        advnn_verf_e_f64(n, T2, DM, T2);
-        for (e = 0; e < n; e++) {
-            double Z = 0.5 * (T1[e] + T2[e]), pa = iphi * DM[e], pb = iphi * DS[e], isz;
-            if (Z < 1e-300) Z = 1e-300;
-            isz = IS[e] / Z;
-            DM[e] = (pa - pb) * isz;                                      /* d log Z / d mu */
-            DS[e] = (-MU[e] * pa - (1 - MU[e]) * pb) * IS[e] * isz;        /* d log Z / d sigma */
-            L[e] = SG[e] * Z;
-        }
-    } else
-        for (e = 0; e < n; e++) { DM[e] = DS[e] = 0; L[e] = SG[e]; }
-    advnn_vlog_f64(n, L, L);   /* log(sigma Z) */
-    for (r = 0, e = 0; r < R; r++) {
-        double lmax = -INFINITY;
-        for (k = 0; k < K; k++, e++) {
-            double z = (m[r] - MU[e]) * IS[e];
-            L[e] = (A[e] - LS[r]) - 0.5 * z * z - L[e] - hln2pi;
-            if (L[e] > lmax) lmax = L[e];
-        }
-        MX[r] = lmax;
-        for (k = 0, e -= K; k < K; k++, e++) T1[e] = L[e] - lmax;
-    }
-    advnn_vexp_f64(n, T1, T1);   /* exp(L - lmax) */
-    for (r = 0, e = 0; r < R; r++) {
-        double se = 0;
-        for (k = 0; k < K; k++, e++) se += T1[e];
-        SE[r] = se;
-    }
-    advnn_vlog_f64(R, SE, LSE);
-    for (r = 0; r < R; r++) nll[r] = -(MX[r] + LSE[r]);
-    if (!g) return;
-    for (r = 0, e = 0; r < R; r++) {
-        float *ga = g + 3 * (size_t)ri[r] * K, *gu = ga + K, *gv = gu + K;
-        double ise = 1 / SE[r], is = 1 / S[r];
-        for (k = 0; k < K; k++, e++) {
-            double p = T1[e] * ise, pi = EA[e] * is, d = (m[r] - MU[e]) * IS[e];
-            double dmu = d * IS[e] - DM[e], dsg = (d * d - 1) * IS[e] - DS[e];
-            ga[k] = (float)(pi - p);
-            gu[k] = (float)(-p * dmu * MU[e] * (1 - MU[e]));
-            gv[k] = (float)(-p * dsg * SV[e]);
-        }
-    }
+    advnn_mdn_nll(R, K, ld, ri, a, u, v, m, trunc, floor_, g, nll);
 }
 
 /* The mixture-density loss forward: zero-weight rows (e.g. signal under background-only weights)

@@ -144,6 +144,18 @@ ADVNN_SIMD_DEF void advnn_verf_f64(int n, const double *x, double *y);
  * ulp of glibc's erf (measured over 2e6 points; e from SLEEF's 1-ulp exp), at a quarter of the cost
  * of SLEEF's erf. e is read only for 0.75 <= |x| < 6. y may alias x (exactly, y == x). */
 ADVNN_SIMD_DEF void advnn_verf_e_f64(int n, const double *x, const double *e, double *y);
+/* The negative log-likelihood of a Gaussian mixture (the mixture-density loss), in double, R rows
+ * of K components, R K <= ADVNN_MDN_CHUNK: row r reads K coefficient logits at a + ri[r] ld, mean
+ * logits at u + ri[r] ld and width logits at v + ri[r] ld; m[r] is its target. Means sigmoid(u),
+ * widths softplus(v) + floor_, each component truncated to [0, 1] when trunc (Z = Phi(beta) -
+ * Phi(alpha), alpha = -mu/sigma <= 0 <= beta = (1 - mu)/sigma, as (erf(beta/sqrt2) +
+ * erf(-alpha/sqrt2))/2: two non-negative terms, no cancellation). nll[r] = -log p(m[r]); with g,
+ * g + 3K ri[r] gets d(-log p)/d(a, u, v) of the row (K floats each). Element-wise passes through
+ * the vector math; the vector path does the scalar one's operations in its order (results agree
+ * to the last bits, FMA contraction aside). */
+#define ADVNN_MDN_CHUNK 256
+ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v,
+                                  const double *m, int trunc, double floor_, float *g, double *nll);
 
 /* Inverted dropout: m[i] = keep (1 / (1 - rate)) or 0, y[i] = x[i] * m[i]. The draws come from four
  * xoshiro256++ streams seeded from `seed` by splitmix64; block b of 8 elements takes the low and
@@ -1474,6 +1486,229 @@ ADVNN_SIMD_DEF void advnn_verf_e_f64(int n, const double *x, const double *e, do
 #endif
     advnn__verf_e_f64_ref(n, x, e, y);
 }
+
+/* ---- the truncated Gaussian mixture's -log p (advnn_mdn_nll) ----
+ * One body for every path: the element-wise passes are the ADVNN__MDN_* helpers below (vector on
+ * AVX2, scalar otherwise), the per-row reductions are scalar on all paths. */
+typedef struct {
+    double A[ADVNN_MDN_CHUNK], EA[ADVNN_MDN_CHUNK], V[ADVNN_MDN_CHUNK], MU[ADVNN_MDN_CHUNK], SG[ADVNN_MDN_CHUNK];
+    double IS[ADVNN_MDN_CHUNK], SV[ADVNN_MDN_CHUNK], T1[ADVNN_MDN_CHUNK], T2[ADVNN_MDN_CHUNK], DM[ADVNN_MDN_CHUNK];
+    double DS[ADVNN_MDN_CHUNK], L[ADVNN_MDN_CHUNK];
+    double S[ADVNN_MDN_CHUNK], LS[ADVNN_MDN_CHUNK], MX[ADVNN_MDN_CHUNK], SE[ADVNN_MDN_CHUNK], LSE[ADVNN_MDN_CHUNK];
+} advnn__mdn_buf;
+#define ADVNN__MDN_HLN2PI 0.9189385332046727   /* log sqrt(2 pi) */
+#define ADVNN__MDN_ISQ2 0.7071067811865476     /* 1/sqrt(2) */
+#define ADVNN__MDN_IPHI 0.3989422804014327     /* 1/sqrt(2 pi) */
+/* element e of the passes (scalar form; the vector form does the same operations) */
+#define ADVNN__MDN_P1(b, e)                                                                        \
+    do {                                                                                           \
+        double q_ = 1 / (1 + (b)->T2[e]);                                                          \
+        (b)->MU[e] = 1 / (1 + (b)->T1[e]);                                                         \
+        (b)->SV[e] = (b)->V[e] >= 0 ? q_ : (b)->T2[e] * q_; /* sigmoid(v) = d softplus / dv */     \
+    } while (0)
+#define ADVNN__MDN_P2(b, e, fl)                                                                    \
+    do {                                                                                           \
+        (b)->SG[e] = ((b)->V[e] > 0 ? (b)->V[e] : 0) + (b)->T2[e] + (fl);                          \
+        (b)->IS[e] = 1 / (b)->SG[e];                                                               \
+    } while (0)
+#define ADVNN__MDN_P3(b, e)                                                                        \
+    do {                                                                                           \
+        (b)->T1[e] = (1 - (b)->MU[e]) * (b)->IS[e] * ADVNN__MDN_ISQ2; /* beta / sqrt2 */           \
+        (b)->T2[e] = (b)->MU[e] * (b)->IS[e] * ADVNN__MDN_ISQ2;       /* -alpha / sqrt2 */         \
+        (b)->DM[e] = -(b)->T2[e] * (b)->T2[e];                        /* -alpha^2 / 2 */           \
+        (b)->DS[e] = -(b)->T1[e] * (b)->T1[e];                                                     \
+    } while (0)
+#define ADVNN__MDN_P4(b, e)                                                                        \
+    do {                                                                                           \
+        double Z_ = 0.5 * ((b)->T1[e] + (b)->T2[e]), pa_ = ADVNN__MDN_IPHI * (b)->DM[e];           \
+        double pb_ = ADVNN__MDN_IPHI * (b)->DS[e], isz_;                                           \
+        if (Z_ < 1e-300) Z_ = 1e-300;                                                              \
+        isz_ = (b)->IS[e] / Z_;                                                                    \
+        (b)->DM[e] = (pa_ - pb_) * isz_;                                       /* d log Z / d mu */ \
+        (b)->DS[e] = (-(b)->MU[e] * pa_ - (1 - (b)->MU[e]) * pb_) * (b)->IS[e] * isz_; /* / d sigma */ \
+        (b)->L[e] = (b)->SG[e] * Z_;                                                               \
+    } while (0)
+ADVNN__FN void advnn__mdn_p1_ref(advnn__mdn_buf *b, int lo, int n) { for (int e = lo; e < n; e++) ADVNN__MDN_P1(b, e); }
+ADVNN__FN void advnn__mdn_p2_ref(advnn__mdn_buf *b, int lo, int n, double fl) { for (int e = lo; e < n; e++) ADVNN__MDN_P2(b, e, fl); }
+ADVNN__FN void advnn__mdn_p3_ref(advnn__mdn_buf *b, int lo, int n) { for (int e = lo; e < n; e++) ADVNN__MDN_P3(b, e); }
+ADVNN__FN void advnn__mdn_p4_ref(advnn__mdn_buf *b, int lo, int n) { for (int e = lo; e < n; e++) ADVNN__MDN_P4(b, e); }
+#ifdef ADVNN__AVX2
+/* the passes four elements at a time (the last n % 4 by the scalar form) */
+ADVNN__VKFN void advnn__mdn_p1_v(advnn__mdn_buf *b, int lo, int n) {
+    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+    int e = lo;
+    for (; e + 4 <= n; e += 4) {
+        __m256d t2 = _mm256_loadu_pd(b->T2 + e), q = _mm256_div_pd(one, _mm256_add_pd(one, t2));
+        _mm256_storeu_pd(b->MU + e, _mm256_div_pd(one, _mm256_add_pd(one, _mm256_loadu_pd(b->T1 + e))));
+        _mm256_storeu_pd(b->SV + e, _mm256_blendv_pd(_mm256_mul_pd(t2, q), q, _mm256_cmp_pd(_mm256_loadu_pd(b->V + e), zero, _CMP_GE_OQ)));
+    }
+    advnn__mdn_p1_ref(b, e, n);
+}
+ADVNN__VKFN void advnn__mdn_p2_v(advnn__mdn_buf *b, int lo, int n, double fl) {
+    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd(), vf = _mm256_set1_pd(fl);
+    int e = lo;
+    for (; e + 4 <= n; e += 4) {
+        __m256d v = _mm256_loadu_pd(b->V + e), vp = _mm256_and_pd(v, _mm256_cmp_pd(v, zero, _CMP_GT_OQ));   /* v > 0 ? v : 0 */
+        __m256d sg = _mm256_add_pd(_mm256_add_pd(vp, _mm256_loadu_pd(b->T2 + e)), vf);
+        _mm256_storeu_pd(b->SG + e, sg);
+        _mm256_storeu_pd(b->IS + e, _mm256_div_pd(one, sg));
+    }
+    advnn__mdn_p2_ref(b, e, n, fl);
+}
+ADVNN__VKFN void advnn__mdn_p3_v(advnn__mdn_buf *b, int lo, int n) {
+    const __m256d one = _mm256_set1_pd(1.0), c = _mm256_set1_pd(ADVNN__MDN_ISQ2), sgn = _mm256_set1_pd(-0.0);
+    int e = lo;
+    for (; e + 4 <= n; e += 4) {
+        __m256d mu = _mm256_loadu_pd(b->MU + e), is = _mm256_loadu_pd(b->IS + e);
+        __m256d t1 = _mm256_mul_pd(_mm256_mul_pd(_mm256_sub_pd(one, mu), is), c), t2 = _mm256_mul_pd(_mm256_mul_pd(mu, is), c);
+        _mm256_storeu_pd(b->T1 + e, t1);
+        _mm256_storeu_pd(b->T2 + e, t2);
+        _mm256_storeu_pd(b->DM + e, _mm256_mul_pd(_mm256_xor_pd(t2, sgn), t2));
+        _mm256_storeu_pd(b->DS + e, _mm256_mul_pd(_mm256_xor_pd(t1, sgn), t1));
+    }
+    advnn__mdn_p3_ref(b, e, n);
+}
+ADVNN__VKFN void advnn__mdn_p4_v(advnn__mdn_buf *b, int lo, int n) {
+    const __m256d one = _mm256_set1_pd(1.0), half = _mm256_set1_pd(0.5), ip = _mm256_set1_pd(ADVNN__MDN_IPHI);
+    const __m256d tiny = _mm256_set1_pd(1e-300), sgn = _mm256_set1_pd(-0.0);
+    int e = lo;
+    for (; e + 4 <= n; e += 4) {
+        __m256d z = _mm256_mul_pd(half, _mm256_add_pd(_mm256_loadu_pd(b->T1 + e), _mm256_loadu_pd(b->T2 + e)));
+        __m256d pa = _mm256_mul_pd(ip, _mm256_loadu_pd(b->DM + e)), pb = _mm256_mul_pd(ip, _mm256_loadu_pd(b->DS + e));
+        __m256d mu = _mm256_loadu_pd(b->MU + e), is = _mm256_loadu_pd(b->IS + e), isz;
+        z = _mm256_blendv_pd(z, tiny, _mm256_cmp_pd(z, tiny, _CMP_LT_OQ));
+        isz = _mm256_div_pd(is, z);
+        _mm256_storeu_pd(b->DM + e, _mm256_mul_pd(_mm256_sub_pd(pa, pb), isz));
+        _mm256_storeu_pd(b->DS + e, _mm256_mul_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_xor_pd(mu, sgn), pa),
+                                                                             _mm256_mul_pd(_mm256_sub_pd(one, mu), pb)), is), isz));
+        _mm256_storeu_pd(b->L + e, _mm256_mul_pd(_mm256_loadu_pd(b->SG + e), z));
+    }
+    advnn__mdn_p4_ref(b, e, n);
+}
+#endif
+/* per row r (components e0..e0+K): the log of each weighted component and its max, then
+ * T1 = L - max; and the gradients (float) of the row */
+#define ADVNN__MDN_P5(b, e, mr, ls)                                                                \
+    do {                                                                                           \
+        double z_ = ((mr) - (b)->MU[e]) * (b)->IS[e];                                              \
+        (b)->L[e] = ((b)->A[e] - (ls)) - 0.5 * z_ * z_ - (b)->L[e] - ADVNN__MDN_HLN2PI;            \
+    } while (0)
+#define ADVNN__MDN_P6(b, e, k, mr, ise, is, ga, gu, gv)                                           \
+    do {                                                                                           \
+        double p_ = (b)->T1[e] * (ise), pi_ = (b)->EA[e] * (is), d_ = ((mr) - (b)->MU[e]) * (b)->IS[e];     \
+        double dmu_ = d_ * (b)->IS[e] - (b)->DM[e], dsg_ = (d_ * d_ - 1) * (b)->IS[e] - (b)->DS[e];         \
+        (ga)[k] = (float)(pi_ - p_);                                                               \
+        (gu)[k] = (float)(-p_ * dmu_ * (b)->MU[e] * (1 - (b)->MU[e]));                             \
+        (gv)[k] = (float)(-p_ * dsg_ * (b)->SV[e]);                                                \
+    } while (0)
+ADVNN__FN double advnn__mdn_p5_ref(advnn__mdn_buf *b, int e0, int k0, int K, double mr, double ls) {
+    double lmax = -INFINITY;
+    for (int k = k0; k < K; k++) {
+        ADVNN__MDN_P5(b, e0 + k, mr, ls);
+        if (b->L[e0 + k] > lmax) lmax = b->L[e0 + k];
+    }
+    return lmax;
+}
+ADVNN__FN void advnn__mdn_p6_ref(advnn__mdn_buf *b, int e0, int k0, int K, double mr, double ise, double is, float *ga,
+                                 float *gu, float *gv) {
+    for (int k = k0; k < K; k++) ADVNN__MDN_P6(b, e0 + k, k, mr, ise, is, ga, gu, gv);
+}
+#ifdef ADVNN__AVX2
+ADVNN__VKFN double advnn__mdn_p5_v(advnn__mdn_buf *b, int e0, int k0, int K, double mr, double ls) {
+    const __m256d vm = _mm256_set1_pd(mr), vls = _mm256_set1_pd(ls), half = _mm256_set1_pd(0.5), c = _mm256_set1_pd(ADVNN__MDN_HLN2PI);
+    __m256d mx = _mm256_set1_pd(-INFINITY);
+    double lmax, t[4];
+    int k = k0;
+    for (; k + 4 <= K; k += 4) {
+        int e = e0 + k;
+        __m256d z = _mm256_mul_pd(_mm256_sub_pd(vm, _mm256_loadu_pd(b->MU + e)), _mm256_loadu_pd(b->IS + e));
+        __m256d l = _mm256_sub_pd(_mm256_sub_pd(_mm256_sub_pd(_mm256_sub_pd(_mm256_loadu_pd(b->A + e), vls), _mm256_mul_pd(_mm256_mul_pd(half, z), z)),
+                                                _mm256_loadu_pd(b->L + e)), c);
+        _mm256_storeu_pd(b->L + e, l);
+        mx = _mm256_max_pd(l, mx);   /* (l > mx ? l : mx): a NaN l leaves the max as the scalar loop does */
+    }
+    _mm256_storeu_pd(t, mx);
+    lmax = advnn__mdn_p5_ref(b, e0, k, K, mr, ls);
+    for (int j = 0; j < 4; j++) if (t[j] > lmax) lmax = t[j];
+    return lmax;
+}
+ADVNN__VKFN void advnn__mdn_p6_v(advnn__mdn_buf *b, int e0, int k0, int K, double mr, double ise, double is, float *ga,
+                                 float *gu, float *gv) {
+    const __m256d vm = _mm256_set1_pd(mr), vise = _mm256_set1_pd(ise), vis = _mm256_set1_pd(is), one = _mm256_set1_pd(1.0);
+    const __m256d sgn = _mm256_set1_pd(-0.0);
+    int k = k0;
+    for (; k + 4 <= K; k += 4) {
+        int e = e0 + k;
+        __m256d p = _mm256_mul_pd(_mm256_loadu_pd(b->T1 + e), vise), pi = _mm256_mul_pd(_mm256_loadu_pd(b->EA + e), vis);
+        __m256d mu = _mm256_loadu_pd(b->MU + e), isv = _mm256_loadu_pd(b->IS + e), d = _mm256_mul_pd(_mm256_sub_pd(vm, mu), isv);
+        __m256d dmu = _mm256_sub_pd(_mm256_mul_pd(d, isv), _mm256_loadu_pd(b->DM + e));
+        __m256d dsg = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(d, d), one), isv), _mm256_loadu_pd(b->DS + e));
+        __m256d np = _mm256_xor_pd(p, sgn);
+        _mm_storeu_ps(ga + k, _mm256_cvtpd_ps(_mm256_sub_pd(pi, p)));
+        _mm_storeu_ps(gu + k, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(np, dmu), mu), _mm256_sub_pd(one, mu))));
+        _mm_storeu_ps(gv + k, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_mul_pd(np, dsg), _mm256_loadu_pd(b->SV + e))));
+    }
+    advnn__mdn_p6_ref(b, e0, k, K, mr, ise, is, ga, gu, gv);
+}
+#define ADVNN__MDN_PASS(f, ...) (ADVNN__VEC_LIVE() ? advnn__mdn_##f##_v(__VA_ARGS__) : advnn__mdn_##f##_ref(__VA_ARGS__))
+#else
+#define ADVNN__MDN_PASS(f, ...) advnn__mdn_##f##_ref(__VA_ARGS__)
+#endif
+ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v,
+                                  const double *m, int trunc, double floor_, float *g, double *nll) {
+    advnn__mdn_buf bb, *b = &bb;
+    int n = R * K, r, k, e;
+    if (R < 1 || K < 1 || n > ADVNN_MDN_CHUNK) return;
+    for (r = 0, e = 0; r < R; r++) {
+        const float *ar = a + (size_t)ri[r] * ld, *ur = u + (size_t)ri[r] * ld, *vr = v + (size_t)ri[r] * ld;
+        double amax = ar[0];
+        for (k = 1; k < K; k++) if (ar[k] > amax) amax = ar[k];
+        for (k = 0; k < K; k++, e++) { b->A[e] = ar[k] - amax; b->T1[e] = -(double)ur[k]; b->V[e] = vr[k]; b->T2[e] = -fabs(b->V[e]); }
+    }
+    advnn_vexp_f64(n, b->A, b->EA);
+    advnn_vexp_f64(n, b->T1, b->T1);   /* exp(-u) */
+    advnn_vexp_f64(n, b->T2, b->T2);   /* exp(-|v|) */
+    ADVNN__MDN_PASS(p1, b, 0, n);      /* means sigmoid(u), softplus' slope sigmoid(v) */
+    for (r = 0, e = 0; r < R; r++) {
+        double sum = 0;
+        for (k = 0; k < K; k++, e++) sum += b->EA[e];
+        b->S[r] = sum;
+    }
+    advnn_vlog1p_f64(n, b->T2, b->T2);
+    advnn_vlog_f64(R, b->S, b->LS);
+    ADVNN__MDN_PASS(p2, b, 0, n, floor_);   /* widths and their inverses */
+    if (trunc) {
+        ADVNN__MDN_PASS(p3, b, 0, n);
+        /* exp(-x^2) first: the pdf at the bounds needs it, and erf from it costs a polynomial
+         * (SLEEF's erf cost as much as the rest of the element put together) */
+        advnn_vexp_f64(n, b->DM, b->DM);
+        advnn_vexp_f64(n, b->DS, b->DS);
+        advnn_verf_e_f64(n, b->T1, b->DS, b->T1);
+        advnn_verf_e_f64(n, b->T2, b->DM, b->T2);
+        ADVNN__MDN_PASS(p4, b, 0, n);   /* Z, d log Z / d(mu, sigma) */
+    } else
+        for (e = 0; e < n; e++) { b->DM[e] = b->DS[e] = 0; b->L[e] = b->SG[e]; }
+    advnn_vlog_f64(n, b->L, b->L);   /* log(sigma Z) */
+    for (r = 0, e = 0; r < R; r++, e += K) {
+        double lmax = ADVNN__MDN_PASS(p5, b, e, 0, K, m[r], b->LS[r]);
+        b->MX[r] = lmax;
+        for (k = 0; k < K; k++) b->T1[e + k] = b->L[e + k] - lmax;
+    }
+    advnn_vexp_f64(n, b->T1, b->T1);   /* exp(L - lmax) */
+    for (r = 0, e = 0; r < R; r++) {
+        double se = 0;
+        for (k = 0; k < K; k++, e++) se += b->T1[e];
+        b->SE[r] = se;
+    }
+    advnn_vlog_f64(R, b->SE, b->LSE);
+    for (r = 0; r < R; r++) nll[r] = -(b->MX[r] + b->LSE[r]);
+    if (!g) return;
+    for (r = 0, e = 0; r < R; r++, e += K) {
+        float *ga = g + 3 * (size_t)ri[r] * K;
+        ADVNN__MDN_PASS(p6, b, e, 0, K, m[r], 1 / b->SE[r], 1 / b->S[r], ga, ga + K, ga + 2 * K);
+    }
+}
+#undef ADVNN__MDN_PASS
 
 /* ============================================================================================ */
 /* Activations                                                                                   */

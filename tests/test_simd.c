@@ -366,6 +366,52 @@ static void test_vmath_f64(void) {
 /* erf given exp(-x^2): live and ref within 2 ulp of glibc's erf over 200000 points of [-7, 7]
  * (both sides of the 0.75 and 6 seams, e from libm), the edges exact (0, -0, +-inf -> +-1, NaN
  * stays NaN), in place equal to out of place, nothing written past n */
+/* advnn_mdn_nll's element-wise passes: vector vs scalar form on the same buffers (bitwise with gcc,
+ * which contracts nothing at -std=c11; within 4 ulp otherwise), with tails (n, K not multiples of
+ * 4). The loss itself is checked against closed forms and finite differences in test_adversarial. */
+static int mdn_close(double x, double y) { return x == y || (isnan(x) && isnan(y)) || fabs(x - y) <= 4 * ulp_of(y); }
+static void test_mdn_passes(void) {
+#ifdef ADVNN__AVX2
+    if (!ADVNN__VEC_LIVE()) return;
+    static advnn__mdn_buf b0, b1, b2;
+    double *arr0[12] = {b0.A, b0.EA, b0.V, b0.MU, b0.SG, b0.IS, b0.SV, b0.T1, b0.T2, b0.DM, b0.DS, b0.L};
+    int bad = 0;
+    for (int i = 0; i < 12; i++)
+        for (int e = 0; e < ADVNN_MDN_CHUNK; e++) {
+            double u = frand(), w = frand();
+            arr0[i][e] = i == 2 ? 6 * u : i == 4 || i == 5 || i == 7 || i == 8 || i == 1 ? 0.01 + 2 * (u + 1) : u * (1 + w);
+        }
+    b0.V[3] = 0.0; b0.V[4] = -0.0; b0.T1[5] = 1e-320; b0.T2[6] = 0.0;   /* the selects' edges */
+    for (int n = 1; n <= 23; n += 11) {
+        for (int pass = 1; pass <= 6; pass++) {
+            float g1[3 * 32], g2[3 * 32];
+            double l1 = 0, l2 = 0;
+            bad = 0;
+            b1 = b0; b2 = b0;
+            switch (pass) {
+            case 1: advnn__mdn_p1_v(&b1, 0, n); advnn__mdn_p1_ref(&b2, 0, n); break;
+            case 2: advnn__mdn_p2_v(&b1, 0, n, 1e-3); advnn__mdn_p2_ref(&b2, 0, n, 1e-3); break;
+            case 3: advnn__mdn_p3_v(&b1, 0, n); advnn__mdn_p3_ref(&b2, 0, n); break;
+            case 4: advnn__mdn_p4_v(&b1, 0, n); advnn__mdn_p4_ref(&b2, 0, n); break;
+            case 5: l1 = advnn__mdn_p5_v(&b1, 3, 0, n, 0.4, -1.2); l2 = advnn__mdn_p5_ref(&b2, 3, 0, n, 0.4, -1.2); break;
+            default:
+                advnn__mdn_p6_v(&b1, 2, 0, n, 0.4, 1.3, 0.7, g1, g1 + n, g1 + 2 * n);
+                advnn__mdn_p6_ref(&b2, 2, 0, n, 0.4, 1.3, 0.7, g2, g2 + n, g2 + 2 * n);
+                for (int k = 0; k < 3 * n; k++) bad += !(g1[k] == g2[k] || fabs(g1[k] - g2[k]) <= 2 * 1.2e-7 * fabs(g2[k]));
+            }
+            bad += !mdn_close(l1, l2);
+            {
+                double *x1[12] = {b1.A, b1.EA, b1.V, b1.MU, b1.SG, b1.IS, b1.SV, b1.T1, b1.T2, b1.DM, b1.DS, b1.L};
+                double *x2[12] = {b2.A, b2.EA, b2.V, b2.MU, b2.SG, b2.IS, b2.SV, b2.T1, b2.T2, b2.DM, b2.DS, b2.L};
+                for (int i = 0; i < 12; i++)
+                    for (int e = 0; e < ADVNN_MDN_CHUNK; e++) bad += !mdn_close(x1[i][e], x2[i][e]);
+            }
+            CHECK(!bad, "mdn pass %d n=%d: %d values differ beyond 4 ulp", pass, n, bad);
+        }
+    }
+#endif
+}
+
 static void test_verf_e_f64(void) {
     enum { N = 200000 };
     static const double edge[] = {0.0, -0.0, INFINITY, -INFINITY, 0.75, -0.75, 6.0, -6.0, 5.999999999, 0.7499999999};
@@ -1358,6 +1404,7 @@ int main(void) {
     RUN(test_vmath);
     RUN(test_vmath_f64);
     RUN(test_verf_e_f64);
+    RUN(test_mdn_passes);
     RUN(test_activations);
     RUN(test_prelu_dalpha);
     RUN(test_dropout_mask);
