@@ -206,12 +206,39 @@ static void bench_elem64(int f, int n) {
     elem64_ctx c = {f, n, x, y};
     time_live_ref(run_elem64_ctx, &c, n, ns);
     bench_sink = (float)y[n / 2];
-    printf("%-9s n=%7d  %s %6.3f ns/elem   scalar-libm %6.3f ns/elem   speedup %5.1fx\n", name[f], n,
-           advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+    printf("%-9s n=%7d  %s %6.3f ns/elem   %s %6.3f ns/elem   speedup %5.1fx\n", name[f], n,
+           advnn_simd_name(), ns[1], f == 4 ? "scalar-ref " : "scalar-libm", ns[0], ns[0] / ns[1]);
     printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n", name[f],
            advnn_simd_name(), n, ns[1], ns[0]);
     fflush(stdout);
     free(x); free(y); free(t);
+}
+
+/* ---- the mixture-density loss (W1: 512 background rows x 20 components, chunks of 12 rows) ---- */
+static void bench_mdn(void) {
+    enum { ROWS = 512, K = 20, PER = ADVNN_MDN_CHUNK / K };
+    float *a = (float *)malloc(3 * ROWS * K * sizeof(float)), *g = (float *)malloc(3 * ROWS * K * sizeof(float));
+    double m[ROWS], nll[PER], best = 1e30;
+    int ri[ROWS];
+    unsigned seed = 7;
+    fill(a, 3 * ROWS * K, &seed);   /* in [-0.5, 0.5): logits, mean and width logits */
+    for (int r = 0; r < ROWS; r++) { ri[r] = r; m[r] = 0.05 + 0.9 * (r % 97) / 97.0; }
+    for (int rep = 0; rep < 50 * reps_scale; rep++) {
+        double t0 = now_s();
+        for (int r0 = 0; r0 < ROWS; r0 += PER) {
+            int R = ROWS - r0 < PER ? ROWS - r0 : PER;
+            advnn_mdn_nll(R, K, 3 * K, ri + r0, a, a + K, a + 2 * K, m + r0, 1, 1e-3, g, nll);
+        }
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    bench_sink = g[7];
+    printf("mdn_nll   %d x %d truncated, with gradients  %s %6.2f ns/component  (%.0f us per call of the loss)\n", ROWS, K,
+           advnn_simd_name(), best * 1e9 / (ROWS * K), best * 1e6);
+    printf("{\"kernel\":\"mdn_nll\",\"isa\":\"%s\",\"rows\":%d,\"components\":%d,\"ns_per_component\":%.3f,\"us\":%.1f}\n",
+           advnn_simd_name(), ROWS, K, best * 1e9 / (ROWS * K), best * 1e6);
+    fflush(stdout);
+    free(a); free(g);
 }
 
 /* ---- dropout masks and their backward (W2: rate 0.2 over 512 x 30 x 32 conv outputs) ---- */
@@ -433,6 +460,7 @@ int main(int argc, char **argv) {
         if (!quick) bench_elem(k, 1 << 20);
     }
     for (int f = 0; f < 5; f++) bench_elem64(f, 4096);
+    bench_mdn();
     for (int w = 0; w < 2; w++) {
         bench_dropout(w, 4096);
         if (!quick) bench_dropout(w, 512 * 30 * 32);
