@@ -2863,6 +2863,16 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
             return;
         }
     }
+    /* two to four columns or rows (a layer's gradient into 2-4 inputs, e.g. W1's adversary input
+     * [score, pT]): one dot-product (or axpy) sweep per column beats 16-lane tiles mostly empty */
+    if (N <= 4 && !transA && transB) {
+        for (int j = 0; j < N; j++) advnn__gemv_t(K, M, A, lda, B + (advnn__idx)j * ldb, C + j, ldc, alpha, beta);
+        return;
+    }
+    if (M <= 4 && transA && !transB) {
+        for (int i = 0; i < M; i++) advnn__gemv_n(K, N, B, ldb, A + i, lda, C + (advnn__idx)i * ldc, alpha, beta);
+        return;
+    }
     if (work)
         advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
     else
