@@ -150,7 +150,8 @@ ADVNN_SIMD_DEF void advnn_verf_e_f64(int n, const double *x, const double *e, do
  * widths softplus(v) + floor_, each component truncated to [0, 1] when trunc (Z = Phi(beta) -
  * Phi(alpha), alpha = -mu/sigma <= 0 <= beta = (1 - mu)/sigma, as (erf(beta/sqrt2) +
  * erf(-alpha/sqrt2))/2: two non-negative terms, no cancellation). nll[r] = -log p(m[r]); with g,
- * g + 3K ri[r] gets d(-log p)/d(a, u, v) of the row (K floats each). Element-wise passes through
+ * g + 3K ri[r] gets d(-log p)/d(a, u, v) of the row (K floats each); R K > ADVNN_MDN_CHUNK sets every
+ * nll[r] to NaN and computes nothing. Element-wise passes through
  * the vector math; the vector path does the scalar one's operations in its order (results agree
  * to the last bits, FMA contraction aside). */
 #define ADVNN_MDN_CHUNK 256
@@ -1658,7 +1659,11 @@ ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const flo
                                   const double *m, int trunc, double floor_, float *g, double *nll) {
     advnn__mdn_buf bb, *b = &bb;
     int n = R * K, r, k, e;
-    if (R < 1 || K < 1 || n > ADVNN_MDN_CHUNK) return;
+    if (R < 1 || K < 1) return;
+    if (n > ADVNN_MDN_CHUNK) {   /* outside the contract: say so through the result, never leave it stale */
+        for (r = 0; r < R; r++) nll[r] = NAN;
+        return;
+    }
     for (r = 0, e = 0; r < R; r++) {
         const float *ar = a + (size_t)ri[r] * ld, *ur = u + (size_t)ri[r] * ld, *vr = v + (size_t)ri[r] * ld;
         double amax = ar[0];
