@@ -151,9 +151,9 @@ ADVNN_SIMD_DEF void advnn_verf_e_f64(int n, const double *x, const double *e, do
  * Phi(alpha), alpha = -mu/sigma <= 0 <= beta = (1 - mu)/sigma, as (erf(beta/sqrt2) +
  * erf(-alpha/sqrt2))/2: two non-negative terms, no cancellation). nll[r] = -log p(m[r]); with g,
  * g + 3K ri[r] gets d(-log p)/d(a, u, v) of the row (K floats each); R K > ADVNN_MDN_CHUNK sets every
- * nll[r] to NaN and computes nothing. Element-wise passes through
- * the vector math; the vector path does the scalar one's operations in its order (results agree
- * to the last bits, FMA contraction aside). */
+ * nll[r] to NaN and computes nothing. Element-wise passes through the vector math; the vector path
+ * does the scalar one's operations in its order (results agree to the last bits, FMA contraction
+ * aside). */
 #define ADVNN_MDN_CHUNK 256
 ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v,
                                   const double *m, int trunc, double floor_, float *g, double *nll);
