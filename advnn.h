@@ -2096,7 +2096,8 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     } else {
         for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
     }
-    advnn_bn_rows(R, C, x, C, mean, istd, gam, bet, xh, y);
+    /* xhat is kept for a backward pass; a workspace without gradients (inference) never runs one */
+    advnn_bn_rows(R, C, x, C, mean, istd, gam, bet, ws->grads ? xh : NULL, y);
 }
 
 static void advnn__concat_fwd(advnn_ws *ws, int id, int nb) {

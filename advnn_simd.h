@@ -114,7 +114,7 @@ ADVNN_SIMD_DEF void advnn_row_max(int M, int N, const float *X, int ldx, float *
 /* BatchNorm's normalisation, row by row (all four matrices share the leading dimension ld):
  * xhat[i,j] = (x[i,j] - mean[j]) * istd[j];  y[i,j] = gamma[j] * xhat[i,j] + beta[j]
  * (a subtract and a multiply, then a multiply and an add: no fused multiply-add, so every ISA
- * rounds the same way). xhat may alias neither x nor y. */
+ * rounds the same way). xhat may alias neither x nor y; NULL: not written (inference needs only y). */
 ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const float *mean, const float *istd,
                                   const float *gamma, const float *beta, float *xhat, float *y);
 /* BatchNorm's per-column sums in double, rows in order (so every ISA adds in the same order, and
@@ -488,7 +488,7 @@ ADVNN__FN void advnn__bn_rows_ref(int M, int N, const float *x, int ld, const fl
         for (int j = 0; j < N; j++) {
             advnn__idx k = (advnn__idx)i * ld + j;
             float h = (x[k] - mean[j]) * istd[j], p = gamma[j] * h;   /* separate statements: no FMA under ISO C */
-            xhat[k] = h;
+            if (xhat) xhat[k] = h;
             y[k] = p + beta[j];
         }
 }
@@ -1157,16 +1157,16 @@ ADVNN__VKFN void advnn__bn_rows_v(int M, int N, const float *x, int ld, const fl
     int nv = N - N % ADVNN__VL;
     for (int i = 0; i < M; i++) {
         const float *xr = x + (advnn__idx)i * ld;
-        float *hr = xhat + (advnn__idx)i * ld, *yr = y + (advnn__idx)i * ld;
+        float *hr = xhat ? xhat + (advnn__idx)i * ld : NULL, *yr = y + (advnn__idx)i * ld;
         int j = 0;
         for (; j < nv; j += ADVNN__VL) {
             advnn__v h = advnn__vmul(advnn__vsub(advnn__vld(xr + j), advnn__vld(mean + j)), advnn__vld(istd + j));
-            advnn__vst(hr + j, h);
+            if (hr) advnn__vst(hr + j, h);
             advnn__vst(yr + j, advnn__vadd(advnn__vmul(h, advnn__vld(gamma + j)), advnn__vld(beta + j)));
         }
         for (; j < N; j++) {
             float h = (xr[j] - mean[j]) * istd[j], p = gamma[j] * h;
-            hr[j] = h;
+            if (hr) hr[j] = h;
             yr[j] = p + beta[j];
         }
     }

@@ -218,6 +218,14 @@ static void test_matrix_kernels(void) {
                     CHECK(!bad, "bn_rows M=%d N=%d ld=%d: %d mismatches", M, N, ld, bad);
                     for (int i = 0; i < M; i++)
                         for (int j = N; j < ld; j++) CHECK(h1[(size_t)i * ld + j] == SENT && y1[(size_t)i * ld + j] == SENT, "bn_rows wrote padding");
+                    /* xhat NULL (inference): the same y, live and ref */
+                    fill_val(h2, sz, SENT);
+                    advnn_bn_rows(M, N, X, ld, mu, is, ga, b, NULL, h2);
+                    bad = 0;
+                    for (size_t k = 0; k < sz; k++) bad += !same_float(h2[k], y1[k]);
+                    advnn__bn_rows_ref(M, N, X, ld, mu, is, ga, b, NULL, h2);
+                    for (size_t k = 0; k < sz; k++) bad += !same_float(h2[k], y2[k]) && (size_t)(k % ld) < (size_t)N;
+                    CHECK(!bad, "bn_rows without xhat M=%d N=%d ld=%d: %d outputs differ", M, N, ld, bad);
                     ffree(mu); ffree(is); ffree(ga); ffree(h1); ffree(h2); ffree(y1); ffree(y2);
                 }
                 /* bn_sums / bn_sums2 / bn_bwd_dx (double sums in row order, multiply and add, no FMA):
