@@ -2127,13 +2127,6 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
 
 static double advnn__sigmoid_d(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
-/* Mixture density, R rows at a time (advnn_mdn_nll: the math lives with the kernels) */
-#define ADVNN__MDN_CH ADVNN_MDN_CHUNK
-static void advnn__mdn_rows(int R, int K, int ld, const int *ri, const float *a, const float *u, const float *v, const double *m,
-                            int trunc, double floor_, float *g, double *nll) {
-    advnn_mdn_nll(R, K, ld, ri, a, u, v, m, trunc, floor_, g, nll);
-}
-
 /* The mixture-density loss forward: zero-weight rows (e.g. signal under background-only weights)
  * cost nothing; a training pass also keeps each row's gradient (d/d logits, means, widths of its
  * -log p) for the backward. */
@@ -2143,13 +2136,13 @@ ADVNN__NOINL static advnn_status advnn__mdn_loss_fwd(advnn_ws *ws, int id, int n
     const float *a = ws->out[n->in[0]], *u = pk ? a + K : ws->out[n->in[1]], *v = pk ? a + 2 * K : ws->out[n->in[2]];
     const float *mt = ws->out[n->in[pk ? 1 : 3]], *wm = n->n_in == (pk ? 3 : 5) ? ws->out[n->in[pk ? 2 : 4]] : NULL;
     float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
-    int ri[ADVNN__MDN_CH], per = ADVNN__MDN_CH / K, R = 0, i, j;
-    double mr[ADVNN__MDN_CH], nll[ADVNN__MDN_CH], tot = 0;
+    int ri[ADVNN_MDN_CHUNK], per = ADVNN_MDN_CHUNK / K, R = 0, i, j;
+    double mr[ADVNN_MDN_CHUNK], nll[ADVNN_MDN_CHUNK], tot = 0;
     if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
     for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
         if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
         if (R == per || (i == nb && R > 0)) {
-            advnn__mdn_rows(R, K, ld, ri, a, u, v, mr, n->ip[0], n->fp[1], gk, nll);
+            advnn_mdn_nll(R, K, ld, ri, a, u, v, mr, n->ip[0], n->fp[1], gk, nll);   /* the math lives with the kernels */
             for (j = 0; j < R; j++) tot += (wm ? wm[ri[j]] : 1.0) * nll[j];
             R = 0;
         }

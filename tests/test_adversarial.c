@@ -243,7 +243,7 @@ static void test_mdn_packed(void) {
 static double mdn_sample(int K, const float *a, const float *u, const float *v, double m, int trunc, double floor_) {
     int r0 = 0;
     double nll;
-    advnn__mdn_rows(1, K, K, &r0, a, u, v, &m, trunc, floor_, NULL, &nll);
+    advnn_mdn_nll(1, K, K, &r0, a, u, v, &m, trunc, floor_, NULL, &nll);
     return nll;
 }
 
