@@ -340,7 +340,11 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
  * data, fed through advnn_shared copies of the main network): every graph input that `train` lacks is
  * read from `adv_data`, whose rows are drawn as a second shuffled stream, one row per main row.
  * Per-sample adversary weights (e.g. background only) are an ordinary weight input of the adversary's
- * loss; advnn_background_weights makes them.
+ * loss; advnn_background_weights makes them. When that weight is a graph input with one value per
+ * sample, the rows where it is 0 cost nothing: each batch's rows are reordered so that the others
+ * come first, and the adversary (and a frozen main network without batch-statistics BatchNorm, in
+ * the adversary's steps) runs on those rows only. The result is the full computation's up to the
+ * order of floating-point sums (and which dropout mask a row draws).
  *
  * Epoch selection: the callback may set info->quality (higher is better, e.g. AUC) and info->cost
  * (lower is better, e.g. the sum of KS distances) for an adversarial epoch. At the end the trainer
@@ -1748,6 +1752,11 @@ struct advnn_ws {
     int     input_grads;       /* also compute the gradient w.r.t. the input nodes (tests, saliency) */
     double *loss;              /* per loss node: its value on the last forward */
     unsigned char *need, *needg;  /* per node: computed this pass / gradient flows through it */
+    unsigned char *sub;        /* per node: computed on the key rows only (see advnn__mark_sub) */
+    int     key;               /* input node whose zero rows this pass may skip, or -1 */
+    int     nkey, nrun;        /* rows of the last gather: with a non-zero key value / all */
+    int     part;              /* the last pass ran the subset on fewer rows than all (any thread) */
+    int64_t *perm;             /* training workspaces: the partitioned row indices (2 x max_batch) */
     const unsigned char *group_on; /* per group trainable flags (NULL = all) */
     int     training;
     advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
@@ -1865,11 +1874,13 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     k = (size_t)g->n_nodes;
     ws->out = (float **)ADVNN_MALLOC(4 * k * sizeof(float *) + 1);
     ws->loss = (double *)ADVNN_MALLOC(k * sizeof(double) + 1);
-    ws->need = (unsigned char *)ADVNN_MALLOC(2 * k + 1);
-    if (!ws->out || !ws->loss || !ws->need) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
+    ws->need = (unsigned char *)ADVNN_MALLOC(3 * k + 1);
+    ws->perm = grads ? (int64_t *)ADVNN_MALLOC(2 * (size_t)max_batch * sizeof(int64_t)) : NULL;
+    if (!ws->out || !ws->loss || !ws->need || (grads && !ws->perm)) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
     memset(ws->out, 0, 4 * k * sizeof(float *));
     ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
-    ws->needg = ws->need + k;
+    ws->needg = ws->need + k; ws->sub = ws->need + 2 * k; ws->key = -1;
+    memset(ws->sub, 0, k);
     total = advnn__ws_layout(g, max_batch, grads, NULL, NULL);
     base = (float *)advnn__zalloc(total * sizeof(float));
     if (!base) {
@@ -1891,7 +1902,7 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
     if (!ws) return;
     advnn__ws_drop_threads(ws);
     advnn__free(ws->arena);
-    ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need);
+    ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need); ADVNN_FREE(ws->perm);
     ADVNN_FREE(ws);
 }
 
@@ -2044,6 +2055,38 @@ static int advnn__bn_batch_stats(const advnn_ws *ws, const advnn__node *n) { ret
 
 /* Losses are sum(w l) / N over the whole mini-batch, also when this workspace holds one slice of it. */
 static double advnn__norm_n(const advnn_ws *ws, int nb) { return ws->nb_total > 0 ? (double)ws->nb_total : (double)nb; }
+
+/* The weight input of loss node n, or -1. */
+static int advnn__loss_weight(const advnn__node *n) {
+    if (n->kind == ADVNN__LOSS_MDN && !n->ip[1]) return n->n_in == 5 ? n->in[4] : -1;
+    return n->n_in == 3 ? n->in[2] : -1;
+}
+
+/* Row skipping. A loss weighted by input `key` gets nothing from the rows where the key is 0 (the
+ * signal half under background-only adversary weights), so the gather puts the rows with a non-zero
+ * key first (advnn__partition) and sub[i] marks the nodes that then run on those rows only: nodes
+ * that treat each row on its own (not BatchNorm on batch statistics) and whose every consumer in
+ * this pass is such a node or a loss weighted by the key. Inputs are always gathered in full. */
+static void advnn__mark_sub(advnn_ws *ws, int key) {
+    const advnn_graph *g = ws->g;
+    unsigned char *blocked = ws->sub;   /* reused: set while visiting consumers, before node i is decided */
+    int i, j, N = g->n_nodes;
+    ws->key = key;
+    memset(ws->sub, 0, (size_t)N);
+    if (key < 0) return;   /* a key this pass does not need still orders its rows, as kept values expect */
+    /* bit 1: some consumer needs all rows; bit 2: has a consumer; bit 4: this node is in the subset */
+    for (i = N - 1; i >= 0; i--) {
+        const advnn__node *n = &g->nodes[i];
+        int in_sub;
+        if (!ws->need[i]) { blocked[i] = 0; continue; }
+        if (ADVNN__IS_LOSS(n->kind)) in_sub = advnn__loss_weight(n) == key;
+        else in_sub = n->kind != ADVNN__INPUT && (blocked[i] & 3) == 2
+                      && !(n->kind == ADVNN__BATCHNORM && advnn__bn_batch_stats(ws, n));
+        blocked[i] = (unsigned char)(in_sub ? 4 : 0);
+        for (j = 0; j < n->n_in; j++) blocked[n->in[j]] |= (unsigned char)(in_sub ? 2 : 3);
+    }
+    for (i = 0; i < N; i++) ws->sub[i] = (unsigned char)((blocked[i] & 4) != 0);
+}
 
 /* In a multi-threaded step: replaces vals[0..c) by its sum over the team's threads (in thread order,
  * the same on every thread). The two alternating buffers make one barrier per call enough. */
@@ -2339,14 +2382,21 @@ static void advnn__sample_mse_fwd(advnn_ws *ws, int id, int nb) {
     }
 }
 
-static advnn_status advnn__forward(advnn_ws *ws, int nb) {
+/* Rows node i runs on in this pass: the key rows for the subset (advnn__mark_sub), else all nb. */
+static int advnn__node_rows(const advnn_ws *ws, int i, int nb) { return ws->key >= 0 && ws->sub[i] ? ws->nkey : nb; }
+
+static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     advnn_status first = ADVNN_OK;
-    int i;
+    int i, nb;
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         advnn_status st;
         if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
+        if ((nb = advnn__node_rows(ws, i, nall)) == 0) {   /* no key rows in this slice */
+            if (ADVNN__IS_LOSS(n->kind)) ws->loss[i] = 0;
+            continue;
+        }
         switch (n->kind) {
         case ADVNN__INPUT: break;
         case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
@@ -2580,16 +2630,17 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
         advnn_sgemm(0, 1, nb * T, v.F, H4, 1.0f, q.dZ, H4, advnn__P(ws, n, 0), H4, 1.0f, ws->dout[n->in[0]], v.F, ws->gemm);
 }
 
-static void advnn__backward(advnn_ws *ws, int nb) {
+static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
-    int i, k;
+    int i, k, nb;
     for (i = 0; i < g->n_nodes; i++)
-        if (ws->needg[i]) memset(ws->dout[i], 0, (size_t)nb * g->nodes[i].size * sizeof(float));
+        if (ws->needg[i]) memset(ws->dout[i], 0, (size_t)advnn__node_rows(ws, i, nall) * g->nodes[i].size * sizeof(float));
     memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
     for (i = g->n_nodes - 1; i >= 0; i--) {
         const advnn__node *n = &g->nodes[i];
-        size_t cnt = (size_t)nb * n->size;
-        if (!ws->need[i]) continue;
+        size_t cnt;
+        if (!ws->need[i] || (nb = advnn__node_rows(ws, i, nall)) == 0) continue;
+        cnt = (size_t)nb * n->size;
         if (ADVNN__IS_LOSS(n->kind)) { advnn__loss_bwd(ws, i, nb); continue; }
         if (!ws->needg[i]) continue;
         switch (n->kind) {
@@ -2737,27 +2788,70 @@ static int advnn__has_col(const advnn_dataset *d, const char *name) {
     return 0;
 }
 
+/* The stream input node id is read from: d, or d2 (rows idx2) for an input d lacks. */
+static advnn_status advnn__stream_col(const advnn_graph *g, int id, const advnn_dataset *d, const int64_t **idx,
+                                      const advnn_dataset *d2, const int64_t *idx2, const advnn_tensor **t) {
+    if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { d = d2; *idx = idx2; }
+    return advnn__dcol_for(g, d, id, t);
+}
+
+static advnn_status advnn__bad_row(int64_t row, const advnn_tensor *t) {
+    return advnn__fail(ADVNN_ERR_ARG, "row index %lld outside 0..%lld", (long long)row, (long long)t->shape[0] - 1);
+}
+
+/* With a row key (advnn__mark_sub): the rows idx[0..nb) (with idx2, in pairs) reordered so that
+ * those with a non-zero key come first, each part in its original order, into ws->perm; ws->nkey =
+ * how many. Without zero keys the order stays as it is. */
+static advnn_status advnn__partition(advnn_ws *ws, const advnn_dataset *d, const int64_t **idx, int64_t start, int nb,
+                                     const advnn_dataset *d2, const int64_t **idx2) {
+    const advnn_tensor *t;
+    const int64_t *ix = *idx;
+    int64_t *p1 = ws->perm, *p2 = ws->perm + ws->max_batch;
+    int r, c = 0, f = 0, z;
+    advnn_status st;
+    ws->nkey = ws->nrun = nb;
+    if (ws->key < 0 || !ws->perm) return ADVNN_OK;
+    if (!advnn__has_col(d, ws->g->nodes[ws->key].name) && !advnn__has_col(d2, ws->g->nodes[ws->key].name))
+        return ADVNN_OK;   /* then no pass can read it: the order stays (the input's own gather reports a need) */
+    if ((st = advnn__stream_col(ws->g, ws->key, d, &ix, d2, *idx2, &t)) != ADVNN_OK) return st;
+    for (r = 0; r < nb; r++) {
+        int64_t row = ix ? ix[r] : start + r;
+        if (row < 0 || row >= t->shape[0]) return advnn__bad_row(row, t);
+        c += t->data[row] != 0.0f;
+    }
+    ws->nkey = c;
+    if (c == nb) return ADVNN_OK;
+    for (r = 0, z = c; r < nb; r++) {
+        int dst = t->data[ix ? ix[r] : start + r] != 0.0f ? f++ : z++;
+        p1[dst] = *idx ? (*idx)[r] : start + r;
+        if (*idx2) p2[dst] = (*idx2)[r];
+    }
+    *idx = p1;
+    if (*idx2) *idx2 = p2;
+    return ADVNN_OK;
+}
+
 /* Copies rows idx[0..nb) (or start..start+nb when idx is NULL) of every needed input into ws. An
- * input that d lacks comes from rows idx2 of the second stream d2 (the adversary's control region). */
+ * input that d lacks comes from rows idx2 of the second stream d2 (the adversary's control region).
+ * With a row key the rows are first reordered (advnn__partition). */
 static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb,
                                    const advnn_dataset *d2, const int64_t *idx2) {
     const advnn_graph *g = ws->g;
     int i, r;
+    advnn_status st;
+    if ((st = advnn__partition(ws, d, &idx, start, nb, d2, &idx2)) != ADVNN_OK) return st;
     for (i = 0; i < g->n_inputs; i++) {
         int id = g->inputs[i];
         const advnn_tensor *t;
         size_t per;
-        advnn_status st;
         const int64_t *ix = idx;
-        const advnn_dataset *dd = d;
         if (!ws->need[id] || (ws->keep && ws->keep[id])) continue;
-        if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { dd = d2; ix = idx2; }
-        if ((st = advnn__dcol_for(g, dd, id, &t)) != ADVNN_OK) return st;
+        if ((st = advnn__stream_col(g, id, d, &ix, d2, idx2, &t)) != ADVNN_OK) return st;
         per = (size_t)g->nodes[id].size;
         ws->out[id] = ws->in_own[id];
         if (!ix) { ws->out[id] = t->data + (size_t)start * per; continue; }  /* contiguous: no copy */
         for (r = 0; r < nb; r++) {
-            if (ix[r] < 0 || ix[r] >= t->shape[0]) return advnn__fail(ADVNN_ERR_ARG, "row index %lld outside 0..%lld", (long long)ix[r], (long long)t->shape[0] - 1);
+            if (ix[r] < 0 || ix[r] >= t->shape[0]) return advnn__bad_row(ix[r], t);
             memcpy(ws->in_own[id] + (size_t)r * per, t->data + (size_t)ix[r] * per, per * sizeof(float));
         }
     }
@@ -2970,6 +3064,7 @@ struct advnn_trainer {
     int            T;         /* threads */
     advnn_ws     **wsk;       /* per-thread workspaces, wsk[0] == ws */
     advnn__rng    *rngk;      /* per-thread dropout streams, reseeded from rng every step */
+    int            key;       /* row key of the adversarial sub-steps (advnn__mark_sub), or -1 */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
     struct advnn__slicejob *job;  /* the multi-threaded step's arguments and per-thread results */
@@ -3058,6 +3153,10 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     advnn_status st;
 #ifndef ADVNN_NO_THREADS
     int A = tr->T < n ? tr->T : n, k, i;
+#endif
+    advnn__mark_sub(ws, tr->key);
+    ws->part = 0;
+#ifndef ADVNN_NO_THREADS
     if (A > 1) {
         advnn__slicejob *j = tr->job;
         uint64_t seed = advnn__rng_next(&tr->rng);
@@ -3067,13 +3166,13 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
         for (k = 0; k < A; k++) {
             advnn_ws *w = tr->wsk[k];
             if (k) {
-                memcpy(w->need, ws->need, 2 * (size_t)g->n_nodes);   /* need and needg */
-                w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep;
+                memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
+                w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
             }
             advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
         }
         advnn__team_run(tr->team, A, advnn__slice_job, j);
-        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; }
+        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->nkey < tr->wsk[k]->nrun; }
         st = ADVNN_OK;
         for (k = 0; k < A; k++)
             if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
@@ -3085,9 +3184,12 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     }
 #endif
     if ((st = advnn__gather2(ws, d, idx, start, n, d2, idx2)) != ADVNN_OK) return st;
-    if ((st = advnn__forward(ws, n)) != ADVNN_OK) return st;
-    if (backward) advnn__backward(ws, n);
-    return ADVNN_OK;
+    ws->part = ws->nkey < n;
+    ws->nb_total = n;   /* losses on the key rows still divide by the whole batch */
+    st = advnn__forward(ws, n);
+    if (st == ADVNN_OK && backward) advnn__backward(ws, n);
+    ws->nb_total = 0;
+    return st;
 }
 
 ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed) {
@@ -3097,7 +3199,7 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     tr = (advnn_trainer *)ADVNN_MALLOC(sizeof *tr);
     if (!tr) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
     memset(tr, 0, sizeof *tr);
-    tr->g = g; tr->batch = batch_size;
+    tr->g = g; tr->batch = batch_size; tr->key = -1;
     advnn__rng_seed(&tr->rng, seed);
     tr->T = advnn__nthreads < batch_size ? advnn__nthreads : batch_size;
 #ifdef ADVNN_NO_THREADS
@@ -3438,6 +3540,10 @@ static int advnn__is_ancestor(const advnn_graph *g, int a, int node) {
     return res;
 }
 
+/* Skip the rows where the adversary's loss weight is 0 (advnn__mark_sub). Off only in tests, which
+ * compare against the full computation. */
+static int advnn__skip_rows = 1;
+
 /* Resolved options of one adversarial run. */
 typedef struct {
     const advnn_adv_opts *o;
@@ -3446,6 +3552,7 @@ typedef struct {
     unsigned char *keep;      /* nodes the next sub-step can reuse (see advnn__mark_reusable) */
     unsigned char *next_on;   /* the groups the main step trains */
     float adv_coef;           /* the user's coefficient of the adversary loss */
+    int key;                  /* the adversary loss's weight input (one value per row), or -1 */
 } advnn__adv;
 
 static advnn_status advnn__adv_setup(advnn_trainer *tr, const advnn_adv_opts *o, advnn__adv *a) {
@@ -3474,6 +3581,8 @@ static advnn_status advnn__adv_setup(advnn_trainer *tr, const advnn_adv_opts *o,
     if (!isfinite(o->lambda) || !(o->select_tolerance >= 0))
         return advnn__fail(ADVNN_ERR_ARG, "adversarial training: lambda %g must be finite, select_tolerance %g >= 0", (double)o->lambda, o->select_tolerance);
     a->adv_coef = g->nodes[o->adv_loss].fp[0];
+    a->key = advnn__loss_weight(&g->nodes[o->adv_loss]);
+    if (a->key >= 0 && !(g->nodes[a->key].kind == ADVNN__INPUT && g->nodes[a->key].size == 1)) a->key = -1;
     a->user_on = (unsigned char *)ADVNN_MALLOC(2 * (size_t)g->n_groups + (size_t)g->n_nodes);
     if (!a->user_on) return advnn__fail(ADVNN_ERR_NOMEM, "adversarial training: out of memory");
     a->keep = a->user_on + g->n_groups;
@@ -3512,7 +3621,10 @@ static advnn_status advnn__adv_substep(advnn_trainer *tr, const advnn__adv *a, i
     advnn__mark_losses(ws, o->adv_loss, which == 0 ? 2 : which == 1 ? 1 : 2);
     if (which == 0 && lambda == 0.0f) advnn__mark_losses(ws, o->adv_loss, 0);   /* nothing to learn from the adversary */
     advnn__mark_grad(ws);
-    if ((st = advnn__run(tr, d, idx, 0, n, d2, idx2, 1)) != ADVNN_OK) return st;
+    tr->key = advnn__skip_rows ? a->key : -1;
+    st = advnn__run(tr, d, idx, 0, n, d2, idx2, 1);
+    tr->key = -1;
+    if (st != ADVNN_OK) return st;
     advnn__update(tr);
     if (lmain) *lmain = ws->need[o->main_loss] ? ws->loss[o->main_loss] : NAN;
     if (ladv) *ladv = ws->need[o->adv_loss] ? ws->loss[o->adv_loss] : NAN;
@@ -3531,6 +3643,7 @@ static void advnn__mark_reusable(const advnn_trainer *tr, unsigned char *keep, c
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         unsigned char k = tr->ws->need[i] && !ADVNN__IS_LOSS(n->kind) && !(n->kind == ADVNN__DROPOUT && n->fp[0] > 0.0f)
+                          && !(tr->ws->part && tr->ws->sub[i])   /* holds the key rows only */
                           && !(n->n_param && tr->gon[n->group])
                           && !(n->kind == ADVNN__BATCHNORM && tr->gon[n->group] != next_on[n->group]);
         for (j = 0; k && j < n->n_in; j++) k = keep[n->in[j]];

@@ -10,7 +10,9 @@
  *      weights w(1-y) rescaled to sum(w) per batch, advnn_background_weights), then one classifier
  *      update on L_clf - 10 L_adv with the adversary frozen. Classifier [BN, Dense 64 ReLU] x 3,
  *      Dense 1; adversary [sigmoid(z), lpt] -> Dense 64 ReLU -> MDN of 20 truncated Gaussians
- *      (sigma floor 1e-3). Adam 1e-3 both.
+ *      (sigma floor 1e-3). Adam 1e-3 both. The signal rows (adversary weight 0) are skipped by the
+ *      adversary and by the frozen classifier's forward in the adversary update (advnn_adv_fit's
+ *      zero-weight rows); torch computes them and multiplies by 0.
  *   W2 (512 main + 512 control region): two adversary updates on the control-region batch (each
  *      with its own forward of the frozen tagger, dropout live), then one tagger update on
  *      CE(main) - 10 BCE(adv(softmax(tagger(CR)))); the CR stream is a second set of inputs

@@ -131,6 +131,13 @@ static net make_plain_net(int dropout, uint64_t seed) {
     CHECK(advnn_graph_finalize(n.g, seed) == ADVNN_OK, "%s", advnn_last_error());
     return n;
 }
+/* Two trainers of the same seed on `threads` threads, adversary on Adam 1e-2, to run side by side. */
+static void twin_trainers(const net *a, const net *b, int threads, advnn_trainer **ta, advnn_trainer **tb) {
+    advnn_set_threads(threads);
+    *ta = advnn_trainer_new(a->g, B, 9); *tb = advnn_trainer_new(b->g, B, 9);
+    advnn_set_threads(1);
+    advnn_trainer_set_optim(*ta, "adv", advnn_adam(1e-2f)); advnn_trainer_set_optim(*tb, "adv", advnn_adam(1e-2f));
+}
 static void test_reuse_replay(void) {
     const float lambda = 1.5f;
     data D = make_data(3, N);
@@ -142,11 +149,8 @@ static void test_reuse_replay(void) {
             advnn_adv_opts o = opts_for(&a, ADVNN_ADV_ALTERNATING);
             int64_t idx[B];
             int i, step, k;
-            advnn_set_threads(threads);
-            ta = advnn_trainer_new(a.g, B, 9); tb = advnn_trainer_new(b.g, B, 9);
-            advnn_set_threads(1);
+            twin_trainers(&a, &b, threads, &ta, &tb);
             o.adv_steps = 3;
-            advnn_trainer_set_optim(ta, "adv", advnn_adam(1e-2f)); advnn_trainer_set_optim(tb, "adv", advnn_adam(1e-2f));
             for (step = 0; step < 3; step++) {
                 for (i = 0; i < B; i++) idx[i] = (step * 7 + i * 3) % N;
                 CHECK(advnn_adv_step(ta, &o, lambda, D.d, idx, NULL, B, NULL, NULL) == ADVNN_OK, "%s", advnn_last_error());
@@ -336,6 +340,83 @@ static void test_second_stream_and_errors(void) {
     advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(CX); advnn_tensor_free(CY);
 }
 
+/* Rows where the adversary's loss weight is 0 are skipped (the gather puts the others first and the
+ * adversary, and the frozen classifier during adversary steps, run on them only). The weights after
+ * a few alternating steps match the full computation to rounding (the sums run in another order),
+ * on 1 and 2 threads, with a BatchNorm classifier (batch statistics in the main step: the classifier
+ * runs on every row there) and without one (the frozen classifier runs on the key rows in the adversary
+ * steps and must be recomputed, not reused, for the main step), for an MSE and a packed mixture-density
+ * adversary, including a thread slice with no key row at all and a batch without zero weights (then
+ * nothing changes, bit for bit).
+ * x(4) -> [BN] -> dense 6 relu -> dense 1 = z; adversary [sigmoid z, x] -> dense 5 tanh -> head. */
+static net make_skip_net(int bn, int mdn, uint64_t seed) {
+    net n;
+    int four = 4, one = 1, x, y, m, aw, z, h, ins[2];
+    n.g = advnn_graph_new();
+    x = advnn_input(n.g, "x", 1, &four); y = advnn_input(n.g, "y", 1, &one);
+    m = advnn_input(n.g, "m", 1, &one); aw = advnn_input(n.g, "aw", 1, &one);
+    h = bn ? advnn_batchnorm(n.g, x) : x;
+    z = advnn_dense(n.g, advnn_dense(n.g, h, 6, ADVNN_ACT_RELU), 1, ADVNN_ACT_LINEAR);
+    n.lm = advnn_loss_bce_logits(n.g, z, y, -1);
+    advnn_group(n.g, "adv");
+    n.rev = -1; n.bn_main = n.bn_adv = -1;
+    ins[0] = advnn_activation(n.g, z, ADVNN_ACT_SIGMOID); ins[1] = x;
+    h = advnn_dense(n.g, advnn_concat(n.g, 2, ins), 5, ADVNN_ACT_TANH);
+    n.la = mdn ? advnn_loss_mdn(n.g, advnn_dense(n.g, h, 6, ADVNN_ACT_LINEAR), -1, -1, m, aw, 1, 1e-3f)
+               : advnn_loss_mse(n.g, advnn_dense(n.g, h, 1, ADVNN_ACT_LINEAR), m, aw);
+    CHECK(advnn_graph_finalize(n.g, seed) == ADVNN_OK, "%s", advnn_last_error());
+    return n;
+}
+static double max_rel_diff(const advnn_graph *a, const advnn_graph *b) {
+    double worst = 0;
+    int64_t i;
+    for (i = 0; i < a->n_params; i++) {
+        double d = fabs((double)a->params[i] - b->params[i]) / (1e-3 + fabs((double)b->params[i]));
+        if (!(d <= worst)) worst = d;   /* NaN wins */
+    }
+    return worst;
+}
+static void test_zero_weight_rows(void) {
+    int bn, mdn, threads, zeros;
+    for (bn = 0; bn <= 1; bn++)
+        for (mdn = 0; mdn <= 1; mdn++)
+            for (threads = 1; threads <= 2; threads++)
+                for (zeros = 0; zeros <= 1; zeros++) {
+                    data D = make_data(7, N);
+                    net a = make_skip_net(bn, mdn, 4), b = make_skip_net(bn, mdn, 4);
+                    advnn_trainer *ta, *tb;
+                    advnn_adv_opts o = opts_for(&a, ADVNN_ADV_ALTERNATING);
+                    int64_t idx[B], i;
+                    int step;
+                    double lma, laa, lmb, lab, diff;
+                    for (i = 0; i < N; i++) {
+                        D.t[2]->data[i] = 0.05f + 0.9f * (0.5f + 0.5f * D.t[2]->data[i]);   /* m in (0, 1) */
+                        if (zeros && (D.t[1]->data[i] > 0.5f || i < B / 2)) D.t[3]->data[i] = 0.0f;
+                    }
+                    twin_trainers(&a, &b, threads, &ta, &tb);
+                    o.adv_steps = 2;
+                    for (step = 0; step < 4; step++) {
+                        /* step 0: rows 0..B-1, so the first thread's slice (rows 0..7) has no key row */
+                        for (i = 0; i < B; i++) idx[i] = step ? (step * 5 + i * 3) % N : i;
+                        advnn__skip_rows = 1;
+                        CHECK(advnn_adv_step(ta, &o, 2.0f, D.d, idx, NULL, B, &lma, &laa) == ADVNN_OK, "%s", advnn_last_error());
+                        CHECK(ta->ws->part == zeros, "bn %d mdn %d threads %d: rows skipped %d, expected %d", bn, mdn, threads, ta->ws->part, zeros);
+                        advnn__skip_rows = 0;
+                        CHECK(advnn_adv_step(tb, &o, 2.0f, D.d, idx, NULL, B, &lmb, &lab) == ADVNN_OK, "%s", advnn_last_error());
+                        advnn__skip_rows = 1;
+                        diff = max_rel_diff(a.g, b.g);
+                        if (zeros)
+                            CHECK(diff < 1e-4 && fabs(lma - lmb) < 1e-5 * (1 + fabs(lmb)) && fabs(laa - lab) < 1e-5 * (1 + fabs(lab)),
+                                  "bn %d mdn %d threads %d step %d: skipping zero-weight rows changed the step: params %.3g, losses %.9g/%.9g %.9g/%.9g",
+                                  bn, mdn, threads, step, diff, lma, lmb, laa, lab);
+                        else
+                            CHECK(same_params(a.g, b.g) && lma == lmb && laa == lab,
+                                  "bn %d mdn %d threads %d step %d: without zero weights the step changed", bn, mdn, threads, step);
+                    }
+                    advnn_trainer_free(ta); advnn_trainer_free(tb); advnn_graph_free(a.g); advnn_graph_free(b.g); free_data(&D);
+                }
+}
+
 static void test_background_weights(void) {
     const float y[5] = { 0, 1, 0, 1, 0 }, w[5] = { 1, 2, 3, 4, 0.5f }, ones[3] = { 1, 1, 1 };
     float out[5];
@@ -438,6 +519,7 @@ int main(void) {
     RUN(test_epoch_selection);
     RUN(test_second_stream_and_errors);
     RUN(test_background_weights);
+    RUN(test_zero_weight_rows);
     RUN(test_data_mc_toy);
     return th_report();
 }
