@@ -417,6 +417,63 @@ static void test_zero_weight_rows(void) {
                 }
 }
 
+/* The same with the adversary on a second stream (the control-region set-up) whose weight input has
+ * zeros: the main rows and their paired second-stream rows are reordered together, so the step
+ * matches the full computation to rounding on 1 and 2 threads. */
+static void test_zero_weight_rows_second_stream(void) {
+    int threads;
+    for (threads = 1; threads <= 2; threads++) {
+        advnn_graph *g[2];
+        int two = 2, one = 1, k, lm = -1, la = -1, step;
+        advnn__rng r;
+        advnn_tensor *X = tens(50, 2), *Y = tens(50, 1), *CX = tens(37, 2), *CY = tens(37, 1), *CW = tens(37, 1);
+        advnn_dataset *d = advnn_dataset_new(), *cr = advnn_dataset_new();
+        advnn_trainer *tr[2];
+        advnn_adv_opts o = advnn_adv_defaults();
+        int64_t idx[B], idx2[B], i;
+        double l[2][2];
+        advnn__rng_seed(&r, 11);
+        fill(&r, X, -1, 1); fill(&r, CX, -1, 1);
+        for (i = 0; i < 50; i++) Y->data[i] = X->data[2 * i] > 0;
+        for (i = 0; i < 37; i++) { CY->data[i] = (float)(i % 2); CW->data[i] = i % 3 ? 0.0f : 1.0f + 0.1f * (float)(i % 5); }
+        advnn_dataset_add(d, "x", X); advnn_dataset_add(d, "y", Y);
+        advnn_dataset_add(cr, "cr_x", CX); advnn_dataset_add(cr, "cr_y", CY); advnn_dataset_add(cr, "cr_w", CW);
+        for (k = 0; k < 2; k++) {
+            int x, y, cx, cy, cw, h, z, hc, zc, a;
+            g[k] = advnn_graph_new();
+            x = advnn_input(g[k], "x", 1, &two); y = advnn_input(g[k], "y", 1, &one);
+            cx = advnn_input(g[k], "cr_x", 1, &two); cy = advnn_input(g[k], "cr_y", 1, &one); cw = advnn_input(g[k], "cr_w", 1, &one);
+            h = advnn_dense(g[k], x, 3, ADVNN_ACT_TANH); z = advnn_dense(g[k], h, 1, ADVNN_ACT_LINEAR);
+            hc = advnn_shared(g[k], h, cx, -1); zc = advnn_shared(g[k], z, hc, -1);
+            lm = advnn_loss_bce_logits(g[k], z, y, -1);
+            advnn_group(g[k], "adv");
+            a = advnn_dense(g[k], advnn_dense(g[k], zc, 3, ADVNN_ACT_TANH), 1, ADVNN_ACT_LINEAR);
+            la = advnn_loss_bce_logits(g[k], a, cy, cw);
+            CHECK(advnn_graph_finalize(g[k], 2) == ADVNN_OK, "%s", advnn_last_error());
+            advnn_set_threads(threads);
+            tr[k] = advnn_trainer_new(g[k], B, 1);
+            advnn_set_threads(1);
+        }
+        o.main_loss = lm; o.adv_loss = la; o.grad_reverse = -1; o.verbose = 0; o.adv_steps = 2; o.adv_data = cr;
+        for (step = 0; step < 4; step++) {
+            for (i = 0; i < B; i++) { idx[i] = (step * 7 + i * 3) % 50; idx2[i] = (step * 5 + i * 2) % 37; }
+            for (k = 0; k < 2; k++) {
+                advnn__skip_rows = k == 0;
+                CHECK(advnn_adv_step(tr[k], &o, 3.0f, d, idx, idx2, B, &l[k][0], &l[k][1]) == ADVNN_OK, "%s", advnn_last_error());
+                if (k == 0) CHECK(tr[0]->ws->part, "%d thread(s): no rows were skipped", threads);
+            }
+            advnn__skip_rows = 1;
+            CHECK(max_rel_diff(g[0], g[1]) < 1e-4 && fabs(l[0][0] - l[1][0]) < 1e-5 * (1 + fabs(l[1][0]))
+                  && fabs(l[0][1] - l[1][1]) < 1e-5 * (1 + fabs(l[1][1])),
+                  "%d thread(s), step %d: skipping zero-weight rows of the second stream changed the step: params %.3g, losses %.9g/%.9g %.9g/%.9g",
+                  threads, step, max_rel_diff(g[0], g[1]), l[0][0], l[1][0], l[0][1], l[1][1]);
+        }
+        for (k = 0; k < 2; k++) { advnn_trainer_free(tr[k]); advnn_graph_free(g[k]); }
+        advnn_dataset_free(d); advnn_dataset_free(cr);
+        advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(CX); advnn_tensor_free(CY); advnn_tensor_free(CW);
+    }
+}
+
 static void test_background_weights(void) {
     const float y[5] = { 0, 1, 0, 1, 0 }, w[5] = { 1, 2, 3, 4, 0.5f }, ones[3] = { 1, 1, 1 };
     float out[5];
@@ -520,6 +577,7 @@ int main(void) {
     RUN(test_second_stream_and_errors);
     RUN(test_background_weights);
     RUN(test_zero_weight_rows);
+    RUN(test_zero_weight_rows_second_stream);
     RUN(test_data_mc_toy);
     return th_report();
 }
