@@ -1754,8 +1754,9 @@ struct advnn_ws {
     unsigned char *need, *needg;  /* per node: computed this pass / gradient flows through it */
     unsigned char *sub;        /* per node: computed on the key rows only (see advnn__mark_sub) */
     int     key;               /* input node whose zero rows this pass may skip, or -1 */
-    int     nkey, nrun;        /* rows of the last gather: with a non-zero key value / all */
-    int     part;              /* the last pass ran the subset on fewer rows than all (any thread) */
+    int     nkey;              /* rows of the last gather with a non-zero key value */
+    int     part;              /* the last pass ran the subset on fewer rows than all (the trainer's
+                                * ws: on any thread) */
     int64_t *perm;             /* training workspaces: the partitioned row indices (2 x max_batch) */
     const unsigned char *group_on; /* per group trainable flags (NULL = all) */
     int     training;
@@ -2817,7 +2818,7 @@ static advnn_status advnn__partition(advnn_ws *ws, const advnn_dataset *d, const
     int64_t *p1 = ws->perm, *p2 = ws->perm + ws->max_batch;
     int r, c = 0, f = 0, z;
     advnn_status st;
-    ws->nkey = ws->nrun = nb;
+    ws->nkey = nb; ws->part = 0;
     if (ws->key < 0 || !ws->perm) return ADVNN_OK;
     if (!advnn__has_col(d, ws->g->nodes[ws->key].name) && !advnn__has_col(d2, ws->g->nodes[ws->key].name))
         return ADVNN_OK;   /* then no pass can read it: the order stays (the input's own gather reports a need) */
@@ -2829,6 +2830,7 @@ static advnn_status advnn__partition(advnn_ws *ws, const advnn_dataset *d, const
     }
     ws->nkey = c;
     if (c == nb) return ADVNN_OK;
+    ws->part = 1;
     for (r = 0, z = c; r < nb; r++) {
         int dst = t->data[ix ? ix[r] : start + r] != 0.0f ? f++ : z++;
         p1[dst] = *idx ? (*idx)[r] : start + r;
@@ -3163,7 +3165,6 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     int A = tr->T < n ? tr->T : n, k, i;
 #endif
     advnn__mark_sub(ws, tr->key);
-    ws->part = 0;
 #ifndef ADVNN_NO_THREADS
     if (A > 1) {
         advnn__slicejob *j = tr->job;
@@ -3180,7 +3181,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
             advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
         }
         advnn__team_run(tr->team, A, advnn__slice_job, j);
-        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->nkey < tr->wsk[k]->nrun; }
+        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->part; }
         st = ADVNN_OK;
         for (k = 0; k < A; k++)
             if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
@@ -3192,7 +3193,6 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     }
 #endif
     if ((st = advnn__gather2(ws, d, idx, start, n, d2, idx2)) != ADVNN_OK) return st;
-    ws->part = ws->nkey < n;
     ws->nb_total = n;   /* losses on the key rows still divide by the whole batch */
     st = advnn__forward(ws, n);
     if (st == ADVNN_OK && backward) advnn__backward(ws, n);
