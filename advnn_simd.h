@@ -93,7 +93,16 @@ ADVNN_SIMD_DEF int advnn_simd_force(const char *isa);
 ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha,
                                 const float *A, int lda, const float *B, int ldb, float beta,
                                 float *C, int ldc, float *work);
-/* Same contract, plain scalar triple loop (float accumulation): the reference for tests. */
+/* A layer's forward in one call: C = A*B + bias (bias[j] added to column j; bias may be NULL),
+ * then with relu != 0 Y = max(C, 0) (Y == C, ldy == ldc: in place; otherwise C keeps the value
+ * before the ReLU). No transposes, alpha 1, beta 0; work as for advnn_sgemm. Bit for bit the
+ * result of advnn_sgemm, advnn_add_bias and advnn_act_forward(ADVNN_ACT_RELU) in turn; the AVX2
+ * path applies bias and ReLU to each register tile before its store instead of in two more passes
+ * over C (W1's batch-512 inference spent 9% of its time in those passes). */
+ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                          const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
+                                          float *work);
+/* Same contract as advnn_sgemm, plain scalar triple loop (float accumulation): the reference for tests. */
 ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
                                     const float *A, int lda, const float *B, int ldb, float beta,
                                     float *C, int ldc);
@@ -2348,12 +2357,16 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 #define ADVNN__NC_V 128
 #define ADVNN__STRIDED_A_V 1 /* kernel accepts unpacked A */
 #define ADVNN__UKR_EDGE_V advnn__ukr_v_edge
+#define ADVNN__UKR_EPI_V advnn__ukr_v_epi
+#define ADVNN__UKR_EDGE_EPI_V advnn__ukr_v_edge_epi
 #elif defined(ADVNN__NEON)
 #define ADVNN__MR_V 8
 #define ADVNN__NR_V 12
 #define ADVNN__NC_V 120
 #define ADVNN__STRIDED_A_V 0 /* kernel requires packed A (rsa=1, csa=MR) */
 #define ADVNN__UKR_EDGE_V NULL
+#define ADVNN__UKR_EPI_V NULL /* (advnn_sgemm_bias_relu uses no epilogue here) */
+#define ADVNN__UKR_EDGE_EPI_V NULL
 #endif
 #if !defined(ADVNN__VECTOR) || defined(ADVNN__RUNTIME)
 #define ADVNN__GEMM_S 1 /* the portable blocked path is compiled */
@@ -2377,19 +2390,48 @@ typedef char advnn__work_size_check_s[ADVNN__GEMM_OK(ADVNN__MR_S, ADVNN__NR_S, A
 #else
 #define ADVNN__INLINE static inline
 #endif
+/* The epilogue of advnn_sgemm_bias_relu: z = (the GEMM's value) + bias[j], then with relu
+ * y = max(z, 0); z stays in C unless y is C. Applied once, at the last K block. Each step rounds
+ * as advnn_add_bias and advnn_act_forward(ADVNN_ACT_RELU) do. bias/y point at the tile's first
+ * column / element. */
+typedef struct {
+    const float *bias; /* NULL: no bias */
+    float *y;
+    advnn__idx ldy;
+    int relu;
+} advnn__epi;
+/* the epilogue on an mr x nr block already stored in C (the paths without an in-register one) */
+ADVNN__FN void advnn__epi_tile(const advnn__epi *e, float *c, advnn__idx ldc, int mr, int nr) {
+    for (int i = 0; i < mr; i++) {
+        float *cr = c + i * ldc, *yr = e->y + i * e->ldy;
+        for (int j = 0; j < nr; j++) {
+            float z = e->bias ? cr[j] + e->bias[j] : cr[j];
+            if (e->relu) {
+                if (yr != cr) cr[j] = z;
+                yr[j] = z > 0.0f ? z : 0.0f;
+            } else cr[j] = z;
+        }
+    }
+}
+
 /* c[0..MR)[0..NR) = alpha * sum_p a(i,p) b(p,:) + beta*c, a(i,p) at a[i*rsa + p*csa] */
 typedef void (*advnn__ukr_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
                               advnn__idx ldc, float alpha, float beta);
 /* the same for the right edge: full MR rows, 1 <= nr < NR columns */
 typedef void (*advnn__ukr_edge_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
                                    advnn__idx ldc, float alpha, float beta, int nr);
+/* both with an epilogue applied to the register tile */
+typedef void (*advnn__ukr_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
+                                  advnn__idx ldc, float alpha, float beta, const advnn__epi *e);
+typedef void (*advnn__ukr_edge_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
+                                       advnn__idx ldc, float alpha, float beta, int nr, const advnn__epi *e);
 
 #if defined(ADVNN__AVX2)
 /* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
  * c[0..5][0..15] = alpha * sum_p a(i,p) b(p,:) + beta*c  (beta == 0: c not read). */
-ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                                        const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
-                                        float beta) {
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
+                                                   advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
+                                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
@@ -2419,20 +2461,35 @@ ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, a
         b += 16;
     }
 #undef ADVNN__K1
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
+    const __m256 eb0 = e && e->bias ? _mm256_loadu_ps(e->bias) : zero;
+    const __m256 eb1 = e && e->bias ? _mm256_loadu_ps(e->bias + 8) : zero;
 #define ADVNN__ST(R, X0, X1)                                                                                     \
     do {                                                                                                         \
         float *cr_ = c + (R) * ldc;                                                                              \
+        __m256 r0_, r1_;                                                                                         \
         if (beta == 0.0f) {                                                                                      \
-            _mm256_storeu_ps(cr_, _mm256_mul_ps(va, X0));                                                        \
-            _mm256_storeu_ps(cr_ + 8, _mm256_mul_ps(va, X1));                                                    \
+            r0_ = _mm256_mul_ps(va, X0);                                                                         \
+            r1_ = _mm256_mul_ps(va, X1);                                                                         \
         } else if (beta == 1.0f) {                                                                               \
-            _mm256_storeu_ps(cr_, _mm256_fmadd_ps(va, X0, _mm256_loadu_ps(cr_)));                               \
-            _mm256_storeu_ps(cr_ + 8, _mm256_fmadd_ps(va, X1, _mm256_loadu_ps(cr_ + 8)));                       \
+            r0_ = _mm256_fmadd_ps(va, X0, _mm256_loadu_ps(cr_));                                                 \
+            r1_ = _mm256_fmadd_ps(va, X1, _mm256_loadu_ps(cr_ + 8));                                             \
         } else {                                                                                                 \
-            _mm256_storeu_ps(cr_, _mm256_fmadd_ps(va, X0, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_))));            \
-            _mm256_storeu_ps(cr_ + 8, _mm256_fmadd_ps(va, X1, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_ + 8))));    \
+            r0_ = _mm256_fmadd_ps(va, X0, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_)));                              \
+            r1_ = _mm256_fmadd_ps(va, X1, _mm256_mul_ps(vb, _mm256_loadu_ps(cr_ + 8)));                          \
         }                                                                                                        \
+        if (e) {                                                                                                 \
+            if (e->bias) { r0_ = _mm256_add_ps(r0_, eb0); r1_ = _mm256_add_ps(r1_, eb1); }                       \
+            if (e->relu) {                                                                                       \
+                float *yr_ = e->y + (R) * e->ldy;                                                                \
+                if (yr_ != cr_) { _mm256_storeu_ps(cr_, r0_); _mm256_storeu_ps(cr_ + 8, r1_); }                  \
+                r0_ = _mm256_max_ps(r0_, zero);                                                                  \
+                r1_ = _mm256_max_ps(r1_, zero);                                                                  \
+                cr_ = yr_;                                                                                       \
+            }                                                                                                    \
+        }                                                                                                        \
+        _mm256_storeu_ps(cr_, r0_);                                                                              \
+        _mm256_storeu_ps(cr_ + 8, r1_);                                                                          \
     } while (0)
     ADVNN__ST(0, c00, c01);
     ADVNN__ST(1, c10, c11);
@@ -2442,6 +2499,16 @@ ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, a
     ADVNN__ST(5, c50, c51);
 #undef ADVNN__ST
 }
+ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                        const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                        float beta) {
+    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL);
+}
+ADVNN__AVX2_FN static void advnn__ukr_v_epi(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                            const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                            float beta, const advnn__epi *e) {
+    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, e);
+}
 
 /* The right edge of C: 6 full rows, 1 <= nr < 16 columns. Narrow outputs (convolutions with 5 or
  * 10 filters) are all edge, so this is their main kernel. nr <= 8 uses one vector column, otherwise
@@ -2449,9 +2516,10 @@ ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, a
  * advnn__store_edge_t (same k order, alpha*acc + beta*c rounded as there), so speeding up the edge
  * changed no trained weight. The partial vector goes through a stack buffer and short scalar moves:
  * vmaskmovps stores cost ~18 cycles each on Zen 4 (N = 10 tiles took 66 vs 37 ns for N = 16). */
-ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
-                                             float beta, int nr) {
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
+                                                        advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
+                                                        advnn__idx ldc, float alpha, float beta, int nr,
+                                                        const advnn__epi *e) {
     const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
     __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;
     __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
@@ -2483,30 +2551,55 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT
         full = 1;
         tail = nr - 8;
     }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    ADVNN__ALIGN64 float t[8];
-#define ADVNN__SV(P, X)                                                                                     \
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
+    ADVNN__ALIGN64 float t[8], eb[16] = {0};
+    if (e && e->bias) { /* (no memcpy call per tile: it cost W3, all edge tiles, 10% of its inference) */
+        if (nr > 8) {
+            _mm256_store_ps(eb, _mm256_loadu_ps(e->bias));
+            if (nr < 16) advnn__copy_lt8(nr - 8, e->bias + 8, eb + 8);
+        } else if (nr == 8) _mm256_store_ps(eb, _mm256_loadu_ps(e->bias));
+        else advnn__copy_lt8(nr, e->bias, eb);
+    }
+    const __m256 eb0 = _mm256_load_ps(eb), eb1 = _mm256_load_ps(eb + 8);
+    /* the epilogue on r_ (columns from O of the tile); Q: where the result goes, after C got z */
+#define ADVNN__EP(P, R, O, Q, STORE)                                                                           \
     do {                                                                                                    \
+        if (e) {                                                                                            \
+            if (e->bias) r_ = _mm256_add_ps(r_, (O) ? eb1 : eb0);                                           \
+            if (e->relu) {                                                                                  \
+                Q = e->y + (R) * e->ldy + (O);                                                              \
+                if (Q != P) STORE(P, r_);                                                                   \
+                r_ = _mm256_max_ps(r_, zero);                                                               \
+            }                                                                                               \
+        }                                                                                                   \
+    } while (0)
+#define ADVNN__FULL(P, R) _mm256_storeu_ps(P, R)
+#define ADVNN__PART(P, R) do { _mm256_store_ps(t, R); advnn__copy_lt8(tail, t, P); } while (0)
+#define ADVNN__SV(P, R, X, O)                                                                                \
+    do {                                                                                                    \
+        float *q_ = P;                                                                                      \
         __m256 r_ = _mm256_mul_ps(va, X);                                                                   \
         if (beta != 0.0f) r_ = _mm256_add_ps(r_, _mm256_mul_ps(vb, _mm256_loadu_ps(P)));                    \
-        _mm256_storeu_ps(P, r_);                                                                            \
+        ADVNN__EP(P, R, O, q_, ADVNN__FULL);                                                                   \
+        _mm256_storeu_ps(q_, r_);                                                                           \
     } while (0)
-#define ADVNN__ST(P, X)                                                                                     \
+#define ADVNN__ST(P, R, X, O)                                                                                \
     do {                                                                                                    \
+        float *q_ = P;                                                                                      \
         __m256 r_ = _mm256_mul_ps(va, X);                                                                   \
         if (beta != 0.0f) {                                                                                 \
             advnn__copy_lt8(tail, P, t);                                                                    \
             r_ = _mm256_add_ps(r_, _mm256_mul_ps(vb, _mm256_load_ps(t)));                                   \
         }                                                                                                   \
-        _mm256_store_ps(t, r_);                                                                             \
-        advnn__copy_lt8(tail, t, P);                                                                        \
+        ADVNN__EP(P, R, O, q_, ADVNN__PART);                                                                   \
+        ADVNN__PART(q_, r_);                                                                                \
     } while (0)
 #define ADVNN__SR(R, X, Y)                                                                                  \
     do {                                                                                                    \
         float *cr_ = c + (R) * ldc;                                                                         \
-        if (nr > 8) { ADVNN__SV(cr_, X); ADVNN__ST(cr_ + 8, Y); }                                           \
-        else if (full) ADVNN__SV(cr_, X);                                                                   \
-        else ADVNN__ST(cr_, X);                                                                             \
+        if (nr > 8) { ADVNN__SV(cr_, R, X, 0); ADVNN__ST(cr_ + 8, R, Y, 8); }                               \
+        else if (full) ADVNN__SV(cr_, R, X, 0);                                                             \
+        else ADVNN__ST(cr_, R, X, 0);                                                                       \
     } while (0)
     ADVNN__SR(0, x0, y0);
     ADVNN__SR(1, x1, y1);
@@ -2517,6 +2610,19 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT
 #undef ADVNN__SR
 #undef ADVNN__ST
 #undef ADVNN__SV
+#undef ADVNN__PART
+#undef ADVNN__FULL
+#undef ADVNN__EP
+}
+ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                             float beta, int nr) {
+    advnn__ukr_v_edge_body(k, a, rsa, csa, b, c, ldc, alpha, beta, nr, NULL);
+}
+ADVNN__AVX2_FN static void advnn__ukr_v_edge_epi(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
+                                                 advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
+                                                 advnn__idx ldc, float alpha, float beta, int nr, const advnn__epi *e) {
+    advnn__ukr_v_edge_body(k, a, rsa, csa, b, c, ldc, alpha, beta, nr, e);
 }
 #elif defined(ADVNN__NEON)
 /* 8x12 micro-kernel: 24 q accumulators, per k 2 loads of packed A + 3 loads of B + 24 lane-FMAs. */
@@ -2655,10 +2761,11 @@ ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, f
  * always pack A blocks, 0 = read A in place for full MR tiles (forced to 1 when the micro-kernel needs
  * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
 ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr,
-                                          advnn__ukr_edge_fn ukr_e, int transA,
+                                          advnn__ukr_edge_fn ukr_e, advnn__ukr_epi_fn ukr_x,
+                                          advnn__ukr_edge_epi_fn ukr_ex, int transA,
                                           int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                           const float *B, int ldb, float beta, float *C, int ldc, float *work,
-                                          int packA) {
+                                          int packA, const advnn__epi *ep) {
     float *bpack = work;                              /* KC x NC */
     float *apack = work + (advnn__idx)ADVNN__KC * NC; /* MC x KC */
     ADVNN__ALIGN64 float tile[ADVNN__TILE_MAX];
@@ -2692,13 +2799,30 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                             csa = MR;
                         }
                         float *cp = C + (advnn__idx)(ic + ir) * ldc + jc + jr;
+                        advnn__epi et, *e = NULL;
+                        if (ep && pc + kc >= K) { /* the epilogue, at the last K block */
+                            et.bias = ep->bias ? ep->bias + jc + jr : NULL;
+                            et.ldy = ep->ldy;
+                            et.y = ep->y + (advnn__idx)(ic + ir) * ep->ldy + jc + jr;
+                            et.relu = ep->relu;
+                            e = &et;
+                        }
                         if (mr == MR && nr == NR) {
-                            ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
+                            if (e && ukr_x) ukr_x(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, e);
+                            else {
+                                ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
+                                if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
+                            }
                         } else if (mr == MR && ukr_e) {
-                            ukr_e(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, nr);
+                            if (e && ukr_ex) ukr_ex(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, nr, e);
+                            else {
+                                ukr_e(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, nr);
+                                if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
+                            }
                         } else {
                             ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
                             advnn__store_edge_t(NR, tile, mr, nr, cp, ldc, alpha, bt);
+                            if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
                         }
                     }
                 }
@@ -2710,19 +2834,29 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
 typedef void (*advnn__blocked_fn)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                   const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA);
 #ifdef ADVNN__VECTOR
+/* One instance of the driver for both entry points below: with a second one the edge kernel (the
+ * main kernel of 5- and 10-filter convolutions) had two callers and was no longer inlined into
+ * either (W3's batch-512 inference 246 -> 285 µs per sample). */
+ADVNN__NOINLINE ADVNN__VKFN void advnn__sgemm_blocked_vx(int transA, int transB, int M, int N, int K, float alpha,
+                                                         const float *A, int lda, const float *B, int ldb, float beta,
+                                                         float *C, int ldc, float *work, int packA,
+                                                         const advnn__epi *ep) {
+    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
+                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                           beta, C, ldc, work, packA, ep);
+}
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                         int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                         int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
-                           transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+    advnn__sgemm_blocked_vx(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
 }
 #endif
 #ifdef ADVNN__GEMM_S
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                       int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                       int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, transA, transB, M, N, K, alpha,
-                           A, lda, B, ldb, beta, C, ldc, work, packA);
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, transA, transB, M, N,
+                           K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
 }
 #endif
 
@@ -2912,6 +3046,30 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
     else
         advnn__sgemm_stack(advnn__sgemm_blocked_s, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
 #endif
+}
+
+ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                          const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
+                                          float *work) {
+    if (M <= 0 || N <= 0) return;
+    if (!relu) { Y = C; ldy = ldc; }
+#if defined(ADVNN__AVX2)
+    /* the shapes advnn_sgemm sends to the blocked driver (M or N == 1: matrix-vector paths). Only
+     * with the AVX2 kernels, whose epilogue works on registers: elsewhere three passes, which also
+     * keeps NEON's ReLU of NaN (vmaxq returns NaN; the scalar epilogue of edge tiles would not). */
+    if (ADVNN__VEC_LIVE() && M > 1 && N > 1 && K > 0 && work) {
+        advnn__epi e;
+        e.bias = bias;
+        e.y = Y;
+        e.ldy = ldy;
+        e.relu = relu;
+        advnn__sgemm_blocked_vx(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, work, 0, &e);
+        return;
+    }
+#endif
+    advnn_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, work);
+    if (bias) advnn_add_bias(M, N, C, ldc, bias);
+    if (relu) advnn_act_forward(ADVNN_ACT_RELU, M, N, C, ldc, Y, ldy, 0.0f, NULL);
 }
 
 #ifdef __cplusplus

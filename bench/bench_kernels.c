@@ -130,6 +130,43 @@ static void bench_gemm(int tA, int tB, int M, int N, int K) {
     free(A); free(B); free(C); free(work); free(ts);
 }
 
+/* advnn_sgemm_bias_relu (a layer's forward, bias and ReLU in the GEMM's epilogue, in place) against
+ * the three calls it replaces: advnn_sgemm, advnn_add_bias, advnn_act_forward */
+static void bench_gemm_epi(int M, int N, int K, int relu) {
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    float *A = (float *)malloc(na * sizeof(float)), *B = (float *)malloc(nb * sizeof(float));
+    float *C = (float *)malloc(nc * sizeof(float)), *bias = (float *)malloc((size_t)N * sizeof(float));
+    float *work = (float *)aligned_alloc(64, ((size_t)ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 63) / 64 * 64);
+    unsigned seed = 2;
+    fill(A, na, &seed); fill(B, nb, &seed); fill(bias, (size_t)N, &seed);
+    double flop = 2.0 * M * N * K, t[2];
+    int inner = (int)(2e-3 * 50e9 / flop) + 1, nsamp = 11 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
+    for (int v = 0; v < 2; v++) {
+        for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
+            double t0 = now_s();
+            for (int w = 0; w < inner; w++) {
+                if (v) advnn_sgemm_bias_relu(M, N, K, A, K, B, N, bias, relu, C, N, C, N, work);
+                else {
+                    advnn_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N, work);
+                    advnn_add_bias(M, N, C, N, bias);
+                    if (relu) advnn_act_forward(ADVNN_ACT_RELU, M, N, C, N, C, N, 0.0f, NULL);
+                }
+            }
+            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+        }
+        t[v] = median(ts, nsamp);
+    }
+    double gf = flop / t[1] * 1e-9;
+    printf("sgemm_bias_relu M=%5d N=%5d K=%5d relu=%d  %7.1f GFLOP/s  %5.1f%% of peak   %.1f us (3 calls: %.1f us)\n", M, N,
+           K, relu, gf, peak > 0 ? 100 * gf / peak : 0.0, t[1] * 1e6, t[0] * 1e6);
+    printf("{\"kernel\":\"sgemm_bias_relu\",\"isa\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"relu\":%d,\"gflops\":%.2f,"
+           "\"peak_frac\":%.3f,\"us\":%.2f,\"us_three_calls\":%.2f}\n",
+           advnn_simd_name(), M, N, K, relu, gf, peak > 0 ? gf / peak : 0.0, t[1] * 1e6, t[0] * 1e6);
+    fflush(stdout);
+    free(A); free(B); free(C); free(bias); free(work); free(ts);
+}
+
 /* ns per element of run(ctx, live) over n elements, live path (ns[1]) and scalar reference (ns[0]):
  * a warm-up batch, then the median of 9 (x reps_scale) batches of ~4e6 elements each */
 typedef void (*run_fn)(void *ctx, int live);
@@ -455,6 +492,12 @@ int main(int argc, char **argv) {
         if (quick && shapes[s][2] == 1024) continue;
         bench_gemm(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
     }
+    /* layer forwards: W1's hidden layers at batch 512, W2's first 1-D convolutions (512 x 30 rows),
+     * a W3 convolution (8 images; no ReLU there, the bias alone) */
+    bench_gemm_epi(512, 64, 64, 1);
+    bench_gemm_epi(15360, 64, 12, 1);
+    bench_gemm_epi(15360, 32, 64, 1);
+    bench_gemm_epi(12800, 10, 90, 0);
     for (int k = 0; k < K_NK; k++) {
         bench_elem(k, 4096);
         if (!quick) bench_elem(k, 1 << 20);

@@ -809,6 +809,53 @@ static void test_sgemm_edge_bitwise(void) {
     }
 }
 
+/* advnn_sgemm_bias_relu against advnn_sgemm, advnn_add_bias and advnn_act_forward(RELU) in turn,
+ * bit for bit: full and edge tiles, several K blocks (the epilogue runs at the last), bias or none,
+ * separate or in-place output, a NaN row, padding columns left alone, and no work buffer. */
+static void test_sgemm_bias_relu(void) {
+    static const int MS[] = {1, 2, 5, 6, 7, 13, 97}, NS[] = {1, 2, 5, 8, 9, 16, 17, 40, 130}, KS[] = {1, 16, 256, 257, 600};
+    float *work = falloc(ADVNN_SGEMM_WORK_FLOATS);
+    int cases = 0, bad = 0, touched = 0;
+    for (int a = 0; a < 7; a++)
+        for (int b = 0; b < 9; b++)
+            for (int c = 0; c < 5; c++)
+                for (int v = 0; v < 8; v++) {
+                    int M = MS[a], N = NS[b], K = KS[c], relu = v & 1, hasb = (v >> 1) & 1, inpl = (v >> 2) & 1;
+                    int lda = K + 3, ldb = N + 1, ldc = N + 2, ldy = inpl ? ldc : N + 5;
+                    float *A = falloc((size_t)M * lda), *B = falloc((size_t)K * ldb), *bias = falloc((size_t)N);
+                    float *C1 = falloc((size_t)M * ldc), *C2 = falloc((size_t)M * ldc);
+                    float *Y1 = falloc((size_t)M * ldy), *Y2 = falloc((size_t)M * ldy);
+                    fill_rand(A, (size_t)M * lda, 1.0f);
+                    fill_rand(B, (size_t)K * ldb, 1.0f);
+                    fill_rand(bias, (size_t)N, 1.0f);
+                    if (M > 2) A[lda] = NAN; /* row 1: NaN through bias and ReLU */
+                    fill_val(C1, (size_t)M * ldc, SENT); fill_val(C2, (size_t)M * ldc, SENT);
+                    fill_val(Y1, (size_t)M * ldy, SENT); fill_val(Y2, (size_t)M * ldy, SENT);
+                    float *y1 = inpl ? C1 : Y1, *y2 = inpl ? C2 : Y2;
+                    advnn_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C1, ldc, work);
+                    if (hasb) advnn_add_bias(M, N, C1, ldc, bias);
+                    if (relu) advnn_act_forward(ADVNN_ACT_RELU, M, N, C1, ldc, y1, ldy, 0.0f, NULL);
+                    advnn_sgemm_bias_relu(M, N, K, A, lda, B, ldb, hasb ? bias : NULL, relu, C2, ldc, y2, ldy,
+                                          c == 3 ? NULL : work);
+                    cases++;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < ldc; j++) {
+                            if (!same_float(C1[i * ldc + j], C2[i * ldc + j])) bad++;
+                            if (j >= N && C2[i * ldc + j] != SENT) touched++;
+                        }
+                    if (!inpl)
+                        for (int i = 0; i < M; i++)
+                            for (int j = 0; j < ldy; j++) {
+                                if (!same_float(Y1[i * ldy + j], Y2[i * ldy + j])) bad++;
+                                if ((j >= N || !relu) && Y2[i * ldy + j] != SENT) touched++;
+                            }
+                    ffree(A); ffree(B); ffree(bias); ffree(C1); ffree(C2); ffree(Y1); ffree(Y2);
+                }
+    CHECK(!bad, "%d entries differ from sgemm + add_bias + ReLU (%d cases)", bad, cases);
+    CHECK(!touched, "%d entries written outside the M x N windows", touched);
+    ffree(work);
+}
+
 static void test_sgemm_special(void) {
     for (int tA = 0; tA < 2; tA++)
         for (int tB = 0; tB < 2; tB++) {
@@ -1435,6 +1482,7 @@ int main(void) {
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
     RUN(test_sgemm_edge_bitwise);
+    RUN(test_sgemm_bias_relu);
     RUN(test_im2col_col2im);
     RUN(test_pooling);
     RUN(test_upsample);
