@@ -1806,11 +1806,16 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
     return 0;
 }
 
+/* Whether a dense or convolution node keeps its pre-activation for the backward (in its aux buffer).
+ * Not without an activation, and not for ReLU, whose derivative reads the output instead (y > 0
+ * exactly where z > 0): its forward then runs in place, bias and ReLU in the GEMM's epilogue. */
+static int advnn__z_kept(const advnn__node *n) { return n->ip[1] != ADVNN_ACT_LINEAR && n->ip[1] != ADVNN_ACT_RELU; }
+
 static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
     switch (n->kind) {
     case ADVNN__CONV:
     case ADVNN__DENSE:   /* pre-activation; spectral norm: W / sigma, then sigma */
-        return (n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)batch * n->size : 0)
+        return (advnn__z_kept(n) ? (size_t)batch * n->size : 0)
              + (n->ip[2] ? (size_t)g->nodes[n->in[0]].cols * n->cols + 1 : 0);
     case ADVNN__POOL: return n->ip[0] ? 0 : (size_t)batch * n->size;                       /* argmax (int32) */
     case ADVNN__LSTM: {                                                                    /* gates, c, h per step */
@@ -2014,18 +2019,29 @@ static void advnn__act_bwd_rows(advnn_act act, int rows, int N, const float *x, 
 static float *advnn__P(const advnn_ws *ws, const advnn__node *n, int k) { return ws->g->params + ws->g->par[n->param0 + k].off; }
 static float *advnn__G(const advnn_ws *ws, const advnn__node *n, int k) { return ws->pgrad + ws->g->par[n->param0 + k].off; }
 
-/* Bias, then the fused activation from z (pre-activation) into the node's output. */
-/* Where a dense or convolution node puts its pre-activation: its aux buffer, which the backward
- * reads, or in a workspace without gradients its output, the activation then running in place (a
- * second buffer only costs cache traffic: W1 batch-512 inference 118 -> 115 µs per call, batch 1
- * 1.66 -> 1.56 µs). */
+/* Where a dense or convolution node puts its pre-activation: its aux buffer when the backward reads
+ * it (advnn__z_kept), else its output, the activation then running in place (a second buffer only
+ * costs cache traffic: W1 batch-512 inference 118 -> 115 µs per call, batch 1 1.66 -> 1.56 µs).
+ * For ReLU the backward's "x" is then y, which gives the same derivative. */
 static float *advnn__preact(const advnn_ws *ws, const advnn__node *n, int id) {
-    return n->ip[1] == ADVNN_ACT_LINEAR || !ws->grads ? ws->out[id] : ws->aux[id];
+    return !advnn__z_kept(n) || !ws->grads ? ws->out[id] : ws->aux[id];
 }
 
-static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z, int rows) {
-    advnn__bias_rows(rows, n->cols, z, advnn__P(ws, n, 1));
-    if (n->ip[1] != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)n->ip[1], rows, n->cols, z, ws->out[id], n->fp[0], NULL);
+/* Rows [r0, r0 + rows) of the node's pre-activation z = X W (X: those rows, K columns), then bias
+ * and activation into its output: for none or ReLU in the GEMM's epilogue (the same values without
+ * two more passes over z), otherwise as advnn__bias_act. */
+static void advnn__gemm_bias_act(advnn_ws *ws, const advnn__node *n, int id, const float *X, int K, const float *W,
+                                 int r0, int rows) {
+    int U = n->cols, act = n->ip[1];
+    size_t o = (size_t)r0 * U;
+    float *z = advnn__preact(ws, n, id) + o, *y = ws->out[id] + o;
+    if ((act == ADVNN_ACT_LINEAR || act == ADVNN_ACT_RELU) && rows > 1 && U > 1) {   /* (else matrix-vector) */
+        advnn_sgemm_bias_relu(rows, U, K, X, K, W, U, advnn__P(ws, n, 1), act == ADVNN_ACT_RELU, z, U, y, U, ws->gemm);
+        return;
+    }
+    advnn_sgemm(0, 0, rows, U, K, 1.0f, X, K, W, U, 0.0f, z, U, ws->gemm);
+    advnn__bias_rows(rows, U, z, advnn__P(ws, n, 1));
+    if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, rows, U, z, y, n->fp[0], NULL);
 }
 
 /* Spectral normalisation (Miyato et al. 2018): the layer uses W / sigma with sigma = u^T W v from the
@@ -2034,7 +2050,7 @@ static void advnn__bias_act(advnn_ws *ws, const advnn__node *n, int id, float *z
 static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb) {
     const float *W = advnn__P(ws, n, 0), *u = advnn__P(ws, n, 2), *v = advnn__P(ws, n, 3);
     int K = ws->g->nodes[n->in[0]].cols, U = n->cols, i, j;
-    float *Wsn = ws->aux[n - ws->g->nodes] + (n->ip[1] != ADVNN_ACT_LINEAR ? (size_t)ws->max_batch * n->size : 0);
+    float *Wsn = ws->aux[n - ws->g->nodes] + (advnn__z_kept(n) ? (size_t)ws->max_batch * n->size : 0);
     double sig = 0, inv;
     (void)nb;
     for (i = 0; i < K; i++) {
@@ -2051,11 +2067,9 @@ static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb)
 
 static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
-    int rows = nb * x->rows, K = x->cols, U = n->cols;
-    float *z = advnn__preact(ws, n, id);
+    int rows = nb * x->rows, K = x->cols;
     const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
-    advnn_sgemm(0, 0, rows, U, K, 1.0f, ws->out[n->in[0]], K, W, U, 0.0f, z, U, ws->gemm);
-    advnn__bias_act(ws, n, id, z, rows);
+    advnn__gemm_bias_act(ws, n, id, ws->out[n->in[0]], K, W, 0, rows);
 }
 
 /* BatchNorm uses batch statistics only while training its own group: a frozen BatchNorm (e.g. the
@@ -2276,21 +2290,17 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &g->nodes[id], *nx = id + 1 < g->n_nodes ? &g->nodes[id + 1] : NULL;
     advnn__cgeom c = advnn__conv_geom(g, n);
     const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
-    float *z = advnn__preact(ws, n, id);
-    int P = c.Ho * c.Wo, s0, s, act = n->ip[1];
+    int P = c.Ho * c.Wo, s0, s;
     int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
     if (c.pointwise) {
-        advnn_sgemm(0, 0, nb * P, c.F, c.C, 1.0f, x, c.C, w, c.F, 0.0f, z, c.F, ws->gemm);
-        advnn__bias_act(ws, n, id, z, nb * P);
+        advnn__gemm_bias_act(ws, n, id, x, c.C, w, 0, nb * P);
         return 0;
     }
     for (s0 = 0; s0 < nb; s0 += s) {
         size_t o = (size_t)s0 * P * c.F;
         s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
         advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
-        advnn_sgemm(0, 0, s * P, c.F, c.KKC, 1.0f, ws->scratch, c.KKC, w, c.F, 0.0f, z + o, c.F, ws->gemm);
-        advnn__bias_rows(s * P, c.F, z + o, advnn__P(ws, n, 1));
-        if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, s * P, c.F, z + o, ws->out[id] + o, n->fp[0], NULL);
+        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, s0 * P, s * P);
         if (fuse) advnn__act_rows(ADVNN_ACT_PRELU, s * P, c.F, ws->out[id] + o, ws->out[id + 1] + o, 0.0f, advnn__P(ws, nx, 0));
     }
     return fuse;
@@ -2443,8 +2453,8 @@ static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[id];
     const float *W = advnn__P(ws, n, 0);
     if (act != ADVNN_ACT_LINEAR)
-        advnn__act_bwd_rows((advnn_act)act, rows, U, ws->aux[id], ws->out[id], dz, dz, n->fp[0], NULL, NULL);
-    if (n->ip[2]) W = ws->aux[id] + (act != ADVNN_ACT_LINEAR ? (size_t)ws->max_batch * n->size : 0);  /* W / sigma */
+        advnn__act_bwd_rows((advnn_act)act, rows, U, advnn__preact(ws, n, id), ws->out[id], dz, dz, n->fp[0], NULL, NULL);
+    if (n->ip[2]) W = ws->aux[id] + (advnn__z_kept(n) ? (size_t)ws->max_batch * n->size : 0);  /* W / sigma */
     if (advnn__group_on(ws, n->group)) {
         if (n->ip[2]) {
             /* d/dW of (W / u^T W v) applied to G = dL/d(W/sigma): (G - <G, W/sigma> u v^T) / sigma */
@@ -2556,7 +2566,7 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[id], *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
     int P = c.Ho * c.Wo, on = advnn__group_on(ws, n->group), s0, s, j;
     if (n->ip[1] != ADVNN_ACT_LINEAR)
-        advnn__act_bwd_rows((advnn_act)n->ip[1], nb * P, c.F, ws->aux[id], ws->out[id], dz, dz, n->fp[0], NULL, NULL);
+        advnn__act_bwd_rows((advnn_act)n->ip[1], nb * P, c.F, advnn__preact(ws, n, id), ws->out[id], dz, dz, n->fp[0], NULL, NULL);
     if (on) advnn__colsum_rows(nb * P, c.F, dz, advnn__G(ws, n, 1));
     if (c.pointwise) {
         if (on) advnn_sgemm(1, 0, c.C, c.F, nb * P, 1.0f, x, c.C, dz, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
