@@ -1753,6 +1753,8 @@ struct advnn_ws {
     double *loss;              /* per loss node: its value on the last forward */
     unsigned char *need, *needg;  /* per node: computed this pass / gradient flows through it */
     unsigned char *sub;        /* per node: computed on the key rows only (see advnn__mark_sub) */
+    unsigned char *dfresh;     /* per node, during a backward pass: dout holds nothing yet (advnn__dacc) */
+    int     bnall;             /* the rows of the backward pass under way */
     int     key;               /* input node whose zero rows this pass may skip, or -1 */
     int     nkey;              /* rows of the last gather with a non-zero key value */
     int     part;              /* the last pass ran the subset on fewer rows than all (the trainer's
@@ -1880,12 +1882,12 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     k = (size_t)g->n_nodes;
     ws->out = (float **)ADVNN_MALLOC(4 * k * sizeof(float *) + 1);
     ws->loss = (double *)ADVNN_MALLOC(k * sizeof(double) + 1);
-    ws->need = (unsigned char *)ADVNN_MALLOC(3 * k + 1);
+    ws->need = (unsigned char *)ADVNN_MALLOC(4 * k + 1);
     ws->perm = grads ? (int64_t *)ADVNN_MALLOC(2 * (size_t)max_batch * sizeof(int64_t)) : NULL;
     if (!ws->out || !ws->loss || !ws->need || (grads && !ws->perm)) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
     memset(ws->out, 0, 4 * k * sizeof(float *));
     ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
-    ws->needg = ws->need + k; ws->sub = ws->need + 2 * k; ws->key = -1;
+    ws->needg = ws->need + k; ws->sub = ws->need + 2 * k; ws->dfresh = ws->need + 3 * k; ws->key = -1;
     memset(ws->sub, 0, k);
     total = advnn__ws_layout(g, max_batch, grads, NULL, NULL);
     base = (float *)advnn__zalloc(total * sizeof(float));
@@ -2447,6 +2449,27 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
 }
 
 /* ---------------------------------------------------------------- backward */
+/* dout[j] ready to add to: zeroed first if nothing has written it in this backward pass */
+static float *advnn__dacc(advnn_ws *ws, int j) {
+    if (ws->dfresh[j]) {
+        memset(ws->dout[j], 0, (size_t)advnn__node_rows(ws, j, ws->bnall) * ws->g->nodes[j].size * sizeof(float));
+        ws->dfresh[j] = 0;
+    }
+    return ws->dout[j];
+}
+/* For a node whose backward on nb rows writes dout[j] with a GEMM: 1 when it may overwrite (nothing
+ * has written dout[j] yet and it covers all of j's rows), else dout[j] is made ready to add to. */
+static int advnn__dfirst(advnn_ws *ws, int j, int nb) {
+    if (ws->dfresh[j] && advnn__node_rows(ws, j, ws->bnall) == nb) { ws->dfresh[j] = 0; return 1; }
+    advnn__dacc(ws, j);
+    return 0;
+}
+/* the nodes whose backward handles its input's dout itself (advnn__dfirst) */
+static int advnn__writes_dx(const advnn_ws *ws, const advnn__node *n) {
+    return (n->kind == ADVNN__DENSE && !n->ip[2]) || n->kind == ADVNN__LSTM ||
+           (n->kind == ADVNN__CONV && advnn__conv_geom(ws->g, n).pointwise);
+}
+
 static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
@@ -2469,8 +2492,10 @@ static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
         } else advnn_sgemm(1, 0, K, U, rows, 1.0f, ws->out[n->in[0]], K, dz, U, 1.0f, advnn__G(ws, n, 0), U, ws->gemm);
         advnn__colsum_rows(rows, U, dz, advnn__G(ws, n, 1));
     }
-    if (ws->needg[n->in[0]])
-        advnn_sgemm(0, 1, rows, K, U, 1.0f, dz, U, W, U, 1.0f, ws->dout[n->in[0]], K, ws->gemm);
+    if (ws->needg[n->in[0]]) {
+        float beta = n->ip[2] || !advnn__dfirst(ws, n->in[0], nb) ? 1.0f : 0.0f;
+        advnn_sgemm(0, 1, rows, K, U, 1.0f, dz, U, W, U, beta, ws->dout[n->in[0]], K, ws->gemm);
+    }
 }
 
 static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
@@ -2570,7 +2595,8 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
     if (on) advnn__colsum_rows(nb * P, c.F, dz, advnn__G(ws, n, 1));
     if (c.pointwise) {
         if (on) advnn_sgemm(1, 0, c.C, c.F, nb * P, 1.0f, x, c.C, dz, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
-        if (dx) advnn_sgemm(0, 1, nb * P, c.C, c.F, 1.0f, dz, c.F, w, c.F, 1.0f, dx, c.C, ws->gemm);
+        if (dx) advnn_sgemm(0, 1, nb * P, c.C, c.F, 1.0f, dz, c.F, w, c.F, advnn__dfirst(ws, n->in[0], nb) ? 0.0f : 1.0f,
+                            dx, c.C, ws->gemm);
         return;
     }
     for (s0 = 0; s0 < nb; s0 += s) {
@@ -2646,22 +2672,32 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
         advnn_col_sums(nb * T, H4, q.dZ, H4, advnn__G(ws, n, 2));
     }
     if (ws->needg[n->in[0]])
-        advnn_sgemm(0, 1, nb * T, v.F, H4, 1.0f, q.dZ, H4, advnn__P(ws, n, 0), H4, 1.0f, ws->dout[n->in[0]], v.F, ws->gemm);
+        advnn_sgemm(0, 1, nb * T, v.F, H4, 1.0f, q.dZ, H4, advnn__P(ws, n, 0), H4, advnn__dfirst(ws, n->in[0], nb) ? 0.0f : 1.0f,
+                    ws->dout[n->in[0]], v.F, ws->gemm);
 }
 
 static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     int i, k, nb;
-    for (i = 0; i < g->n_nodes; i++)
-        if (ws->needg[i]) memset(ws->dout[i], 0, (size_t)advnn__node_rows(ws, i, nall) * g->nodes[i].size * sizeof(float));
+    /* dout is zeroed when first added to (advnn__dacc), not up front: the dense and 1x1-convolution
+     * GEMMs write the first contribution instead (advnn__dfirst), which saves a pass over each of
+     * those buffers and the GEMM's read of it */
+    ws->bnall = nall;
+    for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
     memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
     for (i = g->n_nodes - 1; i >= 0; i--) {
         const advnn__node *n = &g->nodes[i];
         size_t cnt;
         if (!ws->need[i] || (nb = advnn__node_rows(ws, i, nall)) == 0) continue;
         cnt = (size_t)nb * n->size;
+        if (!ADVNN__IS_LOSS(n->kind)) {
+            if (!ws->needg[i]) continue;
+            advnn__dacc(ws, i);   /* no consumer wrote it: the gradient is 0 */
+        }
+        if (!advnn__writes_dx(ws, n))
+            for (k = 0; k < n->n_in; k++)
+                if (ws->needg[n->in[k]]) advnn__dacc(ws, n->in[k]);
         if (ADVNN__IS_LOSS(n->kind)) { advnn__loss_bwd(ws, i, nb); continue; }
-        if (!ws->needg[i]) continue;
         switch (n->kind) {
         case ADVNN__DENSE: advnn__dense_bwd(ws, i, nb); break;
         case ADVNN__ACT:
@@ -2740,6 +2776,7 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         default: break;
         }
     }
+    for (i = 0; i < g->n_nodes; i++) advnn__dacc(ws, i);   /* gradients nothing reached (inputs' included) */
 }
 
 /* ---------------------------------------------------------------- datasets */
