@@ -2031,7 +2031,7 @@ static float *advnn__preact(const advnn_ws *ws, const advnn__node *n, int id) {
 
 /* Rows [r0, r0 + rows) of the node's pre-activation z = X W (X: those rows, K columns), then bias
  * and activation into its output: for none or ReLU in the GEMM's epilogue (the same values without
- * two more passes over z), otherwise as advnn__bias_act. */
+ * two more passes over z), otherwise (and for matrix-vector shapes) as passes over z. */
 static void advnn__gemm_bias_act(advnn_ws *ws, const advnn__node *n, int id, const float *X, int K, const float *W,
                                  int r0, int rows) {
     int U = n->cols, act = n->ip[1];
@@ -2679,9 +2679,9 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
 static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     int i, k, nb;
-    /* dout is zeroed when first added to (advnn__dacc), not up front: the dense and 1x1-convolution
-     * GEMMs write the first contribution instead (advnn__dfirst), which saves a pass over each of
-     * those buffers and the GEMM's read of it */
+    /* dout is zeroed when first added to (advnn__dacc), not up front: the input-gradient GEMMs of
+     * dense, 1x1-convolution and LSTM nodes write the first contribution instead (advnn__dfirst),
+     * which saves a pass over each of those buffers and the GEMM's read of it */
     ws->bnall = nall;
     for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
     memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
