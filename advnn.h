@@ -452,14 +452,28 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
 
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
- * groups, tensors), u64 XXH3-64 of everything before it. All integers little endian. Loading
- * checks size, magic, version and checksum, then rebuilds the graph through the builder (which
- * validates every shape) and checks every tensor's shape before returning it. */
+ * groups, tensors, test vector), u64 XXH3-64 of everything before it. All integers little endian.
+ * Loading checks size, magic, version and checksum; rebuilds the graph through the builder (which
+ * validates every shape and setting) and requires every node to come out exactly as saved; checks
+ * that the file holds every declared tensor before allocating any (a file of a few hundred bytes
+ * cannot make the loader allocate more than a small multiple of its size); refuses non-finite
+ * weights and negative BatchNorm variances; and, when the file has a test vector, runs it.
+ * Test vector (written by default, flag 1 of the header): the outputs that the model gave for two
+ * rows of seeded inputs in [-1, 1) when it was saved, for every leaf of the graph (each node that
+ * is not a loss and that only losses read). Loading recomputes them and refuses the file when any
+ * value differs by more than 1e-4 x max(1, largest |value| of that output): a file that runs
+ * differently from how it was saved (a corrupted but checksum-valid field, a kernel or ISA path that
+ * computes something else) does not load. It costs 8 bytes per leaf value and one batch-2 forward
+ * pass at save and load; ADVNN_SAVE_NO_TESTVEC leaves it out. Saving refuses (ADVNN_ERR_NAN /
+ * ADVNN_ERR_FORMAT) weights that loading would refuse. Files of older builds (no test vector) load. */
 #define ADVNN_MODEL_FORMAT_VERSION 1
+#define ADVNN_SAVE_NO_TESTVEC 1u
 ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len);
+ADVNN_DEF advnn_status advnn_model_save_mem_ex(const advnn_graph *g, unsigned flags, void **buf, size_t *len);
 ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len);
 #ifndef ADVNN_NO_STDIO
 ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path);
+ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *path, unsigned flags);
 ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #endif
 
@@ -650,6 +664,7 @@ ADVNN_DEF void advnn_tensor_free(advnn_tensor *t) {
 static void advnn__put_u32(unsigned char *p, uint32_t v) { int i; for (i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static void advnn__put_u64(unsigned char *p, uint64_t v) { int i; for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static uint32_t advnn__get_u32(const unsigned char *p) { uint32_t v = 0; int i; for (i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static float advnn__get_f32(const unsigned char *p) { uint32_t u = advnn__get_u32(p); float f; memcpy(&f, &u, 4); return f; }
 static uint64_t advnn__get_u64(const unsigned char *p) { uint64_t v = 0; int i; for (i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
 
 /* ---------------------------------------------------------------- .npy */
@@ -824,24 +839,36 @@ ADVNN_DEF advnn_status advnn_npy_save_mem(const advnn_tensor *t, void **out, siz
 }
 
 #ifndef ADVNN_NO_STDIO
+/* Reads a whole file. The size from ftell is only a first guess: a directory reports LONG_MAX on
+ * Linux and fails at the first read, which is the error to report (not an allocation of that size). */
 static advnn_status advnn__read_file(const char *path, unsigned char **buf, size_t *len) {
     FILE *f;
     long sz;
+    size_t cap, n = 0;
+    unsigned char *b;
     if (!path) return advnn__fail(ADVNN_ERR_ARG, "path is NULL");
     f = fopen(path, "rb");
     if (!f) return advnn__fail(ADVNN_ERR_IO, "cannot open '%s' for reading", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return advnn__fail(ADVNN_ERR_IO, "cannot determine the size of '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) sz = 0;
+    cap = sz > 0 && sz < (1L << 30) ? (size_t)sz + 1 : (size_t)1 << 16;
+    if (!(b = (unsigned char *)ADVNN_MALLOC(cap))) { fclose(f); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (%zu bytes)", path, cap); }
+    for (;;) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        {
+            unsigned char *q = cap < SIZE_MAX / 2 ? (unsigned char *)ADVNN_REALLOC(b, 2 * cap) : NULL;
+            if (!q) { fclose(f); ADVNN_FREE(b); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (more than %zu bytes)", path, cap); }
+            b = q; cap *= 2;
+        }
     }
-    *buf = (unsigned char *)ADVNN_MALLOC((size_t)sz + 1);
-    if (!*buf) { fclose(f); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (%ld bytes)", path, sz); }
-    if (fread(*buf, 1, (size_t)sz, f) != (size_t)sz) {
-        fclose(f); ADVNN_FREE(*buf); *buf = NULL;
-        return advnn__fail(ADVNN_ERR_IO, "short read on '%s'", path);
+    if (ferror(f)) {
+        fclose(f); ADVNN_FREE(b);
+        return advnn__fail(ADVNN_ERR_IO, "cannot read '%s' (a directory, or an I/O error)", path);
     }
     fclose(f);
-    *len = (size_t)sz;
+    *buf = b;
+    *len = n;
     return ADVNN_OK;
 }
 static advnn_status advnn__write_file(const char *path, const void *buf, size_t len) {
@@ -914,6 +941,7 @@ struct advnn_graph {
     char (*groups)[ADVNN__NAME_MAX]; int n_groups, cur_group;
     int    *inputs;       int n_inputs;
     float  *params;       int64_t n_params;
+    int    *name_ht;      int name_cap, name_n;   /* open-addressing index of node names (advnn_find) */
     int     finalized;
     advnn_status err;     char errmsg[512];
 };
@@ -959,6 +987,7 @@ ADVNN_DEF advnn_graph *advnn_graph_new(void) {
 ADVNN_DEF void advnn_graph_free(advnn_graph *g) {
     if (!g) return;
     ADVNN_FREE(g->nodes); ADVNN_FREE(g->par); ADVNN_FREE(g->groups); ADVNN_FREE(g->inputs);
+    ADVNN_FREE(g->name_ht);
     advnn__free(g->params);
     ADVNN_FREE(g);
 }
@@ -990,6 +1019,39 @@ ADVNN_DEF int advnn_group(advnn_graph *g, const char *name) {
 static int advnn__find_group(const advnn_graph *g, const char *name) {
     int i;
     for (i = 0; i < g->n_groups; i++) if (strcmp(g->groups[i], name) == 0) return i;
+    return -1;
+}
+
+/* Node names are indexed in a hash table so that naming n nodes (a model load) costs O(n), not
+ * O(n^2). A renamed node leaves its old slot behind; lookups skip slots whose node has another name. */
+static size_t advnn__name_slot(const char *name, int cap) {
+    return (size_t)(XXH3_64bits(name, strlen(name)) & (uint64_t)(cap - 1));
+}
+static int advnn__name_index(advnn_graph *g, int node) {
+    size_t h;
+    if (2 * (g->name_n + 1) > g->name_cap) {
+        int cap = g->name_cap ? 2 * g->name_cap : 64, i;
+        int *t = (int *)ADVNN_MALLOC((size_t)cap * sizeof(int));
+        if (!t) return 0;
+        for (i = 0; i < cap; i++) t[i] = -1;
+        ADVNN_FREE(g->name_ht);
+        g->name_ht = t; g->name_cap = cap; g->name_n = 0;
+        for (i = 0; i < g->n_nodes; i++)   /* rebuild from the live names only */
+            if (i != node && g->nodes[i].name[0]) {
+                for (h = advnn__name_slot(g->nodes[i].name, cap); t[h] >= 0; h = (h + 1) & (size_t)(cap - 1)) {}
+                t[h] = i; g->name_n++;
+            }
+    }
+    for (h = advnn__name_slot(g->nodes[node].name, g->name_cap); g->name_ht[h] >= 0; h = (h + 1) & (size_t)(g->name_cap - 1)) {}
+    g->name_ht[h] = node; g->name_n++;
+    return 1;
+}
+
+ADVNN_DEF int advnn_find(const advnn_graph *g, const char *name) {
+    size_t h;
+    if (!g || !name || !g->name_ht) return -1;
+    for (h = advnn__name_slot(name, g->name_cap); g->name_ht[h] >= 0; h = (h + 1) & (size_t)(g->name_cap - 1))
+        if (strcmp(g->nodes[g->name_ht[h]].name, name) == 0) return g->name_ht[h];
     return -1;
 }
 
@@ -1060,6 +1122,7 @@ ADVNN_DEF int advnn_input(advnn_graph *g, const char *name, int ndim, const int 
     }
     advnn__set_shape(&g->nodes[id], ndim, shape);
     snprintf(g->nodes[id].name, ADVNN__NAME_MAX, "%s", name);
+    if (!advnn__name_index(g, id)) return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_input: out of memory");
     return id;
 }
 
@@ -1501,16 +1564,12 @@ ADVNN_DEF int advnn_name(advnn_graph *g, int node, const char *name) {
     if (!advnn__valid_name(name)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name must have 1..%d characters", ADVNN__NAME_MAX - 1);
     if (g->nodes[node].kind == ADVNN__INPUT) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: inputs are named when created");
     if (advnn_find(g, name) >= 0 && advnn_find(g, name) != node) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name '%s' is already used", name);
+    if (strcmp(g->nodes[node].name, name) == 0) return node;
     snprintf(g->nodes[node].name, ADVNN__NAME_MAX, "%s", name);
+    if (!advnn__name_index(g, node)) return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_name: out of memory");
     return node;
 }
 
-ADVNN_DEF int advnn_find(const advnn_graph *g, const char *name) {
-    int i;
-    if (!g || !name) return -1;
-    for (i = 0; i < g->n_nodes; i++) if (strcmp(g->nodes[i].name, name) == 0) return i;
-    return -1;
-}
 
 ADVNN_DEF int advnn_node_count(const advnn_graph *g) { return g ? g->n_nodes : 0; }
 ADVNN_DEF int advnn_node_shape(const advnn_graph *g, int node, int *shape) {
@@ -1535,7 +1594,30 @@ ADVNN_DEF int64_t advnn_param_count(const advnn_graph *g, const char *group) {
 }
 ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     if (count) *count = g ? g->n_params : 0;
-    return g ? g->params : NULL;
+    if (!g) { advnn__fail(ADVNN_ERR_ARG, "advnn_params: graph is NULL"); return NULL; }
+    if (!g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_params: graph not finalized (it has no weights yet)"); return NULL; }
+    return g->params;
+}
+
+/* The first parameter that a model file must not hold: non-finite, or a negative BatchNorm variance. */
+static advnn_status advnn__check_params(const advnn_graph *g, const char *what) {
+    int i;
+    int64_t k;
+    for (i = 0; i < g->n_par; i++) {
+        const advnn__param *p = &g->par[i];
+        const advnn__node *n = &g->nodes[p->node];
+        int is_var = n->kind == ADVNN__BATCHNORM && i == n->param0 + 3;
+        for (k = 0; k < p->size; k++) {
+            float f = g->params[p->off + k];
+            if (!isfinite(f))
+                return advnn__fail(ADVNN_ERR_NAN, "%s: parameter block %d (node %d '%s') holds %g at %lld", what, i, p->node, n->name,
+                                   (double)f, (long long)k);
+            if (is_var && f < 0)
+                return advnn__fail(ADVNN_ERR_FORMAT, "%s: BatchNorm node %d '%s' has running variance %g < 0 in channel %lld", what,
+                                   p->node, n->name, (double)f, (long long)k);
+        }
+    }
+    return ADVNN_OK;
 }
 
 /* One power iteration: v = W^T u / |W^T u|, u = W v / |W v|. */
@@ -1562,7 +1644,8 @@ static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
 /* Initial values: Glorot uniform, He uniform before ReLU-like activations, zero biases, BN gamma 1. */
 static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     advnn__rng r;
-    int i, k;
+    int i;
+    int64_t k;   /* blocks can pass 2^31 values */
     advnn__rng_seed(&r, seed);
     for (i = 0; i < g->n_nodes; i++) {
         advnn__node *n = &g->nodes[i];
@@ -1598,7 +1681,9 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     }
 }
 
-ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
+/* Lays out and allocates the parameters; init = 0 leaves them zero (a model load overwrites them all,
+ * so random initialisation, and spectral normalisation's power iterations, would be wasted work). */
+static advnn_status advnn__finalize(advnn_graph *g, uint64_t seed, int init) {
     int i;
     int64_t off = 0;
     if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_graph_finalize: graph is NULL");
@@ -1609,10 +1694,11 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
     g->params = (float *)advnn__zalloc((size_t)(off ? off : 1) * sizeof(float));
     if (!g->params) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_finalize: cannot allocate %lld parameters", (long long)off);
     g->n_params = off;
-    advnn__init_params(g, seed);
+    if (init) advnn__init_params(g, seed);
     g->finalized = 1;
     return ADVNN_OK;
 }
+ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { return advnn__finalize(g, seed, 1); }
 
 /* ---------------------------------------------------------------- threads
  * A trainer with T > 1 threads keeps T workspaces and a pool of T - 1 workers. Each step splits the
@@ -1915,15 +2001,16 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
 }
 
 /* need[i] = node i is an ancestor of (or is) a target. targets: one node, or -1 for every loss. */
-static void advnn__mark_needed(advnn_ws *ws, int target) {
-    const advnn_graph *g = ws->g;
+/* need[i] = node i is computed on the way to `target` (every loss when target < 0). */
+static void advnn__need_of(const advnn_graph *g, int target, unsigned char *need) {
     int i, j;
-    memset(ws->need, 0, (size_t)g->n_nodes);
+    memset(need, 0, (size_t)g->n_nodes);
     for (i = 0; i < g->n_nodes; i++)
-        if (target < 0 ? ADVNN__IS_LOSS(g->nodes[i].kind) : i == target) ws->need[i] = 1;
+        if (target < 0 ? ADVNN__IS_LOSS(g->nodes[i].kind) : i == target) need[i] = 1;
     for (i = g->n_nodes - 1; i >= 0; i--)
-        if (ws->need[i]) for (j = 0; j < g->nodes[i].n_in; j++) ws->need[g->nodes[i].in[j]] = 1;
+        if (need[i]) for (j = 0; j < g->nodes[i].n_in; j++) need[g->nodes[i].in[j]] = 1;
 }
+static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); }
 
 static int advnn__group_on(const advnn_ws *ws, int group) { return !ws->group_on || ws->group_on[group]; }
 
@@ -2862,11 +2949,12 @@ static advnn_status advnn__partition(advnn_ws *ws, const advnn_dataset *d, const
                                      const advnn_dataset *d2, const int64_t **idx2) {
     const advnn_tensor *t;
     const int64_t *ix = *idx;
-    int64_t *p1 = ws->perm, *p2 = ws->perm + ws->max_batch;
+    int64_t *p1, *p2;
     int r, c = 0, f = 0, z;
     advnn_status st;
     ws->nkey = nb; ws->part = 0;
-    if (ws->key < 0 || !ws->perm) return ADVNN_OK;
+    if (ws->key < 0 || !ws->perm) return ADVNN_OK;   /* inference workspaces have no perm */
+    p1 = ws->perm; p2 = ws->perm + ws->max_batch;
     if (!advnn__has_col(d, ws->g->nodes[ws->key].name) && !advnn__has_col(d2, ws->g->nodes[ws->key].name))
         return ADVNN_OK;   /* then no pass can read it: the order stays (the input's own gather reports a need) */
     if ((st = advnn__stream_col(ws->g, ws->key, d, &ix, d2, *idx2, &t)) != ADVNN_OK) return st;
@@ -3056,8 +3144,27 @@ ADVNN_DEF advnn_status advnn_predict(const advnn_graph *g, const advnn_dataset *
     int64_t N;
     if (!g || !d || !out) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: NULL argument");
     *out = NULL;
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_predict: graph not finalized");
     if ((node = advnn_find(g, output)) < 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: no node named '%s'", output ? output : "(null)");
     N = advnn_dataset_size(d);
+    if (N < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: the dataset is empty");
+    {   /* the data's shapes, and finite weights, before anything of the data's size is allocated */
+        unsigned char *need = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes);
+        int i;
+        if (!need) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_predict: out of memory");
+        advnn__need_of(g, node, need);
+        for (i = 0, st = ADVNN_OK; i < g->n_inputs && st == ADVNN_OK; i++) {
+            const advnn_tensor *t;
+            if (need[g->inputs[i]]) st = advnn__dcol_for(g, d, g->inputs[i], &t);
+        }
+        ADVNN_FREE(need);
+        if (st != ADVNN_OK) {
+            char msg[sizeof advnn__errbuf];
+            memcpy(msg, advnn__errbuf, sizeof msg);
+            return advnn__fail(st, "advnn_predict: %s", msg);
+        }
+        if ((st = advnn__check_params(g, "advnn_predict")) != ADVNN_OK) return st;
+    }
     {   /* chunk of up to 1024 rows, smaller when the workspace would pass ADVNN__PREDICT_BYTES (a big
          * graph such as W2 with its control-region copies needs ~270 KiB per row) */
         size_t fixed = advnn__ws_layout(g, 1, 0, NULL, NULL), row = advnn__ws_layout(g, 2, 0, NULL, NULL) - fixed;
@@ -3326,76 +3433,114 @@ ADVNN_DEF advnn_status advnn_trainer_set_trainable(advnn_trainer *tr, const char
     return ADVNN_OK;
 }
 
-/* One optimizer update of every trainable group from ws->pgrad. */
-static void advnn__update(advnn_trainer *tr) {
-    advnn_graph *g = tr->g;
+/* A group's update coefficients for its next step (t + 1); computing them changes nothing. */
+typedef struct { double scale, bc1, bc2, mu, mu1, mu_prod, mu_prod1; } advnn__ocoef;
+static advnn__ocoef advnn__coef(const advnn_trainer *tr, int gi) {
+    const advnn_graph *g = tr->g;
+    const advnn__gstate *s = &tr->gs[gi];
+    const advnn_optim *o = &s->o;
     const float *grad = tr->ws->pgrad;
-    int gi, k;
-    for (gi = 0; gi < g->n_groups; gi++) {
-        advnn__gstate *s = &tr->gs[gi];
-        const advnn_optim *o = &s->o;
-        double scale = 1.0, bc1 = 1, bc2 = 1, mu = 0, mu1 = 0, mu_prod1 = 1;
-        if (!tr->gon[gi]) continue;
-        if (o->clip_norm > 0) {
-            double ss = 0;
-            for (k = 0; k < g->n_par; k++) {
-                const advnn__param *p = &g->par[k];
-                int64_t j;
-                if (p->group != gi || !p->trainable) continue;
-                for (j = 0; j < p->size; j++) ss += (double)grad[p->off + j] * grad[p->off + j];
-            }
-            if (sqrt(ss) > o->clip_norm) scale = o->clip_norm / sqrt(ss);
-        }
-        s->t++;
-        if (o->kind != ADVNN_SGD) {
-            bc1 = 1.0 - pow(o->beta1, (double)s->t);
-            bc2 = 1.0 - pow(o->beta2, (double)s->t);
-        }
-        if (o->kind == ADVNN_NADAM) {  /* Dozat's momentum schedule, as PyTorch and Keras */
-            mu = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)s->t * 0.004));
-            mu1 = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)(s->t + 1) * 0.004));
-            s->mu_prod *= mu;
-            mu_prod1 = s->mu_prod * mu1;
-        }
+    advnn__ocoef c;
+    double t = (double)(s->t + 1);
+    int k;
+    c.scale = 1; c.bc1 = 1; c.bc2 = 1; c.mu = 0; c.mu1 = 0; c.mu_prod = s->mu_prod; c.mu_prod1 = 1;
+    if (o->clip_norm > 0) {
+        double ss = 0;
         for (k = 0; k < g->n_par; k++) {
             const advnn__param *p = &g->par[k];
-            float *w = g->params + p->off, *m = tr->m + p->off, *v = tr->v + p->off;
-            const float *gr = grad + p->off;
             int64_t j;
             if (p->group != gi || !p->trainable) continue;
-            if (o->kind == ADVNN_SGD) {
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale) + o->weight_decay * w[j];
-                    if (o->momentum > 0) {
-                        m[j] = o->momentum * m[j] + gj;
-                        gj = o->nesterov ? gj + o->momentum * m[j] : m[j];
-                    }
-                    w[j] -= o->lr * gj;
-                }
-            } else if (o->kind == ADVNN_ADAM) {
-                float a = (float)(o->lr / bc1), ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale);
-                    m[j] = b1 * m[j] + (1 - b1) * gj;
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-                    w[j] -= a * m[j] / (sqrtf(v[j]) * ib2 + o->eps) + o->lr * o->weight_decay * w[j];
-                }
-            } else {
-                float c1 = (float)(o->lr * (1.0 - mu) / (1.0 - s->mu_prod)), c2 = (float)(o->lr * mu1 / (1.0 - mu_prod1));
-                float ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale), den;
-                    m[j] = b1 * m[j] + (1 - b1) * gj;
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-                    den = sqrtf(v[j]) * ib2 + o->eps;
-                    w[j] -= (c1 * gj + c2 * m[j]) / den + o->lr * o->weight_decay * w[j];
+            for (j = 0; j < p->size; j++) ss += (double)grad[p->off + j] * grad[p->off + j];
+        }
+        if (sqrt(ss) > o->clip_norm) c.scale = o->clip_norm / sqrt(ss);
+    }
+    if (o->kind != ADVNN_SGD) { c.bc1 = 1.0 - pow(o->beta1, t); c.bc2 = 1.0 - pow(o->beta2, t); }
+    if (o->kind == ADVNN_NADAM) {  /* Dozat's momentum schedule, as PyTorch and Keras */
+        c.mu = o->beta1 * (1.0 - 0.5 * pow(0.96, t * 0.004));
+        c.mu1 = o->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * 0.004));
+        c.mu_prod = s->mu_prod * c.mu;
+        c.mu_prod1 = c.mu_prod * c.mu1;
+    }
+    return c;
+}
+
+/* One parameter block's step. With commit = 0 nothing is written: the return value says whether the
+ * new weights and moments would all be finite (x - x is 0 for finite x, NaN otherwise). */
+static int advnn__step_block(const advnn_optim *o, const advnn__ocoef *c, float *w, float *m, float *v, const float *gr,
+                             int64_t n, int commit) {
+    float acc = 0;
+    int64_t j;
+    if (o->kind == ADVNN_SGD) {
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale) + o->weight_decay * w[j], mj = m[j], wj;
+            if (o->momentum > 0) {
+                mj = o->momentum * mj + gj;
+                gj = o->nesterov ? gj + o->momentum * mj : mj;
+            }
+            wj = w[j] - o->lr * gj;
+            acc += (wj - wj) + (mj - mj);
+            if (commit) { w[j] = wj; m[j] = mj; }
+        }
+    } else if (o->kind == ADVNN_ADAM) {
+        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2;
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale);
+            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;
+            float wj = w[j] - (a * mj / (sqrtf(vj) * ib2 + o->eps) + o->lr * o->weight_decay * w[j]);
+            acc += (wj - wj) + (mj - mj) + (vj - vj);
+            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+        }
+    } else {
+        float c1 = (float)(o->lr * (1.0 - c->mu) / (1.0 - c->mu_prod)), c2 = (float)(o->lr * c->mu1 / (1.0 - c->mu_prod1));
+        float ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2;
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale);
+            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj, den = sqrtf(vj) * ib2 + o->eps;
+            float wj = w[j] - ((c1 * gj + c2 * mj) / den + o->lr * o->weight_decay * w[j]);
+            acc += (wj - wj) + (mj - mj) + (vj - vj);
+            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+        }
+    }
+    return acc == 0;
+}
+
+/* One optimizer update of every trainable group from ws->pgrad. The rule for non-finite values:
+ * a step whose gradient, new weights or new optimizer moments would hold a NaN or an infinity (an
+ * overflowing gradient, a NaN that reached the weights' gradient behind a ReLU, a learning rate too
+ * large) is refused as a whole: ADVNN_ERR_NAN, and every weight, moment and step count stays as it
+ * was. A first pass only checks (it costs about what the update costs, small beside a step's
+ * forward and backward passes); the second writes. */
+static advnn_status advnn__update(advnn_trainer *tr) {
+    advnn_graph *g = tr->g;
+    const float *grad = tr->ws->pgrad;
+    int gi, k, commit;
+    for (commit = 0; commit < 2; commit++)
+        for (gi = 0; gi < g->n_groups; gi++) {
+            advnn__gstate *s = &tr->gs[gi];
+            advnn__ocoef c;
+            if (!tr->gon[gi]) continue;
+            c = advnn__coef(tr, gi);
+            for (k = 0; k < g->n_par; k++) {
+                const advnn__param *p = &g->par[k];
+                if (p->group != gi || !p->trainable) continue;
+                if (!advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, commit)) {
+                    const advnn__node *n = &g->nodes[p->node];
+                    int64_t j = 0;
+                    while (j < p->size && isfinite(grad[p->off + j])) j++;
+                    return advnn__fail(ADVNN_ERR_NAN, "update refused, weights unchanged: %s of parameter block %d (node %d%s%s%s, group '%s') "
+                                       "would not be finite%s", j < p->size ? "the gradient" : "the new weights or optimizer moments",
+                                       k, p->node, n->name[0] ? " '" : "", n->name, n->name[0] ? "'" : "", g->groups[gi],
+                                       j < p->size ? "" : " (lower the learning rate)");
                 }
             }
+            if (!commit) continue;
+            s->t++;
+            s->mu_prod = c.mu_prod;
+            for (k = 0; k < g->n_nodes; k++)   /* spectral norm: one power iteration per update */
+                if (g->nodes[k].kind == ADVNN__DENSE && g->nodes[k].ip[2] && g->nodes[k].share < 0 && g->nodes[k].group == gi)
+                    advnn__sn_iterate(g, &g->nodes[k]);
         }
-        for (k = 0; k < g->n_nodes; k++)   /* spectral norm: one power iteration per update */
-            if (g->nodes[k].kind == ADVNN__DENSE && g->nodes[k].ip[2] && g->nodes[k].share < 0 && g->nodes[k].group == gi)
-                advnn__sn_iterate(g, &g->nodes[k]);
-    }
+    return ADVNN_OK;
 }
 
 static double advnn__objective(const advnn_ws *ws) {
@@ -3425,7 +3570,7 @@ ADVNN_DEF advnn_status advnn_train_step(advnn_trainer *tr, const advnn_dataset *
     advnn__mark_grad(ws);
     if ((st = advnn__run(tr, d, idx, 0, n, NULL, NULL, 1)) != ADVNN_OK) return st;
     obj = advnn__objective(ws);
-    advnn__update(tr);
+    if ((st = advnn__update(tr)) != ADVNN_OK) return st;
     if (loss) *loss = obj;
     return ADVNN_OK;
 }
@@ -3679,8 +3824,7 @@ static advnn_status advnn__adv_substep(advnn_trainer *tr, const advnn__adv *a, i
     tr->key = advnn__skip_rows ? a->key : -1;
     st = advnn__run(tr, d, idx, 0, n, d2, idx2, 1);
     tr->key = -1;
-    if (st != ADVNN_OK) return st;
-    advnn__update(tr);
+    if (st != ADVNN_OK || (st = advnn__update(tr)) != ADVNN_OK) return st;
     if (lmain) *lmain = ws->need[o->main_loss] ? ws->loss[o->main_loss] : NAN;
     if (ladv) *ladv = ws->need[o->adv_loss] ? ws->loss[o->adv_loss] : NAN;
     return ADVNN_OK;
@@ -4292,12 +4436,95 @@ static int advnn__rstr(advnn__rbuf *r, char *out) {
     return 1;
 }
 
-ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len) {
+/* The test vector (format flag 1): inputs drawn from a seed, and the outputs the model gave them when
+ * it was saved. Loading recomputes them, so a file that runs differently from how it was saved (a
+ * corrupted but checksum-valid field, a rewired input of the same shape, a broken kernel path) is
+ * refused. The outputs checked are the graph's leaves: every node that is not a loss and that no
+ * node other than a loss reads (the classifier's score, the adversary's heads, ...). */
+#define ADVNN__FLAG_TESTVEC 1u
+#define ADVNN__TV_ROWS 2
+#define ADVNN__TV_TOL 1e-4
+/* Workspace budget of the check at load, in floats: a few-hundred-byte file must not make the
+ * loader allocate gigabytes of activations (max(256 MiB, 64 x the file's size)). */
+static size_t advnn__tv_budget(size_t file_len) {
+    size_t b = (size_t)256 << 20;
+    if (file_len < SIZE_MAX / 64 && 64 * file_len > b) b = 64 * file_len;
+    return b / sizeof(float);
+}
+
+static int advnn__tv_outputs(const advnn_graph *g, int *ids) {
+    int i, j, n = 0;
+    unsigned char *read = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes + 1);
+    if (!read) return -1;
+    memset(read, 0, (size_t)g->n_nodes + 1);
+    for (i = 0; i < g->n_nodes; i++)
+        if (!ADVNN__IS_LOSS(g->nodes[i].kind))
+            for (j = 0; j < g->nodes[i].n_in; j++) read[g->nodes[i].in[j]] = 1;
+    for (i = 0; i < g->n_nodes; i++)
+        if (!read[i] && !ADVNN__IS_LOSS(g->nodes[i].kind) && g->nodes[i].kind != ADVNN__INPUT) { if (ids) ids[n] = i; n++; }
+    ADVNN_FREE(read);
+    return n;
+}
+
+/* Runs the test inputs of `seed` through g; out gets every leaf's ADVNN__TV_ROWS rows, in leaf order
+ * (*nout floats). ids (room for n_nodes) gets the leaves, *nleaf their count. */
+static advnn_status advnn__tv_run(const advnn_graph *g, uint64_t seed, size_t budget, int *ids, int *nleaf, float **out, size_t *nout) {
+    advnn_ws *ws = NULL;
+    float **in = NULL, *o = NULL;
+    size_t tot = 0, at = 0;
+    advnn_status st = ADVNN_OK;
+    int i, k;
+    uint64_t x = seed;
+    *out = NULL; *nout = 0;
+    if ((*nleaf = advnn__tv_outputs(g, ids)) < 0) return advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory");
+    if (advnn__ws_layout(g, ADVNN__TV_ROWS, 0, NULL, NULL) > budget)
+        return advnn__fail(ADVNN_ERR_FORMAT, "model test vector: its workspace (%zu MiB) is over the %zu MiB a file of this size may ask "
+                           "for (save the model without a test vector)", advnn__ws_layout(g, ADVNN__TV_ROWS, 0, NULL, NULL) >> 18, budget >> 18);
+    for (k = 0; k < *nleaf; k++) tot += (size_t)ADVNN__TV_ROWS * g->nodes[ids[k]].size;
+    in = (float **)advnn__zalloc(((size_t)g->n_inputs + 1) * sizeof *in);
+    o = (float *)ADVNN_MALLOC((tot ? tot : 1) * sizeof(float));
+    if (!in || !o || !(ws = advnn_ws_new(g, ADVNN__TV_ROWS))) { st = advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory"); goto done; }
+    for (i = 0; i < g->n_inputs; i++) {
+        size_t n = (size_t)ADVNN__TV_ROWS * g->nodes[g->inputs[i]].size, j;
+        if (!(in[i] = (float *)ADVNN_MALLOC(n * sizeof(float)))) { st = advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory"); goto done; }
+        for (j = 0; j < n; j++) {   /* splitmix64 -> uniform in [-1, 1), exact in float */
+            uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; z ^= z >> 31;
+            in[i][j] = (float)((double)(z >> 40) / (double)(1ull << 23) - 1.0);
+        }
+    }
+    for (k = 0; k < *nleaf && st == ADVNN_OK; k++) {
+        st = advnn_infer(ws, ADVNN__TV_ROWS, (const float *const *)in, ids[k], o + at);
+        at += (size_t)ADVNN__TV_ROWS * g->nodes[ids[k]].size;
+    }
+done:
+    for (i = 0; in && i < g->n_inputs; i++) ADVNN_FREE(in[i]);
+    advnn__free(in);
+    advnn_ws_free(ws);
+    if (st != ADVNN_OK) { ADVNN_FREE(o); return st; }
+    *out = o; *nout = tot;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_model_save_mem_ex(const advnn_graph *g, unsigned flags, void **buf, size_t *len) {
     advnn__wbuf w;
-    int i, j;
+    int i, j, *leaf = NULL, nleaf = 0;
     unsigned char hdr[24];
+    float *tv = NULL;
+    size_t ntv = 0, at = 0;
+    uint64_t seed;
+    advnn_status st;
     if (!g || !buf || !len) return advnn__fail(ADVNN_ERR_ARG, "advnn_model_save: NULL argument");
     if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_model_save: graph not finalized");
+    if (flags & ~(unsigned)ADVNN_SAVE_NO_TESTVEC) return advnn__fail(ADVNN_ERR_ARG, "advnn_model_save: unknown flags %#x", flags);
+    /* a file the loader would refuse is not written */
+    if ((st = advnn__check_params(g, "advnn_model_save")) != ADVNN_OK) return st;
+    for (i = 0, seed = 0; i < g->n_par; i++)   /* the test inputs' seed: a hash of the weights (not of the padding) */
+        seed = (uint64_t)XXH3_64bits_withSeed(g->params + g->par[i].off, (size_t)g->par[i].size * sizeof(float), (XXH64_hash_t)seed);
+    if (!(flags & ADVNN_SAVE_NO_TESTVEC)) {
+        if (!(leaf = (int *)ADVNN_MALLOC(((size_t)g->n_nodes + 1) * sizeof(int)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_model_save: out of memory");
+        if ((st = advnn__tv_run(g, seed, (size_t)-1, leaf, &nleaf, &tv, &ntv)) != ADVNN_OK) { ADVNN_FREE(leaf); return st; }
+    }
     memset(&w, 0, sizeof w);
     memset(hdr, 0, sizeof hdr);
     advnn__wbytes(&w, hdr, sizeof hdr);  /* filled in below */
@@ -4322,17 +4549,29 @@ ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, si
         advnn__w32(&w, (uint32_t)p->rows); advnn__w32(&w, (uint32_t)p->cols);
         for (k = 0; k < p->size; k++) advnn__wf32(&w, g->params[p->off + k]);
     }
+    if (leaf) {   /* rows, seed, leaves, then each leaf's node id and outputs */
+        advnn__w32(&w, ADVNN__TV_ROWS); advnn__w32(&w, (uint32_t)seed); advnn__w32(&w, (uint32_t)(seed >> 32));
+        advnn__w32(&w, (uint32_t)nleaf);
+        for (i = 0; i < nleaf; i++) {
+            size_t m = (size_t)ADVNN__TV_ROWS * g->nodes[leaf[i]].size, k;
+            advnn__w32(&w, (uint32_t)leaf[i]);
+            for (k = 0; k < m; k++) advnn__wf32(&w, tv[at + k]);
+            at += m;
+        }
+    }
+    ADVNN_FREE(leaf); ADVNN_FREE(tv);
     advnn__wbytes(&w, hdr, 8);  /* room for the checksum */
     if (w.oom) { ADVNN_FREE(w.b); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_model_save: out of memory"); }
     memcpy(w.b, "ADVNNMDL", 8);
     advnn__put_u32(w.b + 8, ADVNN_MODEL_FORMAT_VERSION);
-    advnn__put_u32(w.b + 12, 0);
+    advnn__put_u32(w.b + 12, (flags & ADVNN_SAVE_NO_TESTVEC) ? 0 : ADVNN__FLAG_TESTVEC);
     advnn__put_u64(w.b + 16, (uint64_t)(w.n - 32));
     advnn__put_u64(w.b + w.n - 8, (uint64_t)XXH3_64bits(w.b, w.n - 8));
     *buf = w.b;
     *len = w.n;
     return ADVNN_OK;
 }
+ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len) { return advnn_model_save_mem_ex(g, 0, buf, len); }
 
 /* Replays one saved node through the builder, which validates it like user input. */
 static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in, int share, const int *ip, const float *fp,
@@ -4383,13 +4622,61 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
     }
 }
 
+/* Compares the test vector stored at r with the outputs g computes now (see ADVNN__FLAG_TESTVEC). */
+static advnn_status advnn__tv_check(const advnn_graph *g, advnn__rbuf *r, size_t file_len) {
+    uint32_t rows = advnn__r32(r), lo = advnn__r32(r), hi = advnn__r32(r), nl = advnn__r32(r), i;
+    int *leaf, nleaf;
+    float *tv = NULL;
+    size_t ntv, at = 0, k;
+    advnn_status st;
+    if (r->bad || rows != ADVNN__TV_ROWS || nl > (uint32_t)g->n_nodes)
+        return advnn__fail(ADVNN_ERR_FORMAT, "model: test vector header (rows %u, %u outputs) is invalid", rows, nl);
+    if (!(leaf = (int *)ADVNN_MALLOC(((size_t)g->n_nodes + 1) * sizeof(int)))) return advnn__fail(ADVNN_ERR_NOMEM, "model: out of memory");
+    nleaf = advnn__tv_outputs(g, NULL);
+    if (nleaf != (int)nl) { ADVNN_FREE(leaf); return advnn__fail(ADVNN_ERR_FORMAT, "model: the test vector has %u outputs, the graph %d", nl, nleaf); }
+    /* the stored outputs must be in the file before any work is done for them */
+    {
+        size_t need = 0;
+        nleaf = advnn__tv_outputs(g, leaf);
+        for (i = 0; i < nl; i++) need += 4 + 4 * (size_t)ADVNN__TV_ROWS * g->nodes[leaf[i]].size;
+        if (need != r->left) { ADVNN_FREE(leaf); return advnn__fail(ADVNN_ERR_FORMAT, "model: the test vector needs %zu bytes, %zu are left", need, r->left); }
+    }
+    if ((st = advnn__tv_run(g, (uint64_t)lo | (uint64_t)hi << 32, advnn__tv_budget(file_len), leaf, &nleaf, &tv, &ntv)) != ADVNN_OK) {
+        ADVNN_FREE(leaf); return st;
+    }
+    for (i = 0; i < nl; i++) {
+        const advnn__node *n = &g->nodes[leaf[i]];
+        size_t m = (size_t)ADVNN__TV_ROWS * n->size;
+        double scale = 1, worst = 0;
+        size_t wk = 0;
+        if ((int)advnn__r32(r) != leaf[i]) { st = advnn__fail(ADVNN_ERR_FORMAT, "model: test vector output %u is not node %d", i, leaf[i]); break; }
+        for (k = 0; k < m; k++) { float e = advnn__rf32(r); if (isfinite(e) && fabs(e) > scale) scale = fabs(e); }
+        r->p -= 4 * m; r->left += 4 * m;   /* second pass: compare, within ADVNN__TV_TOL of the output's scale */
+        for (k = 0; k < m; k++) {
+            float e = advnn__rf32(r), a = tv[at + k];
+            double d = (isnan(e) && isnan(a)) || (isinf(e) && e == a) ? 0 : fabs((double)a - e);
+            if (!(d <= worst)) { worst = isnan(d) ? INFINITY : d; wk = k; }
+        }
+        if (worst > ADVNN__TV_TOL * scale) {
+            st = advnn__fail(ADVNN_ERR_FORMAT, "model: node %d '%s' computes %g for test value %zu, the file says %g (saved with other "
+                             "weights, architecture or kernels: differs by %.3g, tolerance %.3g)", leaf[i], n->name,
+                             (double)tv[at + wk], wk, (double)advnn__get_f32(r->p - 4 * (m - wk)), worst, ADVNN__TV_TOL * scale);
+            break;
+        }
+        at += m;
+    }
+    ADVNN_FREE(leaf); ADVNN_FREE(tv);
+    return st;
+}
+
 ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
     const unsigned char *b = (const unsigned char *)buf;
     advnn__rbuf r;
     advnn_graph *g = NULL;
-    uint32_t ng, nn, np, i, j;
-    uint64_t plen;
+    uint32_t ng, nn, np, i, j, flags;
+    uint64_t plen, need;
     char name[ADVNN__NAME_MAX];
+    const char *why = "inconsistent field";
     if (!b) { advnn__fail(ADVNN_ERR_ARG, "model: buffer is NULL"); return NULL; }
     if (len < 32) { advnn__fail(ADVNN_ERR_FORMAT, "model: %zu bytes is too short for a model file (at least 32)", len); return NULL; }
     if (memcmp(b, "ADVNNMDL", 8) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: not an advnn model file (bad magic)"); return NULL; }
@@ -4407,55 +4694,67 @@ ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
         advnn__fail(ADVNN_ERR_CHECKSUM, "model: XXH3 checksum mismatch (file corrupted)");
         return NULL;
     }
-    if (advnn__get_u32(b + 12) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: unknown flags %#x", advnn__get_u32(b + 12)); return NULL; }
+    flags = advnn__get_u32(b + 12);
+    if (flags & ~ADVNN__FLAG_TESTVEC) { advnn__fail(ADVNN_ERR_FORMAT, "model: unknown flags %#x", flags); return NULL; }
     r.p = b + 24; r.left = len - 32; r.bad = 0;
     if (!(g = advnn_graph_new())) return NULL;
+#define ADVNN__BAD(msg) do { why = (msg); goto bad; } while (0)
     ng = advnn__r32(&r);
-    if (r.bad || ng < 1 || ng > 1024) goto bad;
+    if (r.bad || ng < 1 || ng > 1024) ADVNN__BAD("group count outside 1..1024");
     for (i = 0; i < ng; i++) {
-        if (!advnn__rstr(&r, name)) goto bad;
-        if (advnn_group(g, name) != (int)i) goto bad;  /* group 0 is "main"; names are unique */
+        if (!advnn__rstr(&r, name)) ADVNN__BAD("bad group name");
+        if (advnn_group(g, name) != (int)i) ADVNN__BAD("duplicated group name, or group 0 is not 'main'");
     }
     nn = advnn__r32(&r);
-    if (r.bad || nn < 1 || nn > (1u << 20)) goto bad;
+    if (r.bad || nn < 1 || nn > (1u << 20) || nn > r.left / 80) ADVNN__BAD("node count outside 1..2^20 or larger than the file");
     for (i = 0; i < nn; i++) {
         int kind, group, share, n_in, in[ADVNN__MAX_IN], ndim, shape[3], ip[8], id;
         float fp[4];
         kind = advnn__ri32(&r); group = advnn__ri32(&r); share = advnn__ri32(&r); n_in = advnn__ri32(&r);
-        if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i) goto bad;
-        for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) goto bad; }
+        if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i)
+            ADVNN__BAD("node header (input count, group or shared node) out of range");
+        for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) ADVNN__BAD("node input out of range"); }
         ndim = advnn__ri32(&r);
         for (j = 0; j < 3; j++) shape[j] = advnn__ri32(&r);
         for (j = 0; j < 8; j++) ip[j] = advnn__ri32(&r);
         for (j = 0; j < 4; j++) fp[j] = advnn__rf32(&r);
-        if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) goto bad;
+        if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) ADVNN__BAD("bad node name or rank");
         g->cur_group = group;
         id = advnn__replay_node(g, kind, n_in, in, share, ip, fp, name, ndim, shape);
-        if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) goto bad;
-        for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) goto bad;
-        for (j = 0; j < 8; j++) if (g->nodes[id].ip[j] != ip[j]) goto bad;
-        if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) goto bad;
+        if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) ADVNN__BAD("the node does not rebuild as saved");
+        for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) ADVNN__BAD("the node's shape differs from the saved one");
+        for (j = 0; j < 8; j++) if (g->nodes[id].ip[j] != ip[j]) ADVNN__BAD("the node's integer settings differ from the saved ones");
+        if (memcmp(g->nodes[id].fp, fp, sizeof fp) != 0) ADVNN__BAD("the node's float settings differ from the saved ones");
+        if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) ADVNN__BAD("bad or duplicated node name");
     }
     np = advnn__r32(&r);
-    if (r.bad || (int)np != g->n_par) goto bad;
-    if (advnn_graph_finalize(g, 0) != ADVNN_OK) goto fail;
+    if (r.bad || (int)np != g->n_par) ADVNN__BAD("the tensor count differs from the architecture's");
+    /* every tensor must be in the file before anything is allocated for it: a few hundred bytes of
+     * architecture can declare gigabytes of weights */
+    for (i = 0, need = 0; i < np; i++) need += 8 + 4 * (uint64_t)g->par[i].size;
+    if (need > r.left || (!(flags & ADVNN__FLAG_TESTVEC) && need != r.left)) {
+        advnn__fail(ADVNN_ERR_FORMAT, "model: the architecture declares %llu bytes of tensors, the file has %llu after it%s",
+                    (unsigned long long)need, (unsigned long long)r.left, need > r.left ? " (truncated or not a saved model)" : "");
+        goto fail;
+    }
+    if (advnn__finalize(g, 0, 0) != ADVNN_OK) goto fail;
     for (i = 0; i < np; i++) {
         advnn__param *p = &g->par[i];
         int rows = advnn__ri32(&r), cols = advnn__ri32(&r);
         int64_t k;
-        if (r.bad || rows != p->rows || cols != p->cols || r.left < (size_t)p->size * 4) goto bad;
-        for (k = 0; k < p->size; k++) {
-            float f = advnn__rf32(&r);
-            if (!isfinite(f)) { advnn__fail(ADVNN_ERR_NAN, "model: parameter block %u holds a non-finite value at %lld", i, (long long)k); goto fail; }
-            g->params[p->off + k] = f;
-        }
+        if (r.bad || rows != p->rows || cols != p->cols) ADVNN__BAD("a tensor's shape differs from the architecture's");
+        for (k = 0; k < p->size; k++) g->params[p->off + k] = advnn__rf32(&r);
     }
-    if (r.bad || r.left != 0) goto bad;
+    if (r.bad) ADVNN__BAD("tensor table truncated");
+    if (advnn__check_params(g, "model") != ADVNN_OK) goto fail;
+    if ((flags & ADVNN__FLAG_TESTVEC) && advnn__tv_check(g, &r, len) != ADVNN_OK) goto fail;
+    if (r.bad || r.left != 0) ADVNN__BAD("bytes left over after the last section");
+#undef ADVNN__BAD
     return g;
 bad:
     {
         char msg[sizeof advnn__errbuf];
-        snprintf(msg, sizeof msg, "%s", g && g->err != ADVNN_OK ? g->errmsg : "inconsistent field");
+        snprintf(msg, sizeof msg, "%s", g && g->err != ADVNN_OK ? g->errmsg : why);
         advnn__fail(ADVNN_ERR_FORMAT, "model: invalid architecture or tensor table at byte %zu: %s", (size_t)(r.p - b), msg);
     }
 fail:
@@ -4464,10 +4763,11 @@ fail:
 }
 
 #ifndef ADVNN_NO_STDIO
-ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path) {
+ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path) { return advnn_model_save_ex(g, path, 0); }
+ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *path, unsigned flags) {
     void *b;
     size_t len;
-    advnn_status st = advnn_model_save_mem(g, &b, &len);
+    advnn_status st = advnn_model_save_mem_ex(g, flags, &b, &len);
     if (st != ADVNN_OK) return st;
     st = advnn__write_file(path, b, len);
     ADVNN_FREE(b);
