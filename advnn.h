@@ -47,7 +47,17 @@
  *   ws        A workspace (activations, gradients, GEMM packing) sized once for a maximum batch.
  *             No allocation happens in forward/backward/optimizer steps.
  *   layout    float32, batch-major, row-major. Dense and BatchNorm act on the last axis, so a Dense on
- *             a (T, F) input is a kernel-1 Conv1D over T.
+ *             a (T, F) input is a kernel-1 Conv1D over T. Images are (H, W, C) (channels last, as
+ *             Keras): flattening one gives the order h, w, c, where PyTorch's NCHW gives c, h, w.
+ *   activations  advnn_act (declared in advnn_simd.h): ADVNN_ACT_LINEAR, ADVNN_ACT_RELU,
+ *             ADVNN_ACT_LEAKY_RELU (slope param, default 0.01), ADVNN_ACT_PRELU (only through
+ *             advnn_prelu: learned slopes), ADVNN_ACT_ELU (alpha param, default 1), ADVNN_ACT_SIGMOID,
+ *             ADVNN_ACT_TANH, ADVNN_ACT_SOFTPLUS. Dense and convolution layers take one as their act.
+ *   non-finite  Inputs with NaN/Inf are refused. A training step whose gradient, new weights or new
+ *             optimizer moments would not be finite is refused as a whole (ADVNN_ERR_NAN, weights and
+ *             optimizer state unchanged); advnn_fit then restores its fallback weights and stops.
+ *             advnn_predict and advnn_model_save refuse non-finite weights; advnn_infer (the per-call
+ *             hot path) does not check the weights, so write only finite values into advnn_params().
  *
  * THREAD SAFETY
  *   - advnn_last_error() is per thread.
@@ -307,8 +317,12 @@ typedef struct advnn_fit_opts {
 } advnn_fit_opts;
 typedef struct advnn_fit_result { int epochs_run, best_epoch; double best_loss; } advnn_fit_result;
 ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void);
-/* Train on `train`; validate on `val` (or on opts->val_split of train). The monitored quantity is
- * the validation loss when there is validation data, else the training loss. */
+/* Train on `train`; validate on `val` (or on opts->val_split of train). The monitored quantity (for
+ * patience and restore_best) is the validation loss when there is validation data, else the mean
+ * training loss of the epoch: without validation data restore_best picks the epoch with the lowest
+ * training loss, which rewards overfitting; pass validation data or set restore_best = 0. Every
+ * row trains once per epoch: when batch_size does not divide the rows, the last batch of an epoch
+ * is smaller (it is not dropped). The per-epoch line shows val_loss only with validation data. */
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res);
 
@@ -449,6 +463,16 @@ ADVNN_DEF advnn_status advnn_jsd_floor(const float *var, const float *weight, in
                                        double lo, double hi, int nbins, int repeats, uint64_t seed, double *jsd_mean);
 /* Weighted Pearson correlation coefficient of x and y (weight may be NULL); both need non-zero variance. */
 ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float *weight, int64_t n, double *r);
+/* Classification. scores is (n, k) row-major: class probabilities or logits for k >= 2 classes, or
+ * for k == 1 one probability of class 1 (class 1 when score >= 0.5). labels hold class indices
+ * 0..k-1 (0/1 for k == 1) as floats. advnn_argmax: out[i] = predicted class of row i (first maximum).
+ * advnn_accuracy: weighted fraction of rows whose predicted class is the label (weight may be NULL).
+ * advnn_confusion: counts[t * K + p] = summed weight of rows with label t predicted as p, where K =
+ * max(k, 2); counts is overwritten. Non-finite scores or weights, and labels that are not a class
+ * index, are errors that name the row. */
+ADVNN_DEF advnn_status advnn_argmax(const float *scores, int64_t n, int k, int *out);
+ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *acc);
+ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *counts);
 
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
@@ -464,7 +488,8 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
  * value differs by more than 1e-4 x max(1, largest |value| of that output): a file that runs
  * differently from how it was saved (a corrupted but checksum-valid field, a kernel or ISA path that
  * computes something else) does not load. It costs 8 bytes per leaf value and one batch-2 forward
- * pass at save and load; ADVNN_SAVE_NO_TESTVEC leaves it out. Saving refuses (ADVNN_ERR_NAN /
+ * pass at save and load, whose workspace may not pass max(64 MiB, 64 x the file's size) at load
+ * (a model with larger activations is saved with ADVNN_SAVE_NO_TESTVEC, which leaves it out). Saving refuses (ADVNN_ERR_NAN /
  * ADVNN_ERR_FORMAT) weights that loading would refuse. Files of older builds (no test vector) load. */
 #define ADVNN_MODEL_FORMAT_VERSION 1
 #define ADVNN_SAVE_NO_TESTVEC 1u
@@ -670,21 +695,32 @@ static uint64_t advnn__get_u64(const unsigned char *p) { uint64_t v = 0; int i; 
 /* ---------------------------------------------------------------- .npy */
 typedef struct { char kind; int bytes; int big; } advnn__dtype;
 
-/* Finds 'key': in the header dict and returns a pointer just after the colon (and spaces), or NULL. */
+/* The value of 'key' in the header dict: a pointer to its first character, or NULL. The dict is
+ * walked entry by entry, so a key's name inside another entry's string value is not taken for it,
+ * and of a key given twice the last one counts (as Python's dict literal, and numpy, do). */
 static const char *advnn__npy_key(const char *h, const char *end, const char *key) {
     size_t kl = strlen(key);
-    const char *p;
-    for (p = h; p + kl + 2 < end; p++) {
-        if ((*p == '\'' || *p == '"') && p[kl + 1] == *p && memcmp(p + 1, key, kl) == 0) {
-            p += kl + 2;
-            while (p < end && *p == ' ') p++;
-            if (p >= end || *p != ':') return NULL;
-            p++;
-            while (p < end && *p == ' ') p++;
-            return p < end ? p : NULL;  /* a key with no value is as bad as no key */
-        }
+    const char *p = h + 1, *found = NULL;   /* h[0] == '{' */
+    for (;;) {
+        const char *k, *v;
+        char qc;
+        while (p < end && (*p == ' ' || *p == ',')) p++;
+        if (p >= end || *p == '}' || (*p != '\'' && *p != '"')) return found;
+        qc = *p; k = ++p;
+        while (p < end && *p != qc) p++;
+        if (p >= end) return found;
+        v = p + 1;
+        while (v < end && *v == ' ') v++;
+        if (v >= end || *v != ':') return found;
+        v++;
+        while (v < end && *v == ' ') v++;
+        if (v >= end) return found;   /* a key with no value is as bad as no key */
+        if ((size_t)(p - k) == kl && memcmp(k, key, kl) == 0) found = v;
+        p = v;   /* skip the value: a string, a tuple, or a bare word */
+        if (*p == '\'' || *p == '"') { qc = *p++; while (p < end && *p != qc) p++; p++; }
+        else if (*p == '(') { while (p < end && *p != ')') p++; p++; }
+        else while (p < end && *p != ',' && *p != '}') p++;
     }
-    return NULL;
 }
 
 static advnn_status advnn__npy_parse_header(const char *h, size_t hl, advnn__dtype *dt, int *ndim, int64_t *shape) {
@@ -1846,6 +1882,11 @@ struct advnn_ws {
     int     part;              /* the last pass ran the subset on fewer rows than all (the trainer's
                                 * ws: on any thread) */
     int64_t *perm;             /* training workspaces: the partitioned row indices (2 x max_batch) */
+    /* the last gather: its datasets and rows (idx, or start + i when idx is NULL), so that an error
+     * about sample i of the batch can name the row of the caller's data */
+    const advnn_dataset *gd[2];
+    const int64_t *grows[2];
+    int64_t gstart;
     const unsigned char *group_on; /* per group trainable flags (NULL = all) */
     int     training;
     advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
@@ -1860,6 +1901,8 @@ struct advnn_ws {
     struct advnn__team *iteam;
     struct advnn__inferjob *ijob;
 };
+
+static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream);   /* (datasets) */
 
 /* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC. */
 typedef struct { int H, W, C, Ho, Wo, F, KH, KW, SH, SW, PT, PL, KKC, in_size, pointwise, chunk; } advnn__cgeom;
@@ -2320,8 +2363,11 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
         if (n->kind == ADVNN__LOSS_BCE) {
             for (j = 0; j < p->size; j++) {
                 double zz = z[(size_t)i * p->size + j], yy = y[(size_t)i * p->size + j];
-                if (!(yy >= 0.0 && yy <= 1.0))
-                    return advnn__fail(ADVNN_ERR_ARG, "binary cross-entropy: target %g of sample %d is outside [0, 1]", yy, i);
+                if (!(yy >= 0.0 && yy <= 1.0)) {
+                    const char *sn;
+                    int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                    return advnn__fail(ADVNN_ERR_ARG, "binary cross-entropy: target %g in row %lld of the %s is outside [0, 1]", yy, (long long)row, sn);
+                }
                 l += (zz > 0 ? zz : 0) - zz * yy + log1p(exp(-fabs(zz)));
             }
             l /= p->size;
@@ -2340,14 +2386,22 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
                 lse = mx + log(se);
                 if (idx) {
                     float c = y[(size_t)i * t->size + j];
-                    if (!(c >= 0 && c < K && c == (float)(int)c))
-                        return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: label %g of sample %d is not a class index in 0..%d", (double)c, i, K - 1);
+                    if (!(c >= 0 && c < K && c == (float)(int)c)) {
+                        const char *sn;
+                        int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                        return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: label %g in row %lld of the %s is not a class index in 0..%d",
+                                           (double)c, (long long)row, sn, K - 1);
+                    }
                     l += lse - zr[(int)c];
                 } else {
                     const float *tr = y + (size_t)i * p->size + (size_t)j * K;
                     for (k = 0; k < K; k++) {
-                        if (!(tr[k] >= 0.0f && tr[k] <= 1.0f))
-                            return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: target probability %g of sample %d is outside [0, 1]", (double)tr[k], i);
+                        if (!(tr[k] >= 0.0f && tr[k] <= 1.0f)) {
+                            const char *sn;
+                            int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                            return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: target probability %g in row %lld of the %s is outside [0, 1]",
+                                               (double)tr[k], (long long)row, sn);
+                        }
                         l += tr[k] * (lse - zr[k]);
                     }
                 }
@@ -2912,12 +2966,13 @@ static advnn_status advnn__dcol_for(const advnn_graph *g, const advnn_dataset *d
         if (ok && t->ndim - 1 == n->ndim) for (j = 0; j < n->ndim; j++) ok &= t->shape[j + 1] == n->shape[j];
         else if (ok) ok = t->ndim == 1 && n->size == 1;
         if (!ok) {
-            char buf[96];
-            int len = 0;
-            for (j = 1; j < t->ndim && len < 80; j++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", j > 1 ? "," : "", (long long)t->shape[j]);
+            char buf[96], want[48];
+            int len = 0, wl = 0;
+            for (j = 1; j < t->ndim && len < 80; j++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", j > 1 ? ", " : "", (long long)t->shape[j]);
+            for (j = 0; j < n->ndim; j++) wl += snprintf(want + wl, sizeof want - (size_t)wl, "%s%d", j ? ", " : "", n->shape[j]);
             buf[len] = 0;
-            return advnn__fail(ADVNN_ERR_SHAPE, "input '%s' expects %d values per sample (%d-d), the data has per-sample shape (%s)",
-                               n->name, n->size, n->ndim, buf);
+            return advnn__fail(ADVNN_ERR_SHAPE, "input '%s' expects per-sample shape (%s) = %d values; the data has per-sample shape (%s)%s",
+                               n->name, want, n->size, buf, t->size / t->shape[0] == n->size ? " (same count: reshape the array)" : "");
         }
         *out = t;
         return ADVNN_OK;
@@ -2985,6 +3040,7 @@ static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const i
     int i, r;
     advnn_status st;
     if ((st = advnn__partition(ws, d, &idx, start, nb, d2, &idx2)) != ADVNN_OK) return st;
+    ws->gd[0] = d; ws->gd[1] = d2; ws->grows[0] = idx; ws->grows[1] = idx2; ws->gstart = start;
     for (i = 0; i < g->n_inputs; i++) {
         int id = g->inputs[i];
         const advnn_tensor *t;
@@ -3004,6 +3060,17 @@ static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const i
 }
 static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb) {
     return advnn__gather2(ws, d, idx, start, nb, NULL, NULL);
+}
+
+/* The row of the caller's data that sample i of the last gather came from, for input node `node`
+ * (a loss's target or weight), and the stream's name for messages. */
+static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream) {
+    const advnn_graph *g = ws->g;
+    int k = 0;
+    if (node >= 0 && g->nodes[node].kind == ADVNN__INPUT && ws->gd[1] && ws->gd[1] != ws->gd[0] &&
+        !advnn__has_col(ws->gd[0], g->nodes[node].name) && advnn__has_col(ws->gd[1], g->nodes[node].name)) k = 1;
+    *stream = k ? "adv_data" : "data";
+    return ws->grows[k] ? ws->grows[k][i] : ws->gstart + i;
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -3658,7 +3725,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
             memcpy(msg, advnn__errbuf, sizeof msg);
-            advnn__fail(st, "advnn_fit: epoch %d, batch at row %lld: %s (weights restored to the %s)", epoch, (long long)s, msg,
+            advnn__fail(st, "advnn_fit: epoch %d, batch %lld: %s (weights restored to the %s)", epoch, (long long)(s / tr->batch), msg,
                         have_best ? "best epoch" : "start of training");
             memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
             break;
@@ -3669,8 +3736,10 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
         info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
 #ifndef ADVNN_NO_STDIO
-        if (o.verbose)
+        if (o.verbose && (val || nval))
             fprintf(stderr, "epoch %3d/%d  loss %.5f  val_loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, vl, info.seconds);
+        else if (o.verbose)
+            fprintf(stderr, "epoch %3d/%d  loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, info.seconds);
 #endif
         mon = (val || nval) ? vl : info.train_loss;
         if (mon < best - o.min_delta || !have_best) {
@@ -4400,6 +4469,55 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
     return ADVNN_OK;
 }
 
+static advnn_status advnn__class_of(const float *scores, int64_t i, int k, const char *what, int *cls) {
+    const float *r = scores + i * (k > 1 ? k : 1);
+    int j, b = 0;
+    for (j = 0; j < (k > 1 ? k : 1); j++)
+        if (!isfinite(r[j])) return advnn__fail(ADVNN_ERR_NAN, "%s: score %d of row %lld is %g", what, j, (long long)i, (double)r[j]);
+    if (k == 1) { *cls = r[0] >= 0.5f; return ADVNN_OK; }
+    for (j = 1; j < k; j++) if (r[j] > r[b]) b = j;
+    *cls = b;
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_argmax(const float *scores, int64_t n, int k, int *out) {
+    int64_t i;
+    advnn_status st;
+    if (!scores || !out || n < 1 || k < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_argmax: NULL argument, n = %lld or k = %d", (long long)n, k);
+    for (i = 0; i < n; i++) if ((st = advnn__class_of(scores, i, k, "advnn_argmax", &out[i])) != ADVNN_OK) return st;
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *counts) {
+    int64_t i;
+    int K = k > 1 ? k : 2, p;
+    advnn_status st;
+    if (!scores || !labels || !counts || n < 1 || k < 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_confusion: NULL argument, n = %lld or k = %d", (long long)n, k);
+    for (i = 0; i < (int64_t)K * K; i++) counts[i] = 0;
+    for (i = 0; i < n; i++) {
+        double w = weight ? weight[i] : 1.0;
+        float t = labels[i];
+        if (!(t >= 0 && t < K && t == floorf(t))) return advnn__fail(ADVNN_ERR_ARG, "advnn_confusion: label %g of row %lld is not a class 0..%d", (double)t, (long long)i, K - 1);
+        if (!isfinite(w)) return advnn__fail(ADVNN_ERR_NAN, "advnn_confusion: weight of row %lld is %g", (long long)i, w);
+        if ((st = advnn__class_of(scores, i, k, "advnn_confusion", &p)) != ADVNN_OK) return st;
+        counts[(int)t * K + p] += w;
+    }
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *acc) {
+    double *c, right = 0, all = 0;
+    int K = k > 1 ? k : 2, j;
+    advnn_status st;
+    if (!acc || k < 1 || k > 1 << 12) return advnn__fail(ADVNN_ERR_ARG, "advnn_accuracy: NULL acc or k = %d (1..4096)", k);
+    if (!(c = (double *)ADVNN_MALLOC((size_t)K * K * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_accuracy: out of memory");
+    if ((st = advnn_confusion(scores, labels, weight, n, k, c)) == ADVNN_OK) {
+        for (j = 0; j < K * K; j++) { all += c[j]; if (j / K == j % K) right += c[j]; }
+        if (all > 0) *acc = right / all;
+        else st = advnn__fail(ADVNN_ERR_ARG, "advnn_accuracy: total weight %g is not positive", all);
+    }
+    ADVNN_FREE(c);
+    return st;
+}
+
 /* ---------------------------------------------------------------- model files */
 typedef struct { unsigned char *b; size_t n, cap; int oom; } advnn__wbuf;
 static void advnn__wbytes(advnn__wbuf *w, const void *p, size_t n) {
@@ -4445,9 +4563,9 @@ static int advnn__rstr(advnn__rbuf *r, char *out) {
 #define ADVNN__TV_ROWS 2
 #define ADVNN__TV_TOL 1e-4
 /* Workspace budget of the check at load, in floats: a few-hundred-byte file must not make the
- * loader allocate gigabytes of activations (max(256 MiB, 64 x the file's size)). */
+ * loader allocate gigabytes of activations (max(64 MiB, 64 x the file's size)). */
 static size_t advnn__tv_budget(size_t file_len) {
-    size_t b = (size_t)256 << 20;
+    size_t b = (size_t)64 << 20;
     if (file_len < SIZE_MAX / 64 && 64 * file_len > b) b = 64 * file_len;
     return b / sizeof(float);
 }
