@@ -168,6 +168,10 @@ ADVNN_DEF int  advnn_prelu(advnn_graph *g, int in);                             
 ADVNN_DEF int  advnn_dropout(advnn_graph *g, int in, float rate);                         /* inverted dropout, train only */
 ADVNN_DEF int  advnn_batchnorm(advnn_graph *g, int in);                                   /* momentum 0.1, eps 1e-3 */
 ADVNN_DEF int  advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps);
+/* Input standardisation saved with the model (as lwtnn keeps per-input offset and scale): y = (x -
+ * offset) * scale per channel of the last axis, offset 0 and scale 1 until advnn_standardize_fit sets
+ * them from data. Not trained; gradients pass through (x scale). */
+ADVNN_DEF int  advnn_standardize(advnn_graph *g, int in);
 ADVNN_DEF int  advnn_concat(advnn_graph *g, int n, const int *ins);                      /* along the last axis */
 /* Sequences (T, C) and images (H, W, C). Padding follows Keras/TensorFlow: 'same' gives
  * ceil(in/stride) outputs and puts the odd extra pad after; kernel layout (KH, KW, Cin, Cout). */
@@ -219,6 +223,12 @@ ADVNN_DEF int  advnn_find(const advnn_graph *g, const char *name);              
 /* Allocate and initialise the weights (Glorot uniform; He uniform before ReLU-like activations)
  * from a PRNG seeded with `seed`. Reports the first builder error, if any. */
 ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed);
+
+/* Sets a finalized graph's standardize node from training data x (N rows of the node's input shape;
+ * weight: N values or NULL): offset = weighted mean, scale = 1 / weighted standard deviation (1 for
+ * a constant channel), per channel over every row and position. Apply the result to every later
+ * input as it is: it is part of the graph and of the saved model. */
+ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const advnn_tensor *x, const float *weight);
 
 /* Introspection */
 ADVNN_DEF int         advnn_node_count(const advnn_graph *g);
@@ -947,7 +957,7 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
-    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20, ADVNN__STANDARDIZE = 21,
     ADVNN__KIND_END
 };
 #define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN)
@@ -1272,6 +1282,13 @@ static int advnn__bn_node(advnn_graph *g, int in, float momentum, float eps, int
 }
 ADVNN_DEF int advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps) { return advnn__bn_node(g, in, momentum, eps, -1); }
 ADVNN_DEF int advnn_batchnorm(advnn_graph *g, int in) { return advnn_batchnorm_ex(g, in, 0.1f, 1e-3f); }
+
+ADVNN_DEF int advnn_standardize(advnn_graph *g, int in) {
+    int id = advnn__same_shape_node(g, ADVNN__STANDARDIZE, in, "advnn_standardize"), k, spec[2][3];
+    if (id < 0) return -1;
+    for (k = 0; k < 2; k++) { spec[k][0] = 1; spec[k][1] = g->nodes[id].cols; spec[k][2] = 0; }   /* offset, scale: not trained */
+    return advnn__attach_params(g, id, -1, 2, spec);
+}
 
 ADVNN_DEF int advnn_concat(advnn_graph *g, int n, const int *ins) {
     int id, i, j, shape[3], total = 0;
@@ -1656,6 +1673,50 @@ static advnn_status advnn__check_params(const advnn_graph *g, const char *what) 
     return ADVNN_OK;
 }
 
+ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const advnn_tensor *x, const float *weight) {
+    const advnn__node *n;
+    int64_t N, r, R;
+    int c, C;
+    double *acc, tw = 0;
+    float *off, *sc;
+    if (!g || !x) return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: NULL argument");
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_standardize_fit: graph not finalized");
+    if (node < 0 || node >= g->n_nodes || g->nodes[node].kind != ADVNN__STANDARDIZE)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: node %d is not a standardize node", node);
+    n = &g->nodes[node];
+    N = x->ndim >= 1 ? x->shape[0] : 0;
+    if (N < 1 || x->size != N * n->size)
+        return advnn__fail(ADVNN_ERR_SHAPE, "advnn_standardize_fit: the data has %lld values in %lld rows, the node takes %d per row",
+                           (long long)x->size, (long long)N, n->size);
+    C = n->cols; R = N * n->rows;
+    if (!(acc = (double *)ADVNN_MALLOC(3 * (size_t)C * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_standardize_fit: out of memory");
+    for (c = 0; c < 3 * C; c++) acc[c] = 0;
+    for (r = 0; r < R; r++) {   /* weights, then means; the variance in a second pass (no cancellation) */
+        double w = weight ? weight[r / n->rows] : 1.0;
+        if (!isfinite(w) || w < 0) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: weight %g of row %lld", w, (long long)(r / n->rows)); }
+        tw += w;
+        for (c = 0; c < C; c++) {
+            float v = x->data[r * C + c];
+            if (!isfinite(v)) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_NAN, "advnn_standardize_fit: value %g in row %lld", (double)v, (long long)(r / n->rows)); }
+            acc[c] += w; acc[C + c] += w * v;
+        }
+    }
+    if (!(tw > 0)) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: total weight %g is not positive", tw); }
+    for (c = 0; c < C; c++) acc[C + c] /= acc[c];
+    for (r = 0; r < R; r++) {
+        double w = weight ? weight[r / n->rows] : 1.0;
+        for (c = 0; c < C; c++) { double d = x->data[r * C + c] - acc[C + c]; acc[2 * C + c] += w * d * d; }
+    }
+    off = g->params + g->par[n->param0].off; sc = g->params + g->par[n->param0 + 1].off;
+    for (c = 0; c < C; c++) {
+        double sd = sqrt(acc[2 * C + c] / acc[c]);
+        off[c] = (float)acc[C + c];
+        sc[c] = sd > 0 && isfinite(1.0 / sd) ? (float)(1.0 / sd) : 1.0f;
+    }
+    ADVNN_FREE(acc);
+    return ADVNN_OK;
+}
+
 /* One power iteration: v = W^T u / |W^T u|, u = W v / |W v|. */
 static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
     const float *W = g->params + g->par[n->param0].off;
@@ -1710,6 +1771,9 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
         } else if (n->kind == ADVNN__PRELU) {
             advnn__param *a = &g->par[n->param0];
             for (k = 0; k < a->size; k++) g->params[a->off + k] = 0.25f;
+        } else if (n->kind == ADVNN__STANDARDIZE) {
+            advnn__param *sc = &g->par[n->param0 + 1];
+            for (k = 0; k < sc->size; k++) g->params[sc->off + k] = 1.0f;
         } else if (n->kind == ADVNN__BATCHNORM) {
             advnn__param *gam = &g->par[n->param0], *var = &g->par[n->param0 + 3];
             for (k = 0; k < gam->size; k++) { g->params[gam->off + k] = 1.0f; g->params[var->off + k] = 1.0f; }
@@ -2547,6 +2611,19 @@ static void advnn__sample_mse_fwd(advnn_ws *ws, int id, int nb) {
 /* Rows node i runs on in this pass: the key rows for the subset (advnn__mark_sub), else all nb. */
 static int advnn__node_rows(const advnn_ws *ws, int i, int nb) { return ws->key >= 0 && ws->sub[i] ? ws->nkey : nb; }
 
+/* Standardisation: forward y = (x - offset) * scale; backward (dir 1) dx += dy * scale. */
+static void advnn__standardize_rows(advnn_ws *ws, int id, int nb, int dir) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const float *off = advnn__P(ws, n, 0), *sc = advnn__P(ws, n, 1);
+    const float *src = dir ? ws->dout[id] : ws->out[n->in[0]];
+    float *dst = dir ? ws->dout[n->in[0]] : ws->out[id];
+    size_t r, R = (size_t)nb * n->rows;
+    int c, C = n->cols;
+    for (r = 0; r < R; r++, src += C, dst += C)
+        if (dir) for (c = 0; c < C; c++) dst[c] += src[c] * sc[c];
+        else for (c = 0; c < C; c++) dst[c] = (src[c] - off[c]) * sc[c];
+}
+
 static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     advnn_status first = ADVNN_OK;
@@ -2580,6 +2657,7 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
         case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
         case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
         case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
+        case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
         default:   /* in a team every thread must reach every barrier: finish the pass, report at the end */
             st = advnn__loss_fwd(ws, i, nb);
             if (st != ADVNN_OK && !ws->team) return st;
@@ -2872,6 +2950,7 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__GRAD_REVERSE:
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, -n->fp[0], ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
+        case ADVNN__STANDARDIZE: if (ws->needg[n->in[0]]) advnn__standardize_rows(ws, i, nb, 1); break;
         case ADVNN__SAMPLE_MSE: {   /* d e / d p = 2 (p - t) / D; with the log, divided by e */
             int D = g->nodes[n->in[0]].size, r, j;
             float *dp = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL, *dt = ws->needg[n->in[1]] ? ws->dout[n->in[1]] : NULL;
@@ -4728,6 +4807,7 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
     case ADVNN__BATCHNORM: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_batchnorm_ex(g, in[0], fp[0], fp[1]);
     case ADVNN__ACT: return n_in == 1 ? advnn_activation_ex(g, in[0], (advnn_act)ip[0], fp[0]) : -1;
     case ADVNN__DROPOUT: return n_in == 1 ? advnn_dropout(g, in[0], fp[0]) : -1;
+    case ADVNN__STANDARDIZE: return n_in == 1 && share < 0 ? advnn_standardize(g, in[0]) : -1;
     case ADVNN__CONCAT: return advnn_concat(g, n_in, in);
     case ADVNN__LOSS_BCE: case ADVNN__LOSS_CCE: case ADVNN__LOSS_MSE: {
         int id;

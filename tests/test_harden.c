@@ -60,8 +60,9 @@ static void mfix(mbuf *m, uint32_t flags) {   /* header, payload length, checksu
     advnn__put_u64(m->b + m->n - 8, (uint64_t)XXH3_64bits(m->b, m->n - 8));
 }
 static mbuf arch_only(const advnn_graph *g, uint32_t flags) {
-    mbuf m = {0};
+    mbuf m;
     unsigned char z[24] = {0};
+    memset(&m, 0, sizeof m);
     int i, j;
     mput(&m, z, 24);
     m32(&m, (uint32_t)g->n_groups);
@@ -504,6 +505,38 @@ static void test_loss_error_names_row(void) {
     advnn_trainer_free(tr); advnn_graph_free(g); advnn_dataset_free(d); advnn_tensor_free(X); advnn_tensor_free(Y);
 }
 
+/* ---- standardisation fitted on data, applied by the graph, saved with the model */
+static void test_standardize(void) {
+    advnn_graph *g = advnn_graph_new(), *h;
+    int shp[2] = {3, 2}, x, sn, out;
+    int64_t sh[3] = {50, 3, 2}, i;
+    advnn_tensor *X = advnn_tensor_new(3, sh), *p = NULL, *q = NULL;
+    advnn_dataset *d = advnn_dataset_new();
+    float w[50];
+    void *b;
+    size_t n;
+    double m0 = 0, v0 = 0, sw = 0;
+    x = advnn_input(g, "x", 2, shp);
+    sn = advnn_standardize(g, x);
+    out = advnn_name(g, advnn_reshape(g, sn, 2, shp), "z");
+    CHECK(advnn_graph_finalize(g, 1) == ADVNN_OK && out >= 0, "%s", advnn_last_error());
+    for (i = 0; i < X->size; i++) X->data[i] = (i % 2 ? 100.0f : -3.0f) + (float)sin((double)i) * (i % 2 ? 20.0f : 0.5f);
+    for (i = 0; i < 50; i++) w[i] = 0.5f + (float)(i % 4);
+    CHECK(advnn_standardize_fit(g, sn, X, w) == ADVNN_OK, "%s", advnn_last_error());
+    advnn_dataset_add(d, "x", X);
+    CHECK(advnn_predict(g, d, "z", &p) == ADVNN_OK, "%s", advnn_last_error());
+    for (i = 0; p && i < 150; i++) { double ww = w[i / 3]; sw += ww; m0 += ww * p->data[2 * i + 1]; }   /* channel 1 */
+    m0 /= sw;
+    for (i = 0; p && i < 150; i++) { double e = p->data[2 * i + 1] - m0; v0 += w[i / 3] * e * e; }
+    v0 /= sw;
+    CHECK(fabs(m0) < 1e-5 && fabs(v0 - 1) < 1e-5, "standardized channel 1: weighted mean %g, variance %g", m0, v0);
+    CHECK(advnn_model_save_mem(g, &b, &n) == ADVNN_OK && (h = advnn_model_load_mem(b, n)) != NULL, "%s", advnn_last_error());
+    CHECK(advnn_predict(h, d, "z", &q) == ADVNN_OK && memcmp(p->data, q->data, (size_t)p->size * sizeof(float)) == 0, "the saved model scales otherwise");
+    CHECK(advnn_standardize_fit(g, out, X, NULL) == ADVNN_ERR_ARG, "fit on a reshape node accepted");
+    advnn_tensor_free(p); advnn_tensor_free(q); advnn_tensor_free(X); advnn_dataset_free(d);
+    cnt_free(b); advnn_graph_free(g); advnn_graph_free(h);
+}
+
 int main(void) {
     RUN(test_model_allocation_bombs);
     RUN(test_model_testvec_workspace_bomb);
@@ -516,5 +549,6 @@ int main(void) {
     RUN(test_npy_header_dict);
     RUN(test_classification_helpers);
     RUN(test_loss_error_names_row);
+    RUN(test_standardize);
     return th_report();
 }
