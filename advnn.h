@@ -3135,7 +3135,9 @@ typedef struct advnn__slicejob {
     const int64_t *idx, *idx2;
     int64_t start;
     int n, backward;
-    advnn_status st[64];
+    /* per thread: the gather's and the forward's status, apart: a thread still reading the gather's
+     * after the barrier must not see a forward result another thread already wrote (issue 19) */
+    advnn_status sg[64], st[64];
     char msg[64][512];
 } advnn__slicejob;
 #endif
@@ -3165,9 +3167,9 @@ static advnn_status advnn__threads_init(advnn_trainer *tr) {
 }
 
 #ifndef ADVNN_NO_THREADS
-static int advnn__job_failed(const advnn__slicejob *j, int active) {
+static int advnn__job_failed(const advnn_status *st, int active) {
     int k;
-    for (k = 0; k < active; k++) if (j->st[k] != ADVNN_OK) return 1;
+    for (k = 0; k < active; k++) if (st[k] != ADVNN_OK) return 1;
     return 0;
 }
 
@@ -3179,14 +3181,14 @@ static void advnn__slice_job(advnn__team *t, int k, void *arg) {
     advnn_ws *ws = tr->wsk[k];
     int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A), nb = hi - lo;
     ws->nb_total = j->n; ws->team = t; ws->tk = k; ws->tsum = 0;
-    j->st[k] = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    j->sg[k] = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
+    if (j->sg[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
     advnn__barrier(t);
-    if (advnn__job_failed(j, A)) return;
+    if (advnn__job_failed(j->sg, A)) return;   /* every thread decides on the same values */
     j->st[k] = advnn__forward(ws, nb);
     if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
     advnn__barrier(t);
-    if (advnn__job_failed(j, A) || !j->backward) return;
+    if (advnn__job_failed(j->st, A) || !j->backward) return;
     advnn__backward(ws, nb);
     advnn__barrier(t);
     {   /* gradient reduction: this thread's range, summed in thread order */
@@ -3217,7 +3219,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
         advnn__slicejob *j = tr->job;
         uint64_t seed = advnn__rng_next(&tr->rng);
         const advnn_graph *g = tr->g;
-        memset(j->st, 0, sizeof j->st);
+        memset(j->sg, 0, sizeof j->sg); memset(j->st, 0, sizeof j->st);
         j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
         for (k = 0; k < A; k++) {
             advnn_ws *w = tr->wsk[k];
@@ -3231,7 +3233,10 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
         for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->part; }
         st = ADVNN_OK;
         for (k = 0; k < A; k++)
-            if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
+            if (j->sg[k] != ADVNN_OK || j->st[k] != ADVNN_OK) {
+                st = advnn__fail(j->sg[k] != ADVNN_OK ? j->sg[k] : j->st[k], "%s", j->msg[k]);
+                break;
+            }
         if (st == ADVNN_OK)
             for (i = 0; i < g->n_nodes; i++)
                 if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))

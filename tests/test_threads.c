@@ -264,12 +264,195 @@ static void test_threaded_inference(void) {
     }
 }
 
+/* ---- errors never hang (issue 19, defect 1) ----
+ * Every way a threaded step can fail (a bad row index in the gather, a target outside its range, a NaN
+ * loss), in the first and in the last thread's rows, on 2 and 3 threads, with and without BatchNorm,
+ * through advnn_train_step, advnn_evaluate, advnn_fit and both adversarial schedules, returns the
+ * error. Each call runs on a thread of its own and the test waits for it with a time limit, so a hang
+ * fails the test (and ends the program) instead of blocking forever. Each case runs several times:
+ * the hang was a race, most but not all runs hit it. */
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EN 90          /* rows */
+#define EB 64          /* batch */
+#define ELIMIT 60      /* seconds per call (asan under qemu is slow; a correct call takes milliseconds) */
+
+typedef struct {
+    advnn_graph *g; advnn_dataset *d; advnn_tensor *x, *y, *w, *m, *wa;
+    int main_loss, adv_loss, rev;
+} esetup;
+
+/* x(6) -> [BN] -> dense 8 relu -> dense 1 (main, BCE on y weighted by w); adversary (group "adv")
+ * behind a reversal node: dense 4 tanh -> dense 1, BCE on m weighted by wa (background only: the
+ * zero-weight rows are skipped) */
+static esetup emake(int bn) {
+    esetup s;
+    int six = 6, one = 1, x, y, w, m, wa, h, z, a;
+    int64_t sx[2] = { EN, 6 }, s1[1] = { EN }, i;
+    advnn__rng r;
+    advnn__rng_seed(&r, 11);
+    s.g = advnn_graph_new();
+    x = advnn_input(s.g, "x", 1, &six); y = advnn_input(s.g, "y", 1, &one); w = advnn_input(s.g, "w", 1, &one);
+    m = advnn_input(s.g, "m", 1, &one); wa = advnn_input(s.g, "wa", 1, &one);
+    h = bn ? advnn_batchnorm(s.g, x) : x;
+    h = advnn_dense(s.g, h, 8, ADVNN_ACT_RELU);
+    z = advnn_dense(s.g, h, 1, ADVNN_ACT_LINEAR);
+    s.main_loss = advnn_loss_bce_logits(s.g, z, y, w);
+    advnn_group(s.g, "adv");
+    s.rev = advnn_grad_reverse(s.g, z, 1.0f);
+    a = advnn_dense(s.g, s.rev, 4, ADVNN_ACT_TANH);
+    if (bn) a = advnn_batchnorm(s.g, a);
+    s.adv_loss = advnn_loss_bce_logits(s.g, advnn_dense(s.g, a, 1, ADVNN_ACT_LINEAR), m, wa);
+    CHECK(advnn_graph_finalize(s.g, 8) == ADVNN_OK, "%s", advnn_last_error());
+    s.x = advnn_tensor_new(2, sx); s.y = advnn_tensor_new(1, s1); s.w = advnn_tensor_new(1, s1);
+    s.m = advnn_tensor_new(1, s1); s.wa = advnn_tensor_new(1, s1);
+    for (i = 0; i < EN; i++) {
+        int k;
+        s.y->data[i] = (float)(i % 2);
+        s.w->data[i] = (float)(0.5 + advnn__rng_uniform(&r));
+        s.m->data[i] = (float)((i / 2) % 2);
+        s.wa->data[i] = i % 2 ? 0.0f : 2.0f;
+        for (k = 0; k < 6; k++) s.x->data[i * 6 + k] = (float)(gauss(&r) + 0.5 * k * s.y->data[i]);
+    }
+    s.d = advnn_dataset_new();
+    advnn_dataset_add(s.d, "x", s.x); advnn_dataset_add(s.d, "y", s.y); advnn_dataset_add(s.d, "w", s.w);
+    advnn_dataset_add(s.d, "m", s.m); advnn_dataset_add(s.d, "wa", s.wa);
+    return s;
+}
+static void edrop(esetup *s) {
+    advnn_graph_free(s->g); advnn_dataset_free(s->d);
+    advnn_tensor_free(s->x); advnn_tensor_free(s->y); advnn_tensor_free(s->w);
+    advnn_tensor_free(s->m); advnn_tensor_free(s->wa);
+}
+
+enum { E_STEP, E_EVAL, E_FIT, E_ADV_JOINT, E_ADV_ALT, E_NCALLS };
+static const char *const ecall_name[E_NCALLS] = { "advnn_train_step", "advnn_evaluate", "advnn_fit", "advnn_adv_step (joint)",
+                                                   "advnn_adv_step (alternating)" };
+typedef struct {
+    int call;
+    advnn_trainer *tr;
+    esetup *s;
+    const int64_t *idx;
+    advnn_status st;
+    char msg[600];
+    int done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} ecall;
+
+static void *ecall_run(void *p) {
+    ecall *c = (ecall *)p;
+    double l = 0, l2 = 0;
+    advnn_status st = ADVNN_OK;
+    if (c->call == E_STEP) st = advnn_train_step(c->tr, c->s->d, c->idx, EB, &l);
+    else if (c->call == E_EVAL) st = advnn_evaluate(c->tr, c->s->d, &l);
+    else if (c->call == E_FIT) {
+        advnn_fit_opts o = advnn_fit_defaults();
+        o.epochs = 2; o.verbose = 0;
+        st = advnn_fit(c->tr, c->s->d, NULL, &o, NULL);
+    } else {
+        advnn_adv_opts o = advnn_adv_defaults();
+        o.mode = c->call == E_ADV_JOINT ? ADVNN_ADV_JOINT : ADVNN_ADV_ALTERNATING;
+        o.main_loss = c->s->main_loss; o.adv_loss = c->s->adv_loss; o.grad_reverse = c->s->rev; o.adv_steps = 2;
+        st = advnn_adv_step(c->tr, &o, 1.0f, c->s->d, c->idx, NULL, EB, &l, &l2);
+    }
+    pthread_mutex_lock(&c->mu);
+    c->st = st;
+    snprintf(c->msg, sizeof c->msg, "%s", advnn_last_error());
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Runs call c on its own thread; 0 when it did not return within ELIMIT seconds. */
+static int ecall_timed(ecall *c) {
+    pthread_t th;
+    struct timespec until;
+    int ok = 1;
+    c->done = 0;
+    pthread_mutex_init(&c->mu, NULL); pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&th, NULL, ecall_run, c) != 0) { CHECK(0, "pthread_create failed"); return 0; }
+    timespec_get(&until, TIME_UTC);
+    until.tv_sec += ELIMIT;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done && ok) if (pthread_cond_timedwait(&c->cv, &c->mu, &until) != 0 && !c->done) ok = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok) return 0;   /* the hung thread is left behind: the caller ends the program */
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&c->mu); pthread_cond_destroy(&c->cv);
+    return 1;
+}
+
+/* what: 0 bad row index (the gather), 1 target y outside [0, 1], 2 the adversary's target m outside
+ * [0, 1], 3 a NaN sample weight (a NaN loss); row: where in the batch */
+static void test_errors_never_hang(void) {
+    static const char *const what_name[4] = { "bad row index", "main target out of range", "adversary target out of range", "NaN weight" };
+    int T, bn, call, what, wrow, rep, ncases = 0;
+    for (T = 2; T <= 3; T++)
+        for (bn = 0; bn < 2; bn++)
+            for (call = 0; call < E_NCALLS; call++)
+                for (what = 0; what < 4; what++)
+                    for (wrow = 0; wrow < 2; wrow++) {
+                        /* row 2: the first thread's rows; row 62: the last thread's rows (of the first
+                         * batch of advnn_evaluate); advnn_fit shuffles: somewhere */
+                        int64_t row = wrow ? 62 : 2, idx[EB], i;
+                        esetup s;
+                        if (what == 0 && (call == E_EVAL || call == E_FIT)) continue;   /* they take no row indices */
+                        if (what == 2 && call != E_ADV_JOINT && call != E_ADV_ALT) continue;   /* only they compute the adversary */
+                        s = emake(bn);
+                        for (i = 0; i < EB; i++) idx[i] = i;
+                        for (rep = 0; rep < 4; rep++) {
+                            ecall c;
+                            advnn_status want = what == 3 ? ADVNN_ERR_NAN : ADVNN_ERR_ARG;
+                            float keep = 0;
+                            memset(&c, 0, sizeof c);
+                            advnn_set_threads(T); c.tr = advnn_trainer_new(s.g, EB, 3 + (uint64_t)rep); advnn_set_threads(1);
+                            CHECK(c.tr != NULL, "%s", advnn_last_error());
+                            if (!c.tr) break;
+                            c.call = call; c.s = &s; c.idx = idx;
+                            if (what == 0) idx[row] = EN + 7;
+                            if (what == 1) { keep = s.y->data[row]; s.y->data[row] = 3.0f; }
+                            if (what == 2) { keep = s.m->data[row]; s.m->data[row] = -1.0f; s.wa->data[row] = 2.0f; }
+                            if (what == 3) { keep = s.w->data[row]; s.w->data[row] = NAN; }
+                            if (!ecall_timed(&c)) {
+                                CHECK(0, "%s, %d threads, %s BatchNorm, %s in row %lld: no return within %d s (hang)",
+                                      ecall_name[call], T, bn ? "with" : "without", what_name[what], (long long)row, ELIMIT);
+                                fflush(stdout); fflush(stderr);
+                                th_fail_count++;
+                                printf("%d passed, %d failed\n", th_pass_count, th_fail_count);
+                                fflush(stdout);
+                                _exit(1);   /* a thread is stuck inside the trainer: nothing can be freed */
+                            }
+                            CHECK(c.st == want, "%s, %d threads, %s BatchNorm, %s in row %lld: status %d (want %d): %s",
+                                  ecall_name[call], T, bn ? "with" : "without", what_name[what], (long long)row, (int)c.st, (int)want, c.msg);
+                            CHECK(c.msg[0] != 0, "%s: no error message", ecall_name[call]);
+                            if (what == 0) idx[row] = row;
+                            if (what == 1) s.y->data[row] = keep;
+                            if (what == 2) { s.m->data[row] = keep; s.wa->data[row] = row % 2 ? 0.0f : 2.0f; }
+                            if (what == 3) s.w->data[row] = keep;
+                            {   /* the trainer still works after the error */
+                                double l = NAN;
+                                CHECK(advnn_train_step(c.tr, s.d, idx, EB, &l) == ADVNN_OK && isfinite(l), "after %s: %s",
+                                      ecall_name[call], advnn_last_error());
+                            }
+                            advnn_trainer_free(c.tr);
+                            ncases++;
+                        }
+                        edrop(&s);
+                    }
+    printf("     %d failing calls returned their error\n", ncases);
+}
+
 int main(void) {
     CHECK(advnn_get_threads() == 1, "default thread count %d", advnn_get_threads());
     RUN(test_bit_identical_per_thread_count);
     RUN(test_same_step_as_one_thread);
     RUN(test_two_threads_train);
     RUN(test_errors_and_small_batches);
+    RUN(test_errors_never_hang);
     RUN(test_adversarial_threaded);
     RUN(test_threaded_inference);
     return th_report();
