@@ -191,7 +191,7 @@ static void test_adversarial_threaded(void) {
     for (i = 0; i < n1; i++) finite &= isfinite(a[i]) != 0;
     CHECK(finite, "non-finite weights");
     CHECK(memcmp(a, b, (size_t)n1 * sizeof(float)) == 0, "adversarial training on 2 threads is not reproducible");
-    CHECK(memcmp(a, c, (size_t)n1 * sizeof(float)) != 0, "2 threads should use their own dropout streams");
+    CHECK(memcmp(a, c, (size_t)n1 * sizeof(float)) == 0, "adversarial training on 2 threads differs from 1 thread");
     free(a); free(b); free(c);
 }
 
