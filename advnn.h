@@ -57,7 +57,8 @@
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
- *     change these rules.
+ *     change these rules, nor the results: trained weights, losses and outputs are bit for bit the
+ *     same for any thread count and any scheduling of the threads (advnn_set_threads).
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -228,10 +229,12 @@ ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
  * Writes n * size(out_node) floats to out. */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
-/* Let advnn_infer on this workspace split batches of at least 64 rows over n threads (n - 1 workers
- * of its own, each with a workspace for its share of max_batch rows; default 1, at most 64). The
- * rows are independent in eval mode, so the outputs are bit for bit those of one thread. Under
- * ADVNN_NO_THREADS accepted and ignored. Not thread-safe with advnn_infer on the same workspace. */
+/* Let advnn_infer on this workspace run batches of at least 64 rows on n threads (n - 1 workers of
+ * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
+ * most 8 chunks of at least 32 rows, which the threads take as they become free (a thread the OS
+ * deschedules delays only its chunk). The rows are independent in eval mode, so the outputs are
+ * bit for bit those of one thread. Under ADVNN_NO_THREADS accepted and ignored. Not thread-safe
+ * with advnn_infer on the same workspace. */
 ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n);
 
 /* ---------------------------------------------------------------- datasets */
@@ -262,11 +265,14 @@ ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
 ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
-/* Threads used by trainers created afterwards (default 1; at most 64; inference runs on the calling
- * thread unless its workspace got threads of its own, advnn_ws_set_threads). Training
- * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
- * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
- * start-up). Returns the previous value. */
+/* Threads used by trainers created afterwards (default 1; at most 64, and no more than the chunks
+ * of a full batch; inference runs on the calling thread unless its workspace got threads of its
+ * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 32)) chunks fixed
+ * by n alone; the threads take chunks as they become free, and every sum across chunks (gradients,
+ * losses, BatchNorm statistics) is added in chunk order, each chunk drawing its own dropout mask
+ * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
+ * the OS schedules the threads; a step of fewer than 64 rows runs on the calling thread. Not
+ * thread-safe (call it at start-up). Returns the previous value. */
 ADVNN_DEF int advnn_set_threads(int n);
 ADVNN_DEF int advnn_get_threads(void);
 
@@ -1617,7 +1623,7 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
 
 /* ---------------------------------------------------------------- threads
  * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
- * chunks of advnn__chunk_rows(n) rows: at most ADVNN__CHUNKS_MAX chunks of at least
+ * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
  * ADVNN__CHUNK_MIN_ROWS rows, boundaries from n alone, never from the thread count. Chunk c always
  * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
  * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
@@ -1628,10 +1634,10 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
  * the rest. Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of
  * parameters taken the same way; losses likewise. Every sum thus has a fixed order: the weights
  * are bit-identical for any thread count and any scheduling (tests/test_threads.c).
- *   One thread runs the same chunks and phases in order. A step of one chunk (n <= 32 rows) runs
- * on the calling thread: waking the pool costs more than such a step.
+ *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
+ * on the calling thread.
  *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
- * batches in it); chunks 1.. have workspaces of advnn__chunk_rows(batch) rows each, so activations
+ * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
  * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
  * gradients and GEMM packing buffers (228 KiB each).
  *   Data parallelism over processes (MPI) reuses this unchanged: rank r of R takes the contiguous
@@ -1764,12 +1770,22 @@ static int advnn__take(advnn__team *t, int n) {
 
 #define ADVNN__CHUNKS_MAX 8
 #define ADVNN__CHUNK_MIN_ROWS 32
-/* Rows per chunk of a step of n rows (the last chunk may be shorter): a function of n only. */
-static int advnn__chunk_rows(int n) {
-    int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
-    return r < ADVNN__CHUNK_MIN_ROWS ? ADVNN__CHUNK_MIN_ROWS : r;
+/* A step of n rows has advnn__chunk_count(n) chunks of near-equal size, chunk c being the rows
+ * [advnn__chunk_lo(n, c), advnn__chunk_lo(n, c + 1)): functions of n only. No chunk has fewer than
+ * 32 rows (n < 64: one chunk), which also keeps the kernels' row-wise results equal to a whole
+ * batch's (a 1-row chunk would take the matrix-vector path). */
+static int advnn__chunk_count(int n) {
+    int c = n / ADVNN__CHUNK_MIN_ROWS;
+    return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
 }
-static int advnn__chunk_count(int n) { int r = advnn__chunk_rows(n); return (n + r - 1) / r; }
+static int advnn__chunk_lo(int n, int c) { return (int)((int64_t)n * c / advnn__chunk_count(n)); }
+/* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
+ * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
+static int advnn__chunk_cap(int n) {
+    int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
+    r = r < 2 * ADVNN__CHUNK_MIN_ROWS ? 2 * ADVNN__CHUNK_MIN_ROWS : r;
+    return r < n ? r : n;
+}
 
 /* ---------------------------------------------------------------- workspaces */
 struct advnn_ws {
@@ -2996,17 +3012,18 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
     return ADVNN_OK;
 }
 
-/* Rows per thread below which a batch is not split. In eval mode every kernel computes a row the
- * same way wherever it falls in the batch (GEMM edge tiles, the GEMV's last rows), so the outputs
- * do not depend on the thread count, bit for bit (test_threads). */
-#define ADVNN__INFER_MIN_ROWS 32
+/* A threaded advnn_infer splits the n rows into the chunks of a training step (advnn__chunk_lo)
+ * that the threads take as they become free, as training does; a call of one chunk (n < 64) runs
+ * on the calling thread. In eval mode every kernel computes a row the same way wherever it falls in
+ * the batch (GEMM edge tiles, the GEMV's last rows), so the outputs do not depend on the thread
+ * count or the scheduling, bit for bit (test_threads). */
 typedef struct advnn__inferjob {
     advnn_ws *ws;
-    int n, out_node;
+    int n, out_node, nck;
     const float *const *inputs;
     float *out;
-    advnn_status st[64];
-    char msg[64][512];
+    advnn_status st[ADVNN__CHUNKS_MAX];
+    char msg[ADVNN__CHUNKS_MAX][512];
 } advnn__inferjob;
 
 static void advnn__ws_drop_threads(advnn_ws *ws) {
@@ -3024,11 +3041,14 @@ static void advnn__ws_drop_threads(advnn_ws *ws) {
 static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn__inferjob *j = (advnn__inferjob *)arg;
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
-    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A);
-    ADVNN_ASSERT(hi - lo <= w->max_batch);
+    int c;
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
-    j->st[k] = advnn__infer_rows(w, lo, hi - lo, j->inputs, j->out_node, j->out);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    while ((c = advnn__take(t, j->nck)) >= 0) {
+        int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+        ADVNN_ASSERT(nb <= w->max_batch);
+        j->st[c] = advnn__infer_rows(w, lo, nb, j->inputs, j->out_node, j->out);
+        if (j->st[c] != ADVNN_OK) memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
+    }
 }
 #endif
 
@@ -3038,11 +3058,8 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     advnn__ws_drop_threads(ws);
 #ifndef ADVNN_NO_THREADS
     if (n > 1) {
-        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer
-         * threads split a smaller batch */
-        int k, sub = (ws->max_batch + n - 1) / n;
-        if (sub < 2 * ADVNN__INFER_MIN_ROWS) sub = 2 * ADVNN__INFER_MIN_ROWS;
-        if (sub > ws->max_batch) sub = ws->max_batch;
+        /* the other threads' workspaces hold one chunk: chunks of fewer rows have fewer rows each */
+        int k, sub = advnn__chunk_cap(ws->max_batch);
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
         if (!ws->isub || !ws->ijob) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory"); }
@@ -3076,13 +3093,20 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
                                    (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
-    if (ws->ithreads > 1 && n >= 2 * ADVNN__INFER_MIN_ROWS) {
+    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
         advnn__inferjob *j = ws->ijob;
-        int A = n / ADVNN__INFER_MIN_ROWS < ws->ithreads ? n / ADVNN__INFER_MIN_ROWS : ws->ithreads;
+        int A;
         j->ws = ws; j->n = n; j->out_node = out_node; j->inputs = inputs; j->out = out;
+        j->nck = advnn__chunk_count(n);
+        A = j->nck < ws->ithreads ? j->nck : ws->ithreads;
+        for (i = 0; i < j->nck; i++) j->st[i] = ADVNN_OK;
         advnn__team_run(ws->iteam, A, advnn__infer_job, j);
-        for (i = 0; i < A; i++)   /* thread 0's message is already in this thread's error buffer */
-            if (j->st[i] != ADVNN_OK) return i ? advnn__fail(j->st[i], "%s", j->msg[i]) : j->st[0];
+        for (i = 0; i < j->nck; i++)   /* the first chunk that failed (its message may be another thread's) */
+            if (j->st[i] != ADVNN_OK) {
+                char msg[sizeof j->msg[0]];
+                memcpy(msg, j->msg[i], sizeof msg);
+                return advnn__fail(j->st[i], "%s", msg);
+            }
         return ADVNN_OK;
     }
 #endif
@@ -3199,7 +3223,7 @@ typedef struct advnn__chunkjob {
     const advnn_dataset *d, *d2;
     const int64_t *idx, *idx2;
     int64_t start;
-    int n, rows, nck, backward, nphase;
+    int n, nck, backward, nphase;
     int stage[ADVNN__CHUNKS_MAX];
     int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
     advnn_status st[ADVNN__CHUNKS_MAX];
@@ -3207,7 +3231,7 @@ typedef struct advnn__chunkjob {
 } advnn__chunkjob;
 
 static advnn_status advnn__chunks_init(advnn_trainer *tr) {
-    int k, rows = advnn__chunk_rows(tr->batch);
+    int k, rows = advnn__chunk_cap(tr->batch);
     tr->nwk = advnn__chunk_count(tr->batch);
     tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
     tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
@@ -3253,7 +3277,7 @@ static int advnn__count_pauses(const advnn_ws *ws, int backward) {
 /* Chunk c's work in phase p: up to its next pause or its end. */
 static void advnn__chunk_step(advnn__chunkjob *j, int c, int p) {
     advnn_ws *ws = j->tr->wsk[c];
-    int lo = c * j->rows, nb = j->n - lo < j->rows ? j->n - lo : j->rows;
+    int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
     advnn_status st = ADVNN_OK;
     ws->paused = 0;
     if (j->stage[c] == 0) {
@@ -3335,8 +3359,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     int k, i, A;
     advnn__mark_sub(ws, tr->key);
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
-    j->rows = advnn__chunk_rows(n); j->nck = advnn__chunk_count(n);
-    ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || j->rows <= tr->wsk[tr->nwk - 1]->max_batch));
+    j->nck = advnn__chunk_count(n);
+    ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
     j->nphase = advnn__count_pauses(ws, backward) + 1;
     for (k = 0; k < j->nck; k++) {
         advnn_ws *w = tr->wsk[k];
