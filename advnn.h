@@ -3356,7 +3356,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     const advnn_graph *g = tr->g;
     advnn__chunkjob *j = tr->job;
     uint64_t seed = advnn__rng_next(&tr->rng);
-    int k, i, A;
+    int k, i;
     advnn__mark_sub(ws, tr->key);
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
     j->nck = advnn__chunk_count(n);
@@ -3373,15 +3373,14 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
         advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
         j->stage[k] = 0; j->failph[k] = INT_MAX; j->st[k] = ADVNN_OK;
     }
-    A = tr->T < j->nck ? tr->T : j->nck;
 #ifndef ADVNN_NO_THREADS
-    if (A > 1) advnn__team_run(tr->team, A, advnn__chunk_job, j);
+    if (tr->T > 1 && j->nck > 1) advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
     else
 #endif
         advnn__chunk_phases(NULL, j);
     for (k = 0; k < j->nck; k++) {
         advnn_ws *w = tr->wsk[k];
-        w->nb_total = 0; w->nck = 0;
+        w->nb_total = 0; w->nck = 0; w->fpos = 0; w->bpos = 0; w->bnstep = 0;   /* a failed step may stop mid-pass */
         if (k) ws->part |= w->part;
         else w->rng = &tr->rng;
     }
