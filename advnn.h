@@ -67,7 +67,8 @@
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
- *     change these rules.
+ *     change these rules, nor the results: trained weights, losses and outputs are bit for bit the
+ *     same for any thread count and any scheduling of the threads (advnn_set_threads).
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -248,10 +249,12 @@ ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
  * Writes n * size(out_node) floats to out. */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
-/* Let advnn_infer on this workspace split batches of at least 64 rows over n threads (n - 1 workers
- * of its own, each with a workspace for its share of max_batch rows; default 1, at most 64). The
- * rows are independent in eval mode, so the outputs are bit for bit those of one thread. Under
- * ADVNN_NO_THREADS accepted and ignored. Not thread-safe with advnn_infer on the same workspace. */
+/* Let advnn_infer on this workspace run batches of at least 64 rows on n threads (n - 1 workers of
+ * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
+ * most 8 chunks of at least 32 rows, which the threads take as they become free (a thread the OS
+ * deschedules delays only its chunk). The rows are independent in eval mode, so the outputs are
+ * bit for bit those of one thread. Under ADVNN_NO_THREADS accepted and ignored. Not thread-safe
+ * with advnn_infer on the same workspace. */
 ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n);
 
 /* ---------------------------------------------------------------- datasets */
@@ -282,11 +285,14 @@ ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
 ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
-/* Threads used by trainers created afterwards (default 1; at most 64; inference runs on the calling
- * thread unless its workspace got threads of its own, advnn_ws_set_threads). Training
- * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
- * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
- * start-up). Returns the previous value. */
+/* Threads used by trainers created afterwards (default 1; at most 64, and no more than the chunks
+ * of a full batch; inference runs on the calling thread unless its workspace got threads of its
+ * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 32)) chunks fixed
+ * by n alone; the threads take chunks as they become free, and every sum across chunks (gradients,
+ * losses, BatchNorm statistics) is added in chunk order, each chunk drawing its own dropout mask
+ * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
+ * the OS schedules the threads; a step of fewer than 64 rows runs on the calling thread. Not
+ * thread-safe (call it at start-up). Returns the previous value. */
 ADVNN_DEF int advnn_set_threads(int n);
 ADVNN_DEF int advnn_get_threads(void);
 
@@ -530,6 +536,7 @@ ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <math.h>
 #include <time.h>
@@ -1801,13 +1808,31 @@ static advnn_status advnn__finalize(advnn_graph *g, uint64_t seed, int init) {
 ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { return advnn__finalize(g, seed, 1); }
 
 /* ---------------------------------------------------------------- threads
- * A trainer with T > 1 threads keeps T workspaces and a pool of T - 1 workers. Each step splits the
- * mini-batch once into T contiguous slices; every thread runs gather, forward and backward on its
- * slice; BatchNorm layers in training mode combine per-thread partial sums (two barriers forward,
- * one backward) so the statistics are those of the whole batch; then each thread sums one range of
- * the parameter gradients over the T workspaces in thread order. No atomics touch gradients, so a
- * fixed seed and thread count give bit-identical weights. Waits spin briefly, then block: on a busy
- * 2-core machine spinning workers would steal the core the other thread needs. */
+ * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
+ * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
+ * ADVNN__CHUNK_MIN_ROWS rows, boundaries from n alone, never from the thread count. Chunk c always
+ * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
+ * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
+ * a BatchNorm on batch statistics pauses every chunk's pass after it stored its partial sums (two
+ * pauses forward, one backward); after a barrier each chunk adds all chunks' partials in chunk order
+ * and resumes. In each phase the threads (the calling one too) take the next chunk not yet taken
+ * (an atomic counter), so a descheduled thread holds up at most the chunk it is on; the others do
+ * the rest. Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of
+ * parameters taken the same way; losses likewise. Every sum thus has a fixed order: the weights
+ * are bit-identical for any thread count and any scheduling (tests/test_threads.c).
+ *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
+ * on the calling thread.
+ *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
+ * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
+ * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
+ * gradients and GEMM packing buffers (228 KiB each).
+ *   Data parallelism over processes (MPI) reuses this unchanged: rank r of R takes the contiguous
+ * chunk range [nck r / R, nck (r + 1) / R), runs the same phases, exchanges the BatchNorm partial
+ * rows (allgather of the ck rows of bnpart) at each pause and the per-chunk gradients at the end, and
+ * every rank reduces all chunks in chunk order: 2 ranks x 1 thread give the weights of 1 rank x 2
+ * threads, bit for bit (the chunks, seeds and summation orders are the same).
+ *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
+ * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
 #include <pthread.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -1828,10 +1853,9 @@ typedef struct advnn__team {
     pthread_cond_t go, done;
     unsigned jgen, bgen;                /* job and barrier generations */
     int pending, bcount, quit, nth;     /* nth: workers started */
+    int next;                           /* the next chunk (or block) to take; 0 after every barrier */
     advnn__job_fn job;
     void *arg;
-    double *part1, *part2;              /* per-thread BatchNorm partial sums, T x maxc */
-    int maxc;
 } advnn__team;
 
 /* Spin, then block on cv until *word != old. */
@@ -1847,6 +1871,7 @@ static void advnn__barrier(advnn__team *t) {
     unsigned gen = __atomic_load_n(&t->bgen, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(&t->bcount, 1, __ATOMIC_ACQ_REL) == t->active) {
         __atomic_store_n(&t->bcount, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->next, 0, __ATOMIC_RELAXED);   /* nobody takes work while all are here */
         pthread_mutex_lock(&t->mu);
         __atomic_store_n(&t->bgen, gen + 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&t->done);
@@ -1885,19 +1910,15 @@ static void advnn__team_free(advnn__team *t) {
     pthread_mutex_unlock(&t->mu);
     for (i = 0; i < t->nth; i++) pthread_join(t->th[i], NULL);
     pthread_mutex_destroy(&t->mu); pthread_cond_destroy(&t->go); pthread_cond_destroy(&t->done);
-    ADVNN_FREE(t->part1);
     ADVNN_FREE(t);
 }
 
-static advnn__team *advnn__team_new(int T, int maxc) {
+static advnn__team *advnn__team_new(int T) {
     advnn__team *t = (advnn__team *)ADVNN_MALLOC(sizeof *t);
     int i;
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
-    t->T = T; t->maxc = maxc < 1 ? 1 : maxc;
-    t->part1 = (double *)ADVNN_MALLOC(2 * (size_t)T * t->maxc * sizeof(double));
-    if (!t->part1) { ADVNN_FREE(t); return NULL; }
-    t->part2 = t->part1 + (size_t)T * t->maxc;
+    t->T = T;
     pthread_mutex_init(&t->mu, NULL); pthread_cond_init(&t->go, NULL); pthread_cond_init(&t->done, NULL);
     for (i = 1; i < T; i++) {
         advnn__worker_arg *a = (advnn__worker_arg *)ADVNN_MALLOC(sizeof *a);
@@ -1913,7 +1934,7 @@ static advnn__team *advnn__team_new(int T, int maxc) {
 /* Runs job(k) for k < active on the team (k = 0 on the calling thread) and waits for all. */
 static void advnn__team_run(advnn__team *t, int active, advnn__job_fn job, void *arg) {
     int i;
-    t->job = job; t->arg = arg; t->active = active;
+    t->job = job; t->arg = arg; t->active = active; t->next = 0;
     __atomic_store_n(&t->pending, t->T - 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&t->mu);
     __atomic_add_fetch(&t->jgen, 1, __ATOMIC_ACQ_REL);
@@ -1925,7 +1946,32 @@ static void advnn__team_run(advnn__team *t, int active, advnn__job_fn job, void 
     while (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
     pthread_mutex_unlock(&t->mu);
 }
+
+/* The next unit of work (chunk, block) below n, or -1: taken by whichever thread is free. */
+static int advnn__take(advnn__team *t, int n) {
+    int c = __atomic_fetch_add(&t->next, 1, __ATOMIC_ACQ_REL);
+    return c < n ? c : -1;
+}
 #endif /* ADVNN_NO_THREADS */
+
+#define ADVNN__CHUNKS_MAX 8
+#define ADVNN__CHUNK_MIN_ROWS 32
+/* A step of n rows has advnn__chunk_count(n) chunks of near-equal size, chunk c being the rows
+ * [advnn__chunk_lo(n, c), advnn__chunk_lo(n, c + 1)): functions of n only. No chunk has fewer than
+ * 32 rows (n < 64: one chunk), which also keeps the kernels' row-wise results equal to a whole
+ * batch's (a 1-row chunk would take the matrix-vector path). */
+static int advnn__chunk_count(int n) {
+    int c = n / ADVNN__CHUNK_MIN_ROWS;
+    return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
+}
+static int advnn__chunk_lo(int n, int c) { return (int)((int64_t)n * c / advnn__chunk_count(n)); }
+/* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
+ * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
+static int advnn__chunk_cap(int n) {
+    int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
+    r = r < 2 * ADVNN__CHUNK_MIN_ROWS ? 2 * ADVNN__CHUNK_MIN_ROWS : r;
+    return r < n ? r : n;
+}
 
 /* ---------------------------------------------------------------- workspaces */
 struct advnn_ws {
@@ -1955,10 +2001,13 @@ struct advnn_ws {
     int     training;
     advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
     void   *arena;
-    int     nb_total;          /* rows of the whole mini-batch when this ws runs one slice (0: nb) */
-    int     tk, tsum;          /* this workspace's thread in the team; team sums done this step */
+    int     nb_total;          /* rows of the whole mini-batch when this ws runs one chunk (0: nb) */
     double *bnacc;             /* BatchNorm per-channel sums and factors (3 x the widest BatchNorm) */
-    struct advnn__team *team;  /* set while a multi-threaded step runs */
+    /* chunked steps (see the threads section): this ws runs chunk ck of nck; BatchNorm's whole-batch
+     * sums pause the pass (paused = 1) after storing this chunk's partial sums in bnpart[nsync & 1]
+     * (row ck, bnld doubles a row); the pass resumes at node fpos / bpos, step bnstep of that node */
+    int     ck, nck, nsync, bnstep, fpos, bpos, paused, bnld;
+    double *bnpart[2];
     const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
     int     ithreads;          /* advnn_ws_set_threads: threads advnn_infer may use (1: the calling thread) */
     struct advnn_ws **isub;    /* the other threads' workspaces (ithreads - 1) */
@@ -2307,25 +2356,24 @@ static void advnn__mark_sub(advnn_ws *ws, int key) {
     for (i = 0; i < N; i++) ws->sub[i] = (unsigned char)((blocked[i] & 4) != 0);
 }
 
-/* In a multi-threaded step: replaces vals[0..c) by its sum over the team's threads (in thread order,
- * the same on every thread). The two alternating buffers make one barrier per call enough. */
-static void advnn__team_sum(advnn_ws *ws, double *vals, int c) {
-#ifndef ADVNN_NO_THREADS
-    advnn__team *t = ws->team;
-    double *part;
+/* Chunked steps: whole-batch sums of per-chunk partial sums. advnn__chunk_put stores this chunk's
+ * vals[0..c) and returns 1: the pass then pauses until every chunk has stored its own (a barrier in
+ * the threads section); on resume advnn__chunk_total replaces vals by the sum over chunks, in chunk
+ * order, the same on every chunk whichever thread runs it. Outside a chunked step: 0, vals stay. */
+static int advnn__chunk_put(advnn_ws *ws, const double *vals, int c) {
+    if (!ws->nck) return 0;
+    memcpy(ws->bnpart[ws->nsync & 1] + (size_t)ws->ck * ws->bnld, vals, (size_t)c * sizeof(double));
+    ws->paused = 1;
+    return 1;
+}
+static void advnn__chunk_total(advnn_ws *ws, double *vals, int c) {
+    const double *part = ws->bnpart[ws->nsync++ & 1];
     int j, k;
-    if (!t) return;
-    part = (ws->tsum++ & 1) ? t->part2 : t->part1;
-    memcpy(part + (size_t)ws->tk * t->maxc, vals, (size_t)c * sizeof(double));
-    advnn__barrier(t);
     for (j = 0; j < c; j++) {
         double s = 0;
-        for (k = 0; k < t->active; k++) s += part[(size_t)k * t->maxc + j];
+        for (k = 0; k < ws->nck; k++) s += part[(size_t)k * ws->bnld + j];
         vals[j] = s;
     }
-#else
-    (void)ws; (void)vals; (void)c;
-#endif
 }
 
 static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
@@ -2338,19 +2386,27 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     float *rm = advnn__P(ws, n, 2), *rv = advnn__P(ws, n, 3);
     float eps = n->fp[1];
     if (advnn__bn_batch_stats(ws, n)) {
-        /* statistics of the whole mini-batch (all threads' slices): mean first, then squared deviations */
+        /* statistics of the whole mini-batch (all chunks): mean first, then squared deviations; in a
+         * chunked step each sum pauses the pass (bnstep: where it resumes) */
         double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;
         float mom = n->fp[0];
-        for (j = 0; j < C; j++) s[j] = 0;
-        advnn_bn_sums(R, C, x, C, NULL, s);
-        advnn__team_sum(ws, s, C);
-        for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
-        advnn_bn_sums(R, C, x, C, s + C, s);   /* squared deviations from the mean */
-        advnn__team_sum(ws, s, C);
+        if (ws->bnstep == 0) {
+            for (j = 0; j < C; j++) s[j] = 0;
+            advnn_bn_sums(R, C, x, C, NULL, s);
+            if (advnn__chunk_put(ws, s, C)) { ws->bnstep = 1; return; }
+        }
+        if (ws->bnstep <= 1) {
+            if (ws->bnstep == 1) advnn__chunk_total(ws, s, C);
+            for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
+            advnn_bn_sums(R, C, x, C, s + C, s);   /* squared deviations from the mean */
+            if (advnn__chunk_put(ws, s, C)) { ws->bnstep = 2; return; }
+        }
+        if (ws->bnstep == 2) advnn__chunk_total(ws, s, C);
+        ws->bnstep = 0;
         for (j = 0; j < C; j++) {
             double v = s[j] / Rt;
             istd[j] = (float)(1.0 / sqrt(v + eps));
-            if (ws->tk == 0) {   /* one writer of the running statistics */
+            if (ws->ck == 0) {   /* one writer of the running statistics */
                 rm[j] = (float)((1.0 - mom) * rm[j] + mom * s[C + j]);
                 rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
             }
@@ -2624,11 +2680,13 @@ static void advnn__standardize_rows(advnn_ws *ws, int id, int nb, int dir) {
         else for (c = 0; c < C; c++) dst[c] = (src[c] - off[c]) * sc[c];
 }
 
+/* A pass on nall rows. In a chunked step it may pause at a BatchNorm (ws->paused; see the threads
+ * section); called again it resumes there. */
 static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
-    advnn_status first = ADVNN_OK;
     int i, nb;
-    for (i = 0; i < g->n_nodes; i++) {
+    ws->paused = 0;
+    for (i = ws->fpos; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         advnn_status st;
         if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
@@ -2646,7 +2704,10 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
             advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
             break;
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
-        case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
+        case ADVNN__BATCHNORM:
+            advnn__bn_fwd(ws, i, nb);
+            if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
+            break;
         case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
         case ADVNN__CONV: if (advnn__conv_fwd(ws, i, nb)) i++; break;   /* and the PReLU after it */
         case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
@@ -2658,13 +2719,12 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
         case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
         case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
         case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
-        default:   /* in a team every thread must reach every barrier: finish the pass, report at the end */
-            st = advnn__loss_fwd(ws, i, nb);
-            if (st != ADVNN_OK && !ws->team) return st;
-            if (st != ADVNN_OK && first == ADVNN_OK) first = st;
+        default:
+            if ((st = advnn__loss_fwd(ws, i, nb)) != ADVNN_OK) { ws->fpos = 0; return st; }
         }
     }
-    return first;
+    ws->fpos = 0;
+    return ADVNN_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -2725,12 +2785,18 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
     float *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
     int on = advnn__group_on(ws, n->group), bs = advnn__bn_batch_stats(ws, n);
     double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;   /* s[j] = sum dy, s[C + j] = sum dy * xhat */
-    for (j = 0; j < 2 * C; j++) s[j] = 0;
-    advnn_bn_sums2(R, C, dy, xh, C, s);
-    if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
-    if (!dx) return;
+    if (ws->bnstep == 0) {
+        for (j = 0; j < 2 * C; j++) s[j] = 0;
+        advnn_bn_sums2(R, C, dy, xh, C, s);
+        if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
+        if (!dx) return;
+        /* the whole batch's sums: every row's mean and variance depend on them (a chunked step pauses) */
+        if (bs && advnn__chunk_put(ws, s, 2 * C)) { ws->bnstep = 1; return; }
+    } else {
+        advnn__chunk_total(ws, s, 2 * C);
+        ws->bnstep = 0;
+    }
     if (bs) {
-        advnn__team_sum(ws, s, 2 * C);   /* the whole batch's sums: every row's mean and variance depend on them */
         for (j = 0; j < C; j++) s[2 * C + j] = (double)gam[j] * istd[j] / Rt;
         advnn_bn_bwd_dx(R, C, dy, xh, C, s + 2 * C, Rt, s, dx);
     } else
@@ -2895,16 +2961,25 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
                     ws->dout[n->in[0]], v.F, ws->gemm);
 }
 
+/* Pauses and resumes like advnn__forward (ws->bpos: 1 + the BatchNorm node to resume at). */
 static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
-    int i, k, nb;
-    /* dout is zeroed when first added to (advnn__dacc), not up front: the input-gradient GEMMs of
-     * dense, 1x1-convolution and LSTM nodes write the first contribution instead (advnn__dfirst),
-     * which saves a pass over each of those buffers and the GEMM's read of it */
-    ws->bnall = nall;
-    for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
-    memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
-    for (i = g->n_nodes - 1; i >= 0; i--) {
+    int i, k, nb, from = g->n_nodes - 1;
+    ws->paused = 0;
+    if (ws->bpos) {   /* resume: the rest of that BatchNorm's backward, then on down */
+        from = ws->bpos - 1;
+        advnn__bn_bwd(ws, from, advnn__node_rows(ws, from, nall));
+        ws->bpos = 0;
+        from--;
+    } else {
+        /* dout is zeroed when first added to (advnn__dacc), not up front: the input-gradient GEMMs of
+         * dense, 1x1-convolution and LSTM nodes write the first contribution instead (advnn__dfirst),
+         * which saves a pass over each of those buffers and the GEMM's read of it */
+        ws->bnall = nall;
+        for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
+        memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
+    }
+    for (i = from; i >= 0; i--) {
         const advnn__node *n = &g->nodes[i];
         size_t cnt;
         if (!ws->need[i] || (nb = advnn__node_rows(ws, i, nall)) == 0) continue;
@@ -2939,7 +3014,10 @@ static void advnn__backward(advnn_ws *ws, int nall) {
                 }
             } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
-        case ADVNN__BATCHNORM: advnn__bn_bwd(ws, i, nb); break;
+        case ADVNN__BATCHNORM:
+            advnn__bn_bwd(ws, i, nb);
+            if (ws->paused) { ws->bpos = i + 1; return; }
+            break;
         case ADVNN__CONV: advnn__conv_bwd(ws, i, nb); break;
         case ADVNN__POOL: advnn__pool_bwd(ws, i, nb); break;
         case ADVNN__UPSAMPLE: advnn__upsample_bwd(ws, i, nb); break;
@@ -3168,17 +3246,18 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
     return ADVNN_OK;
 }
 
-/* Rows per thread below which a batch is not split. In eval mode every kernel computes a row the
- * same way wherever it falls in the batch (GEMM edge tiles, the GEMV's last rows), so the outputs
- * do not depend on the thread count, bit for bit (test_threads). */
-#define ADVNN__INFER_MIN_ROWS 32
+/* A threaded advnn_infer splits the n rows into the chunks of a training step (advnn__chunk_lo)
+ * that the threads take as they become free, as training does; a call of one chunk (n < 64) runs
+ * on the calling thread. In eval mode every kernel computes a row the same way wherever it falls in
+ * the batch (GEMM edge tiles, the GEMV's last rows), so the outputs do not depend on the thread
+ * count or the scheduling, bit for bit (test_threads). */
 typedef struct advnn__inferjob {
     advnn_ws *ws;
-    int n, out_node;
+    int n, out_node, nck;
     const float *const *inputs;
     float *out;
-    advnn_status st[64];
-    char msg[64][512];
+    advnn_status st[ADVNN__CHUNKS_MAX];
+    char msg[ADVNN__CHUNKS_MAX][512];
 } advnn__inferjob;
 
 static void advnn__ws_drop_threads(advnn_ws *ws) {
@@ -3196,11 +3275,14 @@ static void advnn__ws_drop_threads(advnn_ws *ws) {
 static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn__inferjob *j = (advnn__inferjob *)arg;
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
-    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A);
-    ADVNN_ASSERT(hi - lo <= w->max_batch);
+    int c;
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
-    j->st[k] = advnn__infer_rows(w, lo, hi - lo, j->inputs, j->out_node, j->out);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    while ((c = advnn__take(t, j->nck)) >= 0) {
+        int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+        ADVNN_ASSERT(nb <= w->max_batch);
+        j->st[c] = advnn__infer_rows(w, lo, nb, j->inputs, j->out_node, j->out);
+        if (j->st[c] != ADVNN_OK) memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
+    }
 }
 #endif
 
@@ -3210,11 +3292,8 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     advnn__ws_drop_threads(ws);
 #ifndef ADVNN_NO_THREADS
     if (n > 1) {
-        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer
-         * threads split a smaller batch */
-        int k, sub = (ws->max_batch + n - 1) / n;
-        if (sub < 2 * ADVNN__INFER_MIN_ROWS) sub = 2 * ADVNN__INFER_MIN_ROWS;
-        if (sub > ws->max_batch) sub = ws->max_batch;
+        /* the other threads' workspaces hold one chunk: chunks of fewer rows have fewer rows each */
+        int k, sub = advnn__chunk_cap(ws->max_batch);
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
         if (!ws->isub || !ws->ijob) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory"); }
@@ -3222,7 +3301,7 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
         ws->ithreads = n;
         for (k = 0; k < n - 1; k++)
             if (!(ws->isub[k] = advnn_ws_new(ws->g, sub))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory for %d workspaces of %d rows", n - 1, sub); }
-        if (!(ws->iteam = advnn__team_new(n, 1))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: cannot start %d threads", n - 1); }
+        if (!(ws->iteam = advnn__team_new(n))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: cannot start %d threads", n - 1); }
     }
 #endif
     return ADVNN_OK;
@@ -3248,13 +3327,20 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
                                    (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
-    if (ws->ithreads > 1 && n >= 2 * ADVNN__INFER_MIN_ROWS) {
+    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
         advnn__inferjob *j = ws->ijob;
-        int A = n / ADVNN__INFER_MIN_ROWS < ws->ithreads ? n / ADVNN__INFER_MIN_ROWS : ws->ithreads;
+        int A;
         j->ws = ws; j->n = n; j->out_node = out_node; j->inputs = inputs; j->out = out;
+        j->nck = advnn__chunk_count(n);
+        A = j->nck < ws->ithreads ? j->nck : ws->ithreads;
+        for (i = 0; i < j->nck; i++) j->st[i] = ADVNN_OK;
         advnn__team_run(ws->iteam, A, advnn__infer_job, j);
-        for (i = 0; i < A; i++)   /* thread 0's message is already in this thread's error buffer */
-            if (j->st[i] != ADVNN_OK) return i ? advnn__fail(j->st[i], "%s", j->msg[i]) : j->st[0];
+        for (i = 0; i < j->nck; i++)   /* the first chunk that failed (its message may be another thread's) */
+            if (j->st[i] != ADVNN_OK) {
+                char msg[sizeof j->msg[0]];
+                memcpy(msg, j->msg[i], sizeof msg);
+                return advnn__fail(j->st[i], "%s", msg);
+            }
         return ADVNN_OK;
     }
 #endif
@@ -3372,149 +3458,215 @@ struct advnn_trainer {
     float         *m, *v;     /* optimizer moments, laid out like g->params */
     float         *best;      /* early-stopping snapshot of g->params */
     int            T;         /* threads */
-    advnn_ws     **wsk;       /* per-thread workspaces, wsk[0] == ws */
-    advnn__rng    *rngk;      /* per-thread dropout streams, reseeded from rng every step */
+    int            nwk;       /* chunk workspaces: advnn__chunk_count(batch) */
+    advnn_ws     **wsk;       /* per-chunk workspaces, wsk[0] == ws */
+    advnn__rng    *rngk;      /* per-chunk dropout streams, reseeded from rng every step */
+    double        *bnpart;    /* BatchNorm partial sums: 2 x nwk rows of bnld doubles */
+    int            bnld;
     int            key;       /* row key of the adversarial sub-steps (advnn__mark_sub), or -1 */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
-    struct advnn__slicejob *job;  /* the multi-threaded step's arguments and per-thread results */
 #endif
+    struct advnn__chunkjob *job;  /* the step's arguments and per-chunk progress */
 };
 
-#ifndef ADVNN_NO_THREADS
-typedef struct advnn__slicejob {
+/* One step's chunks (see the threads section). stage: 0 gather, 1 forward, 2 backward, 3 done. */
+typedef struct advnn__chunkjob {
     advnn_trainer *tr;
     const advnn_dataset *d, *d2;
     const int64_t *idx, *idx2;
     int64_t start;
-    int n, backward;
-    advnn_status st[64];
-    char msg[64][512];
-} advnn__slicejob;
-#endif
+    int n, nck, backward, nphase;
+    int stage[ADVNN__CHUNKS_MAX];
+    int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
+    advnn_status st[ADVNN__CHUNKS_MAX];
+    char msg[ADVNN__CHUNKS_MAX][512];
+} advnn__chunkjob;
 
-static advnn_status advnn__threads_init(advnn_trainer *tr) {
-#ifndef ADVNN_NO_THREADS
-    int k, maxc = 1, per = (tr->batch + tr->T - 1) / tr->T;
-    tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->wsk);
-    tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->rngk);
-    if (!tr->wsk || !tr->rngk) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
-    memset(tr->wsk, 0, (size_t)tr->T * sizeof *tr->wsk);
+static advnn_status advnn__chunks_init(advnn_trainer *tr) {
+    int k, rows = advnn__chunk_cap(tr->batch);
+    tr->nwk = advnn__chunk_count(tr->batch);
+    tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
+    tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
+    tr->job = (advnn__chunkjob *)ADVNN_MALLOC(sizeof *tr->job);
+    tr->bnld = 1;
+    for (k = 0; k < tr->g->n_nodes; k++)
+        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > tr->bnld) tr->bnld = 2 * tr->g->nodes[k].cols;
+    tr->bnpart = (double *)ADVNN_MALLOC(2 * (size_t)tr->nwk * tr->bnld * sizeof(double));
+    if (!tr->wsk || !tr->rngk || !tr->job || !tr->bnpart) { tr->nwk = 0; return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); }
+    memset(tr->wsk, 0, (size_t)tr->nwk * sizeof *tr->wsk);
     tr->wsk[0] = tr->ws;
-    for (k = 1; k < tr->T; k++) {
-        if (!(tr->wsk[k] = advnn__ws_create(tr->g, per, 1))) { tr->T = k; return ADVNN_ERR_NOMEM; }
+    for (k = 1; k < tr->nwk; k++) {
+        if (!(tr->wsk[k] = advnn__ws_create(tr->g, rows, 1))) { tr->nwk = k; return ADVNN_ERR_NOMEM; }
         tr->wsk[k]->group_on = tr->gon;
     }
-    for (k = 0; k < tr->T; k++) tr->wsk[k]->rng = &tr->rngk[k];
-    for (k = 0; k < tr->g->n_nodes; k++)
-        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > maxc) maxc = 2 * tr->g->nodes[k].cols;
-    if (!(tr->job = (struct advnn__slicejob *)ADVNN_MALLOC(sizeof *tr->job))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
-    if (!(tr->team = advnn__team_new(tr->T, maxc))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
-    return ADVNN_OK;
-#else
-    (void)tr;
-    return ADVNN_OK;
+    for (k = 0; k < tr->nwk; k++) {
+        advnn_ws *w = tr->wsk[k];
+        w->rng = k ? &tr->rngk[k] : &tr->rng;   /* ws outside a step: the trainer's stream (tests) */
+        w->bnld = tr->bnld;
+        w->bnpart[0] = tr->bnpart; w->bnpart[1] = tr->bnpart + (size_t)tr->nwk * tr->bnld;
+    }
+#ifndef ADVNN_NO_THREADS
+    if (tr->T > 1 && !(tr->team = advnn__team_new(tr->T)))
+        return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
 #endif
+    return ADVNN_OK;
 }
 
-#ifndef ADVNN_NO_THREADS
-static int advnn__job_failed(const advnn__slicejob *j, int active) {
-    int k;
-    for (k = 0; k < active; k++) if (j->st[k] != ADVNN_OK) return 1;
+/* The pauses of one chunk's pass with ws's marks: two per BatchNorm on batch statistics forward,
+ * one per such BatchNorm whose input needs a gradient backward (as advnn__forward/backward take them). */
+static int advnn__count_pauses(const advnn_ws *ws, int backward) {
+    const advnn_graph *g = ws->g;
+    int i, np = 0;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        if (n->kind != ADVNN__BATCHNORM || !ws->need[i] || !advnn__bn_batch_stats(ws, n)) continue;
+        if (!(ws->keep && ws->keep[i])) np += 2;
+        if (backward && ws->needg[i] && ws->needg[n->in[0]]) np += 1;
+    }
+    return np;
+}
+
+/* Chunk c's work in phase p: up to its next pause or its end. */
+static void advnn__chunk_step(advnn__chunkjob *j, int c, int p) {
+    advnn_ws *ws = j->tr->wsk[c];
+    int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+    advnn_status st = ADVNN_OK;
+    ws->paused = 0;
+    if (j->stage[c] == 0) {
+        st = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
+        j->stage[c] = 1;
+    }
+    if (st == ADVNN_OK && j->stage[c] == 1) {
+        st = advnn__forward(ws, nb);
+        if (st == ADVNN_OK && !ws->paused) j->stage[c] = j->backward ? 2 : 3;
+    }
+    if (st == ADVNN_OK && j->stage[c] == 2 && !ws->paused) {
+        advnn__backward(ws, nb);
+        if (!ws->paused) j->stage[c] = 3;
+    }
+    if (st != ADVNN_OK) {
+        j->st[c] = st;
+        memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
+        __atomic_store_n(&j->failph[c], p, __ATOMIC_RELEASE);
+    }
+}
+
+/* Whether a chunk failed in phase p or before: read after the barrier that ends phase p, so every
+ * thread decides alike (a failure of phase p + 1, being written meanwhile, reads as none). */
+static int advnn__chunks_failed(advnn__chunkjob *j, int p) {
+    int c;
+    for (c = 0; c < j->nck; c++) if (__atomic_load_n(&j->failph[c], __ATOMIC_ACQUIRE) <= p) return 1;
     return 0;
 }
 
-/* Thread k's part of a step: its slice of rows through gather, forward, backward; then its range of
- * the gradient reduction. Every thread takes the same branches so all reach every barrier. */
-static void advnn__slice_job(advnn__team *t, int k, void *arg) {
-    advnn__slicejob *j = (advnn__slicejob *)arg;
-    advnn_trainer *tr = j->tr;
-    advnn_ws *ws = tr->wsk[k];
-    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A), nb = hi - lo;
-    ws->nb_total = j->n; ws->team = t; ws->tk = k; ws->tsum = 0;
-    j->st[k] = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
-    advnn__barrier(t);
-    if (advnn__job_failed(j, A)) return;
-    j->st[k] = advnn__forward(ws, nb);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
-    advnn__barrier(t);
-    if (advnn__job_failed(j, A) || !j->backward) return;
-    advnn__backward(ws, nb);
-    advnn__barrier(t);
-    {   /* gradient reduction: this thread's range, summed in thread order */
-        int64_t P = tr->g->n_params, a = P * k / A, b = P * (k + 1) / A, i;
-        float *g0 = tr->wsk[0]->pgrad;
-        int q;
-        for (q = 1; q < A; q++) {
-            const float *gq = tr->wsk[q]->pgrad;
-            for (i = a; i < b; i++) g0[i] += gq[i];
-        }
+#define ADVNN__RED_BLOCK 4096   /* floats of gradient per unit of the reduction */
+static void advnn__reduce_block(advnn__chunkjob *j, int b) {
+    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK, e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK, i;
+    float *g0 = j->tr->wsk[0]->pgrad;
+    int c;
+    for (c = 1; c < j->nck; c++) {
+        const float *gc = j->tr->wsk[c]->pgrad;
+        for (i = a; i < e; i++) g0[i] += gc[i];
     }
 }
+
+/* Every phase of a step on the calling thread alone (t NULL) or as one thread of team t. */
+static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
+    int p, c, nblk = (int)((j->tr->g->n_params + ADVNN__RED_BLOCK - 1) / ADVNN__RED_BLOCK);
+#ifndef ADVNN_NO_THREADS
+    advnn__team *t = (advnn__team *)team;
+#else
+    (void)team;
+#endif
+    for (p = 0; p < j->nphase; p++) {
+#ifndef ADVNN_NO_THREADS
+        if (t) {
+            while ((c = advnn__take(t, j->nck)) >= 0) advnn__chunk_step(j, c, p);
+            advnn__barrier(t);
+        } else
+#endif
+            for (c = 0; c < j->nck; c++) advnn__chunk_step(j, c, p);
+        if (advnn__chunks_failed(j, p)) return;
+    }
+    if (!j->backward || j->nck < 2) return;
+#ifndef ADVNN_NO_THREADS
+    if (t) { while ((c = advnn__take(t, nblk)) >= 0) advnn__reduce_block(j, c); return; }
+#endif
+    for (c = 0; c < nblk; c++) advnn__reduce_block(j, c);
+}
+
+#ifndef ADVNN_NO_THREADS
+static void advnn__chunk_job(advnn__team *t, int k, void *arg) { (void)k; advnn__chunk_phases(t, (advnn__chunkjob *)arg); }
 #endif
 
 /* Gather + forward (+ backward, gradients summed into tr->ws->pgrad) of n rows: rows idx[0..n) of d
- * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; on tr->T threads. The marks
- * (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
+ * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; in chunks, on up to tr->T
+ * threads. The marks (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
 static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx, int64_t start, int n,
                                const advnn_dataset *d2, const int64_t *idx2, int backward) {
     advnn_ws *ws = tr->ws;
-    advnn_status st;
-#ifndef ADVNN_NO_THREADS
-    int A = tr->T < n ? tr->T : n, k, i;
-#endif
+    const advnn_graph *g = tr->g;
+    advnn__chunkjob *j = tr->job;
+    uint64_t seed = advnn__rng_next(&tr->rng);
+    int k, i;
     advnn__mark_sub(ws, tr->key);
-#ifndef ADVNN_NO_THREADS
-    if (A > 1) {
-        advnn__slicejob *j = tr->job;
-        uint64_t seed = advnn__rng_next(&tr->rng);
-        const advnn_graph *g = tr->g;
-        memset(j->st, 0, sizeof j->st);
-        j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
-        for (k = 0; k < A; k++) {
-            advnn_ws *w = tr->wsk[k];
-            if (k) {
-                memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
-                w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
-            }
-            advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
+    j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
+    j->nck = advnn__chunk_count(n);
+    ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
+    j->nphase = advnn__count_pauses(ws, backward) + 1;
+    for (k = 0; k < j->nck; k++) {
+        advnn_ws *w = tr->wsk[k];
+        if (k) {
+            memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
+            w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
         }
-        advnn__team_run(tr->team, A, advnn__slice_job, j);
-        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->part; }
-        st = ADVNN_OK;
-        for (k = 0; k < A; k++)
-            if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
-        if (st == ADVNN_OK)
-            for (i = 0; i < g->n_nodes; i++)
-                if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
-                    for (k = 1; k < A; k++) ws->loss[i] += tr->wsk[k]->loss[i];
-        return st;
+        w->nb_total = n; w->ck = k; w->nck = j->nck; w->nsync = 0; w->bnstep = 0; w->fpos = 0; w->bpos = 0;
+        w->rng = &tr->rngk[k];
+        advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
+        j->stage[k] = 0; j->failph[k] = INT_MAX; j->st[k] = ADVNN_OK;
     }
+#ifndef ADVNN_NO_THREADS
+    if (tr->T > 1 && j->nck > 1) advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
+    else
 #endif
-    if ((st = advnn__gather2(ws, d, idx, start, n, d2, idx2)) != ADVNN_OK) return st;
-    ws->nb_total = n;   /* losses on the key rows still divide by the whole batch */
-    st = advnn__forward(ws, n);
-    if (st == ADVNN_OK && backward) advnn__backward(ws, n);
-    ws->nb_total = 0;
-    return st;
+        advnn__chunk_phases(NULL, j);
+    for (k = 0; k < j->nck; k++) {
+        advnn_ws *w = tr->wsk[k];
+        w->nb_total = 0; w->nck = 0; w->fpos = 0; w->bpos = 0; w->bnstep = 0;   /* a failed step may stop mid-pass */
+        if (k) ws->part |= w->part;
+        else w->rng = &tr->rng;
+    }
+    for (k = 0; k < j->nck; k++)   /* the first chunk that failed, in chunk order (on whichever thread) */
+        if (j->st[k] != ADVNN_OK) {
+            char msg[sizeof j->msg[0]];
+            memcpy(msg, j->msg[k], sizeof msg);
+            return advnn__fail(j->st[k], "%s", msg);
+        }
+    for (k = 0; k < j->nck; k++) ADVNN_ASSERT(j->stage[k] == 3);
+    for (i = 0; i < g->n_nodes; i++)
+        if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
+            for (k = 1; k < j->nck; k++) ws->loss[i] += tr->wsk[k]->loss[i];
+    return ADVNN_OK;
 }
 
 ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed) {
     advnn_trainer *tr;
     int i;
     if (!g || !g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_trainer_new: graph is NULL or not finalized"); return NULL; }
+    if (batch_size < 1 || batch_size > (1 << 24)) { advnn__fail(ADVNN_ERR_ARG, "advnn_trainer_new: batch size %d outside 1..2^24", batch_size); return NULL; }
     tr = (advnn_trainer *)ADVNN_MALLOC(sizeof *tr);
     if (!tr) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
     memset(tr, 0, sizeof *tr);
     tr->g = g; tr->batch = batch_size; tr->key = -1;
     advnn__rng_seed(&tr->rng, seed);
-    tr->T = advnn__nthreads < batch_size ? advnn__nthreads : batch_size;
+    /* more threads than chunks would have nothing to do */
+    tr->T = advnn__nthreads < advnn__chunk_count(batch_size) ? advnn__nthreads : advnn__chunk_count(batch_size);
 #ifdef ADVNN_NO_THREADS
     tr->T = 1;
 #endif
     if (tr->T < 1) tr->T = 1;
-    if (!(tr->ws = advnn__ws_create(g, (batch_size + tr->T - 1) / tr->T, 1))) { ADVNN_FREE(tr); return NULL; }
+    if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
     tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
     tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
     tr->m = (float *)advnn__zalloc((size_t)(3 * g->n_params + 1) * sizeof(float));
@@ -3522,8 +3674,7 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     tr->v = tr->m + g->n_params; tr->best = tr->v + g->n_params;
     for (i = 0; i < g->n_groups; i++) { tr->gs[i].o = advnn_adam(1e-3f); tr->gs[i].t = 0; tr->gs[i].mu_prod = 1.0; tr->gon[i] = 1; }
     tr->ws->group_on = tr->gon;
-    tr->ws->rng = &tr->rng;
-    if (tr->T > 1 && advnn__threads_init(tr) != ADVNN_OK) { advnn_trainer_free(tr); return NULL; }
+    if (advnn__chunks_init(tr) != ADVNN_OK) { advnn_trainer_free(tr); return NULL; }
     return tr;
 }
 
@@ -3532,10 +3683,10 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     if (!tr) return;
 #ifndef ADVNN_NO_THREADS
     advnn__team_free(tr->team);
-    ADVNN_FREE(tr->job);
 #endif
-    for (k = 1; tr->wsk && k < tr->T; k++) advnn_ws_free(tr->wsk[k]);
-    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk);
+    ADVNN_FREE(tr->job);
+    for (k = 1; tr->wsk && k < tr->nwk; k++) advnn_ws_free(tr->wsk[k]);
+    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk); ADVNN_FREE(tr->bnpart);
     advnn_ws_free(tr->ws);
     ADVNN_FREE(tr->gs); ADVNN_FREE(tr->gon);
     advnn__free(tr->m);

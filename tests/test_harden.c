@@ -499,14 +499,17 @@ static void test_loss_error_names_row(void) {
     for (i = 0; i < 100; i++) Y->data[i] = (float)(i % 3);
     Y->data[37] = 5;
     advnn_dataset_add(d, "x", X); advnn_dataset_add(d, "y", Y);
-    tr = advnn_trainer_new(g, 16, 4);
     o.epochs = 1; o.verbose = 0;
-    for (rep = 0; rep < 2; rep++) {   /* shuffled, then in order */
-        o.shuffle = !rep;
+    for (rep = 0; rep < 4; rep++) {   /* shuffled, then in order; on 1 thread, then on 3 */
+        int old = advnn_set_threads(rep < 2 ? 1 : 3);
+        tr = advnn_trainer_new(g, 96, 4);   /* 96 rows: three chunks of 32 */
+        advnn_set_threads(old);
+        o.shuffle = !(rep & 1);
         CHECK(advnn_fit(tr, d, NULL, &o, NULL) == ADVNN_ERR_ARG && strstr(advnn_last_error(), "label 5 in row 37 of the data"),
-              "shuffle %d: %s", !rep, advnn_last_error());
+              "shuffle %d, %d threads: %s", o.shuffle, rep < 2 ? 1 : 3, advnn_last_error());
+        advnn_trainer_free(tr);
     }
-    advnn_trainer_free(tr); advnn_graph_free(g); advnn_dataset_free(d); advnn_tensor_free(X); advnn_tensor_free(Y);
+    advnn_graph_free(g); advnn_dataset_free(d); advnn_tensor_free(X); advnn_tensor_free(Y);
 }
 
 /* ---- standardisation fitted on data, applied by the graph, saved with the model */
