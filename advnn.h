@@ -566,13 +566,17 @@ ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #define ADVNN__TLS __thread
 #endif
 
-/* for functions with large stack arrays, so that they do not enlarge their callers' frames */
+/* for functions with large stack arrays, so that they do not enlarge their callers' frames; and
+ * (ADVNN__INL) for the few whose constant arguments should specialise their loops */
 #if defined(__GNUC__) || defined(__clang__)
 #define ADVNN__NOINL __attribute__((noinline))
+#define ADVNN__INL inline __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define ADVNN__NOINL __declspec(noinline)
+#define ADVNN__INL __forceinline
 #else
 #define ADVNN__NOINL
+#define ADVNN__INL
 #endif
 
 #define ADVNN__NAME_MAX 48
@@ -3762,43 +3766,46 @@ static advnn__ocoef advnn__coef(const advnn_trainer *tr, int gi) {
 }
 
 /* One parameter block's step. With commit = 0 nothing is written: the return value says whether the
- * new weights and moments would all be finite (x - x is 0 for finite x, NaN otherwise). */
-static int advnn__step_block(const advnn_optim *o, const advnn__ocoef *c, float *w, float *m, float *v, const float *gr,
-                             int64_t n, int commit) {
-    float acc = 0;
+ * new weights and moments would all be finite ((x - x) == 0 fails for NaN and infinities only).
+ * Always inlined with a constant `commit`, so each of the two passes is a branch-free loop. */
+static ADVNN__INL int advnn__step_block(const advnn_optim *o, const advnn__ocoef *c, float *w, float *m, float *v, const float *gr,
+                                        int64_t n, int commit) {
+    int ok = 1;
     int64_t j;
     if (o->kind == ADVNN_SGD) {
+        float wd = o->weight_decay, mo = o->momentum, lr = o->lr;
         for (j = 0; j < n; j++) {
-            float gj = (float)(gr[j] * c->scale) + o->weight_decay * w[j], mj = m[j], wj;
-            if (o->momentum > 0) {
-                mj = o->momentum * mj + gj;
-                gj = o->nesterov ? gj + o->momentum * mj : mj;
+            float gj = (float)(gr[j] * c->scale) + wd * w[j], mj = m[j], wj;
+            if (mo > 0) {
+                mj = mo * mj + gj;
+                gj = o->nesterov ? gj + mo * mj : mj;
             }
-            wj = w[j] - o->lr * gj;
-            acc += (wj - wj) + (mj - mj);
+            wj = w[j] - lr * gj;
             if (commit) { w[j] = wj; m[j] = mj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f);
         }
     } else if (o->kind == ADVNN_ADAM) {
-        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2;
+        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+        float lwd = o->lr * o->weight_decay;
         for (j = 0; j < n; j++) {
             float gj = (float)(gr[j] * c->scale);
             float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;
-            float wj = w[j] - (a * mj / (sqrtf(vj) * ib2 + o->eps) + o->lr * o->weight_decay * w[j]);
-            acc += (wj - wj) + (mj - mj) + (vj - vj);
+            float wj = w[j] - (a * mj / (sqrtf(vj) * ib2 + eps) + lwd * w[j]);
             if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
         }
     } else {
         float c1 = (float)(o->lr * (1.0 - c->mu) / (1.0 - c->mu_prod)), c2 = (float)(o->lr * c->mu1 / (1.0 - c->mu_prod1));
-        float ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2;
+        float ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps, lwd = o->lr * o->weight_decay;
         for (j = 0; j < n; j++) {
             float gj = (float)(gr[j] * c->scale);
-            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj, den = sqrtf(vj) * ib2 + o->eps;
-            float wj = w[j] - ((c1 * gj + c2 * mj) / den + o->lr * o->weight_decay * w[j]);
-            acc += (wj - wj) + (mj - mj) + (vj - vj);
+            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj, den = sqrtf(vj) * ib2 + eps;
+            float wj = w[j] - ((c1 * gj + c2 * mj) / den + lwd * w[j]);
             if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
         }
     }
-    return acc == 0;
+    return ok;
 }
 
 /* One optimizer update of every trainable group from ws->pgrad. The rule for non-finite values:
@@ -3820,7 +3827,8 @@ static advnn_status advnn__update(advnn_trainer *tr) {
             for (k = 0; k < g->n_par; k++) {
                 const advnn__param *p = &g->par[k];
                 if (p->group != gi || !p->trainable) continue;
-                if (!advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, commit)) {
+                if (!(commit ? advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, 1)
+                             : advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, 0))) {
                     const advnn__node *n = &g->nodes[p->node];
                     int64_t j = 0;
                     while (j < p->size && isfinite(grad[p->off + j])) j++;
