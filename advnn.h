@@ -1628,23 +1628,28 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
  * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
  * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
  * a BatchNorm on batch statistics pauses every chunk's pass after it stored its partial sums (two
- * pauses forward, one backward); after a barrier each chunk adds all chunks' partials in chunk order
- * and resumes. In each phase the threads (the calling one too) take the next chunk not yet taken
- * (an atomic counter), so a descheduled thread holds up at most the chunk it is on; the others do
- * the rest. Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of
- * parameters taken the same way; losses likewise. Every sum thus has a fixed order: the weights
- * are bit-identical for any thread count and any scheduling (tests/test_threads.c).
+ * pauses forward, one backward); once every chunk of the phase is done, each chunk adds all
+ * chunks' partials in chunk order and resumes. In each phase the threads (the calling one too) take
+ * the next chunk not yet taken (an atomic counter per phase) and wait for the phase's chunks, not
+ * for one another: a descheduled thread holds up at most the chunk it took, a worker that wakes late
+ * catches up or finds the step done (advnn__team_run never waits for a worker that has not joined).
+ * Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of parameters
+ * taken the same way; losses likewise. Every sum thus has a fixed order: the weights are
+ * bit-identical for any thread count and any scheduling (tests/test_threads.c).
  *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
- * on the calling thread.
+ * on the calling thread, so does everything with advnn_set_threads(1).
  *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
  * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
  * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
  * gradients and GEMM packing buffers (228 KiB each).
- *   Data parallelism over processes (MPI) reuses this unchanged: rank r of R takes the contiguous
- * chunk range [nck r / R, nck (r + 1) / R), runs the same phases, exchanges the BatchNorm partial
- * rows (allgather of the ck rows of bnpart) at each pause and the per-chunk gradients at the end, and
- * every rank reduces all chunks in chunk order: 2 ranks x 1 thread give the weights of 1 rank x 2
- * threads, bit for bit (the chunks, seeds and summation orders are the same).
+ *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
+ * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
+ * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
+ * (row ck of bnpart) at each pause, and the gradients are folded in chunk order: the ranks gather
+ * the per-chunk gradients, or pass the running sum ((g0 + g1) + ...) from rank to rank, then
+ * broadcast it. 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
+ * chunks, seeds and summation orders). ADVNN__CHUNKS_MAX caps the ranks x threads that one step can
+ * use; raising it changes the chunking, hence the rounding of the results, for every thread count.
  *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
  * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
