@@ -1818,23 +1818,28 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { ret
  * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
  * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
  * a BatchNorm on batch statistics pauses every chunk's pass after it stored its partial sums (two
- * pauses forward, one backward); after a barrier each chunk adds all chunks' partials in chunk order
- * and resumes. In each phase the threads (the calling one too) take the next chunk not yet taken
- * (an atomic counter), so a descheduled thread holds up at most the chunk it is on; the others do
- * the rest. Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of
- * parameters taken the same way; losses likewise. Every sum thus has a fixed order: the weights
- * are bit-identical for any thread count and any scheduling (tests/test_threads.c).
+ * pauses forward, one backward); once every chunk of the phase is done, each chunk adds all
+ * chunks' partials in chunk order and resumes. In each phase the threads (the calling one too) take
+ * the next chunk not yet taken (an atomic counter per phase) and wait for the phase's chunks, not
+ * for one another: a descheduled thread holds up at most the chunk it took, a worker that wakes late
+ * catches up or finds the step done (advnn__team_run never waits for a worker that has not joined).
+ * Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of parameters
+ * taken the same way; losses likewise. Every sum thus has a fixed order: the weights are
+ * bit-identical for any thread count and any scheduling (tests/test_threads.c).
  *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
- * on the calling thread.
+ * on the calling thread, so does everything with advnn_set_threads(1).
  *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
  * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
  * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
  * gradients and GEMM packing buffers (228 KiB each).
- *   Data parallelism over processes (MPI) reuses this unchanged: rank r of R takes the contiguous
- * chunk range [nck r / R, nck (r + 1) / R), runs the same phases, exchanges the BatchNorm partial
- * rows (allgather of the ck rows of bnpart) at each pause and the per-chunk gradients at the end, and
- * every rank reduces all chunks in chunk order: 2 ranks x 1 thread give the weights of 1 rank x 2
- * threads, bit for bit (the chunks, seeds and summation orders are the same).
+ *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
+ * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
+ * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
+ * (row ck of bnpart) at each pause, and the gradients are folded in chunk order: the ranks gather
+ * the per-chunk gradients, or pass the running sum ((g0 + g1) + ...) from rank to rank, then
+ * broadcast it. 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
+ * chunks, seeds and summation orders). ADVNN__CHUNKS_MAX caps the ranks x threads that one step can
+ * use; raising it changes the chunking, hence the rounding of the results, for every thread count.
  *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
  * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
@@ -1850,14 +1855,18 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { ret
 
 struct advnn__team;
 typedef void (*advnn__job_fn)(struct advnn__team *t, int k, void *arg);
+/* A job is open while the calling thread works on it: a worker joins only an open job (entry: the
+ * OPEN bit and the count of workers inside), so the caller never waits for a worker the OS has not
+ * run yet, only for those inside, which are doing work it needs. Jobs therefore never wait for a
+ * number of threads, only for units of work (advnn__wait_count). */
+#define ADVNN__OPEN 0x40000000
 typedef struct advnn__team {
-    int T, active;                      /* threads; threads taking part in the current job */
+    int T, active;                      /* threads; threads that may take part in the current job */
     pthread_t th[64];
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned jgen, bgen;                /* job and barrier generations */
-    int pending, bcount, quit, nth;     /* nth: workers started */
-    int next;                           /* the next chunk (or block) to take; 0 after every barrier */
+    unsigned jgen;                      /* job generation */
+    int entry, quit, nth;               /* entry: see above; nth: workers started */
     advnn__job_fn job;
     void *arg;
 } advnn__team;
@@ -1871,18 +1880,19 @@ static void advnn__wait_change(advnn__team *t, pthread_cond_t *cv, const unsigne
     pthread_mutex_unlock(&t->mu);
 }
 
-static void advnn__barrier(advnn__team *t) {
-    unsigned gen = __atomic_load_n(&t->bgen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&t->bcount, 1, __ATOMIC_ACQ_REL) == t->active) {
-        __atomic_store_n(&t->bcount, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&t->next, 0, __ATOMIC_RELAXED);   /* nobody takes work while all are here */
-        pthread_mutex_lock(&t->mu);
-        __atomic_store_n(&t->bgen, gen + 1, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&t->done);
-        pthread_mutex_unlock(&t->mu);
-        return;
-    }
-    advnn__wait_change(t, &t->done, &t->bgen, gen);
+/* Spin, then block until *cnt >= n (units of work done; advnn__count_done wakes the sleepers). */
+static void advnn__wait_count(advnn__team *t, const int *cnt, int n) {
+    int i;
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(cnt, __ATOMIC_ACQUIRE) >= n) return; ADVNN__RELAX(); }
+    pthread_mutex_lock(&t->mu);
+    while (__atomic_load_n(cnt, __ATOMIC_ACQUIRE) < n) pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+static void advnn__count_done(advnn__team *t, int *cnt, int n) {
+    if (__atomic_add_fetch(cnt, 1, __ATOMIC_ACQ_REL) < n) return;
+    pthread_mutex_lock(&t->mu);
+    pthread_cond_broadcast(&t->done);
+    pthread_mutex_unlock(&t->mu);
 }
 
 typedef struct { advnn__team *t; int k; } advnn__worker_arg;
@@ -1892,11 +1902,15 @@ static void *advnn__worker(void *p) {
     unsigned seen = 0;
     ADVNN_FREE(p);
     for (;;) {
+        int e;
         advnn__wait_change(t, &t->go, &t->jgen, seen);
         seen = __atomic_load_n(&t->jgen, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&t->quit, __ATOMIC_ACQUIRE)) return NULL;
+        e = __atomic_load_n(&t->entry, __ATOMIC_ACQUIRE);
+        while ((e & ADVNN__OPEN) && !__atomic_compare_exchange_n(&t->entry, &e, e + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {}
+        if (!(e & ADVNN__OPEN)) continue;   /* woke too late: the caller has done the job */
         if (k < t->active) t->job(t, k, t->arg);
-        if (__atomic_sub_fetch(&t->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (__atomic_sub_fetch(&t->entry, 1, __ATOMIC_ACQ_REL) == 0) {   /* closed, and the last one out */
             pthread_mutex_lock(&t->mu);
             pthread_cond_broadcast(&t->done);
             pthread_mutex_unlock(&t->mu);
@@ -1935,25 +1949,28 @@ static advnn__team *advnn__team_new(int T) {
     return t;
 }
 
-/* Runs job(k) for k < active on the team (k = 0 on the calling thread) and waits for all. */
+/* Runs job(k) on the calling thread (k = 0) and on the workers k < active that wake while it runs;
+ * returns when the caller's job(0) has returned and every worker that joined has left. The job
+ * must finish all its work whichever workers join (units taken with advnn__take). */
 static void advnn__team_run(advnn__team *t, int active, advnn__job_fn job, void *arg) {
     int i;
-    t->job = job; t->arg = arg; t->active = active; t->next = 0;
-    __atomic_store_n(&t->pending, t->T - 1, __ATOMIC_RELEASE);
+    t->job = job; t->arg = arg; t->active = active;
+    __atomic_store_n(&t->entry, ADVNN__OPEN, __ATOMIC_RELEASE);
     pthread_mutex_lock(&t->mu);
     __atomic_add_fetch(&t->jgen, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&t->go);
     pthread_mutex_unlock(&t->mu);
     job(t, 0, arg);
-    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) == 0) return; ADVNN__RELAX(); }
+    if ((__atomic_and_fetch(&t->entry, ~ADVNN__OPEN, __ATOMIC_ACQ_REL)) == 0) return;
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(&t->entry, __ATOMIC_ACQUIRE) == 0) return; ADVNN__RELAX(); }
     pthread_mutex_lock(&t->mu);
-    while (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
+    while (__atomic_load_n(&t->entry, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
     pthread_mutex_unlock(&t->mu);
 }
 
-/* The next unit of work (chunk, block) below n, or -1: taken by whichever thread is free. */
-static int advnn__take(advnn__team *t, int n) {
-    int c = __atomic_fetch_add(&t->next, 1, __ATOMIC_ACQ_REL);
+/* The next unit of work below n from counter *ctr, or -1: taken by whichever thread is free. */
+static int advnn__take(int *ctr, int n) {
+    int c = __atomic_fetch_add(ctr, 1, __ATOMIC_ACQ_REL);
     return c < n ? c : -1;
 }
 #endif /* ADVNN_NO_THREADS */
@@ -3257,7 +3274,7 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
  * count or the scheduling, bit for bit (test_threads). */
 typedef struct advnn__inferjob {
     advnn_ws *ws;
-    int n, out_node, nck;
+    int n, out_node, nck, taken;
     const float *const *inputs;
     float *out;
     advnn_status st[ADVNN__CHUNKS_MAX];
@@ -3280,8 +3297,9 @@ static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn__inferjob *j = (advnn__inferjob *)arg;
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
     int c;
+    (void)t;
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
-    while ((c = advnn__take(t, j->nck)) >= 0) {
+    while ((c = advnn__take(&j->taken, j->nck)) >= 0) {
         int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
         ADVNN_ASSERT(nb <= w->max_batch);
         j->st[c] = advnn__infer_rows(w, lo, nb, j->inputs, j->out_node, j->out);
@@ -3338,6 +3356,7 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
         j->nck = advnn__chunk_count(n);
         A = j->nck < ws->ithreads ? j->nck : ws->ithreads;
         for (i = 0; i < j->nck; i++) j->st[i] = ADVNN_OK;
+        j->taken = 0;
         advnn__team_run(ws->iteam, A, advnn__infer_job, j);
         for (i = 0; i < j->nck; i++)   /* the first chunk that failed (its message may be another thread's) */
             if (j->st[i] != ADVNN_OK) {
@@ -3467,6 +3486,7 @@ struct advnn_trainer {
     advnn__rng    *rngk;      /* per-chunk dropout streams, reseeded from rng every step */
     double        *bnpart;    /* BatchNorm partial sums: 2 x nwk rows of bnld doubles */
     int            bnld;
+    int           *ctr;       /* the job's per-phase counters: 2 x (3 x BatchNorm nodes + 2) */
     int            key;       /* row key of the adversarial sub-steps (advnn__mark_sub), or -1 */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
@@ -3481,6 +3501,7 @@ typedef struct advnn__chunkjob {
     const int64_t *idx, *idx2;
     int64_t start;
     int n, nck, backward, nphase;
+    int *taken, *done;               /* per phase (and the reduction after them): units taken, done */
     int stage[ADVNN__CHUNKS_MAX];
     int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
     advnn_status st[ADVNN__CHUNKS_MAX];
@@ -3493,11 +3514,17 @@ static advnn_status advnn__chunks_init(advnn_trainer *tr) {
     tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
     tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
     tr->job = (advnn__chunkjob *)ADVNN_MALLOC(sizeof *tr->job);
+    int nbn = 0;
     tr->bnld = 1;
     for (k = 0; k < tr->g->n_nodes; k++)
-        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > tr->bnld) tr->bnld = 2 * tr->g->nodes[k].cols;
+        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM) {
+            nbn++;
+            if (2 * tr->g->nodes[k].cols > tr->bnld) tr->bnld = 2 * tr->g->nodes[k].cols;
+        }
     tr->bnpart = (double *)ADVNN_MALLOC(2 * (size_t)tr->nwk * tr->bnld * sizeof(double));
-    if (!tr->wsk || !tr->rngk || !tr->job || !tr->bnpart) { tr->nwk = 0; return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); }
+    tr->ctr = (int *)ADVNN_MALLOC(2 * (size_t)(3 * nbn + 2) * sizeof(int));
+    if (tr->job && tr->ctr) { tr->job->taken = tr->ctr; tr->job->done = tr->ctr + 3 * nbn + 2; }
+    if (!tr->wsk || !tr->rngk || !tr->job || !tr->bnpart || !tr->ctr) { tr->nwk = 0; return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); }
     memset(tr->wsk, 0, (size_t)tr->nwk * sizeof *tr->wsk);
     tr->wsk[0] = tr->ws;
     for (k = 1; k < tr->nwk; k++) {
@@ -3556,8 +3583,8 @@ static void advnn__chunk_step(advnn__chunkjob *j, int c, int p) {
     }
 }
 
-/* Whether a chunk failed in phase p or before: read after the barrier that ends phase p, so every
- * thread decides alike (a failure of phase p + 1, being written meanwhile, reads as none). */
+/* Whether a chunk failed in phase p or before: read once phase p is done, so every thread decides
+ * alike (a failure of phase p + 1, being written meanwhile, reads as none). */
 static int advnn__chunks_failed(advnn__chunkjob *j, int p) {
     int c;
     for (c = 0; c < j->nck; c++) if (__atomic_load_n(&j->failph[c], __ATOMIC_ACQUIRE) <= p) return 1;
@@ -3585,9 +3612,9 @@ static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
 #endif
     for (p = 0; p < j->nphase; p++) {
 #ifndef ADVNN_NO_THREADS
-        if (t) {
-            while ((c = advnn__take(t, j->nck)) >= 0) advnn__chunk_step(j, c, p);
-            advnn__barrier(t);
+        if (t) {   /* a thread that joins late finds the early phases done and catches up */
+            while ((c = advnn__take(&j->taken[p], j->nck)) >= 0) { advnn__chunk_step(j, c, p); advnn__count_done(t, &j->done[p], j->nck); }
+            advnn__wait_count(t, &j->done[p], j->nck);
         } else
 #endif
             for (c = 0; c < j->nck; c++) advnn__chunk_step(j, c, p);
@@ -3595,7 +3622,10 @@ static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
     }
     if (!j->backward || j->nck < 2) return;
 #ifndef ADVNN_NO_THREADS
-    if (t) { while ((c = advnn__take(t, nblk)) >= 0) advnn__reduce_block(j, c); return; }
+    if (t) {   /* team_run returns when every thread that took a block has left */
+        while ((c = advnn__take(&j->taken[j->nphase], nblk)) >= 0) advnn__reduce_block(j, c);
+        return;
+    }
 #endif
     for (c = 0; c < nblk; c++) advnn__reduce_block(j, c);
 }
@@ -3619,6 +3649,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     j->nck = advnn__chunk_count(n);
     ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
     j->nphase = advnn__count_pauses(ws, backward) + 1;
+    memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
+    memset(j->done, 0, (size_t)(j->nphase + 1) * sizeof(int));
     for (k = 0; k < j->nck; k++) {
         advnn_ws *w = tr->wsk[k];
         if (k) {
@@ -3690,7 +3722,7 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
 #endif
     ADVNN_FREE(tr->job);
     for (k = 1; tr->wsk && k < tr->nwk; k++) advnn_ws_free(tr->wsk[k]);
-    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk); ADVNN_FREE(tr->bnpart);
+    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk); ADVNN_FREE(tr->bnpart); ADVNN_FREE(tr->ctr);
     advnn_ws_free(tr->ws);
     ADVNN_FREE(tr->gs); ADVNN_FREE(tr->gon);
     advnn__free(tr->m);

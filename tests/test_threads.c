@@ -458,11 +458,11 @@ static void test_errors_never_hang(void) {
  * adversarial schedules with a control-region second stream (adv_data) through shared layers,
  * BatchNorm and dropout on both sides, background-only adversary weights (zero-weight rows
  * skipped) and a partial last batch. Also the evaluation loss. */
-static volatile int busy_stop;
+static int busy_stop;
 static void *busy_loop(void *p) {
     volatile double x = 1.0;
     (void)p;
-    while (!busy_stop) x = x * 1.0000001 + 1e-9;
+    while (!__atomic_load_n(&busy_stop, __ATOMIC_RELAXED)) x = x * 1.0000001 + 1e-9;
     return NULL;
 }
 
@@ -558,10 +558,10 @@ static void test_same_weights_any_thread_count(void) {
             pthread_t busy[2];
             int nb = q >= 3 ? 2 : 0, b;
             dresult o;
-            busy_stop = 0;
+            __atomic_store_n(&busy_stop, 0, __ATOMIC_RELAXED);
             for (b = 0; b < nb; b++) pthread_create(&busy[b], NULL, busy_loop, NULL);
             o = det_run(kind, threads[q]);
-            busy_stop = 1;
+            __atomic_store_n(&busy_stop, 1, __ATOMIC_RELAXED);
             for (b = 0; b < nb; b++) pthread_join(busy[b], NULL);
             CHECK(o.n == ref.n && memcmp(o.w, ref.w, (size_t)ref.n * sizeof(float)) == 0,
                   "%s: %d threads%s give other weights than 1 thread", kname[kind], threads[q], nb ? " (cores busy)" : "");
