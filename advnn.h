@@ -242,6 +242,25 @@ ADVNN_DEF void           advnn_dataset_free(advnn_dataset *d);                  
  * Rejects NaN/Inf (reports the row and column). */
 ADVNN_DEF advnn_status   advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t);
 ADVNN_DEF int64_t        advnn_dataset_size(const advnn_dataset *d);
+#ifndef ADVNN_NO_STDIO
+/* Data larger than memory: the input `name` is read from the .npy file at `path` (any dtype
+ * advnn_npy_load reads, C order) in windows, never whole. The header is checked and every value is
+ * scanned once here (NaN/Inf rejected with row and column, as advnn_dataset_add; reads re-check).
+ * advnn_fit, advnn_evaluate and advnn_predict accept such datasets (mixed with in-memory columns);
+ * advnn_train_step, advnn_adv_* and advnn_infer need in-memory data (they report an error).
+ * Memory: about window_rows x (the sum of all columns' row sizes) floats, plus batch rows.
+ * Shuffling in advnn_fit (PRNG: the trainer's): the training rows are cut into chunks of chunk_rows
+ * consecutive rows; each epoch the chunk order is a Fisher-Yates shuffle, every window_rows /
+ * chunk_rows chunks of that order form a window, read in that order, whose rows are shuffled
+ * (Fisher-Yates); the < batch rows left at a window's end open the next window's batches, so every
+ * batch but the epoch's last is full. When all training rows fit in one window, the order is exactly
+ * advnn_fit's in-memory one (same weights, bit for bit). shuffle = 0: file order. Evaluation and
+ * prediction read consecutive windows. A dataset with files is not safe to use from two threads. */
+ADVNN_DEF advnn_status   advnn_dataset_add_npy_file(advnn_dataset *d, const char *name, const char *path);
+#endif
+/* Window and chunk sizes (rows) for file-backed columns: defaults 65536 and 1024; chunk_rows <=
+ * window_rows. Smaller windows: less memory, a less thorough shuffle. */
+ADVNN_DEF advnn_status   advnn_dataset_set_window(advnn_dataset *d, int64_t window_rows, int64_t chunk_rows);
 /* Batched eval-mode prediction of node `output` for every row: *out gets shape (N, node shape...).
  * Allocates a temporary workspace of at most ~64 MiB (chunks of up to 1024 rows, fewer for wide
  * graphs); for repeated calls on small inputs keep an advnn_ws and use advnn_infer instead. */
@@ -2780,17 +2799,25 @@ static void advnn__backward(advnn_ws *ws, int nall) {
 }
 
 /* ---------------------------------------------------------------- datasets */
-typedef struct { char name[ADVNN__NAME_MAX]; const advnn_tensor *t; } advnn__dcol;
-struct advnn_dataset { advnn__dcol *cols; int n, cap; int64_t rows; };
+struct advnn__npyfile;   /* a file-backed column (section "datasets on disk") */
+struct advnn__ooc;
+typedef struct { char name[ADVNN__NAME_MAX]; const advnn_tensor *t; struct advnn__npyfile *file; } advnn__dcol;
+struct advnn_dataset {
+    advnn__dcol *cols; int n, cap; int64_t rows;
+    struct advnn__ooc *ooc;          /* window buffers when a column is file-backed, else NULL */
+    int64_t window_rows, chunk_rows;
+};
+static void advnn__ooc_free(advnn_dataset *d);
 
 ADVNN_DEF advnn_dataset *advnn_dataset_new(void) {
     advnn_dataset *d = (advnn_dataset *)ADVNN_MALLOC(sizeof *d);
     if (!d) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_new: out of memory"); return NULL; }
     memset(d, 0, sizeof *d);
     d->rows = -1;
+    d->window_rows = 65536; d->chunk_rows = 1024;
     return d;
 }
-ADVNN_DEF void advnn_dataset_free(advnn_dataset *d) { if (d) { ADVNN_FREE(d->cols); ADVNN_FREE(d); } }
+ADVNN_DEF void advnn_dataset_free(advnn_dataset *d) { if (d) { advnn__ooc_free(d); ADVNN_FREE(d->cols); ADVNN_FREE(d); } }
 ADVNN_DEF int64_t advnn_dataset_size(const advnn_dataset *d) { return d && d->rows > 0 ? d->rows : 0; }
 
 ADVNN_DEF advnn_status advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t) {
@@ -2808,6 +2835,7 @@ ADVNN_DEF advnn_status advnn_dataset_add(advnn_dataset *d, const char *name, con
                                name, (double)t->data[i], (long long)(i / per), (long long)(i % per));
     if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add: out of memory");
     snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
+    d->cols[d->n].file = NULL;
     d->cols[d->n++].t = t;
     d->rows = t->shape[0];
     return ADVNN_OK;
@@ -2847,8 +2875,12 @@ static int advnn__has_col(const advnn_dataset *d, const char *name) {
 /* The stream input node id is read from: d, or d2 (rows idx2) for an input d lacks. */
 static advnn_status advnn__stream_col(const advnn_graph *g, int id, const advnn_dataset *d, const int64_t **idx,
                                       const advnn_dataset *d2, const int64_t *idx2, const advnn_tensor **t) {
+    advnn_status st;
     if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { d = d2; *idx = idx2; }
-    return advnn__dcol_for(g, d, id, t);
+    if ((st = advnn__dcol_for(g, d, id, t)) == ADVNN_OK && !(*t)->data)   /* a file-backed column: read in windows only */
+        return advnn__fail(ADVNN_ERR_STATE, "input '%s' is read from a file (advnn_dataset_add_npy_file): advnn_fit, advnn_evaluate and "
+                           "advnn_predict read such data in windows; advnn_train_step and adversarial training need it in memory", g->nodes[id].name);
+    return st;
 }
 
 static advnn_status advnn__bad_row(int64_t row, const advnn_tensor *t) {
@@ -2916,6 +2948,251 @@ static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const i
 }
 static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const int64_t *idx, int64_t start, int nb) {
     return advnn__gather2(ws, d, idx, start, nb, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- datasets on disk (out-of-core)
+ * File-backed columns (advnn_dataset_add_npy_file) are read with fread into window buffers owned by
+ * the dataset; a private in-memory advnn_dataset (ooc->view) over those buffers is what gather,
+ * forward and backward see, so the step internals never know about files. Chunked fread, not mmap:
+ * portable C, a fixed resident size (mmap'd pages count in RSS until the kernel drops them) and it
+ * works under an address-space limit (ulimit -v); bench/README has the measurement. */
+struct advnn__npyfile {
+#ifndef ADVNN_NO_STDIO
+    FILE *f;
+#endif
+    char *path;
+    advnn__dtype dt;
+    long off;              /* byte offset of the data */
+    int64_t per;           /* values per row */
+    advnn_tensor hdr;      /* the shape, data NULL (shape checks use it like an in-memory tensor) */
+};
+struct advnn__ooc {
+    advnn_tensor *buf;     /* one per column: (cap, per-row shape...), shape[0] = rows loaded */
+    int nbuf;
+    int64_t cap;           /* rows allocated */
+    advnn_dataset view;    /* columns = buf */
+    int64_t lo, n;         /* the view holds rows [lo, lo + n) of the dataset in order (n = 0: something else) */
+};
+
+static void advnn__ooc_free(advnn_dataset *d) {
+    int k;
+    for (k = 0; k < d->n; k++) {
+        struct advnn__npyfile *f = d->cols[k].file;
+        if (!f) continue;
+#ifndef ADVNN_NO_STDIO
+        if (f->f) fclose(f->f);
+#endif
+        ADVNN_FREE(f->path);
+        ADVNN_FREE(f);
+    }
+    if (d->ooc) {
+        for (k = 0; k < d->ooc->nbuf; k++) advnn__free(d->ooc->buf[k].data);
+        ADVNN_FREE(d->ooc->buf);
+        ADVNN_FREE(d->ooc->view.cols);
+        ADVNN_FREE(d->ooc);
+        d->ooc = NULL;
+    }
+}
+
+ADVNN_DEF advnn_status advnn_dataset_set_window(advnn_dataset *d, int64_t window_rows, int64_t chunk_rows) {
+    if (!d) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_set_window: NULL dataset");
+    if (chunk_rows < 1 || window_rows < chunk_rows || window_rows > ((int64_t)1 << 31))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_set_window: window %lld rows, chunk %lld rows (need 1 <= chunk <= window <= 2^31)",
+                           (long long)window_rows, (long long)chunk_rows);
+    d->window_rows = window_rows; d->chunk_rows = chunk_rows;
+    if (d->ooc) d->ooc->n = 0;
+    return ADVNN_OK;
+}
+
+static int advnn__ooc_on(const advnn_dataset *d) {
+    int k;
+    for (k = 0; d && k < d->n; k++) if (d->cols[k].file) return 1;
+    return 0;
+}
+
+/* Window buffers for at least `rows` rows of every column (the view's columns follow d's). */
+static advnn_status advnn__ooc_reserve(advnn_dataset *d, int64_t rows) {
+    struct advnn__ooc *o = d->ooc;
+    int k;
+    if (!o) {
+        if (!(o = (struct advnn__ooc *)ADVNN_MALLOC(sizeof *o))) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
+        memset(o, 0, sizeof *o);
+        d->ooc = o;
+    }
+    if (o->nbuf == d->n && o->cap >= rows) return ADVNN_OK;
+    for (k = 0; k < o->nbuf; k++) advnn__free(o->buf[k].data);
+    ADVNN_FREE(o->buf); ADVNN_FREE(o->view.cols);
+    o->nbuf = 0; o->cap = 0; o->n = 0;
+    o->buf = (advnn_tensor *)ADVNN_MALLOC((size_t)d->n * sizeof *o->buf);
+    o->view.cols = (advnn__dcol *)ADVNN_MALLOC((size_t)d->n * sizeof *o->view.cols);
+    if (!o->buf || !o->view.cols) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
+    memset(o->buf, 0, (size_t)d->n * sizeof *o->buf);
+    for (k = 0; k < d->n; k++) {
+        const advnn_tensor *t = d->cols[k].t;
+        size_t per = (size_t)(t->size / t->shape[0]);
+        o->buf[k] = *t;
+        o->buf[k].data = (float *)advnn__zalloc((size_t)rows * per * sizeof(float));
+        o->nbuf = k + 1;
+        if (!o->buf[k].data)
+            return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: cannot allocate %lld rows of '%s' (%zu floats each)", (long long)rows, d->cols[k].name, per);
+        o->view.cols[k] = d->cols[k];
+        o->view.cols[k].t = &o->buf[k];
+        o->view.cols[k].file = NULL;
+    }
+    o->view.n = o->view.cap = d->n;
+    o->cap = rows;
+    return ADVNN_OK;
+}
+
+#ifndef ADVNN_NO_STDIO
+/* Reads rows [row, row + m) of file column f into dst (converted to float), checking every value. */
+static advnn_status advnn__npyfile_read(struct advnn__npyfile *f, const char *name, int64_t row, int64_t m, float *dst) {
+    size_t nval = (size_t)(m * f->per), done = 0, i;
+    unsigned char tmp[16384];
+    int64_t pos = (int64_t)f->off + row * f->per * f->dt.bytes;
+    if (pos > (int64_t)((unsigned long)-1 >> 1) || fseek(f->f, (long)pos, SEEK_SET) != 0)
+        return advnn__fail(ADVNN_ERR_IO, "dataset '%s': cannot seek to row %lld of %s", name, (long long)row, f->path);
+    if (f->dt.kind == 'f' && f->dt.bytes == 4 && !f->dt.big) {   /* the common case: straight into the buffer */
+        if (fread(dst, sizeof(float), nval, f->f) != nval)
+            return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name, (long long)row, (long long)(row + m - 1), f->path);
+    } else {
+        while (done < nval) {
+            size_t k = nval - done < sizeof tmp / (size_t)f->dt.bytes ? nval - done : sizeof tmp / (size_t)f->dt.bytes;
+            if (fread(tmp, (size_t)f->dt.bytes, k, f->f) != k)
+                return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name, (long long)row, (long long)(row + m - 1), f->path);
+            for (i = 0; i < k; i++) dst[done + i] = (float)advnn__npy_elem(tmp + i * (size_t)f->dt.bytes, &f->dt);
+            done += k;
+        }
+    }
+    for (i = 0; i < nval; i++)
+        if (!isfinite(dst[i]))
+            return advnn__fail(ADVNN_ERR_NAN, "dataset '%s' (%s): value %g at row %lld, column %lld is not finite", name, f->path,
+                               (double)dst[i], (long long)(row + (int64_t)i / f->per), (long long)((int64_t)i % f->per));
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_dataset_add_npy_file(advnn_dataset *d, const char *name, const char *path) {
+    struct advnn__npyfile *f;
+    unsigned char pre[12];
+    char *hdr = NULL;
+    size_t hl, off, need;
+    int ndim = 0, major, k;
+    int64_t shape[ADVNN_MAX_DIMS] = {0}, size, row, step;
+    long fsz;
+    float *scan = NULL;
+    advnn_status st = ADVNN_OK;
+    if (!d || !path || !advnn__valid_name(name)) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add_npy_file: NULL dataset/path or bad name");
+    for (k = 0; k < d->n; k++) if (strcmp(d->cols[k].name, name) == 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add_npy_file: '%s' added twice", name);
+    if (!(f = (struct advnn__npyfile *)ADVNN_MALLOC(sizeof *f))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+    memset(f, 0, sizeof *f);
+    if (!(f->path = (char *)ADVNN_MALLOC(strlen(path) + 1))) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    memcpy(f->path, path, strlen(path) + 1);
+    if (!(f->f = fopen(path, "rb"))) { st = advnn__fail(ADVNN_ERR_IO, "advnn_dataset_add_npy_file '%s': cannot open '%s' for reading", name, path); goto fail; }
+    if (fseek(f->f, 0, SEEK_END) != 0 || (fsz = ftell(f->f)) < 0 || fseek(f->f, 0, SEEK_SET) != 0) {
+        st = advnn__fail(ADVNN_ERR_IO, "advnn_dataset_add_npy_file '%s': cannot determine the size of '%s'", name, path); goto fail;
+    }
+    if (fsz < 10 || fread(pre, 1, 10, f->f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s' is not a .npy file (bad magic, %ld bytes)", name, path, fsz); goto fail;
+    }
+    major = pre[6];
+    if (major == 1) { hl = (size_t)pre[8] | ((size_t)pre[9] << 8); off = 10; }
+    else if ((major == 2 || major == 3) && fsz >= 12 && fread(pre + 10, 1, 2, f->f) == 2) { hl = advnn__get_u32(pre + 8); off = 12; }
+    else { st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': unsupported .npy version %d or truncated header", name, path, major); goto fail; }
+    if (hl > (size_t)fsz - off || !(hdr = (char *)ADVNN_MALLOC(hl + 1)) || fread(hdr, 1, hl, f->f) != hl) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': header of %zu bytes, file of %ld", name, path, hl, fsz); goto fail;
+    }
+    if ((st = advnn__npy_parse_header(hdr, hl, &f->dt, &ndim, shape)) != ADVNN_OK || (st = advnn__shape_size(ndim, shape, &size)) != ADVNN_OK) {
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        st = advnn__fail(st, "advnn_dataset_add_npy_file '%s': '%s': %s", name, path, msg); goto fail;
+    }
+    off += hl;
+    need = (size_t)size * (size_t)f->dt.bytes;
+    if ((size_t)fsz - off != need) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': %lld elements need %zu data bytes, the file has %zu", name, path,
+                         (long long)size, need, (size_t)fsz - off); goto fail;
+    }
+    if (ndim < 1 || shape[0] < 1) { st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' needs a first (sample) dimension >= 1", name, path); goto fail; }
+    if (d->rows >= 0 && shape[0] != d->rows) {
+        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' has %lld rows, the dataset has %lld", name, path, (long long)shape[0], (long long)d->rows); goto fail;
+    }
+    f->off = (long)off;
+    f->per = size / shape[0];
+    f->hdr.ndim = ndim; f->hdr.size = size;
+    for (k = 0; k < ndim; k++) f->hdr.shape[k] = shape[k];
+    /* one pass over the values, in pieces of ~1 MiB, so a bad value is reported now, not mid-training */
+    step = (int64_t)(((size_t)1 << 18) / (size_t)f->per); if (step < 1) step = 1;
+    if (step > shape[0]) step = shape[0];
+    if (!(scan = (float *)ADVNN_MALLOC((size_t)(step * f->per) * sizeof(float)))) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    for (row = 0; row < shape[0] && st == ADVNN_OK; row += step)
+        st = advnn__npyfile_read(f, name, row, shape[0] - row < step ? shape[0] - row : step, scan);
+    ADVNN_FREE(scan);
+    if (st != ADVNN_OK) goto fail;
+    if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    ADVNN_FREE(hdr);
+    snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
+    d->cols[d->n].t = &f->hdr;
+    d->cols[d->n++].file = f;
+    d->rows = shape[0];
+    if (d->ooc) d->ooc->n = 0;
+    return ADVNN_OK;
+fail:
+    ADVNN_FREE(hdr);
+    if (f->f) fclose(f->f);
+    ADVNN_FREE(f->path);
+    ADVNN_FREE(f);
+    return st;
+}
+#endif
+
+/* Copies rows [row, row + m) of every column of d to rows [at, at + m) of the window buffers. */
+static advnn_status advnn__ooc_load(advnn_dataset *d, int64_t row, int64_t m, int64_t at) {
+    int k;
+    for (k = 0; k < d->n; k++) {
+        const advnn_tensor *t = d->cols[k].t;
+        int64_t per = t->size / t->shape[0];
+        float *dst = d->ooc->buf[k].data + (size_t)(at * per);
+#ifndef ADVNN_NO_STDIO
+        if (d->cols[k].file) {
+            advnn_status st = advnn__npyfile_read(d->cols[k].file, d->cols[k].name, row, m, dst);
+            if (st != ADVNN_OK) return st;
+            continue;
+        }
+#endif
+        memcpy(dst, t->data + (size_t)(row * per), (size_t)(m * per) * sizeof(float));
+    }
+    return ADVNN_OK;
+}
+
+static void advnn__ooc_setrows(advnn_dataset *d, int64_t rows) {
+    int k;
+    for (k = 0; k < d->ooc->nbuf; k++) { d->ooc->buf[k].shape[0] = rows; d->ooc->buf[k].size = rows * (d->cols[k].t->size / d->cols[k].t->shape[0]); }
+    d->ooc->view.rows = rows;
+}
+
+/* For a sequential pass (evaluation, prediction) over rows [lo, lo + nb) of d, with `ahead` rows
+ * (>= nb) left in the pass: the dataset and first row to gather from. In-memory d: itself. With
+ * files: the window view, read window_rows at a time (never past the pass). */
+static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t nb, int64_t ahead, const advnn_dataset **src, int64_t *at) {
+    advnn_dataset *d = (advnn_dataset *)cd;   /* the window cache is mutable state of a const dataset */
+    struct advnn__ooc *o;
+    int64_t m;
+    advnn_status st;
+    *src = cd; *at = lo;
+    if (!advnn__ooc_on(cd)) return ADVNN_OK;
+    o = d->ooc;
+    if (!o || o->n == 0 || lo < o->lo || lo + nb > o->lo + o->n) {
+        m = ahead < d->window_rows ? ahead : d->window_rows;
+        if (m < nb) m = nb;
+        if ((st = advnn__ooc_reserve(d, m)) != ADVNN_OK) return st;
+        o = d->ooc;
+        o->n = 0;
+        if ((st = advnn__ooc_load(d, lo, m, 0)) != ADVNN_OK) return st;
+        advnn__ooc_setrows(d, m);
+        o->lo = lo; o->n = m;
+    }
+    *src = &o->view; *at = lo - o->lo;
+    return ADVNN_OK;
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -3040,8 +3317,11 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
     advnn__mark_needed(ws, node);
     if (!(t = advnn_tensor_new(g->nodes[node].ndim + 1, shape))) return ADVNN_ERR_NOMEM;
     for (s = 0; s < N; s += nb) {
+        const advnn_dataset *src;
+        int64_t at;
         nb = (int)(N - s < ws->max_batch ? N - s : ws->max_batch);
-        if ((st = advnn__gather(ws, d, NULL, s, nb)) != ADVNN_OK || (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
+        if ((st = advnn__ooc_rows(d, s, nb, N - s, &src, &at)) != ADVNN_OK || (st = advnn__gather(ws, src, NULL, at, nb)) != ADVNN_OK ||
+            (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
         memcpy(t->data + (size_t)s * g->nodes[node].size, ws->out[node], (size_t)nb * g->nodes[node].size * sizeof(float));
     }
     *out = t;
@@ -3440,8 +3720,11 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
     ws->training = 0;
     advnn__mark_needed(ws, -1);
     for (s = 0; s < count; s += nb) {
+        const advnn_dataset *src;
+        int64_t at;
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__run(tr, d, NULL, start + s, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
+        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &src, &at)) != ADVNN_OK) return st;   /* files: windows */
+        if ((st = advnn__run(tr, src, NULL, at, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
     *loss = tot / (double)count;
@@ -3468,12 +3751,67 @@ static double advnn__now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---------------------------------------------------------------- datasets on disk: advnn_fit's epoch
+ * One epoch over training rows [0, ntr) of a dataset with file columns that do not fit one window,
+ * in the order documented at advnn_dataset_add_npy_file. *s = rows trained (for an error message). */
+static advnn_status advnn__ooc_epoch(advnn_trainer *tr, const advnn_dataset *cd, int64_t ntr, int shuffle, double *tot, int64_t *s) {
+    advnn_dataset *d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
+    int64_t C = d->chunk_rows, cpw = d->window_rows / d->chunk_rows, nch = (ntr + C - 1) / C, B = tr->batch;
+    int64_t *order, *lp, c, i, w0, carry = 0, rowf = 0, off;
+    float *keep;
+    advnn_status st;
+    int k;
+    *s = 0;
+    for (k = 0; k < d->n; k++) rowf += d->cols[k].t->size / d->cols[k].t->shape[0];
+    if ((st = advnn__ooc_reserve(d, cpw * C + B)) != ADVNN_OK) return st;
+    d->ooc->n = 0;   /* the view no longer holds a sequential range */
+    order = (int64_t *)ADVNN_MALLOC((size_t)nch * sizeof *order);
+    lp = (int64_t *)ADVNN_MALLOC((size_t)(cpw * C + B) * sizeof *lp);
+    keep = (float *)ADVNN_MALLOC((size_t)(B * rowf) * sizeof *keep);
+    if (!order || !lp || !keep) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory for the window order"); goto out; }
+    for (c = 0; c < nch; c++) order[c] = c;
+    if (shuffle)
+        for (c = nch - 1; c > 0; c--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)c + 1), t = order[c]; order[c] = order[j]; order[j] = t; }
+    for (w0 = 0; w0 < nch; w0 += cpw) {
+        int64_t m = 0, total, p = 0, r;
+        int last = w0 + cpw >= nch;
+        for (c = w0; c < w0 + cpw && c < nch; c++) {
+            int64_t r0 = order[c] * C, len = ntr - r0 < C ? ntr - r0 : C;
+            if ((st = advnn__ooc_load(d, r0, len, carry + m)) != ADVNN_OK) goto out;
+            m += len;
+        }
+        total = carry + m;
+        for (i = 0; i < total; i++) lp[i] = i;
+        if (shuffle)   /* the new rows only: the carried ones keep their place at the front */
+            for (i = m - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = lp[carry + i]; lp[carry + i] = lp[carry + j]; lp[carry + j] = t; }
+        advnn__ooc_setrows(d, total);
+        while (total - p >= B || (last && p < total)) {
+            int nb = (int)(total - p < B ? total - p : B);
+            double l;
+            if ((st = advnn_train_step(tr, &d->ooc->view, lp + p, nb, &l)) != ADVNN_OK) goto out;
+            *tot += l * nb; *s += nb; p += nb;
+        }
+        r = total - p;   /* < B rows: moved to the front, in order, through `keep` */
+        for (k = 0, off = 0; k < d->n; k++) {
+            int64_t per = d->cols[k].t->size / d->cols[k].t->shape[0];
+            float *b = d->ooc->buf[k].data;
+            for (i = 0; i < r; i++) memcpy(keep + off + i * per, b + lp[p + i] * per, (size_t)per * sizeof(float));
+            memcpy(b, keep + off, (size_t)(r * per) * sizeof(float));
+            off += r * per;
+        }
+        carry = r;
+    }
+out:
+    ADVNN_FREE(order); ADVNN_FREE(lp); ADVNN_FREE(keep);
+    return st;
+}
+
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res) {
     advnn_fit_opts o = opts ? *opts : advnn_fit_defaults();
     advnn_graph *g;
     int64_t N, ntr, nval, *perm, i, s;
-    int epoch, wait = 0, best_epoch = -1, have_best = 0;
+    int epoch, wait = 0, best_epoch = -1, have_best = 0, ooc_multi;
     double best = INFINITY;
     advnn_status st = ADVNN_OK;
     if (!tr || !train) return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: NULL trainer or data");
@@ -3495,20 +3833,28 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if ((st = advnn__dcol_for(g, train, g->inputs[i], &t)) != ADVNN_OK) return st;
         if (val && (st = advnn__dcol_for(g, val, g->inputs[i], &t)) != ADVNN_OK) return st;
     }
-    perm = (int64_t *)ADVNN_MALLOC((size_t)ntr * sizeof(int64_t));
+    ooc_multi = advnn__ooc_on(train) && ntr > train->window_rows;   /* files, more than one window: advnn__ooc_epoch */
+    perm = (int64_t *)ADVNN_MALLOC((size_t)(ooc_multi ? 1 : ntr) * sizeof(int64_t));
     if (!perm) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory");
-    for (i = 0; i < ntr; i++) perm[i] = i;
+    for (i = 0; i < (ooc_multi ? 1 : ntr); i++) perm[i] = i;
     memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));  /* fallback if the first epoch fails */
     for (epoch = 0; epoch < o.epochs; epoch++) {
         double t0 = advnn__now(), tot = 0, vl = NAN, mon;
         advnn_epoch_info info;
-        if (o.shuffle)
-            for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
-        for (s = 0; s < ntr; s += tr->batch) {
-            int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
-            double l;
-            if ((st = advnn_train_step(tr, train, perm + s, nb, &l)) != ADVNN_OK) break;
-            tot += l * nb;
+        if (ooc_multi) st = advnn__ooc_epoch(tr, train, ntr, o.shuffle, &tot, &s);
+        else {
+            const advnn_dataset *src = train;   /* files, one window: all training rows in memory, the in-memory order */
+            int64_t at;
+            if (o.shuffle)
+                for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+            s = 0;
+            if ((st = advnn__ooc_rows(train, 0, ntr, ntr, &src, &at)) == ADVNN_OK)
+                for (s = 0; s < ntr; s += tr->batch) {
+                    int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
+                    double l;
+                    if ((st = advnn_train_step(tr, src, perm + s, nb, &l)) != ADVNN_OK) break;
+                    tot += l * nb;
+                }
         }
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
