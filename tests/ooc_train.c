@@ -4,15 +4,31 @@
  * loaded into memory. Prints one line of key=value results (times, rows/s, peak RSS, a hash of the
  * final weights).
  *   ooc_train gen PREFIX ROWS FEATURES SEED         -> PREFIX_x.npy (ROWS, FEATURES), PREFIX_y.npy (ROWS, 1)
- *   ooc_train train PREFIX [--memory] [--window ROWS] [--chunk ROWS] [--epochs N] [--seed N] [--threads N]
+ *   ooc_train train PREFIX [--memory] [--window ROWS] [--chunk ROWS] [--epochs N] [--seed N] [--threads N] [--cold]
+ *                 --cold: drop the page cache (root) before loading/opening, and for files again before training
+ *   ooc_train readbench PREFIX ROW_BYTES WINDOW CHUNK [--cold]   one epoch of shuffled chunks read into
+ *                 a window buffer with fread (what the library does), with mmap + memcpy + MADV_DONTNEED
+ *                 after each window, and with mmap + memcpy alone (RSS grows to the file size): MB/s, peak RSS
  * (not a tests/test_*.c: run_all.sh does not run it by itself) */
-#define _POSIX_C_SOURCE 200809L   /* getrusage */
+#define _DEFAULT_SOURCE   /* getrusage, mmap, madvise, sync */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+static void drop_caches(void) {
+    FILE *f;
+    sync();
+    if (!(f = fopen("/proc/sys/vm/drop_caches", "w")) || fputs("3\n", f) == EOF || fclose(f)) {
+        fprintf(stderr, "ooc_train: cannot drop the page cache (needs root)\n");
+        exit(1);
+    }
+}
 
 static double now(void) {
     struct timespec ts;
@@ -57,7 +73,50 @@ static int gen(const char *prefix, long long rows, int cols, unsigned long long 
     return 0;
 }
 
-static int train(const char *prefix, int memory, long long window, long long chunk, int epochs, unsigned long long seed, int threads) {
+static long maxrss_kb(void) { struct rusage ru; getrusage(RUSAGE_SELF, &ru); return ru.ru_maxrss; }
+
+/* one epoch of chunk-shuffled windows of the data part of PREFIX_x.npy, by fread or by mmap */
+static int readbench(const char *prefix, long long rowb, long long window, long long chunk, int cold) {
+    char px[1024];
+    FILE *f;
+    long long size, rows, nch, c, *order, cpw = window / chunk, w0;
+    unsigned long long s = 7;
+    char *buf = (char *)malloc((size_t)(window * rowb)), *map;
+    double t0, sum = 0;
+    int mode, fd;
+    snprintf(px, sizeof px, "%s_x.npy", prefix);
+    if (!buf || !(f = fopen(px, "rb")) || fseek(f, 0, SEEK_END) || (size = ftell(f)) < 128) { fprintf(stderr, "ooc_train: cannot read %s\n", px); return 1; }
+    rows = (size - 128) / rowb; nch = (rows + chunk - 1) / chunk;   /* (the header of gen's files is 128 bytes) */
+    order = (long long *)malloc((size_t)nch * sizeof *order);
+    for (mode = 0; mode < 3; mode++) {   /* fread, mmap + MADV_DONTNEED, mmap alone */
+        long rss0 = maxrss_kb();
+        for (c = 0; c < nch; c++) order[c] = c;
+        for (c = nch - 1; c > 0; c--) { long long j, t; s = s * 6364136223846793005ULL + 1; j = (long long)((s >> 33) % (unsigned long long)(c + 1)); t = order[c]; order[c] = order[j]; order[j] = t; }
+        if (cold) drop_caches();
+        fd = open(px, O_RDONLY);
+        map = mode ? (char *)mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+        if (mode && map == MAP_FAILED) { fprintf(stderr, "ooc_train: mmap failed\n"); return 1; }
+        t0 = now();
+        for (w0 = 0; w0 < nch; w0 += cpw) {
+            long long at = 0;
+            for (c = w0; c < w0 + cpw && c < nch; c++) {
+                long long r0 = order[c] * chunk, len = rows - r0 < chunk ? rows - r0 : chunk;
+                if (mode) memcpy(buf + at, map + 128 + r0 * rowb, (size_t)(len * rowb));
+                else if (fseek(f, (long)(128 + r0 * rowb), SEEK_SET) || fread(buf + at, 1, (size_t)(len * rowb), f) != (size_t)(len * rowb)) { fprintf(stderr, "short read\n"); return 1; }
+                at += len * rowb;
+            }
+            sum += buf[at / 2];
+            if (mode == 1) madvise(map, (size_t)size, MADV_DONTNEED);
+        }
+        printf("read=%s cold=%d MB_per_s=%.0f maxrss_kb=%ld (before: %ld)\n", mode == 0 ? "fread" : mode == 1 ? "mmap+memcpy+dontneed" : "mmap+memcpy", cold, (double)rows * rowb / 1e6 / (now() - t0), maxrss_kb(), rss0);
+        if (mode) munmap(map, (size_t)size);
+        close(fd);
+    }
+    fclose(f); free(buf); free(order);
+    return sum == 12345.0;   /* (keeps the reads from being optimised away) */
+}
+
+static int train(const char *prefix, int memory, long long window, long long chunk, int epochs, unsigned long long seed, int threads, int cold) {
     char px[1024], py[1024];
     advnn_dataset *d = advnn_dataset_new();
     advnn_tensor *X = NULL, *Y = NULL;
@@ -72,6 +131,7 @@ static int train(const char *prefix, int memory, long long window, long long chu
     unsigned long long hash = 1469598103934665603ULL;
     const unsigned char *pb;
     snprintf(px, sizeof px, "%s_x.npy", prefix); snprintf(py, sizeof py, "%s_y.npy", prefix);
+    if (cold) drop_caches();
     t0 = now();
     if (memory) {
         if (!(X = advnn_npy_load(px)) || !(Y = advnn_npy_load(py)) || advnn_dataset_add(d, "x", X) != ADVNN_OK || advnn_dataset_add(d, "y", Y) != ADVNN_OK) {
@@ -81,6 +141,7 @@ static int train(const char *prefix, int memory, long long window, long long chu
                advnn_dataset_set_window(d, window, chunk) != ADVNN_OK) {
         fprintf(stderr, "ooc_train: from files: %s\n", advnn_last_error()); return 1;
     }
+    if (cold && !memory) drop_caches();   /* the scan in add_npy_file read the file: cold again for the epochs */
     t1 = now();
     N = advnn_dataset_size(d);
     f = memory ? (int)X->shape[1] : 0;
@@ -113,12 +174,15 @@ static int train(const char *prefix, int memory, long long window, long long chu
 }
 
 int main(int argc, char **argv) {
-    int i, memory = 0, epochs = 1, threads = 1;
+    int i, memory = 0, epochs = 1, threads = 1, cold = 0;
     long long window = 8192, chunk = 256, seed = 1;
+    if (argc >= 6 && !strcmp(argv[1], "readbench"))
+        return readbench(argv[2], atoll(argv[3]), atoll(argv[4]), atoll(argv[5]), argc > 6 && !strcmp(argv[6], "--cold"));
     if (argc >= 6 && !strcmp(argv[1], "gen")) return gen(argv[2], atoll(argv[3]), atoi(argv[4]), (unsigned long long)atoll(argv[5]));
     if (argc >= 3 && !strcmp(argv[1], "train")) {
         for (i = 3; i < argc; i++) {
             if (!strcmp(argv[i], "--memory")) { memory = 1; continue; }
+            if (!strcmp(argv[i], "--cold")) { cold = 1; continue; }
             if (i + 1 >= argc) break;
             if (!strcmp(argv[i], "--window")) window = atoll(argv[++i]);
             else if (!strcmp(argv[i], "--chunk")) chunk = atoll(argv[++i]);
@@ -127,8 +191,8 @@ int main(int argc, char **argv) {
             else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
             else break;
         }
-        if (i == argc && epochs > 0 && threads > 0) return train(argv[2], memory, window, chunk, epochs, (unsigned long long)seed, threads);
+        if (i == argc && epochs > 0 && threads > 0) return train(argv[2], memory, window, chunk, epochs, (unsigned long long)seed, threads, cold);
     }
-    fprintf(stderr, "usage: %s gen PREFIX ROWS FEATURES SEED | train PREFIX [--memory] [--window R] [--chunk R] [--epochs N] [--seed N] [--threads N]\n", argv[0]);
+    fprintf(stderr, "usage: %s gen PREFIX ROWS FEATURES SEED | train PREFIX [--memory] [--window R] [--chunk R] [--epochs N] [--seed N] [--threads N] [--cold] | readbench PREFIX ROW_BYTES WINDOW CHUNK [--cold]\n", argv[0]);
     return 2;
 }
