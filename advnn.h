@@ -3181,7 +3181,7 @@ static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t
     *src = cd; *at = lo;
     if (!advnn__ooc_on(cd)) return ADVNN_OK;
     o = d->ooc;
-    if (!o || o->n == 0 || lo < o->lo || lo + nb > o->lo + o->n) {
+    if (!o || o->n == 0 || o->nbuf != d->n || lo < o->lo || lo + nb > o->lo + o->n) {   /* (columns added since: reload) */
         m = ahead < d->window_rows ? ahead : d->window_rows;
         if (m < nb) m = nb;
         if ((st = advnn__ooc_reserve(d, m)) != ADVNN_OK) return st;

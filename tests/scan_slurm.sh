@@ -81,6 +81,12 @@ L="$W/local"
 tools/scan.sh generate "$W/scan.txt" "$L" > /dev/null 2>&1
 if tools/scan.sh run "$L" -j 2 > "$W/local.log" 2>&1 && tools/scan.sh merge "$L" >> "$W/local.log" 2>&1; then ok "run -j 2 + merge locally"
 else bad "local run/merge" "$(tail -n 20 "$W/local.log")"; fi
+# the comparison PNG when python3-matplotlib is there (optional), else the merge says why there is none
+if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  if [ "$(head -c 4 "$L/scan.png" 2>/dev/null | od -An -c | tr -d ' ')" = "211PNG" ]; then ok "merge wrote the comparison PNG"
+  else bad "no PNG from the merge although matplotlib is installed" "$(tail -n 5 "$W/local.log")"; fi
+elif grep -q "no comparison PNG: python3-matplotlib is missing" "$W/local.log"; then ok "merge says the PNG needs python3-matplotlib"
+else bad "merge: neither a PNG nor a note why not" "$(tail -n 5 "$W/local.log")"; fi
 "$W/bin/wtagger" --quick --threads 1 --seed 3 --lambdas 0,1,10,30 --data "$W/data" --out "$W/own" > "$W/own.log" 2>&1
 if [ -s "$L/merged.csv" ] && diff <(cut -d, -f4- "$L/merged.csv") "$W/own/summary.csv" > "$W/own.diff"; then
   ok "the merged table equals the example's own --lambdas 0,1,10,30 scan"
