@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd -P)
 W="${1:-build/test/scaleout/scan}"
 pass=0; fail=0
-ok()  { pass=$((pass + 1)); echo "ok   $1"; }
+ok()  { pass=$((pass + 1)); echo "ok   $1  [${SECONDS}s]"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; shift; [ $# -gt 0 ] && printf '  %s\n' "$@"; }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
@@ -22,11 +22,13 @@ rm -rf "$W"; mkdir -p "$W/bin" "$W/data" || exit 2
 W=$(cd "$W" && pwd -P)
 ARCH=""
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then ARCH="-mavx2 -mfma"; fi
-for src in tools/gen_wtagger.c examples/wtagger.c; do
-  name=$(basename "$src" .c)
+for src in tools/gen_wtagger.c examples/wtagger.c; do   # the two builds side by side
   # shellcheck disable=SC2086
-  if gcc -O2 -std=c11 $ARCH -I. -Iexamples "$src" -o "$W/bin/$name" -lsleef -lm -pthread 2>"$W/$name.build.log"; then ok "build $name"
-  else bad "build $name" "$(head -n 20 "$W/$name.build.log")"; finish; fi
+  gcc -O2 -std=c11 $ARCH -I. -Iexamples "$src" -o "$W/bin/$(basename "$src" .c)" -lsleef -lm -pthread 2>"$W/$(basename "$src" .c).build.log" &
+done
+wait
+for name in gen_wtagger wtagger; do
+  if [ -x "$W/bin/$name" ]; then ok "build $name"; else bad "build $name" "$(head -n 20 "$W/$name.build.log")"; finish; fi
 done
 "$W/bin/gen_wtagger" --out "$W/data" --n 3000 --ntest 2000 --seed 5 > "$W/gen.log" 2>&1 || { bad "gen_wtagger" "$(tail -n 5 "$W/gen.log")"; finish; }
 
@@ -172,7 +174,7 @@ for _ in $(seq 1 240); do   # at most 60 s
   sleep 0.25
 done
 if [ "$left" -eq 0 ]; then ok "the job array left squeue"; else bad "the job array still queued after 60 s" "$(squeue 2>&1)"; fi
-if tools/scan.sh merge "$S" > "$W/merge.log" 2>&1; then ok "merge: 4 of 4 tasks done"
+if SCAN_PLOT=0 tools/scan.sh merge "$S" > "$W/merge.log" 2>&1; then ok "merge: 4 of 4 tasks done"
 else bad "merge after SLURM" "$(cat "$W/merge.log")" "$(cat "$S"/logs/* 2>/dev/null | tail -n 10)"; fi
 if grep -q "host $host" "$S/tasks/0/status" 2>/dev/null && ls "$S"/logs/slurm_"${job}"_3.out > /dev/null 2>&1; then ok "the tasks ran under SLURM (status files, slurm_${job}_3.out)"
 else bad "no sign the tasks ran under SLURM" "$(ls "$S/logs" "$S/tasks/0" 2>&1)"; fi
@@ -181,19 +183,19 @@ else bad "SLURM merge differs from the local run" "$(diff "$S/merged.csv" "$L/me
 
 # ---- a deleted task output is reported, and the rerun list reruns it
 rm -rf "$S/tasks/2"
-st=0; tools/scan.sh merge "$S" > "$W/merge2.log" 2>&1 || st=$?
+st=0; SCAN_PLOT=0 tools/scan.sh merge "$S" > "$W/merge2.log" 2>&1 || st=$?
 if [ "$st" -eq 1 ] && grep -q 'MISSING task 2' "$W/merge2.log" && [ "$(cat "$S/rerun.txt")" = 2 ] && grep -q -- '--array=2 ' "$W/merge2.log" &&
    [ "$(wc -l < "$S/merged.csv")" -eq 4 ]; then ok "a deleted task: merge exits 1, reports task 2 missing, rerun.txt = 2, 3 rows kept"
 else bad "deleted task: exit $st" "$(cat "$W/merge2.log")"; fi
 job2=$(sbatch --parsable --array="$(paste -sd, "$S/rerun.txt")" "$S/slurm.sh" 2>>"$W/sbatch.err")
 for _ in $(seq 1 240); do [ "$(squeue -h -j "$job2" 2>/dev/null | wc -l)" -eq 0 ] && break; sleep 0.25; done
-if [ -n "$job2" ] && tools/scan.sh merge "$S" > "$W/merge3.log" 2>&1 && cmp -s "$S/merged.csv" "$L/merged.csv"; then ok "sbatch --array=<rerun list> completes the table"
+if [ -n "$job2" ] && SCAN_PLOT=0 tools/scan.sh merge "$S" > "$W/merge3.log" 2>&1 && cmp -s "$S/merged.csv" "$L/merged.csv"; then ok "sbatch --array=<rerun list> completes the table"
 else bad "rerun of task 2 (job ${job2:-none})" "$(cat "$W/merge3.log")"; fi
 # a failing task is reported as failed, with its log's last line
 printf '#!/bin/sh\necho "boom: cannot read data" >&2\nexit 3\n' > "$W/bin/failing"; chmod +x "$W/bin/failing"
 printf 'program %s\nvary seed --seed 1 2\n' "$W/bin/failing" > "$W/fail.txt"
 tools/scan.sh generate "$W/fail.txt" "$W/failscan" > /dev/null 2>&1; tools/scan.sh run "$W/failscan" -j 2 > /dev/null 2>&1
-st=0; tools/scan.sh merge "$W/failscan" > "$W/merge4.log" 2>&1 || st=$?
+st=0; SCAN_PLOT=0 tools/scan.sh merge "$W/failscan" > "$W/merge4.log" 2>&1 || st=$?
 if [ "$st" -eq 1 ] && grep -q 'FAILED  task 0: exit 3: boom' "$W/merge4.log" && [ "$(paste -sd, "$W/failscan/rerun.txt")" = "0,1" ]; then ok "failed tasks: reported with exit status and log line"
 else bad "failed tasks: exit $st" "$(cat "$W/merge4.log")"; fi
 finish

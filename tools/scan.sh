@@ -6,7 +6,9 @@
 #                                     condor.sub (an HTCondor submit file, `queue task from ...`)
 #   tools/scan.sh run OUT [-j N] [ID ...]   run the tasks (default all) here, N at a time (default 1)
 #   tools/scan.sh merge OUT           merge the finished tasks' summary.csv into OUT/merged.csv, print it,
-#                                     list missing and failed tasks (OUT/rerun.txt); exit 1 if any
+#                                     list missing and failed tasks (OUT/rerun.txt); exit 1 if any;
+#                                     OUT/scan.png by tools/plot_scan.py when matplotlib is there
+#                                     (SCAN_PLOT=0: no plot)
 #
 # Submit: `sbatch OUT/slurm.sh` or `condor_submit OUT/condor.sub` (the repository, the program, the data
 # and OUT must be on a file system the batch nodes share: every path written is absolute).
@@ -35,7 +37,7 @@
 set -u
 
 die() { echo "scan.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 absdir() { (cd "$1" 2>/dev/null && pwd -P); }
 ROOT=$(absdir "$(dirname "$0")/..") || die "cannot find the repository"
 
@@ -238,7 +240,7 @@ merge() {
     echo
     column -s, -t < "$out/merged.csv" 2>/dev/null || cat "$out/merged.csv"
   fi
-  if [ -s "$out/merged.csv" ] && [ -f "$ROOT/tools/plot_scan.py" ]; then
+  if [ -s "$out/merged.csv" ] && [ -f "$ROOT/tools/plot_scan.py" ] && [ "${SCAN_PLOT:-1}" != 0 ]; then
     if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
       /usr/bin/python3 "$ROOT/tools/plot_scan.py" "$out/merged.csv" "$out/scan.png" || echo "scan.sh: the plot failed (the table is complete)" >&2
     else
