@@ -246,15 +246,16 @@ ADVNN_DEF int64_t        advnn_dataset_size(const advnn_dataset *d);
 /* Data larger than memory: the input `name` is read from the .npy file at `path` (any dtype
  * advnn_npy_load reads, C order) in windows, never whole. The header is checked and every value is
  * scanned once here (NaN/Inf rejected with row and column, as advnn_dataset_add; reads re-check).
- * advnn_fit, advnn_evaluate and advnn_predict accept such datasets (mixed with in-memory columns);
- * advnn_train_step, advnn_adv_* and advnn_infer need in-memory data (they report an error).
+ * advnn_fit, advnn_adv_fit (its training data), advnn_evaluate and advnn_predict accept such datasets
+ * (mixed with in-memory columns); advnn_train_step, advnn_adv_step and advnn_adv_opts.adv_data need
+ * in-memory data (they report an error).
  * Memory: about window_rows x (the sum of all columns' row sizes) floats, plus batch rows.
- * Shuffling in advnn_fit (PRNG: the trainer's): the training rows are cut into chunks of chunk_rows
- * consecutive rows; each epoch the chunk order is a Fisher-Yates shuffle, every window_rows /
- * chunk_rows chunks of that order form a window, read in that order, whose rows are shuffled
- * (Fisher-Yates); the < batch rows left at a window's end open the next window's batches, so every
- * batch but the epoch's last is full. When all training rows fit in one window, the order is exactly
- * advnn_fit's in-memory one (same weights, bit for bit). shuffle = 0: file order. Evaluation and
+ * Shuffling in advnn_fit and advnn_adv_fit (PRNG: the trainer's): the training rows are cut into
+ * chunks of chunk_rows consecutive rows; each epoch the chunk order is a Fisher-Yates shuffle, every
+ * window_rows / chunk_rows chunks of that order form a window, read in that order, whose rows are
+ * shuffled (Fisher-Yates); the < batch rows left at a window's end open the next window's batches,
+ * so every batch but the epoch's last is full. When all training rows fit in one window, the order
+ * is exactly the in-memory one (same weights, bit for bit). shuffle = 0: file order. Evaluation and
  * prediction read consecutive windows. A dataset with files is not safe to use from two threads. */
 ADVNN_DEF advnn_status   advnn_dataset_add_npy_file(advnn_dataset *d, const char *name, const char *path);
 #endif
@@ -2878,8 +2879,8 @@ static advnn_status advnn__stream_col(const advnn_graph *g, int id, const advnn_
     advnn_status st;
     if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { d = d2; *idx = idx2; }
     if ((st = advnn__dcol_for(g, d, id, t)) == ADVNN_OK && !(*t)->data)   /* a file-backed column: read in windows only */
-        return advnn__fail(ADVNN_ERR_STATE, "input '%s' is read from a file (advnn_dataset_add_npy_file): advnn_fit, advnn_evaluate and "
-                           "advnn_predict read such data in windows; advnn_train_step and adversarial training need it in memory", g->nodes[id].name);
+        return advnn__fail(ADVNN_ERR_STATE, "input '%s' is read from a file (advnn_dataset_add_npy_file): advnn_fit, advnn_adv_fit, advnn_evaluate "
+                           "and advnn_predict read such data in windows; advnn_train_step, advnn_adv_step and adv_data need it in memory", g->nodes[id].name);
     return st;
 }
 
@@ -3751,58 +3752,104 @@ static double advnn__now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---------------------------------------------------------------- datasets on disk: advnn_fit's epoch
- * One epoch over training rows [0, ntr) of a dataset with file columns that do not fit one window,
- * in the order documented at advnn_dataset_add_npy_file. *s = rows trained (for an error message). */
-static advnn_status advnn__ooc_epoch(advnn_trainer *tr, const advnn_dataset *cd, int64_t ntr, int shuffle, double *tot, int64_t *s) {
-    advnn_dataset *d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
-    int64_t C = d->chunk_rows, cpw = d->window_rows / d->chunk_rows, nch = (ntr + C - 1) / C, B = tr->batch;
-    int64_t *order, *lp, c, i, w0, carry = 0, rowf = 0, off;
+/* ---------------------------------------------------------------- datasets on disk: the training order
+ * The batches of one epoch over training rows [0, ntr) of a dataset with file columns that do not
+ * fit one window, in the order documented at advnn_dataset_add_npy_file (advnn_fit, advnn_adv_fit). */
+typedef struct {
+    advnn_dataset *d;
+    advnn__rng *rng;
+    int64_t ntr, B, C, cpw, nch, w0, p, total, carry, rowf;
+    int64_t *order, *lp;
     float *keep;
+    int shuffle, loaded;
     advnn_status st;
+} advnn__ooc_it;
+
+static void advnn__ooc_it_end(advnn__ooc_it *it) { ADVNN_FREE(it->order); ADVNN_FREE(it->lp); ADVNN_FREE(it->keep); it->order = it->lp = NULL; it->keep = NULL; }
+
+static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, const advnn_dataset *cd, int64_t ntr, int shuffle) {
+    int64_t c;
     int k;
-    *s = 0;
-    for (k = 0; k < d->n; k++) rowf += d->cols[k].t->size / d->cols[k].t->shape[0];
-    if ((st = advnn__ooc_reserve(d, cpw * C + B)) != ADVNN_OK) return st;
-    d->ooc->n = 0;   /* the view no longer holds a sequential range */
-    order = (int64_t *)ADVNN_MALLOC((size_t)nch * sizeof *order);
-    lp = (int64_t *)ADVNN_MALLOC((size_t)(cpw * C + B) * sizeof *lp);
-    keep = (float *)ADVNN_MALLOC((size_t)(B * rowf) * sizeof *keep);
-    if (!order || !lp || !keep) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory for the window order"); goto out; }
-    for (c = 0; c < nch; c++) order[c] = c;
+    memset(it, 0, sizeof *it);
+    it->d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
+    it->rng = &tr->rng; it->ntr = ntr; it->B = tr->batch; it->shuffle = shuffle;
+    it->C = it->d->chunk_rows; it->cpw = it->d->window_rows / it->C; it->nch = (ntr + it->C - 1) / it->C;
+    for (k = 0; k < it->d->n; k++) it->rowf += it->d->cols[k].t->size / it->d->cols[k].t->shape[0];
+    if ((it->st = advnn__ooc_reserve(it->d, it->cpw * it->C + it->B)) != ADVNN_OK) return it->st;
+    it->d->ooc->n = 0;   /* the view no longer holds a sequential range */
+    it->order = (int64_t *)ADVNN_MALLOC((size_t)it->nch * sizeof *it->order);
+    it->lp = (int64_t *)ADVNN_MALLOC((size_t)(it->cpw * it->C + it->B) * sizeof *it->lp);
+    it->keep = (float *)ADVNN_MALLOC((size_t)(it->B * it->rowf) * sizeof *it->keep);
+    if (!it->order || !it->lp || !it->keep) { advnn__ooc_it_end(it); return it->st = advnn__fail(ADVNN_ERR_NOMEM, "training from files: out of memory for the window order"); }
+    for (c = 0; c < it->nch; c++) it->order[c] = c;
     if (shuffle)
-        for (c = nch - 1; c > 0; c--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)c + 1), t = order[c]; order[c] = order[j]; order[j] = t; }
-    for (w0 = 0; w0 < nch; w0 += cpw) {
-        int64_t m = 0, total, p = 0, r;
-        int last = w0 + cpw >= nch;
-        for (c = w0; c < w0 + cpw && c < nch; c++) {
-            int64_t r0 = order[c] * C, len = ntr - r0 < C ? ntr - r0 : C;
-            if ((st = advnn__ooc_load(d, r0, len, carry + m)) != ADVNN_OK) goto out;
-            m += len;
+        for (c = it->nch - 1; c > 0; c--) { int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)c + 1), t = it->order[c]; it->order[c] = it->order[j]; it->order[j] = t; }
+    return ADVNN_OK;
+}
+
+/* The next batch: rows idx[0..*nb) of *src (the window view). 0 at the end of the epoch or on an
+ * error (it->st says which). */
+static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, const int64_t **idx, int *nb) {
+    advnn_dataset *d = it->d;
+    int64_t i, c;
+    int k;
+    if (it->st != ADVNN_OK) return 0;
+    for (;;) {
+        int last = it->w0 >= it->nch;   /* every chunk read: the remaining rows go, the last batch short */
+        if (it->loaded && (it->total - it->p >= it->B || (last && it->p < it->total))) {
+            *nb = (int)(it->total - it->p < it->B ? it->total - it->p : it->B);
+            *src = &d->ooc->view; *idx = it->lp + it->p;
+            it->p += *nb;
+            return 1;
         }
-        total = carry + m;
-        for (i = 0; i < total; i++) lp[i] = i;
-        if (shuffle)   /* the new rows only: the carried ones keep their place at the front */
-            for (i = m - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = lp[carry + i]; lp[carry + i] = lp[carry + j]; lp[carry + j] = t; }
-        advnn__ooc_setrows(d, total);
-        while (total - p >= B || (last && p < total)) {
-            int nb = (int)(total - p < B ? total - p : B);
-            double l;
-            if ((st = advnn_train_step(tr, &d->ooc->view, lp + p, nb, &l)) != ADVNN_OK) goto out;
-            *tot += l * nb; *s += nb; p += nb;
+        if (last) return 0;
+        if (it->loaded) {   /* the < B rows left: moved to the front, in order, through `keep` */
+            int64_t r = it->total - it->p, off = 0;
+            for (k = 0; k < d->n; k++) {
+                int64_t per = d->cols[k].t->size / d->cols[k].t->shape[0];
+                float *b = d->ooc->buf[k].data;
+                for (i = 0; i < r; i++) memcpy(it->keep + off + i * per, b + it->lp[it->p + i] * per, (size_t)per * sizeof(float));
+                memcpy(b, it->keep + off, (size_t)(r * per) * sizeof(float));
+                off += r * per;
+            }
+            it->carry = r;
         }
-        r = total - p;   /* < B rows: moved to the front, in order, through `keep` */
-        for (k = 0, off = 0; k < d->n; k++) {
-            int64_t per = d->cols[k].t->size / d->cols[k].t->shape[0];
-            float *b = d->ooc->buf[k].data;
-            for (i = 0; i < r; i++) memcpy(keep + off + i * per, b + lp[p + i] * per, (size_t)per * sizeof(float));
-            memcpy(b, keep + off, (size_t)(r * per) * sizeof(float));
-            off += r * per;
+        {   /* the next window: its chunks, then a shuffle of its new rows (the carried ones stay in front) */
+            int64_t m = 0;
+            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
+                int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
+                if ((it->st = advnn__ooc_load(d, r0, len, it->carry + m)) != ADVNN_OK) return 0;
+                m += len;
+            }
+            it->w0 += it->cpw;
+            it->total = it->carry + m; it->p = 0; it->loaded = 1;
+            for (i = 0; i < it->total; i++) it->lp[i] = i;
+            if (it->shuffle)
+                for (i = m - 1; i > 0; i--) {
+                    int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)i + 1), t = it->lp[it->carry + i];
+                    it->lp[it->carry + i] = it->lp[it->carry + j]; it->lp[it->carry + j] = t;
+                }
+            advnn__ooc_setrows(d, it->total);
         }
-        carry = r;
     }
-out:
-    ADVNN_FREE(order); ADVNN_FREE(lp); ADVNN_FREE(keep);
+}
+
+/* advnn_fit's epoch through the iterator; *s = rows trained (for an error message). */
+static advnn_status advnn__ooc_epoch(advnn_trainer *tr, const advnn_dataset *d, int64_t ntr, int shuffle, double *tot, int64_t *s) {
+    advnn__ooc_it it;
+    const advnn_dataset *src;
+    const int64_t *idx;
+    advnn_status st = ADVNN_OK;
+    int nb;
+    double l;
+    *s = 0;
+    if (advnn__ooc_it_begin(&it, tr, d, ntr, shuffle) != ADVNN_OK) return it.st;
+    while (advnn__ooc_it_next(&it, &src, &idx, &nb)) {
+        if ((st = advnn_train_step(tr, src, idx, nb, &l)) != ADVNN_OK) break;
+        *tot += l * nb; *s += nb;
+    }
+    if (st == ADVNN_OK) st = it.st;
+    advnn__ooc_it_end(&it);
     return st;
 }
 
@@ -4124,7 +4171,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
     advnn_graph *g;
     advnn_status st;
     int64_t N, N2 = 0, *perm = NULL, *perm2 = NULL, *idx2 = NULL, pos2 = 0, s = 0, i;
-    int total, epoch = 0, nck = 0, capck = 0, sel = -1, b, any = 0;
+    int total, epoch = 0, nck = 0, capck = 0, sel = -1, b, any = 0, nb = 0, ooc_multi;
     double qmax = -INFINITY;
     advnn__ckpt *ck = NULL;
     static const char *const phase_name[3] = { "main", "adv-pre", "adversarial" };
@@ -4148,11 +4195,12 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
             return st;
         }
     }
-    perm = (int64_t *)ADVNN_MALLOC((size_t)(N + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
+    ooc_multi = advnn__ooc_on(train) && N > train->window_rows;   /* files, more than one window: advnn__ooc_it */
+    perm = (int64_t *)ADVNN_MALLOC((size_t)((ooc_multi ? 1 : N) + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
     if (!perm) { advnn__adv_finish(tr, &a); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory"); }
-    for (i = 0; i < N; i++) perm[i] = i;
+    for (i = 0; i < (ooc_multi ? 1 : N); i++) perm[i] = i;
     if (o.adv_data) {
-        perm2 = perm + N; idx2 = perm2 + N2;
+        perm2 = perm + (ooc_multi ? 1 : N); idx2 = perm2 + N2;
         for (i = 0; i < N2; i++) perm2[i] = i;
         if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2);
     }
@@ -4165,9 +4213,19 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         advnn_adv_phase ph = epoch < o.pretrain_main_epochs ? ADVNN_PHASE_PRETRAIN_MAIN : ae < 0 ? ADVNN_PHASE_PRETRAIN_ADV : ADVNN_PHASE_ADVERSARIAL;
         float lam = ph != ADVNN_PHASE_ADVERSARIAL ? 0.0f
                   : (o.lambda_ramp_epochs > 0 && ae + 1 < o.lambda_ramp_epochs) ? o.lambda * (float)(ae + 1) / (float)o.lambda_ramp_epochs : o.lambda;
-        if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
-        for (s = 0; s < N; s += tr->batch) {
-            int nb = (int)(N - s < tr->batch ? N - s : tr->batch);
+        const advnn_dataset *src = train;   /* files: the window view (one window: all rows, the in-memory order) */
+        const int64_t *ix = perm;
+        advnn__ooc_it it;
+        int64_t at;
+        if (ooc_multi) st = advnn__ooc_it_begin(&it, tr, train, N, o.shuffle);
+        else {
+            if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
+            st = advnn__ooc_rows(train, 0, N, N, &src, &at);
+        }
+        for (s = 0; st == ADVNN_OK; s += nb) {
+            if (ooc_multi) { if (!advnn__ooc_it_next(&it, &src, &ix, &nb)) { st = it.st; break; } }
+            else if (s < N) { nb = (int)(N - s < tr->batch ? N - s : tr->batch); ix = perm + s; }
+            else break;
             if (o.adv_data)   /* the next nb rows of the second stream, reshuffled when it runs out */
                 for (b = 0; b < nb; b++) {
                     if (pos2 == N2) { pos2 = 0; if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2); }
@@ -4175,14 +4233,15 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
                 }
             lm = la = NAN;
             if (ph == ADVNN_PHASE_PRETRAIN_MAIN)
-                st = advnn__adv_substep(tr, &a, 0, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, &lm, NULL);
+                st = advnn__adv_substep(tr, &a, 0, 0.0f, src, ix, o.adv_data ? o.adv_data : src, o.adv_data ? idx2 : ix, nb, &lm, NULL);
             else if (ph == ADVNN_PHASE_PRETRAIN_ADV)
-                st = advnn__adv_substep(tr, &a, 1, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, NULL, &la);
-            else st = advnn__adv_batch(tr, &a, lam, train, perm + s, idx2, nb, &lm, &la);
+                st = advnn__adv_substep(tr, &a, 1, 0.0f, src, ix, o.adv_data ? o.adv_data : src, o.adv_data ? idx2 : ix, nb, NULL, &la);
+            else st = advnn__adv_batch(tr, &a, lam, src, ix, idx2, nb, &lm, &la);
             if (st != ADVNN_OK) break;
             if (!isnan(lm)) { sm += lm * nb; cm += nb; }
             if (!isnan(la)) { sa += la * nb; ca += nb; }
         }
+        if (ooc_multi) advnn__ooc_it_end(&it);
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
             memcpy(msg, advnn__errbuf, sizeof msg);

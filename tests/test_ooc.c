@@ -3,7 +3,8 @@
  * without shuffling = the in-memory file-order fit bit for bit (so the carried rows between windows
  * keep every batch as in memory); with shuffling, each training row is used exactly once per epoch
  * (the epoch's mean loss with frozen weights equals the full evaluation), the same seed gives the
- * same weights and another seed other ones, and the network learns; float64 files; errors (NaN/Inf
+ * same weights and another seed other ones, and the network learns; advnn_adv_fit (both schedules)
+ * equal to in-memory with one window and with windows in file order; float64 files; errors (NaN/Inf
  * with row and column, truncation, missing file, row counts, advnn_train_step on file data). The
  * memory bound itself is checked by tests/ooc_limit.sh under prlimit --as. */
 #define ADVNN_IMPLEMENTATION
@@ -15,13 +16,13 @@
 #define F 6
 #define N 2000
 static char px[256], py[256], pbad[256];
-static advnn_tensor *X, *Y, *Wt;
+static advnn_tensor *X, *Y, *Wt, *M;
 
 static void toy(void) {
     int64_t sx[2] = {N, F}, sy[2] = {N, 1};
     uint64_t s = 0x12345678ULL;
     int64_t i, j;
-    X = advnn_tensor_new(2, sx); Y = advnn_tensor_new(2, sy); Wt = advnn_tensor_new(2, sy);
+    X = advnn_tensor_new(2, sx); Y = advnn_tensor_new(2, sy); Wt = advnn_tensor_new(2, sy); M = advnn_tensor_new(2, sy);
     for (i = 0; i < N; i++) {
         double z = 0;
         for (j = 0; j < F; j++) {
@@ -31,6 +32,7 @@ static void toy(void) {
         }
         Y->data[i] = z + 0.3 * X->data[i * F] * X->data[i * F + 1] > 0 ? 1.0f : 0.0f;
         Wt->data[i] = 0.5f + (float)(i % 7) / 7.0f;
+        M->data[i] = X->data[i * F] * X->data[i * F] + 0.2f * X->data[i * F + 3];   /* what the adversary predicts */
     }
 }
 
@@ -151,6 +153,46 @@ static void test_each_row_once(void) {
     advnn_trainer_free(tr); advnn_graph_free(g); advnn_dataset_free(m); advnn_dataset_free(f);
 }
 
+/* main: x -> dense 8 tanh -> z, BCE(z, y, w); adversary ("adv"): reverse(z) -> dense 4 tanh -> 1, MSE vs m */
+static float *adv_train(advnn_dataset *d, advnn_adv_mode mode, int shuffle, int64_t *np) {
+    advnn_graph *g = advnn_graph_new();
+    int f = F, one = 1, x, y, w, m, z, rev, a, lm, la;
+    advnn_trainer *tr;
+    advnn_adv_opts o = advnn_adv_defaults();
+    float *p, *copy;
+    x = advnn_input(g, "x", 1, &f); y = advnn_input(g, "y", 1, &one); w = advnn_input(g, "w", 1, &one); m = advnn_input(g, "m", 1, &one);
+    z = advnn_dense(g, advnn_dense(g, x, 8, ADVNN_ACT_TANH), 1, ADVNN_ACT_LINEAR);
+    lm = advnn_loss_bce_logits(g, z, y, w);
+    advnn_group(g, "adv");
+    rev = advnn_grad_reverse(g, z, 1.0f);
+    a = advnn_dense(g, advnn_dense(g, rev, 4, ADVNN_ACT_TANH), 1, ADVNN_ACT_LINEAR);
+    la = advnn_loss_mse(g, a, m, -1);
+    CHECK(advnn_graph_finalize(g, 9) == ADVNN_OK, "%s", advnn_last_error());
+    tr = advnn_trainer_new(g, 100, 13);
+    o.mode = mode; o.main_loss = lm; o.adv_loss = la; o.grad_reverse = rev; o.verbose = 0; o.shuffle = shuffle;
+    o.pretrain_main_epochs = 1; o.pretrain_adv_epochs = 1; o.epochs = 2; o.lambda = 2;
+    CHECK(advnn_adv_fit(tr, d, &o, NULL) == ADVNN_OK, "adv_fit: %s", advnn_last_error());
+    p = advnn_params(g, np);
+    copy = (float *)malloc((size_t)*np * sizeof(float));
+    memcpy(copy, p, (size_t)*np * sizeof(float));
+    advnn_trainer_free(tr); advnn_graph_free(g);
+    return copy;
+}
+
+static void test_adversarial_from_files(void) {
+    advnn_dataset *m = mem_set(), *f1 = file_set(px, 0, 0), *fw = file_set(px, 300, 64);
+    int64_t n1, n2, n3, n4;
+    float *a, *b, *c, *e;
+    advnn_dataset_add(m, "m", M); advnn_dataset_add(f1, "m", M); advnn_dataset_add(fw, "m", M);
+    a = adv_train(m, ADVNN_ADV_JOINT, 1, &n1); b = adv_train(f1, ADVNN_ADV_JOINT, 1, &n2);
+    CHECK(n1 == n2 && memcmp(a, b, (size_t)n1 * sizeof(float)) == 0, "JOINT, one window: weights differ from in memory");
+    c = adv_train(m, ADVNN_ADV_ALTERNATING, 0, &n3); e = adv_train(fw, ADVNN_ADV_ALTERNATING, 0, &n4);
+    CHECK(n3 == n4 && memcmp(c, e, (size_t)n3 * sizeof(float)) == 0, "ALTERNATING, windows in file order: weights differ from in memory");
+    CHECK(memcmp(a, c, (size_t)n1 * sizeof(float)) != 0, "the two schedules gave the same weights");
+    free(a); free(b); free(c); free(e);
+    advnn_dataset_free(m); advnn_dataset_free(f1); advnn_dataset_free(fw);
+}
+
 /* a little-endian float64 .npy written by hand: same values, same predictions */
 static void test_float64_file(void) {
     char p8[256], hdr[128];
@@ -228,9 +270,10 @@ int main(void) {
     RUN(test_windows_in_file_order_equal_memory);
     RUN(test_windows_shuffled);
     RUN(test_each_row_once);
+    RUN(test_adversarial_from_files);
     RUN(test_float64_file);
     RUN(test_errors);
     remove(px); remove(py); remove(pbad);
-    advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(Wt);
+    advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(Wt); advnn_tensor_free(M);
     return th_report();
 }
