@@ -3055,12 +3055,14 @@ static advnn_status advnn__npyfile_read(struct advnn__npyfile *f, const char *na
         return advnn__fail(ADVNN_ERR_IO, "dataset '%s': cannot seek to row %lld of %s", name, (long long)row, f->path);
     if (f->dt.kind == 'f' && f->dt.bytes == 4 && !f->dt.big) {   /* the common case: straight into the buffer */
         if (fread(dst, sizeof(float), nval, f->f) != nval)
-            return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name, (long long)row, (long long)(row + m - 1), f->path);
+            return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name,
+                               (long long)row, (long long)(row + m - 1), f->path);
     } else {
         while (done < nval) {
             size_t k = nval - done < sizeof tmp / (size_t)f->dt.bytes ? nval - done : sizeof tmp / (size_t)f->dt.bytes;
             if (fread(tmp, (size_t)f->dt.bytes, k, f->f) != k)
-                return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name, (long long)row, (long long)(row + m - 1), f->path);
+                return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name,
+                                   (long long)row, (long long)(row + m - 1), f->path);
             for (i = 0; i < k; i++) dst[done + i] = (float)advnn__npy_elem(tmp + i * (size_t)f->dt.bytes, &f->dt);
             done += k;
         }
@@ -3098,7 +3100,10 @@ ADVNN_DEF advnn_status advnn_dataset_add_npy_file(advnn_dataset *d, const char *
     major = pre[6];
     if (major == 1) { hl = (size_t)pre[8] | ((size_t)pre[9] << 8); off = 10; }
     else if ((major == 2 || major == 3) && fsz >= 12 && fread(pre + 10, 1, 2, f->f) == 2) { hl = advnn__get_u32(pre + 8); off = 12; }
-    else { st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': unsupported .npy version %d or truncated header", name, path, major); goto fail; }
+    else {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': unsupported .npy version %d or truncated header", name, path, major);
+        goto fail;
+    }
     if (hl > (size_t)fsz - off || !(hdr = (char *)ADVNN_MALLOC(hl + 1)) || fread(hdr, 1, hl, f->f) != hl) {
         st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': header of %zu bytes, file of %ld", name, path, hl, fsz); goto fail;
     }
@@ -3113,9 +3118,14 @@ ADVNN_DEF advnn_status advnn_dataset_add_npy_file(advnn_dataset *d, const char *
         st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': %lld elements need %zu data bytes, the file has %zu", name, path,
                          (long long)size, need, (size_t)fsz - off); goto fail;
     }
-    if (ndim < 1 || shape[0] < 1) { st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' needs a first (sample) dimension >= 1", name, path); goto fail; }
+    if (ndim < 1 || shape[0] < 1) {
+        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' needs a first (sample) dimension >= 1", name, path);
+        goto fail;
+    }
     if (d->rows >= 0 && shape[0] != d->rows) {
-        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' has %lld rows, the dataset has %lld", name, path, (long long)shape[0], (long long)d->rows); goto fail;
+        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' has %lld rows, the dataset has %lld", name, path,
+                         (long long)shape[0], (long long)d->rows);
+        goto fail;
     }
     f->off = (long)off;
     f->per = size / shape[0];
@@ -3124,12 +3134,18 @@ ADVNN_DEF advnn_status advnn_dataset_add_npy_file(advnn_dataset *d, const char *
     /* one pass over the values, in pieces of ~1 MiB, so a bad value is reported now, not mid-training */
     step = (int64_t)(((size_t)1 << 18) / (size_t)f->per); if (step < 1) step = 1;
     if (step > shape[0]) step = shape[0];
-    if (!(scan = (float *)ADVNN_MALLOC((size_t)(step * f->per) * sizeof(float)))) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    if (!(scan = (float *)ADVNN_MALLOC((size_t)(step * f->per) * sizeof(float)))) {
+        st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+        goto fail;
+    }
     for (row = 0; row < shape[0] && st == ADVNN_OK; row += step)
         st = advnn__npyfile_read(f, name, row, shape[0] - row < step ? shape[0] - row : step, scan);
     ADVNN_FREE(scan);
     if (st != ADVNN_OK) goto fail;
-    if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) {
+        st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+        goto fail;
+    }
     ADVNN_FREE(hdr);
     snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
     d->cols[d->n].t = &f->hdr;
@@ -3780,10 +3796,16 @@ static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, co
     it->order = (int64_t *)ADVNN_MALLOC((size_t)it->nch * sizeof *it->order);
     it->lp = (int64_t *)ADVNN_MALLOC((size_t)(it->cpw * it->C + it->B) * sizeof *it->lp);
     it->keep = (float *)ADVNN_MALLOC((size_t)(it->B * it->rowf) * sizeof *it->keep);
-    if (!it->order || !it->lp || !it->keep) { advnn__ooc_it_end(it); return it->st = advnn__fail(ADVNN_ERR_NOMEM, "training from files: out of memory for the window order"); }
+    if (!it->order || !it->lp || !it->keep) {
+        advnn__ooc_it_end(it);
+        return it->st = advnn__fail(ADVNN_ERR_NOMEM, "training from files: out of memory for the window order");
+    }
     for (c = 0; c < it->nch; c++) it->order[c] = c;
     if (shuffle)
-        for (c = it->nch - 1; c > 0; c--) { int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)c + 1), t = it->order[c]; it->order[c] = it->order[j]; it->order[j] = t; }
+        for (c = it->nch - 1; c > 0; c--) {
+            int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)c + 1), t = it->order[c];
+            it->order[c] = it->order[j]; it->order[j] = t;
+        }
     return ADVNN_OK;
 }
 
