@@ -265,6 +265,26 @@ ADVNN_DEF void           advnn_dataset_free(advnn_dataset *d);                  
  * Rejects NaN/Inf (reports the row and column). */
 ADVNN_DEF advnn_status   advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t);
 ADVNN_DEF int64_t        advnn_dataset_size(const advnn_dataset *d);
+#ifndef ADVNN_NO_STDIO
+/* Data larger than memory: the input `name` is read from the .npy file at `path` (any dtype
+ * advnn_npy_load reads, C order) in windows, never whole. The header is checked and every value is
+ * scanned once here (NaN/Inf rejected with row and column, as advnn_dataset_add; reads re-check).
+ * advnn_fit, advnn_adv_fit (its training data), advnn_evaluate and advnn_predict accept such datasets
+ * (mixed with in-memory columns); advnn_train_step, advnn_adv_step and advnn_adv_opts.adv_data need
+ * in-memory data (they report an error).
+ * Memory: about window_rows x (the sum of all columns' row sizes) floats, plus batch rows.
+ * Shuffling in advnn_fit and advnn_adv_fit (PRNG: the trainer's): the training rows are cut into
+ * chunks of chunk_rows consecutive rows; each epoch the chunk order is a Fisher-Yates shuffle, every
+ * window_rows / chunk_rows chunks of that order form a window, read in that order, whose rows are
+ * shuffled (Fisher-Yates); the < batch rows left at a window's end open the next window's batches,
+ * so every batch but the epoch's last is full. When all training rows fit in one window, the order
+ * is exactly the in-memory one (same weights, bit for bit). shuffle = 0: file order. Evaluation and
+ * prediction read consecutive windows. A dataset with files is not safe to use from two threads. */
+ADVNN_DEF advnn_status   advnn_dataset_add_npy_file(advnn_dataset *d, const char *name, const char *path);
+#endif
+/* Window and chunk sizes (rows) for file-backed columns: defaults 65536 and 1024; chunk_rows <=
+ * window_rows. Smaller windows: less memory, a less thorough shuffle. */
+ADVNN_DEF advnn_status   advnn_dataset_set_window(advnn_dataset *d, int64_t window_rows, int64_t chunk_rows);
 /* Batched eval-mode prediction of node `output` for every row: *out gets shape (N, node shape...).
  * Allocates a temporary workspace of at most ~64 MiB (chunks of up to 1024 rows, fewer for wide
  * graphs); for repeated calls on small inputs keep an advnn_ws and use advnn_infer instead. */
@@ -3099,17 +3119,25 @@ static void advnn__backward(advnn_ws *ws, int nall) {
 }
 
 /* ---------------------------------------------------------------- datasets */
-typedef struct { char name[ADVNN__NAME_MAX]; const advnn_tensor *t; } advnn__dcol;
-struct advnn_dataset { advnn__dcol *cols; int n, cap; int64_t rows; };
+struct advnn__npyfile;   /* a file-backed column (section "datasets on disk") */
+struct advnn__ooc;
+typedef struct { char name[ADVNN__NAME_MAX]; const advnn_tensor *t; struct advnn__npyfile *file; } advnn__dcol;
+struct advnn_dataset {
+    advnn__dcol *cols; int n, cap; int64_t rows;
+    struct advnn__ooc *ooc;          /* window buffers when a column is file-backed, else NULL */
+    int64_t window_rows, chunk_rows;
+};
+static void advnn__ooc_free(advnn_dataset *d);
 
 ADVNN_DEF advnn_dataset *advnn_dataset_new(void) {
     advnn_dataset *d = (advnn_dataset *)ADVNN_MALLOC(sizeof *d);
     if (!d) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_new: out of memory"); return NULL; }
     memset(d, 0, sizeof *d);
     d->rows = -1;
+    d->window_rows = 65536; d->chunk_rows = 1024;
     return d;
 }
-ADVNN_DEF void advnn_dataset_free(advnn_dataset *d) { if (d) { ADVNN_FREE(d->cols); ADVNN_FREE(d); } }
+ADVNN_DEF void advnn_dataset_free(advnn_dataset *d) { if (d) { advnn__ooc_free(d); ADVNN_FREE(d->cols); ADVNN_FREE(d); } }
 ADVNN_DEF int64_t advnn_dataset_size(const advnn_dataset *d) { return d && d->rows > 0 ? d->rows : 0; }
 
 ADVNN_DEF advnn_status advnn_dataset_add(advnn_dataset *d, const char *name, const advnn_tensor *t) {
@@ -3127,6 +3155,7 @@ ADVNN_DEF advnn_status advnn_dataset_add(advnn_dataset *d, const char *name, con
                                name, (double)t->data[i], (long long)(i / per), (long long)(i % per));
     if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add: out of memory");
     snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
+    d->cols[d->n].file = NULL;
     d->cols[d->n++].t = t;
     d->rows = t->shape[0];
     return ADVNN_OK;
@@ -3167,8 +3196,12 @@ static int advnn__has_col(const advnn_dataset *d, const char *name) {
 /* The stream input node id is read from: d, or d2 (rows idx2) for an input d lacks. */
 static advnn_status advnn__stream_col(const advnn_graph *g, int id, const advnn_dataset *d, const int64_t **idx,
                                       const advnn_dataset *d2, const int64_t *idx2, const advnn_tensor **t) {
+    advnn_status st;
     if (d2 && d2 != d && !advnn__has_col(d, g->nodes[id].name) && advnn__has_col(d2, g->nodes[id].name)) { d = d2; *idx = idx2; }
-    return advnn__dcol_for(g, d, id, t);
+    if ((st = advnn__dcol_for(g, d, id, t)) == ADVNN_OK && !(*t)->data)   /* a file-backed column: read in windows only */
+        return advnn__fail(ADVNN_ERR_STATE, "input '%s' is read from a file (advnn_dataset_add_npy_file): advnn_fit, advnn_adv_fit, advnn_evaluate "
+                           "and advnn_predict read such data in windows; advnn_train_step, advnn_adv_step and adv_data need it in memory", g->nodes[id].name);
+    return st;
 }
 
 static advnn_status advnn__bad_row(int64_t row, const advnn_tensor *t) {
@@ -3249,6 +3282,267 @@ static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char *
         !advnn__has_col(ws->gd[0], g->nodes[node].name) && advnn__has_col(ws->gd[1], g->nodes[node].name)) k = 1;
     *stream = k ? "adv_data" : "data";
     return ws->grows[k] ? ws->grows[k][i] : ws->gstart + i;
+}
+
+/* ---------------------------------------------------------------- datasets on disk (out-of-core)
+ * File-backed columns (advnn_dataset_add_npy_file) are read with fread into window buffers owned by
+ * the dataset; a private in-memory advnn_dataset (ooc->view) over those buffers is what gather,
+ * forward and backward see, so the step internals never know about files. Chunked fread, not mmap:
+ * portable C, a fixed resident size (mmap'd pages count in RSS until the kernel drops them) and it
+ * works under an address-space limit (ulimit -v); bench/README has the measurement. */
+struct advnn__npyfile {
+#ifndef ADVNN_NO_STDIO
+    FILE *f;
+#endif
+    char *path;
+    advnn__dtype dt;
+    long off;              /* byte offset of the data */
+    int64_t per;           /* values per row */
+    advnn_tensor hdr;      /* the shape, data NULL (shape checks use it like an in-memory tensor) */
+};
+struct advnn__ooc {
+    advnn_tensor *buf;     /* one per column: (cap, per-row shape...), shape[0] = rows loaded */
+    int nbuf;
+    int64_t cap;           /* rows allocated */
+    advnn_dataset view;    /* columns = buf */
+    int64_t lo, n;         /* the view holds rows [lo, lo + n) of the dataset in order (n = 0: something else) */
+};
+
+static void advnn__ooc_free(advnn_dataset *d) {
+    int k;
+    for (k = 0; k < d->n; k++) {
+        struct advnn__npyfile *f = d->cols[k].file;
+        if (!f) continue;
+#ifndef ADVNN_NO_STDIO
+        if (f->f) fclose(f->f);
+#endif
+        ADVNN_FREE(f->path);
+        ADVNN_FREE(f);
+    }
+    if (d->ooc) {
+        for (k = 0; k < d->ooc->nbuf; k++) advnn__free(d->ooc->buf[k].data);
+        ADVNN_FREE(d->ooc->buf);
+        ADVNN_FREE(d->ooc->view.cols);
+        ADVNN_FREE(d->ooc);
+        d->ooc = NULL;
+    }
+}
+
+ADVNN_DEF advnn_status advnn_dataset_set_window(advnn_dataset *d, int64_t window_rows, int64_t chunk_rows) {
+    if (!d) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_set_window: NULL dataset");
+    if (chunk_rows < 1 || window_rows < chunk_rows || window_rows > ((int64_t)1 << 31))
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_set_window: window %lld rows, chunk %lld rows (need 1 <= chunk <= window <= 2^31)",
+                           (long long)window_rows, (long long)chunk_rows);
+    d->window_rows = window_rows; d->chunk_rows = chunk_rows;
+    if (d->ooc) d->ooc->n = 0;
+    return ADVNN_OK;
+}
+
+static int advnn__ooc_on(const advnn_dataset *d) {
+    int k;
+    for (k = 0; d && k < d->n; k++) if (d->cols[k].file) return 1;
+    return 0;
+}
+
+/* Window buffers for at least `rows` rows of every column (the view's columns follow d's). */
+static advnn_status advnn__ooc_reserve(advnn_dataset *d, int64_t rows) {
+    struct advnn__ooc *o = d->ooc;
+    int k;
+    if (!o) {
+        if (!(o = (struct advnn__ooc *)ADVNN_MALLOC(sizeof *o))) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
+        memset(o, 0, sizeof *o);
+        d->ooc = o;
+    }
+    if (o->nbuf == d->n && o->cap >= rows) return ADVNN_OK;
+    for (k = 0; k < o->nbuf; k++) advnn__free(o->buf[k].data);
+    ADVNN_FREE(o->buf); ADVNN_FREE(o->view.cols);
+    o->nbuf = 0; o->cap = 0; o->n = 0;
+    o->buf = (advnn_tensor *)ADVNN_MALLOC((size_t)d->n * sizeof *o->buf);
+    o->view.cols = (advnn__dcol *)ADVNN_MALLOC((size_t)d->n * sizeof *o->view.cols);
+    if (!o->buf || !o->view.cols) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
+    memset(o->buf, 0, (size_t)d->n * sizeof *o->buf);
+    for (k = 0; k < d->n; k++) {
+        const advnn_tensor *t = d->cols[k].t;
+        size_t per = (size_t)(t->size / t->shape[0]);
+        o->buf[k] = *t;
+        o->buf[k].data = (float *)advnn__zalloc((size_t)rows * per * sizeof(float));
+        o->nbuf = k + 1;
+        if (!o->buf[k].data)
+            return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: cannot allocate %lld rows of '%s' (%zu floats each)", (long long)rows, d->cols[k].name, per);
+        o->view.cols[k] = d->cols[k];
+        o->view.cols[k].t = &o->buf[k];
+        o->view.cols[k].file = NULL;
+    }
+    o->view.n = o->view.cap = d->n;
+    o->cap = rows;
+    return ADVNN_OK;
+}
+
+#ifndef ADVNN_NO_STDIO
+/* Reads rows [row, row + m) of file column f into dst (converted to float), checking every value. */
+static advnn_status advnn__npyfile_read(struct advnn__npyfile *f, const char *name, int64_t row, int64_t m, float *dst) {
+    size_t nval = (size_t)(m * f->per), done = 0, i;
+    unsigned char tmp[16384];
+    int64_t pos = (int64_t)f->off + row * f->per * f->dt.bytes;
+    if (pos > (int64_t)((unsigned long)-1 >> 1) || fseek(f->f, (long)pos, SEEK_SET) != 0)
+        return advnn__fail(ADVNN_ERR_IO, "dataset '%s': cannot seek to row %lld of %s", name, (long long)row, f->path);
+    if (f->dt.kind == 'f' && f->dt.bytes == 4 && !f->dt.big) {   /* the common case: straight into the buffer */
+        if (fread(dst, sizeof(float), nval, f->f) != nval)
+            return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name,
+                               (long long)row, (long long)(row + m - 1), f->path);
+    } else {
+        while (done < nval) {
+            size_t k = nval - done < sizeof tmp / (size_t)f->dt.bytes ? nval - done : sizeof tmp / (size_t)f->dt.bytes;
+            if (fread(tmp, (size_t)f->dt.bytes, k, f->f) != k)
+                return advnn__fail(ADVNN_ERR_IO, "dataset '%s': short read of rows %lld..%lld of %s (file changed?)", name,
+                                   (long long)row, (long long)(row + m - 1), f->path);
+            for (i = 0; i < k; i++) dst[done + i] = (float)advnn__npy_elem(tmp + i * (size_t)f->dt.bytes, &f->dt);
+            done += k;
+        }
+    }
+    for (i = 0; i < nval; i++)
+        if (!isfinite(dst[i]))
+            return advnn__fail(ADVNN_ERR_NAN, "dataset '%s' (%s): value %g at row %lld, column %lld is not finite", name, f->path,
+                               (double)dst[i], (long long)(row + (int64_t)i / f->per), (long long)((int64_t)i % f->per));
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_dataset_add_npy_file(advnn_dataset *d, const char *name, const char *path) {
+    struct advnn__npyfile *f;
+    unsigned char pre[12];
+    char *hdr = NULL;
+    size_t hl, off, need;
+    int ndim = 0, major, k;
+    int64_t shape[ADVNN_MAX_DIMS] = {0}, size, row, step;
+    long fsz;
+    float *scan = NULL;
+    advnn_status st = ADVNN_OK;
+    if (!d || !path || !advnn__valid_name(name)) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add_npy_file: NULL dataset/path or bad name");
+    for (k = 0; k < d->n; k++) if (strcmp(d->cols[k].name, name) == 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_dataset_add_npy_file: '%s' added twice", name);
+    if (!(f = (struct advnn__npyfile *)ADVNN_MALLOC(sizeof *f))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+    memset(f, 0, sizeof *f);
+    if (!(f->path = (char *)ADVNN_MALLOC(strlen(path) + 1))) { st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory"); goto fail; }
+    memcpy(f->path, path, strlen(path) + 1);
+    if (!(f->f = fopen(path, "rb"))) { st = advnn__fail(ADVNN_ERR_IO, "advnn_dataset_add_npy_file '%s': cannot open '%s' for reading", name, path); goto fail; }
+    if (fseek(f->f, 0, SEEK_END) != 0 || (fsz = ftell(f->f)) < 0 || fseek(f->f, 0, SEEK_SET) != 0) {
+        st = advnn__fail(ADVNN_ERR_IO, "advnn_dataset_add_npy_file '%s': cannot determine the size of '%s'", name, path); goto fail;
+    }
+    if (fsz < 10 || fread(pre, 1, 10, f->f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s' is not a .npy file (bad magic, %ld bytes)", name, path, fsz); goto fail;
+    }
+    major = pre[6];
+    if (major == 1) { hl = (size_t)pre[8] | ((size_t)pre[9] << 8); off = 10; }
+    else if ((major == 2 || major == 3) && fsz >= 12 && fread(pre + 10, 1, 2, f->f) == 2) { hl = advnn__get_u32(pre + 8); off = 12; }
+    else {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': unsupported .npy version %d or truncated header", name, path, major);
+        goto fail;
+    }
+    if (hl > (size_t)fsz - off || !(hdr = (char *)ADVNN_MALLOC(hl + 1)) || fread(hdr, 1, hl, f->f) != hl) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': header of %zu bytes, file of %ld", name, path, hl, fsz); goto fail;
+    }
+    if ((st = advnn__npy_parse_header(hdr, hl, &f->dt, &ndim, shape)) != ADVNN_OK || (st = advnn__shape_size(ndim, shape, &size)) != ADVNN_OK) {
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        st = advnn__fail(st, "advnn_dataset_add_npy_file '%s': '%s': %s", name, path, msg); goto fail;
+    }
+    off += hl;
+    need = (size_t)size * (size_t)f->dt.bytes;
+    if ((size_t)fsz - off != need) {
+        st = advnn__fail(ADVNN_ERR_FORMAT, "advnn_dataset_add_npy_file '%s': '%s': %lld elements need %zu data bytes, the file has %zu", name, path,
+                         (long long)size, need, (size_t)fsz - off); goto fail;
+    }
+    if (ndim < 1 || shape[0] < 1) {
+        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' needs a first (sample) dimension >= 1", name, path);
+        goto fail;
+    }
+    if (d->rows >= 0 && shape[0] != d->rows) {
+        st = advnn__fail(ADVNN_ERR_SHAPE, "advnn_dataset_add_npy_file '%s': '%s' has %lld rows, the dataset has %lld", name, path,
+                         (long long)shape[0], (long long)d->rows);
+        goto fail;
+    }
+    f->off = (long)off;
+    f->per = size / shape[0];
+    f->hdr.ndim = ndim; f->hdr.size = size;
+    for (k = 0; k < ndim; k++) f->hdr.shape[k] = shape[k];
+    /* one pass over the values, in pieces of ~1 MiB, so a bad value is reported now, not mid-training */
+    step = (int64_t)(((size_t)1 << 18) / (size_t)f->per); if (step < 1) step = 1;
+    if (step > shape[0]) step = shape[0];
+    if (!(scan = (float *)ADVNN_MALLOC((size_t)(step * f->per) * sizeof(float)))) {
+        st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+        goto fail;
+    }
+    for (row = 0; row < shape[0] && st == ADVNN_OK; row += step)
+        st = advnn__npyfile_read(f, name, row, shape[0] - row < step ? shape[0] - row : step, scan);
+    ADVNN_FREE(scan);
+    if (st != ADVNN_OK) goto fail;
+    if (!advnn__grow((void **)&d->cols, &d->cap, d->n + 1, sizeof *d->cols)) {
+        st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_dataset_add_npy_file: out of memory");
+        goto fail;
+    }
+    ADVNN_FREE(hdr);
+    snprintf(d->cols[d->n].name, ADVNN__NAME_MAX, "%s", name);
+    d->cols[d->n].t = &f->hdr;
+    d->cols[d->n++].file = f;
+    d->rows = shape[0];
+    if (d->ooc) d->ooc->n = 0;
+    return ADVNN_OK;
+fail:
+    ADVNN_FREE(hdr);
+    if (f->f) fclose(f->f);
+    ADVNN_FREE(f->path);
+    ADVNN_FREE(f);
+    return st;
+}
+#endif
+
+/* Copies rows [row, row + m) of every column of d to rows [at, at + m) of the window buffers. */
+static advnn_status advnn__ooc_load(advnn_dataset *d, int64_t row, int64_t m, int64_t at) {
+    int k;
+    for (k = 0; k < d->n; k++) {
+        const advnn_tensor *t = d->cols[k].t;
+        int64_t per = t->size / t->shape[0];
+        float *dst = d->ooc->buf[k].data + (size_t)(at * per);
+#ifndef ADVNN_NO_STDIO
+        if (d->cols[k].file) {
+            advnn_status st = advnn__npyfile_read(d->cols[k].file, d->cols[k].name, row, m, dst);
+            if (st != ADVNN_OK) return st;
+            continue;
+        }
+#endif
+        memcpy(dst, t->data + (size_t)(row * per), (size_t)(m * per) * sizeof(float));
+    }
+    return ADVNN_OK;
+}
+
+static void advnn__ooc_setrows(advnn_dataset *d, int64_t rows) {
+    int k;
+    for (k = 0; k < d->ooc->nbuf; k++) { d->ooc->buf[k].shape[0] = rows; d->ooc->buf[k].size = rows * (d->cols[k].t->size / d->cols[k].t->shape[0]); }
+    d->ooc->view.rows = rows;
+}
+
+/* For a sequential pass (evaluation, prediction) over rows [lo, lo + nb) of d, with `ahead` rows
+ * (>= nb) left in the pass: the dataset and first row to gather from. In-memory d: itself. With
+ * files: the window view, read window_rows at a time (never past the pass). */
+static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t nb, int64_t ahead, const advnn_dataset **src, int64_t *at) {
+    advnn_dataset *d = (advnn_dataset *)cd;   /* the window cache is mutable state of a const dataset */
+    struct advnn__ooc *o;
+    int64_t m;
+    advnn_status st;
+    *src = cd; *at = lo;
+    if (!advnn__ooc_on(cd)) return ADVNN_OK;
+    o = d->ooc;
+    if (!o || o->n == 0 || o->nbuf != d->n || lo < o->lo || lo + nb > o->lo + o->n) {   /* (columns added since: reload) */
+        m = ahead < d->window_rows ? ahead : d->window_rows;
+        if (m < nb) m = nb;
+        if ((st = advnn__ooc_reserve(d, m)) != ADVNN_OK) return st;
+        o = d->ooc;
+        o->n = 0;
+        if ((st = advnn__ooc_load(d, lo, m, 0)) != ADVNN_OK) return st;
+        advnn__ooc_setrows(d, m);
+        o->lo = lo; o->n = m;
+    }
+    *src = &o->view; *at = lo - o->lo;
+    return ADVNN_OK;
 }
 
 /* ---------------------------------------------------------------- inference */
@@ -3383,8 +3677,11 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
     advnn__mark_needed(ws, node);
     if (!(t = advnn_tensor_new(g->nodes[node].ndim + 1, shape))) return ADVNN_ERR_NOMEM;
     for (s = 0; s < N; s += nb) {
+        const advnn_dataset *src;
+        int64_t at;
         nb = (int)(N - s < ws->max_batch ? N - s : ws->max_batch);
-        if ((st = advnn__gather(ws, d, NULL, s, nb)) != ADVNN_OK || (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
+        if ((st = advnn__ooc_rows(d, s, nb, N - s, &src, &at)) != ADVNN_OK || (st = advnn__gather(ws, src, NULL, at, nb)) != ADVNN_OK ||
+            (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
         memcpy(t->data + (size_t)s * g->nodes[node].size, ws->out[node], (size_t)nb * g->nodes[node].size * sizeof(float));
     }
     *out = t;
@@ -3922,8 +4219,11 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
     ws->training = 0;
     advnn__mark_needed(ws, -1);
     for (s = 0; s < count; s += nb) {
+        const advnn_dataset *src;
+        int64_t at;
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__run(tr, d, NULL, start + s, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
+        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &src, &at)) != ADVNN_OK) return st;   /* files: windows */
+        if ((st = advnn__run(tr, src, NULL, at, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
     *loss = tot / (double)count;
@@ -3950,12 +4250,119 @@ static double advnn__now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---------------------------------------------------------------- datasets on disk: the training order
+ * The batches of one epoch over training rows [0, ntr) of a dataset with file columns that do not
+ * fit one window, in the order documented at advnn_dataset_add_npy_file (advnn_fit, advnn_adv_fit). */
+typedef struct {
+    advnn_dataset *d;
+    advnn__rng *rng;
+    int64_t ntr, B, C, cpw, nch, w0, p, total, carry, rowf;
+    int64_t *order, *lp;
+    float *keep;
+    int shuffle, loaded;
+    advnn_status st;
+} advnn__ooc_it;
+
+static void advnn__ooc_it_end(advnn__ooc_it *it) { ADVNN_FREE(it->order); ADVNN_FREE(it->lp); ADVNN_FREE(it->keep); it->order = it->lp = NULL; it->keep = NULL; }
+
+static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, const advnn_dataset *cd, int64_t ntr, int shuffle) {
+    int64_t c;
+    int k;
+    memset(it, 0, sizeof *it);
+    it->d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
+    it->rng = &tr->rng; it->ntr = ntr; it->B = tr->batch; it->shuffle = shuffle;
+    it->C = it->d->chunk_rows; it->cpw = it->d->window_rows / it->C; it->nch = (ntr + it->C - 1) / it->C;
+    for (k = 0; k < it->d->n; k++) it->rowf += it->d->cols[k].t->size / it->d->cols[k].t->shape[0];
+    if ((it->st = advnn__ooc_reserve(it->d, it->cpw * it->C + it->B)) != ADVNN_OK) return it->st;
+    it->d->ooc->n = 0;   /* the view no longer holds a sequential range */
+    it->order = (int64_t *)ADVNN_MALLOC((size_t)it->nch * sizeof *it->order);
+    it->lp = (int64_t *)ADVNN_MALLOC((size_t)(it->cpw * it->C + it->B) * sizeof *it->lp);
+    it->keep = (float *)ADVNN_MALLOC((size_t)(it->B * it->rowf) * sizeof *it->keep);
+    if (!it->order || !it->lp || !it->keep) {
+        advnn__ooc_it_end(it);
+        return it->st = advnn__fail(ADVNN_ERR_NOMEM, "training from files: out of memory for the window order");
+    }
+    for (c = 0; c < it->nch; c++) it->order[c] = c;
+    if (shuffle)
+        for (c = it->nch - 1; c > 0; c--) {
+            int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)c + 1), t = it->order[c];
+            it->order[c] = it->order[j]; it->order[j] = t;
+        }
+    return ADVNN_OK;
+}
+
+/* The next batch: rows idx[0..*nb) of *src (the window view). 0 at the end of the epoch or on an
+ * error (it->st says which). */
+static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, const int64_t **idx, int *nb) {
+    advnn_dataset *d = it->d;
+    int64_t i, c;
+    int k;
+    if (it->st != ADVNN_OK) return 0;
+    for (;;) {
+        int last = it->w0 >= it->nch;   /* every chunk read: the remaining rows go, the last batch short */
+        if (it->loaded && (it->total - it->p >= it->B || (last && it->p < it->total))) {
+            *nb = (int)(it->total - it->p < it->B ? it->total - it->p : it->B);
+            *src = &d->ooc->view; *idx = it->lp + it->p;
+            it->p += *nb;
+            return 1;
+        }
+        if (last) return 0;
+        if (it->loaded) {   /* the < B rows left: moved to the front, in order, through `keep` */
+            int64_t r = it->total - it->p, off = 0;
+            for (k = 0; k < d->n; k++) {
+                int64_t per = d->cols[k].t->size / d->cols[k].t->shape[0];
+                float *b = d->ooc->buf[k].data;
+                for (i = 0; i < r; i++) memcpy(it->keep + off + i * per, b + it->lp[it->p + i] * per, (size_t)per * sizeof(float));
+                memcpy(b, it->keep + off, (size_t)(r * per) * sizeof(float));
+                off += r * per;
+            }
+            it->carry = r;
+        }
+        {   /* the next window: its chunks, then a shuffle of its new rows (the carried ones stay in front) */
+            int64_t m = 0;
+            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
+                int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
+                if ((it->st = advnn__ooc_load(d, r0, len, it->carry + m)) != ADVNN_OK) return 0;
+                m += len;
+            }
+            it->w0 += it->cpw;
+            it->total = it->carry + m; it->p = 0; it->loaded = 1;
+            for (i = 0; i < it->total; i++) it->lp[i] = i;
+            if (it->shuffle)
+                for (i = m - 1; i > 0; i--) {
+                    int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)i + 1), t = it->lp[it->carry + i];
+                    it->lp[it->carry + i] = it->lp[it->carry + j]; it->lp[it->carry + j] = t;
+                }
+            advnn__ooc_setrows(d, it->total);
+        }
+    }
+}
+
+/* advnn_fit's epoch through the iterator; *s = rows trained (for an error message). */
+static advnn_status advnn__ooc_epoch(advnn_trainer *tr, const advnn_dataset *d, int64_t ntr, int shuffle, double *tot, int64_t *s) {
+    advnn__ooc_it it;
+    const advnn_dataset *src;
+    const int64_t *idx;
+    advnn_status st = ADVNN_OK;
+    int nb;
+    double l;
+    *s = 0;
+    if (advnn__ooc_it_begin(&it, tr, d, ntr, shuffle) != ADVNN_OK) return it.st;
+    while (advnn__ooc_it_next(&it, &src, &idx, &nb)) {
+        if ((st = advnn_train_step(tr, src, idx, nb, &l)) != ADVNN_OK) break;
+        *tot += l * nb; *s += nb;
+    }
+    if (st == ADVNN_OK) st = it.st;
+    advnn__ooc_it_end(&it);
+    return st;
+}
+
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res) {
     advnn_fit_opts o = opts ? *opts : advnn_fit_defaults();
     advnn_graph *g;
     int64_t N, ntr, nval, *perm, i, s;
-    int epoch, wait = 0, best_epoch = -1, have_best = 0;
+    int epoch, wait = 0, best_epoch = -1, have_best = 0, ooc_multi;
     double best = INFINITY;
     advnn_status st = ADVNN_OK;
     if (!tr || !train) return advnn__fail(ADVNN_ERR_ARG, "advnn_fit: NULL trainer or data");
@@ -3977,20 +4384,28 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if ((st = advnn__dcol_for(g, train, g->inputs[i], &t)) != ADVNN_OK) return st;
         if (val && (st = advnn__dcol_for(g, val, g->inputs[i], &t)) != ADVNN_OK) return st;
     }
-    perm = (int64_t *)ADVNN_MALLOC((size_t)ntr * sizeof(int64_t));
+    ooc_multi = advnn__ooc_on(train) && ntr > train->window_rows;   /* files, more than one window: advnn__ooc_epoch */
+    perm = (int64_t *)ADVNN_MALLOC((size_t)(ooc_multi ? 1 : ntr) * sizeof(int64_t));
     if (!perm) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory");
-    for (i = 0; i < ntr; i++) perm[i] = i;
+    for (i = 0; i < (ooc_multi ? 1 : ntr); i++) perm[i] = i;
     memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));  /* fallback if the first epoch fails */
     for (epoch = 0; epoch < o.epochs; epoch++) {
         double t0 = advnn__now(), tot = 0, vl = NAN, mon;
         advnn_epoch_info info;
-        if (o.shuffle)
-            for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
-        for (s = 0; s < ntr; s += tr->batch) {
-            int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
-            double l;
-            if ((st = advnn_train_step(tr, train, perm + s, nb, &l)) != ADVNN_OK) break;
-            tot += l * nb;
+        if (ooc_multi) st = advnn__ooc_epoch(tr, train, ntr, o.shuffle, &tot, &s);
+        else {
+            const advnn_dataset *src = train;   /* files, one window: all training rows in memory, the in-memory order */
+            int64_t at;
+            if (o.shuffle)
+                for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+            s = 0;
+            if ((st = advnn__ooc_rows(train, 0, ntr, ntr, &src, &at)) == ADVNN_OK)
+                for (s = 0; s < ntr; s += tr->batch) {
+                    int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
+                    double l;
+                    if ((st = advnn_train_step(tr, src, perm + s, nb, &l)) != ADVNN_OK) break;
+                    tot += l * nb;
+                }
         }
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
@@ -4261,7 +4676,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
     advnn_graph *g;
     advnn_status st;
     int64_t N, N2 = 0, *perm = NULL, *perm2 = NULL, *idx2 = NULL, pos2 = 0, s = 0, i;
-    int total, epoch = 0, nck = 0, capck = 0, sel = -1, b, any = 0;
+    int total, epoch = 0, nck = 0, capck = 0, sel = -1, b, any = 0, nb = 0, ooc_multi;
     double qmax = -INFINITY;
     advnn__ckpt *ck = NULL;
     static const char *const phase_name[3] = { "main", "adv-pre", "adversarial" };
@@ -4285,11 +4700,12 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
             return st;
         }
     }
-    perm = (int64_t *)ADVNN_MALLOC((size_t)(N + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
+    ooc_multi = advnn__ooc_on(train) && N > train->window_rows;   /* files, more than one window: advnn__ooc_it */
+    perm = (int64_t *)ADVNN_MALLOC((size_t)((ooc_multi ? 1 : N) + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
     if (!perm) { advnn__adv_finish(tr, &a); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory"); }
-    for (i = 0; i < N; i++) perm[i] = i;
+    for (i = 0; i < (ooc_multi ? 1 : N); i++) perm[i] = i;
     if (o.adv_data) {
-        perm2 = perm + N; idx2 = perm2 + N2;
+        perm2 = perm + (ooc_multi ? 1 : N); idx2 = perm2 + N2;
         for (i = 0; i < N2; i++) perm2[i] = i;
         if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2);
     }
@@ -4302,9 +4718,19 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         advnn_adv_phase ph = epoch < o.pretrain_main_epochs ? ADVNN_PHASE_PRETRAIN_MAIN : ae < 0 ? ADVNN_PHASE_PRETRAIN_ADV : ADVNN_PHASE_ADVERSARIAL;
         float lam = ph != ADVNN_PHASE_ADVERSARIAL ? 0.0f
                   : (o.lambda_ramp_epochs > 0 && ae + 1 < o.lambda_ramp_epochs) ? o.lambda * (float)(ae + 1) / (float)o.lambda_ramp_epochs : o.lambda;
-        if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
-        for (s = 0; s < N; s += tr->batch) {
-            int nb = (int)(N - s < tr->batch ? N - s : tr->batch);
+        const advnn_dataset *src = train;   /* files: the window view (one window: all rows, the in-memory order) */
+        const int64_t *ix = perm;
+        advnn__ooc_it it;
+        int64_t at;
+        if (ooc_multi) st = advnn__ooc_it_begin(&it, tr, train, N, o.shuffle);
+        else {
+            if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
+            st = advnn__ooc_rows(train, 0, N, N, &src, &at);
+        }
+        for (s = 0; st == ADVNN_OK; s += nb) {
+            if (ooc_multi) { if (!advnn__ooc_it_next(&it, &src, &ix, &nb)) { st = it.st; break; } }
+            else if (s < N) { nb = (int)(N - s < tr->batch ? N - s : tr->batch); ix = perm + s; }
+            else break;
             if (o.adv_data)   /* the next nb rows of the second stream, reshuffled when it runs out */
                 for (b = 0; b < nb; b++) {
                     if (pos2 == N2) { pos2 = 0; if (o.shuffle) advnn__shuffle(&tr->rng, perm2, N2); }
@@ -4312,14 +4738,15 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
                 }
             lm = la = NAN;
             if (ph == ADVNN_PHASE_PRETRAIN_MAIN)
-                st = advnn__adv_substep(tr, &a, 0, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, &lm, NULL);
+                st = advnn__adv_substep(tr, &a, 0, 0.0f, src, ix, o.adv_data ? o.adv_data : src, o.adv_data ? idx2 : ix, nb, &lm, NULL);
             else if (ph == ADVNN_PHASE_PRETRAIN_ADV)
-                st = advnn__adv_substep(tr, &a, 1, 0.0f, train, perm + s, o.adv_data ? o.adv_data : train, o.adv_data ? idx2 : perm + s, nb, NULL, &la);
-            else st = advnn__adv_batch(tr, &a, lam, train, perm + s, idx2, nb, &lm, &la);
+                st = advnn__adv_substep(tr, &a, 1, 0.0f, src, ix, o.adv_data ? o.adv_data : src, o.adv_data ? idx2 : ix, nb, NULL, &la);
+            else st = advnn__adv_batch(tr, &a, lam, src, ix, idx2, nb, &lm, &la);
             if (st != ADVNN_OK) break;
             if (!isnan(lm)) { sm += lm * nb; cm += nb; }
             if (!isnan(la)) { sa += la * nb; ca += nb; }
         }
+        if (ooc_multi) advnn__ooc_it_end(&it);
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
             memcpy(msg, advnn__errbuf, sizeof msg);

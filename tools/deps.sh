@@ -3,7 +3,8 @@
 #
 #   base   build the library users' way: gcc, make, libc headers, SLEEF, xxHash
 #   test   base + everything `make test` uses: g++, clang, the aarch64 cross compiler,
-#          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`)
+#          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`),
+#          slurm-wlm + munge (tests/scan_slurm.sh)
 #   fuzz   base + clang-14 with its sanitizer/libFuzzer runtimes
 #   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/ and as the BLAS
 #          behind PyTorch in make compare; never a library dependency)
@@ -24,7 +25,8 @@ base_pkgs=(gcc make libc6-dev libsleef-dev libxxhash-dev)
 # listed. libc6:arm64 comes in through libsleef3:arm64 and gives /lib/ld-linux-aarch64.so.1, which
 # lets qemu-aarch64 run the cross-built tests without -L / QEMU_LD_PREFIX.
 test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-           libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64)
+           libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64
+           slurm-wlm munge)   # tests/scan_slurm.sh: a private one-node SLURM cluster
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 bench_pkgs=(libopenblas-dev)
 plot_pkgs=(python3-numpy python3-matplotlib)
