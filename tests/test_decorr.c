@@ -156,10 +156,138 @@ static void test_disco_degenerate(void) {
     CHECK(advnn_disco(x, y, NULL, 8, 1.0, &v, NULL, NULL) == ADVNN_OK && fabs(v - disco_direct(8, x, y, NULL, 1, NULL, NULL)) < 1e-14, "binary y");
 }
 
+
+/* ------------------------------------------------------------ fixtures (tools/make_decorr_fixtures.py) */
+static double ref_at(const advnn_tensor *t, int c, int r) {   /* float64 stored as a float32 pair */
+    const float *q = t->data + ((size_t)c * t->shape[1] + r) * 2;
+    return (double)q[0] + (double)q[1];
+}
+
+static void test_fixtures(void) {
+    advnn_tensor *in = advnn_npy_load("tests/fixtures/decorr_in.npy"), *dr = advnn_npy_load("tests/fixtures/decorr_disco_ref.npy");
+    advnn_tensor *mr = advnn_npy_load("tests/fixtures/decorr_mode_ref.npy");
+    int n, i, c, bad = 0;
+    float *m, *s, *w, *ones;
+    double *g;
+    if (!in || !dr || !mr) { CHECK(0, "fixtures: %s", advnn_last_error()); goto out; }
+    n = (int)in->shape[0];
+    CHECK(dr->shape[1] == n + 1 && mr->shape[1] == n + 1, "fixture shapes");
+    m = (float *)malloc(n * sizeof(float)); s = (float *)malloc(n * sizeof(float)); w = (float *)malloc(n * sizeof(float));
+    ones = (float *)malloc(n * sizeof(float)); g = (double *)malloc(n * sizeof(double));
+    for (i = 0; i < n; i++) { m[i] = in->data[3 * i]; s[i] = in->data[3 * i + 1]; w[i] = in->data[3 * i + 2]; ones[i] = 1; }
+    for (c = 0; c < 3; c++) {   /* DisCo: torch on the reference's N x N matrices */
+        double v, gmax = 0;
+        CHECK(advnn_disco(m, s, c ? w : NULL, n, c == 2 ? 2.0 : 1.0, &v, NULL, g) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(th_close(v, ref_at(dr, c, 0), 1e-10, 0), "DisCo case %d: %.15g, torch %.15g", c, v, ref_at(dr, c, 0));
+        for (i = 0; i < n; i++) gmax = fmax(gmax, fabs(ref_at(dr, c, i + 1)));
+        for (i = 0; i < n; i++)
+            if (!(fabs(g[i] - ref_at(dr, c, i + 1)) <= 1e-9 * gmax)) { if (bad++ < 5) CHECK(0, "DisCo case %d row %d: %g, torch %g", c, i, g[i], ref_at(dr, c, i + 1)); }
+    }
+    for (c = 0; c < 6; c++) {   /* MoDe: numpy port of the reference's forward and backward */
+        static const int ord[6] = {0, 1, 2, 1, 0, 0}, bins[6] = {8, 8, 8, 8, 8, 10}, sb[6] = {32, 32, 32, 32, 32, 20}, fl[6] = {0, 0, 0, 0, 1, 0};
+        static const float ms[6] = {0, 0, 0, 0.5f, 0, 0};
+        advnn_mode_opts o = advnn_mode_defaults();
+        double v, gmax = 0;
+        o.order = ord[c]; o.bins = bins[c]; o.sbins = sb[c]; o.max_slope = ms[c]; o.flatness = fl[c];
+        CHECK(advnn_mode(s, m, c == 5 ? ones : w, n, &o, &v, g) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(th_close(v, ref_at(mr, c, 0), 1e-9, 1e-15), "MoDe case %d: %.15g, numpy %.15g", c, v, ref_at(mr, c, 0));
+        for (i = 0; i < n; i++) gmax = fmax(gmax, fabs(ref_at(mr, c, i + 1)));
+        CHECK(gmax > 0, "MoDe case %d: zero reference gradient", c);
+        for (i = 0; i < n; i++)
+            if (!(fabs(g[i] - ref_at(mr, c, i + 1)) <= 1e-9 * gmax)) { if (bad++ < 5) CHECK(0, "MoDe case %d row %d: %g, numpy %g", c, i, g[i], ref_at(mr, c, i + 1)); }
+    }
+    free(m); free(s); free(w); free(ones); free(g);
+out:
+    advnn_tensor_free(in); advnn_tensor_free(dr); advnn_tensor_free(mr);
+}
+
+/* ------------------------------------------------------------ MoDe orders on constructed inputs */
+/* m uniform; s drawn from a mixture of a low-s and a high-s shape with a fraction q(m) of the low
+ * one, so each bin's CDF is q(m) G1(s) + (1 - q(m)) G2(s): flat, linear or quadratic in m. */
+static void mixture_rows(advnn__rng *r, int n, int kind, float *s, float *m) {
+    int i;
+    for (i = 0; i < n; i++) {
+        double mm = 2 * urand(r) - 1, q = kind == 0 ? 0.5 : kind == 1 ? 0.5 + 0.4 * mm : 0.3 + 0.6 * mm * mm, u = urand(r);
+        m[i] = (float)(100 + 50 * mm);
+        s[i] = (float)(urand(r) < q ? u * u : 1 - u * u);
+    }
+}
+
+static void test_mode_orders(void) {
+    advnn__rng r;
+    int n = 40000, kind, ord;
+    float *s = (float *)malloc(n * sizeof(float)), *m = (float *)malloc(n * sizeof(float));
+    double v[3][3];
+    advnn_mode_opts o = advnn_mode_defaults();
+    advnn__rng_seed(&r, 23);
+    o.bins = 10;
+    for (kind = 0; kind < 3; kind++) {
+        mixture_rows(&r, n, kind, s, m);
+        for (ord = 0; ord < 3; ord++) {
+            o.order = ord;
+            CHECK(advnn_mode(s, m, NULL, n, &o, &v[kind][ord], NULL) == ADVNN_OK, "%s", advnn_last_error());
+        }
+    }
+    printf("  MoDe value [dependence flat/linear/quadratic][order 0/1/2]: %.3g %.3g %.3g | %.3g %.3g %.3g | %.3g %.3g %.3g\n",
+           v[0][0], v[0][1], v[0][2], v[1][0], v[1][1], v[1][2], v[2][0], v[2][1], v[2][2]);
+    CHECK(v[1][0] > 20 * v[0][0], "linear dependence at order 0: %g, independent %g", v[1][0], v[0][0]);
+    CHECK(v[1][1] < 0.1 * v[1][0], "linear dependence is (nearly) free at order 1: %g vs order 0 %g", v[1][1], v[1][0]);
+    CHECK(v[2][1] > 0.5 * v[2][0] && v[2][2] < 0.1 * v[2][1], "quadratic: order 0 %g, 1 %g, 2 %g", v[2][0], v[2][1], v[2][2]);
+    CHECK(v[0][0] < 2e-4, "independent: order 0 %g is noise only", v[0][0]);
+    free(s); free(m);
+}
+
+/* order 0 with flatness = 1 is the binned flatness loss: each bin's CDF against the global CDF */
+static void test_flatness_equivalence(void) {
+    advnn__rng r;
+    int n = 3000, M = 10, S = 50, i, j, b, k = n / M;
+    float *s = (float *)malloc(n * sizeof(float)), *m = (float *)malloc(n * sizeof(float));
+    int *ord = (int *)malloc(n * sizeof(int));
+    double v, fl = 0;
+    advnn_mode_opts o = advnn_mode_defaults();
+    advnn__rng_seed(&r, 29);
+    mixture_rows(&r, n, 1, s, m);
+    o.bins = M; o.sbins = S; o.flatness = 1;
+    CHECK(advnn_mode(s, m, NULL, n, &o, &v, NULL) == ADVNN_OK, "%s", advnn_last_error());
+    for (i = 0; i < n; i++) ord[i] = i;
+    for (i = 1; i < n; i++) { int t = ord[i]; j = i; while (j > 0 && m[ord[j - 1]] > m[t]) { ord[j] = ord[j - 1]; j--; } ord[j] = t; }
+    for (j = 0; j < S; j++) {   /* FL = sum_b (1/M) integral (F_b(s) - F(s))^2 ds, F from all rows */
+        double sj = (j + 0.5) / S, Fg = 0;
+        for (i = 0; i < n; i++) Fg += (s[i] < sj) + 0.5 * (s[i] == sj);
+        Fg /= n;
+        for (b = 0; b < M; b++) {
+            double F = 0;
+            for (i = 0; i < k; i++) { float q = s[ord[b * k + i]]; F += (q < sj) + 0.5 * (q == sj); }
+            F /= k;
+            fl += (F - Fg) * (F - Fg) / M / S;
+        }
+    }
+    CHECK(fabs(v - fl) < 1e-12 * fl, "flatness %.15g, direct %.15g", v, fl);
+    o.flatness = 0;
+    CHECK(advnn_mode(s, m, NULL, n, &o, &v, NULL) == ADVNN_OK && fabs(v - fl) > 1e-6 * fl, "MoDe order 0 (widths max - min) %.15g differs from flatness %.15g", v, fl);
+    free(s); free(m); free(ord);
+}
+
+static void test_mode_degenerate(void) {
+    float s[6] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f}, m[6] = {1, 2, 3, 4, 5, 6}, c[6] = {2, 2, 2, 2, 2, 2};
+    double v, g[6];
+    advnn_mode_opts o = advnn_mode_defaults();
+    CHECK(advnn_mode(s, m, NULL, 6, &o, &v, g) == ADVNN_OK && v == 0 && maxabs(g, 6) == 0, "fewer rows than bins: %g", v);
+    o.bins = 2;
+    CHECK(advnn_mode(s, c, NULL, 6, &o, &v, g) == ADVNN_OK && v == 0 && maxabs(g, 6) == 0, "constant m: %g", v);
+    CHECK(advnn_mode(s, m, NULL, 6, &o, &v, g) == ADVNN_OK && v > 0 && maxabs(g, 6) > 0, "2 bins: %g", v);
+    o.order = 3;
+    CHECK(advnn_mode(s, m, NULL, 6, &o, &v, g) == ADVNN_ERR_ARG && strstr(advnn_last_error(), "order"), "order 3: %s", advnn_last_error());
+}
+
 int main(void) {
     RUN(test_disco_vs_direct_small);
     RUN(test_disco_grad_fd);
     RUN(test_disco_large);
     RUN(test_disco_degenerate);
+    RUN(test_fixtures);
+    RUN(test_mode_orders);
+    RUN(test_flatness_equivalence);
+    RUN(test_mode_degenerate);
     return th_report();
 }
