@@ -2022,7 +2022,11 @@ static advnn_status advnn__mode_check(const advnn_mode_opts *o, const char *what
 
 ADVNN_DEF int advnn_loss_mode(advnn_graph *g, int score, int var, int weight, const advnn_mode_opts *o) {
     int id;
-    if (g && advnn__mode_check(o, "advnn_loss_mode") != ADVNN_OK) return advnn__gfail(g, ADVNN_ERR_ARG, "%s", advnn__errbuf);
+    if (g && advnn__mode_check(o, "advnn_loss_mode") != ADVNN_OK) {
+        char msg[sizeof advnn__errbuf];
+        snprintf(msg, sizeof msg, "%s", advnn__errbuf);   /* the message lives in the buffer gfail writes */
+        return advnn__gfail(g, ADVNN_ERR_ARG, "%s", msg);
+    }
     id = advnn__decor_node(g, ADVNN__LOSS_MODE, score, var, weight, "advnn_loss_mode");
     if (id >= 0) {
         advnn__node *n = &g->nodes[id];

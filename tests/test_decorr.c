@@ -280,6 +280,177 @@ static void test_mode_degenerate(void) {
     CHECK(advnn_mode(s, m, NULL, 6, &o, &v, g) == ADVNN_ERR_ARG && strstr(advnn_last_error(), "order"), "order 3: %s", advnn_last_error());
 }
 
+/* ------------------------------------------------------------ graph nodes */
+/* x(3) -> dense(4 tanh) -> dense(1) -> sigmoid = s; BCE(logit, y) + kappa DisCo(s, xm, w); xm is a data
+ * input named 'x...' so gradcheck also checks d/d m (DisCo is symmetric and differentiable in m). */
+static fixture disco_fixture(int weighted, float power) {
+    fixture f;
+    advnn__rng r;
+    int three = 3, one = 1, x, y, m, w = -1, z, s, l;
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 41);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &three);
+    m = advnn_input(f.g, "xm", 1, &one);
+    y = advnn_input(f.g, "y", 1, &one);
+    if (weighted) w = advnn_input(f.g, "w", 1, &one);
+    z = advnn_dense(f.g, advnn_dense(f.g, x, 4, ADVNN_ACT_TANH), 1, ADVNN_ACT_LINEAR);
+    s = advnn_activation(f.g, z, ADVNN_ACT_SIGMOID);
+    advnn_loss_bce_logits(f.g, z, y, -1);
+    l = advnn_loss_disco(f.g, s, m, w, power);
+    advnn_loss_scale(f.g, l, 3.0f);
+    add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
+    add_data(&f, "xm", rand_tensor(&r, NB, 1, -1, 1));
+    add_data(&f, "y", rand_tensor(&r, NB, 1, 0, 1));
+    if (weighted) {
+        advnn_tensor *t = rand_tensor(&r, NB, 1, 0.5f, 2);
+        t->data[1] = 0; t->data[4] = 0;   /* two rows left out (signal under background-only weights) */
+        add_data(&f, "w", t);
+    }
+    CHECK(advnn_graph_finalize(f.g, 9) == ADVNN_OK, "%s", advnn_last_error());
+    return f;
+}
+
+static void test_disco_node_gradcheck(void) {
+    fixture f;
+    f = disco_fixture(0, 1.0f); gradcheck(&f, "DisCo node, unweighted"); free_fixture(&f);
+    f = disco_fixture(1, 1.0f); gradcheck(&f, "DisCo node, two zero-weight rows"); free_fixture(&f);
+    f = disco_fixture(1, 2.0f); gradcheck(&f, "DisCo node, power 2"); free_fixture(&f);
+}
+
+/* The MoDe node's backward adds coef times advnn_mode's gradient (which is the reference's, not a
+ * finite difference of the step-function value), and its loss is advnn_mode's value. */
+static void test_mode_node(void) {
+    advnn__rng r;
+    int one = 1, n = 64, s_in, m_in, w_in, l, i;
+    advnn_graph *g = advnn_graph_new();
+    advnn_dataset *d = advnn_dataset_new();
+    advnn_tensor *S = NULL, *Mt = NULL, *Wt = NULL;
+    advnn_trainer *tr;
+    advnn_mode_opts o = advnn_mode_defaults();
+    int64_t idx[64];
+    double v, gref[64], e = 0, gm = 0;
+    advnn__rng_seed(&r, 43);
+    o.order = 1; o.bins = 4; o.sbins = 16;
+    s_in = advnn_input(g, "xs", 1, &one); m_in = advnn_input(g, "m", 1, &one); w_in = advnn_input(g, "w", 1, &one);
+    l = advnn_loss_mode(g, s_in, m_in, w_in, &o);
+    advnn_loss_scale(g, l, 2.5f);
+    CHECK(advnn_graph_finalize(g, 1) == ADVNN_OK, "%s", advnn_last_error());
+    S = rand_tensor(&r, n, 1, 0, 1); Mt = rand_tensor(&r, n, 1, 50, 150); Wt = rand_tensor(&r, n, 1, 0.5f, 1.5f);
+    for (i = 0; i < n; i++) { S->data[i] = 0.5f * S->data[i] + 0.4f * (Mt->data[i] - 50) / 100; if (i % 5 == 0) Wt->data[i] = 0; idx[i] = i; }
+    advnn_dataset_add(d, "xs", S); advnn_dataset_add(d, "m", Mt); advnn_dataset_add(d, "w", Wt);
+    tr = advnn_trainer_new(g, n, 1);
+    CHECK(advnn_mode(S->data, Mt->data, Wt->data, n, &o, &v, gref) == ADVNN_OK, "%s", advnn_last_error());
+    tr->ws->training = 1; tr->ws->input_grads = 1;
+    advnn__mark_needed(tr->ws, -1); advnn__mark_grad(tr->ws);
+    CHECK(advnn__gather(tr->ws, d, idx, 0, n) == ADVNN_OK && advnn__forward(tr->ws, n) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(fabs(tr->ws->loss[l] - v) < 1e-15, "node value %.17g, advnn_mode %.17g", tr->ws->loss[l], v);
+    CHECK(fabs(advnn__objective(tr->ws) - 2.5 * v) < 1e-12, "objective %g, 2.5 x %g", advnn__objective(tr->ws), v);
+    advnn__backward(tr->ws, n);
+    for (i = 0; i < n; i++) { e = fmax(e, fabs(tr->ws->dout[s_in][i] - 2.5 * gref[i])); gm = fmax(gm, fabs(gref[i])); }
+    CHECK(gm > 0 && e <= 1e-6 * 2.5 * gm, "node gradient deviates by %g (max %g)", e, gm);
+    advnn_trainer_free(tr);
+    advnn_dataset_free(d); advnn_graph_free(g);
+    advnn_tensor_free(S); advnn_tensor_free(Mt); advnn_tensor_free(Wt);
+}
+
+static void test_nodes_model_file_and_errors(void) {
+    int one = 1, two = 2, s, m, w, v2, ld, lm;
+    advnn_graph *g = advnn_graph_new(), *h;
+    advnn_mode_opts o = advnn_mode_defaults();
+    void *buf = NULL;
+    size_t len = 0;
+    s = advnn_input(g, "s", 1, &one); m = advnn_input(g, "m", 1, &one); w = advnn_input(g, "w", 1, &one); v2 = advnn_input(g, "v2", 1, &two);
+    o.order = 2; o.bins = 7; o.sbins = 9; o.power = 3; o.max_slope = 0.25f; o.flatness = 1;
+    ld = advnn_loss_disco(g, s, m, w, 2.0f);
+    lm = advnn_loss_mode(g, s, m, -1, &o);
+    advnn_loss_scale(g, ld, 7.0f); advnn_loss_scale(g, lm, 0.5f);
+    CHECK(advnn_graph_finalize(g, 1) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(advnn_model_save_mem(g, &buf, &len) == ADVNN_OK, "%s", advnn_last_error());
+    h = advnn_model_load_mem(buf, len);
+    CHECK(h != NULL, "load: %s", advnn_last_error());
+    if (h) {
+        const advnn__node *a = &h->nodes[ld], *b = &h->nodes[lm];
+        CHECK(a->kind == ADVNN__LOSS_DISCO && a->fp[0] == 7.0f && a->fp[1] == 2.0f && a->n_in == 3, "DisCo node after loading");
+        CHECK(b->kind == ADVNN__LOSS_MODE && b->fp[0] == 0.5f && b->ip[0] == 2 && b->ip[1] == 7 && b->ip[2] == 9 && b->ip[3] == 1 &&
+              b->fp[1] == 3.0f && b->fp[2] == 0.25f && b->n_in == 2, "MoDe node after loading");
+        advnn_graph_free(h);
+    }
+    free(buf);
+    advnn_graph_free(g);
+    g = advnn_graph_new();
+    s = advnn_input(g, "s", 1, &one); v2 = advnn_input(g, "v2", 1, &two);
+    CHECK(advnn_loss_disco(g, s, v2, -1, 1.0f) < 0 && strstr(advnn_last_error(), "1 value per sample"), "2-wide var: %s", advnn_last_error());
+    advnn_graph_free(g);
+    g = advnn_graph_new();
+    s = advnn_input(g, "s", 1, &one);
+    CHECK(advnn_loss_disco(g, s, s, -1, 0.0f) < 0 && strstr(advnn_last_error(), "power"), "power 0: %s", advnn_last_error());
+    advnn_graph_free(g);
+    g = advnn_graph_new();
+    s = advnn_input(g, "s", 1, &one);
+    o = advnn_mode_defaults(); o.bins = 0;
+    CHECK(advnn_loss_mode(g, s, s, -1, &o) < 0 && strstr(advnn_last_error(), "bins"), "0 bins: %s", advnn_last_error());
+    CHECK(advnn_graph_finalize(g, 1) != ADVNN_OK, "finalize after a builder error");
+    advnn_graph_free(g);
+}
+
+/* Training: a classifier that can read m from its inputs; with a DisCo penalty on the background its
+ * score ends up far less correlated with m. Also: 2 threads requested, the trainer runs on one. */
+static double train_disco(float kappa, double *auc) {
+    advnn__rng r;
+    int four = 4, one = 1, n = 4000, i, x, y, m, w, z, s, l;
+    advnn_graph *g = advnn_graph_new();
+    advnn_dataset *d = advnn_dataset_new();
+    int64_t sh[2] = {4000, 4}, sh1[2] = {4000, 1};
+    advnn_tensor *X = advnn_tensor_new(2, sh), *Y = advnn_tensor_new(2, sh1), *M = advnn_tensor_new(2, sh1), *W = advnn_tensor_new(2, sh1), *P = NULL;
+    advnn_trainer *tr;
+    advnn_fit_opts fo = advnn_fit_defaults();
+    double dc = -1;
+    float *bs, *bm;
+    int nb = 0;
+    advnn__rng_seed(&r, 47);
+    for (i = 0; i < n; i++) {   /* signal: mass near 80 and a feature shift; background: falling mass */
+        int sig = i % 2;
+        double mass = sig ? 80 + 8 * (urand(&r) + urand(&r) - 1) * 2 : 40 + 160 * urand(&r) * urand(&r);
+        Y->data[i] = (float)sig; M->data[i] = (float)mass; W->data[i] = sig ? 0.0f : 2.0f;
+        X->data[4 * i] = (float)((mass - 100) / 50);
+        X->data[4 * i + 1] = (float)((sig ? 0.8 : 0.0) + urand(&r) - 0.5);
+        X->data[4 * i + 2] = (float)(urand(&r) - 0.5); X->data[4 * i + 3] = (float)(urand(&r) - 0.5);
+    }
+    x = advnn_input(g, "x", 1, &four); y = advnn_input(g, "y", 1, &one); m = advnn_input(g, "m", 1, &one); w = advnn_input(g, "w", 1, &one);
+    z = advnn_dense(g, advnn_dense(g, advnn_dense(g, x, 16, ADVNN_ACT_RELU), 16, ADVNN_ACT_RELU), 1, ADVNN_ACT_LINEAR);
+    s = advnn_name(g, advnn_activation(g, z, ADVNN_ACT_SIGMOID), "p");
+    advnn_loss_bce_logits(g, z, y, -1);
+    l = advnn_loss_disco(g, s, m, w, 1.0f);
+    advnn_loss_scale(g, l, kappa);
+    CHECK(advnn_graph_finalize(g, 3) == ADVNN_OK, "%s", advnn_last_error());
+    advnn_dataset_add(d, "x", X); advnn_dataset_add(d, "y", Y); advnn_dataset_add(d, "m", M); advnn_dataset_add(d, "w", W);
+    advnn_set_threads(2);
+    tr = advnn_trainer_new(g, 256, 5);
+    advnn_set_threads(1);
+    CHECK(tr && tr->T == 1, "a graph with a DisCo loss trains on one thread");
+    advnn_trainer_set_optim(tr, NULL, advnn_adam(3e-3f));
+    fo.epochs = 12; fo.verbose = 0; fo.val_split = 0; fo.restore_best = 0;
+    CHECK(advnn_fit(tr, d, NULL, &fo, NULL) == ADVNN_OK, "fit: %s", advnn_last_error());
+    CHECK(advnn_predict(g, d, "p", &P) == ADVNN_OK, "%s", advnn_last_error());
+    bs = (float *)malloc(n * sizeof(float)); bm = (float *)malloc(n * sizeof(float));
+    for (i = 0; i < n; i++) if (Y->data[i] < 0.5f) { bs[nb] = P->data[i]; bm[nb++] = M->data[i]; }
+    CHECK(advnn_disco(bm, bs, NULL, nb, 1.0, &dc, NULL, NULL) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(advnn_auc(P->data, Y->data, NULL, n, auc) == ADVNN_OK, "%s", advnn_last_error());
+    free(bs); free(bm);
+    advnn_trainer_free(tr); advnn_dataset_free(d); advnn_graph_free(g);
+    advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(M); advnn_tensor_free(W); advnn_tensor_free(P);
+    return dc;
+}
+
+static void test_disco_training(void) {
+    double a0, a1, d0 = train_disco(0.0f, &a0), d1 = train_disco(5.0f, &a1);
+    printf("  background dCorr^2(m, score): kappa 0 %.4f (AUC %.3f), kappa 5 %.4f (AUC %.3f)\n", d0, a0, d1, a1);
+    CHECK(d0 > 0.02, "without the penalty the score uses m: dCorr^2 %g", d0);
+    CHECK(d1 < 0.25 * d0, "DisCo penalty: dCorr^2 %g, without %g", d1, d0);
+    CHECK(a1 > 0.6, "still a classifier: AUC %g", a1);
+}
+
 int main(void) {
     RUN(test_disco_vs_direct_small);
     RUN(test_disco_grad_fd);
@@ -289,5 +460,9 @@ int main(void) {
     RUN(test_mode_orders);
     RUN(test_flatness_equivalence);
     RUN(test_mode_degenerate);
+    RUN(test_disco_node_gradcheck);
+    RUN(test_mode_node);
+    RUN(test_nodes_model_file_and_errors);
+    RUN(test_disco_training);
     return th_report();
 }
