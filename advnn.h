@@ -488,6 +488,33 @@ ADVNN_DEF int  advnn_loss_mode(advnn_graph *g, int score, int var, int weight, c
 ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const float *w, int64_t n, const advnn_mode_opts *o,
                                   double *value, double *grad_score);
 
+/* DDT (Dolen et al., arXiv 1603.00027, generalised to any score as in the ATLAS study): a map of the
+ * score threshold that keeps background efficiency bkg_eff in bins of rho = log(m^2 / pT) (nrho
+ * bins on [rho_lo, rho_hi)) and pT (npt bins on [pt_lo, pt_hi); npt = 1: rho only, pt may be NULL);
+ * values outside the ranges go to the edge bins. Fitted on the rows with w > 0 (pass background
+ * weights; w NULL: every row). Per bin the threshold is the weighted quantile: the smallest score
+ * with at most bkg_eff of the bin's weight above it. smooth > 0: each bin's threshold becomes the
+ * average over all bins with Gaussian weights exp(-d^2 / 2 smooth^2) (d in bins) times their
+ * background weight; smooth = 0: raw thresholds, an empty bin takes the nearest filled bin's.
+ * Apply: out = score - threshold(bin): the background passing out > 0 is bkg_eff in every bin. */
+typedef struct advnn_ddt advnn_ddt;
+ADVNN_DEF advnn_ddt *advnn_ddt_fit(const float *score, const float *rho, const float *pt, const float *w, int64_t n, double bkg_eff,
+                                   int nrho, double rho_lo, double rho_hi, int npt, double pt_lo, double pt_hi, double smooth);
+ADVNN_DEF advnn_status advnn_ddt_apply(const advnn_ddt *d, const float *score, const float *rho, const float *pt, int64_t n, float *out);
+ADVNN_DEF const double *advnn_ddt_map(const advnn_ddt *d, int *nrho, int *npt);   /* nrho x npt thresholds, [rho][pt] */
+ADVNN_DEF void         advnn_ddt_free(advnn_ddt *d);
+/* Training weights for planing (data-level decorrelation), from a weighted histogram of var with
+ * nbins equal bins on [lo, hi) (as advnn_histogram). label > 0.5 is signal.
+ *   FLAT        every class's var spectrum flat: each bin the class fills gets an equal share of the
+ *               class's weight in [lo, hi) (a bin it leaves empty stays empty)
+ *   BKG_FLAT    the background's flat, the signal's weights unchanged
+ *   SIG_TO_BKG  the signal takes the background's var shape over the bins the signal fills (its
+ *               total in [lo, hi) kept), the background unchanged
+ * Rows outside [lo, hi) get 0 (the target spectrum is defined on the range). label may be NULL for FLAT. */
+typedef enum { ADVNN_REWEIGHT_FLAT = 0, ADVNN_REWEIGHT_BKG_FLAT = 1, ADVNN_REWEIGHT_SIG_TO_BKG = 2 } advnn_reweight_mode;
+ADVNN_DEF advnn_status advnn_reweight(const float *var, const float *label, const float *w, int64_t n, double lo, double hi, int nbins,
+                                      advnn_reweight_mode mode, float *out);
+
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
  * groups, tensors), u64 XXH3-64 of everything before it. All integers little endian. Loading
@@ -4730,6 +4757,174 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
         return advnn__fail(ADVNN_ERR_ARG, "advnn_pearson: %s has zero (or negative) weighted variance", !(cxx > 0) ? "x" : "y");
     c = cxy / sqrt(cxx * cyy);
     *r = c < -1 ? -1 : c > 1 ? 1 : c;
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- DDT and reweighting
+ * Post-hoc and data-level decorrelation. The DDT map holds, per (rho, pT) bin, the weighted score
+ * quantile that keeps the target background efficiency; smoothing is a Gaussian kernel over
+ * neighbouring bins weighted by their background weight (which also fills empty bins). */
+struct advnn_ddt {
+    int nrho, npt;
+    double rlo, rhi, plo, phi, eff;
+    double *thr;   /* nrho x npt, [rho][pt] */
+};
+
+static int advnn__ddt_bin(double v, double lo, double hi, int nb) {   /* clamped to the edge bins */
+    int k = (int)floor((v - lo) / (hi - lo) * nb);
+    return k < 0 ? 0 : k >= nb ? nb - 1 : k;
+}
+
+typedef struct { float s; float w; } advnn__sw;
+static int advnn__cmp_sw(const void *a, const void *b) {
+    float x = ((const advnn__sw *)a)->s, y = ((const advnn__sw *)b)->s;
+    return (x > y) - (x < y);
+}
+
+ADVNN_DEF void advnn_ddt_free(advnn_ddt *d) { if (d) { ADVNN_FREE(d->thr); ADVNN_FREE(d); } }
+
+ADVNN_DEF advnn_ddt *advnn_ddt_fit(const float *score, const float *rho, const float *pt, const float *w, int64_t n, double bkg_eff,
+                                   int nrho, double rho_lo, double rho_hi, int npt, double pt_lo, double pt_hi, double smooth) {
+    advnn_ddt *d = NULL;
+    advnn__sw *rowsw = NULL;
+    int64_t i, *cnt = NULL, *start = NULL, *pos = NULL;
+    double *wsum = NULL, *raw = NULL;
+    int nb, b, r, q;
+    if (!score || !rho || n < 1) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: NULL argument or n = %lld", (long long)n); return NULL; }
+    if (!(bkg_eff > 0 && bkg_eff < 1)) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: background efficiency %g outside (0, 1)", bkg_eff); return NULL; }
+    if (nrho < 1 || npt < 1 || nrho > 4096 || npt > 4096 || !(rho_hi > rho_lo) || !isfinite(rho_lo) || !isfinite(rho_hi) ||
+        (npt > 1 && (!pt || !(pt_hi > pt_lo) || !isfinite(pt_lo) || !isfinite(pt_hi)))) {
+        advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: bins %d x %d (1..4096 each) on rho [%g, %g), pT [%g, %g) (pT needed when npt > 1)",
+                    nrho, npt, rho_lo, rho_hi, pt_lo, pt_hi);
+        return NULL;
+    }
+    if (!(smooth >= 0 && smooth <= 100)) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: smoothing width %g bins outside [0, 100]", smooth); return NULL; }
+    for (i = 0; i < n; i++)
+        if (!isfinite(score[i]) || !isfinite(rho[i]) || (pt && npt > 1 && !isfinite(pt[i])) || (w && !(w[i] >= 0 && isfinite(w[i])))) {
+            advnn__fail(ADVNN_ERR_NAN, "advnn_ddt_fit: row %lld: score %g, rho %g, pT %g, weight %g (finite, weight >= 0)", (long long)i,
+                        (double)score[i], (double)rho[i], pt && npt > 1 ? (double)pt[i] : 0.0, w ? (double)w[i] : 1.0);
+            return NULL;
+        }
+    nb = nrho * npt;
+    d = (advnn_ddt *)ADVNN_MALLOC(sizeof *d);
+    cnt = (int64_t *)ADVNN_MALLOC((size_t)(3 * nb + 1) * sizeof(int64_t));
+    wsum = (double *)ADVNN_MALLOC((size_t)2 * nb * sizeof(double));
+    rowsw = (advnn__sw *)ADVNN_MALLOC((size_t)n * sizeof *rowsw);
+    if (d) d->thr = (double *)ADVNN_MALLOC((size_t)nb * sizeof(double));
+    if (!d || !cnt || !wsum || !rowsw || !d->thr) {
+        if (d) ADVNN_FREE(d->thr);
+        ADVNN_FREE(d); ADVNN_FREE(cnt); ADVNN_FREE(wsum); ADVNN_FREE(rowsw);
+        advnn__fail(ADVNN_ERR_NOMEM, "advnn_ddt_fit: out of memory for %lld rows", (long long)n);
+        return NULL;
+    }
+    d->nrho = nrho; d->npt = npt; d->rlo = rho_lo; d->rhi = rho_hi; d->plo = npt > 1 ? pt_lo : 0; d->phi = npt > 1 ? pt_hi : 1; d->eff = bkg_eff;
+    start = cnt + nb; pos = start + nb + 1; raw = wsum + nb;
+    for (b = 0; b < nb; b++) { cnt[b] = 0; wsum[b] = 0; }
+#define ADVNN__DDT_B(i) (advnn__ddt_bin(rho[i], rho_lo, rho_hi, nrho) * npt + (npt > 1 ? advnn__ddt_bin(pt[i], pt_lo, pt_hi, npt) : 0))
+    for (i = 0; i < n; i++) if (!w || w[i] > 0) { b = ADVNN__DDT_B(i); cnt[b]++; wsum[b] += w ? w[i] : 1.0; }
+    start[0] = 0;
+    for (b = 0; b < nb; b++) { start[b + 1] = start[b] + cnt[b]; pos[b] = start[b]; }
+    for (i = 0; i < n; i++) if (!w || w[i] > 0) { b = ADVNN__DDT_B(i); rowsw[pos[b]].s = score[i]; rowsw[pos[b]++].w = w ? w[i] : 1.0f; }
+#undef ADVNN__DDT_B
+    for (b = 0; b < nb; b++) {   /* weighted quantile: the smallest score with at most eff of the weight above it */
+        advnn__sw *v = rowsw + start[b];
+        double acc = 0, target = (1.0 - bkg_eff) * wsum[b];
+        int64_t k, c = cnt[b];
+        raw[b] = NAN;
+        if (c == 0) continue;
+        qsort(v, (size_t)c, sizeof *v, advnn__cmp_sw);
+        for (k = 0; k < c; k++) { acc += v[k].w; if (acc >= target * (1 - 1e-12)) break; }
+        raw[b] = v[k < c ? k : c - 1].s;
+    }
+    for (r = 0; r < nrho; r++)
+        for (q = 0; q < npt; q++) {
+            double num = 0, den = 0, best = INFINITY;
+            int r2, q2;
+            b = r * npt + q;
+            if (smooth == 0 && wsum[b] > 0) { d->thr[b] = raw[b]; continue; }
+            for (r2 = 0; r2 < nrho; r2++)
+                for (q2 = 0; q2 < npt; q2++) {
+                    int b2 = r2 * npt + q2;
+                    double dd = (double)(r2 - r) * (r2 - r) + (double)(q2 - q) * (q2 - q);
+                    if (!(wsum[b2] > 0)) continue;
+                    if (smooth > 0) { double k = wsum[b2] * exp(-0.5 * dd / (smooth * smooth)); num += k * raw[b2]; den += k; }
+                    else if (dd < best) { best = dd; num = raw[b2]; den = 1; }   /* empty bin: the nearest filled one */
+                }
+            d->thr[b] = den > 0 ? num / den : NAN;
+        }
+    ADVNN_FREE(cnt); ADVNN_FREE(wsum); ADVNN_FREE(rowsw);
+    if (isnan(d->thr[0])) {   /* every bin empty (or all smoothing weights underflowed) */
+        advnn_ddt_free(d);
+        advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: no row with a positive weight, or a smoothing width too small to reach the filled bins");
+        return NULL;
+    }
+    for (b = 0; b < nb; b++)
+        if (isnan(d->thr[b])) {
+            advnn_ddt_free(d);
+            advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: bin %d has no threshold (smoothing width %g reaches no filled bin)", b, smooth);
+            return NULL;
+        }
+    return d;
+}
+
+ADVNN_DEF advnn_status advnn_ddt_apply(const advnn_ddt *d, const float *score, const float *rho, const float *pt, int64_t n, float *out) {
+    int64_t i;
+    if (!d || !score || !rho || !out || n < 0 || (d->npt > 1 && !pt)) return advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_apply: NULL argument (pT is needed with %d pT bins) or n < 0", d ? d->npt : 0);
+    for (i = 0; i < n; i++) {
+        int b;
+        if (!isfinite(rho[i]) || (d->npt > 1 && !isfinite(pt[i]))) return advnn__fail(ADVNN_ERR_NAN, "advnn_ddt_apply: row %lld: rho or pT not finite", (long long)i);
+        b = advnn__ddt_bin(rho[i], d->rlo, d->rhi, d->nrho) * d->npt + (d->npt > 1 ? advnn__ddt_bin(pt[i], d->plo, d->phi, d->npt) : 0);
+        out[i] = (float)((double)score[i] - d->thr[b]);
+    }
+    return ADVNN_OK;
+}
+
+ADVNN_DEF const double *advnn_ddt_map(const advnn_ddt *d, int *nrho, int *npt) {
+    if (!d) return NULL;
+    if (nrho) *nrho = d->nrho;
+    if (npt) *npt = d->npt;
+    return d->thr;
+}
+
+ADVNN_DEF advnn_status advnn_reweight(const float *var, const float *label, const float *w, int64_t n, double lo, double hi, int nbins,
+                                      advnn_reweight_mode mode, float *out) {
+    double *h, tot[2] = {0, 0}, step, bs = 0;
+    int64_t i;
+    int nf[2] = {0, 0};
+    advnn_status st;
+    if (!var || !out || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: NULL argument or n = %lld", (long long)n);
+    if ((st = advnn__hist_args("advnn_reweight", lo, hi, nbins)) != ADVNN_OK) return st;
+    if (mode != ADVNN_REWEIGHT_FLAT && mode != ADVNN_REWEIGHT_BKG_FLAT && mode != ADVNN_REWEIGHT_SIG_TO_BKG)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: unknown mode %d", (int)mode);
+    if (!label && mode != ADVNN_REWEIGHT_FLAT) return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: mode %d needs labels", (int)mode);
+    for (i = 0; i < n; i++)
+        if (!isfinite(var[i]) || (w && !(w[i] >= 0 && isfinite(w[i]))) || (label && !isfinite(label[i])))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_reweight: row %lld: value %g, weight %g (finite, >= 0), label not finite?", (long long)i,
+                               (double)var[i], w ? (double)w[i] : 1.0);
+    if (!(h = (double *)ADVNN_MALLOC((size_t)2 * nbins * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_reweight: out of memory");
+    for (i = 0; i < 2 * nbins; i++) h[i] = 0;
+    step = (hi - lo) / nbins;
+    for (i = 0; i < n; i++) {   /* h[c * nbins + k]: class c (1 = signal); tot: the class's weight in [lo, hi) */
+        int k = advnn__bin(var[i], lo, hi, nbins, step), c = label && label[i] > 0.5f;
+        double wi = w ? w[i] : 1.0;
+        if (k >= 0) { h[c * nbins + k] += wi; tot[c] += wi; }
+    }
+    {   /* filled bins per class, and the background weight where the signal has some */
+        int k;
+        for (k = 0; k < nbins; k++) { nf[0] += h[k] > 0; nf[1] += h[nbins + k] > 0; if (h[nbins + k] > 0) bs += h[k]; }
+    }
+    for (i = 0; i < n; i++) {
+        int k = advnn__bin(var[i], lo, hi, nbins, step), c = label && label[i] > 0.5f;
+        double wi = w ? w[i] : 1.0, f;
+        if (k < 0 || h[c * nbins + k] <= 0) { out[i] = 0.0f; continue; }   /* outside [lo, hi): no target there */
+        if (mode == ADVNN_REWEIGHT_FLAT || (mode == ADVNN_REWEIGHT_BKG_FLAT && c == 0))
+            f = tot[c] / nf[c] / h[c * nbins + k];                 /* every filled bin holds an equal share */
+        else if (mode == ADVNN_REWEIGHT_SIG_TO_BKG && c == 1)
+            f = bs > 0 ? (h[k] / bs) * tot[1] / h[nbins + k] : 0.0;   /* the background's shape where the signal lives */
+        else f = 1.0;
+        out[i] = (float)(wi * f);
+    }
+    ADVNN_FREE(h);
     return ADVNN_OK;
 }
 

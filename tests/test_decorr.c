@@ -52,6 +52,7 @@ static double disco_direct(int n, const float *x, const float *y, const float *w
 }
 
 static double urand(advnn__rng *r) { return advnn__rng_uniform(r); }
+static int advnn__cmp_float_test(const void *a, const void *b) { float x = *(const float *)a, y = *(const float *)b; return (x > y) - (x < y); }
 
 /* random rows: ties when `levels` > 0 (values on a grid of that many steps), some zero weights */
 static void make_rows(advnn__rng *r, int n, int levels, int weighted, float *x, float *y, float *w) {
@@ -451,6 +452,99 @@ static void test_disco_training(void) {
     CHECK(a1 > 0.6, "still a classifier: AUC %g", a1);
 }
 
+/* ------------------------------------------------------------ DDT and reweighting */
+static void test_ddt(void) {
+    advnn__rng r;
+    int n = 20000, i, b, nr = 6, np = 3, a, c;
+    float *s = (float *)malloc(n * sizeof(float)), *rho = (float *)malloc(n * sizeof(float)), *pt = (float *)malloc(n * sizeof(float));
+    float *w = (float *)malloc(n * sizeof(float)), *o = (float *)malloc(n * sizeof(float));
+    double pass[18], tot[18], dmax = 0, jraw, jddt, h1[10], h2[10];
+    advnn_ddt *d;
+    const double *map;
+    advnn__rng_seed(&r, 53);
+    for (i = 0; i < n; i++) {   /* background whose score rises with rho (a sculpting tagger); a quarter signal (w = 0) */
+        rho[i] = (float)(-6 + 4 * urand(&r)); pt[i] = (float)(200 + 800 * urand(&r));
+        s[i] = (float)(0.15 * (rho[i] + 6) + 0.3 * urand(&r) + 0.0002 * pt[i]);
+        w[i] = i % 4 == 0 ? 0.0f : (float)(0.5 + urand(&r));
+    }
+    d = advnn_ddt_fit(s, rho, pt, w, n, 0.1, nr, -6, -2, np, 200, 1000, 0);
+    CHECK(d != NULL, "%s", advnn_last_error());
+    if (!d) return;
+    CHECK(advnn_ddt_apply(d, s, rho, pt, n, o) == ADVNN_OK, "%s", advnn_last_error());
+    for (b = 0; b < nr * np; b++) pass[b] = tot[b] = 0;
+    for (i = 0; i < n; i++) {
+        if (w[i] == 0) continue;
+        a = (int)floor((rho[i] + 6) / 4 * nr); c = (int)floor((pt[i] - 200) / 800 * np);
+        if (a >= nr) a = nr - 1;
+        if (c >= np) c = np - 1;
+        tot[a * np + c] += w[i];
+        if (o[i] > 0) pass[a * np + c] += w[i];
+    }
+    for (b = 0; b < nr * np; b++) dmax = fmax(dmax, fabs(pass[b] / tot[b] - 0.1));
+    CHECK(dmax < 0.01, "every bin keeps 10%% of its background weight: worst deviation %g", dmax);
+    map = advnn_ddt_map(d, &a, &c);
+    CHECK(map && a == nr && c == np && map[(nr - 1) * np] > map[0] + 0.4, "thresholds rise with rho: %g .. %g", map ? map[0] : 0, map ? map[(nr - 1) * np] : 0);
+    /* the mass-like variable (rho) is no longer sculpted by a cut at 0 on the DDT score, unlike a global cut */
+    {
+        float *sb = (float *)malloc(n * sizeof(float)), *ob = (float *)malloc(n * sizeof(float)), *rb = (float *)malloc(n * sizeof(float)), *wb = (float *)malloc(n * sizeof(float));
+        int m = 0;
+        double cut;
+        for (i = 0; i < n; i++) if (w[i] > 0) { sb[m] = s[i]; ob[m] = o[i]; rb[m] = rho[i]; wb[m++] = w[i]; }
+        memcpy(o, sb, m * sizeof(float)); qsort(o, m, sizeof(float), advnn__cmp_float_test);
+        cut = o[(int)(0.9 * m)];
+        CHECK(advnn_jsd_pass_fail(sb, rb, wb, m, cut, -6, -2, 10, &jraw) == ADVNN_OK && advnn_jsd_pass_fail(ob, rb, wb, m, 0, -6, -2, 10, &jddt) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(jddt < 0.1 * jraw, "JSD of rho pass/fail: DDT %g, raw score %g", jddt, jraw);
+        free(sb); free(ob); free(rb); free(wb);
+    }
+    advnn_ddt_free(d);
+    /* smoothing: thresholds move towards their neighbours, an empty bin gets one; rho only */
+    for (i = 0; i < n; i++) if (rho[i] > -3.0f) w[i] = 0;   /* bins above -3 empty */
+    d = advnn_ddt_fit(s, rho, NULL, w, n, 0.2, 8, -6, -2, 1, 0, 0, 1.0);
+    CHECK(d != NULL, "%s", advnn_last_error());
+    if (d) { map = advnn_ddt_map(d, &a, &c); CHECK(a == 8 && c == 1 && isfinite(map[7]) && map[7] > map[0], "smoothed map fills the empty bins: %g %g", map[0], map[7]); advnn_ddt_free(d); }
+    CHECK(advnn_ddt_fit(s, rho, NULL, w, n, 1.5, 8, -6, -2, 1, 0, 0, 0) == NULL && strstr(advnn_last_error(), "efficiency"), "eff 1.5: %s", advnn_last_error());
+    for (i = 0; i < n; i++) w[i] = 0;
+    CHECK(advnn_ddt_fit(s, rho, NULL, w, n, 0.5, 8, -6, -2, 1, 0, 0, 0) == NULL && strstr(advnn_last_error(), "no row"), "no rows: %s", advnn_last_error());
+    s[7] = NAN;
+    CHECK(advnn_ddt_fit(s, rho, NULL, NULL, n, 0.5, 8, -6, -2, 1, 0, 0, 0) == NULL && strstr(advnn_last_error(), "row 7"), "NaN: %s", advnn_last_error());
+    (void)h1; (void)h2;
+    free(s); free(rho); free(pt); free(w); free(o);
+}
+
+static void test_reweight(void) {
+    advnn__rng r;
+    int n = 5000, i, k;
+    float *m = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float)), *w = (float *)malloc(n * sizeof(float)), *o = (float *)malloc(n * sizeof(float));
+    double hb[10], hs[10], tb = 0, ts = 0, ob = 0, os = 0, sb = 0, ss = 0;
+    advnn__rng_seed(&r, 59);
+    for (i = 0; i < n; i++) {
+        y[i] = (float)(i % 3 == 0);
+        m[i] = (float)(y[i] > 0 ? 80 + 15 * (urand(&r) - 0.5) * 2 : 50 + 250 * urand(&r) * urand(&r));
+        w[i] = (float)(0.5 + urand(&r));
+        if (m[i] >= 50 && m[i] < 300) { if (y[i] > 0) ts += w[i]; else tb += w[i]; }
+    }
+    CHECK(advnn_reweight(m, y, w, n, 50, 300, 10, ADVNN_REWEIGHT_FLAT, o) == ADVNN_OK, "%s", advnn_last_error());
+    for (k = 0; k < 10; k++) hb[k] = hs[k] = 0;
+    for (i = 0; i < n; i++) { k = (int)floor((m[i] - 50) / 25); if (k < 0 || k > 9) { CHECK(o[i] == 0, "outside the range: weight %g", o[i]); continue; }
+        if (y[i] > 0) { hs[k] += o[i]; os += o[i]; } else { hb[k] += o[i]; ob += o[i]; } }
+    for (k = 0; k < 10; k++) CHECK(fabs(hb[k] - tb / 10) < 1e-4 * tb, "background bin %d: %g, flat %g", k, hb[k], tb / 10);
+    CHECK(fabs(ob - tb) < 1e-4 * tb, "background total kept: %g vs %g", ob, tb);
+    CHECK(fabs(os - ts) < 1e-4 * ts, "signal total kept: %g vs %g", os, ts);
+    CHECK(advnn_reweight(m, y, w, n, 50, 300, 10, ADVNN_REWEIGHT_SIG_TO_BKG, o) == ADVNN_OK, "%s", advnn_last_error());
+    for (k = 0; k < 10; k++) hb[k] = hs[k] = 0;
+    for (i = 0; i < n; i++) { k = (int)floor((m[i] - 50) / 25); if (k < 0 || k > 9) continue; if (y[i] > 0) { hs[k] += o[i]; ss += o[i]; } else { hb[k] += o[i]; sb += o[i]; } }
+    CHECK(fabs(sb - tb) < 1e-4 * tb, "background unchanged");
+    CHECK(fabs(ss - ts) < 1e-4 * ts, "signal total kept: %g vs %g", ss, ts);
+    {   /* the signal's shape is the background's over the bins the signal fills (50..100 GeV: bins 0, 1) */
+        double bb = hb[0] + hb[1];
+        for (k = 0; k < 10; k++) CHECK(k < 2 ? fabs(hs[k] / ss - hb[k] / bb) < 1e-5 : hs[k] == 0, "bin %d: signal share %g, background %g", k, hs[k] / ss, hb[k] / bb);
+    }
+    CHECK(advnn_reweight(m, NULL, w, n, 50, 300, 10, ADVNN_REWEIGHT_SIG_TO_BKG, o) == ADVNN_ERR_ARG, "labels required");
+    w[3] = -1;
+    CHECK(advnn_reweight(m, y, w, n, 50, 300, 10, ADVNN_REWEIGHT_FLAT, o) == ADVNN_ERR_NAN && strstr(advnn_last_error(), "row 3"), "negative weight: %s", advnn_last_error());
+    free(m); free(y); free(w); free(o);
+}
+
 int main(void) {
     RUN(test_disco_vs_direct_small);
     RUN(test_disco_grad_fd);
@@ -464,5 +558,7 @@ int main(void) {
     RUN(test_mode_node);
     RUN(test_nodes_model_file_and_errors);
     RUN(test_disco_training);
+    RUN(test_ddt);
+    RUN(test_reweight);
     return th_report();
 }
