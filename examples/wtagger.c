@@ -916,7 +916,7 @@ static int run_ddt(const config *c, net *nt, const split *trn, const split *te, 
     for (j = 0; j < c->nstr[M_DDT]; j++) {
         double eff = c->str[M_DDT][j], t0 = now();
         result r;
-        advnn_ddt *d = advnn_ddt_fit(ptr->data, rtr, trn->pt->data, trn->wadv->data, trn->n, eff, NRHO, RHO_LO, RHO_HI, NPTB, 300, 1500, 1.0);
+        advnn_ddt *d = advnn_ddt_fit(ptr->data, rtr, trn->pt->data, trn->wadv->data, trn->n, eff, NRHO, RHO_LO, RHO_HI, NPTB, 300, 1500, 0.5);
         if (!d || advnn_ddt_apply(d, pte->data, rte, te->pt->data, te->n, out) != ADVNN_OK) {
             fprintf(stderr, "%s: DDT at eff_B %g: %s\n", prog, eff, advnn_last_error());
             advnn_ddt_free(d);
