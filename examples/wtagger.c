@@ -56,9 +56,9 @@ enum { M_NN, M_ADV, M_DISCO, M_MODE, M_DDT, M_PLANE, NMETH };
 static const char *const meth_name[NMETH] = { "nn", "adversary", "disco", "mode", "ddt", "planing" };
 static const char *const meth_knob[NMETH] = { "-", "lambda", "kappa", "alpha", "eff_B", "alpha" };
 /* the moderate strength of the PASS lines and the default scan (the demo); --full scans more */
-static const double meth_moderate[NMETH] = { 0, 10, 10, 100, 0.05, 1 };
-static const double meth_full[NMETH][5] = { {0}, {1, 3, 10, 30, 100}, {1, 3, 10, 30, 100}, {10, 30, 100, 300, 1000},
-                                            {0.02, 0.05, 0.1, 0.2, 0}, {0.25, 0.5, 0.75, 1, 0} };
+static const double meth_moderate[NMETH] = { 0, 10, 30, 1000, 0.05, 1 };
+static const double meth_full[NMETH][5] = { {0}, {1, 3, 10, 30, 100}, {3, 10, 30, 100, 300}, {30, 100, 300, 1000, 3000},
+                                            {0.03, 0.05, 0.1, 0.2, 0}, {0.25, 0.5, 0.75, 1, 0} };
 static const int meth_nfull[NMETH] = { 1, 5, 5, 5, 4, 4 };
 #define RHO_LO 0.5        /* DDT map: rho = log(m^2 / pT) in 25 bins on [0.5, 5.8), pT in 4 bins on [300, 1500) GeV */
 #define RHO_HI 5.8
@@ -110,7 +110,7 @@ static void usage(void) {
            "  --seed N          weight initialisation and shuffling (default 1)\n"
            "  --threads N       worker threads (default 1)\n"
            "  --method M,M,..   compare methods: nn adversary disco mode ddt planing, or all; each at its\n"
-           "                    moderate strength (adversary lambda 10, disco kappa 10, mode alpha 100, ddt\n"
+           "                    moderate strength (adversary lambda 10, disco kappa 30, mode alpha 1000, ddt\n"
            "                    eff_B 0.05, planing alpha 1) unless --scan or --full; prints one table and\n"
            "                    writes methods.csv (without --method: the NN and the adversary per --lambdas)\n"
            "  --scan M:S,S,..   strengths of method M (repeatable), e.g. --scan disco:1,10,100\n"

@@ -5,9 +5,9 @@ to set beside bench/bench_disco.c. Same data recipe as the C bench (a mass, a sc
 half the rows signal: the reference is given the background rows only, as its callers do).
 
 Usage: /usr/bin/python3 tools/bench_disco_torch.py [N ...]   (default 1024 2048 4096 8192)
-Needs Debian's python3-torch. Memory grows as N^2 (about 10 fp32 N x N tensors: ~2.7 GB at N = 8192
-of which half are background rows, i.e. 4096 x 4096 matrices... see the note printed). Timing on a
-shared machine is noisy.
+Needs Debian's python3-torch. Memory grows as N^2: about 10 fp32 matrices of the background rows
+(N/2 x N/2: 0.7 GB at N = 8192, 11 GB at N = 32768). Wall and CPU (process) time; on a shared machine
+the CPU time is the steadier figure.
 """
 import sys
 import time
@@ -45,21 +45,24 @@ def main():
     torch.set_num_threads(1)
     sizes = [int(a) for a in sys.argv[1:]] or [1024, 2048, 4096, 8192]
     print(f"DisCo reference (N x N) in PyTorch {torch.__version__}, fp32, one thread (shared machine: noisy)")
-    print(f"{'N':>10} {'rows_used':>10} {'median_ms':>12} {'min_ms':>12} {'reps':>6} {'dCorr^2':>14}")
+    print(f"{'N':>10} {'rows_used':>10} {'median_ms':>12} {'min_ms':>12} {'cpu_med_ms':>12} {'reps':>6} {'dCorr^2':>14}")
     for n in sizes:
         m, s0, w = data(n)
-        times = []
+        times, cpus = [], []
         t0 = time.perf_counter()
         v = float("nan")
         while len(times) < 3 or (time.perf_counter() - t0 < 1.0 and len(times) < 50):
             s = s0.clone().requires_grad_(True)
-            a = time.perf_counter()
+            a, ac = time.perf_counter(), time.process_time()
             val = disco(m, s, w)
             val.backward()
             times.append(time.perf_counter() - a)
+            cpus.append(time.process_time() - ac)
             v = float(val)
         times.sort()
-        print(f"{n:>10} {len(m):>10} {1e3 * times[len(times) // 2]:>12.3f} {1e3 * times[0]:>12.3f} {len(times):>6} {v:>14.6g}")
+        cpus.sort()
+        print(f"{n:>10} {len(m):>10} {1e3 * times[len(times) // 2]:>12.3f} {1e3 * times[0]:>12.3f} "
+              f"{1e3 * cpus[len(cpus) // 2]:>12.3f} {len(times):>6} {v:>14.6g}")
 
 
 if __name__ == "__main__":
