@@ -12,26 +12,23 @@
  * value R^power. Gradient of R^power w.r.t. y (and x by symmetry) from the same matrices. */
 static double disco_direct(int n, const float *x, const float *y, const float *w, double power, double *gx, double *gy) {
     int m = 0, i, j, *rows = (int *)malloc((size_t)(n + 1) * sizeof(int));
-    double W = 0, *p, *A, *B, *ar, *br, ab = 0, ad = 0, bd = 0, sab = 0, saa = 0, sbb = 0, R, f, df;
+    double W = 0, *p, *ar, *br, *xs, *ys, ad = 0, bd = 0, sab = 0, saa = 0, sbb = 0, R, f, df;
     for (i = 0; i < n; i++) if (!w || w[i] != 0) { rows[m++] = i; W += w ? w[i] : 1; }
     if (gx) for (i = 0; i < n; i++) gx[i] = 0;
     if (gy) for (i = 0; i < n; i++) gy[i] = 0;
     if (m < 2) { free(rows); return 0; }
     p = (double *)malloc((size_t)m * sizeof(double)); ar = (double *)calloc((size_t)m, sizeof(double)); br = (double *)calloc((size_t)m, sizeof(double));
-    A = (double *)malloc((size_t)m * m * sizeof(double)); B = (double *)malloc((size_t)m * m * sizeof(double));
-    for (i = 0; i < m; i++) p[i] = (w ? w[rows[i]] : 1) / W;
-    for (i = 0; i < m; i++) for (j = 0; j < m; j++) {
-        A[(size_t)i * m + j] = fabs((double)x[rows[i]] - x[rows[j]]);
-        B[(size_t)i * m + j] = fabs((double)y[rows[i]] - y[rows[j]]);
-        ar[i] += p[j] * A[(size_t)i * m + j]; br[i] += p[j] * B[(size_t)i * m + j];
-    }
+    xs = (double *)malloc((size_t)m * sizeof(double)); ys = (double *)malloc((size_t)m * sizeof(double));
+    for (i = 0; i < m; i++) { p[i] = (w ? w[rows[i]] : 1) / W; xs[i] = x[rows[i]]; ys[i] = y[rows[i]]; }
+    for (i = 0; i < m; i++) for (j = 0; j < m; j++) { ar[i] += p[j] * fabs(xs[i] - xs[j]); br[i] += p[j] * fabs(ys[i] - ys[j]); }
     for (i = 0; i < m; i++) { ad += p[i] * ar[i]; bd += p[i] * br[i]; }
+    /* the double-centred matrices, element by element (no N x N storage) */
+#define A_(i, j) (fabs(xs[i] - xs[j]) - ar[i] - ar[j] + ad)
+#define B_(i, j) (fabs(ys[i] - ys[j]) - br[i] - br[j] + bd)
     for (i = 0; i < m; i++) for (j = 0; j < m; j++) {
-        double a = A[(size_t)i * m + j] - ar[i] - ar[j] + ad, b = B[(size_t)i * m + j] - br[i] - br[j] + bd;
-        A[(size_t)i * m + j] = a; B[(size_t)i * m + j] = b;
+        double a = A_(i, j), b = B_(i, j);
         sab += p[i] * p[j] * a * b; saa += p[i] * p[j] * a * a; sbb += p[i] * p[j] * b * b;
     }
-    (void)ab;
     if (!(saa > 1e-300) || !(sbb > 1e-300)) f = 0, R = 0, df = 0;
     else {
         R = sab / sqrt(saa * sbb); if (R < 0) R = 0;
@@ -39,15 +36,16 @@ static double disco_direct(int n, const float *x, const float *y, const float *w
         for (i = 0; i < m; i++) {
             double tx = 0, ty = 0, txx = 0, tyy = 0;
             for (j = 0; j < m; j++) {
-                double sy = (y[rows[i]] > y[rows[j]]) - (y[rows[i]] < y[rows[j]]), sx = (x[rows[i]] > x[rows[j]]) - (x[rows[i]] < x[rows[j]]);
-                ty += p[j] * A[(size_t)i * m + j] * sy; tyy += p[j] * B[(size_t)i * m + j] * sy;
-                tx += p[j] * B[(size_t)i * m + j] * sx; txx += p[j] * A[(size_t)i * m + j] * sx;
+                double sy = (ys[i] > ys[j]) - (ys[i] < ys[j]), sx = (xs[i] > xs[j]) - (xs[i] < xs[j]), a = A_(i, j), b = B_(i, j);
+                ty += p[j] * a * sy; tyy += p[j] * b * sy; tx += p[j] * b * sx; txx += p[j] * a * sx;
             }
             if (gy) gy[rows[i]] = df * (2 * p[i] * ty / sqrt(saa * sbb) - 0.5 * R * 4 * p[i] * tyy / sbb);
             if (gx) gx[rows[i]] = df * (2 * p[i] * tx / sqrt(saa * sbb) - 0.5 * R * 4 * p[i] * txx / saa);
         }
     }
-    free(p); free(ar); free(br); free(A); free(B); free(rows);
+#undef A_
+#undef B_
+    free(p); free(ar); free(br); free(xs); free(ys); free(rows);
     return f;
 }
 
