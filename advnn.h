@@ -1761,12 +1761,14 @@ static double advnn__disco_pass(int n, const double *u, const double *v, const d
             int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, a, b, r, i, j, o;
             double T4[4] = {0, 0, 0, 0}, L[4] = {0, 0, 0, 0}, LE[4] = {0, 0, 0, 0};
             if (mid >= hi) { memcpy(B + lo, A + lo, (size_t)(hi - lo) * sizeof *A); continue; }
-            for (i = lo; i < mid; i++) { double pu = A[i].p * A[i].u; T4[0] += A[i].p; T4[1] += pu; T4[2] += A[i].p * A[i].v; T4[3] += pu * A[i].v; }
+#define ADVNN__DCEL_ADD(S, c) do { double pu_ = (c).p * (c).u; (S)[0] += (c).p; (S)[1] += pu_; (S)[2] += (c).p * (c).v; \
+                                      (S)[3] += pu_ * (c).v; } while (0)
+            for (i = lo; i < mid; i++) ADVNN__DCEL_ADD(T4, A[i]);
             for (a = b = lo, r = mid; r < hi; r++) {
                 advnn__dcel *c = &A[r];
                 double uk = c->u, vk = c->v, G[4], bl, bg;
-                for (; a < mid && A[a].v < vk; a++) { double pu = A[a].p * A[a].u; L[0] += A[a].p; L[1] += pu; L[2] += A[a].p * A[a].v; L[3] += pu * A[a].v; }
-                for (; b < mid && A[b].v <= vk; b++) { double pu = A[b].p * A[b].u; LE[0] += A[b].p; LE[1] += pu; LE[2] += A[b].p * A[b].v; LE[3] += pu * A[b].v; }
+                for (; a < mid && A[a].v < vk; a++) ADVNN__DCEL_ADD(L, A[a]);
+                for (; b < mid && A[b].v <= vk; b++) ADVNN__DCEL_ADD(LE, A[b]);
                 for (i = 0; i < 4; i++) G[i] = T4[i] - LE[i];
                 /* sum_j p_j (u_k - u_j)(v_k - v_j) over a set with sums (P, PU, PV, PUV) */
                 bl = uk * vk * L[0] - uk * L[2] - vk * L[1] + L[3];
@@ -1775,6 +1777,7 @@ static double advnn__disco_pass(int n, const double *u, const double *v, const d
                 c->acc += (uk * L[0] - L[1]) - (uk * G[0] - G[1]);
             }
             for (i = lo, j = mid, o = lo; o < hi; o++) B[o] = (j >= hi || (i < mid && A[i].v <= A[j].v)) ? A[i++] : A[j++];
+#undef ADVNN__DCEL_ADD
         }
         T = A; A = B; B = T;
     }
