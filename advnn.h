@@ -459,8 +459,8 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
  * DisCo (Kasieczka & Shih, arXiv 2001.05310): the weighted distance correlation of the reference
  * code, R = dCov^2(m, s) / sqrt(dCov^2(m, m) dCov^2(s, s)) with the weights normalised over the
  * rows (w_i > 0), value R^power (power 1: R, the reference's default; 2: its square; power >= 1).
- * Exact value and gradient in O(N log N) time and O(N) memory (sorting, prefix sums, a Fenwick tree
- * over ranks), not the reference's N x N matrices. Ties count with |d| = 0 and sign(0) = 0 (as
+ * Exact value and gradient in O(N log N) time and O(N) memory (sorting, prefix sums, a merge-sort pass
+ * for the pair sums), not the reference's N x N matrices. Ties count with |d| = 0 and sign(0) = 0 (as
  * torch's abs). Fewer than 2 rows, or a constant s or m (dCorr is 0/0 there): value 0, gradient 0:
  * a constant carries no information about the other variable, and a NaN would end the training.
  * The score is usually the probability (sigmoid of the logit), as in the reference. Weights must be
@@ -1686,9 +1686,9 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
  * p_i = w_i / W, a_ij = |x_i - x_j|, alpha_i = sum_j p_j a_ij, abar = sum_i p_i alpha_i (b, beta, bbar
  * for y), the double-centred sum is
  *     dCov^2(x, y) = S - 2 sum_i p_i alpha_i beta_i + abar bbar,   S = sum_ij p_i p_j a_ij b_ij.
- * alpha and beta come from prefix sums in sorted order; S from one pass in x order with a Fenwick
- * tree over the ranks of y holding sums of p, p x, p y, p x y of the rows already seen (for them
- * a_kj = x_k - x_j, and b_kj has the sign of y_k - y_j). The gradient w.r.t. y_k of dCov^2(x, y) is
+ * alpha and beta come from prefix sums in sorted order; S from one pass over the rows in x order that
+ * sums p, p x, p y, p x y of the earlier rows with smaller / larger y (for them a_kj = x_k - x_j, and
+ * b_kj has the sign of y_k - y_j; advnn__disco_pass). The gradient w.r.t. y_k of dCov^2(x, y) is
  * 2 p_k sum_j p_j A_kj sign(y_k - y_j) (A double-centred), which splits into the same prefix sums and
  * the same Fenwick pass; that of dCov^2(y, y) needs prefix sums only. Everything is in double. */
 
