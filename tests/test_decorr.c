@@ -456,7 +456,7 @@ static void test_ddt(void) {
     int n = 20000, i, b, nr = 6, np = 3, a, c;
     float *s = (float *)malloc(n * sizeof(float)), *rho = (float *)malloc(n * sizeof(float)), *pt = (float *)malloc(n * sizeof(float));
     float *w = (float *)malloc(n * sizeof(float)), *o = (float *)malloc(n * sizeof(float));
-    double pass[18], tot[18], dmax = 0, jraw, jddt, h1[10], h2[10];
+    double pass[18], tot[18], dmax = 0, jraw = 0, jddt = 0;
     advnn_ddt *d;
     const double *map;
     advnn__rng_seed(&r, 53);
@@ -505,7 +505,6 @@ static void test_ddt(void) {
     CHECK(advnn_ddt_fit(s, rho, NULL, w, n, 0.5, 8, -6, -2, 1, 0, 0, 0) == NULL && strstr(advnn_last_error(), "no row"), "no rows: %s", advnn_last_error());
     s[7] = NAN;
     CHECK(advnn_ddt_fit(s, rho, NULL, NULL, n, 0.5, 8, -6, -2, 1, 0, 0, 0) == NULL && strstr(advnn_last_error(), "row 7"), "NaN: %s", advnn_last_error());
-    (void)h1; (void)h2;
     free(s); free(rho); free(pt); free(w); free(o);
 }
 
