@@ -454,7 +454,8 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
  * Penalties that make a score independent of a variable m (the jet mass) on the rows with a non-zero
  * weight (background-only weights: advnn_background_weights), and post-hoc tools. Unlike the other
  * losses these are statistics of the whole batch, not means over rows: L = coef * value (coef from
- * advnn_loss_scale: kappa, alpha), and a trainer of a graph with one runs on one thread.
+ * advnn_loss_scale: kappa, alpha; advnn_evaluate averages the values of its batches), and a trainer
+ * of a graph with one runs on one thread.
  *
  * DisCo (Kasieczka & Shih, arXiv 2001.05310): the weighted distance correlation of the reference
  * code, R = dCov^2(m, s) / sqrt(dCov^2(m, m) dCov^2(s, s)) with the weights normalised over the
