@@ -86,6 +86,9 @@ test:
 
 # The demo data: sizes the three examples' defaults use (a few seconds to generate).
 DEMO_THREADS ?= 2
+# the W tagger compares every decorrelation method at one moderate strength (the adversary at two);
+# the full scan of README's comparison: build/examples/wtagger --method all --full
+WTAGGER_DEMO ?= --method all --scan adversary:1,10
 DEMO_DATA    := $(B)/data
 $(DEMO_DATA)/.stamp: $(GEN_BINS)
 	@mkdir -p $(DEMO_DATA)
@@ -101,7 +104,7 @@ demo:
 	@set -e; t0=$$(date +%s); \
 	for ex in wtagger llp_tagger anomaly_ae; do \
 	  echo; echo "=================== $$ex"; \
-	  ./$(B)/examples/$$ex --threads $(DEMO_THREADS) --data $(DEMO_DATA) --out $(B)/demo/$$ex; \
+	  ./$(B)/examples/$$ex --threads $(DEMO_THREADS) --data $(DEMO_DATA) --out $(B)/demo/$$ex $$(test $$ex = wtagger && echo "$(WTAGGER_DEMO)"); \
 	done; \
 	echo; echo "demo: the three examples took $$(( $$(date +%s) - t0 )) s"
 	@if tools/deps.sh plot; then \

@@ -510,6 +510,72 @@ ADVNN_DEF advnn_status advnn_argmax(const float *scores, int64_t n, int k, int *
 ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *acc);
 ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *counts);
 
+/* ---------------------------------------------------------------- decorrelation (DisCo, MoDe, DDT, reweighting)
+ * Penalties that make a score independent of a variable m (the jet mass) on the rows with a non-zero
+ * weight (background-only weights: advnn_background_weights), and post-hoc tools. Unlike the other
+ * losses these are statistics of the whole batch, not means over rows: L = coef * value (coef from
+ * advnn_loss_scale: kappa, alpha; advnn_evaluate averages the values of its batches), and a trainer
+ * of a graph with one runs on one thread.
+ *
+ * DisCo (Kasieczka & Shih, arXiv 2001.05310): the weighted distance correlation of the reference
+ * code, R = dCov^2(m, s) / sqrt(dCov^2(m, m) dCov^2(s, s)) with the weights normalised over the
+ * rows (w_i > 0), value R^power (power 1: R, the reference's default; 2: its square; power >= 1).
+ * Exact value and gradient in O(N log N) time and O(N) memory (sorting, prefix sums, a merge-sort pass
+ * for the pair sums), not the reference's N x N matrices. Ties count with |d| = 0 and sign(0) = 0 (as
+ * torch's abs). Fewer than 2 rows, or a constant s or m (dCorr is 0/0 there): value 0, gradient 0:
+ * a constant carries no information about the other variable, and a NaN would end the training.
+ * The score is usually the probability (sigmoid of the logit), as in the reference. Weights must be
+ * >= 0 and finite. */
+ADVNN_DEF int  advnn_loss_disco(advnn_graph *g, int score, int var, int weight, float power);
+/* The same computation on arrays, for metrics and tests: value, and (each may be NULL) d value / d x_i
+ * and d value / d y_i (n values each, 0 on zero-weight rows). w may be NULL (unit weights). */
+ADVNN_DEF advnn_status advnn_disco(const float *x, const float *y, const float *w, int64_t n, double power,
+                                   double *value, double *grad_x, double *grad_y);
+
+/* MoDe (Kitouni et al., arXiv 2010.09745), as the reference code defines value and gradient; the
+ * details (bins, grid, the slope limit, the flatness variant) are at its implementation. The score
+ * should be a probability in [0, 1] (the CDF grid covers [0, 1]); no gradient flows to var. */
+typedef struct advnn_mode_opts {
+    int   order;       /* Legendre order of the allowed m dependence: 0 flat, 1 linear, 2 quadratic (default 0) */
+    int   bins;        /* equal-occupancy m bins (default 32) */
+    int   sbins;       /* s grid points of the value's integral (default 32; the gradient does not use it) */
+    float power;       /* |F - fit|^power (default 2, the reference's; >= 1) */
+    float max_slope;   /* order >= 1: limit on the slope as a fraction of a0 (the reference's max_slope); 0 = none */
+    int   flatness;    /* 1: every bin width 2/bins, so order 0 is hep_ml's binned flatness loss (default 0) */
+} advnn_mode_opts;
+ADVNN_DEF advnn_mode_opts advnn_mode_defaults(void);
+ADVNN_DEF int  advnn_loss_mode(advnn_graph *g, int score, int var, int weight, const advnn_mode_opts *o);
+/* On arrays: value and (may be NULL) d value / d score_i, n values, 0 on the rows left out. */
+ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const float *w, int64_t n, const advnn_mode_opts *o,
+                                  double *value, double *grad_score);
+
+/* DDT (Dolen et al., arXiv 1603.00027, generalised to any score as in the ATLAS study): a map of the
+ * score threshold that keeps background efficiency bkg_eff in bins of rho = log(m^2 / pT) (nrho
+ * bins on [rho_lo, rho_hi)) and pT (npt bins on [pt_lo, pt_hi); npt = 1: rho only, pt may be NULL);
+ * values outside the ranges go to the edge bins. Fitted on the rows with w > 0 (pass background
+ * weights; w NULL: every row). Per bin the threshold is the weighted quantile: the smallest score
+ * with at most bkg_eff of the bin's weight above it. smooth > 0: each bin's threshold becomes the
+ * average over all bins with Gaussian weights exp(-d^2 / 2 smooth^2) (d in bins) times their
+ * background weight; smooth = 0: raw thresholds, an empty bin takes the nearest filled bin's.
+ * Apply: out = score - threshold(bin): the background passing out > 0 is bkg_eff in every bin. */
+typedef struct advnn_ddt advnn_ddt;
+ADVNN_DEF advnn_ddt *advnn_ddt_fit(const float *score, const float *rho, const float *pt, const float *w, int64_t n, double bkg_eff,
+                                   int nrho, double rho_lo, double rho_hi, int npt, double pt_lo, double pt_hi, double smooth);
+ADVNN_DEF advnn_status advnn_ddt_apply(const advnn_ddt *d, const float *score, const float *rho, const float *pt, int64_t n, float *out);
+ADVNN_DEF const double *advnn_ddt_map(const advnn_ddt *d, int *nrho, int *npt);   /* nrho x npt thresholds, [rho][pt] */
+ADVNN_DEF void         advnn_ddt_free(advnn_ddt *d);
+/* Training weights for planing (data-level decorrelation), from a weighted histogram of var with
+ * nbins equal bins on [lo, hi) (as advnn_histogram). label > 0.5 is signal.
+ *   FLAT        every class's var spectrum flat: each bin the class fills gets an equal share of the
+ *               class's weight in [lo, hi) (a bin it leaves empty stays empty)
+ *   BKG_FLAT    the background's flat, the signal's weights unchanged
+ *   SIG_TO_BKG  the signal takes the background's var shape over the bins the signal fills (its
+ *               total in [lo, hi) kept), the background unchanged
+ * Rows outside [lo, hi) get 0 (the target spectrum is defined on the range). label may be NULL for FLAT. */
+typedef enum { ADVNN_REWEIGHT_FLAT = 0, ADVNN_REWEIGHT_BKG_FLAT = 1, ADVNN_REWEIGHT_SIG_TO_BKG = 2 } advnn_reweight_mode;
+ADVNN_DEF advnn_status advnn_reweight(const float *var, const float *label, const float *w, int64_t n, double lo, double hi, int nbins,
+                                      advnn_reweight_mode mode, float *out);
+
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
  * groups, tensors, test vector), u64 XXH3-64 of everything before it. All integers little endian.
@@ -988,10 +1054,13 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
-    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20, ADVNN__STANDARDIZE = 21,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20,
+    ADVNN__LOSS_DISCO = 21, ADVNN__LOSS_MODE = 22,   /* batch statistics: see decorrelation losses */
+    ADVNN__STANDARDIZE = 23,
     ADVNN__KIND_END
 };
-#define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN)
+#define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN || \
+                           (k) == ADVNN__LOSS_DISCO || (k) == ADVNN__LOSS_MODE)
 
 typedef struct {
     int   kind;
@@ -1831,6 +1900,420 @@ static advnn_status advnn__finalize(advnn_graph *g, uint64_t seed, int init) {
 }
 ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { return advnn__finalize(g, seed, 1); }
 
+/* ---------------------------------------------------------------- decorrelation losses: DisCo
+ * Weighted distance covariance without the N x N matrices (Huo & Szekely 2016, weighted). With
+ * p_i = w_i / W, a_ij = |x_i - x_j|, alpha_i = sum_j p_j a_ij, abar = sum_i p_i alpha_i (b, beta, bbar
+ * for y), the double-centred sum is
+ *     dCov^2(x, y) = S - 2 sum_i p_i alpha_i beta_i + abar bbar,   S = sum_ij p_i p_j a_ij b_ij.
+ * alpha and beta come from prefix sums in sorted order; S from one pass over the rows in x order that
+ * sums p, p x, p y, p x y of the earlier rows with smaller / larger y (for them a_kj = x_k - x_j, and
+ * b_kj has the sign of y_k - y_j; advnn__disco_pass). The gradient w.r.t. y_k of dCov^2(x, y) is
+ * 2 p_k sum_j p_j A_kj sign(y_k - y_j) (A double-centred), which splits into the same prefix sums and
+ * the same Fenwick pass; that of dCov^2(y, y) needs prefix sums only. Everything is in double. */
+
+/* Scratch of advnn__disco_core for n rows, in bytes (8-byte aligned pieces). */
+static size_t advnn__disco_scratch(int64_t n) { return (size_t)(n + 1) * (12 * sizeof(double) + 2 * 40 + 8 * sizeof(int32_t)) + 64; }
+
+/* Stable LSD radix sort of the rows 0..n-1 by float keys v (3 passes of 11 bits); -0 sorts as +0.
+ * out gets the order; key/tk/ti are n-entry scratch. */
+static void advnn__radix_order(int n, const double *v, int32_t *out, uint32_t *key, uint32_t *tk, int32_t *ti) {
+    int i, pass;
+    uint32_t cnt[2048];
+    for (i = 0; i < n; i++) {
+        float f = (float)v[i] + 0.0f;   /* v holds floats converted to double: exact */
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        key[i] = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+        out[i] = i;
+    }
+    for (pass = 0; pass < 3; pass++) {
+        int sh = 11 * pass;
+        uint32_t sum = 0;
+        memset(cnt, 0, sizeof cnt);
+        for (i = 0; i < n; i++) cnt[(key[i] >> sh) & 2047u]++;
+        if (cnt[(key[0] >> sh) & 2047u] == (uint32_t)n) continue;   /* one bucket: nothing moves */
+        for (i = 0; i < 2048; i++) { uint32_t c = cnt[i]; cnt[i] = sum; sum += c; }
+        for (i = 0; i < n; i++) { uint32_t b = (key[i] >> sh) & 2047u; tk[cnt[b]] = key[i]; ti[cnt[b]++] = out[i]; }
+        memcpy(key, tk, (size_t)n * sizeof *key);
+        memcpy(out, ti, (size_t)n * sizeof *out);
+    }
+}
+
+/* Walks v in sorted order o (groups of equal values): for each row i, lt/gt = sums of p over rows with
+ * smaller/larger v, and the same for the extra quantities q[0..nq) (sums of p_j q_j), written as
+ * differences d[k][i] = sum_{v_j < v_i} p_j q_j - sum_{v_j > v_i} p_j q_j (q = NULL means q_j = 1).
+ * rank (may be NULL) gets 1-based dense ranks. */
+static void advnn__disco_walk(int n, const double *v, const double *p, const int32_t *o, int nq, const double *const *q,
+                              double *const *d, int32_t *rank) {
+    double below[4], tot[4], eq[4];
+    int a = 0, b, k, r = 0;
+    for (k = 0; k < nq; k++) { int i; tot[k] = 0; below[k] = 0; for (i = 0; i < n; i++) tot[k] += p[i] * (q[k] ? q[k][i] : 1.0); }
+    while (a < n) {
+        b = a;
+        while (b < n && v[o[b]] == v[o[a]]) b++;
+        r++;
+        for (k = 0; k < nq; k++) { int t; eq[k] = 0; for (t = a; t < b; t++) eq[k] += p[o[t]] * (q[k] ? q[k][o[t]] : 1.0); }
+        for (; a < b; a++) {
+            for (k = 0; k < nq; k++) d[k][o[a]] = below[k] - (tot[k] - below[k] - eq[k]);
+            if (rank) rank[o[a]] = r;
+        }
+        for (k = 0; k < nq; k++) below[k] += eq[k];
+    }
+}
+
+/* The pair pass: rows in u order; returns S = sum_ij p_i p_j |u_i-u_j| |v_i-v_j| and tb[k] = sum over rows j
+ * before k of p_j (u_k - u_j) sign(v_k - v_j). A bottom-up merge sort by v of the u-ordered rows: when
+ * two neighbouring blocks merge, every row k of the right (later) block sees the rows of the left block
+ * with v below / above its own through two monotone pointers and running sums of p, p u, p v, p u v
+ * (a Fenwick tree over the ranks of v does the same with random memory access, several times slower
+ * at 10^6 rows). Ties in v count in neither set (sign 0). A, B: n cells each. */
+typedef struct { double v, u, p, acc; int32_t k, pad; } advnn__dcel;
+static double advnn__disco_pass(int n, const double *u, const double *v, const double *p, const int32_t *ou,
+                                advnn__dcel *A, advnn__dcel *B, double *tb) {
+    double S = 0;
+    int t, w;
+    for (t = 0; t < n; t++) { int k = ou[t]; A[t].v = v[k]; A[t].u = u[k]; A[t].p = p[k]; A[t].acc = 0; A[t].k = k; A[t].pad = 0; }
+    for (w = 1; w < n; w *= 2) {
+        advnn__dcel *T;
+        int lo;
+        for (lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, a, b, r, i, j, o;
+            double T4[4] = {0, 0, 0, 0}, L[4] = {0, 0, 0, 0}, LE[4] = {0, 0, 0, 0};
+            if (mid >= hi) { memcpy(B + lo, A + lo, (size_t)(hi - lo) * sizeof *A); continue; }
+#define ADVNN__DCEL_ADD(S, c) do { double pu_ = (c).p * (c).u; (S)[0] += (c).p; (S)[1] += pu_; (S)[2] += (c).p * (c).v; \
+                                      (S)[3] += pu_ * (c).v; } while (0)
+            for (i = lo; i < mid; i++) ADVNN__DCEL_ADD(T4, A[i]);
+            for (a = b = lo, r = mid; r < hi; r++) {
+                advnn__dcel *c = &A[r];
+                double uk = c->u, vk = c->v, G[4], bl, bg;
+                for (; a < mid && A[a].v < vk; a++) ADVNN__DCEL_ADD(L, A[a]);
+                for (; b < mid && A[b].v <= vk; b++) ADVNN__DCEL_ADD(LE, A[b]);
+                for (i = 0; i < 4; i++) G[i] = T4[i] - LE[i];
+                /* sum_j p_j (u_k - u_j)(v_k - v_j) over a set with sums (P, PU, PV, PUV) */
+                bl = uk * vk * L[0] - uk * L[2] - vk * L[1] + L[3];
+                bg = uk * vk * G[0] - uk * G[2] - vk * G[1] + G[3];
+                S += 2.0 * c->p * (bl - bg);
+                c->acc += (uk * L[0] - L[1]) - (uk * G[0] - G[1]);
+            }
+            for (i = lo, j = mid, o = lo; o < hi; o++) B[o] = (j >= hi || (i < mid && A[i].v <= A[j].v)) ? A[i++] : A[j++];
+#undef ADVNN__DCEL_ADD
+        }
+        T = A; A = B; B = T;
+    }
+    for (t = 0; t < n; t++) tb[A[t].k] = A[t].acc;
+    return S;
+}
+
+/* DisCo on n rows (x, y, weights w or NULL; rows with w == 0 left out). Value R^power, gradients
+ * (gx, gy: NULL or n doubles) of it. Inputs must be finite, weights >= 0 (the callers check). */
+static double advnn__disco_core(int n, const float *xf, const float *yf, const float *wf, double power,
+                                double *gx, double *gy, void *scratch) {
+    double *x = (double *)scratch, *y = x + n, *p = y + n, *al = p + n, *be = al + n, *sx = be + n, *sy = sx + n;
+    double *t1 = sy + n, *t2 = t1 + n, *t3 = t2 + n, *t4 = t3 + n, *tb = t4 + n;
+    advnn__dcel *ca = (advnn__dcel *)(void *)(tb + n), *cb = ca + n;
+    int32_t *rows = (int32_t *)(void *)(cb + n), *ox = rows + n, *oy = ox + n, *rx = oy + n, *ry = rx + n;
+    int32_t *ti = ry + n;
+    uint32_t *key = (uint32_t *)(ti + n), *tk = key + n;
+    double W = 0, mx = 0, my = 0, abar = 0, bbar = 0, Sab = 0, Saa = 0, Sbb = 0, Sxx = 0, Syy = 0, S, cxy, cxx, cyy, R, f, df;
+    int m = 0, i, Rx, Ry;
+    if (gx) for (i = 0; i < n; i++) gx[i] = 0;
+    if (gy) for (i = 0; i < n; i++) gy[i] = 0;
+    for (i = 0; i < n; i++) {
+        double wi = wf ? wf[i] : 1.0;
+        if (wi == 0.0) continue;
+        rows[m] = i; x[m] = xf[i]; y[m] = yf[i]; p[m] = wi; W += wi; m++;
+    }
+    if (m < 2 || !(W > 0)) return 0.0;
+    for (i = 0; i < m; i++) { p[i] /= W; mx += p[i] * x[i]; my += p[i] * y[i]; }
+    advnn__radix_order(m, x, ox, key, tk, ti);
+    advnn__radix_order(m, y, oy, key, tk, ti);
+    /* centre (translation leaves every distance alone; it keeps the products below small) */
+    for (i = 0; i < m; i++) { x[i] -= mx; y[i] -= my; }
+    {   /* alpha_i = x_i (P< - P>) - (PX< - PX>), and the dense ranks */
+        const double *q[2]; double *d[2];
+        q[0] = NULL; q[1] = x; d[0] = sx; d[1] = t1;
+        advnn__disco_walk(m, x, p, ox, 2, q, d, rx);
+        q[1] = y; d[0] = sy; d[1] = t2;
+        advnn__disco_walk(m, y, p, oy, 2, q, d, ry);
+    }
+    Rx = rx[ox[m - 1]]; Ry = ry[oy[m - 1]];
+    for (i = 0; i < m; i++) {
+        al[i] = x[i] * sx[i] - t1[i]; be[i] = y[i] * sy[i] - t2[i];
+        abar += p[i] * al[i]; bbar += p[i] * be[i];
+        Sab += p[i] * al[i] * be[i]; Saa += p[i] * al[i] * al[i]; Sbb += p[i] * be[i] * be[i];
+        Sxx += p[i] * x[i] * x[i]; Syy += p[i] * y[i] * y[i];
+    }
+    if (Rx < 2 || Ry < 2) return 0.0;   /* a constant: dCorr is 0/0, see the API comment */
+    S = advnn__disco_pass(m, x, y, p, ox, ca, cb, tb);
+    cxy = S - 2.0 * Sab + abar * bbar;
+    /* sum_ij p_i p_j (x_i - x_j)^2 = 2 (sum p x^2 - (sum p x)^2); the means are 0 after centring up to rounding */
+    {
+        double ex = 0, ey = 0;
+        for (i = 0; i < m; i++) { ex += p[i] * x[i]; ey += p[i] * y[i]; }
+        cxx = 2.0 * (Sxx - ex * ex) - 2.0 * Saa + abar * abar;
+        cyy = 2.0 * (Syy - ey * ey) - 2.0 * Sbb + bbar * bbar;
+        mx = ex; my = ey;
+    }
+    if (!(cxx > 0) || !(cyy > 0)) return 0.0;
+    R = cxy / sqrt(cxx * cyy);
+    if (R < 0) R = 0;   /* dCov^2 >= 0; below 0 only by rounding */
+    f = power == 1.0 ? R : pow(R, power);
+    df = power == 1.0 ? 1.0 : power * pow(R, power - 1.0);
+    if (!gx && !gy) return f;
+    {   /* each variable's gradient: d dCov^2(x,y) and d dCov^2(own, own) from prefix sums + a pass */
+        int side;
+        for (side = 0; side < 2; side++) {
+            double *g = side ? gx : gy, *u = side ? y : x, *v = side ? x : y, *sv = side ? sx : sy;
+            double *au = side ? be : al, *av = side ? al : be, ubar = side ? bbar : abar, vbar = side ? bbar : abar;
+            double cvv = side ? cxx : cyy, vmean = side ? mx : my, inv = 1.0 / sqrt(cxx * cyy);
+            const int32_t *ou = side ? oy : ox, *ov = side ? ox : oy;
+            const double *q[3]; double *d[3];
+            if (!g) continue;
+            vbar = side ? abar : bbar;
+            /* t1: sum_j p_j (u_i - u_j) sign(v_i - v_j) needs PU< - PU> in v order; t3, t4: sums of p au, p av */
+            q[0] = u; q[1] = au; q[2] = av; d[0] = t1; d[1] = t3; d[2] = t4;
+            advnn__disco_walk(m, v, p, ov, 3, q, d, NULL);
+            if (side) advnn__disco_pass(m, u, v, p, ou, ca, cb, tb);   /* side 0: tb is the value's pass; side 1 runs last */
+            for (i = 0; i < m; i++) {
+                double T1 = 2.0 * tb[i] - (u[i] * sv[i] - t1[i]);                    /* sum_j p_j a_ij sign(v_i - v_j) */
+                double dxy = 2.0 * p[i] * (T1 - au[i] * sv[i] - t3[i] + ubar * sv[i]);
+                double dvv = 4.0 * p[i] * ((v[i] - vmean) - av[i] * sv[i] - t4[i] + vbar * sv[i]);
+                g[rows[i]] = df * (dxy * inv - 0.5 * R * dvv / cvv);
+            }
+        }
+    }
+    return f;
+}
+
+static advnn_status advnn__check_rows(const char *what, const float *x, const float *y, const float *w, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            return advnn__fail(ADVNN_ERR_NAN, "%s: row %lld has a non-finite value (%g, %g)", what, (long long)i, (double)x[i], (double)y[i]);
+        if (w && !(w[i] >= 0.0f && isfinite(w[i])))
+            return advnn__fail(ADVNN_ERR_ARG, "%s: weight %g of row %lld (weights must be finite and >= 0)", what, (double)w[i], (long long)i);
+    }
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_disco(const float *x, const float *y, const float *w, int64_t n, double power,
+                                   double *value, double *grad_x, double *grad_y) {
+    void *scr;
+    advnn_status st;
+    if (!x || !y || !value) return advnn__fail(ADVNN_ERR_ARG, "advnn_disco: NULL argument");
+    if (n < 0 || n > 0x7fffffe0) return advnn__fail(ADVNN_ERR_ARG, "advnn_disco: n = %lld outside 0..2^31-32", (long long)n);
+    if (!(power >= 1.0 && power <= 16.0)) return advnn__fail(ADVNN_ERR_ARG, "advnn_disco: power %g outside [1, 16]", power);
+    if ((st = advnn__check_rows("advnn_disco", x, y, w, n)) != ADVNN_OK) return st;
+    if (!(scr = advnn__alloc(advnn__disco_scratch(n)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_disco: out of memory for %lld rows", (long long)n);
+    *value = advnn__disco_core((int)n, x, y, w, power, grad_x, grad_y, scr);
+    advnn__free(scr);
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- decorrelation losses: MoDe
+ * Moment decorrelation as the reference code (okitouni/MoDe, modeloss/pytorch.py) defines it, on
+ * the rows with a non-zero weight: the last (n mod bins) of them in row order are dropped so every
+ * bin has k = n / bins rows; m is mapped to [-1, 1] by its batch min and max; rows sorted by m form
+ * the bins; bin b has centre c_b (mean mapped m) and width d_b (max - min within the bin). At the
+ * grid points s_j = (j + 1/2) / sbins, F_b(s) = (#{s_i < s} + #{s_i = s} / 2) / k is fitted across bins
+ * by Legendre coefficients a0 = 1/2 sum_b F_b d_b, a1 = 3/2 sum_b F_b c_b d_b, a2 = 5/2 sum F_b P2(c_b) d_b,
+ *     fit_b = a0 [+ a1 c_b, or with a slope limit L: + L a0 tanh(a1 / (L a0 + 1e-4)) c_b] [+ a2 P2(c_b)],
+ *     value = 1/bins sum_b wbar_b sum_j |F_b(s_j) - fit_b(s_j)|^power / sbins
+ * (wbar_b: the mean weight in bin b). The gradient is the reference's: that of the s-integral taken
+ * exactly (the derivative of F_b(s) in s_i is a delta at s = s_i), i.e. for row i in bin b
+ *     dL/ds_i = -(power / n) wbar_b [rho_b - d_b/2 sum_b' rho_b' - 3/2 d_b c_b sum_b' rho_b' c_b' - ...]
+ * with rho_b' = |r_b'|^(power-1) sign(r_b') and r_b' = F_b'(s_i) - fit_b'(s_i) (power 2: the reference
+ * exactly; its slope-limit derivative too, eps included). With flatness = 1 every d_b is 2 / bins,
+ * so at order 0 the fit is the mean of the bins' CDFs, the global CDF: hep_ml's binned flatness
+ * loss with equal-occupancy bins. Fewer rows than bins, or a constant m: value 0, gradient 0 (the
+ * reference divides by zero there). Cost O(n log n + bins (sbins + n log(n / bins))). */
+#define ADVNN__MODE_EPS 1e-4
+static size_t advnn__mode_scratch_n(int64_t n, int bins) {
+    return (size_t)(n + 1) * (4 * sizeof(double) + 5 * sizeof(int32_t)) + (size_t)(5 * bins + 8) * sizeof(double) + 64;
+}
+static size_t advnn__mode_scratch(const advnn__node *n, int batch) { return advnn__mode_scratch_n(batch, n->ip[1]); }
+
+static int advnn__cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* F at s for the k sorted scores v: (#{v < s} + #{v == s} / 2) / k */
+static double advnn__cdf_sorted(const double *v, int k, double s) {
+    int lo = 0, hi = k, a;
+    while (lo < hi) { int mid = lo + (hi - lo) / 2; if (v[mid] < s) lo = mid + 1; else hi = mid; }
+    a = lo; hi = k;
+    while (lo < hi) { int mid = lo + (hi - lo) / 2; if (v[mid] <= s) lo = mid + 1; else hi = mid; }
+    return (a + 0.5 * (lo - a)) / k;
+}
+
+/* Legendre fit of F[0..M) across the bins: residuals r = F - fit, coefficients c[0..2]. */
+static void advnn__mode_fit(int M, const double *F, const double *cb, const double *db, int order, double L, double *r, double *c) {
+    double a0 = 0, a1 = 0, a2 = 0;
+    int b;
+    for (b = 0; b < M; b++) {
+        double p2 = 0.5 * (3.0 * cb[b] * cb[b] - 1.0);
+        a0 += F[b] * db[b]; a1 += F[b] * cb[b] * db[b]; a2 += F[b] * p2 * db[b];
+    }
+    a0 *= 0.5; a1 *= 1.5; a2 *= 2.5;
+    for (b = 0; b < M; b++) {
+        double fit = a0;
+        if (order > 0) fit += L > 0 ? L * a0 * tanh(a1 / (L * a0 + ADVNN__MODE_EPS)) * cb[b] : a1 * cb[b];
+        if (order > 1) fit += a2 * 0.5 * (3.0 * cb[b] * cb[b] - 1.0);
+        r[b] = F[b] - fit;
+    }
+    c[0] = a0; c[1] = a1; c[2] = a2;
+}
+
+static double advnn__mode_core(int n, const float *sf, const float *mf, const float *wf, int order, int M, int S, double power,
+                               double L, int flat, double *gs, void *scratch) {
+    double *s = (double *)scratch, *m = s + n, *w = m + n, *sv = w + n, *cb = sv + n, *db = cb + M, *wb = db + M;
+    double *F = wb + M, *r = F + M;
+    int32_t *rows = (int32_t *)(r + M), *o = rows + n, *bin = o + n, *ti = bin + n;
+    uint32_t *key = (uint32_t *)(ti + n);
+    double lo = 0, hi = 0, val = 0, c[3];
+    int N0 = 0, N, k, i, b, j;
+    if (gs) for (i = 0; i < n; i++) gs[i] = 0;
+    for (i = 0; i < n; i++) {
+        if (wf && wf[i] == 0.0f) continue;
+        rows[N0] = i; s[N0] = sf[i]; m[N0] = mf[i]; w[N0] = wf ? wf[i] : 1.0; N0++;
+    }
+    k = N0 / M; N = k * M;
+    if (k < 1) return 0.0;
+    for (i = 0; i < N; i++) { if (i == 0 || m[i] < lo) lo = m[i]; if (i == 0 || m[i] > hi) hi = m[i]; }
+    if (!(hi > lo)) return 0.0;
+    advnn__radix_order(N, m, o, key, (uint32_t *)(void *)bin, ti);   /* bin: scratch until filled below */
+    for (b = 0; b < M; b++) {   /* bin b: sorted positions [b k, (b + 1) k) */
+        double sum = 0, wsum = 0, first = 2.0 * (m[o[b * k]] - lo) / (hi - lo) - 1.0, last = 2.0 * (m[o[b * k + k - 1]] - lo) / (hi - lo) - 1.0;
+        for (j = 0; j < k; j++) {
+            int q = o[b * k + j];
+            sum += 2.0 * (m[q] - lo) / (hi - lo) - 1.0;
+            wsum += w[q];
+            sv[b * k + j] = s[q];
+        }
+        cb[b] = sum / k; wb[b] = wsum / k;
+        db[b] = flat ? 2.0 / M : last - first;
+        qsort(sv + (size_t)b * k, (size_t)k, sizeof(double), advnn__cmp_double);
+    }
+    for (j = 0; j < S; j++) {   /* the value on the s grid */
+        double sj = (j + 0.5) / S;
+        for (b = 0; b < M; b++) F[b] = advnn__cdf_sorted(sv + (size_t)b * k, k, sj);
+        advnn__mode_fit(M, F, cb, db, order, L, r, c);
+        for (b = 0; b < M; b++) val += wb[b] * (power == 2.0 ? r[b] * r[b] : pow(fabs(r[b]), power));
+    }
+    val /= (double)S * M;
+    if (!gs) return val;
+    for (b = 0; b < M; b++) for (j = 0; j < k; j++) bin[o[b * k + j]] = b;
+    for (i = 0; i < N; i++) {   /* the reference's gradient: the residuals at s = s_i */
+        double r0 = 0, r1 = 0, r2 = 0, sum, cbi, dbi;
+        b = bin[i]; cbi = cb[b]; dbi = db[b];
+        for (j = 0; j < M; j++) F[j] = advnn__cdf_sorted(sv + (size_t)j * k, k, s[i]);
+        advnn__mode_fit(M, F, cb, db, order, L, r, c);
+        for (j = 0; j < M; j++) {
+            double rho = power == 2.0 ? r[j] : (r[j] > 0 ? 1.0 : r[j] < 0 ? -1.0 : 0.0) * pow(fabs(r[j]), power - 1.0);
+            r[j] = rho;
+            r0 += rho; r1 += rho * cb[j]; r2 += rho * 0.5 * (3.0 * cb[j] * cb[j] - 1.0);
+        }
+        sum = r[b] - 0.5 * dbi * r0;
+        if (order > 0) {
+            if (L > 0) {
+                double A0 = L * c[0], u = c[1] / (A0 + ADVNN__MODE_EPS), th = tanh(u), se = 1.0 - th * th;
+                sum += r1 * (-1.5 * dbi * cbi * se + (-c[1] / (A0 + ADVNN__MODE_EPS)) * se * (-0.5 * dbi * L) + th * (-0.5 * dbi * L));
+            } else sum += r1 * (-1.5 * dbi * cbi);
+        }
+        if (order > 1) sum += r2 * (-2.5 * dbi * 0.5 * (3.0 * cbi * cbi - 1.0));
+        gs[rows[i]] = -power / N * wb[b] * sum;
+    }
+    return val;
+}
+
+/* ---------------------------------------------------------------- decorrelation losses: graph nodes
+ * DisCo and MoDe nodes: (score, var, weight-or-absent), one score and one var per sample. The
+ * forward computes the batch statistic and, on a training pass, the per-row gradients into the
+ * node's aux buffer (doubles: d/d score, then d/d var); the backward adds coef times them. */
+static int advnn__decor_node(advnn_graph *g, int kind, int score, int var, int weight, const char *what) {
+    int ins[3], id, one = 1;
+    ins[0] = score; ins[1] = var; ins[2] = weight;
+    if (g && weight < -1) return advnn__gfail(g, ADVNN_ERR_ARG, "%s: weight node %d (use -1 for unit weights)", what, weight);
+    id = advnn__new_node(g, kind, weight >= 0 ? 3 : 2, ins, what);
+    if (id < 0) return -1;
+    if (g->nodes[score].size != 1 || g->nodes[var].size != 1 || (weight >= 0 && g->nodes[weight].size != 1)) {
+        g->n_nodes--;
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: score, variable and weight need 1 value per sample, have %d, %d, %d", what,
+                            g->nodes[score].size, g->nodes[var].size, weight >= 0 ? g->nodes[weight].size : 1);
+    }
+    advnn__set_shape(&g->nodes[id], 1, &one);
+    g->nodes[id].fp[0] = 1.0f;
+    return id;
+}
+
+ADVNN_DEF int advnn_loss_disco(advnn_graph *g, int score, int var, int weight, float power) {
+    int id;
+    if (g && !(power >= 1.0f && power <= 16.0f)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_loss_disco: power %g outside [1, 16]", (double)power);
+    id = advnn__decor_node(g, ADVNN__LOSS_DISCO, score, var, weight, "advnn_loss_disco");
+    if (id >= 0) g->nodes[id].fp[1] = power;
+    return id;
+}
+
+static int advnn__is_batch_loss(int kind) { return kind == ADVNN__LOSS_DISCO || kind == ADVNN__LOSS_MODE; }
+static int advnn__has_batch_loss(const advnn_graph *g) {
+    int i;
+    for (i = 0; i < g->n_nodes; i++) if (advnn__is_batch_loss(g->nodes[i].kind)) return 1;
+    return 0;
+}
+static size_t advnn__decor_aux_floats(const advnn__node *n, int batch) { (void)n; return 4 * (size_t)batch; }
+static size_t advnn__decor_scratch_floats(const advnn__node *n, int batch) {
+    return n->kind == ADVNN__LOSS_DISCO ? advnn__disco_scratch(batch) / sizeof(float) + 16 : advnn__mode_scratch(n, batch) / sizeof(float) + 16;
+}
+
+ADVNN_DEF advnn_mode_opts advnn_mode_defaults(void) {
+    advnn_mode_opts o;
+    memset(&o, 0, sizeof o);
+    o.order = 0; o.bins = 32; o.sbins = 32; o.power = 2.0f; o.max_slope = 0.0f; o.flatness = 0;
+    return o;
+}
+
+static advnn_status advnn__mode_check(const advnn_mode_opts *o, const char *what) {
+    if (!o) return advnn__fail(ADVNN_ERR_ARG, "%s: options are NULL", what);
+    if (o->order < 0 || o->order > 2) return advnn__fail(ADVNN_ERR_ARG, "%s: order %d (0, 1 or 2)", what, o->order);
+    if (o->bins < 1 || o->bins > 4096) return advnn__fail(ADVNN_ERR_ARG, "%s: %d m bins (1..4096)", what, o->bins);
+    if (o->sbins < 1 || o->sbins > 65536) return advnn__fail(ADVNN_ERR_ARG, "%s: %d s grid points (1..65536)", what, o->sbins);
+    if (!(o->power >= 1.0f && o->power <= 16.0f)) return advnn__fail(ADVNN_ERR_ARG, "%s: power %g outside [1, 16]", what, (double)o->power);
+    if (!(o->max_slope >= 0.0f && isfinite(o->max_slope))) return advnn__fail(ADVNN_ERR_ARG, "%s: max_slope %g (0 = none, else > 0)", what, (double)o->max_slope);
+    if (o->flatness != 0 && o->flatness != 1) return advnn__fail(ADVNN_ERR_ARG, "%s: flatness %d (0 or 1)", what, o->flatness);
+    return ADVNN_OK;
+}
+
+ADVNN_DEF int advnn_loss_mode(advnn_graph *g, int score, int var, int weight, const advnn_mode_opts *o) {
+    int id;
+    if (g && advnn__mode_check(o, "advnn_loss_mode") != ADVNN_OK) {
+        char msg[sizeof advnn__errbuf];
+        snprintf(msg, sizeof msg, "%s", advnn__errbuf);   /* the message lives in the buffer gfail writes */
+        return advnn__gfail(g, ADVNN_ERR_ARG, "%s", msg);
+    }
+    id = advnn__decor_node(g, ADVNN__LOSS_MODE, score, var, weight, "advnn_loss_mode");
+    if (id >= 0) {
+        advnn__node *n = &g->nodes[id];
+        n->ip[0] = o->order; n->ip[1] = o->bins; n->ip[2] = o->sbins; n->ip[3] = o->flatness;
+        n->fp[1] = o->power; n->fp[2] = o->max_slope;
+    }
+    return id;
+}
+
+ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const float *w, int64_t n, const advnn_mode_opts *o,
+                                  double *value, double *grad_score) {
+    void *scr;
+    advnn_status st;
+    if (!score || !var || !value) return advnn__fail(ADVNN_ERR_ARG, "advnn_mode: NULL argument");
+    if (n < 0 || n > 0x7fffffe0) return advnn__fail(ADVNN_ERR_ARG, "advnn_mode: n = %lld outside 0..2^31-32", (long long)n);
+    if ((st = advnn__mode_check(o, "advnn_mode")) != ADVNN_OK) return st;
+    if ((st = advnn__check_rows("advnn_mode", score, var, w, n)) != ADVNN_OK) return st;
+    if (!(scr = advnn__alloc(advnn__mode_scratch_n(n, o->bins)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_mode: out of memory for %lld rows", (long long)n);
+    *value = advnn__mode_core((int)n, score, var, w, o->order, o->bins, o->sbins, o->power, o->max_slope, o->flatness, grad_score, scr);
+    advnn__free(scr);
+    return ADVNN_OK;
+}
+
 /* ---------------------------------------------------------------- threads
  * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
  * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
@@ -2006,6 +2489,8 @@ static int advnn__chunk_count(int n) {
     return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
 }
 static int advnn__chunk_lo(int n, int c) { return (int)((int64_t)n * c / advnn__chunk_count(n)); }
+/* The same for a step cut into nck chunks (a trainer whose graph needs one chunk: advnn_trainer.one_chunk) */
+static int advnn__chunk_lo_of(int n, int nck, int c) { return (int)((int64_t)n * c / nck); }
 /* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
  * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
 static int advnn__chunk_cap(int n) {
@@ -2077,6 +2562,7 @@ static advnn__cgeom advnn__conv_geom(const advnn_graph *g, const advnn__node *n)
 
 /* Per-node temporary floats used inside one forward or backward call (shared by all nodes). */
 static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, int batch) {
+    if (advnn__is_batch_loss(n->kind)) return advnn__decor_scratch_floats(n, batch);
     if (n->kind == ADVNN__DENSE && n->ip[2]) return (size_t)g->nodes[n->in[0]].cols * n->cols;  /* dL/d(W/sigma) */
     if (n->kind == ADVNN__CONV) {
         advnn__cgeom c = advnn__conv_geom(g, n);
@@ -2111,6 +2597,7 @@ static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int 
     case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
     case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
     case ADVNN__LOSS_MDN: return (size_t)batch * (n->ip[1] ? 1 : 3) * g->nodes[n->in[0]].size;   /* per-sample gradients */
+    case ADVNN__LOSS_DISCO: case ADVNN__LOSS_MODE: return advnn__decor_aux_floats(n, batch);
     default: return 0;
     }
 }
@@ -2298,6 +2785,42 @@ static void advnn__act_bwd_rows(advnn_act act, int rows, int N, const float *x, 
     if (rows % g) {
         size_t o = (size_t)wide * L;
         advnn_act_backward(act, rows % g, N, x + o, N, y ? y + o : NULL, N, dy + o, N, dx + o, N, param, alpha, dalpha);
+    }
+}
+
+/* ---------------------------------------------------------------- decorrelation losses: forward and backward
+ * (the math is in the sections before the threads) */
+static advnn_status advnn__decor_loss_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const float *s = ws->out[n->in[0]], *m = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
+    const char *what = n->kind == ADVNN__LOSS_DISCO ? "DisCo loss" : "MoDe loss";
+    double *gs = (double *)(void *)ws->aux[id], *gm = gs + ws->max_batch;
+    int want = ws->grads && ws->training;
+    advnn_status st;
+    if (ws->nck > 1) return advnn__fail(ADVNN_ERR_STATE, "%s node %d: needs the whole batch in one chunk", what, id);
+    if ((st = advnn__check_rows(what, s, m, w, nb)) != ADVNN_OK) return st;
+    if (n->kind == ADVNN__LOSS_DISCO)
+        ws->loss[id] = advnn__disco_core(nb, m, s, w, n->fp[1], want && ws->needg[n->in[1]] ? gm : NULL,
+                                         want && ws->needg[n->in[0]] ? gs : NULL, ws->scratch);
+    else {
+        if (want && ws->needg[n->in[1]]) memset(gm, 0, (size_t)nb * sizeof *gm);   /* MoDe: no gradient w.r.t. m */
+        ws->loss[id] = advnn__mode_core(nb, s, m, w, n->ip[0], n->ip[1], n->ip[2], n->fp[1], n->fp[2], n->ip[3],
+                                        want && ws->needg[n->in[0]] ? gs : NULL, ws->scratch);
+    }
+    if (!isfinite(ws->loss[id])) return advnn__fail(ADVNN_ERR_NAN, "%s node %d is %g", what, id, ws->loss[id]);
+    return ADVNN_OK;
+}
+
+static void advnn__decor_loss_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const double *gs = (const double *)(const void *)ws->aux[id], *gm = gs + ws->max_batch;
+    double coef = n->fp[0];
+    int i, k;
+    if (coef == 0.0) return;
+    for (k = 0; k < 2; k++) {
+        float *d = ws->needg[n->in[k]] ? ws->dout[n->in[k]] : NULL;
+        const double *gk = k ? gm : gs;
+        if (d) for (i = 0; i < nb; i++) d[i] += (float)(coef * gk[i]);
     }
 }
 
@@ -2519,6 +3042,7 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
     double tot = 0;
     int i, j, k;
     if (n->kind == ADVNN__LOSS_MDN) return advnn__mdn_loss_fwd(ws, id, nb);
+    if (advnn__is_batch_loss(n->kind)) return advnn__decor_loss_fwd(ws, id, nb);
     for (i = 0; i < nb; i++) {
         double l = 0;
         if (n->kind == ADVNN__LOSS_BCE) {
@@ -2853,6 +3377,7 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     float *dz = ws->dout[n->in[0]];
     int i, j, k;
     double coef = n->fp[0];
+    if (advnn__is_batch_loss(n->kind)) { advnn__decor_loss_bwd(ws, id, nb); return; }
     if (n->kind == ADVNN__LOSS_MDN && n->ip[1]) {   /* packed head: its dout rows take the 3K gradients as they are */
         int K3 = p->size;
         const float *wm = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
@@ -3778,7 +4303,8 @@ struct advnn_trainer {
     float         *m, *v;     /* optimizer moments, laid out like g->params */
     float         *best;      /* early-stopping snapshot of g->params */
     int            T;         /* threads */
-    int            nwk;       /* chunk workspaces: advnn__chunk_count(batch) */
+    int            nwk;       /* chunk workspaces: advnn__chunk_count(batch) (1 with one_chunk) */
+    int            one_chunk; /* the graph has a batch-statistic loss (DisCo, MoDe): every step is one chunk */
     advnn_ws     **wsk;       /* per-chunk workspaces, wsk[0] == ws */
     advnn__rng    *rngk;      /* per-chunk dropout streams, reseeded from rng every step */
     double        *bnpart;    /* BatchNorm partial sums: 2 x nwk rows of bnld doubles */
@@ -3807,7 +4333,7 @@ typedef struct advnn__chunkjob {
 
 static advnn_status advnn__chunks_init(advnn_trainer *tr) {
     int k, rows = advnn__chunk_cap(tr->batch);
-    tr->nwk = advnn__chunk_count(tr->batch);
+    tr->nwk = tr->one_chunk ? 1 : advnn__chunk_count(tr->batch);
     tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
     tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
     tr->job = (advnn__chunkjob *)ADVNN_MALLOC(sizeof *tr->job);
@@ -3858,7 +4384,7 @@ static int advnn__count_pauses(const advnn_ws *ws, int backward) {
 /* Chunk c's work in phase p: up to its next pause or its end. */
 static void advnn__chunk_step(advnn__chunkjob *j, int c, int p) {
     advnn_ws *ws = j->tr->wsk[c];
-    int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+    int lo = advnn__chunk_lo_of(j->n, j->nck, c), nb = advnn__chunk_lo_of(j->n, j->nck, c + 1) - lo;
     advnn_status st = ADVNN_OK;
     ws->paused = 0;
     if (j->stage[c] == 0) {
@@ -3943,7 +4469,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     int k, i;
     advnn__mark_sub(ws, tr->key);
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
-    j->nck = advnn__chunk_count(n);
+    j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
     ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
     j->nphase = advnn__count_pauses(ws, backward) + 1;
     memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
@@ -3999,6 +4525,8 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     tr->T = 1;
 #endif
     if (tr->T < 1) tr->T = 1;
+    /* DisCo/MoDe are statistics of the whole batch: such a graph's steps run as one chunk */
+    if ((tr->one_chunk = advnn__has_batch_loss(g)) != 0) tr->T = 1;
     if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
     tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
     tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
@@ -5215,6 +5743,174 @@ ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, 
     return st;
 }
 
+/* ---------------------------------------------------------------- DDT and reweighting
+ * Post-hoc and data-level decorrelation. The DDT map holds, per (rho, pT) bin, the weighted score
+ * quantile that keeps the target background efficiency; smoothing is a Gaussian kernel over
+ * neighbouring bins weighted by their background weight (which also fills empty bins). */
+struct advnn_ddt {
+    int nrho, npt;
+    double rlo, rhi, plo, phi, eff;
+    double *thr;   /* nrho x npt, [rho][pt] */
+};
+
+static int advnn__ddt_bin(double v, double lo, double hi, int nb) {   /* clamped to the edge bins */
+    int k = (int)floor((v - lo) / (hi - lo) * nb);
+    return k < 0 ? 0 : k >= nb ? nb - 1 : k;
+}
+
+typedef struct { float s; float w; } advnn__sw;
+static int advnn__cmp_sw(const void *a, const void *b) {
+    float x = ((const advnn__sw *)a)->s, y = ((const advnn__sw *)b)->s;
+    return (x > y) - (x < y);
+}
+
+ADVNN_DEF void advnn_ddt_free(advnn_ddt *d) { if (d) { ADVNN_FREE(d->thr); ADVNN_FREE(d); } }
+
+ADVNN_DEF advnn_ddt *advnn_ddt_fit(const float *score, const float *rho, const float *pt, const float *w, int64_t n, double bkg_eff,
+                                   int nrho, double rho_lo, double rho_hi, int npt, double pt_lo, double pt_hi, double smooth) {
+    advnn_ddt *d = NULL;
+    advnn__sw *rowsw = NULL;
+    int64_t i, *cnt = NULL, *start = NULL, *pos = NULL;
+    double *wsum = NULL, *raw = NULL;
+    int nb, b, r, q;
+    if (!score || !rho || n < 1) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: NULL argument or n = %lld", (long long)n); return NULL; }
+    if (!(bkg_eff > 0 && bkg_eff < 1)) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: background efficiency %g outside (0, 1)", bkg_eff); return NULL; }
+    if (nrho < 1 || npt < 1 || nrho > 4096 || npt > 4096 || !(rho_hi > rho_lo) || !isfinite(rho_lo) || !isfinite(rho_hi) ||
+        (npt > 1 && (!pt || !(pt_hi > pt_lo) || !isfinite(pt_lo) || !isfinite(pt_hi)))) {
+        advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: bins %d x %d (1..4096 each) on rho [%g, %g), pT [%g, %g) (pT needed when npt > 1)",
+                    nrho, npt, rho_lo, rho_hi, pt_lo, pt_hi);
+        return NULL;
+    }
+    if (!(smooth >= 0 && smooth <= 100)) { advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: smoothing width %g bins outside [0, 100]", smooth); return NULL; }
+    for (i = 0; i < n; i++)
+        if (!isfinite(score[i]) || !isfinite(rho[i]) || (pt && npt > 1 && !isfinite(pt[i])) || (w && !(w[i] >= 0 && isfinite(w[i])))) {
+            advnn__fail(ADVNN_ERR_NAN, "advnn_ddt_fit: row %lld: score %g, rho %g, pT %g, weight %g (finite, weight >= 0)", (long long)i,
+                        (double)score[i], (double)rho[i], pt && npt > 1 ? (double)pt[i] : 0.0, w ? (double)w[i] : 1.0);
+            return NULL;
+        }
+    nb = nrho * npt;
+    d = (advnn_ddt *)ADVNN_MALLOC(sizeof *d);
+    cnt = (int64_t *)ADVNN_MALLOC((size_t)(3 * nb + 1) * sizeof(int64_t));
+    wsum = (double *)ADVNN_MALLOC((size_t)2 * nb * sizeof(double));
+    rowsw = (advnn__sw *)ADVNN_MALLOC((size_t)n * sizeof *rowsw);
+    if (d) d->thr = (double *)ADVNN_MALLOC((size_t)nb * sizeof(double));
+    if (!d || !cnt || !wsum || !rowsw || !d->thr) {
+        if (d) ADVNN_FREE(d->thr);
+        ADVNN_FREE(d); ADVNN_FREE(cnt); ADVNN_FREE(wsum); ADVNN_FREE(rowsw);
+        advnn__fail(ADVNN_ERR_NOMEM, "advnn_ddt_fit: out of memory for %lld rows", (long long)n);
+        return NULL;
+    }
+    d->nrho = nrho; d->npt = npt; d->rlo = rho_lo; d->rhi = rho_hi; d->plo = npt > 1 ? pt_lo : 0; d->phi = npt > 1 ? pt_hi : 1; d->eff = bkg_eff;
+    start = cnt + nb; pos = start + nb + 1; raw = wsum + nb;
+    for (b = 0; b < nb; b++) { cnt[b] = 0; wsum[b] = 0; }
+#define ADVNN__DDT_B(i) (advnn__ddt_bin(rho[i], rho_lo, rho_hi, nrho) * npt + (npt > 1 ? advnn__ddt_bin(pt[i], pt_lo, pt_hi, npt) : 0))
+    for (i = 0; i < n; i++) if (!w || w[i] > 0) { b = ADVNN__DDT_B(i); cnt[b]++; wsum[b] += w ? w[i] : 1.0; }
+    start[0] = 0;
+    for (b = 0; b < nb; b++) { start[b + 1] = start[b] + cnt[b]; pos[b] = start[b]; }
+    for (i = 0; i < n; i++) if (!w || w[i] > 0) { b = ADVNN__DDT_B(i); rowsw[pos[b]].s = score[i]; rowsw[pos[b]++].w = w ? w[i] : 1.0f; }
+#undef ADVNN__DDT_B
+    for (b = 0; b < nb; b++) {   /* weighted quantile: the smallest score with at most eff of the weight above it */
+        advnn__sw *v = rowsw + start[b];
+        double acc = 0, target = (1.0 - bkg_eff) * wsum[b];
+        int64_t k, c = cnt[b];
+        raw[b] = NAN;
+        if (c == 0) continue;
+        qsort(v, (size_t)c, sizeof *v, advnn__cmp_sw);
+        for (k = 0; k < c; k++) { acc += v[k].w; if (acc >= target * (1 - 1e-12)) break; }
+        raw[b] = v[k < c ? k : c - 1].s;
+    }
+    for (r = 0; r < nrho; r++)
+        for (q = 0; q < npt; q++) {
+            double num = 0, den = 0, best = INFINITY;
+            int r2, q2;
+            b = r * npt + q;
+            if (smooth == 0 && wsum[b] > 0) { d->thr[b] = raw[b]; continue; }
+            for (r2 = 0; r2 < nrho; r2++)
+                for (q2 = 0; q2 < npt; q2++) {
+                    int b2 = r2 * npt + q2;
+                    double dd = (double)(r2 - r) * (r2 - r) + (double)(q2 - q) * (q2 - q);
+                    if (!(wsum[b2] > 0)) continue;
+                    if (smooth > 0) { double k = wsum[b2] * exp(-0.5 * dd / (smooth * smooth)); num += k * raw[b2]; den += k; }
+                    else if (dd < best) { best = dd; num = raw[b2]; den = 1; }   /* empty bin: the nearest filled one */
+                }
+            d->thr[b] = den > 0 ? num / den : NAN;
+        }
+    ADVNN_FREE(cnt); ADVNN_FREE(wsum); ADVNN_FREE(rowsw);
+    if (isnan(d->thr[0])) {   /* every bin empty (or all smoothing weights underflowed) */
+        advnn_ddt_free(d);
+        advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: no row with a positive weight, or a smoothing width too small to reach the filled bins");
+        return NULL;
+    }
+    for (b = 0; b < nb; b++)
+        if (isnan(d->thr[b])) {
+            advnn_ddt_free(d);
+            advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_fit: bin %d has no threshold (smoothing width %g reaches no filled bin)", b, smooth);
+            return NULL;
+        }
+    return d;
+}
+
+ADVNN_DEF advnn_status advnn_ddt_apply(const advnn_ddt *d, const float *score, const float *rho, const float *pt, int64_t n, float *out) {
+    int64_t i;
+    if (!d || !score || !rho || !out || n < 0 || (d->npt > 1 && !pt)) return advnn__fail(ADVNN_ERR_ARG, "advnn_ddt_apply: NULL argument (pT is needed with %d pT bins) or n < 0", d ? d->npt : 0);
+    for (i = 0; i < n; i++) {
+        int b;
+        if (!isfinite(rho[i]) || (d->npt > 1 && !isfinite(pt[i]))) return advnn__fail(ADVNN_ERR_NAN, "advnn_ddt_apply: row %lld: rho or pT not finite", (long long)i);
+        b = advnn__ddt_bin(rho[i], d->rlo, d->rhi, d->nrho) * d->npt + (d->npt > 1 ? advnn__ddt_bin(pt[i], d->plo, d->phi, d->npt) : 0);
+        out[i] = (float)((double)score[i] - d->thr[b]);
+    }
+    return ADVNN_OK;
+}
+
+ADVNN_DEF const double *advnn_ddt_map(const advnn_ddt *d, int *nrho, int *npt) {
+    if (!d) return NULL;
+    if (nrho) *nrho = d->nrho;
+    if (npt) *npt = d->npt;
+    return d->thr;
+}
+
+ADVNN_DEF advnn_status advnn_reweight(const float *var, const float *label, const float *w, int64_t n, double lo, double hi, int nbins,
+                                      advnn_reweight_mode mode, float *out) {
+    double *h, tot[2] = {0, 0}, step, bs = 0;
+    int64_t i;
+    int nf[2] = {0, 0};
+    advnn_status st;
+    if (!var || !out || n < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: NULL argument or n = %lld", (long long)n);
+    if ((st = advnn__hist_args("advnn_reweight", lo, hi, nbins)) != ADVNN_OK) return st;
+    if (mode != ADVNN_REWEIGHT_FLAT && mode != ADVNN_REWEIGHT_BKG_FLAT && mode != ADVNN_REWEIGHT_SIG_TO_BKG)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: unknown mode %d", (int)mode);
+    if (!label && mode != ADVNN_REWEIGHT_FLAT) return advnn__fail(ADVNN_ERR_ARG, "advnn_reweight: mode %d needs labels", (int)mode);
+    for (i = 0; i < n; i++)
+        if (!isfinite(var[i]) || (w && !(w[i] >= 0 && isfinite(w[i]))) || (label && !isfinite(label[i])))
+            return advnn__fail(ADVNN_ERR_NAN, "advnn_reweight: row %lld: value %g, weight %g (finite, >= 0), label not finite?", (long long)i,
+                               (double)var[i], w ? (double)w[i] : 1.0);
+    if (!(h = (double *)ADVNN_MALLOC((size_t)2 * nbins * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_reweight: out of memory");
+    for (i = 0; i < 2 * nbins; i++) h[i] = 0;
+    step = (hi - lo) / nbins;
+    for (i = 0; i < n; i++) {   /* h[c * nbins + k]: class c (1 = signal); tot: the class's weight in [lo, hi) */
+        int k = advnn__bin(var[i], lo, hi, nbins, step), c = label && label[i] > 0.5f;
+        double wi = w ? w[i] : 1.0;
+        if (k >= 0) { h[c * nbins + k] += wi; tot[c] += wi; }
+    }
+    {   /* filled bins per class, and the background weight where the signal has some */
+        int k;
+        for (k = 0; k < nbins; k++) { nf[0] += h[k] > 0; nf[1] += h[nbins + k] > 0; if (h[nbins + k] > 0) bs += h[k]; }
+    }
+    for (i = 0; i < n; i++) {
+        int k = advnn__bin(var[i], lo, hi, nbins, step), c = label && label[i] > 0.5f;
+        double wi = w ? w[i] : 1.0, f;
+        if (k < 0 || h[c * nbins + k] <= 0) { out[i] = 0.0f; continue; }   /* outside [lo, hi): no target there */
+        if (mode == ADVNN_REWEIGHT_FLAT || (mode == ADVNN_REWEIGHT_BKG_FLAT && c == 0))
+            f = tot[c] / nf[c] / h[c * nbins + k];                 /* every filled bin holds an equal share */
+        else if (mode == ADVNN_REWEIGHT_SIG_TO_BKG && c == 1)
+            f = bs > 0 ? (h[k] / bs) * tot[1] / h[nbins + k] : 0.0;   /* the background's shape where the signal lives */
+        else f = 1.0;
+        out[i] = (float)(wi * f);
+    }
+    ADVNN_FREE(h);
+    return ADVNN_OK;
+}
+
 /* ---------------------------------------------------------------- model files */
 typedef struct { unsigned char *b; size_t n, cap; int oom; } advnn__wbuf;
 static void advnn__wbytes(advnn__wbuf *w, const void *p, size_t n) {
@@ -5417,6 +6113,16 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
         if (n_in < 2 || n_in > 5) return -1;
         id = n_in <= 3 ? advnn_loss_mdn(g, in[0], -1, -1, in[1], n_in == 3 ? in[2] : -1, ip[0], fp[1])   /* packed head */
                        : advnn_loss_mdn(g, in[0], in[1], in[2], in[3], n_in == 5 ? in[4] : -1, ip[0], fp[1]);
+        if (id >= 0 && advnn_loss_scale(g, id, fp[0]) != ADVNN_OK) return -1;
+        return id;
+    }
+    case ADVNN__LOSS_DISCO: case ADVNN__LOSS_MODE: {   /* decorrelation losses */
+        int id;
+        advnn_mode_opts mo = advnn_mode_defaults();
+        if (n_in != 2 && n_in != 3) return -1;
+        mo.order = ip[0]; mo.bins = ip[1]; mo.sbins = ip[2]; mo.flatness = ip[3]; mo.power = fp[1]; mo.max_slope = fp[2];
+        id = kind == ADVNN__LOSS_DISCO ? advnn_loss_disco(g, in[0], in[1], n_in == 3 ? in[2] : -1, fp[1])
+                                       : advnn_loss_mode(g, in[0], in[1], n_in == 3 ? in[2] : -1, &mo);
         if (id >= 0 && advnn_loss_scale(g, id, fp[0]) != ADVNN_OK) return -1;
         return id;
     }

@@ -73,7 +73,7 @@
 typedef struct {
     const char *out, *data, *plain;
     long seed, epochs, adv_epochs, adv_pre, ntrain, nval, ntest, batch, threads;
-    double lambda, lr, lr_adv, lr2, bn_momentum;
+    double lambda, lr, lr_adv, lr2, bn_momentum, disco;
     int joint;
     int select;
     int quick;
@@ -159,6 +159,8 @@ static void usage(const char *argv0) {
            "  --threads N       threads for training and prediction (default 1)\n"
            "  --plain FILE      load the plain AE from FILE (OUT/plain_ae.advnn of an earlier run with the same\n"
            "                    data and --ntrain) instead of training it; for scanning lambda\n"
+           "  --disco K         also train a DisCo AE: from the plain AE, --adv-epochs epochs of L_AE + K * dCorr^2(log MSE, m)\n"
+           "                    over each batch's QCD jets (no adversary), printed beside the adversarial AE (default off)\n"
            "  --quick           smoke test: 1200 train / 1000 test images, 1 epoch per phase\n", argv0);
 }
 
@@ -168,7 +170,7 @@ static int parse_args(int argc, char **argv, config *c) {
     long v;
     c->out = "build/anomaly_ae"; c->data = "build/data"; c->plain = NULL;
     c->seed = 1; c->epochs = 4; c->adv_epochs = 3; c->adv_pre = 1; c->ntrain = 24000; c->nval = 3000; c->ntest = 16000;
-    c->batch = 256; c->threads = 1; c->lambda = 1.0; c->lr = 1e-3; c->lr_adv = 1e-2; c->lr2 = -1; c->bn_momentum = 0.1; c->joint = 0; c->select = 1; c->quick = 0;
+    c->batch = 256; c->threads = 1; c->lambda = 1.0; c->lr = 1e-3; c->lr_adv = 1e-2; c->lr2 = -1; c->bn_momentum = 0.1; c->joint = 0; c->select = 1; c->quick = 0; c->disco = 0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *nx = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
@@ -190,6 +192,7 @@ static int parse_args(int argc, char **argv, config *c) {
         else if (!strcmp(a, "--batch")) { ok = parse_long(nx, 1, 65536, &c->batch); }
         else if (!strcmp(a, "--threads")) { ok = parse_long(nx, 1, 64, &v); c->threads = v; }
         else if (!strcmp(a, "--lambda")) ok = parse_double(nx, 0.0, 1e6, &c->lambda);
+        else if (!strcmp(a, "--disco")) ok = parse_double(nx, 0.0, 1e6, &c->disco);
         else if (!strcmp(a, "--lr")) ok = parse_double(nx, 1e-8, 10.0, &c->lr);
         else if (!strcmp(a, "--lr-adv")) ok = parse_double(nx, 1e-8, 10.0, &c->lr_adv);
         else if (!strcmp(a, "--lr2")) ok = parse_double(nx, 1e-8, 10.0, &c->lr2);
@@ -525,26 +528,6 @@ typedef struct {          /* the QCD part of the test split */
     double floor_jsd[2];  /* random-split JSD at each eps_B */
 } qcd_set;
 
-/* Distance correlation (Szekely et al. 2007) of x and y, O(n^2) time and O(n) memory. */
-static double distance_corr(const float *x, const float *y, int64_t n) {
-    double *ax = (double *)xmalloc((size_t)n * sizeof(double)), *ay = (double *)xmalloc((size_t)n * sizeof(double));
-    double gx = 0, gy = 0, sxy = 0, sxx = 0, syy = 0;
-    int64_t i, j;
-    for (i = 0; i < n; i++) {
-        double a = 0, b = 0;
-        for (j = 0; j < n; j++) { a += fabs((double)x[i] - x[j]); b += fabs((double)y[i] - y[j]); }
-        ax[i] = a / (double)n; ay[i] = b / (double)n; gx += ax[i]; gy += ay[i];
-    }
-    gx /= (double)n; gy /= (double)n;
-    for (i = 0; i < n; i++)
-        for (j = 0; j < n; j++) {
-            double A = fabs((double)x[i] - x[j]) - ax[i] - ax[j] + gx, B = fabs((double)y[i] - y[j]) - ay[i] - ay[j] + gy;
-            sxy += A * B; sxx += A * A; syy += B * B;
-        }
-    free(ax); free(ay);
-    return sxx > 0 && syy > 0 && sxy > 0 ? sqrt(sxy / sqrt(sxx * syy)) : 0.0;
-}
-
 /* The score above which a fraction eps of the QCD jets lies (events pass when score >= cut). */
 static double qcd_cut(const float *qs, int64_t n, double eps) {
     float *v = (float *)xmalloc((size_t)n * sizeof(float));
@@ -585,7 +568,11 @@ static int compute_metrics(const split *te, const qcd_set *q, result *r) {
         pass_fail_hist(qs, q->m, q->n, r->jsd_cut[k], r->pass[k], r->fail[k]);
     }
     if (advnn_pearson(qs, q->m, NULL, q->n, &r->pearson) != ADVNN_OK) return fail_lib("Pearson");
-    r->dcor = distance_corr(qs, q->m, q->n < 3000 ? q->n : 3000);
+    {   /* exact on every QCD jet (O(n log n)); sqrt: the distance correlation, not its square */
+        double d2;
+        if (advnn_disco(qs, q->m, NULL, q->n, 1.0, &d2, NULL, NULL) != ADVNN_OK) return fail_lib("distance correlation");
+        r->dcor = sqrt(d2);
+    }
     free(qs);
     return 0;
 }
@@ -814,6 +801,57 @@ static void print_acceptance(const result *r, int quick) {
            fabs(ce - LN10) <= 0.05 * LN10 ? "PASS" : "FAIL", ce, r[1].ce_loop, 100.0 * (LN10 - ce) / LN10);
 }
 
+/* ------------------------------------------------------------------ DisCo AE (--disco) */
+/* The same autoencoder (its weights are the head of the adversarial graph's) with L_AE + kappa * DisCo:
+ * the distance correlation^2 of the log MSE and the QCD mass over each batch (QCD only: all rows). */
+static advnn_graph *build_disco_ae(double kappa, uint64_t seed) {
+    int img[3] = {40, 40, 1}, one = 1, x, m, recon, score, l;
+    advnn_graph *g = advnn_graph_new();
+    x = advnn_input(g, "x", 3, img);
+    m = advnn_input(g, "m", 1, &one);
+    recon = advnn_name(g, wl_w3_autoencoder(g, x), "recon");
+    advnn_loss_mse(g, recon, x, -1);
+    score = advnn_name(g, advnn_sample_mse(g, recon, x, 1), "logmse");
+    l = advnn_loss_disco(g, score, m, -1, 1.0f);
+    advnn_loss_scale(g, l, (float)kappa);
+    if (advnn_graph_finalize(g, seed) != ADVNN_OK) { fail_lib("building the DisCo autoencoder"); advnn_graph_free(g); return NULL; }
+    return g;
+}
+
+static void print_row3(const char *name, double a, double b, double c, const char *fmt) {
+    printf("  %-44s", name);
+    printf(fmt, a); printf("   "); printf(fmt, b); printf("   "); printf(fmt, c); putchar('\n');
+}
+
+static void print_disco(const result *r, const result *d, const qcd_set *q, double kappa, long epochs, double secs) {
+    char name[80];
+    int k;
+    printf("\n  DisCo AE: from the plain AE, %ld epoch(s) of L_AE + %g * dCorr^2(log MSE, m) over each batch (%.1f s)\n", epochs, kappa, secs);
+    printf("  %-44s%12s   %12s   %12s\n", "metric (test split)", "plain AE", "adversarial", "DisCo");
+    print_row3("AUC top vs QCD (score = per-image MSE)", r[0].auc, r[1].auc, d->auc, "%12.4f");
+    for (k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "1/eps_B at eps_S = %.1f", EFF_S[k]);
+        print_row3(name, r[0].rej[k], r[1].rej[k], d->rej[k], "%12.1f");
+    }
+    for (k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "QCD mass 1/JSD at eps_B = %g (floor %.1f)", EFF_B[k], 1.0 / q->floor_jsd[k]);
+        print_row3(name, 1.0 / r[0].jsd[k], 1.0 / r[1].jsd[k], 1.0 / d->jsd[k], "%12.1f");
+    }
+    print_row3("Pearson(log MSE, m), QCD", r[0].pearson, r[1].pearson, d->pearson, "%12.4f");
+    print_row3("distance correlation(log MSE, m), QCD", r[0].dcor, r[1].dcor, d->dcor, "%12.4f");
+    print_row3("adversary CE, fresh adversary  (ln10=2.303)", r[0].ce_fresh, r[1].ce_fresh, d->ce_fresh, "%12.4f");
+}
+
+static void print_disco_acceptance(const result *r, const result *d) {
+    double ratio = r[0].jsd[0] / d->jsd[0];
+    printf("%s DisCo 1/JSD >= 3x plain at eps_B = 0.1: %.1f vs %.1f, ratio %.2f (adversarial: %.1f)\n", ratio >= 3.0 ? "PASS" : "FAIL",
+           1.0 / d->jsd[0], 1.0 / r[0].jsd[0], ratio, 1.0 / r[1].jsd[0]);
+    printf("%s DisCo AUC >= plain AUC - 0.10: %.4f vs %.4f - 0.10 = %.4f\n", d->auc >= r[0].auc - 0.10 ? "PASS" : "FAIL", d->auc, r[0].auc,
+           r[0].auc - 0.10);
+    printf("%s DisCo: fresh adversary CE within 5%% of ln 10: %.4f vs 2.3026, %.1f%% below\n", fabs(d->ce_fresh - LN10) <= 0.05 * LN10 ? "PASS" : "FAIL",
+           d->ce_fresh, 100.0 * (LN10 - d->ce_fresh) / LN10);
+}
+
 /* ------------------------------------------------------------------ main */
 /* Drops non-QCD rows from the training split (it should hold none: the AE learns QCD only). */
 static void keep_qcd_only(split *s) {
@@ -895,7 +933,10 @@ int main(int argc, char **argv) {
     advnn_trainer *trainer;
     advnn_adv_opts o;
     train_log L;
-    result r[2];
+    result r[2], rdc;
+    float *plain_w = NULL;
+    int64_t plain_n = 0;
+    double t_dc = 0;
     double edges[NBINS_ADV + 1], scale, t0 = now(), t_plain = 0, t_adv = 0, t1, c_plain = 0, c_adv = 0, c1;
     float rec[2][2 * IMG];
     int64_t rows[2] = {-1, -1}, i;
@@ -908,6 +949,7 @@ int main(int argc, char **argv) {
     advnn_set_threads((int)c.threads);
     g_bn_momentum = (float)c.bn_momentum;
     memset(r, 0, sizeof r);
+    memset(&rdc, 0, sizeof rdc);
 
     if (load_split(c.data, "train", c.ntrain > 0 ? c.ntrain + c.nval : 0, &tr) || load_split(c.data, "test", c.ntest, &te)) return 1;
     keep_qcd_only(&tr);
@@ -967,6 +1009,11 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/plain_ae.advnn", c.out);
     if (advnn_model_save(net.g, path) != ADVNN_OK) return fail_lib(path);
     if (evaluate(&net, &probe, &te, dte, &q, rows, scale, &r[0], rec[0])) return 1;
+    if (c.disco > 0) {   /* the DisCo AE starts from these weights */
+        const float *pw = advnn_params(net.g, &plain_n);
+        plain_w = (float *)xmalloc((size_t)plain_n * sizeof(float));
+        memcpy(plain_w, pw, (size_t)plain_n * sizeof(float));
+    }
 
     /* 2. adversary pre-training on the frozen plain AE, then adversarial training of the same AE */
     printf("[2] adversarial AE: continues from the plain AE; %ld adversary pre-training epoch(s) on the frozen plain AE\n"
@@ -994,7 +1041,33 @@ int main(int argc, char **argv) {
     r[0].ce_fresh = fresh_ce(&probe, &q, r[0].score, (uint64_t)c.seed + 17);
     r[1].ce_fresh = fresh_ce(&probe, &q, r[1].score, (uint64_t)c.seed + 17);
 
+    if (c.disco > 0) {   /* 3. the DisCo AE */
+        advnn_graph *dg = build_disco_ae(c.disco, (uint64_t)c.seed);
+        advnn_dataset *dd = advnn_dataset_new();
+        advnn_trainer *dt;
+        advnn_fit_opts fo = advnn_fit_defaults();
+        ae_net tmp;
+        int64_t nd = 0;
+        if (!dg) return 1;
+        advnn_params(dg, &nd);
+        if (nd > plain_n) { fprintf(stderr, "anomaly_ae: DisCo AE has %lld parameters, the plain graph %lld\n", (long long)nd, (long long)plain_n); return 1; }
+        memcpy(advnn_params(dg, NULL), plain_w, (size_t)nd * sizeof(float));   /* the AE's weights come first */
+        if (advnn_dataset_add(dd, "x", tr.x) || advnn_dataset_add(dd, "m", tr.m)) return fail_lib("DisCo dataset");
+        if (!(dt = advnn_trainer_new(dg, (int)c.batch, (uint64_t)c.seed + 5))) return fail_lib("DisCo trainer");
+        advnn_trainer_set_optim(dt, NULL, advnn_adam((float)(c.lr2 > 0 ? c.lr2 : c.lr)));
+        fo.epochs = (int)c.adv_epochs; fo.verbose = 1; fo.val_split = 0; fo.restore_best = 0;
+        printf("[3] DisCo AE: from the plain AE, %ld epoch(s) of L_AE + %g * dCorr^2(log MSE, m)\n", c.adv_epochs, c.disco);
+        t1 = now();
+        if (c.adv_epochs > 0 && advnn_fit(dt, dd, NULL, &fo, NULL) != ADVNN_OK) return fail_lib("DisCo training");
+        t_dc = now() - t1;
+        tmp.g = dg;
+        if (predict_scores(&tmp, dte, &rdc.score) || compute_metrics(&te, &q, &rdc)) return 1;
+        rdc.ce_loop = NAN;
+        rdc.ce_fresh = fresh_ce(&probe, &q, rdc.score, (uint64_t)c.seed + 17);
+        advnn_trainer_free(dt); advnn_dataset_free(dd); advnn_graph_free(dg);
+    }
     print_table(r, &q);
+    if (c.disco > 0) print_disco(r, &rdc, &q, c.disco, c.adv_epochs, t_dc);
     printf("  training wall (cpu) time: plain AE %.1f (%.1f) s, adversarial phase %.1f (%.1f) s; whole run %.1f (%.1f) s\n",
            t_plain, c_plain, t_adv, c_adv, now() - t0, cpu_seconds());
     if (write_losses(c.out, &L) || write_hists(c.out, r, &q) || write_profile(c.out, r, &te) || write_summary(c.out, r, &q) ||
@@ -1009,11 +1082,14 @@ int main(int argc, char **argv) {
     }
     printf("  outputs: %s/{summary,losses,roc,mass_hist,mse_vs_mass}.csv, scores.npy, mean_*/example_*/recon_*.npy\n", c.out);
     print_acceptance(r, c.quick);
+    if (c.disco > 0) print_disco_acceptance(r, &rdc);
 
     advnn_trainer_free(trainer);
     advnn_dataset_free(dtr); advnn_dataset_free(dte); advnn_dataset_free(dva);
     advnn_graph_free(net.g); advnn_graph_free(probe.g); free(probe.init);
     for (i = 0; i < 2; i++) { int k; free(r[i].score); for (k = 0; k < 2; k++) { free(r[i].pass[k]); free(r[i].fail[k]); } }
+    if (c.disco > 0) { int k; free(rdc.score); for (k = 0; k < 2; k++) { free(rdc.pass[k]); free(rdc.fail[k]); } }
+    free(plain_w);
     free(L.row);
     free(q.idx); free(q.m); advnn_tensor_free(q.bin);
     free_split(&tr); free_split(&te); free_split(&va);

@@ -14,6 +14,15 @@
  * well below the adversary's, and a final annealing phase (both rates / 10) so that the minimax settles
  * instead of stopping mid-oscillation (see tests/test_adversarial.c, test_louppe_toy).
  *
+ * The other decorrelation methods on the same data and the same classifier (--method, DECORRELATION.md):
+ * disco (BCE + kappa * DisCo of the probability and the mass, background only), mode (BCE + alpha *
+ * MoDe[0]), ddt (the NN's score minus a DDT threshold map in rho = log(m^2/pT) and pT), planing (the
+ * classifier trained from scratch on weights that flatten each class's mass spectrum, to the power
+ * alpha). DisCo and MoDe continue from the pre-trained classifier for the joint epochs, as the NN does.
+ * --method all prints one table (method, strength, AUC, R50, 1/JSD, floor, training seconds), a
+ * PASS/FAIL line per method at a moderate strength (1/JSD >= 5x the NN's) and writes methods.csv
+ * (plot: tools/plot_wtagger.py draws R50 vs 1/JSD, every method's front). --full scans 4-5 strengths.
+ *
  * Data: build/data/wtag_{train,test}_{x,m,pt,y,w}.npy from tools/gen_wtagger.c.
  * Output (--out, default build/wtagger): summary.csv, epochs.csv, roc.csv, mass_hists.csv, profile.csv;
  * tools/plot_wtagger.py OUTDIR turns them into PNGs.
@@ -42,6 +51,20 @@
 #define WLO 65.0          /* W mass window for the rejection at fixed mass */
 #define WHI 95.0
 
+/* decorrelation methods compared by --method */
+enum { M_NN, M_ADV, M_DISCO, M_MODE, M_DDT, M_PLANE, NMETH };
+static const char *const meth_name[NMETH] = { "nn", "adversary", "disco", "mode", "ddt", "planing" };
+static const char *const meth_knob[NMETH] = { "-", "lambda", "kappa", "alpha", "eff_B", "alpha" };
+/* the moderate strength of the PASS lines and the default scan (the demo); --full scans more */
+static const double meth_moderate[NMETH] = { 0, 10, 30, 1000, 0.05, 1 };
+static const double meth_full[NMETH][5] = { {0}, {1, 3, 10, 30, 100}, {3, 10, 30, 100, 300}, {30, 100, 300, 1000, 3000},
+                                            {0.03, 0.05, 0.1, 0.2, 0}, {0.25, 0.5, 0.75, 1, 0} };
+static const int meth_nfull[NMETH] = { 1, 5, 5, 5, 4, 4 };
+#define RHO_LO 0.5        /* DDT map: rho = log(m^2 / pT) in 25 bins on [0.5, 5.8), pT in 4 bins on [300, 1500) GeV */
+#define RHO_HI 5.8
+#define NRHO 25
+#define NPTB 4
+
 static const char *prog = "wtagger";
 
 /* ------------------------------------------------------------------ configuration */
@@ -52,6 +75,9 @@ typedef struct {
     double lam[MAX_LAMBDAS];
     int pre_clf, pre_adv, joint, anneal, ramp;   /* epochs */
     double lr_pre, lr_clf, lr_adv;
+    unsigned methods;                            /* bit k: method k; 0 = the classic NN + adversary scan */
+    int full, nstr[NMETH];
+    double str[NMETH][MAX_LAMBDAS];              /* strengths per method (--scan) */
 } config;
 
 static void config_defaults(config *c) {
@@ -83,6 +109,12 @@ static void usage(void) {
            "  --ntrain N --ntest N   use at most N rows of each split (default 200000 each)\n"
            "  --seed N          weight initialisation and shuffling (default 1)\n"
            "  --threads N       worker threads (default 1)\n"
+           "  --method M,M,..   compare methods: nn adversary disco mode ddt planing, or all; each at its\n"
+           "                    moderate strength (adversary lambda 10, disco kappa 30, mode alpha 1000, ddt\n"
+           "                    eff_B 0.05, planing alpha 1) unless --scan or --full; prints one table and\n"
+           "                    writes methods.csv (without --method: the NN and the adversary per --lambdas)\n"
+           "  --scan M:S,S,..   strengths of method M (repeatable), e.g. --scan disco:1,10,100\n"
+           "  --full            scan 4-5 strengths of every selected method (the comparison's fronts)\n"
            "  --quick           tiny smoke test (not expected to pass the acceptance criteria)\n", prog);
 }
 
@@ -112,6 +144,52 @@ static int parse_lambdas(const char *s, config *c) {
     return 1;
 }
 
+/* the next comma-separated token of *p (NULL at the end); *p moves past it */
+static char *tok_next(char **p) {
+    char *t = *p, *comma;
+    if (!t) return NULL;
+    comma = strchr(t, ',');
+    if (comma) { *comma = 0; *p = comma + 1; } else *p = NULL;
+    return t;
+}
+
+/* "disco,mode" or "all" -> bit set; 0 on an unknown name */
+static unsigned parse_methods(const char *s) {
+    char buf[256], *t, *rest = buf;
+    unsigned m = 0;
+    int k;
+    if (strlen(s) >= sizeof buf) return 0;
+    strcpy(buf, s);
+    while ((t = tok_next(&rest)) != NULL) {
+        if (!strcmp(t, "all")) { m |= (1u << NMETH) - 1; continue; }
+        for (k = 0; k < NMETH; k++) if (!strcmp(t, meth_name[k])) break;
+        if (k == NMETH) return 0;
+        m |= 1u << k;
+    }
+    return m;
+}
+
+/* "disco:1,3,10" -> c->str[M_DISCO] */
+static int parse_scan(const char *s, config *c) {
+    const char *colon = strchr(s, ':');
+    char name[32], buf[512], *t, *rest = buf;
+    int k, n = 0;
+    if (!colon || colon - s >= (long)sizeof name || strlen(colon + 1) >= sizeof buf) return 0;
+    memcpy(name, s, (size_t)(colon - s)); name[colon - s] = 0;
+    for (k = 1; k < NMETH; k++) if (!strcmp(name, meth_name[k])) break;
+    if (k == NMETH) return 0;
+    strcpy(buf, colon + 1);
+    while ((t = tok_next(&rest)) != NULL) {
+        double v;
+        if (n == MAX_LAMBDAS || !parse_double(t, k == M_DDT ? 1e-4 : 1e-6, k == M_DDT ? 0.9999 : 1e6, &v)) return 0;
+        c->str[k][n++] = v;
+    }
+    if (n == 0) return 0;
+    qsort(c->str[k], (size_t)n, sizeof(double), cmp_double);
+    c->nstr[k] = n;
+    return 1;
+}
+
 static int bad_arg(const char *a) {
     fprintf(stderr, "%s: bad or incomplete argument '%s' (try --help)\n", prog, a);
     return 2;
@@ -125,6 +203,7 @@ static int parse_args(int argc, char **argv, config *c) {
         long l;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 1; }
         if (!strcmp(a, "--quick")) { c->quick = 1; continue; }
+        if (!strcmp(a, "--full")) { c->full = 1; continue; }
         if (!v) return bad_arg(a);
         i++;
         if (!strcmp(a, "--out")) c->out = v;
@@ -132,6 +211,8 @@ static int parse_args(int argc, char **argv, config *c) {
         else if (!strcmp(a, "--lambdas") || !strcmp(a, "--lambda")) {
             if (!parse_lambdas(v, c) || (!strcmp(a, "--lambda") && c->nlam != 1)) return bad_arg(v);
         }
+        else if (!strcmp(a, "--method")) { if (!(c->methods = parse_methods(v))) return bad_arg(v); }
+        else if (!strcmp(a, "--scan")) { if (!parse_scan(v, c)) return bad_arg(v); }
         else if (!strcmp(a, "--seed") && parse_long(v, 0, 2147483647L, &c->seed)) {}
         else if (!strcmp(a, "--threads") && parse_long(v, 1, 64, &c->threads)) {}
         else if (!strcmp(a, "--batch") && parse_long(v, 16, 65536, &c->batch)) {}
@@ -149,6 +230,18 @@ static int parse_args(int argc, char **argv, config *c) {
     }
     if (c->anneal < 0) c->anneal = c->joint / 4;   /* default: the last quarter of the joint epochs */
     if (c->anneal > c->joint) { fprintf(stderr, "%s: --anneal %d exceeds --epochs %d\n", prog, c->anneal, c->joint); return 2; }
+    if (c->methods) {   /* the comparison: the NN always (the reference of the PASS lines); strengths per method */
+        int k, j;
+        c->methods |= 1u << M_NN;
+        for (k = 1; k < NMETH; k++) {
+            if (c->nstr[k] > 0) continue;
+            if (c->full) { c->nstr[k] = meth_nfull[k]; for (j = 0; j < meth_nfull[k]; j++) c->str[k][j] = meth_full[k][j]; }
+            else { c->nstr[k] = 1; c->str[k][0] = meth_moderate[k]; }
+        }
+        c->nlam = 1; c->lam[0] = 0;   /* lambdas: 0 and the adversary's strengths */
+        if (c->methods & (1u << M_ADV))
+            for (j = 0; j < c->nstr[M_ADV] && c->nlam < MAX_LAMBDAS; j++) c->lam[c->nlam++] = c->str[M_ADV][j];
+    }
     return 0;
 }
 
@@ -306,12 +399,12 @@ typedef struct {
 } result;
 
 /* Score threshold keeping a weighted fraction eff of the signal (events pass when score >= cut): the
- * largest t with W_S(score >= t) >= eff * W_S, by bisection (scores are sigmoid outputs in [0, 1]). */
+ * largest t with W_S(score >= t) >= eff * W_S, by bisection between the smallest and largest score. */
 static double signal_cut(const float *score, const float *y, const float *w, int64_t n, double eff) {
-    double tot = 0, lo = 0, hi = 1;
+    double tot = 0, lo = INFINITY, hi = -INFINITY;
     int64_t i;
     int it;
-    for (i = 0; i < n; i++) if (y[i] > 0.5f) tot += w[i];
+    for (i = 0; i < n; i++) { if (y[i] > 0.5f) tot += w[i]; lo = fmin(lo, score[i]); hi = fmax(hi, score[i]); }
     for (it = 0; it < 50; it++) {
         double mid = 0.5 * (lo + hi), acc = 0;
         for (i = 0; i < n; i++) if (y[i] > 0.5f && score[i] >= mid) acc += w[i];
@@ -493,25 +586,23 @@ static double r50_window(const float *score, const split *te) {
     return r;
 }
 
-/* All metrics of one trained network on the test split. */
-static int evaluate_run(advnn_trainer *tr, net *nt, const split *te, double lam, uint64_t seed, outputs *o, result *r) {
-    advnn_tensor *p = NULL;
+/* The metrics of a score on the test split (AUC, R50, the pass/fail JSD and its floor, histograms). */
+static int score_metrics(const float *score, const split *te, double lam, uint64_t seed, result *r) {
     bkg b;
     int rc = 1;
     double ach, wpass = 0, wtot = 0;
     int64_t i;
     memset(r, 0, sizeof *r);
     memset(&b, 0, sizeof b);
-    r->lambda = lam;
-    if (advnn_predict(nt->g, te->d, "prob", &p) != ADVNN_OK) { fprintf(stderr, "%s: predict: %s\n", prog, advnn_last_error()); return 1; }
-    if (advnn_auc(p->data, te->y->data, te->w->data, te->n, &r->auc) != ADVNN_OK ||
-        advnn_rejection_at(p->data, te->y->data, te->w->data, te->n, 0.5, &r->r50, &ach, NULL) != ADVNN_OK) {
+    r->lambda = lam; r->adv_nll = NAN;
+    if (advnn_auc(score, te->y->data, te->w->data, te->n, &r->auc) != ADVNN_OK ||
+        advnn_rejection_at(score, te->y->data, te->w->data, te->n, 0.5, &r->r50, &ach, NULL) != ADVNN_OK) {
         fprintf(stderr, "%s: metrics: %s\n", prog, advnn_last_error());
         goto done;
     }
-    r->r50_win = r50_window(p->data, te);
-    r->cut = signal_cut(p->data, te->y->data, te->w->data, te->n, 0.5);
-    if (bkg_make(te, p->data, &b)) { fprintf(stderr, "%s: out of memory\n", prog); goto done; }
+    r->r50_win = r50_window(score, te);
+    r->cut = signal_cut(score, te->y->data, te->w->data, te->n, 0.5);
+    if (bkg_make(te, score, &b)) { fprintf(stderr, "%s: out of memory\n", prog); goto done; }
     for (i = 0; i < b.n; i++) { wtot += b.w[i]; if (b.s[i] >= r->cut) wpass += b.w[i]; }
     r->eps_b = wpass / wtot;
     /* an empty pass or fail histogram (tiny samples) leaves the JSD undefined: report NAN, go on */
@@ -521,11 +612,18 @@ static int evaluate_run(advnn_trainer *tr, net *nt, const split *te, double lam,
         r->jsd = r->jsd_floor = NAN;
     }
     mass_hists(&b, r->cut, r);
-    if (adv_nll(tr, te, &r->adv_nll)) goto done;
-    if (write_roc(o->roc, lam, p->data, te)) goto done;
     rc = 0;
 done:
     bkg_free(&b);
+    return rc;
+}
+
+/* All metrics of one trained network on the test split. */
+static int evaluate_run(advnn_trainer *tr, net *nt, const split *te, double lam, uint64_t seed, outputs *o, result *r) {
+    advnn_tensor *p = NULL;
+    int rc = 1;
+    if (advnn_predict(nt->g, te->d, "prob", &p) != ADVNN_OK) { fprintf(stderr, "%s: predict: %s\n", prog, advnn_last_error()); return 1; }
+    if (!score_metrics(p->data, te, lam, seed, r) && !adv_nll(tr, te, &r->adv_nll) && !write_roc(o->roc, lam, p->data, te)) rc = 0;
     advnn_tensor_free(p);
     return rc;
 }
@@ -692,12 +790,191 @@ static void quick_settings(config *c) {
     c->pre_clf = 1; c->pre_adv = 1; c->joint = 2; c->anneal = 1;
 }
 
+
+/* ------------------------------------------------------------------ the other decorrelation methods */
+typedef struct { int method; double strength, auc, r50, jsd, jsd_floor, seconds; } mrow;
+
+static void mrow_add(mrow *rows, int *nr, int method, double strength, const result *r, double secs) {
+    mrow *m = &rows[(*nr)++];
+    m->method = method; m->strength = strength; m->auc = r->auc; m->r50 = r->r50; m->jsd = r->jsd; m->jsd_floor = r->jsd_floor;
+    m->seconds = secs;
+}
+
+/* The NN's classifier (same layers, same input names, so its parameters are a prefix of the adversarial
+ * network's and the same seed draws the same initial weights) with BCE weighted by input `wname`; for
+ * DisCo and MoDe plus strength times the penalty on the probability vs the scaled mass, background only. */
+static advnn_graph *build_clf(int method, double strength, const char *wname, uint64_t seed) {
+    int ten = NFEAT, one = 1, x, y, w, ms, wa, logit, s, l = -1;
+    advnn_graph *g = advnn_graph_new();
+    if (!g) return NULL;
+    x = advnn_input(g, "x", 1, &ten); y = advnn_input(g, "y", 1, &one); w = advnn_input(g, wname, 1, &one);
+    advnn_group(g, "clf");
+    logit = wl_w1_classifier(g, x);
+    s = advnn_name(g, advnn_activation(g, logit, ADVNN_ACT_SIGMOID), "prob");
+    advnn_loss_bce_logits(g, logit, y, w);
+    if (method == M_DISCO || method == M_MODE) {
+        ms = advnn_input(g, "ms", 1, &one); wa = advnn_input(g, "wadv", 1, &one);
+        if (method == M_DISCO) l = advnn_loss_disco(g, s, ms, wa, 1.0f);
+        else { advnn_mode_opts mo = advnn_mode_defaults(); l = advnn_loss_mode(g, s, ms, wa, &mo); }
+        advnn_loss_scale(g, l, (float)strength);
+    }
+    if (advnn_graph_finalize(g, seed) != ADVNN_OK) {
+        fprintf(stderr, "%s: building the %s classifier: %s\n", prog, meth_name[method], advnn_last_error());
+        advnn_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Trains g on d for `epochs` epochs (Adam at the pre-training rate, as the NN's continuation), then the metrics. */
+static int train_eval(advnn_graph *g, advnn_dataset *d, const config *c, int epochs, const split *te, int method, double strength,
+                      mrow *rows, int *nr) {
+    advnn_trainer *tr = advnn_trainer_new(g, (int)c->batch, (uint64_t)c->seed + 2);
+    advnn_fit_opts fo = advnn_fit_defaults();
+    advnn_tensor *p = NULL;
+    result r;
+    double t0 = now(), secs;
+    int rc = 1;
+    if (!tr) { fprintf(stderr, "%s: trainer: %s\n", prog, advnn_last_error()); return 1; }
+    advnn_trainer_set_optim(tr, NULL, advnn_adam((float)c->lr_pre));
+    fo.epochs = epochs; fo.verbose = 0; fo.val_split = 0; fo.restore_best = 0;
+    if (advnn_fit(tr, d, NULL, &fo, NULL) != ADVNN_OK) fprintf(stderr, "%s: %s %g: %s\n", prog, meth_name[method], strength, advnn_last_error());
+    else if (advnn_predict(g, te->d, "prob", &p) != ADVNN_OK) fprintf(stderr, "%s: predict: %s\n", prog, advnn_last_error());
+    else if (!score_metrics(p->data, te, strength, (uint64_t)c->seed + 100, &r)) {
+        secs = now() - t0;
+        mrow_add(rows, nr, method, strength, &r, secs);
+        fprintf(stderr, "%s: %s %s %g done in %.1f s\n", prog, meth_name[method], meth_knob[method], strength, secs);
+        rc = 0;
+    }
+    advnn_tensor_free(p);
+    advnn_trainer_free(tr);
+    return rc;
+}
+
+/* DisCo / MoDe: from the pre-trained classifier (snap's prefix), the joint epochs with the penalty. */
+static int run_penalty(const config *c, int method, const float *snap, int64_t nclf, split *trn, const split *te, mrow *rows, int *nr) {
+    int j;
+    for (j = 0; j < c->nstr[method]; j++) {
+        advnn_graph *g = build_clf(method, c->str[method][j], "w", (uint64_t)c->seed);
+        int64_t n = 0;
+        int rc;
+        if (!g) return 1;
+        advnn_params(g, &n);
+        if (n > nclf) { fprintf(stderr, "%s: classifier has %lld parameters, expected at most %lld\n", prog, (long long)n, (long long)nclf); advnn_graph_free(g); return 1; }
+        memcpy(advnn_params(g, NULL), snap, (size_t)n * sizeof(float));
+        rc = train_eval(g, trn->d, c, c->joint, te, method, c->str[method][j], rows, nr);
+        advnn_graph_free(g);
+        if (rc) return 1;
+    }
+    return 0;
+}
+
+/* Planing: from scratch (the NN's initial weights), pre-training + joint epochs on w * (flat / w)^alpha, where
+ * flat flattens each class's mass spectrum (25 bins on [50, 300) GeV; jets outside get weight 0). */
+static int run_planing(const config *c, const split *trn, const split *te, mrow *rows, int *nr) {
+    advnn_tensor *flat = new_col(trn->n), *wp = new_col(trn->n);
+    advnn_dataset *d = advnn_dataset_new();
+    int j, rc = 1;
+    int64_t i;
+    if (!flat || !wp || !d || advnn_reweight(trn->m->data, trn->y->data, trn->w->data, trn->n, MLO, MHI, NBINS / 2, ADVNN_REWEIGHT_FLAT, flat->data) != ADVNN_OK ||
+        advnn_dataset_add(d, "x", trn->x) || advnn_dataset_add(d, "y", trn->y) || advnn_dataset_add(d, "wp", wp)) {
+        fprintf(stderr, "%s: planing weights: %s\n", prog, advnn_last_error());
+        goto done;
+    }
+    for (j = 0; j < c->nstr[M_PLANE]; j++) {
+        double a = c->str[M_PLANE][j];
+        advnn_graph *g;
+        for (i = 0; i < trn->n; i++) {
+            double w = trn->w->data[i];
+            wp->data[i] = w > 0 ? (float)(w * pow(flat->data[i] / w, a)) : 0.0f;
+        }
+        if (!(g = build_clf(M_PLANE, a, "wp", (uint64_t)c->seed))) goto done;
+        rc = train_eval(g, d, c, c->pre_clf + c->joint, te, M_PLANE, a, rows, nr);
+        advnn_graph_free(g);
+        if (rc) goto done;
+    }
+    rc = 0;
+done:
+    advnn_dataset_free(d); advnn_tensor_free(flat); advnn_tensor_free(wp);
+    return rc;
+}
+
+/* DDT on the trained NN (nt's current weights): a threshold map at each background efficiency fitted on
+ * the training background, applied to the test jets; the score is s - threshold(rho, pT). */
+static int run_ddt(const config *c, net *nt, const split *trn, const split *te, mrow *rows, int *nr) {
+    advnn_tensor *ptr = NULL, *pte = NULL;
+    float *rtr = (float *)malloc((size_t)trn->n * sizeof(float)), *rte = (float *)malloc((size_t)te->n * sizeof(float));
+    float *out = (float *)malloc((size_t)te->n * sizeof(float));
+    int j, rc = 1;
+    int64_t i;
+    if (!rtr || !rte || !out || advnn_predict(nt->g, trn->d, "prob", &ptr) != ADVNN_OK || advnn_predict(nt->g, te->d, "prob", &pte) != ADVNN_OK) {
+        fprintf(stderr, "%s: DDT: %s\n", prog, advnn_last_error());
+        goto done;
+    }
+    for (i = 0; i < trn->n; i++) rtr[i] = (float)log((double)trn->m->data[i] * trn->m->data[i] / trn->pt->data[i]);
+    for (i = 0; i < te->n; i++) rte[i] = (float)log((double)te->m->data[i] * te->m->data[i] / te->pt->data[i]);
+    for (j = 0; j < c->nstr[M_DDT]; j++) {
+        double eff = c->str[M_DDT][j], t0 = now();
+        result r;
+        advnn_ddt *d = advnn_ddt_fit(ptr->data, rtr, trn->pt->data, trn->wadv->data, trn->n, eff, NRHO, RHO_LO, RHO_HI, NPTB, 300, 1500, 0.5);
+        if (!d || advnn_ddt_apply(d, pte->data, rte, te->pt->data, te->n, out) != ADVNN_OK) {
+            fprintf(stderr, "%s: DDT at eff_B %g: %s\n", prog, eff, advnn_last_error());
+            advnn_ddt_free(d);
+            goto done;
+        }
+        advnn_ddt_free(d);
+        if (score_metrics(out, te, eff, (uint64_t)c->seed + 100, &r)) goto done;
+        mrow_add(rows, nr, M_DDT, eff, &r, now() - t0);
+    }
+    rc = 0;
+done:
+    advnn_tensor_free(ptr); advnn_tensor_free(pte);
+    free(rtr); free(rte); free(out);
+    return rc;
+}
+
+static void print_methods(const mrow *rows, int nr, const config *c, double pre_secs) {
+    int i, k, inn = -1;
+    FILE *f;
+    char path[1024];
+    printf("\n%-10s %-7s %9s %7s %8s %9s %8s %8s\n", "method", "knob", "strength", "AUC", "R50", "1/JSD", "floor", "train_s");
+    for (i = 0; i < nr; i++) {
+        const mrow *m = &rows[i];
+        if (m->method == M_NN) inn = i;
+        printf("%-10s %-7s %9g %7.4f %8.2f %9.2f %8.1f %8.1f\n", meth_name[m->method], meth_knob[m->method], m->strength, m->auc, m->r50,
+               1.0 / m->jsd, 1.0 / m->jsd_floor, m->seconds);
+    }
+    printf("(train_s: each method's own training, after the shared classifier pre-training of %.1f s that the NN, the\n"
+           " adversary, DisCo and MoDe start from; ddt: the map's fit on the trained NN; planing trains from scratch)\n", pre_secs);
+    snprintf(path, sizeof path, "%s/methods.csv", c->out);
+    if ((f = fopen(path, "w")) != NULL) {
+        fprintf(f, "method,strength,auc,r50,inv_jsd,inv_jsd_floor,seconds\n");
+        for (i = 0; i < nr; i++)
+            fprintf(f, "%s,%g,%.6f,%.4f,%.4f,%.4f,%.3f\n", meth_name[rows[i].method], rows[i].strength, rows[i].auc, rows[i].r50,
+                    1.0 / rows[i].jsd, 1.0 / rows[i].jsd_floor, rows[i].seconds);
+        if (ferror(f) | fclose(f)) fprintf(stderr, "%s: error writing %s\n", prog, path);
+    } else fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+    printf("\n");
+    for (k = 1; k < NMETH; k++) {
+        int at = -1;
+        if (!(c->methods & (1u << k))) continue;
+        for (i = 0; i < nr; i++) if (rows[i].method == k && rows[i].strength == meth_moderate[k]) at = i;
+        if (inn < 0 || at < 0) { printf("SKIP %s at %s %g: not in the scan\n", meth_name[k], meth_knob[k], meth_moderate[k]); continue; }
+        printf("%s %s (%s %g) 1/JSD >= 5x NN: %.2f vs %.2f (%.1fx), R50 %.2f vs %.2f\n",
+               rows[inn].jsd >= 5 * rows[at].jsd ? "PASS" : "FAIL", meth_name[k], meth_knob[k], meth_moderate[k], 1.0 / rows[at].jsd,
+               1.0 / rows[inn].jsd, rows[inn].jsd / rows[at].jsd, rows[at].r50, rows[inn].r50);
+    }
+}
+
 int main(int argc, char **argv) {
     config c;
     split trn, te;
     net nt;
     outputs out;
     result res[MAX_LAMBDAS];
+    mrow mrows[NMETH * MAX_LAMBDAS + MAX_LAMBDAS];
+    int nm = 0;
+    double pre_secs;
     advnn_trainer *tr0 = NULL;
     float *snap = NULL;
     int64_t np = 0;
@@ -729,7 +1006,8 @@ int main(int argc, char **argv) {
     tr0 = advnn_trainer_new(nt.g, (int)c.batch, (uint64_t)c.seed);
     if (!snap || !tr0) { fprintf(stderr, "%s: trainer: %s\n", prog, advnn_last_error()); return 1; }
     if (pretrain(tr0, &nt, &trn, &c, out.epochs, snap, np)) return 1;
-    printf("classifier pre-trained (%.1f s)\n", now() - t0);
+    pre_secs = now() - t0;
+    printf("classifier pre-trained (%.1f s)\n", pre_secs);
 
     for (i = 0; i < c.nlam; i++) {
         double lam = c.lam[i], t1 = now();
@@ -744,7 +1022,15 @@ int main(int argc, char **argv) {
         if (tr != tr0) advnn_trainer_free(tr);
         if (rc) return 1;
         write_result(&out, &res[i], h_m, h_m_pt);
+        mrow_add(mrows, &nm, lam == 0 ? M_NN : M_ADV, lam, &res[i], now() - t1);
         fprintf(stderr, "%s: lambda %g done in %.1f s\n", prog, lam, now() - t1);
+        if (lam == 0 && (c.methods & (1u << M_DDT)) && run_ddt(&c, &nt, &trn, &te, mrows, &nm)) return 1;   /* needs the NN */
+    }
+    if (c.methods) {
+        int64_t nclf = np - advnn_param_count(nt.g, "adv");   /* the classifier's parameters (blocks aligned) come first */
+        if ((c.methods & (1u << M_DISCO)) && run_penalty(&c, M_DISCO, snap, nclf, &trn, &te, mrows, &nm)) return 1;
+        if ((c.methods & (1u << M_MODE)) && run_penalty(&c, M_MODE, snap, nclf, &trn, &te, mrows, &nm)) return 1;
+        if ((c.methods & (1u << M_PLANE)) && run_planing(&c, &trn, &te, mrows, &nm)) return 1;
     }
     print_header();
     for (i = 0; i < c.nlam; i++) print_row(&res[i], h_m, h_m_pt);
@@ -755,6 +1041,7 @@ int main(int argc, char **argv) {
            WLO, WHI, FLOOR_REPEATS);
     print_profiles(res, c.nlam);
     acceptance(res, c.nlam, c.quick, h_m);
+    if (c.methods) print_methods(mrows, nm, &c, pre_secs);
     printf("wall time %.1f s; outputs in %s (plots: /usr/bin/python3 tools/plot_wtagger.py %s)\n", now() - t0, c.out, c.out);
 
     rc = outputs_close(&out);

@@ -56,5 +56,27 @@ run_example() {  # run_example NAME: --quick run, then checks of its output
 for ex in wtagger llp_tagger anomaly_ae; do
   if [ -x "$OUT/bin/$ex" ]; then run_example "$ex"; else bad "$ex not built"; fi
 done
+# the W tagger's comparison of every decorrelation method (--method all): a table row and a PASS/FAIL
+# line per method, and methods.csv with finite numbers
+if [ -x "$OUT/bin/wtagger" ]; then
+  log="$OUT/wtagger_methods.log"; st=0
+  timeout 300 "$OUT/bin/wtagger" --quick --method all --threads 2 --seed 3 --data "$OUT/data" --out "$OUT/wtagger_methods" >"$log" 2>&1 || st=$?
+  if [ "$st" -ne 0 ]; then bad "wtagger --quick --method all (exit $st)" "$(tail -n 20 "$log")"
+  else
+    ok "wtagger --quick --method all"
+    missing=""
+    for m in adversary disco mode ddt planing; do
+      grep -Eq "^(PASS|FAIL) $m " "$log" || missing="$missing $m"
+      grep -Eq "^$m " "$log" || missing="$missing $m(table)"
+    done
+    if [ -z "$missing" ]; then ok "wtagger --method all prints every method"; else bad "wtagger --method all lacks:$missing" "$(tail -n 20 "$log")"; fi
+    csv="$OUT/wtagger_methods/methods.csv"
+    if [ -f "$csv" ] && [ "$(wc -l < "$csv")" -ge 7 ] && ! grep -Eiq '(nan|inf)' "$csv"; then ok "wtagger writes methods.csv"
+    else bad "wtagger methods.csv missing, short or not finite" "$(cat "$csv" 2>/dev/null | head -n 10)"; fi
+  fi
+  st=0; "$OUT/bin/wtagger" --method banana >"$OUT/wtagger.err" 2>&1 || st=$?
+  if [ "$st" -eq 2 ] && grep -q banana "$OUT/wtagger.err"; then ok "wtagger rejects --method banana"
+  else bad "wtagger --method banana: exit $st" "$(head -n 5 "$OUT/wtagger.err")"; fi
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

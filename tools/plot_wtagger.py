@@ -7,6 +7,9 @@ Reads OUTDIR/{summary,epochs,roc,mass_hists,profile}.csv and writes into OUTDIR:
   roc.png             background rejection vs signal efficiency per lambda
   score_vs_mass.png   <score> of QCD jets vs mass per lambda
   losses.png          per-epoch classifier and adversary losses
+  methods.png         (when methods.csv exists: wtagger --method ...) R50 vs 1/JSD, log axes, one front
+                      per decorrelation method (points joined in order of strength), the NN as a star
+                      and the random-split floor of 1/JSD as a band
 """
 import os
 import sys
@@ -131,6 +134,46 @@ def losses(outdir, summ, ep):
     plt.close(fig)
 
 
+METHOD_STYLE = {"nn": ("k", "*"), "adversary": ("tab:blue", "o"), "disco": ("tab:red", "s"), "mode": ("tab:green", "^"),
+                "ddt": ("tab:purple", "D"), "planing": ("tab:orange", "v")}
+
+
+def methods(outdir):
+    path = os.path.join(outdir, "methods.csv")
+    if not os.path.exists(path):
+        return False
+    d = np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8"))
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    knob = {"adversary": "$\\lambda$", "disco": "$\\kappa$", "mode": "$\\alpha$", "ddt": "$\\epsilon_B$",
+            "planing": "$\\alpha$"}
+    for name in METHOD_STYLE:
+        m = d[d["method"] == name]
+        if len(m) == 0:
+            continue
+        m = m[np.argsort(m["strength"])]
+        col, mk = METHOD_STYLE[name]
+        ok = np.isfinite(m["inv_jsd"]) & (m["r50"] > 0)
+        ax.plot(m["inv_jsd"][ok], m["r50"][ok], color=col, marker=mk, ms=9 if name == "nn" else 6, lw=1.3, label=name)
+        if name != "nn":
+            for row in m[ok]:
+                ax.annotate(f"{row['strength']:g}", (row["inv_jsd"], row["r50"]), fontsize=6, color=col,
+                            xytext=(3, 3), textcoords="offset points")
+    fl = d["inv_jsd_floor"][np.isfinite(d["inv_jsd_floor"])]
+    if len(fl):
+        ax.axvspan(fl.min(), fl.max(), color="0.85", zorder=0, label="1/JSD floor (random splits)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("1/JSD of the QCD mass, pass vs fail at $\\epsilon_S$ = 50%")
+    ax.set_ylabel("background rejection R50 = 1/$\\epsilon_B$")
+    ax.set_title("decorrelation methods on the same data (labels: strength " + ", ".join(f"{k} {v}" for k, v in knob.items()) + ")",
+                 fontsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "methods.png"), dpi=DPI)
+    plt.close(fig)
+    return True
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: plot_wtagger.py OUTDIR")
@@ -140,7 +183,8 @@ def main():
     roc(outdir, summ, read(outdir, "roc.csv"))
     score_vs_mass(outdir, summ, read(outdir, "profile.csv"))
     losses(outdir, summ, read(outdir, "epochs.csv"))
-    print(f"plots written to {outdir}: mass_sculpting.png roc.png score_vs_mass.png losses.png")
+    extra = " methods.png" if methods(outdir) else ""
+    print(f"plots written to {outdir}: mass_sculpting.png roc.png score_vs_mass.png losses.png{extra}")
 
 
 if __name__ == "__main__":
