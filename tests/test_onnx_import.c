@@ -2,7 +2,8 @@
  *  - advnn_weight_*: names, shapes and layouts of every layer's blocks, checked against forward
  *    passes computed by hand; get/set round trips; bad nodes, names, sizes and values refused.
  *  - advnn_onnx_load on PyTorch exports (tests/fixtures/onnx/, written by tools/make_onnx_fixtures.py):
- *    a dense net, an NCHW conv net, an LSTM with sequence_lens, small W1/W2/W3 composites. The
+ *    a dense net, an NCHW conv net, an LSTM with sequence_lens, a sequence net (MatMul + Add, NCL
+ *    Conv1d and pooling, an LSTM's output sequence, opset 11), small W1/W2/W3 composites. The
  *    outputs must match PyTorch's (computed in float64) within a relative error of 1e-5, defined as
  *    max_i |advnn_i - torch_i| / max_i |torch_i| over the whole output tensor. The imported graph must
  *    save and reload as an advnn model file with bit-identical outputs.
@@ -289,6 +290,7 @@ static void run_fixture(const char *name, int n_in) {
 static void test_fixture_dense(void) { run_fixture("dense", 1); }
 static void test_fixture_conv_nchw(void) { run_fixture("conv", 1); }
 static void test_fixture_lstm_seqlens(void) { run_fixture("lstm", 2); }
+static void test_fixture_seq(void) { run_fixture("seq", 1); }
 static void test_fixture_w1(void) { run_fixture("w1", 1); }
 static void test_fixture_w2(void) { run_fixture("w2", 4); }
 static void test_fixture_w3(void) { run_fixture("w3", 1); }
@@ -311,7 +313,7 @@ static void test_unsupported_and_opsets(void) {
     CHECK(!advnn_onnx_load(FIXDIR "no_such_file.onnx") && advnn_last_error()[0], "missing file");
 }
 
-static const char *const FIXTURES[] = {"dense", "conv", "lstm", "w1", "w2", "w3", "unsupported_op", "opset7"};
+static const char *const FIXTURES[] = {"dense", "conv", "lstm", "seq", "w1", "w2", "w3", "unsupported_op", "opset7"};
 
 static void test_every_truncation(void) {
     size_t total = 0;
@@ -567,6 +569,7 @@ int main(void) {
     RUN(test_fixture_dense);
     RUN(test_fixture_conv_nchw);
     RUN(test_fixture_lstm_seqlens);
+    RUN(test_fixture_seq);
     RUN(test_fixture_w1);
     RUN(test_fixture_w2);
     RUN(test_fixture_w3);

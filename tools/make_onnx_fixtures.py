@@ -107,6 +107,22 @@ class Lstm(nn.Module):
         return self.fc(h[-1])
 
 
+class Seq(nn.Module):
+    """Dense on a sequence (MatMul + Add), Conv1d on NCL with 'same' padding, MaxPool1d and
+    AvgPool1d, an LSTM's whole output sequence, Flatten, LeakyReLU, Softmax at opset 11."""
+    def __init__(self):
+        super().__init__()
+        self.l1, self.c1 = nn.Linear(4, 6), nn.Conv1d(6, 5, 3, padding=1)
+        self.lstm, self.fc = nn.LSTM(5, 3, batch_first=True), nn.Linear(2 * 3, 4)
+
+    def forward(self, x):                                     # (N, 8, 4)
+        h = torch.relu(self.l1(x))                            # (N, 8, 6): MatMul + Add
+        h = nn.functional.max_pool1d(self.c1(h.transpose(1, 2)), 2)   # (N, 5, 4)
+        h = nn.functional.avg_pool1d(nn.functional.leaky_relu(h, 0.1), 2)  # (N, 5, 2)
+        y, _ = self.lstm(h.transpose(1, 2))                   # (N, 2, 3)
+        return torch.softmax(self.fc(torch.flatten(y, 1)), dim=1)
+
+
 class W1(nn.Module):
     def __init__(self):
         super().__init__()
@@ -229,6 +245,7 @@ def main():
     m = Conv2(); randomize_bn(m)
     export("conv", m, [f32(4, 2, 10, 10)], ["img"], opset=11)
     lstm_fixture()
+    export("seq", Seq(), [f32(5, 8, 4)], ["x"], opset=11)
     m = W1(); randomize_bn(m)
     export("w1", m, [f32(9, 10)], ["x"], opset=17)
     export("w2", W2(), [f32(4, 5, 12), f32(4, 4, 10), f32(4, 5, 6), f32(4, 3)], ["clusters", "tracks", "muons", "jet"], opset=13)
