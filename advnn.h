@@ -4431,13 +4431,13 @@ ADVNN_DEF advnn_status advnn_weight_set(advnn_graph *g, int node, const char *na
  * Every length is checked against the bytes left before it is used; unknown fields are skipped.
  * The reader walks the fixed schema model > graph > node > attribute > tensor and never descends
  * into other sub-messages (subgraphs are refused as operators), so nesting is bounded by design. */
-typedef struct { const unsigned char *p, *end; } advnn__pb;
-typedef struct { uint32_t field, wt; uint64_t v; advnn__pb sub; } advnn__pbf;
+typedef struct { const unsigned char *p, *end; } advnn__pbr;
+typedef struct { uint32_t field, wt; uint64_t v; advnn__pbr sub; } advnn__pbf;
 typedef struct { const char *p; size_t n; } advnn__ostr;
 #define ADVNN__OS(s) (int)((s).n > 80 ? 80 : (s).n), (s).p    /* for "%.*s" */
 #define ADVNN__ONNX_MAXIO 8                                   /* inputs/outputs per node */
 
-static int advnn__pb_varint(advnn__pb *r, uint64_t *v) {
+static int advnn__pbr_varint(advnn__pbr *r, uint64_t *v) {
     uint64_t x = 0;
     int s;
     for (s = 0; s < 70 && r->p < r->end; s += 7) {
@@ -4449,25 +4449,25 @@ static int advnn__pb_varint(advnn__pb *r, uint64_t *v) {
 }
 
 /* The next field of r: 1, 0 at the end of the message, -1 when malformed. */
-static int advnn__pb_next(advnn__pb *r, advnn__pbf *f) {
+static int advnn__pbr_next(advnn__pbr *r, advnn__pbf *f) {
     uint64_t tag, n;
     if (r->p >= r->end) return 0;
-    if (!advnn__pb_varint(r, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+    if (!advnn__pbr_varint(r, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
     f->field = (uint32_t)(tag >> 3); f->wt = (uint32_t)(tag & 7);
     switch (f->wt) {
-    case 0: return advnn__pb_varint(r, &f->v) ? 1 : -1;
+    case 0: return advnn__pbr_varint(r, &f->v) ? 1 : -1;
     case 1: if (r->end - r->p < 8) return -1; f->v = advnn__get_u64(r->p); r->p += 8; return 1;
     case 5: if (r->end - r->p < 4) return -1; f->v = advnn__get_u32(r->p); r->p += 4; return 1;
     case 2:
-        if (!advnn__pb_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return -1;
+        if (!advnn__pbr_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return -1;
         f->sub.p = r->p; f->sub.end = r->p + n; r->p += n;
         return 1;
     default: return -1;   /* groups (3, 4) are not used by ONNX */
     }
 }
-static int advnn__pb_valid(advnn__pb r) { advnn__pbf f; int k; while ((k = advnn__pb_next(&r, &f)) > 0) {} return k == 0; }
+static int advnn__pbr_valid(advnn__pbr r) { advnn__pbf f; int k; while ((k = advnn__pbr_next(&r, &f)) > 0) {} return k == 0; }
 
-static advnn__ostr advnn__ostr_of(advnn__pb b) { advnn__ostr s; s.p = (const char *)b.p; s.n = (size_t)(b.end - b.p); return s; }
+static advnn__ostr advnn__ostr_of(advnn__pbr b) { advnn__ostr s; s.p = (const char *)b.p; s.n = (size_t)(b.end - b.p); return s; }
 static int advnn__ostr_eq(advnn__ostr a, const char *s) { size_t n = strlen(s); return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0); }
 static int advnn__ostr_same(advnn__ostr a, advnn__ostr b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
 
@@ -4477,11 +4477,11 @@ typedef struct {
     advnn__ostr name;
     int ndim, dtype;
     int64_t dims[ADVNN_MAX_DIMS], count;
-    advnn__pb msg;
+    advnn__pbr msg;
 } advnn__otensor;
 
 /* Number of varints in a packed field (each ends with a byte < 0x80); -1 when the last one is cut. */
-static int64_t advnn__pb_nvarint(advnn__pb b) {
+static int64_t advnn__pbr_nvarint(advnn__pbr b) {
     int64_t n = 0;
     if (b.p < b.end && (b.end[-1] & 0x80)) return -1;
     for (; b.p < b.end; b.p++) n += !(*b.p & 0x80);
@@ -4490,24 +4490,24 @@ static int64_t advnn__pb_nvarint(advnn__pb b) {
 
 /* Parses and checks a tensor: the product of its dims must equal the number of values present in
  * one storage (raw_data or the typed field), so no later allocation exceeds the bytes read. */
-static int advnn__ot_parse(advnn__pb msg, advnn__otensor *t, char *why, size_t whyn) {
+static int advnn__ot_parse(advnn__pbr msg, advnn__otensor *t, char *why, size_t whyn) {
     advnn__pbf f;
-    advnn__pb r = msg;
+    advnn__pbr r = msg;
     int k, i;
     int64_t raw = -1, typed = 0, prod = 1;
     memset(t, 0, sizeof *t);
     t->msg = msg;
-    while ((k = advnn__pb_next(&r, &f)) > 0) {
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
         switch (f.field) {
         case 1:
             if (f.wt == 0) {
                 if (t->ndim >= ADVNN_MAX_DIMS) { snprintf(why, whyn, "more than %d dims", ADVNN_MAX_DIMS); return 0; }
                 t->dims[t->ndim++] = (int64_t)f.v;
             } else if (f.wt == 2) {
-                advnn__pb q = f.sub;
+                advnn__pbr q = f.sub;
                 uint64_t v;
                 while (q.p < q.end) {
-                    if (!advnn__pb_varint(&q, &v)) { snprintf(why, whyn, "bad packed dims"); return 0; }
+                    if (!advnn__pbr_varint(&q, &v)) { snprintf(why, whyn, "bad packed dims"); return 0; }
                     if (t->ndim >= ADVNN_MAX_DIMS) { snprintf(why, whyn, "more than %d dims", ADVNN_MAX_DIMS); return 0; }
                     t->dims[t->ndim++] = (int64_t)v;
                 }
@@ -4518,7 +4518,7 @@ static int advnn__ot_parse(advnn__pb msg, advnn__otensor *t, char *why, size_t w
         case 9: if (f.wt == 2) raw = (raw < 0 ? 0 : raw) + (int64_t)(f.sub.end - f.sub.p); break;
         case 4: case 5: case 7: case 10:   /* float_data, int32_data, int64_data, double_data */
             if (f.wt == 2) {
-                int64_t c = f.field == 4 ? (int64_t)(f.sub.end - f.sub.p) / 4 : f.field == 10 ? (int64_t)(f.sub.end - f.sub.p) / 8 : advnn__pb_nvarint(f.sub);
+                int64_t c = f.field == 4 ? (int64_t)(f.sub.end - f.sub.p) / 4 : f.field == 10 ? (int64_t)(f.sub.end - f.sub.p) / 8 : advnn__pbr_nvarint(f.sub);
                 if (c < 0 || (f.field == 4 && (f.sub.end - f.sub.p) % 4) || (f.field == 10 && (f.sub.end - f.sub.p) % 8)) { snprintf(why, whyn, "bad packed values"); return 0; }
                 typed += c;
             } else typed++;
@@ -4551,10 +4551,10 @@ static int advnn__ot_parse(advnn__pb msg, advnn__otensor *t, char *why, size_t w
 
 /* Values of a parsed tensor as doubles (exact for float32 and for int64 below 2^53). */
 static void advnn__ot_read(const advnn__otensor *t, double *out) {
-    advnn__pb r = t->msg;
+    advnn__pbr r = t->msg;
     advnn__pbf f;
     int64_t n = 0;
-    while (advnn__pb_next(&r, &f) > 0 && n < t->count) {
+    while (advnn__pbr_next(&r, &f) > 0 && n < t->count) {
         if (f.field == 9 && f.wt == 2) {
             const unsigned char *p = f.sub.p;
             for (; p < f.sub.end && n < t->count; n++) {
@@ -4575,9 +4575,9 @@ static void advnn__ot_read(const advnn__otensor *t, double *out) {
             else if (f.wt == 1) { double x; memcpy(&x, &f.v, 8); out[n++] = x; }
         } else if (f.field == 5 || f.field == 7) {
             if (f.wt == 2) {
-                advnn__pb q = f.sub;
+                advnn__pbr q = f.sub;
                 uint64_t v;
-                while (n < t->count && advnn__pb_varint(&q, &v)) out[n++] = f.field == 5 ? (double)(int32_t)(uint32_t)v : (double)(int64_t)v;
+                while (n < t->count && advnn__pbr_varint(&q, &v)) out[n++] = f.field == 5 ? (double)(int32_t)(uint32_t)v : (double)(int64_t)v;
             } else if (f.wt == 0) out[n++] = f.field == 5 ? (double)(int32_t)(uint32_t)f.v : (double)(int64_t)f.v;
         }
     }
@@ -4590,7 +4590,7 @@ typedef struct {
     advnn__ostr op, name, domain;
     int n_in, n_out;
     advnn__ostr in[ADVNN__ONNX_MAXIO], out[ADVNN__ONNX_MAXIO];
-    advnn__pb msg;
+    advnn__pbr msg;
 } advnn__onode;
 typedef struct { advnn__ostr name; int elem, ndim; int64_t dims[ADVNN_MAX_DIMS]; } advnn__oinput;
 typedef struct {
@@ -4608,32 +4608,32 @@ static void advnn__omodel_free(advnn__omodel *m) {
     memset(m, 0, sizeof *m);
 }
 
-static int advnn__oinput_parse(advnn__pb msg, advnn__oinput *in) {
+static int advnn__oinput_parse(advnn__pbr msg, advnn__oinput *in) {
     advnn__pbf f, t, tt, s, d, dv;
-    advnn__pb r = msg;
+    advnn__pbr r = msg;
     int k;
     memset(in, 0, sizeof *in);
     in->ndim = -1;   /* unknown rank */
-    while ((k = advnn__pb_next(&r, &f)) > 0) {
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
         if (f.field == 1 && f.wt == 2) in->name = advnn__ostr_of(f.sub);
         else if (f.field == 2 && f.wt == 2) {
-            advnn__pb rt = f.sub;
-            while ((k = advnn__pb_next(&rt, &t)) > 0) {
-                advnn__pb rtt;
+            advnn__pbr rt = f.sub;
+            while ((k = advnn__pbr_next(&rt, &t)) > 0) {
+                advnn__pbr rtt;
                 if (t.field != 1 || t.wt != 2) continue;   /* tensor_type only */
                 rtt = t.sub;
-                while ((k = advnn__pb_next(&rtt, &tt)) > 0) {
+                while ((k = advnn__pbr_next(&rtt, &tt)) > 0) {
                     if (tt.field == 1 && tt.wt == 0) in->elem = (int)(tt.v & 0xff);
                     else if (tt.field == 2 && tt.wt == 2) {
-                        advnn__pb rs = tt.sub;
+                        advnn__pbr rs = tt.sub;
                         in->ndim = 0;
-                        while ((k = advnn__pb_next(&rs, &s)) > 0) {
-                            advnn__pb rd;
+                        while ((k = advnn__pbr_next(&rs, &s)) > 0) {
+                            advnn__pbr rd;
                             if (s.field != 1 || s.wt != 2) continue;
                             if (in->ndim >= ADVNN_MAX_DIMS) return 0;
                             in->dims[in->ndim] = -1;   /* symbolic or absent */
                             rd = s.sub;
-                            while ((k = advnn__pb_next(&rd, &d)) > 0)
+                            while ((k = advnn__pbr_next(&rd, &d)) > 0)
                                 if (d.field == 1 && d.wt == 0 && (int64_t)d.v > 0 && (int64_t)d.v < ((int64_t)1 << 31)) in->dims[in->ndim] = (int64_t)d.v;
                             if (k < 0) return 0;
                             in->ndim++;
@@ -4650,20 +4650,20 @@ static int advnn__oinput_parse(advnn__pb msg, advnn__oinput *in) {
     return k == 0;
 }
 
-static int advnn__onode_parse(advnn__pb msg, advnn__onode *n) {
+static int advnn__onode_parse(advnn__pbr msg, advnn__onode *n) {
     advnn__pbf f;
-    advnn__pb r = msg;
+    advnn__pbr r = msg;
     int k;
     memset(n, 0, sizeof *n);
     n->msg = msg;
-    while ((k = advnn__pb_next(&r, &f)) > 0) {
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
         if (f.wt != 2) continue;
         switch (f.field) {
         case 1: if (n->n_in >= ADVNN__ONNX_MAXIO) return 0; n->in[n->n_in++] = advnn__ostr_of(f.sub); break;
         case 2: if (n->n_out >= ADVNN__ONNX_MAXIO) return 0; n->out[n->n_out++] = advnn__ostr_of(f.sub); break;
         case 3: n->name = advnn__ostr_of(f.sub); break;
         case 4: n->op = advnn__ostr_of(f.sub); break;
-        case 5: if (!advnn__pb_valid(f.sub)) return 0; break;   /* attributes: checked here, read on demand */
+        case 5: if (!advnn__pbr_valid(f.sub)) return 0; break;   /* attributes: checked here, read on demand */
         case 7: n->domain = advnn__ostr_of(f.sub); break;
         default: break;
         }
@@ -4674,7 +4674,7 @@ static int advnn__onode_parse(advnn__pb msg, advnn__onode *n) {
 #define ADVNN__ONNX_MAX_NODES 100000
 /* Parses the model's structure into m (views into buf). On failure sets a message and returns 0. */
 static int advnn__omodel_parse(const void *buf, size_t len, advnn__omodel *m) {
-    advnn__pb r, gr;
+    advnn__pbr r, gr;
     advnn__pbf f;
     int k, have_graph = 0, pass;
     char why[160];
@@ -4683,17 +4683,17 @@ static int advnn__omodel_parse(const void *buf, size_t len, advnn__omodel *m) {
     if (len < 2) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: %zu bytes is too short for an ONNX model", len); return 0; }
     r.p = (const unsigned char *)buf; r.end = r.p + len;
     gr.p = gr.end = NULL;
-    while ((k = advnn__pb_next(&r, &f)) > 0) {
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
         if (f.field == 1 && f.wt == 0) m->ir_version = (int64_t)f.v;
         else if (f.field == 2 && f.wt == 2) m->producer = advnn__ostr_of(f.sub);
         else if (f.field == 3 && f.wt == 2) m->producer_version = advnn__ostr_of(f.sub);
         else if (f.field == 7 && f.wt == 2) { gr = f.sub; have_graph = 1; }
         else if (f.field == 8 && f.wt == 2) {
-            advnn__pb o = f.sub;
+            advnn__pbr o = f.sub;
             advnn__pbf of;
             advnn__ostr dom = {"", 0};
             int64_t ver = 0;
-            while ((k = advnn__pb_next(&o, &of)) > 0) {
+            while ((k = advnn__pbr_next(&o, &of)) > 0) {
                 if (of.field == 1 && of.wt == 2) dom = advnn__ostr_of(of.sub);
                 else if (of.field == 2 && of.wt == 0) ver = (int64_t)of.v;
             }
@@ -4705,7 +4705,7 @@ static int advnn__omodel_parse(const void *buf, size_t len, advnn__omodel *m) {
     if (!have_graph) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: the model has no graph (field 7): not an ONNX model, or truncated"); return 0; }
     /* pass 0 counts, pass 1 fills: the tables are sized by what the bytes hold */
     for (pass = 0; pass < 2; pass++) {
-        advnn__pb g = gr;
+        advnn__pbr g = gr;
         if (pass == 1) {
             if (m->n_nodes > ADVNN__ONNX_MAX_NODES || m->n_inits > ADVNN__ONNX_MAX_NODES || m->n_ins > 4096 || m->n_outs > 4096) {
                 advnn__fail(ADVNN_ERR_FORMAT, "onnx: %d nodes, %d initializers, %d inputs, %d outputs: more than advnn imports (%d, %d, 4096, 4096)",
@@ -4719,7 +4719,7 @@ static int advnn__omodel_parse(const void *buf, size_t len, advnn__omodel *m) {
             if (!m->nodes || !m->inits || !m->ins || !m->outs) { advnn__omodel_free(m); advnn__fail(ADVNN_ERR_NOMEM, "onnx: out of memory"); return 0; }
             m->n_nodes = m->n_inits = m->n_ins = m->n_outs = 0;
         }
-        while ((k = advnn__pb_next(&g, &f)) > 0) {
+        while ((k = advnn__pbr_next(&g, &f)) > 0) {
             if (f.wt != 2) continue;
             if (f.field == 1) {
                 if (pass && !advnn__onode_parse(f.sub, &m->nodes[m->n_nodes])) {
@@ -4822,54 +4822,54 @@ static int advnn__oerr(advnn__oim *im, const char *fmt, ...) {
 }
 
 /* ---- attributes (the node's bytes were validated by advnn__onode_parse) */
-static int advnn__oattr(const advnn__onode *n, const char *name, advnn__pb *a) {
-    advnn__pb r = n->msg, q;
+static int advnn__oattr(const advnn__onode *n, const char *name, advnn__pbr *a) {
+    advnn__pbr r = n->msg, q;
     advnn__pbf f, af;
-    while (advnn__pb_next(&r, &f) > 0) {
+    while (advnn__pbr_next(&r, &f) > 0) {
         if (f.field != 5 || f.wt != 2) continue;
         q = f.sub;
-        while (advnn__pb_next(&q, &af) > 0)
+        while (advnn__pbr_next(&q, &af) > 0)
             if (af.field == 1 && af.wt == 2 && advnn__ostr_eq(advnn__ostr_of(af.sub), name)) { *a = f.sub; return 1; }
     }
     return 0;
 }
 static int64_t advnn__oattr_i(const advnn__onode *n, const char *name, int64_t def) {
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     if (!advnn__oattr(n, name, &a)) return def;
-    while (advnn__pb_next(&a, &f) > 0) if (f.field == 3 && f.wt == 0) return (int64_t)f.v;
+    while (advnn__pbr_next(&a, &f) > 0) if (f.field == 3 && f.wt == 0) return (int64_t)f.v;
     return def;
 }
 static float advnn__oattr_f(const advnn__onode *n, const char *name, float def) {
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     if (!advnn__oattr(n, name, &a)) return def;
-    while (advnn__pb_next(&a, &f) > 0)
+    while (advnn__pbr_next(&a, &f) > 0)
         if (f.field == 2 && f.wt == 5) { uint32_t u = (uint32_t)f.v; float x; memcpy(&x, &u, 4); return x; }
     return def;
 }
 static advnn__ostr advnn__oattr_s(const advnn__onode *n, const char *name, const char *def) {
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     advnn__ostr s;
     s.p = def; s.n = strlen(def);
     if (!advnn__oattr(n, name, &a)) return s;
-    while (advnn__pb_next(&a, &f) > 0) if (f.field == 4 && f.wt == 2) return advnn__ostr_of(f.sub);
+    while (advnn__pbr_next(&a, &f) > 0) if (f.field == 4 && f.wt == 2) return advnn__ostr_of(f.sub);
     return s;
 }
 /* Integer list attribute: its length (at most max values stored), -1 when absent, -2 when longer than max. */
 static int advnn__oattr_ints(const advnn__onode *n, const char *name, int64_t *out, int max) {
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     int c = 0;
     if (!advnn__oattr(n, name, &a)) return -1;
-    while (advnn__pb_next(&a, &f) > 0) {
+    while (advnn__pbr_next(&a, &f) > 0) {
         if (f.field != 8) continue;
         if (f.wt == 0) { if (c >= max) return -2; out[c++] = (int64_t)f.v; }
         else if (f.wt == 2) {
-            advnn__pb q = f.sub;
+            advnn__pbr q = f.sub;
             uint64_t v;
-            while (q.p < q.end) { if (!advnn__pb_varint(&q, &v)) return -2; if (c >= max) return -2; out[c++] = (int64_t)v; }
+            while (q.p < q.end) { if (!advnn__pbr_varint(&q, &v)) return -2; if (c >= max) return -2; out[c++] = (int64_t)v; }
         }
     }
     return c;
@@ -5055,12 +5055,12 @@ static int advnn__oop_identity(advnn__oim *im, const advnn__onode *n) {   /* Ide
 }
 
 static int advnn__oop_constant(advnn__oim *im, const advnn__onode *n) {
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     advnn__oval *v;
     char why[160];
     if (!advnn__oattr(n, "value", &a)) return advnn__oerr(im, "only the 'value' (tensor) form of Constant is supported");
-    while (advnn__pb_next(&a, &f) > 0) {
+    while (advnn__pbr_next(&a, &f) > 0) {
         if (f.field != 5 || f.wt != 2) continue;
         if (!advnn__ot_parse(f.sub, &im->consts[im->nconsts], why, sizeof why)) return advnn__oerr(im, "invalid tensor: %s", why);
         if (!(v = advnn__oput(im, n->out[0], NULL))) return -1;
@@ -5375,7 +5375,7 @@ static int advnn__oop_resize(advnn__oim *im, const advnn__onode *n) {
                   (advnn__ostr_eq(nm, "round_prefer_floor") || advnn__ostr_eq(nm, "round_prefer_ceil")));
         if (!ok) return advnn__oerr(im, "coordinate_transformation_mode '%.*s' with nearest_mode '%.*s' (advnn: asymmetric+floor, or half_pixel+round)",
                                     ADVNN__OS(ct), ADVNN__OS(nm));
-        advnn__pb ax;
+        advnn__pbr ax;
         if (advnn__oattr_i(n, "antialias", 0) != 0 || advnn__oattr(n, "axes", &ax)) return advnn__oerr(im, "antialias or axes given");
     }
     if (!advnn__ohas(n, si)) return advnn__oerr(im, "no constant scales (resizing to sizes is not supported: it fixes the batch size)");
@@ -5502,12 +5502,12 @@ static int advnn__oin_shape(advnn__oim *im, const advnn__onode *n, int k, advnn_
 static int advnn__oop_cshape(advnn__oim *im, const advnn__onode *n) {   /* ConstantOfShape */
     advnn__oval s;
     advnn__oval *o;
-    advnn__pb a;
+    advnn__pbr a;
     advnn__pbf f;
     int k;
     if (advnn__oin_shape(im, n, 0, &s)) return -1;
     if (advnn__oattr(n, "value", &a))
-        while (advnn__pb_next(&a, &f) > 0) {
+        while (advnn__pbr_next(&a, &f) > 0) {
             advnn__otensor t;
             char why[160];
             double v;
@@ -5704,7 +5704,7 @@ static int advnn__oop_lstm(advnn__oim *im, const advnn__onode *n) {
     int64_t H = advnn__oattr_i(n, "hidden_size", 0), F, T, j, f, g;
     int layout = (int)advnn__oattr_i(n, "layout", 0), mask = -1, k, use[2], st = -1;
     advnn__ostr dir = advnn__oattr_s(n, "direction", "forward");
-    advnn__pb a;
+    advnn__pbr a;
     if (advnn__oin_node(im, n, 0, &x)) return -1;
     if (!advnn__ostr_eq(dir, "forward")) return advnn__oerr(im, "direction '%.*s' (advnn: forward)", ADVNN__OS(dir));
     if (advnn__oattr(n, "clip", &a) || advnn__oattr_i(n, "input_forget", 0) || advnn__oattr(n, "activations", &a))
