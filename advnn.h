@@ -4684,7 +4684,7 @@ static void advnn__ox_lstm(advnn__ox *x, int id) {
     const char *lo[2];
     char wn[ADVNN__OX_NAME], rn[ADVNN__OX_NAME], bn[ADVNN__OX_NAME], xs[ADVNN__OX_NAME], lens[ADVNN__OX_NAME];
     char yn[ADVNN__OX_NAME], hn[ADVNN__OX_NAME], t1[ADVNN__OX_NAME], t2[ADVNN__OX_NAME], out[ADVNN__OX_NAME];
-    char pos[ADVNN__OX_NAME], cnt[ADVNN__OX_NAME], c1[ADVNN__OX_NAME], t3[ADVNN__OX_NAME];
+    char pos[ADVNN__OX_NAME], cnt[ADVNN__OX_NAME], c1[ADVNN__OX_NAME], t3[ADVNN__OX_NAME], pm[ADVNN__OX_NAME];
     const char *xin = advnn__ox_cl(x, n->in[0]);
     size_t big = (size_t)4 * H * (F > H ? F : H) + (size_t)T * T;
     float *buf = (float *)ADVNN_MALLOC((big > (size_t)8 * H ? big : (size_t)8 * H) * sizeof(float));
@@ -4703,7 +4703,7 @@ static void advnn__ox_lstm(advnn__ox *x, int id) {
     advnn__ox_floats(x, 2, d, buf, bn);
     lens[0] = 0;
     if (masked) {   /* compaction of the active steps (see the section comment) */
-        char mb[ADVNN__OX_NAME], e[ADVNN__OX_NAME], pm[ADVNN__OX_NAME], mr[ADVNN__OX_NAME], kc[ADVNN__OX_NAME];
+        char mb[ADVNN__OX_NAME], e[ADVNN__OX_NAME], mr[ADVNN__OX_NAME], kc[ADVNN__OX_NAME];
         int64_t dt[2], last = T - 1;
         int one_t[2];
         advnn__ox_op(x, "Equal", advnn__ox_cl(x, n->in[1]), advnn__ox_scalar(x, 0.0f, t1), NULL, t2);

@@ -5,9 +5,10 @@
  *
  * With ADVNN_ONNX_ORT=DIR set (tests/onnx_export_check.sh does it once per `make test`): every case
  * below (each layer type, masks padding at the end / in the middle / nowhere, the reference networks
- * W1-W3), at batch 1 and 300, default and portable, is also written to DIR with its inputs and
- * advnn's outputs; ONNX Runtime runs the files (tests/onnx_run.js, one intra-op thread) and each
- * output is compared: max_i |ort_i - advnn_i| / max(1, |advnn_i|) <= 1e-5. One test per file. */
+ * W1-W3), at batch 1 and 300, default and portable, and at batch 300 with opset 17, is also written
+ * to DIR with its inputs and advnn's outputs; ONNX Runtime runs the files (tests/onnx_run.js, one
+ * intra-op thread) and each output is compared: max_i |ort_i - advnn_i| / max(1, |advnn_i|) <= 1e-5
+ * (relative, absolute below 1). One test per file. */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
 #include "harness.h"
@@ -447,8 +448,8 @@ static void test_errors(void) {
 /* ---- ONNX Runtime comparison (ADVNN_ONNX_ORT=DIR) */
 typedef struct { char label[96], dir[256]; int n_out; char outs[8][48]; } ort_job;
 
-static int write_case(const char *root, const char *label, advnn_graph *g, const tcase *c, int nb, int portable, int seq_mask,
-                      FILE *jobs, ort_job *job) {
+static int write_case(const char *root, const char *label, advnn_graph *g, const tcase *c, int nb, int portable, int opset,
+                      int seq_mask, FILE *jobs, ort_job *job) {
     char path[512], line[4096];
     advnn_onnx_opts o;
     advnn_ws *ws = advnn_ws_new(g, nb);
@@ -456,7 +457,7 @@ static int write_case(const char *root, const char *label, advnn_graph *g, const
     advnn_tensor *in[8];
     int k, n_in = advnn_input_count(g), ok = 1;
     memset(in, 0, sizeof in);
-    o.portable = portable; o.opset = 13;
+    o.portable = portable; o.opset = opset;
     snprintf(job->label, sizeof job->label, "%s", label);
     snprintf(job->dir, sizeof job->dir, "%s/%s", root, label);
     snprintf(path, sizeof path, "mkdir -p '%s/expect'", job->dir);
@@ -523,7 +524,7 @@ static void compare_job(const ort_job *j) {
 
 static void run_ort(const char *root) {
     static ort_job jobs[256];
-    int nj = 0, i, nb, portable, m, rc;
+    int nj = 0, i, v, m, rc;
     char path[512], cmd[1024];
     FILE *f;
     snprintf(path, sizeof path, "%s/jobs.txt", root);
@@ -531,8 +532,8 @@ static void run_ort(const char *root) {
     if (!f) { th_cur_name = "ort_setup"; th_cur_failed = 0; CHECK(0, "cannot write %s", path); th_fail_count++; return; }
     for (i = 0; i < N_CASES; i++) {
         for (m = 0; m <= (cases[i].masks ? 2 : 0); m++)
-            for (nb = 1; nb <= 300; nb += 299)
-                for (portable = 0; portable <= 1; portable++) {
+            for (v = 0; v < 5; v++) {   /* batch 1 and 300, default and portable; batch 300 at opset 17 */
+                    int nb = v < 2 ? 1 : 300, portable = v == 1 || v == 3, opset = v == 4 ? 17 : 13;
                     tcase c;
                     advnn_graph *g;
                     char label[96];
@@ -540,10 +541,10 @@ static void run_ort(const char *root) {
                     memset(&c, 0, sizeof c);
                     rng_state = 1000u + (uint64_t)i * 7 + (uint64_t)m;
                     g = cases[i].fn(&c);
-                    snprintf(label, sizeof label, "%s%s%s_b%d", cases[i].name, cases[i].masks && m == 0 ? "_nomask" : mk[m],
-                             portable ? "_portable" : "", nb);
+                    snprintf(label, sizeof label, "%s%s%s_b%d%s", cases[i].name, cases[i].masks && m == 0 ? "_nomask" : mk[m],
+                             portable ? "_portable" : "", nb, opset != 13 ? "_opset17" : "");
                     th_cur_name = label; th_cur_failed = 0;
-                    CHECK(g && write_case(root, label, g, &c, nb, portable, m, f, &jobs[nj]), "%s: could not write the case", label);
+                    CHECK(g && write_case(root, label, g, &c, nb, portable, opset, m, f, &jobs[nj]), "%s: could not write the case", label);
                     if (th_cur_failed) th_fail_count++; else nj++;
                     advnn_graph_free(g);
                 }
@@ -552,7 +553,7 @@ static void run_ort(const char *root) {
     snprintf(cmd, sizeof cmd, "node tests/onnx_run.js '%s' 2>&1", path);
     rc = system(cmd);
     th_cur_name = "onnx_runtime_runs"; th_cur_failed = 0;
-    CHECK(rc == 0, "tests/onnx_run.js exit %d%s", rc,
+    CHECK(rc == 0, "tests/onnx_run.js: wait status %d (exit %d)%s", rc, rc >> 8,
           (rc >> 8) == 3 ? ": onnxruntime-node is missing (run tools/deps.sh test)" :
           (rc >> 8) == 127 ? ": node is missing (run tools/deps.sh test)" : "");
     if (th_cur_failed) th_fail_count++; else { th_pass_count++; printf("ok   onnx_runtime_runs (%d files)\n", nj); }
