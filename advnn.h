@@ -4388,19 +4388,29 @@ static const char *advnn__ox_op(advnn__ox *x, const char *op, const char *a, con
 }
 
 /* Initializers (TensorProto: dims 1, data_type 2, name 8, raw_data 9 little endian). */
+static size_t advnn__pb_varint_len(uint64_t v) { size_t n = 1; while (v >>= 7) n++; return n; }
 static const char *advnn__ox_tensor(advnn__ox *x, int nd, const int64_t *dims, const float *f, const int64_t *i64, char *out) {
     int64_t cnt = 1, k;
+    size_t raw, at;
     unsigned char t[8];
     for (k = 0; k < nd; k++) { advnn__pb_int(&x->msg, 1, dims[k]); cnt *= dims[k]; }
     advnn__pb_int(&x->msg, 2, f ? 1 : 7);
     advnn__pb_str(&x->msg, 8, advnn__ox_fresh(x, out));
-    advnn__pb_key(&x->msg, 9, 2);
-    advnn__pb_varint(&x->msg, (uint64_t)cnt * (f ? 4 : 8));
-    for (k = 0; k < cnt; k++) {
-        if (f) { uint32_t u; memcpy(&u, &f[k], 4); advnn__put_u32(t, u); advnn__pb_put(&x->msg, t, 4); }
-        else { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->msg, t, 8); }
+    /* the header goes through msg, the data straight into the initializers (W3: 3.5 MB copied once) */
+    raw = (size_t)cnt * (f ? 4 : 8);
+    advnn__pb_key(&x->inits, 5, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)(x->msg.n + 1 + advnn__pb_varint_len(raw) + raw));
+    if (x->msg.oom) x->inits.oom = 1;
+    advnn__pb_put(&x->inits, x->msg.p, x->msg.n);
+    x->msg.n = 0;
+    advnn__pb_key(&x->inits, 9, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)raw);
+    at = x->inits.n;
+    if (f) {   /* copy, then make each float little endian in place */
+        advnn__pb_put(&x->inits, f, raw);
+        for (k = 0; !x->inits.oom && k < cnt; k++) { uint32_t u; memcpy(&u, &f[k], 4); advnn__put_u32(x->inits.p + at + (size_t)k * 4, u); }
     }
-    advnn__pb_sub(&x->inits, 5, &x->msg);
+    for (k = 0; !f && k < cnt; k++) { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->inits, t, 8); }
     return out;
 }
 static const char *advnn__ox_floats(advnn__ox *x, int nd, const int64_t *dims, const float *f, char *out) {
@@ -4817,6 +4827,7 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
     unsigned char *need = NULL;
     int *out_id = NULL, i, k, opset = opts && opts->opset ? opts->opset : 13;
     uint64_t sum = 0;
+    size_t glen;
     char ver[32], hex[24];
     if (buf) *buf = NULL;
     if (len) *len = 0;
@@ -4878,19 +4889,25 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
         sum = advnn__get_u64((const unsigned char *)mb + ml - 8);
         ADVNN_FREE(mb);
     }
-    /* GraphProto: node 1, name 2, initializer 5, input 11, output 12 */
-    advnn__pb_put(&graph, x.nodes.p, x.nodes.n);
+    /* GraphProto: node 1, name 2, initializer 5, input 11, output 12; `graph` holds all but the nodes
+     * and initializers, which go straight into the model behind the graph's key and length */
     advnn__pb_str(&graph, 2, "advnn");
-    advnn__pb_put(&graph, x.inits.p, x.inits.n);
     for (k = 0; k < g->n_inputs; k++)
         if (need[g->inputs[k]]) advnn__ox_value_info(&x, &graph, 11, g->nodes[g->inputs[k]].name, &g->nodes[g->inputs[k]]);
     for (k = 0; k < n_outputs; k++) advnn__ox_value_info(&x, &graph, 12, outputs[k], &g->nodes[out_id[k]]);
+    glen = x.nodes.n + x.inits.n + graph.n;
     /* ModelProto: ir_version 1 (7 for opsets 13-14, 8 from 15), producer 2-3, graph 7, opset 8, metadata 14 */
     snprintf(ver, sizeof ver, "%d.%d.%d", ADVNN_VERSION_MAJOR, ADVNN_VERSION_MINOR, ADVNN_VERSION_PATCH);
+    if (!(model.p = (unsigned char *)ADVNN_MALLOC(glen + 256))) model.oom = 1;   /* + the fields around the graph */
+    else model.cap = glen + 256;
     advnn__pb_int(&model, 1, opset <= 14 ? 7 : 8);
     advnn__pb_str(&model, 2, "advnn");
     advnn__pb_str(&model, 3, ver);
-    advnn__pb_sub(&model, 7, &graph);
+    advnn__pb_key(&model, 7, 2);
+    advnn__pb_varint(&model, (uint64_t)glen);
+    advnn__pb_put(&model, x.nodes.p, x.nodes.n);
+    advnn__pb_put(&model, x.inits.p, x.inits.n);
+    advnn__pb_put(&model, graph.p, graph.n);
     advnn__pb_int(&x.msg, 2, opset);
     advnn__pb_sub(&model, 8, &x.msg);
     advnn__pb_str(&x.msg, 1, "advnn_version"); advnn__pb_str(&x.msg, 2, ver);

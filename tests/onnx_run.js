@@ -6,6 +6,9 @@
 //                                        MODEL is written to OUTDIR/<output name>.npy
 //   node tests/onnx_run.js --bench REPS MODEL name=in.npy ...
 //                                        prints "ort_median_us <median µs of session.run over REPS runs>"
+//   node tests/onnx_run.js --smoke MODEL ...
+//                                        runs each model on 3 samples of random inputs shaped by its
+//                                        input metadata; fails unless every output is finite
 // onnxruntime-node is looked up in $ADVNN_ORT_DIR, then build/npm/node_modules (where tools/deps.sh
 // test installs it), then node's usual paths. Exit 3 when it is missing, 1 on any other error.
 'use strict';
@@ -80,6 +83,24 @@ async function main() {
     }
     t.sort((a, b) => a - b);
     console.log(`ort_median_us ${t[Math.floor(t.length / 2)].toFixed(2)}`);
+    return;
+  }
+  if (argv[0] === '--smoke') {
+    let bad = 0;
+    for (const model of argv.slice(1)) {
+      const s = await session(ort, model), f = {};
+      for (const m of s.inputMetadata) {
+        const dims = m.shape.map(d => (typeof d === 'number' ? d : 3));
+        const data = new Float32Array(dims.reduce((a, c) => a * c, 1));
+        for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.37);
+        f[m.name] = new ort.Tensor('float32', data, dims);
+      }
+      const r = await s.run(f);
+      const finite = s.outputNames.every(n => r[n].data.every(Number.isFinite));
+      console.log(`${finite ? 'ok  ' : 'FAIL'} ${model}: inputs ${s.inputNames.join(', ')} -> outputs ${s.outputNames.join(', ')}${finite ? '' : ' (not finite)'}`);
+      if (!finite) bad++;
+    }
+    if (bad) process.exit(1);
     return;
   }
   if (argv.length !== 1) throw new Error('usage: onnx_run.js JOBS | --bench REPS MODEL name=in.npy ...');
