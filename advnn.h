@@ -511,6 +511,20 @@ ADVNN_DEF advnn_status advnn_onnx_meta_mem(const void *buf, size_t len, advnn_on
 ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path);
 #endif
 
+/* ---------------------------------------------------------------- ONNX
+ * Export: the inference graph that computes the named outputs (no losses; dropout and gradient
+ * reversal dropped; BatchNorm on its running statistics), inputs and outputs with advnn's names and
+ * channels-last shapes (N, per-sample shape...), N symbolic. Opset 13 unless opts->opset (13..17).
+ * portable: only operators ROOT SOFIE and lwtnn also read (PReLU as Relu(x) - a Relu(-x), upsampling
+ * as Reshape + Expand + Reshape instead of PRelu and Resize); the same numbers. opts may be NULL. */
+typedef struct advnn_onnx_opts { int portable; int opset; } advnn_onnx_opts;
+ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, const char *const *outputs,
+                                           const advnn_onnx_opts *opts, void **buf, size_t *len); /* free *buf with ADVNN_FREE */
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, int n_outputs, const char *const *outputs,
+                                       const advnn_onnx_opts *opts);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -5919,6 +5933,677 @@ ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path) {
         advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
     }
     return g;
+}
+#endif
+
+/* ---------------------------------------------------------------- ONNX export
+ * advnn_onnx_save: a protobuf writer (varint, 32-bit and length-delimited fields are all ONNX needs)
+ * and one export function per node kind, in advnn__ox_kinds[] indexed by kind.
+ * Layouts: every value exists channels-last (as advnn and the caller see it) and/or channels-first
+ * (as ONNX's Conv/pooling want it); each is made from the other by a Transpose only when a consumer
+ * asks for it, and element-wise layers work in whichever the input has, so a conv/PReLU/pool stack
+ * has one Transpose at each end.
+ * Opset 13 by default: the first with Softmax along one axis and Resize's current nearest rules, and
+ * the one tf2onnx emits by default and ROOT SOFIE reads; 14..17 (accepted) change nothing emitted here.
+ * Masked LSTM: ONNX's sequence_lens only skips padding at the end, advnn (as Keras) skips masked steps
+ * anywhere. The export moves each sample's active steps to the front with a 0/1 permutation matrix
+ * (from a cumulative count of the mask, a MatMul with a triangular matrix), runs the ONNX LSTM with
+ * sequence_lens = that count, and for return_sequences maps each step back to the output of the last
+ * active step at or before it (zero before the first). Products with 0/1 and sums of one term are
+ * exact, so this is the same computation, not an approximation (a masked step holding Inf/NaN would
+ * spoil it: 0 * Inf). It keeps the LSTM an LSTM (fast in runtimes, readable by converters) where an
+ * unrolled form would be T copies of the cell. */
+typedef struct { unsigned char *p; size_t n, cap; int oom; } advnn__pb;
+
+static void advnn__pb_put(advnn__pb *b, const void *d, size_t n) {
+    if (b->oom || n == 0) return;
+    if (b->n + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        void *q;
+        while (nc < b->n + n) nc *= 2;
+        if (!(q = ADVNN_REALLOC(b->p, nc))) { b->oom = 1; return; }
+        b->p = (unsigned char *)q; b->cap = nc;
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void advnn__pb_varint(advnn__pb *b, uint64_t v) {
+    unsigned char t[10];
+    int k = 0;
+    do { t[k] = (unsigned char)(v & 0x7f); v >>= 7; if (v) t[k] |= 0x80; k++; } while (v);
+    advnn__pb_put(b, t, (size_t)k);
+}
+static void advnn__pb_key(advnn__pb *b, int field, int wire) { advnn__pb_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+static void advnn__pb_int(advnn__pb *b, int field, int64_t v) { advnn__pb_key(b, field, 0); advnn__pb_varint(b, (uint64_t)v); }
+static void advnn__pb_f32(advnn__pb *b, int field, float f) {
+    unsigned char t[4];
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    advnn__put_u32(t, u);
+    advnn__pb_key(b, field, 5); advnn__pb_put(b, t, 4);
+}
+static void advnn__pb_bytes(advnn__pb *b, int field, const void *d, size_t n) {
+    advnn__pb_key(b, field, 2); advnn__pb_varint(b, (uint64_t)n); advnn__pb_put(b, d, n);
+}
+static void advnn__pb_str(advnn__pb *b, int field, const char *s) { advnn__pb_bytes(b, field, s, strlen(s)); }
+/* Appends sub as a length-delimited field and empties sub for reuse. */
+static void advnn__pb_sub(advnn__pb *b, int field, advnn__pb *sub) {
+    if (sub->oom) b->oom = 1;
+    advnn__pb_bytes(b, field, sub->p, sub->n);
+    sub->n = 0;
+}
+
+#define ADVNN__OX_NAME 64
+typedef struct {
+    const advnn_graph *g;
+    int portable;
+    advnn__pb nodes, inits, msg, attrs, attr;   /* graph parts; scratch for a node, its attributes, one attribute */
+    char (*cl)[ADVNN__OX_NAME], (*cf)[ADVNN__OX_NAME];   /* each node's value channels-last / -first, "" = not made */
+    int n_names;
+    advnn_status st;
+} advnn__ox;
+
+static const char *advnn__ox_fresh(advnn__ox *x, char *out) {
+    snprintf(out, ADVNN__OX_NAME, "advnn:%d", x->n_names++);
+    return out;
+}
+
+/* Attributes of the next node (AttributeProto: name 1, f 2, i 3, s 4, floats 7, ints 8, type 20). */
+static void advnn__ox_ai(advnn__ox *x, const char *name, int64_t v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_int(&x->attr, 3, v); advnn__pb_int(&x->attr, 20, 2);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_af(advnn__ox *x, const char *name, float v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_f32(&x->attr, 2, v); advnn__pb_int(&x->attr, 20, 1);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_as(advnn__ox *x, const char *name, const char *v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_str(&x->attr, 4, v); advnn__pb_int(&x->attr, 20, 3);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_aints(advnn__ox *x, const char *name, int n, const int64_t *v) {
+    int k;
+    advnn__pb_str(&x->attr, 1, name);
+    for (k = 0; k < n; k++) advnn__pb_int(&x->attr, 8, v[k]);
+    advnn__pb_int(&x->attr, 20, 7);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+
+/* A node (NodeProto: input 1, output 2, name 3, op_type 4, attribute 5) with the pending attributes.
+ * An empty input or output name is an omitted optional one. */
+static void advnn__ox_node(advnn__ox *x, const char *op, int nin, const char *const *in, int nout, const char *const *out) {
+    int k;
+    for (k = 0; k < nin; k++) advnn__pb_str(&x->msg, 1, in[k]);
+    for (k = 0; k < nout; k++) advnn__pb_str(&x->msg, 2, out[k]);
+    advnn__pb_str(&x->msg, 3, out[nout - 1]);
+    advnn__pb_str(&x->msg, 4, op);
+    if (x->attrs.oom) x->msg.oom = 1;
+    advnn__pb_put(&x->msg, x->attrs.p, x->attrs.n);
+    x->attrs.n = 0;
+    advnn__pb_sub(&x->nodes, 1, &x->msg);
+}
+/* One-output node on up to three inputs (NULL ends the list); writes a fresh output name to out. */
+static const char *advnn__ox_op(advnn__ox *x, const char *op, const char *a, const char *b, const char *c, char *out) {
+    const char *in[3];
+    const char *o[1];
+    int n = 0;
+    if (a) { in[n++] = a; if (b) { in[n++] = b; if (c) in[n++] = c; } }
+    o[0] = advnn__ox_fresh(x, out);
+    advnn__ox_node(x, op, n, in, 1, o);
+    return out;
+}
+
+/* Initializers (TensorProto: dims 1, data_type 2, name 8, raw_data 9 little endian). */
+static size_t advnn__pb_varint_len(uint64_t v) { size_t n = 1; while (v >>= 7) n++; return n; }
+static const char *advnn__ox_tensor(advnn__ox *x, int nd, const int64_t *dims, const float *f, const int64_t *i64, char *out) {
+    int64_t cnt = 1, k;
+    size_t raw, at;
+    unsigned char t[8];
+    for (k = 0; k < nd; k++) { advnn__pb_int(&x->msg, 1, dims[k]); cnt *= dims[k]; }
+    advnn__pb_int(&x->msg, 2, f ? 1 : 7);
+    advnn__pb_str(&x->msg, 8, advnn__ox_fresh(x, out));
+    /* the header goes through msg, the data straight into the initializers (W3: 3.5 MB copied once) */
+    raw = (size_t)cnt * (f ? 4 : 8);
+    advnn__pb_key(&x->inits, 5, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)(x->msg.n + 1 + advnn__pb_varint_len(raw) + raw));
+    if (x->msg.oom) x->inits.oom = 1;
+    advnn__pb_put(&x->inits, x->msg.p, x->msg.n);
+    x->msg.n = 0;
+    advnn__pb_key(&x->inits, 9, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)raw);
+    at = x->inits.n;
+    if (f) {   /* copy, then make each float little endian in place */
+        advnn__pb_put(&x->inits, f, raw);
+        for (k = 0; !x->inits.oom && k < cnt; k++) { uint32_t u; memcpy(&u, &f[k], 4); advnn__put_u32(x->inits.p + at + (size_t)k * 4, u); }
+    }
+    for (k = 0; !f && k < cnt; k++) { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->inits, t, 8); }
+    return out;
+}
+static const char *advnn__ox_floats(advnn__ox *x, int nd, const int64_t *dims, const float *f, char *out) {
+    return advnn__ox_tensor(x, nd, dims, f, NULL, out);
+}
+static const char *advnn__ox_ints(advnn__ox *x, int n, const int64_t *v, char *out) {
+    int64_t d = n;
+    return advnn__ox_tensor(x, 1, &d, NULL, v, out);
+}
+static const char *advnn__ox_scalar(advnn__ox *x, float v, char *out) { return advnn__ox_tensor(x, 0, NULL, &v, NULL, out); }
+/* Reshape to (-1, d[0], ..., d[n-1]): a per-sample shape under the symbolic batch. */
+static const char *advnn__ox_reshape(advnn__ox *x, const char *in, int n, const int *d, char *out) {
+    int64_t s[4];
+    char sh[ADVNN__OX_NAME];
+    int k;
+    s[0] = -1;
+    for (k = 0; k < n; k++) s[k + 1] = d[k];
+    return advnn__ox_op(x, "Reshape", in, advnn__ox_ints(x, n + 1, s, sh), NULL, out);
+}
+static const char *advnn__ox_transpose(advnn__ox *x, const char *in, int n, const int64_t *perm, char *out) {
+    advnn__ox_aints(x, "perm", n, perm);
+    return advnn__ox_op(x, "Transpose", in, NULL, NULL, out);
+}
+static const char *advnn__ox_cast(advnn__ox *x, const char *in, int to, char *out) {
+    advnn__ox_ai(x, "to", to);
+    return advnn__ox_op(x, "Cast", in, NULL, NULL, out);
+}
+
+/* Node id's value channels-last / channels-first, made by a Transpose from the other when missing.
+ * Vectors (one axis per sample) are both at once. */
+static const char *advnn__ox_cl(advnn__ox *x, int id) {
+    static const int64_t p2[3] = {0, 2, 1}, p3[4] = {0, 2, 3, 1};
+    const advnn__node *n = &x->g->nodes[id];
+    if (!x->cl[id][0]) advnn__ox_transpose(x, x->cf[id], n->ndim + 1, n->ndim == 2 ? p2 : p3, x->cl[id]);
+    return x->cl[id];
+}
+static const char *advnn__ox_cf(advnn__ox *x, int id) {
+    static const int64_t p2[3] = {0, 2, 1}, p3[4] = {0, 3, 1, 2};
+    const advnn__node *n = &x->g->nodes[id];
+    if (!x->cf[id][0]) advnn__ox_transpose(x, x->cl[id], n->ndim + 1, n->ndim == 2 ? p2 : p3, x->cf[id]);
+    return x->cf[id];
+}
+/* The layout an element-wise layer on node id works in: channels-first when only that exists. */
+static int advnn__ox_is_cf(const advnn__ox *x, int id) { return !x->cl[id][0]; }
+static const char *advnn__ox_any(advnn__ox *x, int id) { return advnn__ox_is_cf(x, id) ? x->cf[id] : x->cl[id]; }
+/* The output slot of node id in a layout (vectors: both names the same). */
+static char *advnn__ox_set(advnn__ox *x, int id, int cf, const char *v) {
+    char *dst = cf ? x->cf[id] : x->cl[id];
+    if (dst != v) snprintf(dst, ADVNN__OX_NAME, "%s", v);
+    if (x->g->nodes[id].ndim == 1) snprintf(cf ? x->cl[id] : x->cf[id], ADVNN__OX_NAME, "%s", v);
+    return dst;
+}
+/* A per-channel vector (C values) shaped to broadcast against node id's value in the given layout. */
+static const char *advnn__ox_chan(advnn__ox *x, int id, int cf, const float *v, char *out) {
+    const advnn__node *n = &x->g->nodes[id];
+    int64_t d[3] = {1, 1, 1};
+    d[0] = n->cols;
+    return advnn__ox_floats(x, cf ? n->ndim : 1, d, v, out);
+}
+
+/* Activation act (advnn_act) of value in, written to out (out = in for linear). */
+static const char *advnn__ox_act(advnn__ox *x, int act, float param, const char *in, char *out) {
+    switch (act) {
+    case ADVNN_ACT_LINEAR: snprintf(out, ADVNN__OX_NAME, "%s", in); return out;
+    case ADVNN_ACT_RELU: return advnn__ox_op(x, "Relu", in, NULL, NULL, out);
+    case ADVNN_ACT_LEAKY_RELU: advnn__ox_af(x, "alpha", param); return advnn__ox_op(x, "LeakyRelu", in, NULL, NULL, out);
+    case ADVNN_ACT_ELU: advnn__ox_af(x, "alpha", param); return advnn__ox_op(x, "Elu", in, NULL, NULL, out);
+    case ADVNN_ACT_SIGMOID: return advnn__ox_op(x, "Sigmoid", in, NULL, NULL, out);
+    case ADVNN_ACT_TANH: return advnn__ox_op(x, "Tanh", in, NULL, NULL, out);
+    case ADVNN_ACT_SOFTPLUS: return advnn__ox_op(x, "Softplus", in, NULL, NULL, out);
+    default:
+        x->st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: activation %d has no ONNX form", act);
+        snprintf(out, ADVNN__OX_NAME, "%s", in);
+        return out;
+    }
+}
+
+/* ---- one function per node kind: reads its inputs' values, makes its own */
+typedef void (*advnn__ox_fn)(advnn__ox *x, int id);
+
+static void advnn__ox_input(advnn__ox *x, int id) { advnn__ox_set(x, id, 0, x->g->nodes[id].name); }
+
+static void advnn__ox_pass(advnn__ox *x, int id) {   /* dropout, gradient reversal: identity at inference */
+    int in = x->g->nodes[id].in[0];
+    memcpy(x->cl[id], x->cl[in], ADVNN__OX_NAME);   /* in < id: distinct rows */
+    memcpy(x->cf[id], x->cf[in], ADVNN__OX_NAME);
+}
+
+static void advnn__ox_dense(advnn__ox *x, int id) {
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *b = g->params + g->par[n->param0 + 1].off;
+    int64_t K = in->cols, U = n->cols, d[2];
+    char w[ADVNN__OX_NAME], bb[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    float *Wsn = NULL;
+    if (n->ip[2]) {   /* spectral norm: W / sigma with sigma = u^T W v, as advnn__sn_weight computes it */
+        const float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
+        double sig = 0, inv;
+        int64_t i, j;
+        if (!(Wsn = (float *)ADVNN_MALLOC((size_t)(K * U) * sizeof(float)))) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+        for (i = 0; i < K; i++) {
+            double r = 0;
+            for (j = 0; j < U; j++) r += (double)W[i * U + j] * v[j];
+            sig += u[i] * r;
+        }
+        if (!(sig > 1e-12)) sig = 1e-12;
+        inv = 1.0 / sig;
+        for (i = 0; i < K * U; i++) Wsn[i] = (float)(W[i] * inv);
+        W = Wsn;
+    }
+    d[0] = K; d[1] = U;
+    advnn__ox_floats(x, 2, d, W, w);
+    ADVNN_FREE(Wsn);
+    advnn__ox_floats(x, 1, &U, b, bb);
+    if (in->ndim == 1) advnn__ox_op(x, "Gemm", advnn__ox_cl(x, n->in[0]), w, bb, t);
+    else advnn__ox_op(x, "Add", advnn__ox_op(x, "MatMul", advnn__ox_cl(x, n->in[0]), w, NULL, y), bb, NULL, t);
+    advnn__ox_set(x, id, 0, advnn__ox_act(x, n->ip[1], n->fp[0], t, y));
+}
+
+static void advnn__ox_act_node(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    char y[ADVNN__OX_NAME];
+    advnn__ox_set(x, id, cf, advnn__ox_act(x, n->ip[0], n->fp[0], advnn__ox_any(x, n->in[0]), y));
+}
+
+static void advnn__ox_prelu(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    const float *a = x->g->params + x->g->par[n->param0].off;
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    const char *in = advnn__ox_any(x, n->in[0]);
+    char s[ADVNN__OX_NAME], y[ADVNN__OX_NAME], t1[ADVNN__OX_NAME], t2[ADVNN__OX_NAME], t3[ADVNN__OX_NAME];
+    advnn__ox_chan(x, id, cf, a, s);
+    if (!x->portable) advnn__ox_op(x, "PRelu", in, s, NULL, y);
+    else {   /* Relu(x) - a Relu(-x): exact (0 - a*(-x) = a*x, x - a*0 = x) */
+        advnn__ox_op(x, "Relu", advnn__ox_op(x, "Neg", in, NULL, NULL, t1), NULL, NULL, t2);
+        advnn__ox_op(x, "Sub", advnn__ox_op(x, "Relu", in, NULL, NULL, t1), advnn__ox_op(x, "Mul", s, t2, NULL, t3), NULL, y);
+    }
+    advnn__ox_set(x, id, cf, y);
+}
+
+static void advnn__ox_batchnorm(advnn__ox *x, int id) {   /* on the running statistics, channels-first */
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id];
+    const char *in[5];
+    const char *out[1];
+    char p[4][ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    int64_t C = n->cols;
+    int k;
+    in[0] = advnn__ox_cf(x, n->in[0]);
+    for (k = 0; k < 4; k++) in[k + 1] = advnn__ox_floats(x, 1, &C, g->params + g->par[n->param0 + k].off, p[k]);
+    advnn__ox_af(x, "epsilon", n->fp[1]);
+    out[0] = advnn__ox_fresh(x, y);
+    advnn__ox_node(x, "BatchNormalization", 5, in, 1, out);
+    advnn__ox_set(x, id, 1, y);
+}
+
+static void advnn__ox_concat(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    const char *in[ADVNN__MAX_IN];
+    const char *out[1];
+    char y[ADVNN__OX_NAME];
+    int k;
+    for (k = 0; k < n->n_in; k++) in[k] = advnn__ox_cl(x, n->in[k]);
+    advnn__ox_ai(x, "axis", -1);
+    out[0] = advnn__ox_fresh(x, y);
+    advnn__ox_node(x, "Concat", n->n_in, in, 1, out);
+    advnn__ox_set(x, id, 0, y);
+}
+
+static void advnn__ox_conv(advnn__ox *x, int id) {
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *b = g->params + g->par[n->param0 + 1].off;
+    int H, Wd, C, F = n->ip[0], KH = n->ip[2], KW = n->ip[3], SH = n->ip[4], SW = n->ip[5];
+    int dims = advnn__spatial(in, &H, &Wd, &C), Ho, Wo, pt = n->ip[7] >> 16, pl = n->ip[7] & 0xffff, f, c, i, j;
+    int64_t d[4], ks[2], st[2], pads[4], Fl = F;
+    char w[ADVNN__OX_NAME], bb[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    const char *xin;
+    float *Wo_ = (float *)ADVNN_MALLOC((size_t)F * C * KH * KW * sizeof(float));
+    if (!Wo_) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+    /* advnn: (KH, KW, C, F) flattened; ONNX: (F, C, KH, KW) */
+    for (f = 0; f < F; f++) for (c = 0; c < C; c++) for (i = 0; i < KH; i++) for (j = 0; j < KW; j++)
+        Wo_[(((size_t)f * C + c) * KH + i) * KW + j] = W[(((size_t)i * KW + j) * C + c) * F + f];
+    Ho = dims == 2 ? n->shape[0] : 1; Wo = dims == 2 ? n->shape[1] : n->shape[0];
+    /* 'same': the total pad (Keras) less the leading one goes after */
+    pads[0] = pt; pads[2] = n->ip[6] == ADVNN_PAD_SAME && (Ho - 1) * SH + KH - H > 0 ? (Ho - 1) * SH + KH - H - pt : 0;
+    pads[1] = pl; pads[3] = n->ip[6] == ADVNN_PAD_SAME && (Wo - 1) * SW + KW - Wd > 0 ? (Wo - 1) * SW + KW - Wd - pl : 0;
+    d[0] = F; d[1] = C;
+    if (dims == 2) { d[2] = KH; d[3] = KW; ks[0] = KH; ks[1] = KW; st[0] = SH; st[1] = SW; }
+    else { d[2] = KW; ks[0] = KW; st[0] = SW; pads[0] = pads[1]; pads[1] = pads[3]; }
+    advnn__ox_floats(x, dims + 2, d, Wo_, w);
+    ADVNN_FREE(Wo_);
+    advnn__ox_floats(x, 1, &Fl, b, bb);
+    xin = advnn__ox_cf(x, n->in[0]);   /* before the attributes: a Transpose would take them */
+    advnn__ox_aints(x, "kernel_shape", dims, ks);
+    advnn__ox_aints(x, "strides", dims, st);
+    advnn__ox_aints(x, "pads", 2 * dims, pads);
+    advnn__ox_op(x, "Conv", xin, w, bb, t);
+    advnn__ox_set(x, id, 1, advnn__ox_act(x, n->ip[1], n->fp[0], t, y));
+}
+
+static void advnn__ox_pool(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int dims = n->ndim - 1;
+    int64_t ks[2], st[2];
+    char y[ADVNN__OX_NAME];
+    if (dims == 2) { ks[0] = n->ip[1]; ks[1] = n->ip[2]; st[0] = n->ip[3]; st[1] = n->ip[4]; }
+    else { ks[0] = n->ip[2]; st[0] = n->ip[4]; }
+    const char *xin = advnn__ox_cf(x, n->in[0]);   /* before the attributes */
+    advnn__ox_aints(x, "kernel_shape", dims, ks);
+    advnn__ox_aints(x, "strides", dims, st);
+    advnn__ox_op(x, n->ip[0] ? "AveragePool" : "MaxPool", xin, NULL, NULL, y);
+    advnn__ox_set(x, id, 1, y);
+}
+
+static void advnn__ox_upsample(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id], *in = &x->g->nodes[n->in[0]];
+    int cf = advnn__ox_is_cf(x, n->in[0]), H = in->shape[0], W = in->shape[1], C = in->shape[2];
+    int fh = n->ip[0], fw = n->ip[1];
+    const char *v = advnn__ox_any(x, n->in[0]);
+    char s[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    if (!x->portable) {   /* nearest, asymmetric, floor: output pixel (h, w) reads input (h / fh, w / fw) */
+        float sc[4] = {1, 1, 1, 1};
+        int64_t four = 4;
+        const char *in3[3];
+        const char *out[1];
+        sc[cf ? 2 : 1] = (float)fh; sc[cf ? 3 : 2] = (float)fw;
+        in3[0] = v; in3[1] = ""; in3[2] = advnn__ox_floats(x, 1, &four, sc, s);
+        advnn__ox_as(x, "mode", "nearest");
+        advnn__ox_as(x, "coordinate_transformation_mode", "asymmetric");
+        advnn__ox_as(x, "nearest_mode", "floor");
+        out[0] = advnn__ox_fresh(x, y);
+        advnn__ox_node(x, "Resize", 3, in3, 1, out);
+    } else {   /* (H, 1, W, 1) expanded to (H, fh, W, fw), then merged: a copy, exact */
+        int d5[5], d3[3];
+        int64_t e[6] = {1, 1, 1, 1, 1, 1};
+        char es[ADVNN__OX_NAME], t2[ADVNN__OX_NAME];
+        if (cf) { d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw; d3[0] = C; d3[1] = H * fh; d3[2] = W * fw; }
+        else { d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw; d3[0] = H * fh; d3[1] = W * fw; d3[2] = C; }
+        {   /* Reshape to 6 axes: (-1, ...5) */
+            int64_t s6[6];
+            int k;
+            s6[0] = -1;
+            for (k = 0; k < 5; k++) s6[k + 1] = d5[k];
+            advnn__ox_op(x, "Reshape", v, advnn__ox_ints(x, 6, s6, s), NULL, t);
+        }
+        advnn__ox_op(x, "Expand", t, advnn__ox_ints(x, 6, e, es), NULL, t2);
+        advnn__ox_reshape(x, t2, 3, d3, y);
+    }
+    advnn__ox_set(x, id, cf, y);
+}
+
+static void advnn__ox_reshape_node(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    char y[ADVNN__OX_NAME];
+    advnn__ox_set(x, id, 0, advnn__ox_reshape(x, advnn__ox_cl(x, n->in[0]), n->ndim, n->shape, y));
+}
+
+static void advnn__ox_mask(advnn__ox *x, int id) {   /* 1 where any feature of the step is non-zero */
+    const advnn__node *n = &x->g->nodes[id];
+    int64_t ax = 2;
+    char a[ADVNN__OX_NAME], m[ADVNN__OX_NAME], z[ADVNN__OX_NAME], b[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    advnn__ox_op(x, "Abs", advnn__ox_cl(x, n->in[0]), NULL, NULL, a);
+    advnn__ox_aints(x, "axes", 1, &ax);
+    advnn__ox_ai(x, "keepdims", 0);
+    advnn__ox_op(x, "ReduceMax", a, NULL, NULL, m);
+    advnn__ox_op(x, "Greater", m, advnn__ox_scalar(x, 0.0f, z), NULL, b);
+    advnn__ox_set(x, id, 0, advnn__ox_cast(x, b, 1, y));
+}
+
+static void advnn__ox_lstm(advnn__ox *x, int id) {
+    static const int gate[4] = {0, 3, 1, 2};   /* ONNX gate order i, o, f, c; advnn's (Keras) i, f, c, o */
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *U = g->params + g->par[n->param0 + 1].off;
+    const float *b = g->params + g->par[n->param0 + 2].off;
+    int T = in->shape[0], F = in->shape[1], H = n->ip[0], masked = n->n_in == 2, q, j, k;
+    int64_t d[3], p3[3] = {1, 0, 2}, p4[4] = {2, 0, 1, 3};
+    const char *li[5];
+    const char *lo[2];
+    char wn[ADVNN__OX_NAME], rn[ADVNN__OX_NAME], bn[ADVNN__OX_NAME], xs[ADVNN__OX_NAME], lens[ADVNN__OX_NAME];
+    char yn[ADVNN__OX_NAME], hn[ADVNN__OX_NAME], t1[ADVNN__OX_NAME], t2[ADVNN__OX_NAME], out[ADVNN__OX_NAME];
+    char pos[ADVNN__OX_NAME], cnt[ADVNN__OX_NAME], c1[ADVNN__OX_NAME], t3[ADVNN__OX_NAME], pm[ADVNN__OX_NAME];
+    const char *xin = advnn__ox_cl(x, n->in[0]);
+    size_t big = (size_t)4 * H * (F > H ? F : H) + (size_t)T * T;
+    float *buf = (float *)ADVNN_MALLOC((big > (size_t)8 * H ? big : (size_t)8 * H) * sizeof(float));
+    if (!buf) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+    /* W (1, 4H, F), R (1, 4H, H), B (1, 8H) = [Wb; Rb] with advnn's one bias per gate in Wb */
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) for (k = 0; k < F; k++)
+        buf[((size_t)q * H + j) * F + k] = W[(size_t)k * 4 * H + gate[q] * H + j];
+    d[0] = 1; d[1] = 4 * H; d[2] = F;
+    advnn__ox_floats(x, 3, d, buf, wn);
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) for (k = 0; k < H; k++)
+        buf[((size_t)q * H + j) * H + k] = U[(size_t)k * 4 * H + gate[q] * H + j];
+    d[2] = H;
+    advnn__ox_floats(x, 3, d, buf, rn);
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) { buf[q * H + j] = b[gate[q] * H + j]; buf[4 * H + q * H + j] = 0.0f; }
+    d[1] = 8 * H;
+    advnn__ox_floats(x, 2, d, buf, bn);
+    lens[0] = 0;
+    if (masked) {   /* compaction of the active steps (see the section comment) */
+        char mb[ADVNN__OX_NAME], e[ADVNN__OX_NAME], mr[ADVNN__OX_NAME], kc[ADVNN__OX_NAME];
+        int64_t dt[2], last = T - 1;
+        int one_t[2];
+        advnn__ox_op(x, "Equal", advnn__ox_cl(x, n->in[1]), advnn__ox_scalar(x, 0.0f, t1), NULL, t2);
+        advnn__ox_cast(x, advnn__ox_op(x, "Not", t2, NULL, NULL, t3), 1, mb);        /* (N, T) 0/1 */
+        for (j = 0; j < T; j++) for (k = 0; k < T; k++) buf[(size_t)j * T + k] = j <= k ? 1.0f : 0.0f;
+        dt[0] = T; dt[1] = T;
+        advnn__ox_op(x, "MatMul", mb, advnn__ox_floats(x, 2, dt, buf, t1), NULL, t2);   /* active steps up to t */
+        advnn__ox_op(x, "Sub", t2, advnn__ox_scalar(x, 1.0f, t1), NULL, pos);          /* compacted index of step t */
+        advnn__ox_ai(x, "axis", 1);
+        advnn__ox_op(x, "Gather", t2, advnn__ox_ints(x, 1, &last, t1), NULL, cnt);      /* (N, 1) */
+        one_t[0] = 1; one_t[1] = T;
+        for (j = 0; j < T; j++) buf[j] = (float)j;
+        dt[0] = T; dt[1] = 1;
+        advnn__ox_floats(x, 2, dt, buf, kc);
+        advnn__ox_op(x, "Equal", advnn__ox_reshape(x, pos, 2, one_t, t1), kc, NULL, t2);
+        advnn__ox_op(x, "Mul", advnn__ox_cast(x, t2, 1, t3), advnn__ox_reshape(x, mb, 2, one_t, mr), NULL, e);
+        advnn__ox_op(x, "MatMul", e, xin, NULL, pm);                                     /* (N, T, F) active first */
+        xin = pm;
+        /* a sample without active steps runs one (zero) step, and its result is multiplied by 0 below */
+        advnn__ox_op(x, "Max", cnt, advnn__ox_scalar(x, 1.0f, t1), NULL, t2);
+        advnn__ox_cast(x, advnn__ox_reshape(x, t2, 0, NULL, t3), 6, lens);
+        advnn__ox_op(x, "Min", cnt, advnn__ox_scalar(x, 1.0f, t1), NULL, c1);
+        (void)mr;
+    }
+    advnn__ox_transpose(x, xin, 3, p3, xs);
+    li[0] = xs; li[1] = wn; li[2] = rn; li[3] = bn; li[4] = lens;
+    advnn__ox_ai(x, "hidden_size", H);
+    if (n->ip[1]) { lo[0] = advnn__ox_fresh(x, yn); lo[1] = ""; }
+    else { lo[0] = ""; lo[1] = advnn__ox_fresh(x, hn); }
+    advnn__ox_node(x, "LSTM", masked ? 5 : 4, li, 2, lo);
+    if (!n->ip[1]) {
+        advnn__ox_reshape(x, hn, 1, &H, t1);
+        if (masked) advnn__ox_op(x, "Mul", t1, c1, NULL, out);
+        else snprintf(out, ADVNN__OX_NAME, "%s", t1);
+    } else {
+        int th[2];
+        th[0] = T; th[1] = H;
+        advnn__ox_reshape(x, advnn__ox_transpose(x, yn, 4, p4, t1), 2, th, t2);
+        if (masked) {   /* step t takes the output of compacted step pos[t] (none when pos < 0) */
+            int t_one[2];
+            int64_t dr[2];
+            t_one[0] = T; t_one[1] = 1;
+            dr[0] = 1; dr[1] = T;
+            for (j = 0; j < T; j++) buf[j] = (float)j;
+            advnn__ox_op(x, "Equal", advnn__ox_reshape(x, pos, 2, t_one, t1), advnn__ox_floats(x, 2, dr, buf, t3), NULL, yn);
+            advnn__ox_op(x, "MatMul", advnn__ox_cast(x, yn, 1, t1), t2, NULL, out);
+        } else snprintf(out, ADVNN__OX_NAME, "%s", t2);
+    }
+    ADVNN_FREE(buf);
+    advnn__ox_set(x, id, 0, out);
+}
+
+static void advnn__ox_softmax(advnn__ox *x, int id) {
+    char y[ADVNN__OX_NAME];
+    const char *xin = advnn__ox_cl(x, x->g->nodes[id].in[0]);   /* before the attribute */
+    advnn__ox_ai(x, "axis", -1);
+    advnn__ox_set(x, id, 0, advnn__ox_op(x, "Softmax", xin, NULL, NULL, y));
+}
+
+static void advnn__ox_sample_mse(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int D = x->g->nodes[n->in[0]].size;
+    int64_t ax = 1;
+    char p[ADVNN__OX_NAME], t[ADVNN__OX_NAME], dd[ADVNN__OX_NAME], sq[ADVNN__OX_NAME], e[ADVNN__OX_NAME];
+    char y[ADVNN__OX_NAME], c[ADVNN__OX_NAME];
+    advnn__ox_reshape(x, advnn__ox_cl(x, n->in[0]), 1, &D, p);
+    advnn__ox_reshape(x, advnn__ox_cl(x, n->in[1]), 1, &D, t);
+    advnn__ox_op(x, "Sub", p, t, NULL, dd);
+    advnn__ox_op(x, "Mul", dd, dd, NULL, sq);
+    advnn__ox_aints(x, "axes", 1, &ax);
+    advnn__ox_ai(x, "keepdims", 1);
+    advnn__ox_op(x, "ReduceMean", sq, NULL, NULL, e);
+    if (n->ip[0]) advnn__ox_op(x, "Log", advnn__ox_op(x, "Max", e, advnn__ox_scalar(x, 1e-30f, c), NULL, sq), NULL, NULL, y);
+    else snprintf(y, ADVNN__OX_NAME, "%s", e);
+    advnn__ox_set(x, id, 0, y);
+}
+
+/* Indexed by node kind; NULL: no inference form (losses). */
+static const struct { const char *what; advnn__ox_fn fn; } advnn__ox_kinds[ADVNN__KIND_END] = {
+    {"?", NULL}, {"input", advnn__ox_input}, {"dense", advnn__ox_dense}, {"activation", advnn__ox_act_node},
+    {"PReLU", advnn__ox_prelu}, {"dropout", advnn__ox_pass}, {"BatchNorm", advnn__ox_batchnorm},
+    {"concat", advnn__ox_concat}, {"BCE loss", NULL}, {"CCE loss", NULL}, {"MSE loss", NULL},
+    {"convolution", advnn__ox_conv}, {"pooling", advnn__ox_pool}, {"upsampling", advnn__ox_upsample},
+    {"reshape", advnn__ox_reshape_node}, {"LSTM", advnn__ox_lstm}, {"mask", advnn__ox_mask},
+    {"gradient reversal", advnn__ox_pass}, {"softmax", advnn__ox_softmax}, {"mixture-density loss", NULL},
+    {"sample MSE", advnn__ox_sample_mse}
+};
+
+/* ValueInfoProto of a graph input or output: float (N, per-sample shape), N symbolic. */
+static void advnn__ox_value_info(advnn__ox *x, advnn__pb *graph, int field, const char *name, const advnn__node *n) {
+    advnn__pb shp, tt, ty;
+    int k;
+    memset(&shp, 0, sizeof shp); memset(&tt, 0, sizeof tt); memset(&ty, 0, sizeof ty);
+    advnn__pb_str(&x->attr, 2, "N");
+    advnn__pb_sub(&shp, 1, &x->attr);
+    for (k = 0; k < n->ndim; k++) { advnn__pb_int(&x->attr, 1, n->shape[k]); advnn__pb_sub(&shp, 1, &x->attr); }
+    advnn__pb_int(&tt, 1, 1);
+    advnn__pb_sub(&tt, 2, &shp);
+    advnn__pb_sub(&ty, 1, &tt);
+    advnn__pb_str(&x->msg, 1, name);
+    advnn__pb_sub(&x->msg, 2, &ty);
+    advnn__pb_sub(graph, field, &x->msg);
+    if (shp.oom || tt.oom || ty.oom) graph->oom = 1;
+    ADVNN_FREE(shp.p); ADVNN_FREE(tt.p); ADVNN_FREE(ty.p);
+}
+
+ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, const char *const *outputs,
+                                           const advnn_onnx_opts *opts, void **buf, size_t *len) {
+    advnn__ox x;
+    advnn__pb graph, model;
+    unsigned char *need = NULL;
+    int *out_id = NULL, i, k, opset = opts && opts->opset ? opts->opset : 13;
+    uint64_t sum = 0;
+    size_t glen;
+    char ver[32], hex[24];
+    if (buf) *buf = NULL;
+    if (len) *len = 0;
+    if (!g || !buf || !len || n_outputs < 1 || !outputs) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_onnx_save: graph not finalized");
+    if (opset < 13 || opset > 17) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: opset %d (13..17 supported)", opset);
+    memset(&x, 0, sizeof x); memset(&graph, 0, sizeof graph); memset(&model, 0, sizeof model);
+    x.g = g; x.portable = opts ? opts->portable != 0 : 0;
+    need = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes + 1);
+    out_id = (int *)ADVNN_MALLOC((size_t)n_outputs * sizeof(int));
+    x.cl = (char (*)[ADVNN__OX_NAME])ADVNN_MALLOC((size_t)g->n_nodes * ADVNN__OX_NAME);
+    x.cf = (char (*)[ADVNN__OX_NAME])ADVNN_MALLOC((size_t)g->n_nodes * ADVNN__OX_NAME);
+    if (!need || !out_id || !x.cl || !x.cf) { x.st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); goto done; }
+    memset(need, 0, (size_t)g->n_nodes + 1);
+    for (i = 0; i < g->n_nodes; i++) x.cl[i][0] = x.cf[i][0] = 0;
+    for (k = 0; k < n_outputs; k++) {
+        if (!outputs[k] || (out_id[k] = advnn_find(g, outputs[k])) < 0) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k, outputs[k] ? outputs[k] : "(null)");
+            goto done;
+        }
+        for (i = 0; i < k; i++) if (out_id[i] == out_id[k]) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is named twice", outputs[k]);
+            goto done;
+        }
+        if (g->nodes[out_id[k]].kind == ADVNN__INPUT) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)", outputs[k]);
+            goto done;
+        }
+        need[out_id[k]] = 1;
+    }
+    for (i = 0; i < g->n_nodes; i++)   /* names of the graph's values are advnn's; ours start with "advnn:" */
+        if (strncmp(g->nodes[i].name, "advnn:", 6) == 0) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)", i, g->nodes[i].name);
+            goto done;
+        }
+    for (i = g->n_nodes - 1; i >= 0; i--) {   /* the nodes the outputs depend on (ids are topological) */
+        const advnn__node *n = &g->nodes[i];
+        if (!need[i]) continue;
+        if (n->kind <= 0 || n->kind >= ADVNN__KIND_END || !advnn__ox_kinds[n->kind].fn) {
+            const char *what = n->kind > 0 && n->kind < ADVNN__KIND_END ? advnn__ox_kinds[n->kind].what : "unknown";
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d ('%s', a %s node) is needed by the outputs and has no ONNX form",
+                               i, n->name, what);
+            goto done;
+        }
+        for (k = 0; k < n->n_in; k++) need[n->in[k]] = 1;
+    }
+    for (i = 0; i < g->n_nodes && x.st == ADVNN_OK; i++) if (need[i]) advnn__ox_kinds[g->nodes[i].kind].fn(&x, i);
+    if (x.st != ADVNN_OK) goto done;
+    for (k = 0; k < n_outputs; k++) {   /* outputs under their own names, channels-last */
+        const char *in[1];
+        const char *o[1];
+        in[0] = advnn__ox_cl(&x, out_id[k]); o[0] = outputs[k];
+        advnn__ox_node(&x, "Identity", 1, in, 1, o);
+    }
+    {   /* the model file's checksum identifies the weights this file was made from */
+        void *mb = NULL;
+        size_t ml = 0;
+        if ((x.st = advnn_model_save_mem(g, &mb, &ml)) != ADVNN_OK) goto done;
+        sum = advnn__get_u64((const unsigned char *)mb + ml - 8);
+        ADVNN_FREE(mb);
+    }
+    /* GraphProto: node 1, name 2, initializer 5, input 11, output 12; `graph` holds all but the nodes
+     * and initializers, which go straight into the model behind the graph's key and length */
+    advnn__pb_str(&graph, 2, "advnn");
+    for (k = 0; k < g->n_inputs; k++)
+        if (need[g->inputs[k]]) advnn__ox_value_info(&x, &graph, 11, g->nodes[g->inputs[k]].name, &g->nodes[g->inputs[k]]);
+    for (k = 0; k < n_outputs; k++) advnn__ox_value_info(&x, &graph, 12, outputs[k], &g->nodes[out_id[k]]);
+    glen = x.nodes.n + x.inits.n + graph.n;
+    /* ModelProto: ir_version 1 (7 for opsets 13-14, 8 from 15), producer 2-3, graph 7, opset 8, metadata 14 */
+    snprintf(ver, sizeof ver, "%d.%d.%d", ADVNN_VERSION_MAJOR, ADVNN_VERSION_MINOR, ADVNN_VERSION_PATCH);
+    if (!(model.p = (unsigned char *)ADVNN_MALLOC(glen + 256))) model.oom = 1;   /* + the fields around the graph */
+    else model.cap = glen + 256;
+    advnn__pb_int(&model, 1, opset <= 14 ? 7 : 8);
+    advnn__pb_str(&model, 2, "advnn");
+    advnn__pb_str(&model, 3, ver);
+    advnn__pb_key(&model, 7, 2);
+    advnn__pb_varint(&model, (uint64_t)glen);
+    advnn__pb_put(&model, x.nodes.p, x.nodes.n);
+    advnn__pb_put(&model, x.inits.p, x.inits.n);
+    advnn__pb_put(&model, graph.p, graph.n);
+    advnn__pb_int(&x.msg, 2, opset);
+    advnn__pb_sub(&model, 8, &x.msg);
+    advnn__pb_str(&x.msg, 1, "advnn_version"); advnn__pb_str(&x.msg, 2, ver);
+    advnn__pb_sub(&model, 14, &x.msg);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
+    advnn__pb_str(&x.msg, 1, "advnn_model_xxh3"); advnn__pb_str(&x.msg, 2, hex);
+    advnn__pb_sub(&model, 14, &x.msg);
+    if (model.oom || graph.oom || x.nodes.oom || x.inits.oom || x.msg.oom || x.attrs.oom || x.attr.oom) {
+        x.st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory");
+        goto done;
+    }
+    *buf = model.p; *len = model.n;
+    model.p = NULL;
+done:
+    ADVNN_FREE(need); ADVNN_FREE(out_id); ADVNN_FREE(x.cl); ADVNN_FREE(x.cf);
+    ADVNN_FREE(x.nodes.p); ADVNN_FREE(x.inits.p); ADVNN_FREE(x.msg.p); ADVNN_FREE(x.attrs.p); ADVNN_FREE(x.attr.p);
+    ADVNN_FREE(graph.p); ADVNN_FREE(model.p);
+    return x.st;
+}
+
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, int n_outputs, const char *const *outputs,
+                                       const advnn_onnx_opts *opts) {
+    void *b;
+    size_t len;
+    advnn_status st = advnn_onnx_save_mem(g, n_outputs, outputs, opts, &b, &len);
+    if (st != ADVNN_OK) return st;
+    st = advnn__write_file(path, b, len);
+    ADVNN_FREE(b);
+    return st;
 }
 #endif
 
