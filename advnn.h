@@ -494,8 +494,10 @@ ADVNN_DEF const char  *advnn_node_kind(const advnn_graph *g, int node);
  * Identity/Dropout/Constant. Anything else is refused with an error naming the operator, the node
  * and the opset, never run approximately.
  * Layout: inputs and outputs keep their ONNX names; their per-sample shapes drop the batch axis (the
- * first one). advnn is channels-last: an NCHW (NCL) image input becomes an (H, W, C) ((L, C)) input,
- * so feed x.transpose(0, 2, 3, 1), and a feature-map output comes out channels-last; weights are
+ * first one). advnn is channels-last: an NCHW (NCL) image input read directly by a Conv, pooling,
+ * Resize or BatchNormalization (PyTorch's exports) becomes an (H, W, C) ((L, C)) input, so feed
+ * x.transpose(0, 2, 3, 1); other inputs keep their order (advnn's own exports: NHWC and a Transpose);
+ * a feature-map output comes out channels-last; weights are
  * permuted at load (conv kernels, and the rows of a Dense after a channels-first Flatten). An LSTM's
  * sequence_lens input becomes an input of one float per sample (the length; steps at or beyond it
  * leave the state unchanged). The graph saves with advnn_model_save like any other. */
@@ -5616,10 +5618,15 @@ static int advnn__oop_reshape(advnn__oim *im, const advnn__onode *n) {
     for (k = 0; k < r; k++) dims[k] = (int64_t)d[k];
     ADVNN_FREE(d);
     have = im->g->nodes[x.node].size;
-    if (advnn__obatch_axis(&x) != 0 || (dims[0] != 0 && dims[0] != -1))
+    for (k = 0; k < advnn__obatch_axis(&x); k++)   /* axes of size 1 before the batch (an LSTM's Y_h) fold away */
+        if (x.dim[k] != 1) return advnn__oerr(im, "the batch is not the outermost axis of the input");
+    if ((dims[0] != 0 && dims[0] != -1) || (dims[0] == 0 && advnn__obatch_axis(&x) != 0))
         return advnn__oerr(im, "the new shape must keep the batch first as 0 or -1 (it is %lld)", (long long)dims[0]);
     for (k = 1; k < r; k++) {
-        if (dims[k] == 0) { if (k >= x.r) return advnn__oerr(im, "0 copies a dimension the input lacks"); dims[k] = x.dim[k]; }
+        if (dims[k] == 0) {
+            if (k >= x.r || x.src[k] == ADVNN__OB) return advnn__oerr(im, "0 copies a dimension the input lacks, or the batch");
+            dims[k] = x.dim[k];
+        }
         if (dims[k] == -1) { if (infer >= 0 || dims[0] == -1) return advnn__oerr(im, "more than one -1"); infer = k; continue; }
         if (dims[k] < 1 || dims[k] > ADVNN__MAX_FEATURES) return advnn__oerr(im, "dimension %lld", (long long)dims[k]);
         known *= dims[k];
@@ -5824,9 +5831,14 @@ static int advnn__oinput_make(advnn__oim *im, const advnn__oinput *in) {
         return advnn__oerr(im, "graph input '%s' has element type %d (advnn: float, or integer sequence lengths)", name, in->elem);
     for (k = 1; k < in->ndim; k++)
         if (in->dims[k] < 1 || in->dims[k] > ADVNN__MAX_FEATURES) return advnn__oerr(im, "graph input '%s' has no fixed size on axis %d", name, k);
-    cl = in->ndim == 4;
-    for (i = 0; in->ndim == 3 && i < im->m->n_nodes; i++)
-        if (advnn__ostr_eq(im->m->nodes[i].op, "Conv") && im->m->nodes[i].n_in > 0 && advnn__ostr_same(im->m->nodes[i].in[0], in->name)) cl = 1;
+    cl = 0;   /* channels-first when an operator that reads (N, C, ...) takes it directly (as PyTorch exports) */
+    for (i = 0; (in->ndim == 3 || in->ndim == 4) && i < im->m->n_nodes; i++) {
+        const advnn__onode *c = &im->m->nodes[i];
+        if (c->n_in > 0 && advnn__ostr_same(c->in[0], in->name) &&
+            (advnn__ostr_eq(c->op, "Conv") || advnn__ostr_eq(c->op, "MaxPool") || advnn__ostr_eq(c->op, "AveragePool") ||
+             advnn__ostr_eq(c->op, "GlobalAveragePool") || advnn__ostr_eq(c->op, "GlobalMaxPool") || advnn__ostr_eq(c->op, "Resize") ||
+             advnn__ostr_eq(c->op, "Upsample") || advnn__ostr_eq(c->op, "BatchNormalization"))) cl = 1;
+    }
     nd = in->ndim - 1;
     if (nd == 0) { shape[0] = 1; nd = 1; }
     else if (cl) { for (k = 0; k + 1 < nd; k++) shape[k] = (int)in->dims[k + 2]; shape[nd - 1] = (int)in->dims[1]; }
