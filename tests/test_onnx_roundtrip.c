@@ -1,6 +1,6 @@
 /* advnn -> ONNX (advnn_onnx_save) -> advnn (advnn_onnx_load): the re-imported graph computes the
  * same outputs bit for bit, for every layer type the importer reads back (dense with each activation,
- * PReLU, softmax, BatchNorm, dropout, gradient reversal, concat, dense on sequences, conv1d/conv2d
+ * spectral-normalised dense (outputs only), PReLU, softmax, BatchNorm, dropout, gradient reversal, concat, dense on sequences, conv1d/conv2d
  * 'same'/'valid' with strides, max/avg pooling 1-D and 2-D, upsampling, reshape/flatten, LSTM last
  * state and sequence) and for W1, W3 and an unmasked W2 tagger (WORKLOADS.md sizes); the whole
  * parameter array (every block, BatchNorm statistics included) comes back identical too. What the importer does not read back (the export's masked-LSTM
@@ -102,6 +102,32 @@ static void test_dense_activations(void) {
         roundtrip(finish(g), "y", label);
         advnn_graph_free(g);
     }
+}
+
+/* spectral normalisation is exported as its effective kernel W / sigma and comes back as a plain
+ * Dense (so only the outputs are compared: the imported graph has no u, v blocks) */
+static void test_dense_sn(void) {
+    advnn_graph *g = advnn_graph_new(), *h;
+    int ten = 10, x = advnn_input(g, "x", 1, &ten);
+    advnn_name(g, advnn_dense(g, advnn_dense_sn(g, x, 6, ADVNN_ACT_TANH), 2, ADVNN_ACT_LINEAR), "y");
+    finish(g);
+    void *buf = NULL; size_t len = 0;
+    const char *o[1] = {"y"};
+    float in[4 * 10], ya[4 * 2], yb[4 * 2];
+    const float *ins[1] = {in};
+    for (int i = 0; i < 40; i++) in[i] = (float)(2 * urand() - 1);
+    CHECK(advnn_onnx_save_mem(g, 1, o, NULL, &buf, &len) == ADVNN_OK, "export: %s", advnn_last_error());
+    h = buf ? advnn_onnx_load_mem(buf, len) : NULL;
+    CHECK(h, "import: %s", advnn_last_error());
+    if (h) {
+        advnn_ws *wa = advnn_ws_new(g, 4), *wb = advnn_ws_new(h, 4);
+        CHECK(advnn_infer(wa, 4, ins, advnn_find(g, "y"), ya) == ADVNN_OK && advnn_infer(wb, 4, ins, advnn_find(h, "y"), yb) == ADVNN_OK, "infer");
+        CHECK(!memcmp(ya, yb, sizeof ya), "dense_sn: outputs differ (%.9g vs %.9g)", ya[0], yb[0]);
+        advnn_ws_free(wa); advnn_ws_free(wb);
+    }
+    free(buf);
+    advnn_graph_free(h);
+    advnn_graph_free(g);
 }
 
 static void test_prelu_softmax_bn_concat(void) {
@@ -221,6 +247,7 @@ static void test_refused_forms(void) {
 
 int main(void) {
     RUN(test_dense_activations);
+    RUN(test_dense_sn);
     RUN(test_prelu_softmax_bn_concat);
     RUN(test_sequence_conv1d_pool);
     RUN(test_conv2d_pool_upsample);
