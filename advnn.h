@@ -490,9 +490,10 @@ ADVNN_DEF const char  *advnn_node_kind(const advnn_graph *g, int node);
  * MatMul (+ Add as its bias), Conv (1-D, 2-D; 'valid' or Keras-'same' pads), MaxPool/AveragePool
  * (no padding), GlobalAveragePool/GlobalMaxPool, BatchNormalization, Relu/LeakyRelu/PRelu/Elu/
  * Sigmoid/Tanh/Softmax, Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Gather/Concat where they only
- * relabel the layout, Resize/Upsample (nearest, integer factors), LSTM (forward, with sequence_lens),
- * Identity/Dropout/Constant. Anything else is refused with an error naming the operator, the node
- * and the opset, never run approximately.
+ * relabel the layout, Resize/Upsample (nearest, integer factors), LSTM (forward, with sequence_lens;
+ * its zero initial state also as the exporters' Shape/Gather/Unsqueeze/Concat/ConstantOfShape),
+ * Identity/Dropout/Constant, Pad of zero. Anything else is refused with an error naming the operator,
+ * the node and the opset, never run approximately.
  * Layout: inputs and outputs keep their ONNX names; their per-sample shapes drop the batch axis (the
  * first one). advnn is channels-last: an NCHW (NCL) image input read directly by a Conv, pooling,
  * Resize or BatchNormalization (PyTorch's exports) becomes an (H, W, C) ((L, C)) input, so feed
@@ -5067,6 +5068,13 @@ static int advnn__oop_identity(advnn__oim *im, const advnn__onode *n) {   /* Ide
     advnn__oval x;
     if (advnn__oin(im, n, 0, &x)) return -1;
     if (n->n_out > 1 && advnn__oused(im, n->out[1])) return advnn__oerr(im, "the dropout mask output is used");
+    if (advnn__ostr_eq(n->op, "Dropout") && advnn__ohas(n, 2)) {   /* training_mode: must be a constant false */
+        const advnn__otensor *t;
+        double *d = advnn__oin_cst(im, n, 2, &t);
+        int on = !d || t->count != 1 || d[0] != 0;
+        ADVNN_FREE(d);
+        if (on) return advnn__oerr(im, "training_mode is not a constant false (advnn imports inference graphs)");
+    }
     return advnn__oput(im, n->out[0], &x) ? 0 : -1;
 }
 
@@ -5218,7 +5226,10 @@ static int advnn__oop_dense(advnn__oim *im, const advnn__onode *n) {
         double *c = advnn__oin_cst(im, n, 2, &t);
         float *b;
         if (!c) return -1;
-        if (t->count != N && t->count != 1) { ADVNN_FREE(c); return advnn__oerr(im, "bias has %lld values for %lld units", (long long)t->count, (long long)N); }
+        if ((t->count != N && t->count != 1) || (t->ndim > 0 && t->dims[t->ndim - 1] != N && t->count != 1) || t->ndim > 2) {
+            ADVNN_FREE(c);
+            return advnn__oerr(im, "bias has %lld values for %lld units (advnn: a bias over the units)", (long long)t->count, (long long)N);
+        }
         if (!(b = advnn__ofloats(im, N))) { ADVNN_FREE(c); return -1; }
         for (j = 0; j < N; j++) b[j] = beta * (float)c[t->count == 1 ? 0 : j];
         ADVNN_FREE(c);
