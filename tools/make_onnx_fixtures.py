@@ -9,9 +9,10 @@ python3-onnx). Per case <c>:
   <c>_in<k>.npy        the k-th graph input as PyTorch takes it (NCHW images; int64 lengths)
   <c>_out.npy          PyTorch's output, computed in float64 from the same float32 weights (so the
                        test measures advnn's error, not PyTorch's float32 rounding)
-Cases: dense (every activation, BatchNorm), conv (NCHW, 'same' and valid convs, pooling, BN, PReLU,
-channels-first Flatten -> Linear), lstm (packed sequences: ONNX sequence_lens), w1/w2/w3 (small
-versions of the three reference networks of WORKLOADS.md), and for the error tests:
+Cases: dense (every activation, BatchNorm), conv (NCHW, 'same' and valid convs, pooling, PReLU,
+channels-first Flatten -> Linear; the exporter folds its BatchNorm into the conv), lstm (ONNX
+sequence_lens), seq (MatMul + Add, NCL Conv1d, pooling, an LSTM's sequence, opset 11), w1/w2/w3
+(small versions of the three reference networks of WORKLOADS.md), and for the error tests:
 unsupported_op (a Sin), opset7 and opset22 (the dense model with its opset rewritten).
 """
 import io
