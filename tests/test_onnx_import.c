@@ -16,21 +16,28 @@
 #include <stddef.h>
 #include <string.h>
 
-/* allocation accounting through the allocator macros: current and peak bytes */
+/* allocation accounting through the allocator macros: current and peak bytes. Not inlined: gcc
+ * would otherwise see malloc through it and warn (maybe-uninitialized) about buffers the library
+ * fills in loops. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TA_NOINLINE __attribute__((noinline))
+#else
+#define TA_NOINLINE
+#endif
 static size_t ta_cur, ta_peak;
-static void *ta_malloc(size_t n) {
+static TA_NOINLINE void *ta_malloc(size_t n) {
     size_t *p = (size_t *)malloc(n + 16);
     if (!p) return NULL;
     p[0] = n; ta_cur += n; if (ta_cur > ta_peak) ta_peak = ta_cur;
     return (char *)p + 16;
 }
-static void ta_free(void *q) {
+static TA_NOINLINE void ta_free(void *q) {
     if (!q) return;
     size_t *p = (size_t *)(void *)((char *)q - 16);
     ta_cur -= p[0];
     free(p);
 }
-static void *ta_realloc(void *q, size_t n) {
+static TA_NOINLINE void *ta_realloc(void *q, size_t n) {
     void *r;
     if (!q) return ta_malloc(n);
     r = ta_malloc(n);
