@@ -4408,7 +4408,11 @@ static const char *advnn__ox_tensor(advnn__ox *x, int nd, const int64_t *dims, c
     at = x->inits.n;
     if (f) {   /* copy, then make each float little endian in place */
         advnn__pb_put(&x->inits, f, raw);
-        for (k = 0; !x->inits.oom && k < cnt; k++) { uint32_t u; memcpy(&u, &f[k], 4); advnn__put_u32(x->inits.p + at + (size_t)k * 4, u); }
+        for (k = 0; !x->inits.oom && k < cnt; k++) {
+            uint32_t u;
+            memcpy(&u, &f[k], 4);
+            advnn__put_u32(x->inits.p + at + (size_t)k * 4, u);
+        }
     }
     for (k = 0; !f && k < cnt; k++) { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->inits, t, 8); }
     return out;
@@ -4510,7 +4514,10 @@ static void advnn__ox_dense(advnn__ox *x, int id) {
         const float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
         double sig = 0, inv;
         int64_t i, j;
-        if (!(Wsn = (float *)ADVNN_MALLOC((size_t)(K * U) * sizeof(float)))) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+        if (!(Wsn = (float *)ADVNN_MALLOC((size_t)(K * U) * sizeof(float)))) {
+            x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory");
+            return;
+        }
         for (i = 0; i < K; i++) {
             double r = 0;
             for (j = 0; j < U; j++) r += (double)W[i * U + j] * v[j];
@@ -4649,8 +4656,13 @@ static void advnn__ox_upsample(advnn__ox *x, int id) {
         int d5[5], d3[3];
         int64_t e[6] = {1, 1, 1, 1, 1, 1};
         char es[ADVNN__OX_NAME], t2[ADVNN__OX_NAME];
-        if (cf) { d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw; d3[0] = C; d3[1] = H * fh; d3[2] = W * fw; }
-        else { d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw; d3[0] = H * fh; d3[1] = W * fw; d3[2] = C; }
+        if (cf) {
+            d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw;
+            d3[0] = C; d3[1] = H * fh; d3[2] = W * fw;
+        } else {
+            d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw;
+            d3[0] = H * fh; d3[1] = W * fw; d3[2] = C;
+        }
         {   /* Reshape to 6 axes: (-1, ...5) */
             int64_t s6[6];
             int k;
@@ -4831,7 +4843,8 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
     char ver[32], hex[24];
     if (buf) *buf = NULL;
     if (len) *len = 0;
-    if (!g || !buf || !len || n_outputs < 1 || !outputs) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
+    if (!g || !buf || !len || n_outputs < 1 || !outputs)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
     if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_onnx_save: graph not finalized");
     if (opset < 13 || opset > 17) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: opset %d (13..17 supported)", opset);
     memset(&x, 0, sizeof x); memset(&graph, 0, sizeof graph); memset(&model, 0, sizeof model);
@@ -4845,7 +4858,8 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
     for (i = 0; i < g->n_nodes; i++) x.cl[i][0] = x.cf[i][0] = 0;
     for (k = 0; k < n_outputs; k++) {
         if (!outputs[k] || (out_id[k] = advnn_find(g, outputs[k])) < 0) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k, outputs[k] ? outputs[k] : "(null)");
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k,
+                               outputs[k] ? outputs[k] : "(null)");
             goto done;
         }
         for (i = 0; i < k; i++) if (out_id[i] == out_id[k]) {
@@ -4853,14 +4867,16 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
             goto done;
         }
         if (g->nodes[out_id[k]].kind == ADVNN__INPUT) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)", outputs[k]);
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)",
+                               outputs[k]);
             goto done;
         }
         need[out_id[k]] = 1;
     }
     for (i = 0; i < g->n_nodes; i++)   /* names of the graph's values are advnn's; ours start with "advnn:" */
         if (strncmp(g->nodes[i].name, "advnn:", 6) == 0) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)", i, g->nodes[i].name);
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)",
+                               i, g->nodes[i].name);
             goto done;
         }
     for (i = g->n_nodes - 1; i >= 0; i--) {   /* the nodes the outputs depend on (ids are topological) */
