@@ -164,7 +164,7 @@ fuzz:
 	  dict=; [ -f $(B)/fuzz/$$t.dict ] && dict=-dict=$(B)/fuzz/$$t.dict; \
 	  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  ./$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  ./$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=512 \
 	    -print_final_stats=1 $$dict -artifact_prefix=$(B)/fuzz/artifacts/$$t- \
 	    $(B)/fuzz/work_$$t $(B)/fuzz/corpus_$$t > $(B)/fuzz/fuzz_$$t.log 2>&1 & \
 	  eval "pid_$$t=$$!"; \

@@ -47,7 +47,17 @@
  *   ws        A workspace (activations, gradients, GEMM packing) sized once for a maximum batch.
  *             No allocation happens in forward/backward/optimizer steps.
  *   layout    float32, batch-major, row-major. Dense and BatchNorm act on the last axis, so a Dense on
- *             a (T, F) input is a kernel-1 Conv1D over T.
+ *             a (T, F) input is a kernel-1 Conv1D over T. Images are (H, W, C) (channels last, as
+ *             Keras): flattening one gives the order h, w, c, where PyTorch's NCHW gives c, h, w.
+ *   activations  advnn_act (declared in advnn_simd.h): ADVNN_ACT_LINEAR, ADVNN_ACT_RELU,
+ *             ADVNN_ACT_LEAKY_RELU (slope param, default 0.01), ADVNN_ACT_PRELU (only through
+ *             advnn_prelu: learned slopes), ADVNN_ACT_ELU (alpha param, default 1), ADVNN_ACT_SIGMOID,
+ *             ADVNN_ACT_TANH, ADVNN_ACT_SOFTPLUS. Dense and convolution layers take one as their act.
+ *   non-finite  Inputs with NaN/Inf are refused. A training step whose gradient, new weights or new
+ *             optimizer moments would not be finite is refused as a whole (ADVNN_ERR_NAN, weights and
+ *             optimizer state unchanged); advnn_fit then restores its fallback weights and stops.
+ *             advnn_predict and advnn_model_save refuse non-finite weights; advnn_infer (the per-call
+ *             hot path) does not check the weights, so write only finite values into advnn_params().
  *
  * THREAD SAFETY
  *   - advnn_last_error() is per thread.
@@ -57,7 +67,8 @@
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
- *     change these rules.
+ *     change these rules, nor the results: trained weights, losses and outputs are bit for bit the
+ *     same for any thread count and any scheduling of the threads (advnn_set_threads).
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -158,6 +169,10 @@ ADVNN_DEF int  advnn_prelu(advnn_graph *g, int in);                             
 ADVNN_DEF int  advnn_dropout(advnn_graph *g, int in, float rate);                         /* inverted dropout, train only */
 ADVNN_DEF int  advnn_batchnorm(advnn_graph *g, int in);                                   /* momentum 0.1, eps 1e-3 */
 ADVNN_DEF int  advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps);
+/* Input standardisation saved with the model (as lwtnn keeps per-input offset and scale): y = (x -
+ * offset) * scale per channel of the last axis, offset 0 and scale 1 until advnn_standardize_fit sets
+ * them from data. Not trained; gradients pass through (x scale). */
+ADVNN_DEF int  advnn_standardize(advnn_graph *g, int in);
 ADVNN_DEF int  advnn_concat(advnn_graph *g, int n, const int *ins);                      /* along the last axis */
 /* Sequences (T, C) and images (H, W, C). Padding follows Keras/TensorFlow: 'same' gives
  * ceil(in/stride) outputs and puts the odd extra pad after; kernel layout (KH, KW, Cin, Cout). */
@@ -210,6 +225,12 @@ ADVNN_DEF int  advnn_find(const advnn_graph *g, const char *name);              
  * from a PRNG seeded with `seed`. Reports the first builder error, if any. */
 ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed);
 
+/* Sets a finalized graph's standardize node from training data x (N rows of the node's input shape;
+ * weight: N values or NULL): offset = weighted mean, scale = 1 / weighted standard deviation (1 for
+ * a constant channel), per channel over every row and position. Apply the result to every later
+ * input as it is: it is part of the graph and of the saved model. */
+ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const advnn_tensor *x, const float *weight);
+
 /* Introspection */
 ADVNN_DEF int         advnn_node_count(const advnn_graph *g);
 ADVNN_DEF int         advnn_node_shape(const advnn_graph *g, int node, int *shape);       /* returns ndim */
@@ -228,10 +249,12 @@ ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
  * Writes n * size(out_node) floats to out. */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
-/* Let advnn_infer on this workspace split batches of at least 64 rows over n threads (n - 1 workers
- * of its own, each with a workspace for its share of max_batch rows; default 1, at most 64). The
- * rows are independent in eval mode, so the outputs are bit for bit those of one thread. Under
- * ADVNN_NO_THREADS accepted and ignored. Not thread-safe with advnn_infer on the same workspace. */
+/* Let advnn_infer on this workspace run batches of at least 64 rows on n threads (n - 1 workers of
+ * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
+ * most 8 chunks of at least 32 rows, which the threads take as they become free (a thread the OS
+ * deschedules delays only its chunk). The rows are independent in eval mode, so the outputs are
+ * bit for bit those of one thread. Under ADVNN_NO_THREADS accepted and ignored. Not thread-safe
+ * with advnn_infer on the same workspace. */
 ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n);
 
 /* ---------------------------------------------------------------- datasets */
@@ -262,11 +285,14 @@ ADVNN_DEF advnn_optim advnn_sgd(float lr, float momentum, int nesterov);
 ADVNN_DEF advnn_optim advnn_adam(float lr);    /* beta1 0.9, beta2 0.999, eps 1e-7 */
 ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momentum decay 0.004 */
 
-/* Threads used by trainers created afterwards (default 1; at most 64; inference runs on the calling
- * thread unless its workspace got threads of its own, advnn_ws_set_threads). Training
- * splits each mini-batch into one contiguous slice per thread and reduces the gradients in a fixed
- * order, so a fixed seed and thread count give bit-identical weights. Not thread-safe (call it at
- * start-up). Returns the previous value. */
+/* Threads used by trainers created afterwards (default 1; at most 64, and no more than the chunks
+ * of a full batch; inference runs on the calling thread unless its workspace got threads of its
+ * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 32)) chunks fixed
+ * by n alone; the threads take chunks as they become free, and every sum across chunks (gradients,
+ * losses, BatchNorm statistics) is added in chunk order, each chunk drawing its own dropout mask
+ * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
+ * the OS schedules the threads; a step of fewer than 64 rows runs on the calling thread. Not
+ * thread-safe (call it at start-up). Returns the previous value. */
 ADVNN_DEF int advnn_set_threads(int n);
 ADVNN_DEF int advnn_get_threads(void);
 
@@ -307,8 +333,12 @@ typedef struct advnn_fit_opts {
 } advnn_fit_opts;
 typedef struct advnn_fit_result { int epochs_run, best_epoch; double best_loss; } advnn_fit_result;
 ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void);
-/* Train on `train`; validate on `val` (or on opts->val_split of train). The monitored quantity is
- * the validation loss when there is validation data, else the training loss. */
+/* Train on `train`; validate on `val` (or on opts->val_split of train). The monitored quantity (for
+ * patience and restore_best) is the validation loss when there is validation data, else the mean
+ * training loss of the epoch: without validation data restore_best picks the epoch with the lowest
+ * training loss, which rewards overfitting; pass validation data or set restore_best = 0. Every
+ * row trains once per epoch: when batch_size does not divide the rows, the last batch of an epoch
+ * is smaller (it is not dropped). The per-epoch line shows val_loss only with validation data. */
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res);
 
@@ -449,17 +479,42 @@ ADVNN_DEF advnn_status advnn_jsd_floor(const float *var, const float *weight, in
                                        double lo, double hi, int nbins, int repeats, uint64_t seed, double *jsd_mean);
 /* Weighted Pearson correlation coefficient of x and y (weight may be NULL); both need non-zero variance. */
 ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float *weight, int64_t n, double *r);
+/* Classification. scores is (n, k) row-major: class probabilities or logits for k >= 2 classes, or
+ * for k == 1 one probability of class 1 (class 1 when score >= 0.5). labels hold class indices
+ * 0..k-1 (0/1 for k == 1) as floats. advnn_argmax: out[i] = predicted class of row i (first maximum).
+ * advnn_accuracy: weighted fraction of rows whose predicted class is the label (weight may be NULL).
+ * advnn_confusion: counts[t * K + p] = summed weight of rows with label t predicted as p, where K =
+ * max(k, 2); counts is overwritten. Non-finite scores or weights, and labels that are not a class
+ * index, are errors that name the row. */
+ADVNN_DEF advnn_status advnn_argmax(const float *scores, int64_t n, int k, int *out);
+ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *acc);
+ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *counts);
 
 /* ---------------------------------------------------------------- model files
  * Layout: "ADVNNMDL", u32 format version, u32 flags, u64 payload length, payload (architecture,
- * groups, tensors), u64 XXH3-64 of everything before it. All integers little endian. Loading
- * checks size, magic, version and checksum, then rebuilds the graph through the builder (which
- * validates every shape) and checks every tensor's shape before returning it. */
+ * groups, tensors, test vector), u64 XXH3-64 of everything before it. All integers little endian.
+ * Loading checks size, magic, version and checksum; rebuilds the graph through the builder (which
+ * validates every shape and setting) and requires every node to come out exactly as saved; checks
+ * that the file holds every declared tensor before allocating any (a file of a few hundred bytes
+ * cannot make the loader allocate more than a small multiple of its size); refuses non-finite
+ * weights and negative BatchNorm variances; and, when the file has a test vector, runs it.
+ * Test vector (written by default, flag 1 of the header): the outputs that the model gave for two
+ * rows of seeded inputs in [-1, 1) when it was saved, for every leaf of the graph (each node that
+ * is not a loss and that only losses read). Loading recomputes them and refuses the file when any
+ * value differs by more than 1e-4 x max(1, largest |value| of that output): a file that runs
+ * differently from how it was saved (a corrupted but checksum-valid field, a kernel or ISA path that
+ * computes something else) does not load. It costs 8 bytes per leaf value and one batch-2 forward
+ * pass at save and load, whose workspace may not pass max(64 MiB, 64 x the file's size) at load
+ * (a model with larger activations is saved with ADVNN_SAVE_NO_TESTVEC, which leaves it out). Saving refuses (ADVNN_ERR_NAN /
+ * ADVNN_ERR_FORMAT) weights that loading would refuse. Files of older builds (no test vector) load. */
 #define ADVNN_MODEL_FORMAT_VERSION 1
+#define ADVNN_SAVE_NO_TESTVEC 1u
 ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len);
+ADVNN_DEF advnn_status advnn_model_save_mem_ex(const advnn_graph *g, unsigned flags, void **buf, size_t *len);
 ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len);
 #ifndef ADVNN_NO_STDIO
 ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path);
+ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *path, unsigned flags);
 ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #endif
 
@@ -546,6 +601,7 @@ ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, i
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <math.h>
 #include <time.h>
@@ -575,13 +631,17 @@ ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, i
 #define ADVNN__TLS __thread
 #endif
 
-/* for functions with large stack arrays, so that they do not enlarge their callers' frames */
+/* for functions with large stack arrays, so that they do not enlarge their callers' frames; and
+ * (ADVNN__INL) for the few whose constant arguments should specialise their loops */
 #if defined(__GNUC__) || defined(__clang__)
 #define ADVNN__NOINL __attribute__((noinline))
+#define ADVNN__INL inline __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define ADVNN__NOINL __declspec(noinline)
+#define ADVNN__INL __forceinline
 #else
 #define ADVNN__NOINL
+#define ADVNN__INL
 #endif
 
 #define ADVNN__NAME_MAX 48
@@ -715,26 +775,38 @@ ADVNN_DEF void advnn_tensor_free(advnn_tensor *t) {
 static void advnn__put_u32(unsigned char *p, uint32_t v) { int i; for (i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static void advnn__put_u64(unsigned char *p, uint64_t v) { int i; for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static uint32_t advnn__get_u32(const unsigned char *p) { uint32_t v = 0; int i; for (i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static float advnn__get_f32(const unsigned char *p) { uint32_t u = advnn__get_u32(p); float f; memcpy(&f, &u, 4); return f; }
 static uint64_t advnn__get_u64(const unsigned char *p) { uint64_t v = 0; int i; for (i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
 
 /* ---------------------------------------------------------------- .npy */
 typedef struct { char kind; int bytes; int big; } advnn__dtype;
 
-/* Finds 'key': in the header dict and returns a pointer just after the colon (and spaces), or NULL. */
+/* The value of 'key' in the header dict: a pointer to its first character, or NULL. The dict is
+ * walked entry by entry, so a key's name inside another entry's string value is not taken for it,
+ * and of a key given twice the last one counts (as Python's dict literal, and numpy, do). */
 static const char *advnn__npy_key(const char *h, const char *end, const char *key) {
     size_t kl = strlen(key);
-    const char *p;
-    for (p = h; p + kl + 2 < end; p++) {
-        if ((*p == '\'' || *p == '"') && p[kl + 1] == *p && memcmp(p + 1, key, kl) == 0) {
-            p += kl + 2;
-            while (p < end && *p == ' ') p++;
-            if (p >= end || *p != ':') return NULL;
-            p++;
-            while (p < end && *p == ' ') p++;
-            return p < end ? p : NULL;  /* a key with no value is as bad as no key */
-        }
+    const char *p = h + 1, *found = NULL;   /* h[0] == '{' */
+    for (;;) {
+        const char *k, *v;
+        char qc;
+        while (p < end && (*p == ' ' || *p == ',')) p++;
+        if (p >= end || *p == '}' || (*p != '\'' && *p != '"')) return found;
+        qc = *p; k = ++p;
+        while (p < end && *p != qc) p++;
+        if (p >= end) return found;
+        v = p + 1;
+        while (v < end && *v == ' ') v++;
+        if (v >= end || *v != ':') return found;
+        v++;
+        while (v < end && *v == ' ') v++;
+        if (v >= end) return found;   /* a key with no value is as bad as no key */
+        if ((size_t)(p - k) == kl && memcmp(k, key, kl) == 0) found = v;
+        p = v;   /* skip the value: a string, a tuple, or a bare word */
+        if (*p == '\'' || *p == '"') { qc = *p++; while (p < end && *p != qc) p++; p++; }
+        else if (*p == '(') { while (p < end && *p != ')') p++; p++; }
+        else while (p < end && *p != ',' && *p != '}') p++;
     }
-    return NULL;
 }
 
 static advnn_status advnn__npy_parse_header(const char *h, size_t hl, advnn__dtype *dt, int *ndim, int64_t *shape) {
@@ -889,24 +961,36 @@ ADVNN_DEF advnn_status advnn_npy_save_mem(const advnn_tensor *t, void **out, siz
 }
 
 #ifndef ADVNN_NO_STDIO
+/* Reads a whole file. The size from ftell is only a first guess: a directory reports LONG_MAX on
+ * Linux and fails at the first read, which is the error to report (not an allocation of that size). */
 static advnn_status advnn__read_file(const char *path, unsigned char **buf, size_t *len) {
     FILE *f;
     long sz;
+    size_t cap, n = 0;
+    unsigned char *b;
     if (!path) return advnn__fail(ADVNN_ERR_ARG, "path is NULL");
     f = fopen(path, "rb");
     if (!f) return advnn__fail(ADVNN_ERR_IO, "cannot open '%s' for reading", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return advnn__fail(ADVNN_ERR_IO, "cannot determine the size of '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) sz = 0;
+    cap = sz > 0 && sz < (1L << 30) ? (size_t)sz + 1 : (size_t)1 << 16;
+    if (!(b = (unsigned char *)ADVNN_MALLOC(cap))) { fclose(f); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (%zu bytes)", path, cap); }
+    for (;;) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        {
+            unsigned char *q = cap < SIZE_MAX / 2 ? (unsigned char *)ADVNN_REALLOC(b, 2 * cap) : NULL;
+            if (!q) { fclose(f); ADVNN_FREE(b); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (more than %zu bytes)", path, cap); }
+            b = q; cap *= 2;
+        }
     }
-    *buf = (unsigned char *)ADVNN_MALLOC((size_t)sz + 1);
-    if (!*buf) { fclose(f); return advnn__fail(ADVNN_ERR_NOMEM, "out of memory reading '%s' (%ld bytes)", path, sz); }
-    if (fread(*buf, 1, (size_t)sz, f) != (size_t)sz) {
-        fclose(f); ADVNN_FREE(*buf); *buf = NULL;
-        return advnn__fail(ADVNN_ERR_IO, "short read on '%s'", path);
+    if (ferror(f)) {
+        fclose(f); ADVNN_FREE(b);
+        return advnn__fail(ADVNN_ERR_IO, "cannot read '%s' (a directory, or an I/O error)", path);
     }
     fclose(f);
-    *len = (size_t)sz;
+    *buf = b;
+    *len = n;
     return ADVNN_OK;
 }
 static advnn_status advnn__write_file(const char *path, const void *buf, size_t len) {
@@ -949,7 +1033,7 @@ enum {
     ADVNN__INPUT = 1, ADVNN__DENSE = 2, ADVNN__ACT = 3, ADVNN__PRELU = 4, ADVNN__DROPOUT = 5,
     ADVNN__BATCHNORM = 6, ADVNN__CONCAT = 7, ADVNN__LOSS_BCE = 8, ADVNN__LOSS_CCE = 9, ADVNN__LOSS_MSE = 10,
     ADVNN__CONV = 11, ADVNN__POOL = 12, ADVNN__UPSAMPLE = 13, ADVNN__RESHAPE = 14, ADVNN__LSTM = 15, ADVNN__MASK = 16,
-    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20,
+    ADVNN__GRAD_REVERSE = 17, ADVNN__SOFTMAX = 18, ADVNN__LOSS_MDN = 19, ADVNN__SAMPLE_MSE = 20, ADVNN__STANDARDIZE = 21,
     ADVNN__KIND_END
 };
 #define ADVNN__IS_LOSS(k) ((k) == ADVNN__LOSS_BCE || (k) == ADVNN__LOSS_CCE || (k) == ADVNN__LOSS_MSE || (k) == ADVNN__LOSS_MDN)
@@ -979,6 +1063,7 @@ struct advnn_graph {
     char (*groups)[ADVNN__NAME_MAX]; int n_groups, cur_group;
     int    *inputs;       int n_inputs;
     float  *params;       int64_t n_params;
+    int    *name_ht;      int name_cap, name_n;   /* open-addressing index of node names (advnn_find) */
     int     finalized;
     advnn_status err;     char errmsg[512];
 };
@@ -1024,6 +1109,7 @@ ADVNN_DEF advnn_graph *advnn_graph_new(void) {
 ADVNN_DEF void advnn_graph_free(advnn_graph *g) {
     if (!g) return;
     ADVNN_FREE(g->nodes); ADVNN_FREE(g->par); ADVNN_FREE(g->groups); ADVNN_FREE(g->inputs);
+    ADVNN_FREE(g->name_ht);
     advnn__free(g->params);
     ADVNN_FREE(g);
 }
@@ -1055,6 +1141,39 @@ ADVNN_DEF int advnn_group(advnn_graph *g, const char *name) {
 static int advnn__find_group(const advnn_graph *g, const char *name) {
     int i;
     for (i = 0; i < g->n_groups; i++) if (strcmp(g->groups[i], name) == 0) return i;
+    return -1;
+}
+
+/* Node names are indexed in a hash table so that naming n nodes (a model load) costs O(n), not
+ * O(n^2). A renamed node leaves its old slot behind; lookups skip slots whose node has another name. */
+static size_t advnn__name_slot(const char *name, int cap) {
+    return (size_t)(XXH3_64bits(name, strlen(name)) & (uint64_t)(cap - 1));
+}
+static int advnn__name_index(advnn_graph *g, int node) {
+    size_t h;
+    if (2 * (g->name_n + 1) > g->name_cap) {
+        int cap = g->name_cap ? 2 * g->name_cap : 64, i;
+        int *t = (int *)ADVNN_MALLOC((size_t)cap * sizeof(int));
+        if (!t) return 0;
+        for (i = 0; i < cap; i++) t[i] = -1;
+        ADVNN_FREE(g->name_ht);
+        g->name_ht = t; g->name_cap = cap; g->name_n = 0;
+        for (i = 0; i < g->n_nodes; i++)   /* rebuild from the live names only */
+            if (i != node && g->nodes[i].name[0]) {
+                for (h = advnn__name_slot(g->nodes[i].name, cap); t[h] >= 0; h = (h + 1) & (size_t)(cap - 1)) {}
+                t[h] = i; g->name_n++;
+            }
+    }
+    for (h = advnn__name_slot(g->nodes[node].name, g->name_cap); g->name_ht[h] >= 0; h = (h + 1) & (size_t)(g->name_cap - 1)) {}
+    g->name_ht[h] = node; g->name_n++;
+    return 1;
+}
+
+ADVNN_DEF int advnn_find(const advnn_graph *g, const char *name) {
+    size_t h;
+    if (!g || !name || !g->name_ht) return -1;
+    for (h = advnn__name_slot(name, g->name_cap); g->name_ht[h] >= 0; h = (h + 1) & (size_t)(g->name_cap - 1))
+        if (strcmp(g->nodes[g->name_ht[h]].name, name) == 0) return g->name_ht[h];
     return -1;
 }
 
@@ -1125,6 +1244,7 @@ ADVNN_DEF int advnn_input(advnn_graph *g, const char *name, int ndim, const int 
     }
     advnn__set_shape(&g->nodes[id], ndim, shape);
     snprintf(g->nodes[id].name, ADVNN__NAME_MAX, "%s", name);
+    if (!advnn__name_index(g, id)) return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_input: out of memory");
     return id;
 }
 
@@ -1238,6 +1358,13 @@ static int advnn__bn_node(advnn_graph *g, int in, float momentum, float eps, int
 }
 ADVNN_DEF int advnn_batchnorm_ex(advnn_graph *g, int in, float momentum, float eps) { return advnn__bn_node(g, in, momentum, eps, -1); }
 ADVNN_DEF int advnn_batchnorm(advnn_graph *g, int in) { return advnn_batchnorm_ex(g, in, 0.1f, 1e-3f); }
+
+ADVNN_DEF int advnn_standardize(advnn_graph *g, int in) {
+    int id = advnn__same_shape_node(g, ADVNN__STANDARDIZE, in, "advnn_standardize"), k, spec[2][3];
+    if (id < 0) return -1;
+    for (k = 0; k < 2; k++) { spec[k][0] = 1; spec[k][1] = g->nodes[id].cols; spec[k][2] = 0; }   /* offset, scale: not trained */
+    return advnn__attach_params(g, id, -1, 2, spec);
+}
 
 ADVNN_DEF int advnn_concat(advnn_graph *g, int n, const int *ins) {
     int id, i, j, shape[3], total = 0;
@@ -1566,16 +1693,12 @@ ADVNN_DEF int advnn_name(advnn_graph *g, int node, const char *name) {
     if (!advnn__valid_name(name)) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name must have 1..%d characters", ADVNN__NAME_MAX - 1);
     if (g->nodes[node].kind == ADVNN__INPUT) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: inputs are named when created");
     if (advnn_find(g, name) >= 0 && advnn_find(g, name) != node) return advnn__gfail(g, ADVNN_ERR_ARG, "advnn_name: name '%s' is already used", name);
+    if (strcmp(g->nodes[node].name, name) == 0) return node;
     snprintf(g->nodes[node].name, ADVNN__NAME_MAX, "%s", name);
+    if (!advnn__name_index(g, node)) return advnn__gfail(g, ADVNN_ERR_NOMEM, "advnn_name: out of memory");
     return node;
 }
 
-ADVNN_DEF int advnn_find(const advnn_graph *g, const char *name) {
-    int i;
-    if (!g || !name) return -1;
-    for (i = 0; i < g->n_nodes; i++) if (strcmp(g->nodes[i].name, name) == 0) return i;
-    return -1;
-}
 
 ADVNN_DEF int advnn_node_count(const advnn_graph *g) { return g ? g->n_nodes : 0; }
 ADVNN_DEF int advnn_node_shape(const advnn_graph *g, int node, int *shape) {
@@ -1600,7 +1723,74 @@ ADVNN_DEF int64_t advnn_param_count(const advnn_graph *g, const char *group) {
 }
 ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     if (count) *count = g ? g->n_params : 0;
-    return g ? g->params : NULL;
+    if (!g) { advnn__fail(ADVNN_ERR_ARG, "advnn_params: graph is NULL"); return NULL; }
+    if (!g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_params: graph not finalized (it has no weights yet)"); return NULL; }
+    return g->params;
+}
+
+/* The first parameter that a model file must not hold: non-finite, or a negative BatchNorm variance. */
+static advnn_status advnn__check_params(const advnn_graph *g, const char *what) {
+    int i;
+    int64_t k;
+    for (i = 0; i < g->n_par; i++) {
+        const advnn__param *p = &g->par[i];
+        const advnn__node *n = &g->nodes[p->node];
+        int is_var = n->kind == ADVNN__BATCHNORM && i == n->param0 + 3;
+        for (k = 0; k < p->size; k++) {
+            float f = g->params[p->off + k];
+            if (!isfinite(f))
+                return advnn__fail(ADVNN_ERR_NAN, "%s: parameter block %d (node %d '%s') holds %g at %lld", what, i, p->node, n->name,
+                                   (double)f, (long long)k);
+            if (is_var && f < 0)
+                return advnn__fail(ADVNN_ERR_FORMAT, "%s: BatchNorm node %d '%s' has running variance %g < 0 in channel %lld", what,
+                                   p->node, n->name, (double)f, (long long)k);
+        }
+    }
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const advnn_tensor *x, const float *weight) {
+    const advnn__node *n;
+    int64_t N, r, R;
+    int c, C;
+    double *acc, tw = 0;
+    float *off, *sc;
+    if (!g || !x) return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: NULL argument");
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_standardize_fit: graph not finalized");
+    if (node < 0 || node >= g->n_nodes || g->nodes[node].kind != ADVNN__STANDARDIZE)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: node %d is not a standardize node", node);
+    n = &g->nodes[node];
+    N = x->ndim >= 1 ? x->shape[0] : 0;
+    if (N < 1 || x->size != N * n->size)
+        return advnn__fail(ADVNN_ERR_SHAPE, "advnn_standardize_fit: the data has %lld values in %lld rows, the node takes %d per row",
+                           (long long)x->size, (long long)N, n->size);
+    C = n->cols; R = N * n->rows;
+    if (!(acc = (double *)ADVNN_MALLOC(3 * (size_t)C * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_standardize_fit: out of memory");
+    for (c = 0; c < 3 * C; c++) acc[c] = 0;
+    for (r = 0; r < R; r++) {   /* weights, then means; the variance in a second pass (no cancellation) */
+        double w = weight ? weight[r / n->rows] : 1.0;
+        if (!isfinite(w) || w < 0) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: weight %g of row %lld", w, (long long)(r / n->rows)); }
+        tw += w;
+        for (c = 0; c < C; c++) {
+            float v = x->data[r * C + c];
+            if (!isfinite(v)) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_NAN, "advnn_standardize_fit: value %g in row %lld", (double)v, (long long)(r / n->rows)); }
+            acc[c] += w; acc[C + c] += w * v;
+        }
+    }
+    if (!(tw > 0)) { ADVNN_FREE(acc); return advnn__fail(ADVNN_ERR_ARG, "advnn_standardize_fit: total weight %g is not positive", tw); }
+    for (c = 0; c < C; c++) acc[C + c] /= acc[c];
+    for (r = 0; r < R; r++) {
+        double w = weight ? weight[r / n->rows] : 1.0;
+        for (c = 0; c < C; c++) { double d = x->data[r * C + c] - acc[C + c]; acc[2 * C + c] += w * d * d; }
+    }
+    off = g->params + g->par[n->param0].off; sc = g->params + g->par[n->param0 + 1].off;
+    for (c = 0; c < C; c++) {
+        double sd = sqrt(acc[2 * C + c] / acc[c]);
+        off[c] = (float)acc[C + c];
+        sc[c] = sd > 0 && isfinite(1.0 / sd) ? (float)(1.0 / sd) : 1.0f;
+    }
+    ADVNN_FREE(acc);
+    return ADVNN_OK;
 }
 
 /* One power iteration: v = W^T u / |W^T u|, u = W v / |W v|. */
@@ -1627,7 +1817,8 @@ static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
 /* Initial values: Glorot uniform, He uniform before ReLU-like activations, zero biases, BN gamma 1. */
 static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     advnn__rng r;
-    int i, k;
+    int i;
+    int64_t k;   /* blocks can pass 2^31 values */
     advnn__rng_seed(&r, seed);
     for (i = 0; i < g->n_nodes; i++) {
         advnn__node *n = &g->nodes[i];
@@ -1656,6 +1847,9 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
         } else if (n->kind == ADVNN__PRELU) {
             advnn__param *a = &g->par[n->param0];
             for (k = 0; k < a->size; k++) g->params[a->off + k] = 0.25f;
+        } else if (n->kind == ADVNN__STANDARDIZE) {
+            advnn__param *sc = &g->par[n->param0 + 1];
+            for (k = 0; k < sc->size; k++) g->params[sc->off + k] = 1.0f;
         } else if (n->kind == ADVNN__BATCHNORM) {
             advnn__param *gam = &g->par[n->param0], *var = &g->par[n->param0 + 3];
             for (k = 0; k < gam->size; k++) { g->params[gam->off + k] = 1.0f; g->params[var->off + k] = 1.0f; }
@@ -1663,7 +1857,9 @@ static void advnn__init_params(advnn_graph *g, uint64_t seed) {
     }
 }
 
-ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
+/* Lays out and allocates the parameters; init = 0 leaves them zero (a model load overwrites them all,
+ * so random initialisation, and spectral normalisation's power iterations, would be wasted work). */
+static advnn_status advnn__finalize(advnn_graph *g, uint64_t seed, int init) {
     int i;
     int64_t off = 0;
     if (!g) return advnn__fail(ADVNN_ERR_ARG, "advnn_graph_finalize: graph is NULL");
@@ -1674,19 +1870,43 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
     g->params = (float *)advnn__zalloc((size_t)(off ? off : 1) * sizeof(float));
     if (!g->params) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_finalize: cannot allocate %lld parameters", (long long)off);
     g->n_params = off;
-    advnn__init_params(g, seed);
+    if (init) advnn__init_params(g, seed);
     g->finalized = 1;
     return ADVNN_OK;
 }
+ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) { return advnn__finalize(g, seed, 1); }
 
 /* ---------------------------------------------------------------- threads
- * A trainer with T > 1 threads keeps T workspaces and a pool of T - 1 workers. Each step splits the
- * mini-batch once into T contiguous slices; every thread runs gather, forward and backward on its
- * slice; BatchNorm layers in training mode combine per-thread partial sums (two barriers forward,
- * one backward) so the statistics are those of the whole batch; then each thread sums one range of
- * the parameter gradients over the T workspaces in thread order. No atomics touch gradients, so a
- * fixed seed and thread count give bit-identical weights. Waits spin briefly, then block: on a busy
- * 2-core machine spinning workers would steal the core the other thread needs. */
+ * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
+ * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
+ * ADVNN__CHUNK_MIN_ROWS rows, boundaries from n alone, never from the thread count. Chunk c always
+ * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
+ * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
+ * a BatchNorm on batch statistics pauses every chunk's pass after it stored its partial sums (two
+ * pauses forward, one backward); once every chunk of the phase is done, each chunk adds all
+ * chunks' partials in chunk order and resumes. In each phase the threads (the calling one too) take
+ * the next chunk not yet taken (an atomic counter per phase) and wait for the phase's chunks, not
+ * for one another: a descheduled thread holds up at most the chunk it took, a worker that wakes late
+ * catches up or finds the step done (advnn__team_run never waits for a worker that has not joined).
+ * Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of parameters
+ * taken the same way; losses likewise. Every sum thus has a fixed order: the weights are
+ * bit-identical for any thread count and any scheduling (tests/test_threads.c).
+ *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
+ * on the calling thread, so does everything with advnn_set_threads(1).
+ *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
+ * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
+ * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
+ * gradients and GEMM packing buffers (228 KiB each).
+ *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
+ * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
+ * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
+ * (row ck of bnpart) at each pause, and the gradients are folded in chunk order: the ranks gather
+ * the per-chunk gradients, or pass the running sum ((g0 + g1) + ...) from rank to rank, then
+ * broadcast it. 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
+ * chunks, seeds and summation orders). ADVNN__CHUNKS_MAX caps the ranks x threads that one step can
+ * use; raising it changes the chunking, hence the rounding of the results, for every thread count.
+ *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
+ * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
 #include <pthread.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -1700,17 +1920,20 @@ ADVNN_DEF advnn_status advnn_graph_finalize(advnn_graph *g, uint64_t seed) {
 
 struct advnn__team;
 typedef void (*advnn__job_fn)(struct advnn__team *t, int k, void *arg);
+/* A job is open while the calling thread works on it: a worker joins only an open job (entry: the
+ * OPEN bit and the count of workers inside), so the caller never waits for a worker the OS has not
+ * run yet, only for those inside, which are doing work it needs. Jobs therefore never wait for a
+ * number of threads, only for units of work (advnn__wait_count). */
+#define ADVNN__OPEN 0x40000000
 typedef struct advnn__team {
-    int T, active;                      /* threads; threads taking part in the current job */
+    int T, active;                      /* threads; threads that may take part in the current job */
     pthread_t th[64];
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned jgen, bgen;                /* job and barrier generations */
-    int pending, bcount, quit, nth;     /* nth: workers started */
+    unsigned jgen;                      /* job generation */
+    int entry, quit, nth;               /* entry: see above; nth: workers started */
     advnn__job_fn job;
     void *arg;
-    double *part1, *part2;              /* per-thread BatchNorm partial sums, T x maxc */
-    int maxc;
 } advnn__team;
 
 /* Spin, then block on cv until *word != old. */
@@ -1722,17 +1945,19 @@ static void advnn__wait_change(advnn__team *t, pthread_cond_t *cv, const unsigne
     pthread_mutex_unlock(&t->mu);
 }
 
-static void advnn__barrier(advnn__team *t) {
-    unsigned gen = __atomic_load_n(&t->bgen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&t->bcount, 1, __ATOMIC_ACQ_REL) == t->active) {
-        __atomic_store_n(&t->bcount, 0, __ATOMIC_RELAXED);
-        pthread_mutex_lock(&t->mu);
-        __atomic_store_n(&t->bgen, gen + 1, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&t->done);
-        pthread_mutex_unlock(&t->mu);
-        return;
-    }
-    advnn__wait_change(t, &t->done, &t->bgen, gen);
+/* Spin, then block until *cnt >= n (units of work done; advnn__count_done wakes the sleepers). */
+static void advnn__wait_count(advnn__team *t, const int *cnt, int n) {
+    int i;
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(cnt, __ATOMIC_ACQUIRE) >= n) return; ADVNN__RELAX(); }
+    pthread_mutex_lock(&t->mu);
+    while (__atomic_load_n(cnt, __ATOMIC_ACQUIRE) < n) pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+static void advnn__count_done(advnn__team *t, int *cnt, int n) {
+    if (__atomic_add_fetch(cnt, 1, __ATOMIC_ACQ_REL) < n) return;
+    pthread_mutex_lock(&t->mu);
+    pthread_cond_broadcast(&t->done);
+    pthread_mutex_unlock(&t->mu);
 }
 
 typedef struct { advnn__team *t; int k; } advnn__worker_arg;
@@ -1742,11 +1967,15 @@ static void *advnn__worker(void *p) {
     unsigned seen = 0;
     ADVNN_FREE(p);
     for (;;) {
+        int e;
         advnn__wait_change(t, &t->go, &t->jgen, seen);
         seen = __atomic_load_n(&t->jgen, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&t->quit, __ATOMIC_ACQUIRE)) return NULL;
+        e = __atomic_load_n(&t->entry, __ATOMIC_ACQUIRE);
+        while ((e & ADVNN__OPEN) && !__atomic_compare_exchange_n(&t->entry, &e, e + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {}
+        if (!(e & ADVNN__OPEN)) continue;   /* woke too late: the caller has done the job */
         if (k < t->active) t->job(t, k, t->arg);
-        if (__atomic_sub_fetch(&t->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (__atomic_sub_fetch(&t->entry, 1, __ATOMIC_ACQ_REL) == 0) {   /* closed, and the last one out */
             pthread_mutex_lock(&t->mu);
             pthread_cond_broadcast(&t->done);
             pthread_mutex_unlock(&t->mu);
@@ -1764,19 +1993,15 @@ static void advnn__team_free(advnn__team *t) {
     pthread_mutex_unlock(&t->mu);
     for (i = 0; i < t->nth; i++) pthread_join(t->th[i], NULL);
     pthread_mutex_destroy(&t->mu); pthread_cond_destroy(&t->go); pthread_cond_destroy(&t->done);
-    ADVNN_FREE(t->part1);
     ADVNN_FREE(t);
 }
 
-static advnn__team *advnn__team_new(int T, int maxc) {
+static advnn__team *advnn__team_new(int T) {
     advnn__team *t = (advnn__team *)ADVNN_MALLOC(sizeof *t);
     int i;
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
-    t->T = T; t->maxc = maxc < 1 ? 1 : maxc;
-    t->part1 = (double *)ADVNN_MALLOC(2 * (size_t)T * t->maxc * sizeof(double));
-    if (!t->part1) { ADVNN_FREE(t); return NULL; }
-    t->part2 = t->part1 + (size_t)T * t->maxc;
+    t->T = T;
     pthread_mutex_init(&t->mu, NULL); pthread_cond_init(&t->go, NULL); pthread_cond_init(&t->done, NULL);
     for (i = 1; i < T; i++) {
         advnn__worker_arg *a = (advnn__worker_arg *)ADVNN_MALLOC(sizeof *a);
@@ -1789,22 +2014,50 @@ static advnn__team *advnn__team_new(int T, int maxc) {
     return t;
 }
 
-/* Runs job(k) for k < active on the team (k = 0 on the calling thread) and waits for all. */
+/* Runs job(k) on the calling thread (k = 0) and on the workers k < active that wake while it runs;
+ * returns when the caller's job(0) has returned and every worker that joined has left. The job
+ * must finish all its work whichever workers join (units taken with advnn__take). */
 static void advnn__team_run(advnn__team *t, int active, advnn__job_fn job, void *arg) {
     int i;
     t->job = job; t->arg = arg; t->active = active;
-    __atomic_store_n(&t->pending, t->T - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->entry, ADVNN__OPEN, __ATOMIC_RELEASE);
     pthread_mutex_lock(&t->mu);
     __atomic_add_fetch(&t->jgen, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&t->go);
     pthread_mutex_unlock(&t->mu);
     job(t, 0, arg);
-    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) == 0) return; ADVNN__RELAX(); }
+    if ((__atomic_and_fetch(&t->entry, ~ADVNN__OPEN, __ATOMIC_ACQ_REL)) == 0) return;
+    for (i = 0; i < ADVNN__SPINS; i++) { if (__atomic_load_n(&t->entry, __ATOMIC_ACQUIRE) == 0) return; ADVNN__RELAX(); }
     pthread_mutex_lock(&t->mu);
-    while (__atomic_load_n(&t->pending, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
+    while (__atomic_load_n(&t->entry, __ATOMIC_ACQUIRE) != 0) pthread_cond_wait(&t->done, &t->mu);
     pthread_mutex_unlock(&t->mu);
 }
+
+/* The next unit of work below n from counter *ctr, or -1: taken by whichever thread is free. */
+static int advnn__take(int *ctr, int n) {
+    int c = __atomic_fetch_add(ctr, 1, __ATOMIC_ACQ_REL);
+    return c < n ? c : -1;
+}
 #endif /* ADVNN_NO_THREADS */
+
+#define ADVNN__CHUNKS_MAX 8
+#define ADVNN__CHUNK_MIN_ROWS 32
+/* A step of n rows has advnn__chunk_count(n) chunks of near-equal size, chunk c being the rows
+ * [advnn__chunk_lo(n, c), advnn__chunk_lo(n, c + 1)): functions of n only. No chunk has fewer than
+ * 32 rows (n < 64: one chunk), which also keeps the kernels' row-wise results equal to a whole
+ * batch's (a 1-row chunk would take the matrix-vector path). */
+static int advnn__chunk_count(int n) {
+    int c = n / ADVNN__CHUNK_MIN_ROWS;
+    return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
+}
+static int advnn__chunk_lo(int n, int c) { return (int)((int64_t)n * c / advnn__chunk_count(n)); }
+/* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
+ * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
+static int advnn__chunk_cap(int n) {
+    int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
+    r = r < 2 * ADVNN__CHUNK_MIN_ROWS ? 2 * ADVNN__CHUNK_MIN_ROWS : r;
+    return r < n ? r : n;
+}
 
 /* ---------------------------------------------------------------- workspaces */
 struct advnn_ws {
@@ -1825,20 +2078,30 @@ struct advnn_ws {
     int     part;              /* the last pass ran the subset on fewer rows than all (the trainer's
                                 * ws: on any thread) */
     int64_t *perm;             /* training workspaces: the partitioned row indices (2 x max_batch) */
+    /* the last gather: its datasets and rows (idx, or start + i when idx is NULL), so that an error
+     * about sample i of the batch can name the row of the caller's data */
+    const advnn_dataset *gd[2];
+    const int64_t *grows[2];
+    int64_t gstart;
     const unsigned char *group_on; /* per group trainable flags (NULL = all) */
     int     training;
     advnn__rng *rng;           /* dropout masks (the trainer's PRNG) */
     void   *arena;
-    int     nb_total;          /* rows of the whole mini-batch when this ws runs one slice (0: nb) */
-    int     tk, tsum;          /* this workspace's thread in the team; team sums done this step */
+    int     nb_total;          /* rows of the whole mini-batch when this ws runs one chunk (0: nb) */
     double *bnacc;             /* BatchNorm per-channel sums and factors (3 x the widest BatchNorm) */
-    struct advnn__team *team;  /* set while a multi-threaded step runs */
+    /* chunked steps (see the threads section): this ws runs chunk ck of nck; BatchNorm's whole-batch
+     * sums pause the pass (paused = 1) after storing this chunk's partial sums in bnpart[nsync & 1]
+     * (row ck, bnld doubles a row); the pass resumes at node fpos / bpos, step bnstep of that node */
+    int     ck, nck, nsync, bnstep, fpos, bpos, paused, bnld;
+    double *bnpart[2];
     const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
     int     ithreads;          /* advnn_ws_set_threads: threads advnn_infer may use (1: the calling thread) */
     struct advnn_ws **isub;    /* the other threads' workspaces (ithreads - 1) */
     struct advnn__team *iteam;
     struct advnn__inferjob *ijob;
 };
+
+static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream);   /* (datasets) */
 
 /* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC. */
 typedef struct { int H, W, C, Ho, Wo, F, KH, KW, SH, SW, PT, PL, KKC, in_size, pointwise, chunk; } advnn__cgeom;
@@ -1980,15 +2243,16 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
 }
 
 /* need[i] = node i is an ancestor of (or is) a target. targets: one node, or -1 for every loss. */
-static void advnn__mark_needed(advnn_ws *ws, int target) {
-    const advnn_graph *g = ws->g;
+/* need[i] = node i is computed on the way to `target` (every loss when target < 0). */
+static void advnn__need_of(const advnn_graph *g, int target, unsigned char *need) {
     int i, j;
-    memset(ws->need, 0, (size_t)g->n_nodes);
+    memset(need, 0, (size_t)g->n_nodes);
     for (i = 0; i < g->n_nodes; i++)
-        if (target < 0 ? ADVNN__IS_LOSS(g->nodes[i].kind) : i == target) ws->need[i] = 1;
+        if (target < 0 ? ADVNN__IS_LOSS(g->nodes[i].kind) : i == target) need[i] = 1;
     for (i = g->n_nodes - 1; i >= 0; i--)
-        if (ws->need[i]) for (j = 0; j < g->nodes[i].n_in; j++) ws->need[g->nodes[i].in[j]] = 1;
+        if (need[i]) for (j = 0; j < g->nodes[i].n_in; j++) need[g->nodes[i].in[j]] = 1;
 }
+static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); }
 
 static int advnn__group_on(const advnn_ws *ws, int group) { return !ws->group_on || ws->group_on[group]; }
 
@@ -2178,25 +2442,24 @@ static void advnn__mark_sub(advnn_ws *ws, int key) {
     for (i = 0; i < N; i++) ws->sub[i] = (unsigned char)((blocked[i] & 4) != 0);
 }
 
-/* In a multi-threaded step: replaces vals[0..c) by its sum over the team's threads (in thread order,
- * the same on every thread). The two alternating buffers make one barrier per call enough. */
-static void advnn__team_sum(advnn_ws *ws, double *vals, int c) {
-#ifndef ADVNN_NO_THREADS
-    advnn__team *t = ws->team;
-    double *part;
+/* Chunked steps: whole-batch sums of per-chunk partial sums. advnn__chunk_put stores this chunk's
+ * vals[0..c) and returns 1: the pass then pauses until every chunk has stored its own (a barrier in
+ * the threads section); on resume advnn__chunk_total replaces vals by the sum over chunks, in chunk
+ * order, the same on every chunk whichever thread runs it. Outside a chunked step: 0, vals stay. */
+static int advnn__chunk_put(advnn_ws *ws, const double *vals, int c) {
+    if (!ws->nck) return 0;
+    memcpy(ws->bnpart[ws->nsync & 1] + (size_t)ws->ck * ws->bnld, vals, (size_t)c * sizeof(double));
+    ws->paused = 1;
+    return 1;
+}
+static void advnn__chunk_total(advnn_ws *ws, double *vals, int c) {
+    const double *part = ws->bnpart[ws->nsync++ & 1];
     int j, k;
-    if (!t) return;
-    part = (ws->tsum++ & 1) ? t->part2 : t->part1;
-    memcpy(part + (size_t)ws->tk * t->maxc, vals, (size_t)c * sizeof(double));
-    advnn__barrier(t);
     for (j = 0; j < c; j++) {
         double s = 0;
-        for (k = 0; k < t->active; k++) s += part[(size_t)k * t->maxc + j];
+        for (k = 0; k < ws->nck; k++) s += part[(size_t)k * ws->bnld + j];
         vals[j] = s;
     }
-#else
-    (void)ws; (void)vals; (void)c;
-#endif
 }
 
 static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
@@ -2209,19 +2472,27 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
     float *rm = advnn__P(ws, n, 2), *rv = advnn__P(ws, n, 3);
     float eps = n->fp[1];
     if (advnn__bn_batch_stats(ws, n)) {
-        /* statistics of the whole mini-batch (all threads' slices): mean first, then squared deviations */
+        /* statistics of the whole mini-batch (all chunks): mean first, then squared deviations; in a
+         * chunked step each sum pauses the pass (bnstep: where it resumes) */
         double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;
         float mom = n->fp[0];
-        for (j = 0; j < C; j++) s[j] = 0;
-        advnn_bn_sums(R, C, x, C, NULL, s);
-        advnn__team_sum(ws, s, C);
-        for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
-        advnn_bn_sums(R, C, x, C, s + C, s);   /* squared deviations from the mean */
-        advnn__team_sum(ws, s, C);
+        if (ws->bnstep == 0) {
+            for (j = 0; j < C; j++) s[j] = 0;
+            advnn_bn_sums(R, C, x, C, NULL, s);
+            if (advnn__chunk_put(ws, s, C)) { ws->bnstep = 1; return; }
+        }
+        if (ws->bnstep <= 1) {
+            if (ws->bnstep == 1) advnn__chunk_total(ws, s, C);
+            for (j = 0; j < C; j++) { s[C + j] = s[j] / Rt; mean[j] = (float)s[C + j]; s[j] = 0; }
+            advnn_bn_sums(R, C, x, C, s + C, s);   /* squared deviations from the mean */
+            if (advnn__chunk_put(ws, s, C)) { ws->bnstep = 2; return; }
+        }
+        if (ws->bnstep == 2) advnn__chunk_total(ws, s, C);
+        ws->bnstep = 0;
         for (j = 0; j < C; j++) {
             double v = s[j] / Rt;
             istd[j] = (float)(1.0 / sqrt(v + eps));
-            if (ws->tk == 0) {   /* one writer of the running statistics */
+            if (ws->ck == 0) {   /* one writer of the running statistics */
                 rm[j] = (float)((1.0 - mom) * rm[j] + mom * s[C + j]);
                 rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
             }
@@ -2298,8 +2569,11 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
         if (n->kind == ADVNN__LOSS_BCE) {
             for (j = 0; j < p->size; j++) {
                 double zz = z[(size_t)i * p->size + j], yy = y[(size_t)i * p->size + j];
-                if (!(yy >= 0.0 && yy <= 1.0))
-                    return advnn__fail(ADVNN_ERR_ARG, "binary cross-entropy: target %g of sample %d is outside [0, 1]", yy, i);
+                if (!(yy >= 0.0 && yy <= 1.0)) {
+                    const char *sn;
+                    int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                    return advnn__fail(ADVNN_ERR_ARG, "binary cross-entropy: target %g in row %lld of the %s is outside [0, 1]", yy, (long long)row, sn);
+                }
                 l += (zz > 0 ? zz : 0) - zz * yy + log1p(exp(-fabs(zz)));
             }
             l /= p->size;
@@ -2318,14 +2592,22 @@ static advnn_status advnn__loss_fwd(advnn_ws *ws, int id, int nb) {
                 lse = mx + log(se);
                 if (idx) {
                     float c = y[(size_t)i * t->size + j];
-                    if (!(c >= 0 && c < K && c == (float)(int)c))
-                        return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: label %g of sample %d is not a class index in 0..%d", (double)c, i, K - 1);
+                    if (!(c >= 0 && c < K && c == (float)(int)c)) {
+                        const char *sn;
+                        int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                        return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: label %g in row %lld of the %s is not a class index in 0..%d",
+                                           (double)c, (long long)row, sn, K - 1);
+                    }
                     l += lse - zr[(int)c];
                 } else {
                     const float *tr = y + (size_t)i * p->size + (size_t)j * K;
                     for (k = 0; k < K; k++) {
-                        if (!(tr[k] >= 0.0f && tr[k] <= 1.0f))
-                            return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: target probability %g of sample %d is outside [0, 1]", (double)tr[k], i);
+                        if (!(tr[k] >= 0.0f && tr[k] <= 1.0f)) {
+                            const char *sn;
+                            int64_t row = advnn__user_row(ws, n->in[1], i, &sn);
+                            return advnn__fail(ADVNN_ERR_ARG, "categorical cross-entropy: target probability %g in row %lld of the %s is outside [0, 1]",
+                                               (double)tr[k], (long long)row, sn);
+                        }
                         l += tr[k] * (lse - zr[k]);
                     }
                 }
@@ -2471,11 +2753,26 @@ static void advnn__sample_mse_fwd(advnn_ws *ws, int id, int nb) {
 /* Rows node i runs on in this pass: the key rows for the subset (advnn__mark_sub), else all nb. */
 static int advnn__node_rows(const advnn_ws *ws, int i, int nb) { return ws->key >= 0 && ws->sub[i] ? ws->nkey : nb; }
 
+/* Standardisation: forward y = (x - offset) * scale; backward (dir 1) dx += dy * scale. */
+static void advnn__standardize_rows(advnn_ws *ws, int id, int nb, int dir) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const float *off = advnn__P(ws, n, 0), *sc = advnn__P(ws, n, 1);
+    const float *src = dir ? ws->dout[id] : ws->out[n->in[0]];
+    float *dst = dir ? ws->dout[n->in[0]] : ws->out[id];
+    size_t r, R = (size_t)nb * n->rows;
+    int c, C = n->cols;
+    for (r = 0; r < R; r++, src += C, dst += C)
+        if (dir) for (c = 0; c < C; c++) dst[c] += src[c] * sc[c];
+        else for (c = 0; c < C; c++) dst[c] = (src[c] - off[c]) * sc[c];
+}
+
+/* A pass on nall rows. In a chunked step it may pause at a BatchNorm (ws->paused; see the threads
+ * section); called again it resumes there. */
 static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
-    advnn_status first = ADVNN_OK;
     int i, nb;
-    for (i = 0; i < g->n_nodes; i++) {
+    ws->paused = 0;
+    for (i = ws->fpos; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         advnn_status st;
         if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
@@ -2493,7 +2790,10 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
             advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
             break;
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
-        case ADVNN__BATCHNORM: advnn__bn_fwd(ws, i, nb); break;
+        case ADVNN__BATCHNORM:
+            advnn__bn_fwd(ws, i, nb);
+            if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
+            break;
         case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
         case ADVNN__CONV: if (advnn__conv_fwd(ws, i, nb)) i++; break;   /* and the PReLU after it */
         case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
@@ -2504,13 +2804,13 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
         case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
         case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
         case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
-        default:   /* in a team every thread must reach every barrier: finish the pass, report at the end */
-            st = advnn__loss_fwd(ws, i, nb);
-            if (st != ADVNN_OK && !ws->team) return st;
-            if (st != ADVNN_OK && first == ADVNN_OK) first = st;
+        case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
+        default:
+            if ((st = advnn__loss_fwd(ws, i, nb)) != ADVNN_OK) { ws->fpos = 0; return st; }
         }
     }
-    return first;
+    ws->fpos = 0;
+    return ADVNN_OK;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -2571,12 +2871,18 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
     float *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
     int on = advnn__group_on(ws, n->group), bs = advnn__bn_batch_stats(ws, n);
     double *s = ws->bnacc, Rt = advnn__norm_n(ws, nb) * n->rows;   /* s[j] = sum dy, s[C + j] = sum dy * xhat */
-    for (j = 0; j < 2 * C; j++) s[j] = 0;
-    advnn_bn_sums2(R, C, dy, xh, C, s);
-    if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
-    if (!dx) return;
+    if (ws->bnstep == 0) {
+        for (j = 0; j < 2 * C; j++) s[j] = 0;
+        advnn_bn_sums2(R, C, dy, xh, C, s);
+        if (on) for (j = 0; j < C; j++) { advnn__G(ws, n, 0)[j] += (float)s[C + j]; advnn__G(ws, n, 1)[j] += (float)s[j]; }
+        if (!dx) return;
+        /* the whole batch's sums: every row's mean and variance depend on them (a chunked step pauses) */
+        if (bs && advnn__chunk_put(ws, s, 2 * C)) { ws->bnstep = 1; return; }
+    } else {
+        advnn__chunk_total(ws, s, 2 * C);
+        ws->bnstep = 0;
+    }
     if (bs) {
-        advnn__team_sum(ws, s, 2 * C);   /* the whole batch's sums: every row's mean and variance depend on them */
         for (j = 0; j < C; j++) s[2 * C + j] = (double)gam[j] * istd[j] / Rt;
         advnn_bn_bwd_dx(R, C, dy, xh, C, s + 2 * C, Rt, s, dx);
     } else
@@ -2741,16 +3047,25 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
                     ws->dout[n->in[0]], v.F, ws->gemm);
 }
 
+/* Pauses and resumes like advnn__forward (ws->bpos: 1 + the BatchNorm node to resume at). */
 static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
-    int i, k, nb;
-    /* dout is zeroed when first added to (advnn__dacc), not up front: the input-gradient GEMMs of
-     * dense, 1x1-convolution and LSTM nodes write the first contribution instead (advnn__dfirst),
-     * which saves a pass over each of those buffers and the GEMM's read of it */
-    ws->bnall = nall;
-    for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
-    memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
-    for (i = g->n_nodes - 1; i >= 0; i--) {
+    int i, k, nb, from = g->n_nodes - 1;
+    ws->paused = 0;
+    if (ws->bpos) {   /* resume: the rest of that BatchNorm's backward, then on down */
+        from = ws->bpos - 1;
+        advnn__bn_bwd(ws, from, advnn__node_rows(ws, from, nall));
+        ws->bpos = 0;
+        from--;
+    } else {
+        /* dout is zeroed when first added to (advnn__dacc), not up front: the input-gradient GEMMs of
+         * dense, 1x1-convolution and LSTM nodes write the first contribution instead (advnn__dfirst),
+         * which saves a pass over each of those buffers and the GEMM's read of it */
+        ws->bnall = nall;
+        for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
+        memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
+    }
+    for (i = from; i >= 0; i--) {
         const advnn__node *n = &g->nodes[i];
         size_t cnt;
         if (!ws->need[i] || (nb = advnn__node_rows(ws, i, nall)) == 0) continue;
@@ -2785,7 +3100,10 @@ static void advnn__backward(advnn_ws *ws, int nall) {
                 }
             } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
-        case ADVNN__BATCHNORM: advnn__bn_bwd(ws, i, nb); break;
+        case ADVNN__BATCHNORM:
+            advnn__bn_bwd(ws, i, nb);
+            if (ws->paused) { ws->bpos = i + 1; return; }
+            break;
         case ADVNN__CONV: advnn__conv_bwd(ws, i, nb); break;
         case ADVNN__POOL: advnn__pool_bwd(ws, i, nb); break;
         case ADVNN__UPSAMPLE: advnn__upsample_bwd(ws, i, nb); break;
@@ -2796,6 +3114,7 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__GRAD_REVERSE:
             if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, -n->fp[0], ws->dout[i], 1, ws->dout[n->in[0]], 1);
             break;
+        case ADVNN__STANDARDIZE: if (ws->needg[n->in[0]]) advnn__standardize_rows(ws, i, nb, 1); break;
         case ADVNN__SAMPLE_MSE: {   /* d e / d p = 2 (p - t) / D; with the log, divided by e */
             int D = g->nodes[n->in[0]].size, r, j;
             float *dp = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL, *dt = ws->needg[n->in[1]] ? ws->dout[n->in[1]] : NULL;
@@ -2890,12 +3209,13 @@ static advnn_status advnn__dcol_for(const advnn_graph *g, const advnn_dataset *d
         if (ok && t->ndim - 1 == n->ndim) for (j = 0; j < n->ndim; j++) ok &= t->shape[j + 1] == n->shape[j];
         else if (ok) ok = t->ndim == 1 && n->size == 1;
         if (!ok) {
-            char buf[96];
-            int len = 0;
-            for (j = 1; j < t->ndim && len < 80; j++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", j > 1 ? "," : "", (long long)t->shape[j]);
+            char buf[96], want[48];
+            int len = 0, wl = 0;
+            for (j = 1; j < t->ndim && len < 80; j++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%lld", j > 1 ? ", " : "", (long long)t->shape[j]);
+            for (j = 0; j < n->ndim; j++) wl += snprintf(want + wl, sizeof want - (size_t)wl, "%s%d", j ? ", " : "", n->shape[j]);
             buf[len] = 0;
-            return advnn__fail(ADVNN_ERR_SHAPE, "input '%s' expects %d values per sample (%d-d), the data has per-sample shape (%s)",
-                               n->name, n->size, n->ndim, buf);
+            return advnn__fail(ADVNN_ERR_SHAPE, "input '%s' expects per-sample shape (%s) = %d values; the data has per-sample shape (%s)%s",
+                               n->name, want, n->size, buf, t->size / t->shape[0] == n->size ? " (same count: reshape the array)" : "");
         }
         *out = t;
         return ADVNN_OK;
@@ -2927,11 +3247,12 @@ static advnn_status advnn__partition(advnn_ws *ws, const advnn_dataset *d, const
                                      const advnn_dataset *d2, const int64_t **idx2) {
     const advnn_tensor *t;
     const int64_t *ix = *idx;
-    int64_t *p1 = ws->perm, *p2 = ws->perm + ws->max_batch;
+    int64_t *p1, *p2;
     int r, c = 0, f = 0, z;
     advnn_status st;
     ws->nkey = nb; ws->part = 0;
-    if (ws->key < 0 || !ws->perm) return ADVNN_OK;
+    if (ws->key < 0 || !ws->perm) return ADVNN_OK;   /* inference workspaces have no perm */
+    p1 = ws->perm; p2 = ws->perm + ws->max_batch;
     if (!advnn__has_col(d, ws->g->nodes[ws->key].name) && !advnn__has_col(d2, ws->g->nodes[ws->key].name))
         return ADVNN_OK;   /* then no pass can read it: the order stays (the input's own gather reports a need) */
     if ((st = advnn__stream_col(ws->g, ws->key, d, &ix, d2, *idx2, &t)) != ADVNN_OK) return st;
@@ -2962,6 +3283,7 @@ static advnn_status advnn__gather2(advnn_ws *ws, const advnn_dataset *d, const i
     int i, r;
     advnn_status st;
     if ((st = advnn__partition(ws, d, &idx, start, nb, d2, &idx2)) != ADVNN_OK) return st;
+    ws->gd[0] = d; ws->gd[1] = d2; ws->grows[0] = idx; ws->grows[1] = idx2; ws->gstart = start;
     for (i = 0; i < g->n_inputs; i++) {
         int id = g->inputs[i];
         const advnn_tensor *t;
@@ -2983,6 +3305,17 @@ static advnn_status advnn__gather(advnn_ws *ws, const advnn_dataset *d, const in
     return advnn__gather2(ws, d, idx, start, nb, NULL, NULL);
 }
 
+/* The row of the caller's data that sample i of the last gather came from, for input node `node`
+ * (a loss's target or weight), and the stream's name for messages. */
+static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream) {
+    const advnn_graph *g = ws->g;
+    int k = 0;
+    if (node >= 0 && g->nodes[node].kind == ADVNN__INPUT && ws->gd[1] && ws->gd[1] != ws->gd[0] &&
+        !advnn__has_col(ws->gd[0], g->nodes[node].name) && advnn__has_col(ws->gd[1], g->nodes[node].name)) k = 1;
+    *stream = k ? "adv_data" : "data";
+    return ws->grows[k] ? ws->grows[k][i] : ws->gstart + i;
+}
+
 /* ---------------------------------------------------------------- inference */
 /* Rows lo .. lo + nb of a validated advnn_infer call on workspace ws (need marks set). */
 static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float *const *inputs, int out_node, float *out) {
@@ -2999,17 +3332,18 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
     return ADVNN_OK;
 }
 
-/* Rows per thread below which a batch is not split. In eval mode every kernel computes a row the
- * same way wherever it falls in the batch (GEMM edge tiles, the GEMV's last rows), so the outputs
- * do not depend on the thread count, bit for bit (test_threads). */
-#define ADVNN__INFER_MIN_ROWS 32
+/* A threaded advnn_infer splits the n rows into the chunks of a training step (advnn__chunk_lo)
+ * that the threads take as they become free, as training does; a call of one chunk (n < 64) runs
+ * on the calling thread. In eval mode every kernel computes a row the same way wherever it falls in
+ * the batch (GEMM edge tiles, the GEMV's last rows), so the outputs do not depend on the thread
+ * count or the scheduling, bit for bit (test_threads). */
 typedef struct advnn__inferjob {
     advnn_ws *ws;
-    int n, out_node;
+    int n, out_node, nck, taken;
     const float *const *inputs;
     float *out;
-    advnn_status st[64];
-    char msg[64][512];
+    advnn_status st[ADVNN__CHUNKS_MAX];
+    char msg[ADVNN__CHUNKS_MAX][512];
 } advnn__inferjob;
 
 static void advnn__ws_drop_threads(advnn_ws *ws) {
@@ -3027,11 +3361,15 @@ static void advnn__ws_drop_threads(advnn_ws *ws) {
 static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn__inferjob *j = (advnn__inferjob *)arg;
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
-    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A);
-    ADVNN_ASSERT(hi - lo <= w->max_batch);
+    int c;
+    (void)t;
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
-    j->st[k] = advnn__infer_rows(w, lo, hi - lo, j->inputs, j->out_node, j->out);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
+    while ((c = advnn__take(&j->taken, j->nck)) >= 0) {
+        int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+        ADVNN_ASSERT(nb <= w->max_batch);
+        j->st[c] = advnn__infer_rows(w, lo, nb, j->inputs, j->out_node, j->out);
+        if (j->st[c] != ADVNN_OK) memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
+    }
 }
 #endif
 
@@ -3041,11 +3379,8 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     advnn__ws_drop_threads(ws);
 #ifndef ADVNN_NO_THREADS
     if (n > 1) {
-        /* a slice has at most ceil(max_batch / n) rows, or < 2 ADVNN__INFER_MIN_ROWS when fewer
-         * threads split a smaller batch */
-        int k, sub = (ws->max_batch + n - 1) / n;
-        if (sub < 2 * ADVNN__INFER_MIN_ROWS) sub = 2 * ADVNN__INFER_MIN_ROWS;
-        if (sub > ws->max_batch) sub = ws->max_batch;
+        /* the other threads' workspaces hold one chunk: chunks of fewer rows have fewer rows each */
+        int k, sub = advnn__chunk_cap(ws->max_batch);
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
         if (!ws->isub || !ws->ijob) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory"); }
@@ -3053,7 +3388,7 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
         ws->ithreads = n;
         for (k = 0; k < n - 1; k++)
             if (!(ws->isub[k] = advnn_ws_new(ws->g, sub))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory for %d workspaces of %d rows", n - 1, sub); }
-        if (!(ws->iteam = advnn__team_new(n, 1))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: cannot start %d threads", n - 1); }
+        if (!(ws->iteam = advnn__team_new(n))) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: cannot start %d threads", n - 1); }
     }
 #endif
     return ADVNN_OK;
@@ -3079,13 +3414,21 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
                                    (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
-    if (ws->ithreads > 1 && n >= 2 * ADVNN__INFER_MIN_ROWS) {
+    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
         advnn__inferjob *j = ws->ijob;
-        int A = n / ADVNN__INFER_MIN_ROWS < ws->ithreads ? n / ADVNN__INFER_MIN_ROWS : ws->ithreads;
+        int A;
         j->ws = ws; j->n = n; j->out_node = out_node; j->inputs = inputs; j->out = out;
+        j->nck = advnn__chunk_count(n);
+        A = j->nck < ws->ithreads ? j->nck : ws->ithreads;
+        for (i = 0; i < j->nck; i++) j->st[i] = ADVNN_OK;
+        j->taken = 0;
         advnn__team_run(ws->iteam, A, advnn__infer_job, j);
-        for (i = 0; i < A; i++)   /* thread 0's message is already in this thread's error buffer */
-            if (j->st[i] != ADVNN_OK) return i ? advnn__fail(j->st[i], "%s", j->msg[i]) : j->st[0];
+        for (i = 0; i < j->nck; i++)   /* the first chunk that failed (its message may be another thread's) */
+            if (j->st[i] != ADVNN_OK) {
+                char msg[sizeof j->msg[0]];
+                memcpy(msg, j->msg[i], sizeof msg);
+                return advnn__fail(j->st[i], "%s", msg);
+            }
         return ADVNN_OK;
     }
 #endif
@@ -3121,8 +3464,27 @@ ADVNN_DEF advnn_status advnn_predict(const advnn_graph *g, const advnn_dataset *
     int64_t N;
     if (!g || !d || !out) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: NULL argument");
     *out = NULL;
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_predict: graph not finalized");
     if ((node = advnn_find(g, output)) < 0) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: no node named '%s'", output ? output : "(null)");
     N = advnn_dataset_size(d);
+    if (N < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_predict: the dataset is empty");
+    {   /* the data's shapes, and finite weights, before anything of the data's size is allocated */
+        unsigned char *need = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes);
+        int i;
+        if (!need) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_predict: out of memory");
+        advnn__need_of(g, node, need);
+        for (i = 0, st = ADVNN_OK; i < g->n_inputs && st == ADVNN_OK; i++) {
+            const advnn_tensor *t;
+            if (need[g->inputs[i]]) st = advnn__dcol_for(g, d, g->inputs[i], &t);
+        }
+        ADVNN_FREE(need);
+        if (st != ADVNN_OK) {
+            char msg[sizeof advnn__errbuf];
+            memcpy(msg, advnn__errbuf, sizeof msg);
+            return advnn__fail(st, "advnn_predict: %s", msg);
+        }
+        if ((st = advnn__check_params(g, "advnn_predict")) != ADVNN_OK) return st;
+    }
     {   /* chunk of up to 1024 rows, smaller when the workspace would pass ADVNN__PREDICT_BYTES (a big
          * graph such as W2 with its control-region copies needs ~270 KiB per row) */
         size_t fixed = advnn__ws_layout(g, 1, 0, NULL, NULL), row = advnn__ws_layout(g, 2, 0, NULL, NULL) - fixed;
@@ -3184,149 +3546,228 @@ struct advnn_trainer {
     float         *m, *v;     /* optimizer moments, laid out like g->params */
     float         *best;      /* early-stopping snapshot of g->params */
     int            T;         /* threads */
-    advnn_ws     **wsk;       /* per-thread workspaces, wsk[0] == ws */
-    advnn__rng    *rngk;      /* per-thread dropout streams, reseeded from rng every step */
+    int            nwk;       /* chunk workspaces: advnn__chunk_count(batch) */
+    advnn_ws     **wsk;       /* per-chunk workspaces, wsk[0] == ws */
+    advnn__rng    *rngk;      /* per-chunk dropout streams, reseeded from rng every step */
+    double        *bnpart;    /* BatchNorm partial sums: 2 x nwk rows of bnld doubles */
+    int            bnld;
+    int           *ctr;       /* the job's per-phase counters: 2 x (3 x BatchNorm nodes + 2) */
     int            key;       /* row key of the adversarial sub-steps (advnn__mark_sub), or -1 */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
-    struct advnn__slicejob *job;  /* the multi-threaded step's arguments and per-thread results */
 #endif
+    struct advnn__chunkjob *job;  /* the step's arguments and per-chunk progress */
 };
 
-#ifndef ADVNN_NO_THREADS
-typedef struct advnn__slicejob {
+/* One step's chunks (see the threads section). stage: 0 gather, 1 forward, 2 backward, 3 done. */
+typedef struct advnn__chunkjob {
     advnn_trainer *tr;
     const advnn_dataset *d, *d2;
     const int64_t *idx, *idx2;
     int64_t start;
-    int n, backward;
-    advnn_status st[64];
-    char msg[64][512];
-} advnn__slicejob;
-#endif
+    int n, nck, backward, nphase;
+    int *taken, *done;               /* per phase (and the reduction after them): units taken, done */
+    int stage[ADVNN__CHUNKS_MAX];
+    int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
+    advnn_status st[ADVNN__CHUNKS_MAX];
+    char msg[ADVNN__CHUNKS_MAX][512];
+} advnn__chunkjob;
 
-static advnn_status advnn__threads_init(advnn_trainer *tr) {
-#ifndef ADVNN_NO_THREADS
-    int k, maxc = 1, per = (tr->batch + tr->T - 1) / tr->T;
-    tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->wsk);
-    tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->T * sizeof *tr->rngk);
-    if (!tr->wsk || !tr->rngk) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
-    memset(tr->wsk, 0, (size_t)tr->T * sizeof *tr->wsk);
+static advnn_status advnn__chunks_init(advnn_trainer *tr) {
+    int k, rows = advnn__chunk_cap(tr->batch);
+    tr->nwk = advnn__chunk_count(tr->batch);
+    tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
+    tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
+    tr->job = (advnn__chunkjob *)ADVNN_MALLOC(sizeof *tr->job);
+    int nbn = 0;
+    tr->bnld = 1;
+    for (k = 0; k < tr->g->n_nodes; k++)
+        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM) {
+            nbn++;
+            if (2 * tr->g->nodes[k].cols > tr->bnld) tr->bnld = 2 * tr->g->nodes[k].cols;
+        }
+    tr->bnpart = (double *)ADVNN_MALLOC(2 * (size_t)tr->nwk * tr->bnld * sizeof(double));
+    tr->ctr = (int *)ADVNN_MALLOC(2 * (size_t)(3 * nbn + 2) * sizeof(int));
+    if (tr->job && tr->ctr) { tr->job->taken = tr->ctr; tr->job->done = tr->ctr + 3 * nbn + 2; }
+    if (!tr->wsk || !tr->rngk || !tr->job || !tr->bnpart || !tr->ctr) { tr->nwk = 0; return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); }
+    memset(tr->wsk, 0, (size_t)tr->nwk * sizeof *tr->wsk);
     tr->wsk[0] = tr->ws;
-    for (k = 1; k < tr->T; k++) {
-        if (!(tr->wsk[k] = advnn__ws_create(tr->g, per, 1))) { tr->T = k; return ADVNN_ERR_NOMEM; }
+    for (k = 1; k < tr->nwk; k++) {
+        if (!(tr->wsk[k] = advnn__ws_create(tr->g, rows, 1))) { tr->nwk = k; return ADVNN_ERR_NOMEM; }
         tr->wsk[k]->group_on = tr->gon;
     }
-    for (k = 0; k < tr->T; k++) tr->wsk[k]->rng = &tr->rngk[k];
-    for (k = 0; k < tr->g->n_nodes; k++)
-        if (tr->g->nodes[k].kind == ADVNN__BATCHNORM && 2 * tr->g->nodes[k].cols > maxc) maxc = 2 * tr->g->nodes[k].cols;
-    if (!(tr->job = (struct advnn__slicejob *)ADVNN_MALLOC(sizeof *tr->job))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
-    if (!(tr->team = advnn__team_new(tr->T, maxc))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
-    return ADVNN_OK;
-#else
-    (void)tr;
-    return ADVNN_OK;
+    for (k = 0; k < tr->nwk; k++) {
+        advnn_ws *w = tr->wsk[k];
+        w->rng = k ? &tr->rngk[k] : &tr->rng;   /* ws outside a step: the trainer's stream (tests) */
+        w->bnld = tr->bnld;
+        w->bnpart[0] = tr->bnpart; w->bnpart[1] = tr->bnpart + (size_t)tr->nwk * tr->bnld;
+    }
+#ifndef ADVNN_NO_THREADS
+    if (tr->T > 1 && !(tr->team = advnn__team_new(tr->T)))
+        return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: cannot start %d threads", tr->T - 1);
 #endif
+    return ADVNN_OK;
 }
 
-#ifndef ADVNN_NO_THREADS
-static int advnn__job_failed(const advnn__slicejob *j, int active) {
-    int k;
-    for (k = 0; k < active; k++) if (j->st[k] != ADVNN_OK) return 1;
+/* The pauses of one chunk's pass with ws's marks: two per BatchNorm on batch statistics forward,
+ * one per such BatchNorm whose input needs a gradient backward (as advnn__forward/backward take them). */
+static int advnn__count_pauses(const advnn_ws *ws, int backward) {
+    const advnn_graph *g = ws->g;
+    int i, np = 0;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        if (n->kind != ADVNN__BATCHNORM || !ws->need[i] || !advnn__bn_batch_stats(ws, n)) continue;
+        if (!(ws->keep && ws->keep[i])) np += 2;
+        if (backward && ws->needg[i] && ws->needg[n->in[0]]) np += 1;
+    }
+    return np;
+}
+
+/* Chunk c's work in phase p: up to its next pause or its end. */
+static void advnn__chunk_step(advnn__chunkjob *j, int c, int p) {
+    advnn_ws *ws = j->tr->wsk[c];
+    int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+    advnn_status st = ADVNN_OK;
+    ws->paused = 0;
+    if (j->stage[c] == 0) {
+        st = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
+        j->stage[c] = 1;
+    }
+    if (st == ADVNN_OK && j->stage[c] == 1) {
+        st = advnn__forward(ws, nb);
+        if (st == ADVNN_OK && !ws->paused) j->stage[c] = j->backward ? 2 : 3;
+    }
+    if (st == ADVNN_OK && j->stage[c] == 2 && !ws->paused) {
+        advnn__backward(ws, nb);
+        if (!ws->paused) j->stage[c] = 3;
+    }
+    if (st != ADVNN_OK) {
+        j->st[c] = st;
+        memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
+        __atomic_store_n(&j->failph[c], p, __ATOMIC_RELEASE);
+    }
+}
+
+/* Whether a chunk failed in phase p or before: read once phase p is done, so every thread decides
+ * alike (a failure of phase p + 1, being written meanwhile, reads as none). */
+static int advnn__chunks_failed(advnn__chunkjob *j, int p) {
+    int c;
+    for (c = 0; c < j->nck; c++) if (__atomic_load_n(&j->failph[c], __ATOMIC_ACQUIRE) <= p) return 1;
     return 0;
 }
 
-/* Thread k's part of a step: its slice of rows through gather, forward, backward; then its range of
- * the gradient reduction. Every thread takes the same branches so all reach every barrier. */
-static void advnn__slice_job(advnn__team *t, int k, void *arg) {
-    advnn__slicejob *j = (advnn__slicejob *)arg;
-    advnn_trainer *tr = j->tr;
-    advnn_ws *ws = tr->wsk[k];
-    int A = t->active, lo = (int)((int64_t)j->n * k / A), hi = (int)((int64_t)j->n * (k + 1) / A), nb = hi - lo;
-    ws->nb_total = j->n; ws->team = t; ws->tk = k; ws->tsum = 0;
-    j->st[k] = advnn__gather2(ws, j->d, j->idx ? j->idx + lo : NULL, j->start + lo, nb, j->d2, j->idx2 ? j->idx2 + lo : NULL);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
-    advnn__barrier(t);
-    if (advnn__job_failed(j, A)) return;
-    j->st[k] = advnn__forward(ws, nb);
-    if (j->st[k] != ADVNN_OK) memcpy(j->msg[k], advnn__errbuf, sizeof j->msg[k]);
-    advnn__barrier(t);
-    if (advnn__job_failed(j, A) || !j->backward) return;
-    advnn__backward(ws, nb);
-    advnn__barrier(t);
-    {   /* gradient reduction: this thread's range, summed in thread order */
-        int64_t P = tr->g->n_params, a = P * k / A, b = P * (k + 1) / A, i;
-        float *g0 = tr->wsk[0]->pgrad;
-        int q;
-        for (q = 1; q < A; q++) {
-            const float *gq = tr->wsk[q]->pgrad;
-            for (i = a; i < b; i++) g0[i] += gq[i];
-        }
+#define ADVNN__RED_BLOCK 4096   /* floats of gradient per unit of the reduction */
+static void advnn__reduce_block(advnn__chunkjob *j, int b) {
+    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK, e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK, i;
+    float *g0 = j->tr->wsk[0]->pgrad;
+    int c;
+    for (c = 1; c < j->nck; c++) {
+        const float *gc = j->tr->wsk[c]->pgrad;
+        for (i = a; i < e; i++) g0[i] += gc[i];
     }
 }
+
+/* Every phase of a step on the calling thread alone (t NULL) or as one thread of team t. */
+static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
+    int p, c, nblk = (int)((j->tr->g->n_params + ADVNN__RED_BLOCK - 1) / ADVNN__RED_BLOCK);
+#ifndef ADVNN_NO_THREADS
+    advnn__team *t = (advnn__team *)team;
+#else
+    (void)team;
+#endif
+    for (p = 0; p < j->nphase; p++) {
+#ifndef ADVNN_NO_THREADS
+        if (t) {   /* a thread that joins late finds the early phases done and catches up */
+            while ((c = advnn__take(&j->taken[p], j->nck)) >= 0) { advnn__chunk_step(j, c, p); advnn__count_done(t, &j->done[p], j->nck); }
+            advnn__wait_count(t, &j->done[p], j->nck);
+        } else
+#endif
+            for (c = 0; c < j->nck; c++) advnn__chunk_step(j, c, p);
+        if (advnn__chunks_failed(j, p)) return;
+    }
+    if (!j->backward || j->nck < 2) return;
+#ifndef ADVNN_NO_THREADS
+    if (t) {   /* team_run returns when every thread that took a block has left */
+        while ((c = advnn__take(&j->taken[j->nphase], nblk)) >= 0) advnn__reduce_block(j, c);
+        return;
+    }
+#endif
+    for (c = 0; c < nblk; c++) advnn__reduce_block(j, c);
+}
+
+#ifndef ADVNN_NO_THREADS
+static void advnn__chunk_job(advnn__team *t, int k, void *arg) { (void)k; advnn__chunk_phases(t, (advnn__chunkjob *)arg); }
 #endif
 
 /* Gather + forward (+ backward, gradients summed into tr->ws->pgrad) of n rows: rows idx[0..n) of d
- * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; on tr->T threads. The marks
- * (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
+ * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; in chunks, on up to tr->T
+ * threads. The marks (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
 static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const int64_t *idx, int64_t start, int n,
                                const advnn_dataset *d2, const int64_t *idx2, int backward) {
     advnn_ws *ws = tr->ws;
-    advnn_status st;
-#ifndef ADVNN_NO_THREADS
-    int A = tr->T < n ? tr->T : n, k, i;
-#endif
+    const advnn_graph *g = tr->g;
+    advnn__chunkjob *j = tr->job;
+    uint64_t seed = advnn__rng_next(&tr->rng);
+    int k, i;
     advnn__mark_sub(ws, tr->key);
-#ifndef ADVNN_NO_THREADS
-    if (A > 1) {
-        advnn__slicejob *j = tr->job;
-        uint64_t seed = advnn__rng_next(&tr->rng);
-        const advnn_graph *g = tr->g;
-        memset(j->st, 0, sizeof j->st);
-        j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
-        for (k = 0; k < A; k++) {
-            advnn_ws *w = tr->wsk[k];
-            if (k) {
-                memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
-                w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
-            }
-            advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
+    j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
+    j->nck = advnn__chunk_count(n);
+    ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
+    j->nphase = advnn__count_pauses(ws, backward) + 1;
+    memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
+    memset(j->done, 0, (size_t)(j->nphase + 1) * sizeof(int));
+    for (k = 0; k < j->nck; k++) {
+        advnn_ws *w = tr->wsk[k];
+        if (k) {
+            memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
+            w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
         }
-        advnn__team_run(tr->team, A, advnn__slice_job, j);
-        for (k = 0; k < A; k++) { tr->wsk[k]->team = NULL; tr->wsk[k]->nb_total = 0; ws->part |= tr->wsk[k]->part; }
-        st = ADVNN_OK;
-        for (k = 0; k < A; k++)
-            if (j->st[k] != ADVNN_OK) { st = advnn__fail(j->st[k], "%s", j->msg[k]); break; }
-        if (st == ADVNN_OK)
-            for (i = 0; i < g->n_nodes; i++)
-                if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
-                    for (k = 1; k < A; k++) ws->loss[i] += tr->wsk[k]->loss[i];
-        return st;
+        w->nb_total = n; w->ck = k; w->nck = j->nck; w->nsync = 0; w->bnstep = 0; w->fpos = 0; w->bpos = 0;
+        w->rng = &tr->rngk[k];
+        advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
+        j->stage[k] = 0; j->failph[k] = INT_MAX; j->st[k] = ADVNN_OK;
     }
+#ifndef ADVNN_NO_THREADS
+    if (tr->T > 1 && j->nck > 1) advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
+    else
 #endif
-    if ((st = advnn__gather2(ws, d, idx, start, n, d2, idx2)) != ADVNN_OK) return st;
-    ws->nb_total = n;   /* losses on the key rows still divide by the whole batch */
-    st = advnn__forward(ws, n);
-    if (st == ADVNN_OK && backward) advnn__backward(ws, n);
-    ws->nb_total = 0;
-    return st;
+        advnn__chunk_phases(NULL, j);
+    for (k = 0; k < j->nck; k++) {
+        advnn_ws *w = tr->wsk[k];
+        w->nb_total = 0; w->nck = 0; w->fpos = 0; w->bpos = 0; w->bnstep = 0;   /* a failed step may stop mid-pass */
+        if (k) ws->part |= w->part;
+        else w->rng = &tr->rng;
+    }
+    for (k = 0; k < j->nck; k++)   /* the first chunk that failed, in chunk order (on whichever thread) */
+        if (j->st[k] != ADVNN_OK) {
+            char msg[sizeof j->msg[0]];
+            memcpy(msg, j->msg[k], sizeof msg);
+            return advnn__fail(j->st[k], "%s", msg);
+        }
+    for (k = 0; k < j->nck; k++) ADVNN_ASSERT(j->stage[k] == 3);
+    for (i = 0; i < g->n_nodes; i++)
+        if (ws->need[i] && ADVNN__IS_LOSS(g->nodes[i].kind))
+            for (k = 1; k < j->nck; k++) ws->loss[i] += tr->wsk[k]->loss[i];
+    return ADVNN_OK;
 }
 
 ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint64_t seed) {
     advnn_trainer *tr;
     int i;
     if (!g || !g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_trainer_new: graph is NULL or not finalized"); return NULL; }
+    if (batch_size < 1 || batch_size > (1 << 24)) { advnn__fail(ADVNN_ERR_ARG, "advnn_trainer_new: batch size %d outside 1..2^24", batch_size); return NULL; }
     tr = (advnn_trainer *)ADVNN_MALLOC(sizeof *tr);
     if (!tr) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
     memset(tr, 0, sizeof *tr);
     tr->g = g; tr->batch = batch_size; tr->key = -1;
     advnn__rng_seed(&tr->rng, seed);
-    tr->T = advnn__nthreads < batch_size ? advnn__nthreads : batch_size;
+    /* more threads than chunks would have nothing to do */
+    tr->T = advnn__nthreads < advnn__chunk_count(batch_size) ? advnn__nthreads : advnn__chunk_count(batch_size);
 #ifdef ADVNN_NO_THREADS
     tr->T = 1;
 #endif
     if (tr->T < 1) tr->T = 1;
-    if (!(tr->ws = advnn__ws_create(g, (batch_size + tr->T - 1) / tr->T, 1))) { ADVNN_FREE(tr); return NULL; }
+    if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
     tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
     tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
     tr->m = (float *)advnn__zalloc((size_t)(3 * g->n_params + 1) * sizeof(float));
@@ -3334,8 +3775,7 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     tr->v = tr->m + g->n_params; tr->best = tr->v + g->n_params;
     for (i = 0; i < g->n_groups; i++) { tr->gs[i].o = advnn_adam(1e-3f); tr->gs[i].t = 0; tr->gs[i].mu_prod = 1.0; tr->gon[i] = 1; }
     tr->ws->group_on = tr->gon;
-    tr->ws->rng = &tr->rng;
-    if (tr->T > 1 && advnn__threads_init(tr) != ADVNN_OK) { advnn_trainer_free(tr); return NULL; }
+    if (advnn__chunks_init(tr) != ADVNN_OK) { advnn_trainer_free(tr); return NULL; }
     return tr;
 }
 
@@ -3344,10 +3784,10 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     if (!tr) return;
 #ifndef ADVNN_NO_THREADS
     advnn__team_free(tr->team);
-    ADVNN_FREE(tr->job);
 #endif
-    for (k = 1; tr->wsk && k < tr->T; k++) advnn_ws_free(tr->wsk[k]);
-    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk);
+    ADVNN_FREE(tr->job);
+    for (k = 1; tr->wsk && k < tr->nwk; k++) advnn_ws_free(tr->wsk[k]);
+    ADVNN_FREE(tr->wsk); ADVNN_FREE(tr->rngk); ADVNN_FREE(tr->bnpart); ADVNN_FREE(tr->ctr);
     advnn_ws_free(tr->ws);
     ADVNN_FREE(tr->gs); ADVNN_FREE(tr->gon);
     advnn__free(tr->m);
@@ -3391,76 +3831,118 @@ ADVNN_DEF advnn_status advnn_trainer_set_trainable(advnn_trainer *tr, const char
     return ADVNN_OK;
 }
 
-/* One optimizer update of every trainable group from ws->pgrad. */
-static void advnn__update(advnn_trainer *tr) {
-    advnn_graph *g = tr->g;
+/* A group's update coefficients for its next step (t + 1); computing them changes nothing. */
+typedef struct { double scale, bc1, bc2, mu, mu1, mu_prod, mu_prod1; } advnn__ocoef;
+static advnn__ocoef advnn__coef(const advnn_trainer *tr, int gi) {
+    const advnn_graph *g = tr->g;
+    const advnn__gstate *s = &tr->gs[gi];
+    const advnn_optim *o = &s->o;
     const float *grad = tr->ws->pgrad;
-    int gi, k;
-    for (gi = 0; gi < g->n_groups; gi++) {
-        advnn__gstate *s = &tr->gs[gi];
-        const advnn_optim *o = &s->o;
-        double scale = 1.0, bc1 = 1, bc2 = 1, mu = 0, mu1 = 0, mu_prod1 = 1;
-        if (!tr->gon[gi]) continue;
-        if (o->clip_norm > 0) {
-            double ss = 0;
-            for (k = 0; k < g->n_par; k++) {
-                const advnn__param *p = &g->par[k];
-                int64_t j;
-                if (p->group != gi || !p->trainable) continue;
-                for (j = 0; j < p->size; j++) ss += (double)grad[p->off + j] * grad[p->off + j];
-            }
-            if (sqrt(ss) > o->clip_norm) scale = o->clip_norm / sqrt(ss);
-        }
-        s->t++;
-        if (o->kind != ADVNN_SGD) {
-            bc1 = 1.0 - pow(o->beta1, (double)s->t);
-            bc2 = 1.0 - pow(o->beta2, (double)s->t);
-        }
-        if (o->kind == ADVNN_NADAM) {  /* Dozat's momentum schedule, as PyTorch and Keras */
-            mu = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)s->t * 0.004));
-            mu1 = o->beta1 * (1.0 - 0.5 * pow(0.96, (double)(s->t + 1) * 0.004));
-            s->mu_prod *= mu;
-            mu_prod1 = s->mu_prod * mu1;
-        }
+    advnn__ocoef c;
+    double t = (double)(s->t + 1);
+    int k;
+    c.scale = 1; c.bc1 = 1; c.bc2 = 1; c.mu = 0; c.mu1 = 0; c.mu_prod = s->mu_prod; c.mu_prod1 = 1;
+    if (o->clip_norm > 0) {
+        double ss = 0;
         for (k = 0; k < g->n_par; k++) {
             const advnn__param *p = &g->par[k];
-            float *w = g->params + p->off, *m = tr->m + p->off, *v = tr->v + p->off;
-            const float *gr = grad + p->off;
             int64_t j;
             if (p->group != gi || !p->trainable) continue;
-            if (o->kind == ADVNN_SGD) {
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale) + o->weight_decay * w[j];
-                    if (o->momentum > 0) {
-                        m[j] = o->momentum * m[j] + gj;
-                        gj = o->nesterov ? gj + o->momentum * m[j] : m[j];
-                    }
-                    w[j] -= o->lr * gj;
-                }
-            } else if (o->kind == ADVNN_ADAM) {
-                float a = (float)(o->lr / bc1), ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale);
-                    m[j] = b1 * m[j] + (1 - b1) * gj;
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-                    w[j] -= a * m[j] / (sqrtf(v[j]) * ib2 + o->eps) + o->lr * o->weight_decay * w[j];
-                }
-            } else {
-                float c1 = (float)(o->lr * (1.0 - mu) / (1.0 - s->mu_prod)), c2 = (float)(o->lr * mu1 / (1.0 - mu_prod1));
-                float ib2 = (float)(1.0 / sqrt(bc2)), b1 = o->beta1, b2 = o->beta2;
-                for (j = 0; j < p->size; j++) {
-                    float gj = (float)(gr[j] * scale), den;
-                    m[j] = b1 * m[j] + (1 - b1) * gj;
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-                    den = sqrtf(v[j]) * ib2 + o->eps;
-                    w[j] -= (c1 * gj + c2 * m[j]) / den + o->lr * o->weight_decay * w[j];
+            for (j = 0; j < p->size; j++) ss += (double)grad[p->off + j] * grad[p->off + j];
+        }
+        if (sqrt(ss) > o->clip_norm) c.scale = o->clip_norm / sqrt(ss);
+    }
+    if (o->kind != ADVNN_SGD) { c.bc1 = 1.0 - pow(o->beta1, t); c.bc2 = 1.0 - pow(o->beta2, t); }
+    if (o->kind == ADVNN_NADAM) {  /* Dozat's momentum schedule, as PyTorch and Keras */
+        c.mu = o->beta1 * (1.0 - 0.5 * pow(0.96, t * 0.004));
+        c.mu1 = o->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1) * 0.004));
+        c.mu_prod = s->mu_prod * c.mu;
+        c.mu_prod1 = c.mu_prod * c.mu1;
+    }
+    return c;
+}
+
+/* One parameter block's step. With commit = 0 nothing is written: the return value says whether the
+ * new weights and moments would all be finite ((x - x) == 0 fails for NaN and infinities only).
+ * Always inlined with a constant `commit`, so each of the two passes is a branch-free loop. */
+static ADVNN__INL int advnn__step_block(const advnn_optim *o, const advnn__ocoef *c, float *w, float *m, float *v, const float *gr,
+                                        int64_t n, int commit) {
+    int ok = 1;
+    int64_t j;
+    if (o->kind == ADVNN_SGD) {
+        float wd = o->weight_decay, mo = o->momentum, lr = o->lr;
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale) + wd * w[j], mj = m[j], wj;
+            if (mo > 0) {
+                mj = mo * mj + gj;
+                gj = o->nesterov ? gj + mo * mj : mj;
+            }
+            wj = w[j] - lr * gj;
+            if (commit) { w[j] = wj; m[j] = mj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f);
+        }
+    } else if (o->kind == ADVNN_ADAM) {
+        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+        float lwd = o->lr * o->weight_decay;
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale);
+            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;
+            float wj = w[j] - (a * mj / (sqrtf(vj) * ib2 + eps) + lwd * w[j]);
+            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
+        }
+    } else {
+        float c1 = (float)(o->lr * (1.0 - c->mu) / (1.0 - c->mu_prod)), c2 = (float)(o->lr * c->mu1 / (1.0 - c->mu_prod1));
+        float ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps, lwd = o->lr * o->weight_decay;
+        for (j = 0; j < n; j++) {
+            float gj = (float)(gr[j] * c->scale);
+            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj, den = sqrtf(vj) * ib2 + eps;
+            float wj = w[j] - ((c1 * gj + c2 * mj) / den + lwd * w[j]);
+            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
+            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
+        }
+    }
+    return ok;
+}
+
+/* One optimizer update of every trainable group from ws->pgrad. The rule for non-finite values:
+ * a step whose gradient, new weights or new optimizer moments would hold a NaN or an infinity (an
+ * overflowing gradient, a NaN that reached the weights' gradient behind a ReLU, a learning rate too
+ * large) is refused as a whole: ADVNN_ERR_NAN, and every weight, moment and step count stays as it
+ * was. A first pass only checks (it costs about what the update costs, small beside a step's
+ * forward and backward passes); the second writes. */
+static advnn_status advnn__update(advnn_trainer *tr) {
+    advnn_graph *g = tr->g;
+    const float *grad = tr->ws->pgrad;
+    int gi, k, commit;
+    for (commit = 0; commit < 2; commit++)
+        for (gi = 0; gi < g->n_groups; gi++) {
+            advnn__gstate *s = &tr->gs[gi];
+            advnn__ocoef c;
+            if (!tr->gon[gi]) continue;
+            c = advnn__coef(tr, gi);
+            for (k = 0; k < g->n_par; k++) {
+                const advnn__param *p = &g->par[k];
+                if (p->group != gi || !p->trainable) continue;
+                if (!(commit ? advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, 1)
+                             : advnn__step_block(&s->o, &c, g->params + p->off, tr->m + p->off, tr->v + p->off, grad + p->off, p->size, 0))) {
+                    const advnn__node *n = &g->nodes[p->node];
+                    int64_t j = 0;
+                    while (j < p->size && isfinite(grad[p->off + j])) j++;
+                    return advnn__fail(ADVNN_ERR_NAN, "update refused, weights unchanged: %s of parameter block %d (node %d%s%s%s, group '%s') "
+                                       "would not be finite%s", j < p->size ? "the gradient" : "the new weights or optimizer moments",
+                                       k, p->node, n->name[0] ? " '" : "", n->name, n->name[0] ? "'" : "", g->groups[gi],
+                                       j < p->size ? "" : " (lower the learning rate)");
                 }
             }
+            if (!commit) continue;
+            s->t++;
+            s->mu_prod = c.mu_prod;
+            for (k = 0; k < g->n_nodes; k++)   /* spectral norm: one power iteration per update */
+                if (g->nodes[k].kind == ADVNN__DENSE && g->nodes[k].ip[2] && g->nodes[k].share < 0 && g->nodes[k].group == gi)
+                    advnn__sn_iterate(g, &g->nodes[k]);
         }
-        for (k = 0; k < g->n_nodes; k++)   /* spectral norm: one power iteration per update */
-            if (g->nodes[k].kind == ADVNN__DENSE && g->nodes[k].ip[2] && g->nodes[k].share < 0 && g->nodes[k].group == gi)
-                advnn__sn_iterate(g, &g->nodes[k]);
-    }
+    return ADVNN_OK;
 }
 
 static double advnn__objective(const advnn_ws *ws) {
@@ -3490,7 +3972,7 @@ ADVNN_DEF advnn_status advnn_train_step(advnn_trainer *tr, const advnn_dataset *
     advnn__mark_grad(ws);
     if ((st = advnn__run(tr, d, idx, 0, n, NULL, NULL, 1)) != ADVNN_OK) return st;
     obj = advnn__objective(ws);
-    advnn__update(tr);
+    if ((st = advnn__update(tr)) != ADVNN_OK) return st;
     if (loss) *loss = obj;
     return ADVNN_OK;
 }
@@ -3578,7 +4060,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if (st != ADVNN_OK) {
             char msg[sizeof advnn__errbuf];
             memcpy(msg, advnn__errbuf, sizeof msg);
-            advnn__fail(st, "advnn_fit: epoch %d, batch at row %lld: %s (weights restored to the %s)", epoch, (long long)s, msg,
+            advnn__fail(st, "advnn_fit: epoch %d, batch %lld: %s (weights restored to the %s)", epoch, (long long)(s / tr->batch), msg,
                         have_best ? "best epoch" : "start of training");
             memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
             break;
@@ -3589,8 +4071,10 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
         info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
 #ifndef ADVNN_NO_STDIO
-        if (o.verbose)
+        if (o.verbose && (val || nval))
             fprintf(stderr, "epoch %3d/%d  loss %.5f  val_loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, vl, info.seconds);
+        else if (o.verbose)
+            fprintf(stderr, "epoch %3d/%d  loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, info.seconds);
 #endif
         mon = (val || nval) ? vl : info.train_loss;
         if (mon < best - o.min_delta || !have_best) {
@@ -3744,8 +4228,7 @@ static advnn_status advnn__adv_substep(advnn_trainer *tr, const advnn__adv *a, i
     tr->key = advnn__skip_rows ? a->key : -1;
     st = advnn__run(tr, d, idx, 0, n, d2, idx2, 1);
     tr->key = -1;
-    if (st != ADVNN_OK) return st;
-    advnn__update(tr);
+    if (st != ADVNN_OK || (st = advnn__update(tr)) != ADVNN_OK) return st;
     if (lmain) *lmain = ws->need[o->main_loss] ? ws->loss[o->main_loss] : NAN;
     if (ladv) *ladv = ws->need[o->adv_loss] ? ws->loss[o->adv_loss] : NAN;
     return ADVNN_OK;
@@ -4319,6 +4802,55 @@ ADVNN_DEF advnn_status advnn_pearson(const float *x, const float *y, const float
     c = cxy / sqrt(cxx * cyy);
     *r = c < -1 ? -1 : c > 1 ? 1 : c;
     return ADVNN_OK;
+}
+
+static advnn_status advnn__class_of(const float *scores, int64_t i, int k, const char *what, int *cls) {
+    const float *r = scores + i * (k > 1 ? k : 1);
+    int j, b = 0;
+    for (j = 0; j < (k > 1 ? k : 1); j++)
+        if (!isfinite(r[j])) return advnn__fail(ADVNN_ERR_NAN, "%s: score %d of row %lld is %g", what, j, (long long)i, (double)r[j]);
+    if (k == 1) { *cls = r[0] >= 0.5f; return ADVNN_OK; }
+    for (j = 1; j < k; j++) if (r[j] > r[b]) b = j;
+    *cls = b;
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_argmax(const float *scores, int64_t n, int k, int *out) {
+    int64_t i;
+    advnn_status st;
+    if (!scores || !out || n < 1 || k < 1) return advnn__fail(ADVNN_ERR_ARG, "advnn_argmax: NULL argument, n = %lld or k = %d", (long long)n, k);
+    for (i = 0; i < n; i++) if ((st = advnn__class_of(scores, i, k, "advnn_argmax", &out[i])) != ADVNN_OK) return st;
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *counts) {
+    int64_t i;
+    int K = k > 1 ? k : 2, p;
+    advnn_status st;
+    if (!scores || !labels || !counts || n < 1 || k < 1)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_confusion: NULL argument, n = %lld or k = %d", (long long)n, k);
+    for (i = 0; i < (int64_t)K * K; i++) counts[i] = 0;
+    for (i = 0; i < n; i++) {
+        double w = weight ? weight[i] : 1.0;
+        float t = labels[i];
+        if (!(t >= 0 && t < K && t == floorf(t))) return advnn__fail(ADVNN_ERR_ARG, "advnn_confusion: label %g of row %lld is not a class 0..%d", (double)t, (long long)i, K - 1);
+        if (!isfinite(w)) return advnn__fail(ADVNN_ERR_NAN, "advnn_confusion: weight of row %lld is %g", (long long)i, w);
+        if ((st = advnn__class_of(scores, i, k, "advnn_confusion", &p)) != ADVNN_OK) return st;
+        counts[(int)t * K + p] += w;
+    }
+    return ADVNN_OK;
+}
+ADVNN_DEF advnn_status advnn_accuracy(const float *scores, const float *labels, const float *weight, int64_t n, int k, double *acc) {
+    double *c, right = 0, all = 0;
+    int K = k > 1 ? k : 2, j;
+    advnn_status st;
+    if (!acc || k < 1 || k > 1 << 12) return advnn__fail(ADVNN_ERR_ARG, "advnn_accuracy: NULL acc or k = %d (1..4096)", k);
+    if (!(c = (double *)ADVNN_MALLOC((size_t)K * K * sizeof(double)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_accuracy: out of memory");
+    if ((st = advnn_confusion(scores, labels, weight, n, k, c)) == ADVNN_OK) {
+        for (j = 0; j < K * K; j++) { all += c[j]; if (j / K == j % K) right += c[j]; }
+        if (all > 0) *acc = right / all;
+        else st = advnn__fail(ADVNN_ERR_ARG, "advnn_accuracy: total weight %g is not positive", all);
+    }
+    ADVNN_FREE(c);
+    return st;
 }
 
 /* ---------------------------------------------------------------- per-layer weights */
@@ -6097,7 +6629,11 @@ static const char *advnn__ox_tensor(advnn__ox *x, int nd, const int64_t *dims, c
     at = x->inits.n;
     if (f) {   /* copy, then make each float little endian in place */
         advnn__pb_put(&x->inits, f, raw);
-        for (k = 0; !x->inits.oom && k < cnt; k++) { uint32_t u; memcpy(&u, &f[k], 4); advnn__put_u32(x->inits.p + at + (size_t)k * 4, u); }
+        for (k = 0; !x->inits.oom && k < cnt; k++) {
+            uint32_t u;
+            memcpy(&u, &f[k], 4);
+            advnn__put_u32(x->inits.p + at + (size_t)k * 4, u);
+        }
     }
     for (k = 0; !f && k < cnt; k++) { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->inits, t, 8); }
     return out;
@@ -6199,7 +6735,10 @@ static void advnn__ox_dense(advnn__ox *x, int id) {
         const float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
         double sig = 0, inv;
         int64_t i, j;
-        if (!(Wsn = (float *)ADVNN_MALLOC((size_t)(K * U) * sizeof(float)))) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+        if (!(Wsn = (float *)ADVNN_MALLOC((size_t)(K * U) * sizeof(float)))) {
+            x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory");
+            return;
+        }
         for (i = 0; i < K; i++) {
             double r = 0;
             for (j = 0; j < U; j++) r += (double)W[i * U + j] * v[j];
@@ -6255,6 +6794,15 @@ static void advnn__ox_batchnorm(advnn__ox *x, int id) {   /* on the running stat
     out[0] = advnn__ox_fresh(x, y);
     advnn__ox_node(x, "BatchNormalization", 5, in, 1, out);
     advnn__ox_set(x, id, 1, y);
+}
+
+static void advnn__ox_standardize(advnn__ox *x, int id) {   /* (x - offset) * scale: the same two operations */
+    const advnn__node *n = &x->g->nodes[id];
+    const float *off = x->g->params + x->g->par[n->param0].off, *sc = x->g->params + x->g->par[n->param0 + 1].off;
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    char o[ADVNN__OX_NAME], c[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    advnn__ox_op(x, "Sub", advnn__ox_any(x, n->in[0]), advnn__ox_chan(x, id, cf, off, o), NULL, t);
+    advnn__ox_set(x, id, cf, advnn__ox_op(x, "Mul", t, advnn__ox_chan(x, id, cf, sc, c), NULL, y));
 }
 
 static void advnn__ox_concat(advnn__ox *x, int id) {
@@ -6338,8 +6886,13 @@ static void advnn__ox_upsample(advnn__ox *x, int id) {
         int d5[5], d3[3];
         int64_t e[6] = {1, 1, 1, 1, 1, 1};
         char es[ADVNN__OX_NAME], t2[ADVNN__OX_NAME];
-        if (cf) { d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw; d3[0] = C; d3[1] = H * fh; d3[2] = W * fw; }
-        else { d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw; d3[0] = H * fh; d3[1] = W * fw; d3[2] = C; }
+        if (cf) {
+            d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw;
+            d3[0] = C; d3[1] = H * fh; d3[2] = W * fw;
+        } else {
+            d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw;
+            d3[0] = H * fh; d3[1] = W * fw; d3[2] = C;
+        }
         {   /* Reshape to 6 axes: (-1, ...5) */
             int64_t s6[6];
             int k;
@@ -6480,16 +7033,18 @@ static void advnn__ox_sample_mse(advnn__ox *x, int id) {
     advnn__ox_set(x, id, 0, y);
 }
 
-/* Indexed by node kind; NULL: no inference form (losses). */
-static const struct { const char *what; advnn__ox_fn fn; } advnn__ox_kinds[ADVNN__KIND_END] = {
+/* Indexed by node kind; NULL: no inference form (losses). A kind added to the enum without a row
+ * here stops the build (the typedef below), rather than an export of it crashing. */
+static const struct { const char *what; advnn__ox_fn fn; } advnn__ox_kinds[] = {
     {"?", NULL}, {"input", advnn__ox_input}, {"dense", advnn__ox_dense}, {"activation", advnn__ox_act_node},
     {"PReLU", advnn__ox_prelu}, {"dropout", advnn__ox_pass}, {"BatchNorm", advnn__ox_batchnorm},
     {"concat", advnn__ox_concat}, {"BCE loss", NULL}, {"CCE loss", NULL}, {"MSE loss", NULL},
     {"convolution", advnn__ox_conv}, {"pooling", advnn__ox_pool}, {"upsampling", advnn__ox_upsample},
     {"reshape", advnn__ox_reshape_node}, {"LSTM", advnn__ox_lstm}, {"mask", advnn__ox_mask},
     {"gradient reversal", advnn__ox_pass}, {"softmax", advnn__ox_softmax}, {"mixture-density loss", NULL},
-    {"sample MSE", advnn__ox_sample_mse}
+    {"sample MSE", advnn__ox_sample_mse}, {"standardize", advnn__ox_standardize}
 };
+typedef char advnn__ox_kinds_complete[sizeof advnn__ox_kinds / sizeof advnn__ox_kinds[0] == ADVNN__KIND_END ? 1 : -1];
 
 /* ValueInfoProto of a graph input or output: float (N, per-sample shape), N symbolic. */
 static void advnn__ox_value_info(advnn__ox *x, advnn__pb *graph, int field, const char *name, const advnn__node *n) {
@@ -6520,7 +7075,8 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
     char ver[32], hex[24];
     if (buf) *buf = NULL;
     if (len) *len = 0;
-    if (!g || !buf || !len || n_outputs < 1 || !outputs) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
+    if (!g || !buf || !len || n_outputs < 1 || !outputs)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
     if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_onnx_save: graph not finalized");
     if (opset < 13 || opset > 17) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: opset %d (13..17 supported)", opset);
     memset(&x, 0, sizeof x); memset(&graph, 0, sizeof graph); memset(&model, 0, sizeof model);
@@ -6534,7 +7090,8 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
     for (i = 0; i < g->n_nodes; i++) x.cl[i][0] = x.cf[i][0] = 0;
     for (k = 0; k < n_outputs; k++) {
         if (!outputs[k] || (out_id[k] = advnn_find(g, outputs[k])) < 0) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k, outputs[k] ? outputs[k] : "(null)");
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k,
+                               outputs[k] ? outputs[k] : "(null)");
             goto done;
         }
         for (i = 0; i < k; i++) if (out_id[i] == out_id[k]) {
@@ -6542,14 +7099,16 @@ ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, 
             goto done;
         }
         if (g->nodes[out_id[k]].kind == ADVNN__INPUT) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)", outputs[k]);
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)",
+                               outputs[k]);
             goto done;
         }
         need[out_id[k]] = 1;
     }
     for (i = 0; i < g->n_nodes; i++)   /* names of the graph's values are advnn's; ours start with "advnn:" */
         if (strncmp(g->nodes[i].name, "advnn:", 6) == 0) {
-            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)", i, g->nodes[i].name);
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)",
+                               i, g->nodes[i].name);
             goto done;
         }
     for (i = g->n_nodes - 1; i >= 0; i--) {   /* the nodes the outputs depend on (ids are topological) */
@@ -6666,12 +7225,95 @@ static int advnn__rstr(advnn__rbuf *r, char *out) {
     return 1;
 }
 
-ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len) {
+/* The test vector (format flag 1): inputs drawn from a seed, and the outputs the model gave them when
+ * it was saved. Loading recomputes them, so a file that runs differently from how it was saved (a
+ * corrupted but checksum-valid field, a rewired input of the same shape, a broken kernel path) is
+ * refused. The outputs checked are the graph's leaves: every node that is not a loss and that no
+ * node other than a loss reads (the classifier's score, the adversary's heads, ...). */
+#define ADVNN__FLAG_TESTVEC 1u
+#define ADVNN__TV_ROWS 2
+#define ADVNN__TV_TOL 1e-4
+/* Workspace budget of the check at load, in floats: a few-hundred-byte file must not make the
+ * loader allocate gigabytes of activations (max(64 MiB, 64 x the file's size)). */
+static size_t advnn__tv_budget(size_t file_len) {
+    size_t b = (size_t)64 << 20;
+    if (file_len < SIZE_MAX / 64 && 64 * file_len > b) b = 64 * file_len;
+    return b / sizeof(float);
+}
+
+static int advnn__tv_outputs(const advnn_graph *g, int *ids) {
+    int i, j, n = 0;
+    unsigned char *read = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes + 1);
+    if (!read) return -1;
+    memset(read, 0, (size_t)g->n_nodes + 1);
+    for (i = 0; i < g->n_nodes; i++)
+        if (!ADVNN__IS_LOSS(g->nodes[i].kind))
+            for (j = 0; j < g->nodes[i].n_in; j++) read[g->nodes[i].in[j]] = 1;
+    for (i = 0; i < g->n_nodes; i++)
+        if (!read[i] && !ADVNN__IS_LOSS(g->nodes[i].kind) && g->nodes[i].kind != ADVNN__INPUT) { if (ids) ids[n] = i; n++; }
+    ADVNN_FREE(read);
+    return n;
+}
+
+/* Runs the test inputs of `seed` through g; out gets every leaf's ADVNN__TV_ROWS rows, in leaf order
+ * (*nout floats). ids (room for n_nodes) gets the leaves, *nleaf their count. */
+static advnn_status advnn__tv_run(const advnn_graph *g, uint64_t seed, size_t budget, int *ids, int *nleaf, float **out, size_t *nout) {
+    advnn_ws *ws = NULL;
+    float **in = NULL, *o = NULL;
+    size_t tot = 0, at = 0;
+    advnn_status st = ADVNN_OK;
+    int i, k;
+    uint64_t x = seed;
+    *out = NULL; *nout = 0;
+    if ((*nleaf = advnn__tv_outputs(g, ids)) < 0) return advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory");
+    if (advnn__ws_layout(g, ADVNN__TV_ROWS, 0, NULL, NULL) > budget)
+        return advnn__fail(ADVNN_ERR_FORMAT, "model test vector: its workspace (%zu MiB) is over the %zu MiB a file of this size may ask "
+                           "for (save the model without a test vector)", advnn__ws_layout(g, ADVNN__TV_ROWS, 0, NULL, NULL) >> 18, budget >> 18);
+    for (k = 0; k < *nleaf; k++) tot += (size_t)ADVNN__TV_ROWS * g->nodes[ids[k]].size;
+    in = (float **)advnn__zalloc(((size_t)g->n_inputs + 1) * sizeof *in);
+    o = (float *)ADVNN_MALLOC((tot ? tot : 1) * sizeof(float));
+    if (!in || !o || !(ws = advnn_ws_new(g, ADVNN__TV_ROWS))) { st = advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory"); goto done; }
+    for (i = 0; i < g->n_inputs; i++) {
+        size_t n = (size_t)ADVNN__TV_ROWS * g->nodes[g->inputs[i]].size, j;
+        if (!(in[i] = (float *)ADVNN_MALLOC(n * sizeof(float)))) { st = advnn__fail(ADVNN_ERR_NOMEM, "model test vector: out of memory"); goto done; }
+        for (j = 0; j < n; j++) {   /* splitmix64 -> uniform in [-1, 1), exact in float */
+            uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; z ^= z >> 31;
+            in[i][j] = (float)((double)(z >> 40) / (double)(1ull << 23) - 1.0);
+        }
+    }
+    for (k = 0; k < *nleaf && st == ADVNN_OK; k++) {
+        st = advnn_infer(ws, ADVNN__TV_ROWS, (const float *const *)in, ids[k], o + at);
+        at += (size_t)ADVNN__TV_ROWS * g->nodes[ids[k]].size;
+    }
+done:
+    for (i = 0; in && i < g->n_inputs; i++) ADVNN_FREE(in[i]);
+    advnn__free(in);
+    advnn_ws_free(ws);
+    if (st != ADVNN_OK) { ADVNN_FREE(o); return st; }
+    *out = o; *nout = tot;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_model_save_mem_ex(const advnn_graph *g, unsigned flags, void **buf, size_t *len) {
     advnn__wbuf w;
-    int i, j;
+    int i, j, *leaf = NULL, nleaf = 0;
     unsigned char hdr[24];
+    float *tv = NULL;
+    size_t ntv = 0, at = 0;
+    uint64_t seed;
+    advnn_status st;
     if (!g || !buf || !len) return advnn__fail(ADVNN_ERR_ARG, "advnn_model_save: NULL argument");
     if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_model_save: graph not finalized");
+    if (flags & ~(unsigned)ADVNN_SAVE_NO_TESTVEC) return advnn__fail(ADVNN_ERR_ARG, "advnn_model_save: unknown flags %#x", flags);
+    /* a file the loader would refuse is not written */
+    if ((st = advnn__check_params(g, "advnn_model_save")) != ADVNN_OK) return st;
+    for (i = 0, seed = 0; i < g->n_par; i++)   /* the test inputs' seed: a hash of the weights (not of the padding) */
+        seed = (uint64_t)XXH3_64bits_withSeed(g->params + g->par[i].off, (size_t)g->par[i].size * sizeof(float), (XXH64_hash_t)seed);
+    if (!(flags & ADVNN_SAVE_NO_TESTVEC)) {
+        if (!(leaf = (int *)ADVNN_MALLOC(((size_t)g->n_nodes + 1) * sizeof(int)))) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_model_save: out of memory");
+        if ((st = advnn__tv_run(g, seed, (size_t)-1, leaf, &nleaf, &tv, &ntv)) != ADVNN_OK) { ADVNN_FREE(leaf); return st; }
+    }
     memset(&w, 0, sizeof w);
     memset(hdr, 0, sizeof hdr);
     advnn__wbytes(&w, hdr, sizeof hdr);  /* filled in below */
@@ -6696,17 +7338,29 @@ ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, si
         advnn__w32(&w, (uint32_t)p->rows); advnn__w32(&w, (uint32_t)p->cols);
         for (k = 0; k < p->size; k++) advnn__wf32(&w, g->params[p->off + k]);
     }
+    if (leaf) {   /* rows, seed, leaves, then each leaf's node id and outputs */
+        advnn__w32(&w, ADVNN__TV_ROWS); advnn__w32(&w, (uint32_t)seed); advnn__w32(&w, (uint32_t)(seed >> 32));
+        advnn__w32(&w, (uint32_t)nleaf);
+        for (i = 0; i < nleaf; i++) {
+            size_t m = (size_t)ADVNN__TV_ROWS * g->nodes[leaf[i]].size, k;
+            advnn__w32(&w, (uint32_t)leaf[i]);
+            for (k = 0; k < m; k++) advnn__wf32(&w, tv[at + k]);
+            at += m;
+        }
+    }
+    ADVNN_FREE(leaf); ADVNN_FREE(tv);
     advnn__wbytes(&w, hdr, 8);  /* room for the checksum */
     if (w.oom) { ADVNN_FREE(w.b); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_model_save: out of memory"); }
     memcpy(w.b, "ADVNNMDL", 8);
     advnn__put_u32(w.b + 8, ADVNN_MODEL_FORMAT_VERSION);
-    advnn__put_u32(w.b + 12, 0);
+    advnn__put_u32(w.b + 12, (flags & ADVNN_SAVE_NO_TESTVEC) ? 0 : ADVNN__FLAG_TESTVEC);
     advnn__put_u64(w.b + 16, (uint64_t)(w.n - 32));
     advnn__put_u64(w.b + w.n - 8, (uint64_t)XXH3_64bits(w.b, w.n - 8));
     *buf = w.b;
     *len = w.n;
     return ADVNN_OK;
 }
+ADVNN_DEF advnn_status advnn_model_save_mem(const advnn_graph *g, void **buf, size_t *len) { return advnn_model_save_mem_ex(g, 0, buf, len); }
 
 /* Replays one saved node through the builder, which validates it like user input. */
 static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in, int share, const int *ip, const float *fp,
@@ -6745,6 +7399,7 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
     case ADVNN__BATCHNORM: return n_in != 1 ? -1 : share >= 0 ? advnn_shared(g, share, in[0], -1) : advnn_batchnorm_ex(g, in[0], fp[0], fp[1]);
     case ADVNN__ACT: return n_in == 1 ? advnn_activation_ex(g, in[0], (advnn_act)ip[0], fp[0]) : -1;
     case ADVNN__DROPOUT: return n_in == 1 ? advnn_dropout(g, in[0], fp[0]) : -1;
+    case ADVNN__STANDARDIZE: return n_in == 1 && share < 0 ? advnn_standardize(g, in[0]) : -1;
     case ADVNN__CONCAT: return advnn_concat(g, n_in, in);
     case ADVNN__LOSS_BCE: case ADVNN__LOSS_CCE: case ADVNN__LOSS_MSE: {
         int id;
@@ -6757,13 +7412,61 @@ static int advnn__replay_node(advnn_graph *g, int kind, int n_in, const int *in,
     }
 }
 
+/* Compares the test vector stored at r with the outputs g computes now (see ADVNN__FLAG_TESTVEC). */
+static advnn_status advnn__tv_check(const advnn_graph *g, advnn__rbuf *r, size_t file_len) {
+    uint32_t rows = advnn__r32(r), lo = advnn__r32(r), hi = advnn__r32(r), nl = advnn__r32(r), i;
+    int *leaf, nleaf;
+    float *tv = NULL;
+    size_t ntv, at = 0, k;
+    advnn_status st;
+    if (r->bad || rows != ADVNN__TV_ROWS || nl > (uint32_t)g->n_nodes)
+        return advnn__fail(ADVNN_ERR_FORMAT, "model: test vector header (rows %u, %u outputs) is invalid", rows, nl);
+    if (!(leaf = (int *)ADVNN_MALLOC(((size_t)g->n_nodes + 1) * sizeof(int)))) return advnn__fail(ADVNN_ERR_NOMEM, "model: out of memory");
+    nleaf = advnn__tv_outputs(g, NULL);
+    if (nleaf != (int)nl) { ADVNN_FREE(leaf); return advnn__fail(ADVNN_ERR_FORMAT, "model: the test vector has %u outputs, the graph %d", nl, nleaf); }
+    /* the stored outputs must be in the file before any work is done for them */
+    {
+        size_t need = 0;
+        nleaf = advnn__tv_outputs(g, leaf);
+        for (i = 0; i < nl; i++) need += 4 + 4 * (size_t)ADVNN__TV_ROWS * g->nodes[leaf[i]].size;
+        if (need != r->left) { ADVNN_FREE(leaf); return advnn__fail(ADVNN_ERR_FORMAT, "model: the test vector needs %zu bytes, %zu are left", need, r->left); }
+    }
+    if ((st = advnn__tv_run(g, (uint64_t)lo | (uint64_t)hi << 32, advnn__tv_budget(file_len), leaf, &nleaf, &tv, &ntv)) != ADVNN_OK) {
+        ADVNN_FREE(leaf); return st;
+    }
+    for (i = 0; i < nl; i++) {
+        const advnn__node *n = &g->nodes[leaf[i]];
+        size_t m = (size_t)ADVNN__TV_ROWS * n->size;
+        double scale = 1, worst = 0;
+        size_t wk = 0;
+        if ((int)advnn__r32(r) != leaf[i]) { st = advnn__fail(ADVNN_ERR_FORMAT, "model: test vector output %u is not node %d", i, leaf[i]); break; }
+        for (k = 0; k < m; k++) { float e = advnn__rf32(r); if (isfinite(e) && fabs(e) > scale) scale = fabs(e); }
+        r->p -= 4 * m; r->left += 4 * m;   /* second pass: compare, within ADVNN__TV_TOL of the output's scale */
+        for (k = 0; k < m; k++) {
+            float e = advnn__rf32(r), a = tv[at + k];
+            double d = (isnan(e) && isnan(a)) || (isinf(e) && e == a) ? 0 : fabs((double)a - e);
+            if (!(d <= worst)) { worst = isnan(d) ? INFINITY : d; wk = k; }
+        }
+        if (worst > ADVNN__TV_TOL * scale) {
+            st = advnn__fail(ADVNN_ERR_FORMAT, "model: node %d '%s' computes %g for test value %zu, the file says %g (saved with other "
+                             "weights, architecture or kernels: differs by %.3g, tolerance %.3g)", leaf[i], n->name,
+                             (double)tv[at + wk], wk, (double)advnn__get_f32(r->p - 4 * (m - wk)), worst, ADVNN__TV_TOL * scale);
+            break;
+        }
+        at += m;
+    }
+    ADVNN_FREE(leaf); ADVNN_FREE(tv);
+    return st;
+}
+
 ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
     const unsigned char *b = (const unsigned char *)buf;
     advnn__rbuf r;
     advnn_graph *g = NULL;
-    uint32_t ng, nn, np, i, j;
-    uint64_t plen;
+    uint32_t ng, nn, np, i, j, flags;
+    uint64_t plen, need;
     char name[ADVNN__NAME_MAX];
+    const char *why = "inconsistent field";
     if (!b) { advnn__fail(ADVNN_ERR_ARG, "model: buffer is NULL"); return NULL; }
     if (len < 32) { advnn__fail(ADVNN_ERR_FORMAT, "model: %zu bytes is too short for a model file (at least 32)", len); return NULL; }
     if (memcmp(b, "ADVNNMDL", 8) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: not an advnn model file (bad magic)"); return NULL; }
@@ -6781,55 +7484,67 @@ ADVNN_DEF advnn_graph *advnn_model_load_mem(const void *buf, size_t len) {
         advnn__fail(ADVNN_ERR_CHECKSUM, "model: XXH3 checksum mismatch (file corrupted)");
         return NULL;
     }
-    if (advnn__get_u32(b + 12) != 0) { advnn__fail(ADVNN_ERR_FORMAT, "model: unknown flags %#x", advnn__get_u32(b + 12)); return NULL; }
+    flags = advnn__get_u32(b + 12);
+    if (flags & ~ADVNN__FLAG_TESTVEC) { advnn__fail(ADVNN_ERR_FORMAT, "model: unknown flags %#x", flags); return NULL; }
     r.p = b + 24; r.left = len - 32; r.bad = 0;
     if (!(g = advnn_graph_new())) return NULL;
+#define ADVNN__BAD(msg) do { why = (msg); goto bad; } while (0)
     ng = advnn__r32(&r);
-    if (r.bad || ng < 1 || ng > 1024) goto bad;
+    if (r.bad || ng < 1 || ng > 1024) ADVNN__BAD("group count outside 1..1024");
     for (i = 0; i < ng; i++) {
-        if (!advnn__rstr(&r, name)) goto bad;
-        if (advnn_group(g, name) != (int)i) goto bad;  /* group 0 is "main"; names are unique */
+        if (!advnn__rstr(&r, name)) ADVNN__BAD("bad group name");
+        if (advnn_group(g, name) != (int)i) ADVNN__BAD("duplicated group name, or group 0 is not 'main'");
     }
     nn = advnn__r32(&r);
-    if (r.bad || nn < 1 || nn > (1u << 20)) goto bad;
+    if (r.bad || nn < 1 || nn > (1u << 20) || nn > r.left / 80) ADVNN__BAD("node count outside 1..2^20 or larger than the file");
     for (i = 0; i < nn; i++) {
         int kind, group, share, n_in, in[ADVNN__MAX_IN], ndim, shape[3], ip[8], id;
         float fp[4];
         kind = advnn__ri32(&r); group = advnn__ri32(&r); share = advnn__ri32(&r); n_in = advnn__ri32(&r);
-        if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i) goto bad;
-        for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) goto bad; }
+        if (r.bad || n_in < 0 || n_in > ADVNN__MAX_IN || group < 0 || group >= (int)ng || share < -1 || share >= (int)i)
+            ADVNN__BAD("node header (input count, group or shared node) out of range");
+        for (j = 0; j < (uint32_t)n_in; j++) { in[j] = advnn__ri32(&r); if (in[j] < 0 || in[j] >= (int)i) ADVNN__BAD("node input out of range"); }
         ndim = advnn__ri32(&r);
         for (j = 0; j < 3; j++) shape[j] = advnn__ri32(&r);
         for (j = 0; j < 8; j++) ip[j] = advnn__ri32(&r);
         for (j = 0; j < 4; j++) fp[j] = advnn__rf32(&r);
-        if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) goto bad;
+        if (!advnn__rstr(&r, name) || ndim < 1 || ndim > 3) ADVNN__BAD("bad node name or rank");
         g->cur_group = group;
         id = advnn__replay_node(g, kind, n_in, in, share, ip, fp, name, ndim, shape);
-        if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) goto bad;
-        for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) goto bad;
-        for (j = 0; j < 8; j++) if (g->nodes[id].ip[j] != ip[j]) goto bad;
-        if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) goto bad;
+        if (id != (int)i || g->nodes[id].group != group || g->nodes[id].ndim != ndim) ADVNN__BAD("the node does not rebuild as saved");
+        for (j = 0; j < (uint32_t)ndim; j++) if (g->nodes[id].shape[j] != shape[j]) ADVNN__BAD("the node's shape differs from the saved one");
+        for (j = 0; j < 8; j++) if (g->nodes[id].ip[j] != ip[j]) ADVNN__BAD("the node's integer settings differ from the saved ones");
+        if (memcmp(g->nodes[id].fp, fp, sizeof fp) != 0) ADVNN__BAD("the node's float settings differ from the saved ones");
+        if (kind != ADVNN__INPUT && name[0] && advnn_name(g, id, name) != id) ADVNN__BAD("bad or duplicated node name");
     }
     np = advnn__r32(&r);
-    if (r.bad || (int)np != g->n_par) goto bad;
-    if (advnn_graph_finalize(g, 0) != ADVNN_OK) goto fail;
+    if (r.bad || (int)np != g->n_par) ADVNN__BAD("the tensor count differs from the architecture's");
+    /* every tensor must be in the file before anything is allocated for it: a few hundred bytes of
+     * architecture can declare gigabytes of weights */
+    for (i = 0, need = 0; i < np; i++) need += 8 + 4 * (uint64_t)g->par[i].size;
+    if (need > r.left || (!(flags & ADVNN__FLAG_TESTVEC) && need != r.left)) {
+        advnn__fail(ADVNN_ERR_FORMAT, "model: the architecture declares %llu bytes of tensors, the file has %llu after it%s",
+                    (unsigned long long)need, (unsigned long long)r.left, need > r.left ? " (truncated or not a saved model)" : "");
+        goto fail;
+    }
+    if (advnn__finalize(g, 0, 0) != ADVNN_OK) goto fail;
     for (i = 0; i < np; i++) {
         advnn__param *p = &g->par[i];
         int rows = advnn__ri32(&r), cols = advnn__ri32(&r);
         int64_t k;
-        if (r.bad || rows != p->rows || cols != p->cols || r.left < (size_t)p->size * 4) goto bad;
-        for (k = 0; k < p->size; k++) {
-            float f = advnn__rf32(&r);
-            if (!isfinite(f)) { advnn__fail(ADVNN_ERR_NAN, "model: parameter block %u holds a non-finite value at %lld", i, (long long)k); goto fail; }
-            g->params[p->off + k] = f;
-        }
+        if (r.bad || rows != p->rows || cols != p->cols) ADVNN__BAD("a tensor's shape differs from the architecture's");
+        for (k = 0; k < p->size; k++) g->params[p->off + k] = advnn__rf32(&r);
     }
-    if (r.bad || r.left != 0) goto bad;
+    if (r.bad) ADVNN__BAD("tensor table truncated");
+    if (advnn__check_params(g, "model") != ADVNN_OK) goto fail;
+    if ((flags & ADVNN__FLAG_TESTVEC) && advnn__tv_check(g, &r, len) != ADVNN_OK) goto fail;
+    if (r.bad || r.left != 0) ADVNN__BAD("bytes left over after the last section");
+#undef ADVNN__BAD
     return g;
 bad:
     {
         char msg[sizeof advnn__errbuf];
-        snprintf(msg, sizeof msg, "%s", g && g->err != ADVNN_OK ? g->errmsg : "inconsistent field");
+        snprintf(msg, sizeof msg, "%s", g && g->err != ADVNN_OK ? g->errmsg : why);
         advnn__fail(ADVNN_ERR_FORMAT, "model: invalid architecture or tensor table at byte %zu: %s", (size_t)(r.p - b), msg);
     }
 fail:
@@ -6838,10 +7553,11 @@ fail:
 }
 
 #ifndef ADVNN_NO_STDIO
-ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path) {
+ADVNN_DEF advnn_status advnn_model_save(const advnn_graph *g, const char *path) { return advnn_model_save_ex(g, path, 0); }
+ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *path, unsigned flags) {
     void *b;
     size_t len;
-    advnn_status st = advnn_model_save_mem(g, &b, &len);
+    advnn_status st = advnn_model_save_mem_ex(g, flags, &b, &len);
     if (st != ADVNN_OK) return st;
     st = advnn__write_file(path, b, len);
     ADVNN_FREE(b);

@@ -11,6 +11,7 @@
 #   native   gcc -O2 (+ -mavx2 -mfma when the CPU has both), -Werror
 #   scalar   the same with -DADVNN_FORCE_SCALAR
 #   asan     gcc -O1 -g -fsanitize=address,undefined, halt on the first UB report, leak check
+#   clang-asan  the same with clang-14 (its UBSan checks more, e.g. arithmetic on a NULL pointer)
 #   clang    clang-14 -O2 native, -Werror
 #   cxx      every test compiled as C++: g++ -x c++ -std=c++17, -Werror
 #   aarch64  aarch64-linux-gnu-gcc -O2 (NEON path), run with qemu-aarch64 (no -L: the arm64 loader
@@ -42,7 +43,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT="$ROOT/build/test"
-ALL_CONFIGS="native scalar asan clang cxx aarch64 generic generic-scalar generic-clang header examples onnx"
+ALL_CONFIGS="native scalar asan clang-asan clang cxx aarch64 generic generic-scalar generic-clang header examples onnx"
 CONFIGS="${ADVNN_TEST_CONFIGS:-$ALL_CONFIGS}"
 JOBS="${ADVNN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TIMEOUT="${ADVNN_TEST_TIMEOUT:-300}"
@@ -69,6 +70,8 @@ config_setup() {
     # configuration is the warning gate.
     asan)    CC=gcc;     CFLAGS="-O1 -g -std=c11 -Wall -Wextra $ARCH -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" ;;
     clang)   CC=$CLANG;  CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
+    # clang's UBSan reports what gcc's does not (pointer arithmetic on NULL, for one)
+    clang-asan) CC=$CLANG; CFLAGS="-O1 -g -std=c11 $WARN $ARCH -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" ;;
     cxx)     CC="g++ -x c++"; CFLAGS="-O2 -std=c++17 -Wall -Wextra -Werror $ARCH" ;;
     aarch64) CC=aarch64-linux-gnu-gcc; CFLAGS="-O2 -std=c11 $WARN"; RUNNER=qemu-aarch64 ;;
     # generic x86-64 (no -mavx2 -mfma): the runtime-dispatch path, forced each way
@@ -219,7 +222,7 @@ in_config() {
 }
 
 # slowest configurations first so the two cores stay busy until the end
-for cfg in aarch64 examples onnx asan native scalar clang cxx generic generic-scalar generic-clang header; do
+for cfg in aarch64 examples onnx asan clang-asan native scalar clang cxx generic generic-scalar generic-clang header; do
   case " $CONFIGS " in *" $cfg "*) ;; *) continue ;; esac
   if [ "$cfg" = examples ]; then echo "examples smoke" >> "$joblist"; continue; fi
   if [ "$cfg" = onnx ]; then echo "onnx check" >> "$joblist"; continue; fi

@@ -497,7 +497,7 @@ static void test_background_weights(void) {
 static double ks_data_mc(advnn_graph *g, advnn_tensor *CX, advnn_tensor *CY) {
     advnn_dataset *d = advnn_dataset_new();
     advnn_tensor *p = NULL;
-    float a[4000], b[4000];
+    float a[4000] = {0}, b[4000] = {0};   /* (initialised: gcc 12 cannot see the loop fills them) */
     int64_t i, na = 0, nb = 0;
     double D = 1;
     advnn_dataset_add(d, "x", CX);

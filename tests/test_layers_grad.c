@@ -96,6 +96,19 @@ static void test_prelu(void) {
 
 static void test_softmax(void) { fixture f = chain(L_softmax, 0, 0); gradcheck(&f, "softmax"); free_fixture(&f); }
 
+static int L_std(advnn_graph *g, int in, int unused) { (void)unused; return advnn_standardize(g, in); }
+static void test_standardize(void) {
+    fixture f = chain(L_std, 0, 0);
+    int i;
+    for (i = 0; i < f.g->n_par; i++)   /* offsets and scales away from 0 and 1, different per channel */
+        if (f.g->nodes[f.g->par[i].node].kind == ADVNN__STANDARDIZE) {
+            int k;
+            for (k = 0; k < f.g->par[i].size; k++) f.g->params[f.g->par[i].off + k] = 0.3f + 0.4f * (float)k;
+        }
+    gradcheck(&f, "standardize");
+    free_fixture(&f);
+}
+
 static void test_dropout(void) { fixture f = chain(L_dropout, 0, 0); gradcheck(&f, "dropout"); free_fixture(&f); }
 
 static void test_batchnorm_train(void) {
@@ -381,6 +394,7 @@ int main(void) {
     RUN(test_prelu);
     RUN(test_dropout);
     RUN(test_softmax);
+    RUN(test_standardize);
     RUN(test_batchnorm_train);
     RUN(test_batchnorm_eval_backward);
     RUN(test_losses);

@@ -40,6 +40,7 @@ static void randomize(advnn_graph *g) {
             for (j = 0; j < p->size; j++) {
                 if (n->kind == ADVNN__BATCHNORM) v[j] = k == 0 ? uni(0.5, 1.5) : k == 1 ? uni(-0.5, 0.5) : k == 2 ? uni(-0.5, 0.5) : uni(0.3, 2.0);
                 else if (n->kind == ADVNN__PRELU) v[j] = uni(-0.3, 0.6);
+                else if (n->kind == ADVNN__STANDARDIZE) v[j] = k == 0 ? uni(-1, 1) : uni(0.5, 2.0);
                 else if ((n->kind == ADVNN__DENSE || n->kind == ADVNN__CONV) && k == 1) v[j] = uni(-0.3, 0.3);
                 else if (n->kind == ADVNN__LSTM && k == 2) v[j] = uni(-0.5, 0.5);
                 else if (n->kind == ADVNN__LSTM) v[j] *= 2.0f;   /* Glorot is gentle: reach the nonlinear range */
@@ -181,14 +182,14 @@ static advnn_graph *finish(advnn_graph *g) {
     return g;
 }
 
-/* Dense on vectors with every activation, BatchNorm, PReLU, softmax, dropout, gradient reversal,
- * spectral norm, concat; the label/weight inputs and the loss are not exported. */
+/* Dense on vectors with every activation, standardize, BatchNorm, PReLU, softmax, dropout, gradient
+ * reversal, spectral norm, concat; the label/weight inputs and the loss are not exported. */
 static advnn_graph *case_dense(tcase *c) {
     advnn_graph *g = advnn_graph_new();
     int seven = 7, one = 1, x, y, h, a[8], cat;
     x = advnn_input(g, "x", 1, &seven);
     y = advnn_input(g, "y", 1, &one);
-    h = advnn_batchnorm(g, x);
+    h = advnn_batchnorm(g, advnn_standardize(g, x));
     h = advnn_dropout(g, advnn_dense(g, h, 12, ADVNN_ACT_LINEAR), 0.3f);
     a[0] = advnn_activation(g, h, ADVNN_ACT_RELU);
     a[1] = advnn_activation_ex(g, h, ADVNN_ACT_LEAKY_RELU, 0.2f);
@@ -212,7 +213,7 @@ static advnn_graph *case_seq(tcase *c) {
     advnn_graph *g = advnn_graph_new();
     int sh[2] = {6, 5}, x, h;
     x = advnn_input(g, "seq", 2, sh);
-    h = advnn_dense(g, x, 7, ADVNN_ACT_TANH);
+    h = advnn_dense(g, advnn_standardize(g, x), 7, ADVNN_ACT_TANH);
     h = advnn_batchnorm(g, h);
     h = advnn_prelu(g, h);
     h = advnn_activation_ex(g, h, ADVNN_ACT_ELU, 1.3f);
@@ -226,7 +227,7 @@ static advnn_graph *case_conv1d(tcase *c) {
     advnn_graph *g = advnn_graph_new();
     int sh[2] = {17, 3}, x, h;
     x = advnn_input(g, "x1d", 2, sh);
-    h = advnn_conv1d(g, x, 4, 3, 2, ADVNN_PAD_SAME, ADVNN_ACT_RELU);
+    h = advnn_standardize(g, advnn_conv1d(g, x, 4, 3, 2, ADVNN_PAD_SAME, ADVNN_ACT_RELU));   /* channels-first */
     h = advnn_conv1d(g, h, 5, 4, 1, ADVNN_PAD_SAME, ADVNN_ACT_LINEAR);
     h = advnn_batchnorm(g, h);
     h = advnn_maxpool1d(g, h, 2, 0);
