@@ -39,6 +39,7 @@ HEADERS   := $(wildcard advnn.h advnn_simd.h)
 TESTS    := $(wildcard tests/test_*.c)
 GENS     := $(wildcard tools/gen_*.c)
 GEN_BINS := $(GENS:tools/%.c=$(B)/tools/%)
+TOOL_BINS := $(B)/tools/advnn_inspect
 EXAMPLES := $(wildcard examples/*.c)
 BENCHES  := $(wildcard bench/*.c)
 TEST_BINS    := $(TESTS:tests/%.c=$(B)/tests/%)
@@ -58,7 +59,7 @@ VERSION = $(shell sed -n 's/^\#define ADVNN_VERSION_MAJOR \([0-9]*\).*/\1/p;s/^\
 .PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare
 .DELETE_ON_ERROR:
 
-all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS) $(GEN_BINS)
+all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS) $(GEN_BINS) $(TOOL_BINS)
 
 deps:
 	@tools/deps.sh all
@@ -138,7 +139,7 @@ bench-build: $(BENCH_BINS)
 
 # ---------------------------------------------------------------- fuzzing (clang-14 + libFuzzer)
 FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -Wextra -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -I.
-FUZZERS     := npy model
+FUZZERS     := npy model onnx
 FUZZ_BUILD  := $(FUZZERS:%=$(B)/fuzz/fuzz_%) $(B)/fuzz/corpus.stamp
 
 fuzz-build: $(FUZZ_BUILD)
@@ -150,8 +151,8 @@ $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(HEADERS) | $(B)/fuzz
 $(B)/fuzz/make_corpus: fuzz/make_corpus.c $(HEADERS) | $(B)/fuzz
 	$(CC) -O1 -g -std=c11 -Wall -Wextra -Werror $(ARCHFLAGS) -I. $< -o $@ $(LDLIBS)
 
-$(B)/fuzz/corpus.stamp: $(B)/fuzz/make_corpus
-	@rm -rf $(B)/fuzz/corpus_npy $(B)/fuzz/corpus_model
+$(B)/fuzz/corpus.stamp: $(B)/fuzz/make_corpus $(wildcard tests/fixtures/onnx/*.onnx)
+	@rm -rf $(B)/fuzz/corpus_npy $(B)/fuzz/corpus_model $(B)/fuzz/corpus_onnx
 	./$< $(B)/fuzz
 	@touch $@
 

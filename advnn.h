@@ -604,6 +604,71 @@ ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *pat
 ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
 #endif
 
+/* ---------------------------------------------------------------- per-layer weights
+ * A finalized graph's parameter blocks, read and written by layer (node id, e.g. from advnn_find)
+ * and block name. Values are float32, row-major in the shape advnn_weight_info reports:
+ *   dense (and dense_sn)  "kernel" (in, units), "bias" (units); dense_sn also "u" (in), "v" (units),
+ *                         its power-iteration vectors (sigma = u . W v, re-estimated by training)
+ *   conv1d / conv2d       "kernel" (K, Cin, F) / (KH, KW, Cin, F), "bias" (F)
+ *   lstm                  "kernel" (F, 4H), "recurrent_kernel" (H, 4H), "bias" (4H); each 4H axis holds
+ *                         the gates in Keras order i, f, c, o (H values each), one bias per gate
+ *   batchnorm             "gamma", "beta", "moving_mean", "moving_variance" (C each: the last axis)
+ *   prelu                 "alpha" (C: one slope per value of the last axis)
+ * A layer made by advnn_shared reads and writes its owner's blocks. advnn_params() holds every block
+ * in this order, layer after layer, each padded with zeros to a multiple of 16 floats.
+ * advnn_weight_set copies n values (n must be the block's size) and refuses non-finite values and
+ * negative variances, leaving the graph unchanged. */
+ADVNN_DEF int          advnn_weight_count(const advnn_graph *g, int node);   /* blocks of the layer (0 if none), -1: bad node */
+ADVNN_DEF advnn_status advnn_weight_info(const advnn_graph *g, int node, int k, const char **name, int *ndim, int64_t *shape);
+ADVNN_DEF advnn_status advnn_weight_get(const advnn_graph *g, int node, const char *name, float *out, int64_t n);
+ADVNN_DEF advnn_status advnn_weight_set(advnn_graph *g, int node, const char *name, const float *in, int64_t n);
+/* The layer kind of a node: "input", "dense", "conv2d", "lstm", "batchnorm", ... ("" for a bad id). */
+ADVNN_DEF const char  *advnn_node_kind(const advnn_graph *g, int node);
+
+/* ---------------------------------------------------------------- ONNX import
+ * advnn_onnx_load builds a finalized inference graph from an ONNX model file (default domain, opsets
+ * 11..21) made of the operators torch.onnx.export and tf2onnx write for advnn-like networks: Gemm,
+ * MatMul (+ Add as its bias), Conv (1-D, 2-D; 'valid' or Keras-'same' pads), MaxPool/AveragePool
+ * (no padding), GlobalAveragePool/GlobalMaxPool, BatchNormalization, Relu/LeakyRelu/PRelu/Elu/
+ * Sigmoid/Tanh/Softmax, Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Gather/Concat where they only
+ * relabel the layout, Resize/Upsample (nearest, integer factors), LSTM (forward, with sequence_lens;
+ * its zero initial state also as the exporters' Shape/Gather/Unsqueeze/Concat/ConstantOfShape),
+ * Identity/Dropout/Constant, Pad of zero. Anything else is refused with an error naming the operator,
+ * the node and the opset, never run approximately.
+ * Layout: inputs and outputs keep their ONNX names; their per-sample shapes drop the batch axis (the
+ * first one). advnn is channels-last: an NCHW (NCL) image input read directly by a Conv, pooling,
+ * Resize or BatchNormalization (PyTorch's exports) becomes an (H, W, C) ((L, C)) input, so feed
+ * x.transpose(0, 2, 3, 1); other inputs keep their order (advnn's own exports: NHWC and a Transpose);
+ * a feature-map output comes out channels-last; weights are
+ * permuted at load (conv kernels, and the rows of a Dense after a channels-first Flatten). An LSTM's
+ * sequence_lens input becomes an input of one float per sample (the length; steps at or beyond it
+ * leave the state unchanged). The graph saves with advnn_model_save like any other. */
+typedef struct advnn_onnx_meta {
+    int64_t ir_version, opset;     /* opset of the default domain (0 if absent) */
+    char    producer[64];          /* producer_name and version, truncated */
+    int     n_nodes, n_initializers, n_inputs, n_outputs;
+    int64_t n_weights;             /* float values in the initializers */
+} advnn_onnx_meta;
+ADVNN_DEF advnn_graph *advnn_onnx_load_mem(const void *buf, size_t len);
+ADVNN_DEF advnn_status advnn_onnx_meta_mem(const void *buf, size_t len, advnn_onnx_meta *m);  /* no graph built */
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path);
+#endif
+
+/* ---------------------------------------------------------------- ONNX
+ * Export: the inference graph that computes the named outputs (no losses; dropout and gradient
+ * reversal dropped; BatchNorm on its running statistics), inputs and outputs with advnn's names and
+ * channels-last shapes (N, per-sample shape...), N symbolic. Opset 13 unless opts->opset (13..17).
+ * portable: only operators ROOT SOFIE and lwtnn also read (PReLU as Relu(x) - a Relu(-x), upsampling
+ * as Reshape + Expand + Reshape instead of PRelu and Resize); the same numbers. opts may be NULL. */
+typedef struct advnn_onnx_opts { int portable; int opset; } advnn_onnx_opts;
+ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, const char *const *outputs,
+                                           const advnn_onnx_opts *opts, void **buf, size_t *len); /* free *buf with ADVNN_FREE */
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, int n_outputs, const char *const *outputs,
+                                       const advnn_onnx_opts *opts);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -5910,6 +5975,2346 @@ ADVNN_DEF advnn_status advnn_reweight(const float *var, const float *label, cons
     ADVNN_FREE(h);
     return ADVNN_OK;
 }
+
+/* ---------------------------------------------------------------- per-layer weights */
+ADVNN_DEF const char *advnn_node_kind(const advnn_graph *g, int node) {
+    const advnn__node *n;
+    if (!g || node < 0 || node >= g->n_nodes) return "";
+    n = &g->nodes[node];
+    switch (n->kind) {
+    case ADVNN__INPUT: return "input";
+    case ADVNN__DENSE: return n->ip[2] ? "dense_sn" : "dense";
+    case ADVNN__ACT: return "activation";
+    case ADVNN__PRELU: return "prelu";
+    case ADVNN__DROPOUT: return "dropout";
+    case ADVNN__BATCHNORM: return "batchnorm";
+    case ADVNN__CONCAT: return "concat";
+    case ADVNN__LOSS_BCE: return "loss_bce";
+    case ADVNN__LOSS_CCE: return "loss_cce";
+    case ADVNN__LOSS_MSE: return "loss_mse";
+    case ADVNN__CONV: return g->nodes[n->in[0]].ndim == 2 ? "conv1d" : "conv2d";
+    case ADVNN__POOL: return g->nodes[n->in[0]].ndim == 2 ? (n->ip[0] ? "avgpool1d" : "maxpool1d") : (n->ip[0] ? "avgpool2d" : "maxpool2d");
+    case ADVNN__UPSAMPLE: return "upsample2d";
+    case ADVNN__RESHAPE: return "reshape";
+    case ADVNN__LSTM: return "lstm";
+    case ADVNN__MASK: return "mask_nonzero";
+    case ADVNN__GRAD_REVERSE: return "grad_reverse";
+    case ADVNN__SOFTMAX: return "softmax";
+    case ADVNN__LOSS_MDN: return "loss_mdn";
+    case ADVNN__SAMPLE_MSE: return "sample_mse";
+    case ADVNN__LOSS_DISCO: return "loss_disco";
+    case ADVNN__LOSS_MODE: return "loss_mode";
+    case ADVNN__STANDARDIZE: return "standardize";
+    default: return "unknown";
+    }
+}
+
+/* Name and shape of parameter block k of node (see the table in the public section). */
+static const char *advnn__wblock(const advnn_graph *g, const advnn__node *n, int k, int *ndim, int64_t *shape) {
+    static const char *const dense[4] = {"kernel", "bias", "u", "v"}, *const lstm[3] = {"kernel", "recurrent_kernel", "bias"};
+    static const char *const bn[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    const advnn__param *p = &g->par[n->param0 + k];
+    *ndim = p->rows == 1 ? 1 : 2;
+    shape[0] = p->rows == 1 ? p->cols : p->rows; shape[1] = p->cols;
+    switch (n->kind) {
+    case ADVNN__DENSE: return dense[k];
+    case ADVNN__LSTM: return lstm[k];
+    case ADVNN__BATCHNORM: return bn[k];
+    case ADVNN__PRELU: return "alpha";
+    case ADVNN__STANDARDIZE: return k ? "scale" : "offset";
+    case ADVNN__CONV:
+        if (k == 1) return "bias";
+        if (g->nodes[n->in[0]].ndim == 2) { *ndim = 3; shape[0] = n->ip[3]; shape[1] = p->rows / n->ip[3]; shape[2] = p->cols; }
+        else { *ndim = 4; shape[0] = n->ip[2]; shape[1] = n->ip[3]; shape[2] = p->rows / (n->ip[2] * n->ip[3]); shape[3] = p->cols; }
+        return "kernel";
+    default: return "";
+    }
+}
+
+static int advnn__wnode(const advnn_graph *g, int node, const char *what) {
+    if (!g) return advnn__fail(ADVNN_ERR_ARG, "%s: graph is NULL", what), 0;
+    if (node < 0 || node >= g->n_nodes) return advnn__fail(ADVNN_ERR_ARG, "%s: node %d does not exist (graph has %d nodes)", what, node, g->n_nodes), 0;
+    return 1;
+}
+
+ADVNN_DEF int advnn_weight_count(const advnn_graph *g, int node) {
+    if (!advnn__wnode(g, node, "advnn_weight_count")) return -1;
+    return g->nodes[node].n_param;
+}
+
+ADVNN_DEF advnn_status advnn_weight_info(const advnn_graph *g, int node, int k, const char **name, int *ndim, int64_t *shape) {
+    const char *nm;
+    int nd;
+    int64_t sh[4];
+    if (!advnn__wnode(g, node, "advnn_weight_info")) return ADVNN_ERR_ARG;
+    if (k < 0 || k >= g->nodes[node].n_param)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_info: node %d (%s) has %d weight blocks, asked for block %d", node,
+                           advnn_node_kind(g, node), g->nodes[node].n_param, k);
+    nm = advnn__wblock(g, &g->nodes[node], k, &nd, sh);
+    if (name) *name = nm;
+    if (ndim) *ndim = nd;
+    if (shape) memcpy(shape, sh, (size_t)nd * sizeof *shape);
+    return ADVNN_OK;
+}
+
+/* Finds the parameter block of node called name holding n values; a status with a message when none. */
+static advnn_status advnn__wfind(const advnn_graph *g, int node, const char *name, int64_t n, const char *what, const advnn__param **out) {
+    const advnn__node *nd;
+    int k, d;
+    int64_t sh[4];
+    if (!advnn__wnode(g, node, what)) return ADVNN_ERR_ARG;
+    nd = &g->nodes[node];
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "%s: graph not finalized (weights are allocated by advnn_graph_finalize)", what);
+    if (!name) return advnn__fail(ADVNN_ERR_ARG, "%s: name is NULL", what);
+    for (k = 0; k < nd->n_param; k++) {
+        if (strcmp(advnn__wblock(g, nd, k, &d, sh), name) != 0) continue;
+        if (n != g->par[nd->param0 + k].size)
+            return advnn__fail(ADVNN_ERR_SHAPE, "%s: node %d (%s) block '%s' has %lld values, the call passes %lld", what, node,
+                               advnn_node_kind(g, node), name, (long long)g->par[nd->param0 + k].size, (long long)n);
+        *out = &g->par[nd->param0 + k];
+        return ADVNN_OK;
+    }
+    return advnn__fail(ADVNN_ERR_ARG, "%s: node %d (%s '%s') has no weight block '%s' (it has %d)", what, node, advnn_node_kind(g, node),
+                       nd->name, name, nd->n_param);
+}
+
+ADVNN_DEF advnn_status advnn_weight_get(const advnn_graph *g, int node, const char *name, float *out, int64_t n) {
+    const advnn__param *p = NULL;
+    advnn_status st = advnn__wfind(g, node, name, n, "advnn_weight_get", &p);
+    if (st != ADVNN_OK) return st;
+    if (!out) return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_get: out is NULL");
+    memcpy(out, g->params + p->off, (size_t)n * sizeof *out);
+    return ADVNN_OK;
+}
+
+ADVNN_DEF advnn_status advnn_weight_set(advnn_graph *g, int node, const char *name, const float *in, int64_t n) {
+    const advnn__param *p = NULL;
+    int64_t k;
+    advnn_status st = advnn__wfind(g, node, name, n, "advnn_weight_set", &p);
+    if (st != ADVNN_OK) return st;
+    if (!in) return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_set: in is NULL");
+    for (k = 0; k < n; k++) {
+        if (!isfinite(in[k])) return advnn__fail(ADVNN_ERR_NAN, "advnn_weight_set: node %d block '%s': value %lld is not finite", node, name, (long long)k);
+        if (in[k] < 0.0f && strcmp(name, "moving_variance") == 0)
+            return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_set: node %d: moving_variance[%lld] = %g is negative", node, (long long)k, (double)in[k]);
+    }
+    memcpy(g->params + p->off, in, (size_t)n * sizeof *in);
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- ONNX import: protobuf reader
+ * Only the wire types ONNX uses: varint (0), fixed64 (1), length-delimited (2), fixed32 (5).
+ * Every length is checked against the bytes left before it is used; unknown fields are skipped.
+ * The reader walks the fixed schema model > graph > node > attribute > tensor and never descends
+ * into other sub-messages (subgraphs are refused as operators), so nesting is bounded by design. */
+typedef struct { const unsigned char *p, *end; } advnn__pbr;
+typedef struct { uint32_t field, wt; uint64_t v; advnn__pbr sub; } advnn__pbf;
+typedef struct { const char *p; size_t n; } advnn__ostr;
+#define ADVNN__OS(s) (int)((s).n > 80 ? 80 : (s).n), (s).p    /* for "%.*s" */
+#define ADVNN__ONNX_MAXIO 8                                   /* inputs/outputs per node */
+
+static int advnn__pbr_varint(advnn__pbr *r, uint64_t *v) {
+    uint64_t x = 0;
+    int s;
+    for (s = 0; s < 70 && r->p < r->end; s += 7) {
+        unsigned c = *r->p++;
+        x |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80)) { *v = x; return 1; }
+    }
+    return 0;   /* runs past the end, or longer than 10 bytes */
+}
+
+/* The next field of r: 1, 0 at the end of the message, -1 when malformed. */
+static int advnn__pbr_next(advnn__pbr *r, advnn__pbf *f) {
+    uint64_t tag, n;
+    if (r->p >= r->end) return 0;
+    if (!advnn__pbr_varint(r, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+    f->field = (uint32_t)(tag >> 3); f->wt = (uint32_t)(tag & 7);
+    switch (f->wt) {
+    case 0: return advnn__pbr_varint(r, &f->v) ? 1 : -1;
+    case 1: if (r->end - r->p < 8) return -1; f->v = advnn__get_u64(r->p); r->p += 8; return 1;
+    case 5: if (r->end - r->p < 4) return -1; f->v = advnn__get_u32(r->p); r->p += 4; return 1;
+    case 2:
+        if (!advnn__pbr_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return -1;
+        f->sub.p = r->p; f->sub.end = r->p + n; r->p += n;
+        return 1;
+    default: return -1;   /* groups (3, 4) are not used by ONNX */
+    }
+}
+static int advnn__pbr_valid(advnn__pbr r) { advnn__pbf f; int k; while ((k = advnn__pbr_next(&r, &f)) > 0) {} return k == 0; }
+
+static advnn__ostr advnn__ostr_of(advnn__pbr b) { advnn__ostr s; s.p = (const char *)b.p; s.n = (size_t)(b.end - b.p); return s; }
+static int advnn__ostr_eq(advnn__ostr a, const char *s) { size_t n = strlen(s); return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0); }
+static int advnn__ostr_same(advnn__ostr a, advnn__ostr b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+
+/* A TensorProto: dims and type parsed, values read from msg on demand. */
+enum { ADVNN__OT_FLOAT = 1, ADVNN__OT_INT32 = 6, ADVNN__OT_INT64 = 7, ADVNN__OT_DOUBLE = 11 };
+typedef struct {
+    advnn__ostr name;
+    int ndim, dtype;
+    int64_t dims[ADVNN_MAX_DIMS], count;
+    advnn__pbr msg;
+} advnn__otensor;
+
+/* Number of varints in a packed field (each ends with a byte < 0x80); -1 when the last one is cut. */
+static int64_t advnn__pbr_nvarint(advnn__pbr b) {
+    int64_t n = 0;
+    if (b.p < b.end && (b.end[-1] & 0x80)) return -1;
+    for (; b.p < b.end; b.p++) n += !(*b.p & 0x80);
+    return n;
+}
+
+/* Parses and checks a tensor: the product of its dims must equal the number of values present in
+ * one storage (raw_data or the typed field), so no later allocation exceeds the bytes read. */
+static int advnn__ot_parse(advnn__pbr msg, advnn__otensor *t, char *why, size_t whyn) {
+    advnn__pbf f;
+    advnn__pbr r = msg;
+    int k, i;
+    int64_t raw = -1, typed = 0, prod = 1;
+    memset(t, 0, sizeof *t);
+    t->msg = msg;
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
+        switch (f.field) {
+        case 1:
+            if (f.wt == 0) {
+                if (t->ndim >= ADVNN_MAX_DIMS) { snprintf(why, whyn, "more than %d dims", ADVNN_MAX_DIMS); return 0; }
+                t->dims[t->ndim++] = (int64_t)f.v;
+            } else if (f.wt == 2) {
+                advnn__pbr q = f.sub;
+                uint64_t v;
+                while (q.p < q.end) {
+                    if (!advnn__pbr_varint(&q, &v)) { snprintf(why, whyn, "bad packed dims"); return 0; }
+                    if (t->ndim >= ADVNN_MAX_DIMS) { snprintf(why, whyn, "more than %d dims", ADVNN_MAX_DIMS); return 0; }
+                    t->dims[t->ndim++] = (int64_t)v;
+                }
+            }
+            break;
+        case 2: if (f.wt == 0) t->dtype = f.v < 64 ? (int)f.v : -1; break;
+        case 8: if (f.wt == 2) t->name = advnn__ostr_of(f.sub); break;
+        case 9: if (f.wt == 2) raw = (raw < 0 ? 0 : raw) + (int64_t)(f.sub.end - f.sub.p); break;
+        case 4: case 5: case 7: case 10:   /* float_data, int32_data, int64_data, double_data */
+            if (f.wt == 2) {
+                int64_t c = f.field == 4 ? (int64_t)(f.sub.end - f.sub.p) / 4 : f.field == 10 ? (int64_t)(f.sub.end - f.sub.p) / 8 : advnn__pbr_nvarint(f.sub);
+                if (c < 0 || (f.field == 4 && (f.sub.end - f.sub.p) % 4) || (f.field == 10 && (f.sub.end - f.sub.p) % 8)) { snprintf(why, whyn, "bad packed values"); return 0; }
+                typed += c;
+            } else typed++;
+            break;
+        case 12: case 13: case 14:
+            if (f.field != 14 || f.v != 0) { snprintf(why, whyn, "segmented or external tensor data (not supported: keep the weights inside the file)"); return 0; }
+            break;
+        default: break;
+        }
+    }
+    if (k < 0) { snprintf(why, whyn, "malformed tensor message"); return 0; }
+    if (t->dtype != ADVNN__OT_FLOAT && t->dtype != ADVNN__OT_INT32 && t->dtype != ADVNN__OT_INT64 && t->dtype != ADVNN__OT_DOUBLE) {
+        snprintf(why, whyn, "data type %d (supported: float 1, int32 6, int64 7, double 11)", t->dtype); return 0;
+    }
+    for (i = 0; i < t->ndim; i++) {
+        if (t->dims[i] < 0 || t->dims[i] > ((int64_t)1 << 40)) { snprintf(why, whyn, "dimension %d is %lld", i, (long long)t->dims[i]); return 0; }
+        prod *= t->dims[i];
+        if (prod > ((int64_t)1 << 40)) { snprintf(why, whyn, "more than 2^40 values"); return 0; }
+    }
+    if (raw >= 0 && typed > 0) { snprintf(why, whyn, "values both in raw_data and in a typed field"); return 0; }
+    if (raw >= 0) {
+        int es = t->dtype == ADVNN__OT_FLOAT || t->dtype == ADVNN__OT_INT32 ? 4 : 8;
+        if (raw % es) { snprintf(why, whyn, "raw_data of %lld bytes for %d-byte values", (long long)raw, es); return 0; }
+        typed = raw / es;
+    }
+    if (typed != prod) { snprintf(why, whyn, "shape holds %lld values, the data %lld", (long long)prod, (long long)typed); return 0; }
+    t->count = prod;
+    return 1;
+}
+
+/* Values of a parsed tensor as doubles (exact for float32 and for int64 below 2^53). */
+static void advnn__ot_read(const advnn__otensor *t, double *out) {
+    advnn__pbr r = t->msg;
+    advnn__pbf f;
+    int64_t n = 0;
+    while (advnn__pbr_next(&r, &f) > 0 && n < t->count) {
+        if (f.field == 9 && f.wt == 2) {
+            const unsigned char *p = f.sub.p;
+            for (; p < f.sub.end && n < t->count; n++) {
+                if (t->dtype == ADVNN__OT_FLOAT) { uint32_t u = advnn__get_u32(p); float x; memcpy(&x, &u, 4); out[n] = x; p += 4; }
+                else if (t->dtype == ADVNN__OT_INT32) { uint32_t u = advnn__get_u32(p); out[n] = (double)(int32_t)u; p += 4; }
+                else if (t->dtype == ADVNN__OT_INT64) { out[n] = (double)(int64_t)advnn__get_u64(p); p += 8; }
+                else { uint64_t u = advnn__get_u64(p); double x; memcpy(&x, &u, 8); out[n] = x; p += 8; }
+            }
+        } else if (f.field == 4 || f.field == 10) {
+            int w = f.field == 4 ? 4 : 8;
+            const unsigned char *p = f.wt == 2 ? f.sub.p : NULL;
+            if (f.wt == 2) {
+                for (; p + w <= f.sub.end && n < t->count; p += w, n++) {
+                    if (w == 4) { uint32_t u = advnn__get_u32(p); float x; memcpy(&x, &u, 4); out[n] = x; }
+                    else { uint64_t u = advnn__get_u64(p); double x; memcpy(&x, &u, 8); out[n] = x; }
+                }
+            } else if (f.wt == 5) { uint32_t u = (uint32_t)f.v; float x; memcpy(&x, &u, 4); out[n++] = x; }
+            else if (f.wt == 1) { double x; memcpy(&x, &f.v, 8); out[n++] = x; }
+        } else if (f.field == 5 || f.field == 7) {
+            if (f.wt == 2) {
+                advnn__pbr q = f.sub;
+                uint64_t v;
+                while (n < t->count && advnn__pbr_varint(&q, &v)) out[n++] = f.field == 5 ? (double)(int32_t)(uint32_t)v : (double)(int64_t)v;
+            } else if (f.wt == 0) out[n++] = f.field == 5 ? (double)(int32_t)(uint32_t)f.v : (double)(int64_t)f.v;
+        }
+    }
+    for (; n < t->count; n++) out[n] = 0;   /* not reached for a tensor advnn__ot_parse accepted */
+}
+
+/* ---------------------------------------------------------------- ONNX import: model
+ * The model as views into the caller's buffer (nothing is copied but the node table). */
+typedef struct {
+    advnn__ostr op, name, domain;
+    int n_in, n_out;
+    advnn__ostr in[ADVNN__ONNX_MAXIO], out[ADVNN__ONNX_MAXIO];
+    advnn__pbr msg;
+} advnn__onode;
+typedef struct { advnn__ostr name; int elem, ndim; int64_t dims[ADVNN_MAX_DIMS]; } advnn__oinput;
+typedef struct {
+    int64_t ir_version, opset;
+    advnn__ostr producer, producer_version;
+    advnn__onode *nodes; int n_nodes;
+    advnn__otensor *inits; int n_inits;
+    advnn__oinput *ins; int n_ins;
+    advnn__ostr *outs; int n_outs;
+    int64_t n_weights;
+} advnn__omodel;
+
+static void advnn__omodel_free(advnn__omodel *m) {
+    ADVNN_FREE(m->nodes); ADVNN_FREE(m->inits); ADVNN_FREE(m->ins); ADVNN_FREE(m->outs);
+    memset(m, 0, sizeof *m);
+}
+
+static int advnn__oinput_parse(advnn__pbr msg, advnn__oinput *in) {
+    advnn__pbf f, t, tt, s, d, dv;
+    advnn__pbr r = msg;
+    int k;
+    memset(in, 0, sizeof *in);
+    in->ndim = -1;   /* unknown rank */
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
+        if (f.field == 1 && f.wt == 2) in->name = advnn__ostr_of(f.sub);
+        else if (f.field == 2 && f.wt == 2) {
+            advnn__pbr rt = f.sub;
+            while ((k = advnn__pbr_next(&rt, &t)) > 0) {
+                advnn__pbr rtt;
+                if (t.field != 1 || t.wt != 2) continue;   /* tensor_type only */
+                rtt = t.sub;
+                while ((k = advnn__pbr_next(&rtt, &tt)) > 0) {
+                    if (tt.field == 1 && tt.wt == 0) in->elem = (int)(tt.v & 0xff);
+                    else if (tt.field == 2 && tt.wt == 2) {
+                        advnn__pbr rs = tt.sub;
+                        in->ndim = 0;
+                        while ((k = advnn__pbr_next(&rs, &s)) > 0) {
+                            advnn__pbr rd;
+                            if (s.field != 1 || s.wt != 2) continue;
+                            if (in->ndim >= ADVNN_MAX_DIMS) return 0;
+                            in->dims[in->ndim] = -1;   /* symbolic or absent */
+                            rd = s.sub;
+                            while ((k = advnn__pbr_next(&rd, &d)) > 0)
+                                if (d.field == 1 && d.wt == 0 && (int64_t)d.v > 0 && (int64_t)d.v < ((int64_t)1 << 31)) in->dims[in->ndim] = (int64_t)d.v;
+                            if (k < 0) return 0;
+                            in->ndim++;
+                        }
+                        if (k < 0) return 0;
+                    }
+                }
+                if (k < 0) return 0;
+            }
+            if (k < 0) return 0;
+        }
+    }
+    (void)dv;
+    return k == 0;
+}
+
+static int advnn__onode_parse(advnn__pbr msg, advnn__onode *n) {
+    advnn__pbf f;
+    advnn__pbr r = msg;
+    int k;
+    memset(n, 0, sizeof *n);
+    n->msg = msg;
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
+        if (f.wt != 2) continue;
+        switch (f.field) {
+        case 1: if (n->n_in >= ADVNN__ONNX_MAXIO) return 0; n->in[n->n_in++] = advnn__ostr_of(f.sub); break;
+        case 2: if (n->n_out >= ADVNN__ONNX_MAXIO) return 0; n->out[n->n_out++] = advnn__ostr_of(f.sub); break;
+        case 3: n->name = advnn__ostr_of(f.sub); break;
+        case 4: n->op = advnn__ostr_of(f.sub); break;
+        case 5: if (!advnn__pbr_valid(f.sub)) return 0; break;   /* attributes: checked here, read on demand */
+        case 7: n->domain = advnn__ostr_of(f.sub); break;
+        default: break;
+        }
+    }
+    return k == 0;
+}
+
+#define ADVNN__ONNX_MAX_NODES 100000
+/* Parses the model's structure into m (views into buf). On failure sets a message and returns 0. */
+static int advnn__omodel_parse(const void *buf, size_t len, advnn__omodel *m) {
+    advnn__pbr r, gr;
+    advnn__pbf f;
+    int k, have_graph = 0, pass;
+    char why[160];
+    memset(m, 0, sizeof *m);
+    if (!buf) { advnn__fail(ADVNN_ERR_ARG, "onnx: buffer is NULL"); return 0; }
+    if (len < 2) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: %zu bytes is too short for an ONNX model", len); return 0; }
+    r.p = (const unsigned char *)buf; r.end = r.p + len;
+    gr.p = gr.end = NULL;
+    while ((k = advnn__pbr_next(&r, &f)) > 0) {
+        if (f.field == 1 && f.wt == 0) m->ir_version = (int64_t)f.v;
+        else if (f.field == 2 && f.wt == 2) m->producer = advnn__ostr_of(f.sub);
+        else if (f.field == 3 && f.wt == 2) m->producer_version = advnn__ostr_of(f.sub);
+        else if (f.field == 7 && f.wt == 2) { gr = f.sub; have_graph = 1; }
+        else if (f.field == 8 && f.wt == 2) {
+            advnn__pbr o = f.sub;
+            advnn__pbf of;
+            advnn__ostr dom = {"", 0};
+            int64_t ver = 0;
+            while ((k = advnn__pbr_next(&o, &of)) > 0) {
+                if (of.field == 1 && of.wt == 2) dom = advnn__ostr_of(of.sub);
+                else if (of.field == 2 && of.wt == 0) ver = (int64_t)of.v;
+            }
+            if (k < 0) break;
+            if (dom.n == 0 || advnn__ostr_eq(dom, "ai.onnx")) m->opset = ver;
+        }
+    }
+    if (k < 0) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: not a valid protobuf message at byte %zu of %zu (corrupt or truncated file)", (size_t)(r.p - (const unsigned char *)buf), len); return 0; }
+    if (!have_graph) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: the model has no graph (field 7): not an ONNX model, or truncated"); return 0; }
+    /* pass 0 counts, pass 1 fills: the tables are sized by what the bytes hold */
+    for (pass = 0; pass < 2; pass++) {
+        advnn__pbr g = gr;
+        if (pass == 1) {
+            if (m->n_nodes > ADVNN__ONNX_MAX_NODES || m->n_inits > ADVNN__ONNX_MAX_NODES || m->n_ins > 4096 || m->n_outs > 4096) {
+                advnn__fail(ADVNN_ERR_FORMAT, "onnx: %d nodes, %d initializers, %d inputs, %d outputs: more than advnn imports (%d, %d, 4096, 4096)",
+                            m->n_nodes, m->n_inits, m->n_ins, m->n_outs, ADVNN__ONNX_MAX_NODES, ADVNN__ONNX_MAX_NODES);
+                return 0;
+            }
+            m->nodes = (advnn__onode *)ADVNN_MALLOC(((size_t)m->n_nodes + 1) * sizeof *m->nodes);
+            m->inits = (advnn__otensor *)ADVNN_MALLOC(((size_t)m->n_inits + 1) * sizeof *m->inits);
+            m->ins = (advnn__oinput *)ADVNN_MALLOC(((size_t)m->n_ins + 1) * sizeof *m->ins);
+            m->outs = (advnn__ostr *)ADVNN_MALLOC(((size_t)m->n_outs + 1) * sizeof *m->outs);
+            if (!m->nodes || !m->inits || !m->ins || !m->outs) { advnn__omodel_free(m); advnn__fail(ADVNN_ERR_NOMEM, "onnx: out of memory"); return 0; }
+            m->n_nodes = m->n_inits = m->n_ins = m->n_outs = 0;
+        }
+        while ((k = advnn__pbr_next(&g, &f)) > 0) {
+            if (f.wt != 2) continue;
+            if (f.field == 1) {
+                if (pass && !advnn__onode_parse(f.sub, &m->nodes[m->n_nodes])) {
+                    advnn__fail(ADVNN_ERR_FORMAT, "onnx: node %d is malformed (or has more than %d inputs or outputs)", m->n_nodes, ADVNN__ONNX_MAXIO);
+                    goto fail;
+                }
+                m->n_nodes++;
+            } else if (f.field == 5) {
+                if (pass) {
+                    advnn__otensor *t = &m->inits[m->n_inits];
+                    if (!advnn__ot_parse(f.sub, t, why, sizeof why)) {
+                        advnn__fail(ADVNN_ERR_FORMAT, "onnx: initializer %d is invalid: %s", m->n_inits, why);
+                        goto fail;
+                    }
+                    if (t->dtype == ADVNN__OT_FLOAT || t->dtype == ADVNN__OT_DOUBLE) m->n_weights += t->count;
+                }
+                m->n_inits++;
+            } else if (f.field == 11) {
+                if (pass && !advnn__oinput_parse(f.sub, &m->ins[m->n_ins])) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: graph input %d is malformed", m->n_ins); goto fail; }
+                m->n_ins++;
+            } else if (f.field == 12) {
+                if (pass) {
+                    advnn__oinput o;
+                    if (!advnn__oinput_parse(f.sub, &o)) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: graph output %d is malformed", m->n_outs); goto fail; }
+                    m->outs[m->n_outs] = o.name;
+                }
+                m->n_outs++;
+            }
+        }
+        if (k < 0) { advnn__fail(ADVNN_ERR_FORMAT, "onnx: the graph message is malformed at byte %zu (corrupt or truncated file)", (size_t)(g.p - (const unsigned char *)buf)); goto fail; }
+    }
+    return 1;
+fail:
+    advnn__omodel_free(m);
+    return 0;
+}
+
+ADVNN_DEF advnn_status advnn_onnx_meta_mem(const void *buf, size_t len, advnn_onnx_meta *meta) {
+    advnn__omodel m;
+    if (!meta) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_meta_mem: meta is NULL");
+    memset(meta, 0, sizeof *meta);
+    if (!advnn__omodel_parse(buf, len, &m)) return ADVNN_ERR_FORMAT;
+    meta->ir_version = m.ir_version; meta->opset = m.opset;
+    snprintf(meta->producer, sizeof meta->producer, "%.*s%s%.*s", ADVNN__OS(m.producer), m.producer_version.n ? " " : "", ADVNN__OS(m.producer_version));
+    meta->n_nodes = m.n_nodes; meta->n_initializers = m.n_inits; meta->n_inputs = m.n_ins; meta->n_outputs = m.n_outs;
+    meta->n_weights = m.n_weights;
+    advnn__omodel_free(&m);
+    return ADVNN_OK;
+}
+
+/* ---------------------------------------------------------------- ONNX import: graph builder
+ * Each ONNX value is an advnn node seen through a layout: per ONNX axis, where it comes from (the
+ * batch, an inserted axis of size 1, or an axis of the advnn node's channels-last per-sample shape).
+ * Transpose/Squeeze/Unsqueeze only relabel; operators that compute check that the layout maps onto
+ * what the advnn layer computes (e.g. Conv: (N, C, H, W) over an (H, W, C) node) and refuse it
+ * otherwise. A Flatten of channels-first data keeps advnn's order and remembers the ONNX order, so
+ * the Dense that reads it gets its kernel rows permuted (also after a Concat of such flattens). */
+#define ADVNN__OB (-1)   /* axis source: the batch */
+#define ADVNN__OU (-2)   /* axis source: an inserted axis of size 1 */
+typedef struct {
+    advnn__ostr name;
+    int node;                          /* advnn node, or -1 for a constant */
+    const advnn__otensor *cst;
+    int isint;                         /* an integer graph input (usable as LSTM sequence lengths only) */
+    int r;                             /* ONNX rank */
+    int64_t dim[ADVNN_MAX_DIMS];       /* ONNX dims, -1 for the batch */
+    signed char src[ADVNN_MAX_DIMS];
+    int flat, nseg;                    /* flat (N, K) data in an order other than advnn's: nseg segments, */
+    struct { int len, fr, fdim[3], fandim, fashape[3]; signed char fsrc[3]; } seg[ADVNN__MAX_IN];
+                                       /* each a flatten of a (fashape) node read in ONNX axis order fsrc */
+    int pending;                       /* a MatMul's dense node whose bias an Add may set, else -1 */
+    int isshape, shp_r, shp_n;         /* a shape computation (Shape, Gather, Unsqueeze, Concat): shp_n */
+    int64_t shp[ADVNN_MAX_DIMS];       /* values of rank shp_r (0 or 1), -1 for the batch size */
+    int zero;                          /* ConstantOfShape of zeros (an LSTM's initial state) */
+} advnn__oval;
+typedef struct { int node; const char *block; float *data; int64_t n; } advnn__ow;
+typedef struct {
+    const advnn__omodel *m;
+    advnn_graph *g;
+    advnn__oval *v; int nv, capv;
+    advnn__ow *w; int nw, capw;
+    advnn__otensor *consts; int nconsts;
+    const advnn__onode *cur;
+} advnn__oim;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int advnn__oerr(advnn__oim *im, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);   /* msg may quote advnn_last_error(): format it first */
+    va_end(ap);
+    if (im->cur)
+        advnn__fail(ADVNN_ERR_FORMAT, "onnx: node '%.*s' (%.*s, opset %lld): %s", ADVNN__OS(im->cur->name), ADVNN__OS(im->cur->op),
+                    (long long)im->m->opset, msg);
+    else advnn__fail(ADVNN_ERR_FORMAT, "onnx: %s", msg);
+    return -1;
+}
+
+/* ---- attributes (the node's bytes were validated by advnn__onode_parse) */
+static int advnn__oattr(const advnn__onode *n, const char *name, advnn__pbr *a) {
+    advnn__pbr r = n->msg, q;
+    advnn__pbf f, af;
+    while (advnn__pbr_next(&r, &f) > 0) {
+        if (f.field != 5 || f.wt != 2) continue;
+        q = f.sub;
+        while (advnn__pbr_next(&q, &af) > 0)
+            if (af.field == 1 && af.wt == 2 && advnn__ostr_eq(advnn__ostr_of(af.sub), name)) { *a = f.sub; return 1; }
+    }
+    return 0;
+}
+static int64_t advnn__oattr_i(const advnn__onode *n, const char *name, int64_t def) {
+    advnn__pbr a;
+    advnn__pbf f;
+    if (!advnn__oattr(n, name, &a)) return def;
+    while (advnn__pbr_next(&a, &f) > 0) if (f.field == 3 && f.wt == 0) return (int64_t)f.v;
+    return def;
+}
+static float advnn__oattr_f(const advnn__onode *n, const char *name, float def) {
+    advnn__pbr a;
+    advnn__pbf f;
+    if (!advnn__oattr(n, name, &a)) return def;
+    while (advnn__pbr_next(&a, &f) > 0)
+        if (f.field == 2 && f.wt == 5) { uint32_t u = (uint32_t)f.v; float x; memcpy(&x, &u, 4); return x; }
+    return def;
+}
+static advnn__ostr advnn__oattr_s(const advnn__onode *n, const char *name, const char *def) {
+    advnn__pbr a;
+    advnn__pbf f;
+    advnn__ostr s;
+    s.p = def; s.n = strlen(def);
+    if (!advnn__oattr(n, name, &a)) return s;
+    while (advnn__pbr_next(&a, &f) > 0) if (f.field == 4 && f.wt == 2) return advnn__ostr_of(f.sub);
+    return s;
+}
+/* Integer list attribute: its length (at most max values stored), -1 when absent, -2 when longer than max. */
+static int advnn__oattr_ints(const advnn__onode *n, const char *name, int64_t *out, int max) {
+    advnn__pbr a;
+    advnn__pbf f;
+    int c = 0;
+    if (!advnn__oattr(n, name, &a)) return -1;
+    while (advnn__pbr_next(&a, &f) > 0) {
+        if (f.field != 8) continue;
+        if (f.wt == 0) { if (c >= max) return -2; out[c++] = (int64_t)f.v; }
+        else if (f.wt == 2) {
+            advnn__pbr q = f.sub;
+            uint64_t v;
+            while (q.p < q.end) { if (!advnn__pbr_varint(&q, &v)) return -2; if (c >= max) return -2; out[c++] = (int64_t)v; }
+        }
+    }
+    return c;
+}
+
+/* ---- values */
+static advnn__oval *advnn__oget(advnn__oim *im, advnn__ostr name) {
+    int i;
+    for (i = im->nv - 1; i >= 0; i--) if (advnn__ostr_same(im->v[i].name, name)) return &im->v[i];
+    return NULL;
+}
+/* Defines ONNX value `name` as a copy of *like (or empty). Returns NULL (message set) when out of memory. */
+static advnn__oval *advnn__oput(advnn__oim *im, advnn__ostr name, const advnn__oval *like) {
+    advnn__oval *v;
+    if (!advnn__grow((void **)&im->v, &im->capv, im->nv + 1, sizeof *im->v)) { advnn__oerr(im, "out of memory"); return NULL; }
+    v = &im->v[im->nv++];
+    if (like) *v = *like;
+    else { memset(v, 0, sizeof *v); v->node = -1; }
+    v->name = name; v->pending = like ? like->pending : -1;
+    return v;
+}
+static int advnn__ohas(const advnn__onode *n, int k) { return k < n->n_in && n->in[k].n > 0; }
+/* Input k of the current node (a copy), required to exist. */
+static int advnn__oin(advnn__oim *im, const advnn__onode *n, int k, advnn__oval *out) {
+    advnn__oval *v;
+    if (!advnn__ohas(n, k)) return advnn__oerr(im, "input %d is missing", k);
+    if (!(v = advnn__oget(im, n->in[k]))) return advnn__oerr(im, "input '%.*s' is not defined before this node", ADVNN__OS(n->in[k]));
+    *out = *v;
+    return 0;
+}
+static int advnn__oin_node(advnn__oim *im, const advnn__onode *n, int k, advnn__oval *out) {
+    if (advnn__oin(im, n, k, out)) return -1;
+    if (out->node < 0) return advnn__oerr(im, "input '%.*s' is a constant here (advnn computes on tensors of the batch only)", ADVNN__OS(n->in[k]));
+    if (out->isint) return advnn__oerr(im, "input '%.*s' is an integer input (only usable as LSTM sequence_lens)", ADVNN__OS(n->in[k]));
+    return 0;
+}
+/* Input k as a constant's values (doubles; the caller frees), with its tensor. */
+static double *advnn__oin_cst(advnn__oim *im, const advnn__onode *n, int k, const advnn__otensor **t) {
+    advnn__oval v;
+    double *d;
+    if (advnn__oin(im, n, k, &v)) return NULL;
+    if (!v.cst) { advnn__oerr(im, "input %d ('%.*s') must be a constant (an initializer or a Constant node)", k, ADVNN__OS(n->in[k])); return NULL; }
+    d = (double *)ADVNN_MALLOC(((size_t)v.cst->count + 1) * sizeof *d);
+    if (!d) { advnn__oerr(im, "out of memory for %lld values", (long long)v.cst->count); return NULL; }
+    advnn__ot_read(v.cst, d);
+    *t = v.cst;
+    return d;
+}
+/* Is ONNX value `name` read by any node or graph output? */
+static int advnn__oused(const advnn__oim *im, advnn__ostr name) {
+    int i, k;
+    if (name.n == 0) return 0;
+    for (i = 0; i < im->m->n_outs; i++) if (advnn__ostr_same(im->m->outs[i], name)) return 1;
+    for (i = 0; i < im->m->n_nodes; i++)
+        for (k = 0; k < im->m->nodes[i].n_in; k++) if (advnn__ostr_same(im->m->nodes[i].in[k], name)) return 1;
+    return 0;
+}
+/* Queues a weight block to write after finalize (takes ownership of data). */
+static int advnn__oweight(advnn__oim *im, int node, const char *block, float *data, int64_t n) {
+    if (!advnn__grow((void **)&im->w, &im->capw, im->nw + 1, sizeof *im->w)) { ADVNN_FREE(data); return advnn__oerr(im, "out of memory"); }
+    im->w[im->nw].node = node; im->w[im->nw].block = block; im->w[im->nw].data = data; im->w[im->nw].n = n;
+    im->nw++;
+    return 0;
+}
+static float *advnn__ofloats(advnn__oim *im, int64_t n) {
+    float *p = (float *)ADVNN_MALLOC((size_t)(n > 0 ? n : 1) * sizeof *p);
+    if (!p) advnn__oerr(im, "out of memory for %lld weights", (long long)n);
+    return p;
+}
+static int advnn__obuilt(advnn__oim *im, int id) {
+    if (id < 0) { char msg[sizeof advnn__errbuf]; snprintf(msg, sizeof msg, "%s", advnn_last_error()); return advnn__oerr(im, "advnn cannot build it: %s", msg); }
+    return 0;
+}
+
+/* ---- layouts */
+static int advnn__ondim(const advnn__oim *im, const advnn__oval *v) { return im->g->nodes[v->node].ndim; }
+static int advnn__oashape(const advnn__oim *im, const advnn__oval *v, int a) { return im->g->nodes[v->node].shape[a]; }
+/* v becomes node `node` in ONNX order (batch first, then the node's axes). */
+static void advnn__oset_ident(advnn__oim *im, advnn__oval *v, int node) {
+    int k, nd = im->g->nodes[node].ndim;
+    v->node = node; v->flat = 0; v->r = nd + 1; v->dim[0] = -1; v->src[0] = ADVNN__OB;
+    for (k = 0; k < nd; k++) { v->dim[k + 1] = im->g->nodes[node].shape[k]; v->src[k + 1] = (signed char)k; }
+}
+/* v becomes node `node` (channels-last (L, C) or (H, W, C)) seen as (N, C, L) or (N, C, H, W). */
+static void advnn__oset_cl(advnn__oim *im, advnn__oval *v, int node) {
+    int k, nd = im->g->nodes[node].ndim;
+    v->node = node; v->flat = 0; v->r = nd + 1; v->dim[0] = -1; v->src[0] = ADVNN__OB;
+    v->dim[1] = im->g->nodes[node].shape[nd - 1]; v->src[1] = (signed char)(nd - 1);
+    for (k = 0; k + 1 < nd; k++) { v->dim[k + 2] = im->g->nodes[node].shape[k]; v->src[k + 2] = (signed char)k; }
+}
+/* Does the ONNX per-sample data of v have advnn's order (so that a reshape only relabels)? */
+static int advnn__oordered(const advnn__oim *im, const advnn__oval *v) {
+    int k, last = -1, data = 0;
+    if (v->flat) return 0;
+    for (k = 0; k < v->r; k++) {
+        int s = v->src[k];
+        if (s == ADVNN__OB) { if (data) return 0; continue; }
+        if (s == ADVNN__OU || advnn__oashape(im, v, s) == 1) continue;
+        if (s < last) return 0;
+        last = s; data = 1;
+    }
+    return 1;
+}
+static int advnn__obatch_axis(const advnn__oval *v) { int k; for (k = 0; k < v->r; k++) if (v->src[k] == ADVNN__OB) return k; return -1; }
+/* Normalises an axis attribute against rank r; -1 when out of range. */
+static int advnn__oaxis(int64_t a, int r) { if (a < 0) a += r; return a >= 0 && a < r ? (int)a : -1; }
+
+/* The node of x as channels-last (L, C) / (H, W, C) for a `dims`-d convolution, or -1 with a message. */
+static int advnn__oas_cl(advnn__oim *im, const advnn__oval *x, int dims) {
+    int k, ok = x->r == dims + 2 && advnn__ondim(im, x) == dims + 1 && !x->flat && x->src[0] == ADVNN__OB && x->src[1] == dims;
+    for (k = 0; ok && k < dims; k++) ok = x->src[k + 2] == k;
+    if (ok) return x->node;
+    if (x->r == dims + 2 && !x->flat && x->src[0] == ADVNN__OB && x->dim[1] == 1 && advnn__oordered(im, x)) {
+        int shape[3];   /* one channel: channels-first and channels-last hold the same order */
+        for (k = 0; k < dims; k++) shape[k] = (int)x->dim[k + 2];
+        shape[dims] = 1;
+        k = advnn_reshape(im->g, x->node, dims + 1, shape);
+        return advnn__obuilt(im, k) ? -1 : k;
+    }
+    return advnn__oerr(im, "input '%.*s' is not an (N, C, %s) view of a channels-last tensor (advnn cannot reorder channels-first data with C > 1)",
+                       ADVNN__OS(x->name), dims == 1 ? "L" : "H, W");
+}
+
+/* A Dense on x seen as (N, K): the advnn node with K values per sample, and for a channels-first
+ * flatten the advnn row of each ONNX row (*perm, the caller frees; NULL when the order is the same). */
+static int advnn__oas_flat(advnn__oim *im, const advnn__oval *x, int64_t K, int64_t **perm) {
+    int node = x->node;
+    *perm = NULL;
+    if (x->r != 2 || x->src[0] != ADVNN__OB) return advnn__oerr(im, "input '%.*s' must be (batch, features)", ADVNN__OS(x->name));
+    if (im->g->nodes[node].size != K)
+        return advnn__oerr(im, "input '%.*s' has %d values per sample, the weights expect %lld", ADVNN__OS(x->name), im->g->nodes[node].size, (long long)K);
+    if (x->flat) {
+        int64_t i, st[3], base = 0;
+        int a, k, sg;
+        if (!(*perm = (int64_t *)ADVNN_MALLOC((size_t)K * sizeof **perm))) return advnn__oerr(im, "out of memory");
+        for (sg = 0; sg < x->nseg; sg++) {
+            st[x->seg[sg].fandim - 1] = 1;
+            for (a = x->seg[sg].fandim - 2; a >= 0; a--) st[a] = st[a + 1] * x->seg[sg].fashape[a + 1];
+            for (i = 0; i < x->seg[sg].len; i++) {   /* ONNX index: row-major over fdim in ONNX order */
+                int64_t rem = i, idx = 0;
+                for (k = x->seg[sg].fr - 1; k >= 0; k--) { idx += (rem % x->seg[sg].fdim[k]) * st[(int)x->seg[sg].fsrc[k]]; rem /= x->seg[sg].fdim[k]; }
+                (*perm)[base + i] = base + idx;
+            }
+            base += x->seg[sg].len;
+        }
+        return node;
+    }
+    if (!advnn__oordered(im, x)) return advnn__oerr(im, "input '%.*s' is in an order advnn cannot reproduce", ADVNN__OS(x->name));
+    if (im->g->nodes[node].ndim != 1) { node = advnn_flatten(im->g, node); if (advnn__obuilt(im, node)) return -1; }
+    return node;
+}
+
+/* out = flatten of x to (N, K): a relabel when the order agrees, else a flat value that remembers the ONNX order. */
+static int advnn__oflatten_to(advnn__oim *im, const advnn__oval *x, advnn__oval *out) {
+    int node = x->node, k;
+    if (x->flat) { *out = *x; return 0; }
+    if (advnn__obatch_axis(x) < 0) return advnn__oerr(im, "no batch axis");
+    for (k = 0; k < advnn__obatch_axis(x); k++)
+        if (x->dim[k] != 1) return advnn__oerr(im, "flattening moves the batch axis (axis %d of '%.*s')", advnn__obatch_axis(x), ADVNN__OS(x->name));
+    if (im->g->nodes[node].ndim != 1) { node = advnn_flatten(im->g, node); if (advnn__obuilt(im, node)) return -1; }
+    if (advnn__oordered(im, x)) { advnn__oset_ident(im, out, node); return 0; }
+    out->nseg = 1; out->seg[0].fr = 0; out->seg[0].len = im->g->nodes[x->node].size;
+    for (k = 0; k < x->r; k++) {
+        int s = x->src[k];
+        if (s < 0) continue;
+        out->seg[0].fdim[out->seg[0].fr] = advnn__oashape(im, x, s); out->seg[0].fsrc[out->seg[0].fr] = (signed char)s; out->seg[0].fr++;
+    }
+    out->seg[0].fandim = advnn__ondim(im, x);
+    for (k = 0; k < out->seg[0].fandim; k++) out->seg[0].fashape[k] = advnn__oashape(im, x, k);
+    advnn__oset_ident(im, out, node);
+    out->flat = 1;
+    return 0;
+}
+
+/* ---- operators: one function each, found through the table below */
+typedef int (*advnn__oop_fn)(advnn__oim *im, const advnn__onode *n);
+
+static int advnn__oop_identity(advnn__oim *im, const advnn__onode *n) {   /* Identity, Dropout (inference) */
+    advnn__oval x;
+    if (advnn__oin(im, n, 0, &x)) return -1;
+    if (n->n_out > 1 && advnn__oused(im, n->out[1])) return advnn__oerr(im, "the dropout mask output is used");
+    if (advnn__ostr_eq(n->op, "Dropout") && advnn__ohas(n, 2)) {   /* training_mode: must be a constant false */
+        const advnn__otensor *t;
+        double *d = advnn__oin_cst(im, n, 2, &t);
+        int on = !d || t->count != 1 || d[0] != 0;
+        ADVNN_FREE(d);
+        if (on) return advnn__oerr(im, "training_mode is not a constant false (advnn imports inference graphs)");
+    }
+    return advnn__oput(im, n->out[0], &x) ? 0 : -1;
+}
+
+static int advnn__oop_constant(advnn__oim *im, const advnn__onode *n) {
+    advnn__pbr a;
+    advnn__pbf f;
+    advnn__oval *v;
+    char why[160];
+    if (!advnn__oattr(n, "value", &a)) return advnn__oerr(im, "only the 'value' (tensor) form of Constant is supported");
+    while (advnn__pbr_next(&a, &f) > 0) {
+        if (f.field != 5 || f.wt != 2) continue;
+        if (!advnn__ot_parse(f.sub, &im->consts[im->nconsts], why, sizeof why)) return advnn__oerr(im, "invalid tensor: %s", why);
+        if (!(v = advnn__oput(im, n->out[0], NULL))) return -1;
+        v->cst = &im->consts[im->nconsts++];
+        return 0;
+    }
+    return advnn__oerr(im, "the 'value' attribute holds no tensor");
+}
+
+static int advnn__oop_act(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    advnn_act act;
+    float p;
+    int id;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (advnn__ostr_eq(n->op, "Relu")) act = ADVNN_ACT_RELU, p = 1.0f;
+    else if (advnn__ostr_eq(n->op, "Sigmoid")) act = ADVNN_ACT_SIGMOID, p = 1.0f;
+    else if (advnn__ostr_eq(n->op, "Tanh")) act = ADVNN_ACT_TANH, p = 1.0f;
+    else if (advnn__ostr_eq(n->op, "Elu")) act = ADVNN_ACT_ELU, p = advnn__oattr_f(n, "alpha", 1.0f);
+    else if (advnn__ostr_eq(n->op, "Softplus")) act = ADVNN_ACT_SOFTPLUS, p = 1.0f;
+    else act = ADVNN_ACT_LEAKY_RELU, p = advnn__oattr_f(n, "alpha", 0.01f);
+    id = advnn_activation_ex(im->g, x.node, act, p);
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x))) return -1;
+    o->node = id; o->pending = -1;
+    return 0;
+}
+
+static int advnn__oop_softmax(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    int ax, k, last, id;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    ax = advnn__oaxis(advnn__oattr_i(n, "axis", im->m->opset >= 13 ? -1 : 1), x.r);
+    last = advnn__ondim(im, &x) - 1;
+    if (ax < 0 || x.flat) return advnn__oerr(im, "axis out of range or a reordered input");
+    if (im->m->opset >= 13) { if (x.src[ax] != last) return advnn__oerr(im, "softmax axis %d is not the last axis of the channels-last data", ax); }
+    else {   /* before opset 13: over all axes from `axis` on, flattened */
+        int found = 0;
+        for (k = 0; k < x.r; k++) {
+            int s = x.src[k];
+            if (k < ax) { if (s == last) return advnn__oerr(im, "softmax axes do not include the last axis"); continue; }
+            if (s == ADVNN__OB) return advnn__oerr(im, "softmax over the batch axis");
+            if (s == last) found = 1;
+            else if (s >= 0 && advnn__oashape(im, &x, s) != 1) return advnn__oerr(im, "softmax over more than the last axis");
+        }
+        if (!found) return advnn__oerr(im, "softmax axes do not include the last axis");
+    }
+    id = advnn_softmax(im->g, x.node);
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x))) return -1;
+    o->node = id; o->pending = -1;
+    return 0;
+}
+
+static int advnn__oop_prelu(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *s;
+    float *alpha;
+    int k, id, C, last, chan = -1, off;
+    if (advnn__oin_node(im, n, 0, &x) || !(s = advnn__oin_cst(im, n, 1, &t))) return -1;
+    last = advnn__ondim(im, &x) - 1; C = advnn__oashape(im, &x, last);
+    if (t->ndim > x.r) { ADVNN_FREE(s); return advnn__oerr(im, "slope has rank %d, the input %d", t->ndim, x.r); }
+    off = x.r - t->ndim;   /* numpy broadcasting aligns the trailing axes */
+    for (k = 0; k < t->ndim; k++) {
+        if (t->dims[k] == 1) continue;
+        if (x.src[off + k] != last || t->dims[k] != C) { ADVNN_FREE(s); return advnn__oerr(im, "slope varies along an axis that is not the channel axis (advnn: one slope per channel)"); }
+        chan = k;
+    }
+    if (!(alpha = advnn__ofloats(im, C))) { ADVNN_FREE(s); return -1; }
+    for (k = 0; k < C; k++) alpha[k] = (float)s[chan >= 0 ? k : 0];
+    ADVNN_FREE(s);
+    id = advnn_prelu(im->g, x.node);
+    if (advnn__obuilt(im, id) || advnn__oweight(im, id, "alpha", alpha, C)) { if (id < 0) ADVNN_FREE(alpha); return -1; }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    o->node = id; o->pending = -1;
+    return 0;
+}
+
+static int advnn__oop_batchnorm(advnn__oim *im, const advnn__onode *n) {
+    static const char *const blk[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    float eps = advnn__oattr_f(n, "epsilon", 1e-5f);
+    int k, id, C;
+    int64_t j;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (advnn__oattr_i(n, "training_mode", 0) != 0) return advnn__oerr(im, "training_mode = 1");
+    if (n->n_out > 1 && (advnn__oused(im, n->out[1]) || (n->n_out > 2 && advnn__oused(im, n->out[2])))) return advnn__oerr(im, "training outputs are used");
+    if (x.r < 2 || x.flat || x.src[1] != advnn__ondim(im, &x) - 1) return advnn__oerr(im, "the channel axis (1) is not the last axis of the channels-last data");
+    C = advnn__oashape(im, &x, advnn__ondim(im, &x) - 1);
+    id = advnn_batchnorm_ex(im->g, x.node, 0.1f, eps);
+    if (advnn__obuilt(im, id)) return -1;
+    for (k = 0; k < 4; k++) {
+        double *d = advnn__oin_cst(im, n, k + 1, &t);
+        float *w;
+        if (!d) return -1;
+        if (t->count != C) { ADVNN_FREE(d); return advnn__oerr(im, "parameter %d has %lld values for %d channels", k + 1, (long long)t->count, C); }
+        if (!(w = advnn__ofloats(im, C))) { ADVNN_FREE(d); return -1; }
+        for (j = 0; j < C; j++) w[j] = (float)d[j];
+        ADVNN_FREE(d);
+        if (advnn__oweight(im, id, blk[k], w, C)) return -1;
+    }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    o->node = id; o->pending = -1;
+    return 0;
+}
+
+/* Gemm and MatMul: a Dense. kernel[k][j] = alpha * B[k][j] (B[j][k] with transB), rows permuted for a channels-first flatten. */
+static int advnn__oop_dense(advnn__oim *im, const advnn__onode *n) {
+    int gemm = advnn__ostr_eq(n->op, "Gemm"), tb = gemm ? (int)advnn__oattr_i(n, "transB", 0) : 0, node, id;
+    float alpha = gemm ? advnn__oattr_f(n, "alpha", 1.0f) : 1.0f, beta = gemm ? advnn__oattr_f(n, "beta", 1.0f) : 1.0f;
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *B;
+    float *ker;
+    int64_t K, N, k, j, *perm = NULL;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (gemm && advnn__oattr_i(n, "transA", 0) != 0) return advnn__oerr(im, "transA = 1 (the batch would be a reduction axis)");
+    if (!(B = advnn__oin_cst(im, n, 1, &t))) return -1;
+    if (t->ndim != 2 || t->dims[0] < 1 || t->dims[1] < 1) { ADVNN_FREE(B); return advnn__oerr(im, "weights must be a 2-D constant"); }
+    K = tb ? t->dims[1] : t->dims[0]; N = tb ? t->dims[0] : t->dims[1];
+    if (N > ADVNN__MAX_FEATURES || K > ADVNN__MAX_FEATURES) { ADVNN_FREE(B); return advnn__oerr(im, "weights %lld x %lld too large", (long long)K, (long long)N); }
+    if (x.r == 2 || x.flat) node = advnn__oas_flat(im, &x, K, &perm);
+    else if (!advnn__oordered(im, &x) || x.src[x.r - 1] != advnn__ondim(im, &x) - 1 || advnn__oashape(im, &x, advnn__ondim(im, &x) - 1) != K)
+        node = advnn__oerr(im, "the last axis of '%.*s' is not the channels-last feature axis with %lld values", ADVNN__OS(x.name), (long long)K);
+    else node = x.node;
+    if (node < 0) { ADVNN_FREE(B); return -1; }
+    id = advnn_dense(im->g, node, (int)N, ADVNN_ACT_LINEAR);
+    if (advnn__obuilt(im, id) || !(ker = advnn__ofloats(im, K * N))) { ADVNN_FREE(B); ADVNN_FREE(perm); return -1; }
+    for (k = 0; k < K; k++)
+        for (j = 0; j < N; j++) ker[(perm ? perm[k] : k) * N + j] = alpha * (float)B[tb ? j * K + k : k * N + j];
+    ADVNN_FREE(B); ADVNN_FREE(perm);
+    if (advnn__oweight(im, id, "kernel", ker, K * N)) return -1;
+    if (gemm && advnn__ohas(n, 2)) {
+        double *c = advnn__oin_cst(im, n, 2, &t);
+        float *b;
+        if (!c) return -1;
+        if ((t->count != N && t->count != 1) || (t->ndim > 0 && t->dims[t->ndim - 1] != N && t->count != 1) || t->ndim > 2) {
+            ADVNN_FREE(c);
+            return advnn__oerr(im, "bias has %lld values for %lld units (advnn: a bias over the units)", (long long)t->count, (long long)N);
+        }
+        if (!(b = advnn__ofloats(im, N))) { ADVNN_FREE(c); return -1; }
+        for (j = 0; j < N; j++) b[j] = beta * (float)c[t->count == 1 ? 0 : j];
+        ADVNN_FREE(c);
+        if (advnn__oweight(im, id, "bias", b, N)) return -1;
+    }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    if (x.r == 2 || x.flat) advnn__oset_ident(im, o, id);
+    else { o->node = id; o->dim[o->r - 1] = N; }
+    o->pending = gemm ? -1 : id;
+    return 0;
+}
+
+/* Add: only as the bias of the MatMul before it (what exporters write for a Dense on sequences). */
+static int advnn__oop_add(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval a, b, *x, *c;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *d;
+    float *bias;
+    int64_t N, j;
+    int k;
+    if (advnn__oin(im, n, 0, &a) || advnn__oin(im, n, 1, &b)) return -1;
+    x = a.node >= 0 ? &a : &b; c = a.node >= 0 ? &b : &a;
+    if (x->node < 0 || !c->cst || x->pending < 0 || x->pending != x->node)
+        return advnn__oerr(im, "Add is imported only as the bias of the MatMul just before it (a constant added to its output)");
+    {
+        advnn__ostr xn = x->name;
+        int uses = 0, i;
+        for (i = 0; i < im->m->n_outs; i++) uses += advnn__ostr_same(im->m->outs[i], xn);
+        for (i = 0; i < im->m->n_nodes; i++) for (k = 0; k < im->m->nodes[i].n_in; k++) uses += advnn__ostr_same(im->m->nodes[i].in[k], xn);
+        if (uses != 1) return advnn__oerr(im, "the MatMul output '%.*s' is also read elsewhere, so its bias cannot be folded", ADVNN__OS(xn));
+    }
+    N = im->g->nodes[x->node].cols;
+    t = c->cst;
+    for (k = 0; k < t->ndim; k++)
+        if (t->dims[k] != 1 && !(k == t->ndim - 1 && t->dims[k] == N)) return advnn__oerr(im, "the added constant is not a bias over the last axis");
+    if (t->ndim > x->r) return advnn__oerr(im, "the added constant has a higher rank than the data");
+    if (!(d = advnn__oin_cst(im, n, x == &a ? 1 : 0, &t))) return -1;
+    if (!(bias = advnn__ofloats(im, N))) { ADVNN_FREE(d); return -1; }
+    for (j = 0; j < N; j++) bias[j] = (float)d[t->count == 1 ? 0 : j];
+    ADVNN_FREE(d);
+    if (advnn__oweight(im, x->node, "bias", bias, N)) return -1;
+    if (!(o = advnn__oput(im, n->out[0], x))) return -1;
+    o->pending = -1;
+    return 0;
+}
+
+/* kernel_shape/strides/pads/dilations of a Conv or pool over `dims` spatial axes; pad = VALID/SAME
+ * when the pads are what advnn computes for it, else -1. */
+static int advnn__owindow(advnn__oim *im, const advnn__onode *n, int dims, const int *in, int64_t *ks, int64_t *st, int *pad, int allow_same) {
+    int64_t pads[4] = {0, 0, 0, 0}, dil[2] = {1, 1};
+    int k, c, same = allow_same, valid = 1;
+    advnn__ostr ap = advnn__oattr_s(n, "auto_pad", "NOTSET");
+    st[0] = st[1] = 1;
+    if ((c = advnn__oattr_ints(n, "strides", st, 2)) != -1 && c != dims) return advnn__oerr(im, "strides has %d values for %d spatial axes", c, dims);
+    if ((c = advnn__oattr_ints(n, "dilations", dil, 2)) != -1 && c != dims) return advnn__oerr(im, "dilations has %d values", c);
+    if ((c = advnn__oattr_ints(n, "pads", pads, 4)) != -1 && c != 2 * dims) return advnn__oerr(im, "pads has %d values", c);
+    for (k = 0; k < dims; k++) {
+        int o, before;
+        if (dil[k] != 1) return advnn__oerr(im, "dilation %lld (advnn: 1)", (long long)dil[k]);
+        if (ks[k] < 1 || ks[k] > 1024 || st[k] < 1 || st[k] > 1024) return advnn__oerr(im, "kernel %lld, stride %lld out of range", (long long)ks[k], (long long)st[k]);
+        if (pads[k] != 0 || pads[k + dims] != 0) valid = 0;
+        if (same) {
+            if (!advnn__conv_axis(in[k], (int)ks[k], (int)st[k], ADVNN_PAD_SAME, &o, &before)) same = 0;
+            else {
+                int total = (o - 1) * (int)st[k] + (int)ks[k] - in[k];
+                if (total < 0) total = 0;
+                if (pads[k] != before || pads[k + dims] != total - before) same = 0;
+            }
+        }
+    }
+    if (advnn__ostr_eq(ap, "VALID")) { *pad = ADVNN_PAD_VALID; return 0; }
+    if (advnn__ostr_eq(ap, "SAME_UPPER") && allow_same) { *pad = ADVNN_PAD_SAME; return 0; }
+    if (!advnn__ostr_eq(ap, "NOTSET")) return advnn__oerr(im, "auto_pad %.*s (advnn: NOTSET, VALID%s)", ADVNN__OS(ap), allow_same ? ", SAME_UPPER" : "");
+    if (valid) { *pad = ADVNN_PAD_VALID; return 0; }
+    if (same) { *pad = ADVNN_PAD_SAME; return 0; }
+    return advnn__oerr(im, "pads (%lld, %lld, %lld, %lld) are neither none nor TensorFlow 'same' (extra pad at the end)%s",
+                       (long long)pads[0], (long long)pads[1], (long long)pads[2], (long long)pads[3], allow_same ? "" : " (pooling takes no pads)");
+}
+
+static int advnn__oop_conv(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *W;
+    float *ker;
+    int64_t ks[2], st[2], F, C, K0, K1, f, c, a, b;
+    int dims, node, in[2], pad, id;
+    if (advnn__oin_node(im, n, 0, &x) || !(W = advnn__oin_cst(im, n, 1, &t))) return -1;
+    dims = t->ndim - 2;
+    if (dims < 1 || dims > 2 || (node = advnn__oas_cl(im, &x, dims)) < 0) {
+        ADVNN_FREE(W);
+        return dims < 1 || dims > 2 ? advnn__oerr(im, "%d-d convolution (advnn: 1-d and 2-d)", dims) : -1;
+    }
+    if (advnn__oattr_i(n, "group", 1) != 1) { ADVNN_FREE(W); return advnn__oerr(im, "group = %lld (advnn: 1)", (long long)advnn__oattr_i(n, "group", 1)); }
+    F = t->dims[0]; C = t->dims[1];
+    ks[0] = t->dims[2]; ks[1] = dims == 2 ? t->dims[3] : 1;
+    { int64_t kk[2]; int c2 = advnn__oattr_ints(n, "kernel_shape", kk, 2);
+      if (c2 != -1 && (c2 != dims || kk[0] != ks[0] || (dims == 2 && kk[1] != ks[1]))) { ADVNN_FREE(W); return advnn__oerr(im, "kernel_shape disagrees with the weights"); } }
+    if (C != im->g->nodes[node].shape[dims]) { ADVNN_FREE(W); return advnn__oerr(im, "weights for %lld input channels, the input has %d", (long long)C, im->g->nodes[node].shape[dims]); }
+    for (a = 0; a < dims; a++) in[a] = im->g->nodes[node].shape[a];
+    if (advnn__owindow(im, n, dims, in, ks, st, &pad, 1)) { ADVNN_FREE(W); return -1; }
+    id = dims == 1 ? advnn_conv1d(im->g, node, (int)F, (int)ks[0], (int)st[0], (advnn_padding)pad, ADVNN_ACT_LINEAR)
+                   : advnn_conv2d(im->g, node, (int)F, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1], (advnn_padding)pad, ADVNN_ACT_LINEAR);
+    K0 = ks[0]; K1 = ks[1];
+    if (advnn__obuilt(im, id) || !(ker = advnn__ofloats(im, F * C * K0 * K1))) { ADVNN_FREE(W); return -1; }
+    /* ONNX (F, C, KH, KW) -> advnn (KH, KW, C, F) */
+    for (f = 0; f < F; f++) for (c = 0; c < C; c++) for (a = 0; a < K0; a++) for (b = 0; b < K1; b++)
+        ker[((a * K1 + b) * C + c) * F + f] = (float)W[((f * C + c) * K0 + a) * K1 + b];
+    ADVNN_FREE(W);
+    if (advnn__oweight(im, id, "kernel", ker, F * C * K0 * K1)) return -1;
+    if (advnn__ohas(n, 2)) {
+        double *bb = advnn__oin_cst(im, n, 2, &t);
+        float *bias;
+        if (!bb) return -1;
+        if (t->count != F || !(bias = advnn__ofloats(im, F))) { ADVNN_FREE(bb); return t->count != F ? advnn__oerr(im, "bias has %lld values for %lld filters", (long long)t->count, (long long)F) : -1; }
+        for (f = 0; f < F; f++) bias[f] = (float)bb[f];
+        ADVNN_FREE(bb);
+        if (advnn__oweight(im, id, "bias", bias, F)) return -1;
+    }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    advnn__oset_cl(im, o, id); o->pending = -1;
+    return 0;
+}
+
+static int advnn__oop_pool(advnn__oim *im, const advnn__onode *n) {
+    int glob = advnn__ostr_eq(n->op, "GlobalAveragePool") || advnn__ostr_eq(n->op, "GlobalMaxPool");
+    int avg = advnn__ostr_eq(n->op, "AveragePool") || advnn__ostr_eq(n->op, "GlobalAveragePool");
+    advnn__oval x;
+    advnn__oval *o;
+    int64_t ks[2] = {1, 1}, st[2] = {1, 1};
+    int dims = 0, node, in[2], pad, id, k, c;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (n->n_out > 1 && advnn__oused(im, n->out[1])) return advnn__oerr(im, "the indices output is used");
+    if (x.r == 3 || x.r == 4) dims = x.r - 2;
+    else return advnn__oerr(im, "input of rank %d (advnn pools (N, C, L) and (N, C, H, W))", x.r);
+    if ((node = advnn__oas_cl(im, &x, dims)) < 0) return -1;
+    for (k = 0; k < dims; k++) in[k] = im->g->nodes[node].shape[k];
+    if (glob) { for (k = 0; k < dims; k++) ks[k] = st[k] = in[k]; }
+    else {
+        if ((c = advnn__oattr_ints(n, "kernel_shape", ks, 2)) != dims) return advnn__oerr(im, "kernel_shape has %d values for %d spatial axes", c, dims);
+        if (advnn__owindow(im, n, dims, in, ks, st, &pad, 0)) return -1;
+        if (advnn__oattr_i(n, "storage_order", 0) != 0) return advnn__oerr(im, "storage_order = 1");
+        for (k = 0; k < dims; k++)   /* ceil_mode only matters when a window would stick out */
+            if (advnn__oattr_i(n, "ceil_mode", 0) && in[k] >= ks[k] && (in[k] - ks[k]) % st[k]) return advnn__oerr(im, "ceil_mode = 1 with a partial last window");
+    }
+    id = dims == 1 ? (avg ? advnn_avgpool1d(im->g, node, (int)ks[0], (int)st[0]) : advnn_maxpool1d(im->g, node, (int)ks[0], (int)st[0]))
+                   : (avg ? advnn_avgpool2d(im->g, node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1])
+                          : advnn_maxpool2d(im->g, node, (int)ks[0], (int)ks[1], (int)st[0], (int)st[1]));
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x))) return -1;
+    advnn__oset_cl(im, o, id); o->pending = -1;
+    return 0;
+}
+
+/* Resize / Upsample: nearest neighbour with integer factors on H and W only, with a coordinate
+ * rule under which output pixel x reads input pixel floor(x / f) (advnn's upsampling). */
+static int advnn__oop_resize(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    advnn__ostr mode = advnn__oattr_s(n, "mode", "nearest"), ct = advnn__oattr_s(n, "coordinate_transformation_mode", "half_pixel");
+    advnn__ostr nm = advnn__oattr_s(n, "nearest_mode", "round_prefer_floor");
+    int si = advnn__ostr_eq(n->op, "Upsample") || im->m->opset < 11 ? 1 : 2, node, id, fh, fw;
+    double *s;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (!advnn__ostr_eq(mode, "nearest")) return advnn__oerr(im, "mode '%.*s' (advnn: nearest)", ADVNN__OS(mode));
+    if (si == 2) {
+        int ok = (advnn__ostr_eq(ct, "asymmetric") && advnn__ostr_eq(nm, "floor")) ||
+                 ((advnn__ostr_eq(ct, "half_pixel") || advnn__ostr_eq(ct, "pytorch_half_pixel")) &&
+                  (advnn__ostr_eq(nm, "round_prefer_floor") || advnn__ostr_eq(nm, "round_prefer_ceil")));
+        if (!ok) return advnn__oerr(im, "coordinate_transformation_mode '%.*s' with nearest_mode '%.*s' (advnn: asymmetric+floor, or half_pixel+round)",
+                                    ADVNN__OS(ct), ADVNN__OS(nm));
+        advnn__pbr ax;
+        if (advnn__oattr_i(n, "antialias", 0) != 0 || advnn__oattr(n, "axes", &ax)) return advnn__oerr(im, "antialias or axes given");
+    }
+    if (!advnn__ohas(n, si)) return advnn__oerr(im, "no constant scales (resizing to sizes is not supported: it fixes the batch size)");
+    if (!(s = advnn__oin_cst(im, n, si, &t))) return -1;
+    if (t->count != 4 || s[0] != 1.0 || s[1] != 1.0 || s[2] != floor(s[2]) || s[3] != floor(s[3]) || s[2] < 1 || s[3] < 1 || s[2] > 64 || s[3] > 64) {
+        ADVNN_FREE(s); return advnn__oerr(im, "scales must be (1, 1, fh, fw) with integer factors 1..64");
+    }
+    fh = (int)s[2]; fw = (int)s[3];
+    ADVNN_FREE(s);
+    if ((node = advnn__oas_cl(im, &x, 2)) < 0) return -1;
+    id = advnn_upsample2d(im->g, node, fh, fw);
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x))) return -1;
+    advnn__oset_cl(im, o, id); o->pending = -1;
+    return 0;
+}
+
+static int advnn__oop_transpose(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    int64_t perm[ADVNN_MAX_DIMS];
+    int c, k, seen = 0;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    c = advnn__oattr_ints(n, "perm", perm, ADVNN_MAX_DIMS);
+    if (c == -1) { for (k = 0; k < x.r; k++) perm[k] = x.r - 1 - k; c = x.r; }
+    if (c != x.r || x.flat) return advnn__oerr(im, "perm has %d values for rank %d", c, x.r);
+    for (k = 0; k < c; k++) {
+        if (perm[k] < 0 || perm[k] >= c || (seen >> perm[k] & 1)) return advnn__oerr(im, "perm is not a permutation");
+        seen |= 1 << perm[k];
+    }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    for (k = 0; k < c; k++) { o->dim[k] = x.dim[perm[k]]; o->src[k] = x.src[perm[k]]; }
+    return 0;
+}
+
+/* axes of Squeeze/Unsqueeze: attribute before opset 13, input 1 from 13 on; -1 when absent */
+static int advnn__oaxes(advnn__oim *im, const advnn__onode *n, int64_t *axes) {
+    int c;
+    if (im->m->opset < 13) {
+        c = advnn__oattr_ints(n, "axes", axes, ADVNN_MAX_DIMS);
+        return c == -2 ? advnn__oerr(im, "too many axes") - 1 : c;
+    }
+    if (!advnn__ohas(n, 1)) return -1;
+    {
+        const advnn__otensor *t;
+        double *d = advnn__oin_cst(im, n, 1, &t);
+        if (!d) return -2;
+        if (t->count > ADVNN_MAX_DIMS) { ADVNN_FREE(d); return advnn__oerr(im, "too many axes") - 1; }
+        for (c = 0; c < t->count; c++) axes[c] = (int64_t)d[c];
+        ADVNN_FREE(d);
+        return c;
+    }
+}
+
+static int advnn__oop_squeeze(advnn__oim *im, const advnn__onode *n) {
+    int unsq = advnn__ostr_eq(n->op, "Unsqueeze"), c, k, j, r;
+    int64_t axes[ADVNN_MAX_DIMS];
+    unsigned mark = 0;
+    advnn__oval x;
+    advnn__oval *o;
+    if (advnn__oin(im, n, 0, &x)) return -1;
+    if ((c = advnn__oaxes(im, n, axes)) < -1) return -1;
+    if (x.isshape) {   /* a scalar shape entry made a 1-vector */
+        if (!unsq || x.shp_r != 0 || c != 1 || (axes[0] != 0 && axes[0] != -1)) return advnn__oerr(im, "unsupported shape arithmetic");
+        if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+        o->shp_r = 1;
+        return 0;
+    }
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (x.flat) return advnn__oerr(im, "input is a reordered flatten");
+    r = unsq ? x.r + (c < 0 ? 0 : c) : x.r;
+    if (unsq && (c < 0 || r > ADVNN_MAX_DIMS)) return advnn__oerr(im, "axes missing or rank above %d", ADVNN_MAX_DIMS);
+    for (k = 0; k < c; k++) {
+        int a = advnn__oaxis(axes[k], r);
+        if (a < 0 || (mark >> a & 1)) return advnn__oerr(im, "axis %lld out of range or repeated", (long long)axes[k]);
+        mark |= 1u << a;
+    }
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    if (unsq) {
+        for (k = 0, j = 0; k < r; k++) {
+            if (mark >> k & 1) { o->dim[k] = 1; o->src[k] = ADVNN__OU; }
+            else { o->dim[k] = x.dim[j]; o->src[k] = x.src[j]; j++; }
+        }
+        o->r = r;
+        return 0;
+    }
+    for (k = 0, j = 0; k < x.r; k++) {
+        int drop = c < 0 ? x.src[k] != ADVNN__OB && x.dim[k] == 1 : (int)(mark >> k & 1);
+        if (drop && (x.src[k] == ADVNN__OB || x.dim[k] != 1)) return advnn__oerr(im, "axis %d has size %lld%s", k, (long long)x.dim[k], x.src[k] == ADVNN__OB ? " (the batch)" : "");
+        if (!drop) { o->dim[j] = x.dim[k]; o->src[j] = x.src[k]; j++; }
+    }
+    o->r = j;
+    return 0;
+}
+
+/* The exporters' dynamic zero state of an LSTM: Shape -> Gather -> Unsqueeze -> Concat -> ConstantOfShape
+ * is followed as integer arithmetic on shapes, with -1 standing for the batch size. */
+static int advnn__oop_shape(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    int k;
+    if (advnn__oin(im, n, 0, &x)) return -1;
+    if (x.node < 0 || x.flat || advnn__oattr_i(n, "start", 0) != 0 || advnn__oattr_i(n, "end", x.r) != x.r)
+        return advnn__oerr(im, "Shape of a constant, a reordered flatten, or with start/end");
+    if (!(o = advnn__oput(im, n->out[0], NULL))) return -1;
+    o->isshape = 1; o->shp_r = 1; o->shp_n = x.r;
+    for (k = 0; k < x.r; k++) o->shp[k] = x.dim[k];
+    return 0;
+}
+/* Values of input k as a shape: a shape value, or an integer constant of rank <= 1. */
+static int advnn__oin_shape(advnn__oim *im, const advnn__onode *n, int k, advnn__oval *out) {
+    if (advnn__oin(im, n, k, out)) return -1;
+    if (out->isshape) return 0;
+    if (out->cst && out->cst->ndim <= 1 && out->cst->count <= ADVNN_MAX_DIMS &&
+        (out->cst->dtype == ADVNN__OT_INT64 || out->cst->dtype == ADVNN__OT_INT32)) {
+        double d[ADVNN_MAX_DIMS];
+        int j;
+        advnn__ot_read(out->cst, d);
+        out->isshape = 1; out->shp_r = out->cst->ndim; out->shp_n = (int)out->cst->count;
+        for (j = 0; j < out->shp_n; j++) out->shp[j] = (int64_t)d[j];
+        return 0;
+    }
+    return advnn__oerr(im, "input %d ('%.*s') is not a shape computation", k, ADVNN__OS(n->in[k]));
+}
+static int advnn__oop_cshape(advnn__oim *im, const advnn__onode *n) {   /* ConstantOfShape */
+    advnn__oval s;
+    advnn__oval *o;
+    advnn__pbr a;
+    advnn__pbf f;
+    int k;
+    if (advnn__oin_shape(im, n, 0, &s)) return -1;
+    if (advnn__oattr(n, "value", &a))
+        while (advnn__pbr_next(&a, &f) > 0) {
+            advnn__otensor t;
+            char why[160];
+            double v;
+            if (f.field != 5 || f.wt != 2) continue;
+            if (!advnn__ot_parse(f.sub, &t, why, sizeof why) || t.count != 1) return advnn__oerr(im, "invalid value: %s", why);
+            advnn__ot_read(&t, &v);
+            if (v != 0) return advnn__oerr(im, "a non-zero fill value (advnn uses it only for zero initial states)");
+        }
+    if (s.shp_r != 1) return advnn__oerr(im, "shape of rank %d", s.shp_r);
+    if (!(o = advnn__oput(im, n->out[0], NULL))) return -1;
+    o->zero = 1; o->r = s.shp_n;
+    for (k = 0; k < s.shp_n; k++) o->dim[k] = s.shp[k];
+    return 0;
+}
+/* Pad with zero pads (what torch writes before some poolings): an identity. */
+static int advnn__oop_pad(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    int64_t p[2 * ADVNN_MAX_DIMS];
+    int k, c;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (im->m->opset < 11) c = advnn__oattr_ints(n, "pads", p, 2 * ADVNN_MAX_DIMS);
+    else {
+        const advnn__otensor *t;
+        double *d = advnn__oin_cst(im, n, 1, &t);
+        if (!d) return -1;
+        c = t->count <= 2 * ADVNN_MAX_DIMS ? (int)t->count : -2;
+        for (k = 0; k < c; k++) p[k] = (int64_t)d[k];
+        ADVNN_FREE(d);
+    }
+    if (c < 0) return advnn__oerr(im, "pads missing");
+    for (k = 0; k < c; k++) if (p[k] != 0) return advnn__oerr(im, "non-zero padding (advnn pads only inside Conv, as 'same')");
+    return advnn__oput(im, n->out[0], &x) ? 0 : -1;
+}
+
+/* Gather of index 0 (or -1) along an axis of size 1: a squeeze (torch's h_n[-1] of a one-layer LSTM). */
+static int advnn__oop_gather(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *d;
+    int ax, k, j;
+    if (advnn__oin(im, n, 0, &x)) return -1;
+    if (x.isshape) {   /* indices into a shape */
+        advnn__oval ix;
+        if (advnn__oin_shape(im, n, 1, &ix)) return -1;
+        if (x.shp_r != 1 || advnn__oattr_i(n, "axis", 0) != 0) return advnn__oerr(im, "Gather on a shape along axis != 0");
+        if (!(o = advnn__oput(im, n->out[0], NULL))) return -1;
+        o->isshape = 1; o->shp_r = ix.shp_r; o->shp_n = ix.shp_n;
+        for (k = 0; k < ix.shp_n; k++) {
+            int a = advnn__oaxis(ix.shp[k], x.shp_n);
+            if (a < 0) return advnn__oerr(im, "index %lld out of range", (long long)ix.shp[k]);
+            o->shp[k] = x.shp[a];
+        }
+        return 0;
+    }
+    if (advnn__oin_node(im, n, 0, &x) || !(d = advnn__oin_cst(im, n, 1, &t))) return -1;
+    ax = advnn__oaxis(advnn__oattr_i(n, "axis", 0), x.r);
+    if (ax < 0 || x.flat || t->count != 1 || (d[0] != 0 && d[0] != -1) || x.dim[ax] != 1 || x.src[ax] == ADVNN__OB) {
+        ADVNN_FREE(d);
+        return advnn__oerr(im, "Gather is imported only as index 0 or -1 along an axis of size 1");
+    }
+    ADVNN_FREE(d);
+    if (!(o = advnn__oput(im, n->out[0], &x))) return -1;
+    if (t->ndim == 0) {   /* a scalar index drops the axis */
+        for (k = 0, j = 0; k < x.r; k++) if (k != ax) { o->dim[j] = x.dim[k]; o->src[j] = x.src[k]; j++; }
+        o->r = j;
+    }
+    return 0;
+}
+
+static int advnn__oop_flatten(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x, f;
+    int ax;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    ax = advnn__oaxis(advnn__oattr_i(n, "axis", 1), x.r + 1);
+    if (ax != 1 || x.r < 1) return advnn__oerr(im, "axis %d (advnn: 1, keeping the batch)", ax);
+    f = x;
+    if (advnn__oflatten_to(im, &x, &f)) return -1;
+    return advnn__oput(im, n->out[0], &f) ? 0 : -1;
+}
+
+static int advnn__oop_reshape(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x, f;
+    advnn__oval *o;
+    const advnn__otensor *t;
+    double *d;
+    int64_t dims[ADVNN_MAX_DIMS], size = 1, have, known = 1;
+    int k, r, infer = -1, shape[3], nd = 0, id;
+    if (advnn__oin_node(im, n, 0, &x) || !(d = advnn__oin_cst(im, n, 1, &t))) return -1;
+    if (t->count < 1 || t->count > ADVNN_MAX_DIMS || advnn__oattr_i(n, "allowzero", 0)) { ADVNN_FREE(d); return advnn__oerr(im, "shape with %lld values or allowzero", (long long)t->count); }
+    r = (int)t->count;
+    for (k = 0; k < r; k++) dims[k] = (int64_t)d[k];
+    ADVNN_FREE(d);
+    have = im->g->nodes[x.node].size;
+    for (k = 0; k < advnn__obatch_axis(&x); k++)   /* axes of size 1 before the batch (an LSTM's Y_h) fold away */
+        if (x.dim[k] != 1) return advnn__oerr(im, "the batch is not the outermost axis of the input");
+    if ((dims[0] != 0 && dims[0] != -1) || (dims[0] == 0 && advnn__obatch_axis(&x) != 0))
+        return advnn__oerr(im, "the new shape must keep the batch first as 0 or -1 (it is %lld)", (long long)dims[0]);
+    for (k = 1; k < r; k++) {
+        if (dims[k] == 0) {
+            if (k >= x.r || x.src[k] == ADVNN__OB) return advnn__oerr(im, "0 copies a dimension the input lacks, or the batch");
+            dims[k] = x.dim[k];
+        }
+        if (dims[k] == -1) { if (infer >= 0 || dims[0] == -1) return advnn__oerr(im, "more than one -1"); infer = k; continue; }
+        if (dims[k] < 1 || dims[k] > ADVNN__MAX_FEATURES) return advnn__oerr(im, "dimension %lld", (long long)dims[k]);
+        known *= dims[k];
+        if (known > ADVNN__MAX_FEATURES) return advnn__oerr(im, "too large");
+    }
+    if (infer >= 0) { if (have % known) return advnn__oerr(im, "%lld values do not split into %lld", (long long)have, (long long)known); dims[infer] = have / known; }
+    for (k = 1; k < r; k++) size *= dims[k];
+    if (size != have) return advnn__oerr(im, "new shape holds %lld values per sample, the input %lld", (long long)size, (long long)have);
+    if (!advnn__oordered(im, &x)) {   /* only a flatten of reordered data can be followed by a Dense */
+        if (r != 2) return advnn__oerr(im, "reshaping channels-first data other than to (N, features) would reorder it");
+        f = x;
+        if (advnn__oflatten_to(im, &x, &f)) return -1;
+        return advnn__oput(im, n->out[0], &f) ? 0 : -1;
+    }
+    for (k = 1; k < r; k++) if (dims[k] != 1) { if (nd == 3) return advnn__oerr(im, "more than 3 axes above 1 (advnn: 3)"); shape[nd++] = (int)dims[k]; }
+    if (nd == 0) shape[nd++] = 1;
+    id = advnn_reshape(im->g, x.node, nd, shape);
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x))) return -1;
+    o->node = id; o->pending = -1; o->r = r; o->dim[0] = -1; o->src[0] = ADVNN__OB;
+    for (k = 1, nd = 0; k < r; k++) {
+        o->dim[k] = dims[k];
+        o->src[k] = dims[k] != 1 ? (signed char)nd++ : (signed char)ADVNN__OU;
+    }
+    return 0;
+}
+
+static int advnn__oop_concat(advnn__oim *im, const advnn__onode *n) {
+    advnn__oval x[ADVNN__ONNX_MAXIO];
+    advnn__oval *o;
+    int ids[ADVNN__ONNX_MAXIO], k, j, ax, id;
+    int64_t total = 0;
+    if (n->n_in < 1) return advnn__oerr(im, "no inputs");
+    for (k = 0; k < n->n_in; k++) if (advnn__oin(im, n, k, &x[k])) return -1;
+    if (x[0].isshape || (x[0].cst && x[0].cst->dtype != ADVNN__OT_FLOAT)) {   /* shapes joined */
+        advnn__oval s;
+        if (!(o = advnn__oput(im, n->out[0], NULL))) return -1;
+        o->isshape = 1; o->shp_r = 1;
+        for (k = 0; k < n->n_in; k++) {
+            if (advnn__oin_shape(im, n, k, &s)) return -1;
+            if (s.shp_r != 1 || o->shp_n + s.shp_n > ADVNN_MAX_DIMS) return advnn__oerr(im, "shapes too long");
+            memcpy(o->shp + o->shp_n, s.shp, (size_t)s.shp_n * sizeof *s.shp);
+            o->shp_n += s.shp_n;
+        }
+        return 0;
+    }
+    for (k = 0; k < n->n_in; k++) if (advnn__oin_node(im, n, k, &x[k])) return -1;
+    ax = advnn__oaxis(advnn__oattr_i(n, "axis", 0), x[0].r);
+    if (ax < 0) return advnn__oerr(im, "axis out of range");
+    for (k = 0; k < n->n_in; k++) if (x[k].flat) break;
+    if (k < n->n_in) {   /* (N, K) features, some of them flattened channels-first: segments */
+        advnn__oval f;
+        memset(&f, 0, sizeof f);
+        for (k = 0; k < n->n_in; k++) {
+            int j2;
+            if (x[k].r != 2 || ax != 1 || x[k].src[0] != ADVNN__OB || (!x[k].flat && !advnn__oordered(im, &x[k])))
+                return advnn__oerr(im, "input %d: a channels-first flatten is concatenated only with other (N, features) data", k);
+            if (!x[k].flat) {   /* in order: one segment read as it is */
+                ids[k] = advnn__ondim(im, &x[k]) == 1 ? x[k].node : advnn_flatten(im->g, x[k].node);
+                if (advnn__obuilt(im, ids[k])) return -1;
+                x[k].nseg = 1; x[k].seg[0].len = x[k].seg[0].fdim[0] = x[k].seg[0].fashape[0] = im->g->nodes[ids[k]].size;
+                x[k].seg[0].fr = x[k].seg[0].fandim = 1; x[k].seg[0].fsrc[0] = 0;
+            } else ids[k] = x[k].node;
+            for (j2 = 0; j2 < x[k].nseg; j2++) {
+                if (f.nseg >= ADVNN__MAX_IN) return advnn__oerr(im, "more than %d flattened segments", ADVNN__MAX_IN);
+                f.seg[f.nseg++] = x[k].seg[j2];
+            }
+        }
+        id = advnn_concat(im->g, n->n_in, ids);
+        if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x[0]))) return -1;
+        advnn__oset_ident(im, o, id);
+        o->flat = 1; o->nseg = f.nseg; memcpy(o->seg, f.seg, sizeof f.seg); o->pending = -1;
+        return 0;
+    }
+    for (k = 0; k < n->n_in; k++) {
+        if (x[k].r != x[0].r || x[k].flat || x[k].src[ax] != advnn__ondim(im, &x[k]) - 1)
+            return advnn__oerr(im, "input %d is not concatenated along the last axis of its channels-last data", k);
+        for (j = 0; j < x[0].r; j++)
+            if (j != ax && (x[k].src[j] != x[0].src[j] || x[k].dim[j] != x[0].dim[j])) return advnn__oerr(im, "inputs 0 and %d have different layouts", k);
+        ids[k] = x[k].node; total += x[k].dim[ax];
+    }
+    id = advnn_concat(im->g, n->n_in, ids);
+    if (advnn__obuilt(im, id) || !(o = advnn__oput(im, n->out[0], &x[0]))) return -1;
+    o->node = id; o->pending = -1; o->dim[ax] = total;
+    return 0;
+}
+
+/* LSTM, forward, default activations. ONNX gate blocks i, o, f, c with B = [Wb; Rb] become advnn's
+ * i, f, c, o with one bias (Wb + Rb). sequence_lens (per sample) becomes a mask through a Dense
+ * (1 -> T, ReLU) with kernel 1 and bias -t: len - t > 0 exactly for the steps t < len. */
+static int advnn__oop_lstm(advnn__oim *im, const advnn__onode *n) {
+    static const int gmap[4] = {0, 2, 3, 1};   /* advnn gate g is ONNX block gmap[g] */
+    advnn__oval x;
+    advnn__oval *o;
+    const advnn__otensor *tw, *tr, *tb = NULL;
+    double *W = NULL, *R = NULL, *B = NULL;
+    int64_t H = advnn__oattr_i(n, "hidden_size", 0), F, T, j, f, g;
+    int layout = (int)advnn__oattr_i(n, "layout", 0), mask = -1, k, use[2], st = -1;
+    advnn__ostr dir = advnn__oattr_s(n, "direction", "forward");
+    advnn__pbr a;
+    if (advnn__oin_node(im, n, 0, &x)) return -1;
+    if (!advnn__ostr_eq(dir, "forward")) return advnn__oerr(im, "direction '%.*s' (advnn: forward)", ADVNN__OS(dir));
+    if (advnn__oattr(n, "clip", &a) || advnn__oattr_i(n, "input_forget", 0) || advnn__oattr(n, "activations", &a))
+        return advnn__oerr(im, "clip, input_forget or non-default activations");
+    if (advnn__ohas(n, 7)) return advnn__oerr(im, "peephole weights");
+    if (layout < 0 || layout > 1 || x.r != 3 || x.flat || advnn__ondim(im, &x) != 2 || x.src[2] != 1 ||
+        x.src[layout ? 0 : 1] != ADVNN__OB || x.src[layout ? 1 : 0] != 0)
+        return advnn__oerr(im, "input '%.*s' is not a (T, N, F) (layout 0) or (N, T, F) (layout 1) view of a (T, F) sequence", ADVNN__OS(x.name));
+    T = advnn__oashape(im, &x, 0); F = advnn__oashape(im, &x, 1);
+    if (n->n_out > 2 && advnn__oused(im, n->out[2])) return advnn__oerr(im, "the cell state output Y_c is used (advnn returns h)");
+    use[0] = n->n_out > 0 && advnn__oused(im, n->out[0]);
+    use[1] = n->n_out > 1 && advnn__oused(im, n->out[1]);
+    for (k = 5; k <= 6; k++)   /* initial states: absent or zero */
+        if (advnn__ohas(n, k)) {
+            const advnn__otensor *t;
+            double *z;
+            advnn__oval s;
+            if (advnn__oin(im, n, k, &s)) return -1;
+            if (s.zero) continue;
+            z = advnn__oin_cst(im, n, k, &t);
+            if (!z) return -1;
+            for (j = 0; j < t->count; j++) if (z[j] != 0) { ADVNN_FREE(z); return advnn__oerr(im, "a non-zero initial state"); }
+            ADVNN_FREE(z);
+        }
+    if (advnn__ohas(n, 4)) {
+        advnn__oval l;
+        float *ker, *bias;
+        if (advnn__oin(im, n, 4, &l)) return -1;
+        if (l.node < 0 || im->g->nodes[l.node].size != 1) return advnn__oerr(im, "sequence_lens must be an input with one value per sample");
+        if (use[0]) return advnn__oerr(im, "sequence_lens with the output sequence Y used (ONNX zeroes its padded steps, advnn repeats the last state)");
+        mask = advnn_dense(im->g, l.node, (int)T, ADVNN_ACT_RELU);
+        if (advnn__obuilt(im, mask) || !(ker = advnn__ofloats(im, T))) return -1;
+        if (!(bias = advnn__ofloats(im, T))) { ADVNN_FREE(ker); return -1; }
+        for (j = 0; j < T; j++) { ker[j] = 1.0f; bias[j] = -(float)j; }
+        if (advnn__oweight(im, mask, "kernel", ker, T)) { ADVNN_FREE(bias); return -1; }
+        if (advnn__oweight(im, mask, "bias", bias, T)) return -1;
+    }
+    if (!(W = advnn__oin_cst(im, n, 1, &tw)) || !(R = advnn__oin_cst(im, n, 2, &tr)) || (advnn__ohas(n, 3) && !(B = advnn__oin_cst(im, n, 3, &tb)))) goto done;
+    if (H < 1 || H > 65536 || tw->count != 4 * H * F || tr->count != 4 * H * H || (tb && tb->count != 8 * H)) {
+        advnn__oerr(im, "weights W %lld, R %lld, B %lld values for hidden_size %lld, %lld features", (long long)tw->count, (long long)tr->count,
+                    tb ? (long long)tb->count : 0LL, (long long)H, (long long)F);
+        goto done;
+    }
+    for (k = 0; k < 2; k++) {
+        float *ker, *rec, *bias;
+        int id;
+        if (!use[k]) continue;
+        id = advnn_lstm(im->g, x.node, (int)H, k == 0, mask);
+        if (advnn__obuilt(im, id)) goto done;
+        ker = advnn__ofloats(im, F * 4 * H); rec = advnn__ofloats(im, H * 4 * H); bias = advnn__ofloats(im, 4 * H);
+        if (!ker || !rec || !bias) { ADVNN_FREE(ker); ADVNN_FREE(rec); ADVNN_FREE(bias); goto done; }
+        for (g = 0; g < 4; g++)
+            for (j = 0; j < H; j++) {
+                int64_t row = gmap[g] * H + j, col = g * H + j;
+                for (f = 0; f < F; f++) ker[f * 4 * H + col] = (float)W[row * F + f];
+                for (f = 0; f < H; f++) rec[f * 4 * H + col] = (float)R[row * H + f];
+                bias[col] = B ? (float)(B[row] + B[4 * H + row]) : 0.0f;   /* the float sum ONNX Runtime forms too */
+            }
+        if (advnn__oweight(im, id, "kernel", ker, F * 4 * H)) { ADVNN_FREE(rec); ADVNN_FREE(bias); goto done; }
+        if (advnn__oweight(im, id, "recurrent_kernel", rec, H * 4 * H)) { ADVNN_FREE(bias); goto done; }
+        if (advnn__oweight(im, id, "bias", bias, 4 * H)) goto done;
+        if (!(o = advnn__oput(im, n->out[k], &x))) goto done;
+        o->node = id; o->pending = -1;
+        if (k == 0) {   /* Y: (T, 1, N, H) or (N, T, 1, H) */
+            o->r = 4;
+            if (layout == 0) { o->dim[0] = T; o->src[0] = 0; o->dim[1] = 1; o->src[1] = ADVNN__OU; o->dim[2] = -1; o->src[2] = ADVNN__OB; }
+            else { o->dim[0] = -1; o->src[0] = ADVNN__OB; o->dim[1] = T; o->src[1] = 0; o->dim[2] = 1; o->src[2] = ADVNN__OU; }
+            o->dim[3] = H; o->src[3] = 1;
+        } else {        /* Y_h: (1, N, H) or (N, 1, H) */
+            o->r = 3;
+            o->dim[layout] = 1; o->src[layout] = ADVNN__OU; o->dim[1 - layout] = -1; o->src[1 - layout] = ADVNN__OB;
+            o->dim[2] = H; o->src[2] = 0;
+        }
+    }
+    st = 0;
+done:
+    ADVNN_FREE(W); ADVNN_FREE(R); ADVNN_FREE(B);
+    return st;
+}
+
+static const struct { const char *op; advnn__oop_fn fn; } advnn__oops[] = {
+    {"Identity", advnn__oop_identity}, {"Dropout", advnn__oop_identity}, {"Constant", advnn__oop_constant},
+    {"Relu", advnn__oop_act}, {"LeakyRelu", advnn__oop_act}, {"Elu", advnn__oop_act}, {"Sigmoid", advnn__oop_act},
+    {"Tanh", advnn__oop_act}, {"Softplus", advnn__oop_act}, {"PRelu", advnn__oop_prelu}, {"Softmax", advnn__oop_softmax},
+    {"BatchNormalization", advnn__oop_batchnorm}, {"Gemm", advnn__oop_dense}, {"MatMul", advnn__oop_dense}, {"Add", advnn__oop_add},
+    {"Conv", advnn__oop_conv}, {"MaxPool", advnn__oop_pool}, {"AveragePool", advnn__oop_pool},
+    {"GlobalAveragePool", advnn__oop_pool}, {"GlobalMaxPool", advnn__oop_pool}, {"Resize", advnn__oop_resize}, {"Upsample", advnn__oop_resize},
+    {"Transpose", advnn__oop_transpose}, {"Squeeze", advnn__oop_squeeze}, {"Unsqueeze", advnn__oop_squeeze}, {"Gather", advnn__oop_gather},
+    {"Flatten", advnn__oop_flatten}, {"Shape", advnn__oop_shape}, {"ConstantOfShape", advnn__oop_cshape}, {"Pad", advnn__oop_pad}, {"Reshape", advnn__oop_reshape}, {"Concat", advnn__oop_concat}, {"LSTM", advnn__oop_lstm},
+};
+
+/* Makes the advnn input for ONNX graph input `in`: the batch axis dropped; (N, C, H, W), and (N, C, L)
+ * read by a Conv, become channels-last; an integer input of one value per sample stays as floats. */
+static int advnn__oinput_make(advnn__oim *im, const advnn__oinput *in) {
+    char name[ADVNN__NAME_MAX];
+    int shape[3], k, nd, cl, id, i;
+    advnn__oval *v;
+    if (in->name.n == 0 || in->name.n >= ADVNN__NAME_MAX || memchr(in->name.p, 0, in->name.n))
+        return advnn__oerr(im, "graph input name '%.*s' is empty, has a NUL or has %zu characters (advnn: 1..%d)", ADVNN__OS(in->name), in->name.n, ADVNN__NAME_MAX - 1);
+    memcpy(name, in->name.p, in->name.n); name[in->name.n] = 0;
+    if (in->ndim < 1 || in->ndim > 4) return advnn__oerr(im, "graph input '%s' has rank %d (advnn: 1..4, the first axis the batch)", name, in->ndim);
+    if (in->elem != ADVNN__OT_FLOAT && !((in->elem == ADVNN__OT_INT32 || in->elem == ADVNN__OT_INT64) && in->ndim == 1))
+        return advnn__oerr(im, "graph input '%s' has element type %d (advnn: float, or integer sequence lengths)", name, in->elem);
+    for (k = 1; k < in->ndim; k++)
+        if (in->dims[k] < 1 || in->dims[k] > ADVNN__MAX_FEATURES) return advnn__oerr(im, "graph input '%s' has no fixed size on axis %d", name, k);
+    cl = 0;   /* channels-first when an operator that reads (N, C, ...) takes it directly (as PyTorch exports) */
+    for (i = 0; (in->ndim == 3 || in->ndim == 4) && i < im->m->n_nodes; i++) {
+        const advnn__onode *c = &im->m->nodes[i];
+        if (c->n_in > 0 && advnn__ostr_same(c->in[0], in->name) &&
+            (advnn__ostr_eq(c->op, "Conv") || advnn__ostr_eq(c->op, "MaxPool") || advnn__ostr_eq(c->op, "AveragePool") ||
+             advnn__ostr_eq(c->op, "GlobalAveragePool") || advnn__ostr_eq(c->op, "GlobalMaxPool") || advnn__ostr_eq(c->op, "Resize") ||
+             advnn__ostr_eq(c->op, "Upsample") || advnn__ostr_eq(c->op, "BatchNormalization"))) cl = 1;
+    }
+    nd = in->ndim - 1;
+    if (nd == 0) { shape[0] = 1; nd = 1; }
+    else if (cl) { for (k = 0; k + 1 < nd; k++) shape[k] = (int)in->dims[k + 2]; shape[nd - 1] = (int)in->dims[1]; }
+    else for (k = 0; k < nd; k++) shape[k] = (int)in->dims[k + 1];
+    id = advnn_input(im->g, name, nd, shape);
+    if (advnn__obuilt(im, id) || !(v = advnn__oput(im, in->name, NULL))) return -1;
+    if (cl) advnn__oset_cl(im, v, id);
+    else if (in->ndim == 1) { v->node = id; v->r = 1; v->dim[0] = -1; v->src[0] = ADVNN__OB; }
+    else advnn__oset_ident(im, v, id);
+    v->isint = in->elem != ADVNN__OT_FLOAT;
+    return 0;
+}
+
+static advnn_graph *advnn__onnx_build(const advnn__omodel *m) {
+    advnn__oim im;
+    advnn_graph *g = NULL;
+    int i, k, ok = 0;
+    memset(&im, 0, sizeof im);
+    im.m = m;
+    if (m->opset < 11 || m->opset > 21) {
+        advnn__fail(ADVNN_ERR_FORMAT, "onnx: opset %lld of the default domain (advnn imports opsets 11..21)%s", (long long)m->opset,
+                    m->opset == 0 ? ": no opset_import entry for it" : "");
+        return NULL;
+    }
+    if (!(im.g = g = advnn_graph_new())) return NULL;
+    if (!(im.consts = (advnn__otensor *)ADVNN_MALLOC(((size_t)m->n_nodes + 1) * sizeof *im.consts))) { advnn__oerr(&im, "out of memory"); goto out; }
+    for (i = 0; i < m->n_inits; i++) {
+        advnn__oval *v = advnn__oput(&im, m->inits[i].name, NULL);
+        if (!v) goto out;
+        v->cst = &m->inits[i];
+    }
+    for (i = 0; i < m->n_ins; i++) {
+        int init = 0;
+        for (k = 0; k < m->n_inits && !init; k++) init = advnn__ostr_same(m->inits[k].name, m->ins[i].name);
+        if (!init && advnn__oinput_make(&im, &m->ins[i])) goto out;   /* old exporters list initializers as inputs too */
+    }
+    for (i = 0; i < m->n_nodes; i++) {
+        const advnn__onode *n = &m->nodes[i];
+        int j, found = -1;
+        im.cur = n;
+        if (n->domain.n && !advnn__ostr_eq(n->domain, "ai.onnx")) {
+            advnn__oerr(&im, "operator of domain '%.*s' is not supported", ADVNN__OS(n->domain));
+            goto out;
+        }
+        for (j = 0; j < (int)(sizeof advnn__oops / sizeof advnn__oops[0]); j++) if (advnn__ostr_eq(n->op, advnn__oops[j].op)) { found = j; break; }
+        if (found < 0) { advnn__oerr(&im, "operator '%.*s' is not supported by advnn's importer", ADVNN__OS(n->op)); goto out; }
+        for (j = 0; j < n->n_out && n->out[j].n == 0; j++) {}
+        if (j == n->n_out) { advnn__oerr(&im, "node has no output"); goto out; }
+        if (advnn__oops[found].fn(&im, n)) goto out;
+    }
+    im.cur = NULL;
+    if (m->n_outs < 1) { advnn__oerr(&im, "the graph has no outputs"); goto out; }
+    for (i = 0; i < m->n_outs; i++) {
+        advnn__oval *v = advnn__oget(&im, m->outs[i]);
+        char name[ADVNN__NAME_MAX];
+        int id;
+        if (!v) { advnn__oerr(&im, "graph output '%.*s' is not computed by any node", ADVNN__OS(m->outs[i])); goto out; }
+        if (v->node < 0 || v->flat || v->isint) { advnn__oerr(&im, "graph output '%.*s' is a constant, an integer input or a reordered flatten", ADVNN__OS(m->outs[i])); goto out; }
+        if (m->outs[i].n >= ADVNN__NAME_MAX || memchr(m->outs[i].p, 0, m->outs[i].n)) { advnn__oerr(&im, "graph output name '%.*s' is longer than %d characters", ADVNN__OS(m->outs[i]), ADVNN__NAME_MAX - 1); goto out; }
+        memcpy(name, m->outs[i].p, m->outs[i].n); name[m->outs[i].n] = 0;
+        id = v->node;
+        if (g->nodes[id].kind == ADVNN__INPUT || g->nodes[id].name[0]) {   /* a second name for a node: a copy under it */
+            id = advnn_reshape(g, id, g->nodes[id].ndim, g->nodes[id].shape);
+            if (advnn__obuilt(&im, id)) goto out;
+        }
+        if (advnn__obuilt(&im, advnn_name(g, id, name))) goto out;
+    }
+    if (advnn_graph_finalize(g, 0) != ADVNN_OK) { char msg[sizeof advnn__errbuf]; snprintf(msg, sizeof msg, "%s", advnn_last_error()); advnn__oerr(&im, "%s", msg); goto out; }
+    for (i = 0; i < im.nw; i++)
+        if (advnn_weight_set(g, im.w[i].node, im.w[i].block, im.w[i].data, im.w[i].n) != ADVNN_OK) {
+            char msg[sizeof advnn__errbuf];
+            snprintf(msg, sizeof msg, "%s", advnn_last_error());
+            advnn__oerr(&im, "weights: %s", msg);
+            goto out;
+        }
+    ok = 1;
+out:
+    for (i = 0; i < im.nw; i++) ADVNN_FREE(im.w[i].data);
+    ADVNN_FREE(im.w); ADVNN_FREE(im.v); ADVNN_FREE(im.consts);
+    if (!ok) { advnn_graph_free(g); return NULL; }
+    return g;
+}
+
+ADVNN_DEF advnn_graph *advnn_onnx_load_mem(const void *buf, size_t len) {
+    advnn__omodel m;
+    advnn_graph *g;
+    if (!advnn__omodel_parse(buf, len, &m)) return NULL;
+    g = advnn__onnx_build(&m);
+    advnn__omodel_free(&m);
+    return g;
+}
+
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path) {
+    unsigned char *b;
+    size_t len;
+    advnn_graph *g;
+    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
+    g = advnn_onnx_load_mem(b, len);
+    ADVNN_FREE(b);
+    if (!g) {
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    return g;
+}
+#endif
+
+/* ---------------------------------------------------------------- ONNX export
+ * advnn_onnx_save: a protobuf writer (varint, 32-bit and length-delimited fields are all ONNX needs)
+ * and one export function per node kind, in advnn__ox_kinds[] indexed by kind.
+ * Layouts: every value exists channels-last (as advnn and the caller see it) and/or channels-first
+ * (as ONNX's Conv/pooling want it); each is made from the other by a Transpose only when a consumer
+ * asks for it, and element-wise layers work in whichever the input has, so a conv/PReLU/pool stack
+ * has one Transpose at each end.
+ * Opset 13 by default: the first with Softmax along one axis and Resize's current nearest rules, and
+ * the one tf2onnx emits by default and ROOT SOFIE reads; 14..17 (accepted) change nothing emitted here.
+ * Masked LSTM: ONNX's sequence_lens only skips padding at the end, advnn (as Keras) skips masked steps
+ * anywhere. The export moves each sample's active steps to the front with a 0/1 permutation matrix
+ * (from a cumulative count of the mask, a MatMul with a triangular matrix), runs the ONNX LSTM with
+ * sequence_lens = that count, and for return_sequences maps each step back to the output of the last
+ * active step at or before it (zero before the first). Products with 0/1 and sums of one term are
+ * exact, so this is the same computation, not an approximation (a masked step holding Inf/NaN would
+ * spoil it: 0 * Inf). It keeps the LSTM an LSTM (fast in runtimes, readable by converters) where an
+ * unrolled form would be T copies of the cell. */
+typedef struct { unsigned char *p; size_t n, cap; int oom; } advnn__pb;
+
+static void advnn__pb_put(advnn__pb *b, const void *d, size_t n) {
+    if (b->oom || n == 0) return;
+    if (b->n + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        void *q;
+        while (nc < b->n + n) nc *= 2;
+        if (!(q = ADVNN_REALLOC(b->p, nc))) { b->oom = 1; return; }
+        b->p = (unsigned char *)q; b->cap = nc;
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void advnn__pb_varint(advnn__pb *b, uint64_t v) {
+    unsigned char t[10];
+    int k = 0;
+    do { t[k] = (unsigned char)(v & 0x7f); v >>= 7; if (v) t[k] |= 0x80; k++; } while (v);
+    advnn__pb_put(b, t, (size_t)k);
+}
+static void advnn__pb_key(advnn__pb *b, int field, int wire) { advnn__pb_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+static void advnn__pb_int(advnn__pb *b, int field, int64_t v) { advnn__pb_key(b, field, 0); advnn__pb_varint(b, (uint64_t)v); }
+static void advnn__pb_f32(advnn__pb *b, int field, float f) {
+    unsigned char t[4];
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    advnn__put_u32(t, u);
+    advnn__pb_key(b, field, 5); advnn__pb_put(b, t, 4);
+}
+static void advnn__pb_bytes(advnn__pb *b, int field, const void *d, size_t n) {
+    advnn__pb_key(b, field, 2); advnn__pb_varint(b, (uint64_t)n); advnn__pb_put(b, d, n);
+}
+static void advnn__pb_str(advnn__pb *b, int field, const char *s) { advnn__pb_bytes(b, field, s, strlen(s)); }
+/* Appends sub as a length-delimited field and empties sub for reuse. */
+static void advnn__pb_sub(advnn__pb *b, int field, advnn__pb *sub) {
+    if (sub->oom) b->oom = 1;
+    advnn__pb_bytes(b, field, sub->p, sub->n);
+    sub->n = 0;
+}
+
+#define ADVNN__OX_NAME 64
+typedef struct {
+    const advnn_graph *g;
+    int portable;
+    advnn__pb nodes, inits, msg, attrs, attr;   /* graph parts; scratch for a node, its attributes, one attribute */
+    char (*cl)[ADVNN__OX_NAME], (*cf)[ADVNN__OX_NAME];   /* each node's value channels-last / -first, "" = not made */
+    int n_names;
+    advnn_status st;
+} advnn__ox;
+
+static const char *advnn__ox_fresh(advnn__ox *x, char *out) {
+    snprintf(out, ADVNN__OX_NAME, "advnn:%d", x->n_names++);
+    return out;
+}
+
+/* Attributes of the next node (AttributeProto: name 1, f 2, i 3, s 4, floats 7, ints 8, type 20). */
+static void advnn__ox_ai(advnn__ox *x, const char *name, int64_t v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_int(&x->attr, 3, v); advnn__pb_int(&x->attr, 20, 2);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_af(advnn__ox *x, const char *name, float v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_f32(&x->attr, 2, v); advnn__pb_int(&x->attr, 20, 1);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_as(advnn__ox *x, const char *name, const char *v) {
+    advnn__pb_str(&x->attr, 1, name); advnn__pb_str(&x->attr, 4, v); advnn__pb_int(&x->attr, 20, 3);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+static void advnn__ox_aints(advnn__ox *x, const char *name, int n, const int64_t *v) {
+    int k;
+    advnn__pb_str(&x->attr, 1, name);
+    for (k = 0; k < n; k++) advnn__pb_int(&x->attr, 8, v[k]);
+    advnn__pb_int(&x->attr, 20, 7);
+    advnn__pb_sub(&x->attrs, 5, &x->attr);
+}
+
+/* A node (NodeProto: input 1, output 2, name 3, op_type 4, attribute 5) with the pending attributes.
+ * An empty input or output name is an omitted optional one. */
+static void advnn__ox_node(advnn__ox *x, const char *op, int nin, const char *const *in, int nout, const char *const *out) {
+    int k;
+    for (k = 0; k < nin; k++) advnn__pb_str(&x->msg, 1, in[k]);
+    for (k = 0; k < nout; k++) advnn__pb_str(&x->msg, 2, out[k]);
+    advnn__pb_str(&x->msg, 3, out[nout - 1]);
+    advnn__pb_str(&x->msg, 4, op);
+    if (x->attrs.oom) x->msg.oom = 1;
+    advnn__pb_put(&x->msg, x->attrs.p, x->attrs.n);
+    x->attrs.n = 0;
+    advnn__pb_sub(&x->nodes, 1, &x->msg);
+}
+/* One-output node on up to three inputs (NULL ends the list); writes a fresh output name to out. */
+static const char *advnn__ox_op(advnn__ox *x, const char *op, const char *a, const char *b, const char *c, char *out) {
+    const char *in[3];
+    const char *o[1];
+    int n = 0;
+    if (a) { in[n++] = a; if (b) { in[n++] = b; if (c) in[n++] = c; } }
+    o[0] = advnn__ox_fresh(x, out);
+    advnn__ox_node(x, op, n, in, 1, o);
+    return out;
+}
+
+/* Initializers (TensorProto: dims 1, data_type 2, name 8, raw_data 9 little endian). */
+static size_t advnn__pb_varint_len(uint64_t v) { size_t n = 1; while (v >>= 7) n++; return n; }
+static const char *advnn__ox_tensor(advnn__ox *x, int nd, const int64_t *dims, const float *f, const int64_t *i64, char *out) {
+    int64_t cnt = 1, k;
+    size_t raw, at;
+    unsigned char t[8];
+    for (k = 0; k < nd; k++) { advnn__pb_int(&x->msg, 1, dims[k]); cnt *= dims[k]; }
+    advnn__pb_int(&x->msg, 2, f ? 1 : 7);
+    advnn__pb_str(&x->msg, 8, advnn__ox_fresh(x, out));
+    /* the header goes through msg, the data straight into the initializers (W3: 3.5 MB copied once) */
+    raw = (size_t)cnt * (f ? 4 : 8);
+    advnn__pb_key(&x->inits, 5, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)(x->msg.n + 1 + advnn__pb_varint_len(raw) + raw));
+    if (x->msg.oom) x->inits.oom = 1;
+    advnn__pb_put(&x->inits, x->msg.p, x->msg.n);
+    x->msg.n = 0;
+    advnn__pb_key(&x->inits, 9, 2);
+    advnn__pb_varint(&x->inits, (uint64_t)raw);
+    at = x->inits.n;
+    if (f) {   /* copy, then make each float little endian in place */
+        advnn__pb_put(&x->inits, f, raw);
+        for (k = 0; !x->inits.oom && k < cnt; k++) {
+            uint32_t u;
+            memcpy(&u, &f[k], 4);
+            advnn__put_u32(x->inits.p + at + (size_t)k * 4, u);
+        }
+    }
+    for (k = 0; !f && k < cnt; k++) { advnn__put_u64(t, (uint64_t)i64[k]); advnn__pb_put(&x->inits, t, 8); }
+    return out;
+}
+static const char *advnn__ox_floats(advnn__ox *x, int nd, const int64_t *dims, const float *f, char *out) {
+    return advnn__ox_tensor(x, nd, dims, f, NULL, out);
+}
+static const char *advnn__ox_ints(advnn__ox *x, int n, const int64_t *v, char *out) {
+    int64_t d = n;
+    return advnn__ox_tensor(x, 1, &d, NULL, v, out);
+}
+static const char *advnn__ox_scalar(advnn__ox *x, float v, char *out) { return advnn__ox_tensor(x, 0, NULL, &v, NULL, out); }
+/* Reshape to (-1, d[0], ..., d[n-1]): a per-sample shape under the symbolic batch. */
+static const char *advnn__ox_reshape(advnn__ox *x, const char *in, int n, const int *d, char *out) {
+    int64_t s[4];
+    char sh[ADVNN__OX_NAME];
+    int k;
+    s[0] = -1;
+    for (k = 0; k < n; k++) s[k + 1] = d[k];
+    return advnn__ox_op(x, "Reshape", in, advnn__ox_ints(x, n + 1, s, sh), NULL, out);
+}
+static const char *advnn__ox_transpose(advnn__ox *x, const char *in, int n, const int64_t *perm, char *out) {
+    advnn__ox_aints(x, "perm", n, perm);
+    return advnn__ox_op(x, "Transpose", in, NULL, NULL, out);
+}
+static const char *advnn__ox_cast(advnn__ox *x, const char *in, int to, char *out) {
+    advnn__ox_ai(x, "to", to);
+    return advnn__ox_op(x, "Cast", in, NULL, NULL, out);
+}
+
+/* Node id's value channels-last / channels-first, made by a Transpose from the other when missing.
+ * Vectors (one axis per sample) are both at once. */
+static const char *advnn__ox_cl(advnn__ox *x, int id) {
+    static const int64_t p2[3] = {0, 2, 1}, p3[4] = {0, 2, 3, 1};
+    const advnn__node *n = &x->g->nodes[id];
+    if (!x->cl[id][0]) advnn__ox_transpose(x, x->cf[id], n->ndim + 1, n->ndim == 2 ? p2 : p3, x->cl[id]);
+    return x->cl[id];
+}
+static const char *advnn__ox_cf(advnn__ox *x, int id) {
+    static const int64_t p2[3] = {0, 2, 1}, p3[4] = {0, 3, 1, 2};
+    const advnn__node *n = &x->g->nodes[id];
+    if (!x->cf[id][0]) advnn__ox_transpose(x, x->cl[id], n->ndim + 1, n->ndim == 2 ? p2 : p3, x->cf[id]);
+    return x->cf[id];
+}
+/* The layout an element-wise layer on node id works in: channels-first when only that exists. */
+static int advnn__ox_is_cf(const advnn__ox *x, int id) { return !x->cl[id][0]; }
+static const char *advnn__ox_any(advnn__ox *x, int id) { return advnn__ox_is_cf(x, id) ? x->cf[id] : x->cl[id]; }
+/* The output slot of node id in a layout (vectors: both names the same). */
+static char *advnn__ox_set(advnn__ox *x, int id, int cf, const char *v) {
+    char *dst = cf ? x->cf[id] : x->cl[id];
+    if (dst != v) snprintf(dst, ADVNN__OX_NAME, "%s", v);
+    if (x->g->nodes[id].ndim == 1) snprintf(cf ? x->cl[id] : x->cf[id], ADVNN__OX_NAME, "%s", v);
+    return dst;
+}
+/* A per-channel vector (C values) shaped to broadcast against node id's value in the given layout. */
+static const char *advnn__ox_chan(advnn__ox *x, int id, int cf, const float *v, char *out) {
+    const advnn__node *n = &x->g->nodes[id];
+    int64_t d[3] = {1, 1, 1};
+    d[0] = n->cols;
+    return advnn__ox_floats(x, cf ? n->ndim : 1, d, v, out);
+}
+
+/* Activation act (advnn_act) of value in, written to out (out = in for linear). */
+static const char *advnn__ox_act(advnn__ox *x, int act, float param, const char *in, char *out) {
+    switch (act) {
+    case ADVNN_ACT_LINEAR: snprintf(out, ADVNN__OX_NAME, "%s", in); return out;
+    case ADVNN_ACT_RELU: return advnn__ox_op(x, "Relu", in, NULL, NULL, out);
+    case ADVNN_ACT_LEAKY_RELU: advnn__ox_af(x, "alpha", param); return advnn__ox_op(x, "LeakyRelu", in, NULL, NULL, out);
+    case ADVNN_ACT_ELU: advnn__ox_af(x, "alpha", param); return advnn__ox_op(x, "Elu", in, NULL, NULL, out);
+    case ADVNN_ACT_SIGMOID: return advnn__ox_op(x, "Sigmoid", in, NULL, NULL, out);
+    case ADVNN_ACT_TANH: return advnn__ox_op(x, "Tanh", in, NULL, NULL, out);
+    case ADVNN_ACT_SOFTPLUS: return advnn__ox_op(x, "Softplus", in, NULL, NULL, out);
+    default:
+        x->st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: activation %d has no ONNX form", act);
+        snprintf(out, ADVNN__OX_NAME, "%s", in);
+        return out;
+    }
+}
+
+/* ---- one function per node kind: reads its inputs' values, makes its own */
+typedef void (*advnn__ox_fn)(advnn__ox *x, int id);
+
+static void advnn__ox_input(advnn__ox *x, int id) { advnn__ox_set(x, id, 0, x->g->nodes[id].name); }
+
+static void advnn__ox_pass(advnn__ox *x, int id) {   /* dropout, gradient reversal: identity at inference */
+    int in = x->g->nodes[id].in[0];
+    memcpy(x->cl[id], x->cl[in], ADVNN__OX_NAME);   /* in < id: distinct rows */
+    memcpy(x->cf[id], x->cf[in], ADVNN__OX_NAME);
+}
+
+static void advnn__ox_dense(advnn__ox *x, int id) {
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *b = g->params + g->par[n->param0 + 1].off;
+    int64_t K = in->cols, U = n->cols, d[2];
+    char w[ADVNN__OX_NAME], bb[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    float *Wsn = NULL;
+    if (n->ip[2]) {   /* spectral norm: W / sigma with sigma = u^T W v, as advnn__sn_weight computes it */
+        const float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
+        double sig = 0, inv;
+        int64_t i, j;
+        if (!(Wsn = (float *)advnn__zalloc((size_t)(K * U) * sizeof(float)))) {   /* (zeroed: gcc 12 -Wmaybe-uninitialized) */
+            x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory");
+            return;
+        }
+        for (i = 0; i < K; i++) {
+            double r = 0;
+            for (j = 0; j < U; j++) r += (double)W[i * U + j] * v[j];
+            sig += u[i] * r;
+        }
+        if (!(sig > 1e-12)) sig = 1e-12;
+        inv = 1.0 / sig;
+        for (i = 0; i < K * U; i++) Wsn[i] = (float)(W[i] * inv);
+        W = Wsn;
+    }
+    d[0] = K; d[1] = U;
+    advnn__ox_floats(x, 2, d, W, w);
+    advnn__free(Wsn);
+    advnn__ox_floats(x, 1, &U, b, bb);
+    if (in->ndim == 1) advnn__ox_op(x, "Gemm", advnn__ox_cl(x, n->in[0]), w, bb, t);
+    else advnn__ox_op(x, "Add", advnn__ox_op(x, "MatMul", advnn__ox_cl(x, n->in[0]), w, NULL, y), bb, NULL, t);
+    advnn__ox_set(x, id, 0, advnn__ox_act(x, n->ip[1], n->fp[0], t, y));
+}
+
+static void advnn__ox_act_node(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    char y[ADVNN__OX_NAME];
+    advnn__ox_set(x, id, cf, advnn__ox_act(x, n->ip[0], n->fp[0], advnn__ox_any(x, n->in[0]), y));
+}
+
+static void advnn__ox_prelu(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    const float *a = x->g->params + x->g->par[n->param0].off;
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    const char *in = advnn__ox_any(x, n->in[0]);
+    char s[ADVNN__OX_NAME], y[ADVNN__OX_NAME], t1[ADVNN__OX_NAME], t2[ADVNN__OX_NAME], t3[ADVNN__OX_NAME];
+    advnn__ox_chan(x, id, cf, a, s);
+    if (!x->portable) advnn__ox_op(x, "PRelu", in, s, NULL, y);
+    else {   /* Relu(x) - a Relu(-x): exact (0 - a*(-x) = a*x, x - a*0 = x) */
+        advnn__ox_op(x, "Relu", advnn__ox_op(x, "Neg", in, NULL, NULL, t1), NULL, NULL, t2);
+        advnn__ox_op(x, "Sub", advnn__ox_op(x, "Relu", in, NULL, NULL, t1), advnn__ox_op(x, "Mul", s, t2, NULL, t3), NULL, y);
+    }
+    advnn__ox_set(x, id, cf, y);
+}
+
+static void advnn__ox_batchnorm(advnn__ox *x, int id) {   /* on the running statistics, channels-first */
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id];
+    const char *in[5];
+    const char *out[1];
+    char p[4][ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    int64_t C = n->cols;
+    int k;
+    in[0] = advnn__ox_cf(x, n->in[0]);
+    for (k = 0; k < 4; k++) in[k + 1] = advnn__ox_floats(x, 1, &C, g->params + g->par[n->param0 + k].off, p[k]);
+    advnn__ox_af(x, "epsilon", n->fp[1]);
+    out[0] = advnn__ox_fresh(x, y);
+    advnn__ox_node(x, "BatchNormalization", 5, in, 1, out);
+    advnn__ox_set(x, id, 1, y);
+}
+
+static void advnn__ox_standardize(advnn__ox *x, int id) {   /* (x - offset) * scale: the same two operations */
+    const advnn__node *n = &x->g->nodes[id];
+    const float *off = x->g->params + x->g->par[n->param0].off, *sc = x->g->params + x->g->par[n->param0 + 1].off;
+    int cf = advnn__ox_is_cf(x, n->in[0]);
+    char o[ADVNN__OX_NAME], c[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    advnn__ox_op(x, "Sub", advnn__ox_any(x, n->in[0]), advnn__ox_chan(x, id, cf, off, o), NULL, t);
+    advnn__ox_set(x, id, cf, advnn__ox_op(x, "Mul", t, advnn__ox_chan(x, id, cf, sc, c), NULL, y));
+}
+
+static void advnn__ox_concat(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    const char *in[ADVNN__MAX_IN];
+    const char *out[1];
+    char y[ADVNN__OX_NAME];
+    int k;
+    for (k = 0; k < n->n_in; k++) in[k] = advnn__ox_cl(x, n->in[k]);
+    advnn__ox_ai(x, "axis", -1);
+    out[0] = advnn__ox_fresh(x, y);
+    advnn__ox_node(x, "Concat", n->n_in, in, 1, out);
+    advnn__ox_set(x, id, 0, y);
+}
+
+static void advnn__ox_conv(advnn__ox *x, int id) {
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *b = g->params + g->par[n->param0 + 1].off;
+    int H, Wd, C, F = n->ip[0], KH = n->ip[2], KW = n->ip[3], SH = n->ip[4], SW = n->ip[5];
+    int dims = advnn__spatial(in, &H, &Wd, &C), Ho, Wo, pt = n->ip[7] >> 16, pl = n->ip[7] & 0xffff, f, c, i, j;
+    int64_t d[4], ks[2], st[2], pads[4], Fl = F;
+    char w[ADVNN__OX_NAME], bb[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    const char *xin;
+    float *Wo_ = (float *)ADVNN_MALLOC((size_t)F * C * KH * KW * sizeof(float));
+    if (!Wo_) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+    /* advnn: (KH, KW, C, F) flattened; ONNX: (F, C, KH, KW) */
+    for (f = 0; f < F; f++) for (c = 0; c < C; c++) for (i = 0; i < KH; i++) for (j = 0; j < KW; j++)
+        Wo_[(((size_t)f * C + c) * KH + i) * KW + j] = W[(((size_t)i * KW + j) * C + c) * F + f];
+    Ho = dims == 2 ? n->shape[0] : 1; Wo = dims == 2 ? n->shape[1] : n->shape[0];
+    /* 'same': the total pad (Keras) less the leading one goes after */
+    pads[0] = pt; pads[2] = n->ip[6] == ADVNN_PAD_SAME && (Ho - 1) * SH + KH - H > 0 ? (Ho - 1) * SH + KH - H - pt : 0;
+    pads[1] = pl; pads[3] = n->ip[6] == ADVNN_PAD_SAME && (Wo - 1) * SW + KW - Wd > 0 ? (Wo - 1) * SW + KW - Wd - pl : 0;
+    d[0] = F; d[1] = C;
+    if (dims == 2) { d[2] = KH; d[3] = KW; ks[0] = KH; ks[1] = KW; st[0] = SH; st[1] = SW; }
+    else { d[2] = KW; ks[0] = KW; st[0] = SW; pads[0] = pads[1]; pads[1] = pads[3]; }
+    advnn__ox_floats(x, dims + 2, d, Wo_, w);
+    ADVNN_FREE(Wo_);
+    advnn__ox_floats(x, 1, &Fl, b, bb);
+    xin = advnn__ox_cf(x, n->in[0]);   /* before the attributes: a Transpose would take them */
+    advnn__ox_aints(x, "kernel_shape", dims, ks);
+    advnn__ox_aints(x, "strides", dims, st);
+    advnn__ox_aints(x, "pads", 2 * dims, pads);
+    advnn__ox_op(x, "Conv", xin, w, bb, t);
+    advnn__ox_set(x, id, 1, advnn__ox_act(x, n->ip[1], n->fp[0], t, y));
+}
+
+static void advnn__ox_pool(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int dims = n->ndim - 1;
+    int64_t ks[2], st[2];
+    char y[ADVNN__OX_NAME];
+    if (dims == 2) { ks[0] = n->ip[1]; ks[1] = n->ip[2]; st[0] = n->ip[3]; st[1] = n->ip[4]; }
+    else { ks[0] = n->ip[2]; st[0] = n->ip[4]; }
+    const char *xin = advnn__ox_cf(x, n->in[0]);   /* before the attributes */
+    advnn__ox_aints(x, "kernel_shape", dims, ks);
+    advnn__ox_aints(x, "strides", dims, st);
+    advnn__ox_op(x, n->ip[0] ? "AveragePool" : "MaxPool", xin, NULL, NULL, y);
+    advnn__ox_set(x, id, 1, y);
+}
+
+static void advnn__ox_upsample(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id], *in = &x->g->nodes[n->in[0]];
+    int cf = advnn__ox_is_cf(x, n->in[0]), H = in->shape[0], W = in->shape[1], C = in->shape[2];
+    int fh = n->ip[0], fw = n->ip[1];
+    const char *v = advnn__ox_any(x, n->in[0]);
+    char s[ADVNN__OX_NAME], t[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    if (!x->portable) {   /* nearest, asymmetric, floor: output pixel (h, w) reads input (h / fh, w / fw) */
+        float sc[4] = {1, 1, 1, 1};
+        int64_t four = 4;
+        const char *in3[3];
+        const char *out[1];
+        sc[cf ? 2 : 1] = (float)fh; sc[cf ? 3 : 2] = (float)fw;
+        in3[0] = v; in3[1] = ""; in3[2] = advnn__ox_floats(x, 1, &four, sc, s);
+        advnn__ox_as(x, "mode", "nearest");
+        advnn__ox_as(x, "coordinate_transformation_mode", "asymmetric");
+        advnn__ox_as(x, "nearest_mode", "floor");
+        out[0] = advnn__ox_fresh(x, y);
+        advnn__ox_node(x, "Resize", 3, in3, 1, out);
+    } else {   /* (H, 1, W, 1) expanded to (H, fh, W, fw), then merged: a copy, exact */
+        int d5[5], d3[3];
+        int64_t e[6] = {1, 1, 1, 1, 1, 1};
+        char es[ADVNN__OX_NAME], t2[ADVNN__OX_NAME];
+        if (cf) {
+            d5[0] = C; d5[1] = H; d5[2] = 1; d5[3] = W; d5[4] = 1; e[3] = fh; e[5] = fw;
+            d3[0] = C; d3[1] = H * fh; d3[2] = W * fw;
+        } else {
+            d5[0] = H; d5[1] = 1; d5[2] = W; d5[3] = 1; d5[4] = C; e[2] = fh; e[4] = fw;
+            d3[0] = H * fh; d3[1] = W * fw; d3[2] = C;
+        }
+        {   /* Reshape to 6 axes: (-1, ...5) */
+            int64_t s6[6];
+            int k;
+            s6[0] = -1;
+            for (k = 0; k < 5; k++) s6[k + 1] = d5[k];
+            advnn__ox_op(x, "Reshape", v, advnn__ox_ints(x, 6, s6, s), NULL, t);
+        }
+        advnn__ox_op(x, "Expand", t, advnn__ox_ints(x, 6, e, es), NULL, t2);
+        advnn__ox_reshape(x, t2, 3, d3, y);
+    }
+    advnn__ox_set(x, id, cf, y);
+}
+
+static void advnn__ox_reshape_node(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    char y[ADVNN__OX_NAME];
+    advnn__ox_set(x, id, 0, advnn__ox_reshape(x, advnn__ox_cl(x, n->in[0]), n->ndim, n->shape, y));
+}
+
+static void advnn__ox_mask(advnn__ox *x, int id) {   /* 1 where any feature of the step is non-zero */
+    const advnn__node *n = &x->g->nodes[id];
+    int64_t ax = 2;
+    char a[ADVNN__OX_NAME], m[ADVNN__OX_NAME], z[ADVNN__OX_NAME], b[ADVNN__OX_NAME], y[ADVNN__OX_NAME];
+    advnn__ox_op(x, "Abs", advnn__ox_cl(x, n->in[0]), NULL, NULL, a);
+    advnn__ox_aints(x, "axes", 1, &ax);
+    advnn__ox_ai(x, "keepdims", 0);
+    advnn__ox_op(x, "ReduceMax", a, NULL, NULL, m);
+    advnn__ox_op(x, "Greater", m, advnn__ox_scalar(x, 0.0f, z), NULL, b);
+    advnn__ox_set(x, id, 0, advnn__ox_cast(x, b, 1, y));
+}
+
+static void advnn__ox_lstm(advnn__ox *x, int id) {
+    static const int gate[4] = {0, 3, 1, 2};   /* ONNX gate order i, o, f, c; advnn's (Keras) i, f, c, o */
+    const advnn_graph *g = x->g;
+    const advnn__node *n = &g->nodes[id], *in = &g->nodes[n->in[0]];
+    const float *W = g->params + g->par[n->param0].off, *U = g->params + g->par[n->param0 + 1].off;
+    const float *b = g->params + g->par[n->param0 + 2].off;
+    int T = in->shape[0], F = in->shape[1], H = n->ip[0], masked = n->n_in == 2, q, j, k;
+    int64_t d[3], p3[3] = {1, 0, 2}, p4[4] = {2, 0, 1, 3};
+    const char *li[5];
+    const char *lo[2];
+    char wn[ADVNN__OX_NAME], rn[ADVNN__OX_NAME], bn[ADVNN__OX_NAME], xs[ADVNN__OX_NAME], lens[ADVNN__OX_NAME];
+    char yn[ADVNN__OX_NAME], hn[ADVNN__OX_NAME], t1[ADVNN__OX_NAME], t2[ADVNN__OX_NAME], out[ADVNN__OX_NAME];
+    char pos[ADVNN__OX_NAME], cnt[ADVNN__OX_NAME], c1[ADVNN__OX_NAME], t3[ADVNN__OX_NAME], pm[ADVNN__OX_NAME];
+    const char *xin = advnn__ox_cl(x, n->in[0]);
+    size_t big = (size_t)4 * H * (F > H ? F : H) + (size_t)T * T;
+    float *buf = (float *)ADVNN_MALLOC((big > (size_t)8 * H ? big : (size_t)8 * H) * sizeof(float));
+    if (!buf) { x->st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); return; }
+    /* W (1, 4H, F), R (1, 4H, H), B (1, 8H) = [Wb; Rb] with advnn's one bias per gate in Wb */
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) for (k = 0; k < F; k++)
+        buf[((size_t)q * H + j) * F + k] = W[(size_t)k * 4 * H + gate[q] * H + j];
+    d[0] = 1; d[1] = 4 * H; d[2] = F;
+    advnn__ox_floats(x, 3, d, buf, wn);
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) for (k = 0; k < H; k++)
+        buf[((size_t)q * H + j) * H + k] = U[(size_t)k * 4 * H + gate[q] * H + j];
+    d[2] = H;
+    advnn__ox_floats(x, 3, d, buf, rn);
+    for (q = 0; q < 4; q++) for (j = 0; j < H; j++) { buf[q * H + j] = b[gate[q] * H + j]; buf[4 * H + q * H + j] = 0.0f; }
+    d[1] = 8 * H;
+    advnn__ox_floats(x, 2, d, buf, bn);
+    lens[0] = 0;
+    if (masked) {   /* compaction of the active steps (see the section comment) */
+        char mb[ADVNN__OX_NAME], e[ADVNN__OX_NAME], mr[ADVNN__OX_NAME], kc[ADVNN__OX_NAME];
+        int64_t dt[2], last = T - 1;
+        int one_t[2];
+        advnn__ox_op(x, "Equal", advnn__ox_cl(x, n->in[1]), advnn__ox_scalar(x, 0.0f, t1), NULL, t2);
+        advnn__ox_cast(x, advnn__ox_op(x, "Not", t2, NULL, NULL, t3), 1, mb);        /* (N, T) 0/1 */
+        for (j = 0; j < T; j++) for (k = 0; k < T; k++) buf[(size_t)j * T + k] = j <= k ? 1.0f : 0.0f;
+        dt[0] = T; dt[1] = T;
+        advnn__ox_op(x, "MatMul", mb, advnn__ox_floats(x, 2, dt, buf, t1), NULL, t2);   /* active steps up to t */
+        advnn__ox_op(x, "Sub", t2, advnn__ox_scalar(x, 1.0f, t1), NULL, pos);          /* compacted index of step t */
+        advnn__ox_ai(x, "axis", 1);
+        advnn__ox_op(x, "Gather", t2, advnn__ox_ints(x, 1, &last, t1), NULL, cnt);      /* (N, 1) */
+        one_t[0] = 1; one_t[1] = T;
+        for (j = 0; j < T; j++) buf[j] = (float)j;
+        dt[0] = T; dt[1] = 1;
+        advnn__ox_floats(x, 2, dt, buf, kc);
+        advnn__ox_op(x, "Equal", advnn__ox_reshape(x, pos, 2, one_t, t1), kc, NULL, t2);
+        advnn__ox_op(x, "Mul", advnn__ox_cast(x, t2, 1, t3), advnn__ox_reshape(x, mb, 2, one_t, mr), NULL, e);
+        advnn__ox_op(x, "MatMul", e, xin, NULL, pm);                                     /* (N, T, F) active first */
+        xin = pm;
+        /* a sample without active steps runs one (zero) step, and its result is multiplied by 0 below */
+        advnn__ox_op(x, "Max", cnt, advnn__ox_scalar(x, 1.0f, t1), NULL, t2);
+        advnn__ox_cast(x, advnn__ox_reshape(x, t2, 0, NULL, t3), 6, lens);
+        advnn__ox_op(x, "Min", cnt, advnn__ox_scalar(x, 1.0f, t1), NULL, c1);
+        (void)mr;
+    }
+    advnn__ox_transpose(x, xin, 3, p3, xs);
+    li[0] = xs; li[1] = wn; li[2] = rn; li[3] = bn; li[4] = lens;
+    advnn__ox_ai(x, "hidden_size", H);
+    if (n->ip[1]) { lo[0] = advnn__ox_fresh(x, yn); lo[1] = ""; }
+    else { lo[0] = ""; lo[1] = advnn__ox_fresh(x, hn); }
+    advnn__ox_node(x, "LSTM", masked ? 5 : 4, li, 2, lo);
+    if (!n->ip[1]) {
+        advnn__ox_reshape(x, hn, 1, &H, t1);
+        if (masked) advnn__ox_op(x, "Mul", t1, c1, NULL, out);
+        else snprintf(out, ADVNN__OX_NAME, "%s", t1);
+    } else {
+        int th[2];
+        th[0] = T; th[1] = H;
+        advnn__ox_reshape(x, advnn__ox_transpose(x, yn, 4, p4, t1), 2, th, t2);
+        if (masked) {   /* step t takes the output of compacted step pos[t] (none when pos < 0) */
+            int t_one[2];
+            int64_t dr[2];
+            t_one[0] = T; t_one[1] = 1;
+            dr[0] = 1; dr[1] = T;
+            for (j = 0; j < T; j++) buf[j] = (float)j;
+            advnn__ox_op(x, "Equal", advnn__ox_reshape(x, pos, 2, t_one, t1), advnn__ox_floats(x, 2, dr, buf, t3), NULL, yn);
+            advnn__ox_op(x, "MatMul", advnn__ox_cast(x, yn, 1, t1), t2, NULL, out);
+        } else snprintf(out, ADVNN__OX_NAME, "%s", t2);
+    }
+    ADVNN_FREE(buf);
+    advnn__ox_set(x, id, 0, out);
+}
+
+static void advnn__ox_softmax(advnn__ox *x, int id) {
+    char y[ADVNN__OX_NAME];
+    const char *xin = advnn__ox_cl(x, x->g->nodes[id].in[0]);   /* before the attribute */
+    advnn__ox_ai(x, "axis", -1);
+    advnn__ox_set(x, id, 0, advnn__ox_op(x, "Softmax", xin, NULL, NULL, y));
+}
+
+static void advnn__ox_sample_mse(advnn__ox *x, int id) {
+    const advnn__node *n = &x->g->nodes[id];
+    int D = x->g->nodes[n->in[0]].size;
+    int64_t ax = 1;
+    char p[ADVNN__OX_NAME], t[ADVNN__OX_NAME], dd[ADVNN__OX_NAME], sq[ADVNN__OX_NAME], e[ADVNN__OX_NAME];
+    char y[ADVNN__OX_NAME], c[ADVNN__OX_NAME];
+    advnn__ox_reshape(x, advnn__ox_cl(x, n->in[0]), 1, &D, p);
+    advnn__ox_reshape(x, advnn__ox_cl(x, n->in[1]), 1, &D, t);
+    advnn__ox_op(x, "Sub", p, t, NULL, dd);
+    advnn__ox_op(x, "Mul", dd, dd, NULL, sq);
+    advnn__ox_aints(x, "axes", 1, &ax);
+    advnn__ox_ai(x, "keepdims", 1);
+    advnn__ox_op(x, "ReduceMean", sq, NULL, NULL, e);
+    if (n->ip[0]) advnn__ox_op(x, "Log", advnn__ox_op(x, "Max", e, advnn__ox_scalar(x, 1e-30f, c), NULL, sq), NULL, NULL, y);
+    else snprintf(y, ADVNN__OX_NAME, "%s", e);
+    advnn__ox_set(x, id, 0, y);
+}
+
+/* Indexed by node kind; NULL: no inference form (losses). A kind added to the enum without a row
+ * here stops the build (the typedef below), rather than an export of it crashing. */
+static const struct { const char *what; advnn__ox_fn fn; } advnn__ox_kinds[] = {
+    {"?", NULL}, {"input", advnn__ox_input}, {"dense", advnn__ox_dense}, {"activation", advnn__ox_act_node},
+    {"PReLU", advnn__ox_prelu}, {"dropout", advnn__ox_pass}, {"BatchNorm", advnn__ox_batchnorm},
+    {"concat", advnn__ox_concat}, {"BCE loss", NULL}, {"CCE loss", NULL}, {"MSE loss", NULL},
+    {"convolution", advnn__ox_conv}, {"pooling", advnn__ox_pool}, {"upsampling", advnn__ox_upsample},
+    {"reshape", advnn__ox_reshape_node}, {"LSTM", advnn__ox_lstm}, {"mask", advnn__ox_mask},
+    {"gradient reversal", advnn__ox_pass}, {"softmax", advnn__ox_softmax}, {"mixture-density loss", NULL},
+    {"sample MSE", advnn__ox_sample_mse}, {"DisCo loss", NULL}, {"MoDe loss", NULL}, {"standardize", advnn__ox_standardize}
+};
+typedef char advnn__ox_kinds_complete[sizeof advnn__ox_kinds / sizeof advnn__ox_kinds[0] == ADVNN__KIND_END ? 1 : -1];
+
+/* ValueInfoProto of a graph input or output: float (N, per-sample shape), N symbolic. */
+static void advnn__ox_value_info(advnn__ox *x, advnn__pb *graph, int field, const char *name, const advnn__node *n) {
+    advnn__pb shp, tt, ty;
+    int k;
+    memset(&shp, 0, sizeof shp); memset(&tt, 0, sizeof tt); memset(&ty, 0, sizeof ty);
+    advnn__pb_str(&x->attr, 2, "N");
+    advnn__pb_sub(&shp, 1, &x->attr);
+    for (k = 0; k < n->ndim; k++) { advnn__pb_int(&x->attr, 1, n->shape[k]); advnn__pb_sub(&shp, 1, &x->attr); }
+    advnn__pb_int(&tt, 1, 1);
+    advnn__pb_sub(&tt, 2, &shp);
+    advnn__pb_sub(&ty, 1, &tt);
+    advnn__pb_str(&x->msg, 1, name);
+    advnn__pb_sub(&x->msg, 2, &ty);
+    advnn__pb_sub(graph, field, &x->msg);
+    if (shp.oom || tt.oom || ty.oom) graph->oom = 1;
+    ADVNN_FREE(shp.p); ADVNN_FREE(tt.p); ADVNN_FREE(ty.p);
+}
+
+ADVNN_DEF advnn_status advnn_onnx_save_mem(const advnn_graph *g, int n_outputs, const char *const *outputs,
+                                           const advnn_onnx_opts *opts, void **buf, size_t *len) {
+    advnn__ox x;
+    advnn__pb graph, model;
+    unsigned char *need = NULL;
+    int *out_id = NULL, i, k, opset = opts && opts->opset ? opts->opset : 13;
+    uint64_t sum = 0;
+    size_t glen;
+    char ver[32], hex[24];
+    if (buf) *buf = NULL;
+    if (len) *len = 0;
+    if (!g || !buf || !len || n_outputs < 1 || !outputs)
+        return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: NULL argument or %d outputs", n_outputs);
+    if (!g->finalized) return advnn__fail(ADVNN_ERR_STATE, "advnn_onnx_save: graph not finalized");
+    if (opset < 13 || opset > 17) return advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: opset %d (13..17 supported)", opset);
+    memset(&x, 0, sizeof x); memset(&graph, 0, sizeof graph); memset(&model, 0, sizeof model);
+    x.g = g; x.portable = opts ? opts->portable != 0 : 0;
+    need = (unsigned char *)ADVNN_MALLOC((size_t)g->n_nodes + 1);
+    out_id = (int *)ADVNN_MALLOC((size_t)n_outputs * sizeof(int));
+    x.cl = (char (*)[ADVNN__OX_NAME])ADVNN_MALLOC((size_t)g->n_nodes * ADVNN__OX_NAME);
+    x.cf = (char (*)[ADVNN__OX_NAME])ADVNN_MALLOC((size_t)g->n_nodes * ADVNN__OX_NAME);
+    if (!need || !out_id || !x.cl || !x.cf) { x.st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory"); goto done; }
+    memset(need, 0, (size_t)g->n_nodes + 1);
+    for (i = 0; i < g->n_nodes; i++) x.cl[i][0] = x.cf[i][0] = 0;
+    for (k = 0; k < n_outputs; k++) {
+        if (!outputs[k] || (out_id[k] = advnn_find(g, outputs[k])) < 0) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output %d ('%s') is not a node name of the graph", k,
+                               outputs[k] ? outputs[k] : "(null)");
+            goto done;
+        }
+        for (i = 0; i < k; i++) if (out_id[i] == out_id[k]) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is named twice", outputs[k]);
+            goto done;
+        }
+        if (g->nodes[out_id[k]].kind == ADVNN__INPUT) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: output '%s' is a graph input (ONNX values have one producer)",
+                               outputs[k]);
+            goto done;
+        }
+        need[out_id[k]] = 1;
+    }
+    for (i = 0; i < g->n_nodes; i++)   /* names of the graph's values are advnn's; ours start with "advnn:" */
+        if (strncmp(g->nodes[i].name, "advnn:", 6) == 0) {
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d's name '%s' starts with 'advnn:' (kept for the export's own values)",
+                               i, g->nodes[i].name);
+            goto done;
+        }
+    for (i = g->n_nodes - 1; i >= 0; i--) {   /* the nodes the outputs depend on (ids are topological) */
+        const advnn__node *n = &g->nodes[i];
+        if (!need[i]) continue;
+        if (n->kind <= 0 || n->kind >= ADVNN__KIND_END || !advnn__ox_kinds[n->kind].fn) {
+            const char *what = n->kind > 0 && n->kind < ADVNN__KIND_END ? advnn__ox_kinds[n->kind].what : "unknown";
+            x.st = advnn__fail(ADVNN_ERR_ARG, "advnn_onnx_save: node %d ('%s', a %s node) is needed by the outputs and has no ONNX form",
+                               i, n->name, what);
+            goto done;
+        }
+        for (k = 0; k < n->n_in; k++) need[n->in[k]] = 1;
+    }
+    for (i = 0; i < g->n_nodes && x.st == ADVNN_OK; i++) if (need[i]) advnn__ox_kinds[g->nodes[i].kind].fn(&x, i);
+    if (x.st != ADVNN_OK) goto done;
+    for (k = 0; k < n_outputs; k++) {   /* outputs under their own names, channels-last */
+        const char *in[1];
+        const char *o[1];
+        in[0] = advnn__ox_cl(&x, out_id[k]); o[0] = outputs[k];
+        advnn__ox_node(&x, "Identity", 1, in, 1, o);
+    }
+    {   /* the model file's checksum identifies the weights this file was made from */
+        void *mb = NULL;
+        size_t ml = 0;
+        if ((x.st = advnn_model_save_mem(g, &mb, &ml)) != ADVNN_OK) goto done;
+        sum = advnn__get_u64((const unsigned char *)mb + ml - 8);
+        ADVNN_FREE(mb);
+    }
+    /* GraphProto: node 1, name 2, initializer 5, input 11, output 12; `graph` holds all but the nodes
+     * and initializers, which go straight into the model behind the graph's key and length */
+    advnn__pb_str(&graph, 2, "advnn");
+    for (k = 0; k < g->n_inputs; k++)
+        if (need[g->inputs[k]]) advnn__ox_value_info(&x, &graph, 11, g->nodes[g->inputs[k]].name, &g->nodes[g->inputs[k]]);
+    for (k = 0; k < n_outputs; k++) advnn__ox_value_info(&x, &graph, 12, outputs[k], &g->nodes[out_id[k]]);
+    glen = x.nodes.n + x.inits.n + graph.n;
+    /* ModelProto: ir_version 1 (7 for opsets 13-14, 8 from 15), producer 2-3, graph 7, opset 8, metadata 14 */
+    snprintf(ver, sizeof ver, "%d.%d.%d", ADVNN_VERSION_MAJOR, ADVNN_VERSION_MINOR, ADVNN_VERSION_PATCH);
+    if (!(model.p = (unsigned char *)ADVNN_MALLOC(glen + 256))) model.oom = 1;   /* + the fields around the graph */
+    else model.cap = glen + 256;
+    advnn__pb_int(&model, 1, opset <= 14 ? 7 : 8);
+    advnn__pb_str(&model, 2, "advnn");
+    advnn__pb_str(&model, 3, ver);
+    advnn__pb_key(&model, 7, 2);
+    advnn__pb_varint(&model, (uint64_t)glen);
+    advnn__pb_put(&model, x.nodes.p, x.nodes.n);
+    advnn__pb_put(&model, x.inits.p, x.inits.n);
+    advnn__pb_put(&model, graph.p, graph.n);
+    advnn__pb_int(&x.msg, 2, opset);
+    advnn__pb_sub(&model, 8, &x.msg);
+    advnn__pb_str(&x.msg, 1, "advnn_version"); advnn__pb_str(&x.msg, 2, ver);
+    advnn__pb_sub(&model, 14, &x.msg);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
+    advnn__pb_str(&x.msg, 1, "advnn_model_xxh3"); advnn__pb_str(&x.msg, 2, hex);
+    advnn__pb_sub(&model, 14, &x.msg);
+    if (model.oom || graph.oom || x.nodes.oom || x.inits.oom || x.msg.oom || x.attrs.oom || x.attr.oom) {
+        x.st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_onnx_save: out of memory");
+        goto done;
+    }
+    *buf = model.p; *len = model.n;
+    model.p = NULL;
+done:
+    ADVNN_FREE(need); ADVNN_FREE(out_id); ADVNN_FREE(x.cl); ADVNN_FREE(x.cf);
+    ADVNN_FREE(x.nodes.p); ADVNN_FREE(x.inits.p); ADVNN_FREE(x.msg.p); ADVNN_FREE(x.attrs.p); ADVNN_FREE(x.attr.p);
+    ADVNN_FREE(graph.p); ADVNN_FREE(model.p);
+    return x.st;
+}
+
+#ifndef ADVNN_NO_STDIO
+ADVNN_DEF advnn_status advnn_onnx_save(const advnn_graph *g, const char *path, int n_outputs, const char *const *outputs,
+                                       const advnn_onnx_opts *opts) {
+    void *b;
+    size_t len;
+    advnn_status st = advnn_onnx_save_mem(g, n_outputs, outputs, opts, &b, &len);
+    if (st != ADVNN_OK) return st;
+    st = advnn__write_file(path, b, len);
+    ADVNN_FREE(b);
+    return st;
+}
+#endif
 
 /* ---------------------------------------------------------------- model files */
 typedef struct { unsigned char *b; size_t n, cap; int oom; } advnn__wbuf;

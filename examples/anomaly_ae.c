@@ -1081,6 +1081,12 @@ int main(int argc, char **argv) {
         if (fclose(f) != 0) return 1;
     }
     printf("  outputs: %s/{summary,losses,roc,mass_hist,mse_vs_mass}.csv, scores.npy, mean_*/example_*/recon_*.npy\n", c.out);
+    snprintf(path, sizeof path, "%s/anomaly_ae.onnx", c.out);   /* the adversarial AE for ONNX runtimes */
+    {
+        const char *onnx_out[2] = {"recon", "logmse"};
+        if (advnn_onnx_save(net.g, path, 2, onnx_out, NULL) != ADVNN_OK) return fail_lib(path);
+        printf("  ONNX: %s (input x = image * %.4g; outputs recon and logmse, the anomaly score)\n", path, scale);
+    }
     print_acceptance(r, c.quick);
     if (c.disco > 0) print_disco_acceptance(r, &rdc);
 

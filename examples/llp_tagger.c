@@ -538,6 +538,13 @@ static int train_run(ctx_t *c, const args_t *a, run_t *run) {
             printf("  run time %.1f s\n", run->seconds);
         }
     }
+    if (!rc && run->sf == a->sf) {   /* the tagger of the adversarial run, for ONNX runtimes (as the analysis put on HEPData) */
+        const char *onnx_out[1] = {"scores"};
+        char path[1024];
+        snprintf(path, sizeof path, "%s/llp_tagger.onnx", a->out);
+        if (advnn_onnx_save(g, path, 1, onnx_out, NULL) != ADVNN_OK) { fprintf(stderr, PROG ": %s\n", advnn_last_error()); rc = 1; }
+        else printf("  ONNX: %s (inputs clusters, tracks, muons, jet as advnn's; output scores)\n", path);
+    }
     advnn_trainer_free(tr);
     advnn_ws_free(c->ws);
     c->ws = NULL;

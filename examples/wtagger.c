@@ -1044,6 +1044,13 @@ int main(int argc, char **argv) {
     if (c.methods) print_methods(mrows, nm, &c, pre_secs);
     printf("wall time %.1f s; outputs in %s (plots: /usr/bin/python3 tools/plot_wtagger.py %s)\n", now() - t0, c.out, c.out);
 
+    {   /* the classifier of the last lambda for ONNX runtimes: input "x" (standardised features), output "prob" */
+        const char *onnx_out[1] = {"prob"};
+        char path[1024];
+        snprintf(path, sizeof path, "%s/wtagger.onnx", c.out);
+        if (advnn_onnx_save(nt.g, path, 1, onnx_out, NULL) != ADVNN_OK) { fprintf(stderr, "%s: %s\n", prog, advnn_last_error()); return 1; }
+        printf("ONNX: %s (the classifier of lambda %g; input x = the standardised features)\n", path, c.lam[c.nlam - 1]);
+    }
     rc = outputs_close(&out);
     free(snap);
     advnn_trainer_free(tr0);

@@ -3,7 +3,8 @@
  *                      NPY v1.0/v2.0 files for other dtypes, byte orders and malformed headers
  *   DIR/corpus_model/  model files written by advnn_model_save (a small dense net, a multi-input one,
  *                      a sequence one, an image one)
- *   DIR/npy.dict, DIR/model.dict   libFuzzer dictionaries (tokens of the formats)
+ *   DIR/corpus_onnx/   the ONNX import fixtures of tests/fixtures/onnx (run from the repo root)
+ *   DIR/npy.dict, DIR/model.dict, DIR/onnx.dict   libFuzzer dictionaries (tokens of the formats)
  * Build: gcc -O1 -std=c11 -I. fuzz/make_corpus.c -lsleef -lm   (`make fuzz` does it). */
 #define _POSIX_C_SOURCE 200809L   /* mkdir */
 #define ADVNN_IMPLEMENTATION
@@ -203,6 +204,37 @@ static void make_dicts(const char *dir) {
     write_dict(dir, "model.dict", model, (int)(sizeof model / sizeof model[0]));
 }
 
+/* ---- ONNX: the committed PyTorch exports, and the operator names the importer knows */
+static void make_onnx(const char *dir) {
+    static const char *const fixtures[] = {"dense", "conv", "lstm", "w1", "w2", "w3", "unsupported_op"};
+    static const char *const tokens[] = {
+        "Gemm", "MatMul", "Add", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Relu",
+        "PRelu", "Softmax", "Reshape", "Flatten", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Resize", "LSTM",
+        "Gather", "Shape", "ConstantOfShape", "Constant", "Identity", "Dropout", "Pad", "perm", "axis", "axes",
+        "pads", "strides", "kernel_shape", "hidden_size", "value", "nearest", "asymmetric", "floor", "layout",
+        "\\x08\\x0d", "\\x42\\x02\\x10\\x0d", "\\x10\\x01", "\\x10\\x07", "\\xff\\xff\\xff\\xff\\x0f"};
+    char odir[4096];
+    snprintf(odir, sizeof odir, "%s/corpus_onnx", dir);
+    mkdir(odir, 0755);
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        char path[4200];
+        FILE *f;
+        long n;
+        unsigned char *b;
+        snprintf(path, sizeof path, "tests/fixtures/onnx/%s.onnx", fixtures[i]);
+        if (!(f = fopen(path, "rb"))) { perror(path); n_errors++; continue; }
+        fseek(f, 0, SEEK_END); n = ftell(f); fseek(f, 0, SEEK_SET);
+        b = (unsigned char *)malloc((size_t)n + 1);
+        if (b && fread(b, 1, (size_t)n, f) == (size_t)n) {
+            snprintf(path, sizeof path, "%s.onnx", fixtures[i]);
+            write_file(odir, path, b, (size_t)n);
+        } else n_errors++;
+        free(b);
+        fclose(f);
+    }
+    write_dict(dir, "onnx.dict", tokens, (int)(sizeof tokens / sizeof tokens[0]));
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "build/fuzz";
     mkdir(dir, 0755);
@@ -213,6 +245,7 @@ int main(int argc, char **argv) {
     make_npy();
     make_models();
     make_dicts(dir);
+    make_onnx(dir);
     printf("make_corpus: %d seed files in %s/corpus_npy and %s/corpus_model%s\n", n_written, dir, dir,
            n_errors ? " (with errors)" : "");
     return n_errors ? 1 : 0;

@@ -2,7 +2,8 @@
 # tests/examples_smoke.sh -- the three physics examples end to end on a reduced setting (seconds):
 # generate small data sets with tools/gen_*.c, run each example with --quick on 2 threads, and check
 # that it exits 0, prints its PASS/FAIL acceptance block and table, and writes its output files with
-# finite numbers. Also checks the examples' argument errors. The acceptance numbers themselves come
+# finite numbers, and that each exports its tagger as ONNX which runs in ONNX Runtime (tests/onnx_run.js
+# --smoke). Also checks the examples' argument errors. The acceptance numbers themselves come
 # from `make demo` (full settings); quick mode is not expected to pass them.
 # Called by tests/run_all.sh (configuration "examples"); prints "N passed, N failed" last.
 # Usage: tests/examples_smoke.sh [BUILD_DIR]   (default build/test/examples)
@@ -45,6 +46,10 @@ run_example() {  # run_example NAME: --quick run, then checks of its output
   local files; files=$(find "$dir" -type f \( -name '*.csv' -o -name '*.npy' \) 2>/dev/null | wc -l)
   if [ "$files" -ge 2 ]; then ok "$name writes its results ($files files)"
   else bad "$name wrote $files result files to $dir"; fi
+  # the tagger as ONNX (make demo's hand-off file), run in ONNX Runtime when tools/deps.sh test installed it
+  if [ ! -s "$dir/$name.onnx" ]; then bad "$name wrote no $name.onnx"
+  elif node tests/onnx_run.js --smoke "$dir/$name.onnx" >"$OUT/$name.onnx.log" 2>&1; then ok "$name.onnx runs in ONNX Runtime"
+  else bad "$name.onnx in ONNX Runtime" "$(tail -n 5 "$OUT/$name.onnx.log")"; fi
   # argument errors: a clear message and exit 2, never a crash
   st=0; "$OUT/bin/$name" --epochs banana >"$OUT/$name.err" 2>&1 || st=$?
   if [ "$st" -eq 2 ] && [ -s "$OUT/$name.err" ]; then ok "$name rejects a bad --epochs"

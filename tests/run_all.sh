@@ -31,6 +31,8 @@
 #   scaleout tests/scan_slurm.sh (tools/scan.sh on a private one-node SLURM cluster; needs root,
 #            slurm-wlm, munge) and tests/ooc_limit.sh (out-of-core training under a memory limit);
 #            each script counts its own checks
+#   onnx     tests/onnx_export_check.sh: the ONNX export run in ONNX Runtime and checked by
+#            onnx.checker (needs node, onnxruntime-node, python3-onnx); counts its own checks
 #
 # A build failure, a crash, a timeout or a non-zero exit without a summary line counts as one
 # failed test for that (configuration, file), and its output is shown. The last line printed is
@@ -44,7 +46,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT="$ROOT/build/test"
-ALL_CONFIGS="native scalar asan clang-asan clang cxx aarch64 generic generic-scalar generic-clang header examples scaleout"
+ALL_CONFIGS="native scalar asan clang-asan clang cxx aarch64 generic generic-scalar generic-clang header examples scaleout onnx"
 CONFIGS="${ADVNN_TEST_CONFIGS:-$ALL_CONFIGS}"
 JOBS="${ADVNN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TIMEOUT="${ADVNN_TEST_TIMEOUT:-300}"
@@ -89,6 +91,7 @@ describe() {
     header) echo "whole-header compile checks (advnn.h, advnn_simd.h)" ;;
     examples) echo "tests/examples_smoke.sh (generators + examples --quick)" ;;
     scaleout) echo "tests/{$(echo $SCALEOUT_TESTS | sed 's/ /,/g')}.sh (script tests: SLURM scan, out-of-core under a memory limit)" ;;
+    onnx) echo "tests/onnx_export_check.sh (exports vs ONNX Runtime, onnx.checker)" ;;
     *) config_setup "$1"
        echo "$CC $CFLAGS -I. -Itests FILE $LIBS${RUNNER:+ ; $RUNNER ./prog}${RUNENV:+ ; $RUNENV ./prog}${ONLY:+ [$ONLY]}" ;;
   esac
@@ -195,9 +198,20 @@ run_scaleout() {
   write_result "$dir" "$name" "$p" "$f" "$t0" "" "$note"
 }
 
+# ---- one job: the ONNX export's external checks (a script with its own summary line) ----
+run_onnx() {
+  local dir="$OUT/onnx" log t0 summary p=0 f=1 note=""
+  mkdir -p "$dir"; t0=$(now); log="$dir/check.log"
+  echo "\$ tests/onnx_export_check.sh $dir/work" > "$log"
+  timeout -k 10 $((TIMEOUT * 2)) tests/onnx_export_check.sh "$dir/work" >> "$log" 2>&1 < /dev/null
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
+  write_result "$dir" check "$p" "$f" "$t0" "" "$note"
+}
+
 if [ "${1:-}" = "--one" ]; then
   if [ "$2" = header ]; then run_header "$3"; elif [ "$2" = examples ]; then run_examples
-  elif [ "$2" = scaleout ]; then run_scaleout "$3"; else run_test "$2" "$3"; fi
+  elif [ "$2" = scaleout ]; then run_scaleout "$3"; elif [ "$2" = onnx ]; then run_onnx; else run_test "$2" "$3"; fi
   exit 0
 fi
 
@@ -224,10 +238,11 @@ in_config() {
 }
 
 # slowest configurations first so the two cores stay busy until the end
-for cfg in aarch64 examples scaleout asan clang-asan native scalar clang cxx generic generic-scalar generic-clang header; do
+for cfg in aarch64 examples scaleout onnx asan clang-asan native scalar clang cxx generic generic-scalar generic-clang header; do
   case " $CONFIGS " in *" $cfg "*) ;; *) continue ;; esac
   if [ "$cfg" = examples ]; then echo "examples smoke" >> "$joblist"; continue; fi
   if [ "$cfg" = scaleout ]; then for s in $SCALEOUT_TESTS; do echo "scaleout $s" >> "$joblist"; done; continue; fi
+  if [ "$cfg" = onnx ]; then echo "onnx check" >> "$joblist"; continue; fi
   if [ "$cfg" = header ]; then
     for h in ${header_checks[@]+"${header_checks[@]}"}; do echo "header $h" >> "$joblist"; done
   else
@@ -250,6 +265,7 @@ for cfg in $CONFIGS; do
     [ -f advnn.h ] || echo "  (advnn.h not found: advnn.h checks skipped)"
   elif [ "$cfg" = examples ]; then names=(smoke)
   elif [ "$cfg" = scaleout ]; then read -r -a names <<< "$(echo $SCALEOUT_TESTS)"
+  elif [ "$cfg" = onnx ]; then names=(check)
   else
     names=(); for f in ${FILES[@]+"${FILES[@]}"}; do in_config "$cfg" "$f" && names+=("$(basename "$f" .c)"); done
   fi
@@ -257,7 +273,7 @@ for cfg in $CONFIGS; do
   for n in ${names[@]+"${names[@]}"}; do
     res="$OUT/$cfg/$n.res"; log="$OUT/$cfg/$n.log"
     if [ -f "$res" ]; then read -r p f t tb note < "$res"; else p=0; f=1; t=0; tb=0; note="job did not run"; fi
-    if [ "$cfg" = header ] || [ "$cfg" = examples ] || [ "$cfg" = scaleout ]; then tinfo=$(printf '%6ss' "$t")
+    if [ "$cfg" = header ] || [ "$cfg" = examples ] || [ "$cfg" = scaleout ] || [ "$cfg" = onnx ]; then tinfo=$(printf '%6ss' "$t")
     else tinfo=$(printf '%6ss (build %ss, run %ss)' "$t" "$tb" "$(awk -v a="$t" -v b="$tb" 'BEGIN{printf "%.1f", a-b}')"); fi
     printf '  %-24s %4d passed, %d failed  %s%s\n' "$n" "$p" "$f" "$tinfo" "${note:+  ($note)}"
     if [ "$f" -ne 0 ] && [ -f "$log" ]; then

@@ -4,7 +4,10 @@
 #   base   build the library users' way: gcc, make, libc headers, SLEEF, xxHash
 #   test   base + everything `make test` uses: g++, clang, the aarch64 cross compiler,
 #          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`),
-#          slurm-wlm + munge (tests/scan_slurm.sh)
+#          slurm-wlm + munge (tests/scan_slurm.sh); for the ONNX export's checks python3-onnx, node +
+#          npm (nodejs/npm packages when `node`/`npm` are missing) and onnxruntime-node from npm into
+#          build/npm (not root-only; a failed npm install is reported and the ONNX Runtime tests then
+#          fail saying so)
 #   fuzz   base + clang-14 with its sanitizer/libFuzzer runtimes
 #   bench  base + libopenblas-dev (OpenBLAS only as a comparison figure in bench/ and as the BLAS
 #          behind PyTorch in make compare; never a library dependency)
@@ -25,20 +28,45 @@ base_pkgs=(gcc make libc6-dev libsleef-dev libxxhash-dev)
 # listed. libc6:arm64 comes in through libsleef3:arm64 and gives /lib/ld-linux-aarch64.so.1, which
 # lets qemu-aarch64 run the cross-built tests without -L / QEMU_LD_PREFIX.
 test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-           libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64
+           libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64 python3-onnx
            slurm-wlm munge)   # tests/scan_slurm.sh: a private one-node SLURM cluster
+# node from any source will do (a NodeSource nodejs ships its own npm and conflicts with Debian's npm)
+node_pkgs=()
+command -v node >/dev/null 2>&1 || node_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_pkgs+=(npm)
+ORT_NODE_VERSION=1.30.0   # the onnxruntime-node the ONNX tests were checked with
+
+# onnxruntime-node into build/npm (tests/onnx_run.js looks there). Its install script would download
+# CUDA binaries; the CPU library is inside the package, so ONNXRUNTIME_NODE_INSTALL=skip.
+npm_step() {
+  local root dir
+  case "$purpose" in test|all) ;; *) return 0 ;; esac
+  root=$(cd "$(dirname "$0")/.." && pwd); dir="$root/build/npm"
+  [[ -f "$dir/node_modules/onnxruntime-node/package.json" ]] && return 0
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "tools/deps.sh: npm is missing: onnxruntime-node not installed (the ONNX Runtime tests will fail)" >&2
+    return 0
+  fi
+  echo "tools/deps.sh: npm install onnxruntime-node@$ORT_NODE_VERSION into build/npm"
+  mkdir -p "$dir"
+  if ! ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip \
+       npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error "onnxruntime-node@$ORT_NODE_VERSION" >&2; then
+    echo "tools/deps.sh: npm install onnxruntime-node failed (the ONNX Runtime tests will fail)" >&2
+  fi
+  return 0
+}
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 bench_pkgs=(libopenblas-dev)
 plot_pkgs=(python3-numpy python3-matplotlib)
 
 case "$purpose" in
   base)  want=("${base_pkgs[@]}") ;;
-  test)  want=("${base_pkgs[@]}" "${test_pkgs[@]}") ;;
+  test)  want=("${base_pkgs[@]}" "${test_pkgs[@]}" ${node_pkgs[@]+"${node_pkgs[@]}"}) ;;
   fuzz)  want=("${base_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
   bench) want=("${base_pkgs[@]}" "${bench_pkgs[@]}") ;;
   plot)  want=("${plot_pkgs[@]}") ;;
-  all)   want=("${base_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  all)   want=("${base_pkgs[@]}" "${test_pkgs[@]}" ${node_pkgs[@]+"${node_pkgs[@]}"} "${fuzz_pkgs[@]}") ;;
+  -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
   *) echo "usage: $0 [base|test|fuzz|bench|plot|all]" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206
@@ -63,7 +91,7 @@ for p in "${want[@]}"; do
   fi
 done
 
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ ${#missing[@]} -eq 0 ]]; then npm_step; exit 0; fi
 
 # foreign architectures (arm64) that dpkg does not know yet
 add_archs=()
@@ -91,3 +119,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "tools/deps.sh: done"
+npm_step
