@@ -78,6 +78,13 @@ st=0; tools/scan.sh generate "$W/bad.txt" "$W/bad" > "$W/bad.log" 2>&1 || st=$?
 if [ "$st" -eq 2 ] && grep -q 'line 2' "$W/bad.log"; then ok "a bad scan description: exit 2, names the line"
 else bad "bad description: exit $st" "$(cat "$W/bad.log")"; fi
 
+# a different scan into the same folder is refused (its old task outputs would be merged)
+sed 's/--lambda 0 1 10 30/--lambda 0 1/' "$W/scan.txt" > "$W/scan2.txt"
+st=0; tools/scan.sh generate "$W/scan2.txt" "$S" > "$W/regen.log" 2>&1 || st=$?
+if [ "$st" -eq 2 ] && grep -q "already holds a different scan" "$W/regen.log" && [ "$(wc -l < "$S/task_ids.txt")" -eq 4 ]; then
+  ok "another scan into the same folder: refused, the folder unchanged"
+else bad "regenerate into a used folder: exit $st" "$(cat "$W/regen.log")"; fi
+
 # ---- the same tasks locally (-j 2), and the example's own scan in one process
 L="$W/local"
 tools/scan.sh generate "$W/scan.txt" "$L" > /dev/null 2>&1

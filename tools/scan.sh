@@ -3,7 +3,8 @@
 #
 #   tools/scan.sh generate SCAN OUT   expand the scan description SCAN into OUT/: tasks.tsv (one task a
 #                                     line), run_task.sh ID (runs one task), slurm.sh (a SLURM job array),
-#                                     condor.sub (an HTCondor submit file, `queue task from ...`)
+#                                     condor.sub (an HTCondor submit file, `queue task from ...`); refuses
+#                                     an OUT that holds a different scan
 #   tools/scan.sh run OUT [-j N] [ID ...]   run the tasks (default all) here, N at a time (default 1)
 #   tools/scan.sh merge OUT           merge the finished tasks' summary.csv into OUT/merged.csv, print it,
 #                                     list missing and failed tasks (OUT/rerun.txt); exit 1 if any;
@@ -37,7 +38,7 @@
 set -u
 
 die() { echo "scan.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 absdir() { (cd "$1" 2>/dev/null && pwd -P); }
 ROOT=$(absdir "$(dirname "$0")/..") || die "cannot find the repository"
 
@@ -72,7 +73,7 @@ generate() {
       if (bad) exit 2
       if (example == "" && program == "") { printf "scan.sh: %s: no `example NAME` or `program PATH`\n", FILENAME > "/dev/stderr"; exit 2 }
       if (ncase == 0) { ncase = 1; cname[1] = "-"; cargs[1] = "" }
-      tsv = out "/tasks.tsv"
+      tsv = out "/tasks.tsv.new"
       printf "id\tcase" > tsv; for (a = 1; a <= nax; a++) printf "\t%s", axname[a] > tsv; printf "\targs\n" > tsv
       id = 0
       for (c = 1; c <= ncase; c++) {
@@ -86,12 +87,12 @@ generate() {
           if (a < 1) break
         }
       }
-      set = out "/settings.txt"
+      set = out "/settings.txt.new"
       printf "example %s\nprogram %s\ndata %s\ncpus %d\nntasks %d\n", example, program, data, cpus ? cpus : 1, id > set
       for (i = 1; i <= nsl; i++) print "slurm " slurm[i] > set
       for (i = 1; i <= ncd; i++) print "condor " condor[i] > set
     }' "$scan" || exit 2
-  setting() { sed -n "s/^$1 //p" "$out/settings.txt"; }
+  setting() { sed -n "s/^$1 //p" "$out/settings.txt.new"; }
   example=$(setting example | head -n 1); program=$(setting program | head -n 1); data=$(setting data | head -n 1)
   cpus=$(setting cpus | head -n 1); n=$(setting ntasks | head -n 1)
   if [ -n "$program" ]; then
@@ -112,9 +113,17 @@ generate() {
   fi
   # the data folder goes into every task's argument list (absolute, for the batch nodes)
   if [ -n "$dataopt" ]; then
-    awk -F'\t' -v OFS='\t' -v d="$dataopt" 'NR > 1 { $NF = $NF d } { print }' "$out/tasks.tsv" > "$out/tasks.tsv.tmp" &&
-      mv "$out/tasks.tsv.tmp" "$out/tasks.tsv"
+    awk -F'\t' -v OFS='\t' -v d="$dataopt" 'NR > 1 { $NF = $NF d } { print }' "$out/tasks.tsv.new" > "$out/tasks.tsv.tmp" &&
+      mv "$out/tasks.tsv.tmp" "$out/tasks.tsv.new"
   fi
+  # OUT of an earlier, different scan: its task folders would be merged as this scan's results
+  if [ -f "$out/tasks.tsv" ] && ! cmp -s "$out/tasks.tsv" "$out/tasks.tsv.new"; then
+    rm -f "$out/tasks.tsv.new" "$out/settings.txt.new"
+    die "$out already holds a different scan (its tasks.tsv differs): use a new folder, or delete that one"
+  fi
+  mv "$out/tasks.tsv.new" "$out/tasks.tsv"
+  mv "$out/settings.txt.new" "$out/settings.txt"
+  setting() { sed -n "s/^$1 //p" "$out/settings.txt"; }
   cp "$scan" "$out/scan.txt"
   awk -F'\t' 'NR > 1 { print $1 }' "$out/tasks.tsv" > "$out/task_ids.txt"
 
