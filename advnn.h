@@ -614,6 +614,7 @@ ADVNN_DEF advnn_graph *advnn_model_load(const char *path);
  *                         the gates in Keras order i, f, c, o (H values each), one bias per gate
  *   batchnorm             "gamma", "beta", "moving_mean", "moving_variance" (C each: the last axis)
  *   prelu                 "alpha" (C: one slope per value of the last axis)
+ *   standardize           "offset", "scale" (C each: y = (x - offset) * scale)
  * A layer made by advnn_shared reads and writes its owner's blocks. advnn_params() holds every block
  * in this order, layer after layer, each padded with zeros to a multiple of 16 floats.
  * advnn_weight_set copies n values (n must be the block's size) and refuses non-finite values and
