@@ -540,6 +540,12 @@ static void test_standardize(void) {
     CHECK(advnn_model_save_mem(g, &b, &n) == ADVNN_OK && (h = advnn_model_load_mem(b, n)) != NULL, "%s", advnn_last_error());
     CHECK(advnn_predict(h, d, "z", &q) == ADVNN_OK && memcmp(p->data, q->data, (size_t)p->size * sizeof(float)) == 0, "the saved model scales otherwise");
     CHECK(advnn_standardize_fit(g, out, X, NULL) == ADVNN_ERR_ARG, "fit on a reshape node accepted");
+    {   /* the fitted values by name: channel 0 is -3 + 0.5 sin(.) around -3, channel 1 around 100 */
+        float off[2] = {0, 0}, sc[2] = {0, 0};
+        CHECK(advnn_weight_get(g, sn, "offset", off, 2) == ADVNN_OK && advnn_weight_get(g, sn, "scale", sc, 2) == ADVNN_OK,
+              "%s", advnn_last_error());
+        CHECK(fabs(off[0] + 3) < 0.5 && fabs(off[1] - 100) < 20 && sc[0] > 1 && sc[1] < 1, "offset %g %g, scale %g %g", off[0], off[1], sc[0], sc[1]);
+    }
     advnn_tensor_free(p); advnn_tensor_free(q); advnn_tensor_free(X); advnn_dataset_free(d);
     cnt_free(b); advnn_graph_free(g); advnn_graph_free(h);
 }
