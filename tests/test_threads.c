@@ -125,7 +125,7 @@ static void test_two_threads_train(void) {
     free(a); free(b);
 }
 
-/* A bad target in the second thread's slice is reported (no hang); tiny batches work. */
+/* A bad target in the second chunk is reported (no hang); tiny batches work. */
 static void test_errors_and_small_batches(void) {
     setup s = make(0);
     advnn_trainer *tr;
@@ -133,9 +133,9 @@ static void test_errors_and_small_batches(void) {
     double l;
     for (i = 0; i < 64; i++) idx[i] = i;
     advnn_set_threads(2); tr = advnn_trainer_new(s.g, 64, 1); advnn_set_threads(1);
-    s.y->data[50] = 2.0f;   /* outside [0, 1]: rows 32..63 belong to thread 1 */
+    s.y->data[50] = 2.0f;   /* outside [0, 1]: rows 32..63 are the second chunk */
     CHECK(advnn_train_step(tr, s.d, idx, 64, &l) == ADVNN_ERR_ARG && strstr(advnn_last_error(), "outside [0, 1]"),
-          "error in a worker's slice not reported: %s", advnn_last_error());
+          "error in the second chunk not reported: %s", advnn_last_error());
     s.y->data[50] = 0.0f;
     idx[3] = N + 5;
     CHECK(advnn_train_step(tr, s.d, idx, 64, &l) == ADVNN_ERR_ARG && strstr(advnn_last_error(), "outside"), "bad row index: %s", advnn_last_error());
@@ -203,7 +203,7 @@ static void test_adversarial_threaded(void) {
 /* advnn_infer on 2 and 3 threads vs 1, bit for bit, on W1's classifier (BatchNorm on running
  * statistics, trained a little so they are not the defaults), W2's tagger (masked Conv1D + LSTM
  * towers) and W3's autoencoder (convolutions, pooling, upsampling); batches that split unevenly,
- * that are too small to split, and a bad input reported from a worker's slice. */
+ * that are too small to split, and a bad input reported from the last chunk. */
 static void test_threaded_inference(void) {
     int w;
     for (w = 1; w <= 3; w++) {
@@ -250,7 +250,7 @@ static void test_threaded_inference(void) {
                     CHECK(memcmp(y1, y2, (size_t)n * osz * sizeof(float)) == 0, "W%d, %d threads, n = %d: outputs differ from one thread", w, t, n);
                 }
             }
-            {   /* a NaN in the last rows (a worker's slice) is refused with the row named */
+            {   /* a NaN in the last rows (the last chunk) is refused with the row named */
                 float keep = x[0][(size_t)(maxb - 1) * g->nodes[in[0]].size];
                 x[0][(size_t)(maxb - 1) * g->nodes[in[0]].size] = NAN;
                 CHECK(advnn_infer(wsT, maxb, (const float *const *)x, out, y2) == ADVNN_ERR_NAN && strstr(advnn_last_error(), "sample"),
