@@ -2397,10 +2397,10 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
  * bit-identical for any thread count and any scheduling (tests/test_threads.c).
  *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
  * on the calling thread, so does everything with advnn_set_threads(1).
- *   Memory: the trainer's workspace holds the whole batch (it is chunk 0's, and tests run whole
- * batches in it); chunks 1.. have workspaces of advnn__chunk_cap(batch) rows each, so activations
- * take up to about twice one whole-batch workspace, plus ADVNN__CHUNKS_MAX - 1 parameter
- * gradients and GEMM packing buffers (228 KiB each).
+ *   Memory: every chunk has a workspace of advnn__chunk_cap(batch) rows (the trainer's own, tr->ws,
+ * is chunk 0's; for batches under 64 it holds the whole batch), so activations take about what one
+ * whole-batch workspace would (at most nck x 64 rows for batches under 512), plus per extra chunk
+ * one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
  *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
  * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
  * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
@@ -4536,7 +4536,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     advnn__mark_sub(ws, tr->key);
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
     j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
-    ADVNN_ASSERT(j->nck <= tr->nwk && (j->nck == 1 || advnn__chunk_lo(n, 1) <= tr->wsk[tr->nwk - 1]->max_batch));
+    ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
+                 n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
     memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
     memset(j->done, 0, (size_t)(j->nphase + 1) * sizeof(int));
@@ -4593,7 +4594,8 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     if (tr->T < 1) tr->T = 1;
     /* DisCo/MoDe are statistics of the whole batch: such a graph's steps run as one chunk */
     if ((tr->one_chunk = advnn__has_batch_loss(g)) != 0) tr->T = 1;
-    if (!(tr->ws = advnn__ws_create(g, batch_size, 1))) { ADVNN_FREE(tr); return NULL; }
+    /* the workspace of chunk 0 (the whole batch when that is the only chunk) */
+    if (!(tr->ws = advnn__ws_create(g, tr->one_chunk ? batch_size : advnn__chunk_cap(batch_size), 1))) { ADVNN_FREE(tr); return NULL; }
     tr->gs = (advnn__gstate *)ADVNN_MALLOC((size_t)g->n_groups * sizeof *tr->gs);
     tr->gon = (unsigned char *)ADVNN_MALLOC((size_t)g->n_groups);
     tr->m = (float *)advnn__zalloc((size_t)(3 * g->n_params + 1) * sizeof(float));
