@@ -1089,6 +1089,21 @@ static advnn_status advnn__write_file(const char *path, const void *buf, size_t 
     if (fclose(f) != 0) return advnn__fail(ADVNN_ERR_IO, "cannot close '%s' (disk full?)", path);
     return ADVNN_OK;
 }
+/* A graph from a file through one of the in-memory loaders; a failure's message gets the path. */
+static advnn_graph *advnn__load_graph_file(const char *path, advnn_graph *(*load_mem)(const void *, size_t)) {
+    unsigned char *b;
+    size_t len;
+    advnn_graph *g;
+    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
+    g = load_mem(b, len);
+    ADVNN_FREE(b);
+    if (!g) {
+        char msg[sizeof advnn__errbuf];
+        memcpy(msg, advnn__errbuf, sizeof msg);
+        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
+    }
+    return g;
+}
 ADVNN_DEF advnn_tensor *advnn_npy_load(const char *path) {
     unsigned char *b;
     size_t len;
@@ -7605,20 +7620,7 @@ ADVNN_DEF advnn_graph *advnn_onnx_load_mem(const void *buf, size_t len) {
 }
 
 #ifndef ADVNN_NO_STDIO
-ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path) {
-    unsigned char *b;
-    size_t len;
-    advnn_graph *g;
-    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
-    g = advnn_onnx_load_mem(b, len);
-    ADVNN_FREE(b);
-    if (!g) {
-        char msg[sizeof advnn__errbuf];
-        memcpy(msg, advnn__errbuf, sizeof msg);
-        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
-    }
-    return g;
-}
+ADVNN_DEF advnn_graph *advnn_onnx_load(const char *path) { return advnn__load_graph_file(path, advnn_onnx_load_mem); }
 #endif
 
 /* ---------------------------------------------------------------- ONNX export
@@ -8703,20 +8705,7 @@ ADVNN_DEF advnn_status advnn_model_save_ex(const advnn_graph *g, const char *pat
     ADVNN_FREE(b);
     return st;
 }
-ADVNN_DEF advnn_graph *advnn_model_load(const char *path) {
-    unsigned char *b;
-    size_t len;
-    advnn_graph *g;
-    if (advnn__read_file(path, &b, &len) != ADVNN_OK) return NULL;
-    g = advnn_model_load_mem(b, len);
-    ADVNN_FREE(b);
-    if (!g) {
-        char msg[sizeof advnn__errbuf];
-        memcpy(msg, advnn__errbuf, sizeof msg);
-        advnn__fail(ADVNN_ERR_FORMAT, "%s: %s", path, msg);
-    }
-    return g;
-}
+ADVNN_DEF advnn_graph *advnn_model_load(const char *path) { return advnn__load_graph_file(path, advnn_model_load_mem); }
 #endif
 
 #endif /* ADVNN_IMPLEMENTATION_DONE */

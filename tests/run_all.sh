@@ -175,43 +175,27 @@ run_header() {
   fi
 }
 
-# ---- one job: the examples' end-to-end smoke test (a script with its own summary line) ----
-run_examples() {
-  local dir="$OUT/examples" log t0 summary p=0 f=1 note=""
-  mkdir -p "$dir"; t0=$(now); log="$dir/smoke.log"
-  echo "\$ tests/examples_smoke.sh $dir/work" > "$log"
-  timeout -k 10 $((TIMEOUT * 2)) tests/examples_smoke.sh "$dir/work" >> "$log" 2>&1 < /dev/null
-  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-  if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
-  write_result "$dir" smoke "$p" "$f" "$t0" "" "$note"
-}
-
-# ---- one job: a scale-out script test tests/NAME.sh WORK_DIR (its own summary line) ----
-SCALEOUT_TESTS=$(for s in tests/scan_slurm.sh tests/ooc_limit.sh; do [ -f "$s" ] && basename "$s" .sh; done)
-run_scaleout() {
-  local name=$1 dir="$OUT/scaleout" log t0 summary p=0 f=1 note=""
+# ---- one job: a script test SCRIPT WORK_DIR with its own summary line (the examples' smoke test, the
+# scale-out scripts, the ONNX export's external checks), its result filed as CFG/NAME ----
+run_script() {
+  local cfg=$1 name=$2 script=$3 dir="$OUT/$1" log t0 summary p=0 f=1 note=""
   mkdir -p "$dir"; t0=$(now); log="$dir/$name.log"
-  echo "\$ tests/$name.sh $dir/$name" > "$log"
-  timeout -k 10 $((TIMEOUT * 2)) "tests/$name.sh" "$dir/$name" >> "$log" 2>&1 < /dev/null
+  echo "\$ $script $dir/$name.work" > "$log"
+  timeout -k 10 $((TIMEOUT * 2)) "$script" "$dir/$name.work" >> "$log" 2>&1 < /dev/null
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
   if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
   write_result "$dir" "$name" "$p" "$f" "$t0" "" "$note"
 }
-
-# ---- one job: the ONNX export's external checks (a script with its own summary line) ----
-run_onnx() {
-  local dir="$OUT/onnx" log t0 summary p=0 f=1 note=""
-  mkdir -p "$dir"; t0=$(now); log="$dir/check.log"
-  echo "\$ tests/onnx_export_check.sh $dir/work" > "$log"
-  timeout -k 10 $((TIMEOUT * 2)) tests/onnx_export_check.sh "$dir/work" >> "$log" 2>&1 < /dev/null
-  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-  if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
-  write_result "$dir" check "$p" "$f" "$t0" "" "$note"
-}
+SCALEOUT_TESTS=$(for s in tests/scan_slurm.sh tests/ooc_limit.sh; do [ -f "$s" ] && basename "$s" .sh; done)
 
 if [ "${1:-}" = "--one" ]; then
-  if [ "$2" = header ]; then run_header "$3"; elif [ "$2" = examples ]; then run_examples
-  elif [ "$2" = scaleout ]; then run_scaleout "$3"; elif [ "$2" = onnx ]; then run_onnx; else run_test "$2" "$3"; fi
+  case "$2" in
+    header)   run_header "$3" ;;
+    examples) run_script examples smoke tests/examples_smoke.sh ;;
+    scaleout) run_script scaleout "$3" "tests/$3.sh" ;;
+    onnx)     run_script onnx check tests/onnx_export_check.sh ;;
+    *)        run_test "$2" "$3" ;;
+  esac
   exit 0
 fi
 
