@@ -145,7 +145,7 @@ FUZZ_BUILD  := $(FUZZERS:%=$(B)/fuzz/fuzz_%) $(B)/fuzz/corpus.stamp
 fuzz-build: $(FUZZ_BUILD)
 	@:
 
-$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(HEADERS) | $(B)/fuzz
+$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(HEADERS) $(wildcard fuzz/*.h) | $(B)/fuzz
 	$(CLANG) $(FUZZ_CFLAGS) $(ARCHFLAGS) $< -o $@ $(LDLIBS)
 
 $(B)/fuzz/make_corpus: fuzz/make_corpus.c $(HEADERS) | $(B)/fuzz
