@@ -514,7 +514,7 @@ static void test_loss_error_names_row(void) {
 
 /* ---- standardisation fitted on data, applied by the graph, saved with the model */
 static void test_standardize(void) {
-    advnn_graph *g = advnn_graph_new(), *h;
+    advnn_graph *g = advnn_graph_new(), *h = NULL;
     int shp[2] = {3, 2}, x, sn, out;
     int64_t sh[3] = {50, 3, 2}, i;
     advnn_tensor *X = advnn_tensor_new(3, sh), *p = NULL, *q = NULL;
