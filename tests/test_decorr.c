@@ -317,6 +317,65 @@ static void test_disco_node_gradcheck(void) {
     f = disco_fixture(1, 2.0f); gradcheck(&f, "DisCo node, power 2"); free_fixture(&f);
 }
 
+/* A score with several columns (a 3-class softmax, as the LLP tagger's): the node's value is the mean
+ * of advnn_disco over the columns, its gradient checks against finite differences (through the
+ * softmax, which mixes the columns), and MoDe still refuses it. */
+static void test_disco_node_multicolumn(void) {
+    fixture f;
+    advnn__rng r;
+    int three = 3, one = 1, x, m, w, s, l, c, i;
+    int64_t idx[NB];
+    advnn_trainer *tr;
+    advnn_mode_opts o = advnn_mode_defaults();
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 47);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &three);
+    m = advnn_input(f.g, "xm", 1, &one);
+    w = advnn_input(f.g, "w", 1, &one);
+    s = advnn_softmax(f.g, advnn_dense(f.g, advnn_dense(f.g, x, 4, ADVNN_ACT_TANH), 3, ADVNN_ACT_LINEAR));
+    l = advnn_loss_disco(f.g, s, m, w, 1.0f);
+    CHECK(l >= 0, "3-column DisCo: %s", advnn_last_error());
+    advnn_loss_scale(f.g, l, 2.0f);
+    add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
+    add_data(&f, "xm", rand_tensor(&r, NB, 1, -1, 1));
+    {
+        advnn_tensor *t = rand_tensor(&r, NB, 1, 0.5f, 2);
+        t->data[2] = 0;
+        add_data(&f, "w", t);
+    }
+    CHECK(advnn_graph_finalize(f.g, 11) == ADVNN_OK, "%s", advnn_last_error());
+    tr = advnn_trainer_new(f.g, NB, 1);
+    if (tr) {
+        const float *mw = NULL, *ww = NULL;
+        float col[NB];
+        double v, mean = 0;
+        for (i = 0; i < NB; i++) idx[i] = i;
+        for (i = 0; i < f.nt; i++) {
+            if (!strcmp(f.tname[i], "xm")) mw = f.t[i]->data;
+            if (!strcmp(f.tname[i], "w")) ww = f.t[i]->data;
+        }
+        tr->ws->training = 1;
+        advnn__mark_needed(tr->ws, -1); advnn__mark_grad(tr->ws);
+        CHECK(advnn__gather(tr->ws, f.d, idx, 0, NB) == ADVNN_OK && advnn__forward(tr->ws, NB) == ADVNN_OK, "%s", advnn_last_error());
+        for (c = 0; c < 3 && mw && ww; c++) {
+            for (i = 0; i < NB; i++) col[i] = tr->ws->out[s][i * 3 + c];
+            CHECK(advnn_disco(col, mw, ww, NB, 1.0, &v, NULL, NULL) == ADVNN_OK, "%s", advnn_last_error());
+            mean += v / 3;
+        }
+        CHECK(mw && ww && mean > 1e-3 && fabs(tr->ws->loss[l] - mean) <= 1e-12, "node %.17g, mean of the columns %.17g",
+              tr->ws->loss[l], mean);
+        advnn_trainer_free(tr);
+    }
+    gradcheck(&f, "DisCo node, 3 score columns");
+    free_fixture(&f);
+    f.g = advnn_graph_new();   /* (a builder error poisons its graph: a graph of its own) */
+    s = advnn_input(f.g, "s", 1, &three); m = advnn_input(f.g, "m", 1, &one);
+    CHECK(advnn_loss_mode(f.g, s, m, -1, &o) < 0 && strstr(advnn_last_error(), "1 value per sample"), "3-column MoDe: %s",
+          advnn_last_error());
+    advnn_graph_free(f.g);
+}
+
 /* The MoDe node's backward adds coef times advnn_mode's gradient (which is the reference's, not a
  * finite difference of the step-function value), and its loss is advnn_mode's value. */
 static void test_mode_node(void) {
@@ -556,6 +615,7 @@ int main(void) {
     RUN(test_flatness_equivalence);
     RUN(test_mode_degenerate);
     RUN(test_disco_node_gradcheck);
+    RUN(test_disco_node_multicolumn);
     RUN(test_mode_node);
     RUN(test_nodes_model_file_and_errors);
     RUN(test_disco_training);
