@@ -237,6 +237,42 @@ static void test_mode_orders(void) {
 }
 
 /* order 0 with flatness = 1 is the binned flatness loss: each bin's CDF against the global CDF */
+/* Why MoDe needs enough background jets per m bin (the W tagger's finding, README): background whose
+ * bulk (97%, s < 0.02) is independent of m but whose tail (3%, the jets a tight cut passes) is 0% at
+ * low m and 6% at high m. The loss compares per-bin CDFs; with k jets per bin their sampling noise is
+ * ~0.03 / k in the tail, the sculpting ~(0.06 m - 0.03)^2 ~ 3e-4. At 16 jets per bin (32 bins on a
+ * batch of 512 background jets) the sculpted sample's value is within noise of an independent one's;
+ * at ~800 per bin (10 bins, 8192 jets) it stands far above it. */
+static void tail_rows(advnn__rng *r, int n, int sculpted, float *s, float *m) {
+    int i;
+    for (i = 0; i < n; i++) {
+        double mi = urand(r), pt = sculpted ? 0.06 * mi : 0.03;
+        m[i] = (float)mi;
+        s[i] = (float)(urand(r) < pt ? 0.5 + 0.5 * urand(r) : 0.02 * urand(r));
+    }
+}
+static void test_mode_needs_rows_per_bin(void) {
+    static float s[8192], m[8192];
+    advnn__rng r;
+    advnn_mode_opts o = advnn_mode_defaults();
+    double v[2][2] = { { 0, 0 }, { 0, 0 } }, x;   /* [small, large][independent, sculpted] */
+    int cfg, kind, rep;
+    advnn__rng_seed(&r, 61);
+    for (cfg = 0; cfg < 2; cfg++)
+        for (kind = 0; kind < 2; kind++)
+            for (rep = 0; rep < 8; rep++) {
+                int n = cfg ? 8192 : 512;
+                o.bins = cfg ? 10 : 32;
+                tail_rows(&r, n, kind, s, m);
+                CHECK(advnn_mode(s, m, NULL, n, &o, &x, NULL) == ADVNN_OK, "%s", advnn_last_error());
+                v[cfg][kind] += x / 8;
+            }
+    printf("  MoDe[0] sculpted tail / independent: 16 jets per bin %.3g / %.3g = %.2f, 819 per bin %.3g / %.3g = %.2f\n",
+           v[0][1], v[0][0], v[0][1] / v[0][0], v[1][1], v[1][0], v[1][1] / v[1][0]);
+    CHECK(v[0][1] < 2 * v[0][0], "16 jets per bin: sculpted %g vs independent %g (expected within noise)", v[0][1], v[0][0]);
+    CHECK(v[1][1] > 4 * v[1][0], "819 jets per bin: sculpted %g vs independent %g (expected well above)", v[1][1], v[1][0]);
+}
+
 static void test_flatness_equivalence(void) {
     advnn__rng r;
     int n = 3000, M = 10, S = 50, i, j, b, k = n / M;
@@ -612,6 +648,7 @@ int main(void) {
     RUN(test_disco_degenerate);
     RUN(test_fixtures);
     RUN(test_mode_orders);
+    RUN(test_mode_needs_rows_per_bin);
     RUN(test_flatness_equivalence);
     RUN(test_mode_degenerate);
     RUN(test_disco_node_gradcheck);
