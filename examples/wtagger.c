@@ -1007,6 +1007,7 @@ int main(int argc, char **argv) {
     printf("schedule: classifier %d epochs (Adam %g), then per lambda: adversary %d epochs (Adam %g), joint %d epochs "
            "(clf %g, adv %g; last %d at /10), batch %ld; lambda 0 = NN trained %d more epochs\n",
            c.pre_clf, c.lr_pre, c.pre_adv, c.lr_adv, c.joint, c.lr_clf, c.lr_adv, c.anneal, c.batch, c.joint);
+    if (c.methods & (1u << M_MODE)) printf("MoDe: %ld m bins, batch %ld\n", c.mode_bins, c.mode_batch);
     if (outputs_open(c.out, &out)) return 1;
 
     advnn_params(nt.g, &np);
