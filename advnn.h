@@ -536,7 +536,10 @@ ADVNN_DEF advnn_status advnn_disco(const float *x, const float *y, const float *
 
 /* MoDe (Kitouni et al., arXiv 2010.09745), as the reference code defines value and gradient; the
  * details (bins, grid, the slope limit, the flatness variant) are at its implementation. The score
- * should be a probability in [0, 1] (the CDF grid covers [0, 1]); no gradient flows to var. */
+ * should be a probability in [0, 1] (the CDF grid covers [0, 1]); no gradient flows to var. Each m
+ * bin's CDF comes from the batch's rows in it: they must resolve the score quantiles the analysis
+ * cuts at (16 rows per bin cannot see a 3% tail: test_mode_needs_rows_per_bin; the W tagger trains
+ * MoDe with 10 bins on batches of 16384, the reference's W-tagging settings). */
 typedef struct advnn_mode_opts {
     int   order;       /* Legendre order of the allowed m dependence: 0 flat, 1 linear, 2 quadratic (default 0) */
     int   bins;        /* equal-occupancy m bins (default 32) */
