@@ -2246,8 +2246,8 @@ static int advnn__decor_node(advnn_graph *g, int kind, int score, int var, int w
     if ((kind == ADVNN__LOSS_MODE && g->nodes[score].size != 1) || g->nodes[var].size != 1
         || (weight >= 0 && g->nodes[weight].size != 1)) {
         g->n_nodes--;
-        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: %s, variable and weight need 1 value per sample, have %d, %d, %d", what,
-                            kind == ADVNN__LOSS_MODE ? "score" : "(score: any number)", g->nodes[score].size,
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: %svariable and weight need 1 value per sample, have score %d, variable %d, "
+                            "weight %d", what, kind == ADVNN__LOSS_MODE ? "score, " : "", g->nodes[score].size,
                             g->nodes[var].size, weight >= 0 ? g->nodes[weight].size : 1);
     }
     advnn__set_shape(&g->nodes[id], 1, &one);
