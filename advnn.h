@@ -2252,7 +2252,9 @@ static int advnn__decor_node(advnn_graph *g, int kind, int score, int var, int w
     }
     advnn__set_shape(&g->nodes[id], 1, &one);
     g->nodes[id].fp[0] = 1.0f;
-    g->nodes[id].ip[0] = g->nodes[score].size;   /* DisCo: score columns (MoDe overwrites ip with its options) */
+    /* DisCo: score columns when more than 1 (0 otherwise, as in the model files of earlier builds); MoDe
+     * overwrites ip with its options */
+    if (g->nodes[score].size > 1) g->nodes[id].ip[0] = g->nodes[score].size;
     return id;
 }
 

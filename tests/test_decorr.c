@@ -403,6 +403,14 @@ static void test_disco_node_multicolumn(void) {
               tr->ws->loss[l], mean);
         advnn_trainer_free(tr);
     }
+    {   /* the model file keeps the column count */
+        void *buf = NULL;
+        size_t len = 0;
+        advnn_graph *h = NULL;
+        CHECK(advnn_model_save_mem(f.g, &buf, &len) == ADVNN_OK && (h = advnn_model_load_mem(buf, len)) != NULL, "%s", advnn_last_error());
+        CHECK(h && h->nodes[l].kind == ADVNN__LOSS_DISCO && h->nodes[l].ip[0] == 3, "3-column DisCo node after loading");
+        advnn_graph_free(h); free(buf);
+    }
     gradcheck(&f, "DisCo node, 3 score columns");
     free_fixture(&f);
     f.g = advnn_graph_new();   /* (a builder error poisons its graph: a graph of its own) */
