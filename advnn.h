@@ -525,7 +525,9 @@ ADVNN_DEF advnn_status advnn_confusion(const float *scores, const float *labels,
  * torch's abs). Fewer than 2 rows, or a constant s or m (dCorr is 0/0 there): value 0, gradient 0:
  * a constant carries no information about the other variable, and a NaN would end the training.
  * The score is usually the probability (sigmoid of the logit), as in the reference. Weights must be
- * >= 0 and finite. */
+ * >= 0 and finite. A score node with k > 1 values per sample (a softmax's class scores): the value is
+ * the mean over the k columns of each column's DisCo with var (one node, not k slices; a class score
+ * that still depends on var then costs 1/k of its own value). */
 ADVNN_DEF int  advnn_loss_disco(advnn_graph *g, int score, int var, int weight, float power);
 /* The same computation on arrays, for metrics and tests: value, and (each may be NULL) d value / d x_i
  * and d value / d y_i (n values each, 0 on zero-weight rows). w may be NULL (unit weights). */
@@ -534,7 +536,10 @@ ADVNN_DEF advnn_status advnn_disco(const float *x, const float *y, const float *
 
 /* MoDe (Kitouni et al., arXiv 2010.09745), as the reference code defines value and gradient; the
  * details (bins, grid, the slope limit, the flatness variant) are at its implementation. The score
- * should be a probability in [0, 1] (the CDF grid covers [0, 1]); no gradient flows to var. */
+ * should be a probability in [0, 1] (the CDF grid covers [0, 1]); no gradient flows to var. Each m
+ * bin's CDF comes from the batch's rows in it: they must resolve the score quantiles the analysis
+ * cuts at (16 rows per bin cannot see a 3% tail: test_mode_needs_rows_per_bin; the W tagger trains
+ * MoDe with 10 bins on batches of 16384, the reference's W-tagging settings). */
 typedef struct advnn_mode_opts {
     int   order;       /* Legendre order of the allowed m dependence: 0 flat, 1 linear, 2 quadratic (default 0) */
     int   bins;        /* equal-occupancy m bins (default 32) */
@@ -2318,13 +2323,19 @@ static int advnn__decor_node(advnn_graph *g, int kind, int score, int var, int w
     if (g && weight < -1) return advnn__gfail(g, ADVNN_ERR_ARG, "%s: weight node %d (use -1 for unit weights)", what, weight);
     id = advnn__new_node(g, kind, weight >= 0 ? 3 : 2, ins, what);
     if (id < 0) return -1;
-    if (g->nodes[score].size != 1 || g->nodes[var].size != 1 || (weight >= 0 && g->nodes[weight].size != 1)) {
+    /* DisCo takes several score columns (the mean of the per-column values); MoDe one */
+    if ((kind == ADVNN__LOSS_MODE && g->nodes[score].size != 1) || g->nodes[var].size != 1
+        || (weight >= 0 && g->nodes[weight].size != 1)) {
         g->n_nodes--;
-        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: score, variable and weight need 1 value per sample, have %d, %d, %d", what,
-                            g->nodes[score].size, g->nodes[var].size, weight >= 0 ? g->nodes[weight].size : 1);
+        return advnn__gfail(g, ADVNN_ERR_SHAPE, "%s: %svariable and weight need 1 value per sample, have score %d, variable %d, "
+                            "weight %d", what, kind == ADVNN__LOSS_MODE ? "score, " : "", g->nodes[score].size,
+                            g->nodes[var].size, weight >= 0 ? g->nodes[weight].size : 1);
     }
     advnn__set_shape(&g->nodes[id], 1, &one);
     g->nodes[id].fp[0] = 1.0f;
+    /* DisCo: score columns when more than 1 (0 otherwise, as in the model files of earlier builds); MoDe
+     * overwrites ip with its options */
+    if (g->nodes[score].size > 1) g->nodes[id].ip[0] = g->nodes[score].size;
     return id;
 }
 
@@ -2342,7 +2353,13 @@ static int advnn__has_batch_loss(const advnn_graph *g) {
     for (i = 0; i < g->n_nodes; i++) if (advnn__is_batch_loss(g->nodes[i].kind)) return 1;
     return 0;
 }
-static size_t advnn__decor_aux_floats(const advnn__node *n, int batch) { (void)n; return 4 * (size_t)batch; }
+/* aux, in doubles: d/d score (cols x batch), d/d var, then for DisCo with several columns one column's two
+ * gradients and (as floats) its values */
+static int advnn__decor_cols(const advnn__node *n) { return n->kind == ADVNN__LOSS_DISCO && n->ip[0] > 1 ? n->ip[0] : 1; }
+static size_t advnn__decor_aux_floats(const advnn__node *n, int batch) {
+    int k = advnn__decor_cols(n);
+    return (k > 1 ? 2 * (size_t)(k + 3) + 1 : 4) * (size_t)batch;
+}
 static size_t advnn__decor_scratch_floats(const advnn__node *n, int batch) {
     return n->kind == ADVNN__LOSS_DISCO ? advnn__disco_scratch(batch) / sizeof(float) + 16 : advnn__mode_scratch(n, batch) / sizeof(float) + 16;
 }
@@ -2875,12 +2892,25 @@ static advnn_status advnn__decor_loss_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
     const float *s = ws->out[n->in[0]], *m = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
     const char *what = n->kind == ADVNN__LOSS_DISCO ? "DisCo loss" : "MoDe loss";
-    double *gs = (double *)(void *)ws->aux[id], *gm = gs + ws->max_batch;
-    int want = ws->grads && ws->training;
+    int k = advnn__decor_cols(n), want = ws->grads && ws->training;
+    double *gs = (double *)(void *)ws->aux[id], *gm = gs + (size_t)k * ws->max_batch;
     advnn_status st;
     if (ws->nck > 1) return advnn__fail(ADVNN_ERR_STATE, "%s node %d: needs the whole batch in one chunk", what, id);
-    if ((st = advnn__check_rows(what, s, m, w, nb)) != ADVNN_OK) return st;
-    if (n->kind == ADVNN__LOSS_DISCO)
+    if (k > 1) {   /* DisCo of several score columns: the mean of the columns' values (and gradients) */
+        double *gcs = gm + ws->max_batch, *gcm = gcs + ws->max_batch, v = 0;
+        float *col = (float *)(void *)(gcm + ws->max_batch);
+        int c, i, ws_ = want && ws->needg[n->in[0]], wm = want && ws->needg[n->in[1]];
+        if (wm) memset(gm, 0, (size_t)nb * sizeof *gm);
+        for (c = 0; c < k; c++) {
+            for (i = 0; i < nb; i++) col[i] = s[(size_t)i * k + c];
+            if ((st = advnn__check_rows(what, col, m, w, nb)) != ADVNN_OK) return st;
+            v += advnn__disco_core(nb, m, col, w, n->fp[1], wm ? gcm : NULL, ws_ ? gcs : NULL, ws->scratch) / k;
+            if (ws_) for (i = 0; i < nb; i++) gs[(size_t)i * k + c] = gcs[i] / k;
+            if (wm) for (i = 0; i < nb; i++) gm[i] += gcm[i] / k;
+        }
+        ws->loss[id] = v;
+    } else if ((st = advnn__check_rows(what, s, m, w, nb)) != ADVNN_OK) return st;
+    else if (n->kind == ADVNN__LOSS_DISCO)
         ws->loss[id] = advnn__disco_core(nb, m, s, w, n->fp[1], want && ws->needg[n->in[1]] ? gm : NULL,
                                          want && ws->needg[n->in[0]] ? gs : NULL, ws->scratch);
     else {
@@ -2894,14 +2924,15 @@ static advnn_status advnn__decor_loss_fwd(advnn_ws *ws, int id, int nb) {
 
 static void advnn__decor_loss_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
-    const double *gs = (const double *)(const void *)ws->aux[id], *gm = gs + ws->max_batch;
+    int cols = advnn__decor_cols(n), i, k;
+    const double *gs = (const double *)(const void *)ws->aux[id], *gm = gs + (size_t)cols * ws->max_batch;
     double coef = n->fp[0];
-    int i, k;
     if (coef == 0.0) return;
     for (k = 0; k < 2; k++) {
         float *d = ws->needg[n->in[k]] ? ws->dout[n->in[k]] : NULL;
         const double *gk = k ? gm : gs;
-        if (d) for (i = 0; i < nb; i++) d[i] += (float)(coef * gk[i]);
+        int len = k ? nb : nb * cols;
+        if (d) for (i = 0; i < len; i++) d[i] += (float)(coef * gk[i]);
     }
 }
 

@@ -7,6 +7,12 @@
  *   schedule     alternating: 2 adversary steps per batch (tagger frozen), then one tagger step on
  *                CE - SF * BCE (adversary frozen); Nadam; batch 512 main + 512 control region
  *   runs         SF = 0 (no adversarial term; the adversary still trains, as a probe) and SF = 10
+ *   --method disco  (or all) a run with DisCo instead of the adversary's term: kappa times the mean over
+ *                the 3 softmax scores of dCorr^2(score, data/simulation label) on the control-region
+ *                batch (for a binary label an energy distance between the data and simulation score
+ *                distributions). Trained by advnn_adv_fit at lambda = 0: the DisCo node is a loss of
+ *                the main step, fed by the control-region stream like the adversary, and the
+ *                adversary still trains as a probe (its held-out BCE is one of the printed metrics).
  *   selection    per epoch AUC (signal vs QCD+BIB, main test split) and sum of the KS distances data
  *                vs simulation of the 3 scores (control-region test split); the trainer restores the
  *                epoch with the lowest sum KS among those within 0.01 of the best AUC.
@@ -15,8 +21,8 @@
  *                per-epoch evaluation in ~2 minutes. KS and AUC are computed on the logits of the
  *                scores (same ordering, no float32 saturation of the softmax).
  *
- * Usage: llp_tagger [--help] [--seed N] [--epochs N] [--sf X] [--ntrain N] [--ntest N] [--ncrtest N]
- *                   [--lr-main X] [--out DIR] [--data DIR] [--threads N] [--quick]
+ * Usage: llp_tagger [--help] [--seed N] [--epochs N] [--sf X] [--method adversary|disco|all] [--kappa X]
+ *                   [--ntrain N] [--ntest N] [--ncrtest N] [--lr-main X] [--out DIR] [--data DIR] [--threads N] [--quick]
  * Data: build/data/llp_{train,test}_* and llpcr_{train,test}_* from tools/gen_calratio.c. */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
@@ -46,7 +52,8 @@ typedef struct {                 /* one epoch's (or the final network's) metrics
 } row_t;
 
 typedef struct {
-    double sf;
+    double sf, kappa;            /* kappa > 0: the DisCo run (lambda 0, the adversary a probe) */
+    char   name[32];             /* "SF=10", "DisCo kappa=3": the PASS/FAIL lines' run names */
     row_t  rows[MAX_EPOCHS];
     int    nrows, chosen;
     row_t  fin;                  /* recomputed on the restored weights */
@@ -79,14 +86,14 @@ static double now_s(void) {   /* wall clock (C11) */
 /* ---------------------------------------------------------------- arguments */
 typedef struct {
     long seed, epochs, ntrain, ntest, ncrtest, threads;
-    double sf, lr_main, lr_adv;
-    int quick;
+    double sf, lr_main, lr_adv, kappa;
+    int quick, method;           /* method: 0 adversary, 1 disco, 2 all (SF = 0, the adversary, DisCo) */
     const char *out, *data;
 } args_t;
 
 static void usage(void) {
-    printf("usage: " PROG " [--seed N] [--epochs N] [--sf X | --lambda X] [--ntrain N] [--ntest N] [--ncrtest N]\n"
-           "                  [--lr-main X] [--out DIR] [--data DIR] [--threads N] [--quick]\n"
+    printf("usage: " PROG " [--seed N] [--epochs N] [--sf X | --lambda X] [--method adversary|disco|all] [--kappa X]\n"
+           "                  [--ntrain N] [--ntest N] [--ncrtest N] [--lr-main X] [--out DIR] [--data DIR] [--threads N] [--quick]\n"
            "CalRatio LLP tagger (W2) with a data-vs-simulation adversary on a control region. Trains twice:\n"
            "SF = 0 (no adversarial term) and SF = X (default 10), alternating schedule, 2 adversary steps per\n"
            "batch, Nadam, batch 512 main + 512 control-region jets. Prints per-epoch CE, adversary BCE,\n"
@@ -94,6 +101,10 @@ static void usage(void) {
            "  --seed N      seed of the weights and the batches (default 1)\n"
            "  --epochs N    epochs per run (default 12)\n"
            "  --sf X        adversary weight SF of the second run (default 10); --lambda is the same\n"
+           "  --method M    adversary (default): SF = 0 and SF = X; disco: SF = 0 and a DisCo run (kappa times the\n"
+           "                mean over the 3 scores of dCorr^2(score, data/sim label) on control-region batches, no\n"
+           "                adversarial term; the adversary trains as a probe); all: the three runs\n"
+           "  --kappa X     DisCo strength (default 10)\n"
            "  --ntrain N    main training jets, and as many control-region jets (default 24000)\n"
            "  --ntest N     main test jets, for the AUC (default 12000)\n"
            "  --ncrtest N   control-region test jets, for the KS tests (default 24000)\n"
@@ -108,14 +119,14 @@ static void usage(void) {
 static int parse_args(int argc, char **argv, args_t *a) {
     int i, got_epochs = 0, got_n = 0, got_nt = 0, got_nc = 0;
     a->seed = 1; a->epochs = 12; a->ntrain = 24000; a->ntest = 12000; a->ncrtest = 24000; a->threads = 1;
-    a->sf = 10; a->lr_main = 8e-4; a->lr_adv = 8e-4; a->quick = 0;
+    a->sf = 10; a->lr_main = 8e-4; a->lr_adv = 8e-4; a->quick = 0; a->kappa = 10; a->method = 0;
     a->out = "build/" PROG; a->data = "build/data";
     for (i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(); return 1; }
         static const char *const valued[] = { "--seed", "--epochs", "--sf", "--lambda", "--ntrain", "--ntest", "--ncrtest",
-                                              "--lr-main", "--threads", "--out", "--data" };
+                                              "--lr-main", "--threads", "--out", "--data", "--method", "--kappa" };
         size_t j, known = 0;
         if (!strcmp(o, "--quick")) { a->quick = 1; continue; }
         for (j = 0; j < sizeof valued / sizeof valued[0]; j++) known |= !strcmp(o, valued[j]);
@@ -129,6 +140,11 @@ static int parse_args(int argc, char **argv, args_t *a) {
         else if (!strcmp(o, "--ncrtest")) ok = got_nc = parse_long(v, 64, 100000000L, &a->ncrtest);
         else if (!strcmp(o, "--lr-main")) ok = parse_double(v, 1e-7, 1, &a->lr_main);
         else if (!strcmp(o, "--threads")) ok = parse_long(v, 1, 64, &a->threads);
+        else if (!strcmp(o, "--kappa")) ok = parse_double(v, 1e-6, 1e6, &a->kappa);
+        else if (!strcmp(o, "--method")) {
+            a->method = !strcmp(v, "adversary") ? 0 : !strcmp(v, "disco") ? 1 : !strcmp(v, "all") ? 2 : -1;
+            ok = a->method >= 0;
+        }
         else if (!strcmp(o, "--out")) a->out = v;
         else a->data = v;   /* --data */
         if (!ok) { fprintf(stderr, PROG ": bad value '%s' for %s (try --help)\n", v, o); return 2; }
@@ -303,9 +319,9 @@ static int prepare(ctx_t *c, const args_t *a) {
 }
 
 /* ---------------------------------------------------------------- network */
-static advnn_graph *build_net(uint64_t seed, net_ids *ids) {
+static advnn_graph *build_net(uint64_t seed, double kappa, net_ids *ids) {
     advnn_graph *g = advnn_graph_new();
-    int in[4], cin[4], one = 1, y, w, cy, cw, logits, cr_logits, adv;
+    int in[4], cin[4], one = 1, y, w, cy, cw, logits, cr_logits, cr_scores, adv;
     wl_rec rec;
     if (!g) return NULL;
     wl_w2_inputs(g, "", in);
@@ -319,8 +335,11 @@ static advnn_graph *build_net(uint64_t seed, net_ids *ids) {
     advnn_name(g, advnn_softmax(g, logits), "scores");
     ids->main_loss = advnn_loss_cce_logits(g, logits, y, w);
     cr_logits = wl_w2_tagger(g, cin, NULL, &rec);            /* the same weights on the control region */
+    cr_scores = advnn_softmax(g, cr_logits);
+    if (kappa > 0)   /* DisCo(scores, data/sim label): one node over the 3 score columns (their mean) */
+        advnn_loss_scale(g, advnn_loss_disco(g, cr_scores, cy, cw, 1.0f), (float)kappa);
     advnn_group(g, "adv");
-    adv = advnn_name(g, wl_w2_adversary(g, advnn_softmax(g, cr_logits)), "adv_logit");
+    adv = advnn_name(g, wl_w2_adversary(g, cr_scores), "adv_logit");
     ids->adv_loss = advnn_loss_bce_logits(g, adv, cy, cw);
     if (advnn_graph_finalize(g, seed) != ADVNN_OK) {
         fprintf(stderr, PROG ": building the network: %s\n", advnn_last_error());
@@ -498,7 +517,7 @@ static int finish_run(ctx_t *c, advnn_graph *g, run_t *run) {
 
 static int train_run(ctx_t *c, const args_t *a, run_t *run) {
     net_ids ids;
-    advnn_graph *g = build_net((uint64_t)a->seed, &ids);
+    advnn_graph *g = build_net((uint64_t)a->seed, run->kappa, &ids);
     advnn_trainer *tr;
     advnn_adv_opts o;
     advnn_adv_result res;
@@ -517,11 +536,17 @@ static int train_run(ctx_t *c, const args_t *a, run_t *run) {
     advnn_trainer_set_optim(tr, "adv", advnn_nadam((float)a->lr_adv));
     o = advnn_adv_defaults();
     o.mode = ADVNN_ADV_ALTERNATING; o.main_loss = ids.main_loss; o.adv_loss = ids.adv_loss; o.grad_reverse = -1;
-    o.adv_steps = 2; o.epochs = (int)a->epochs; o.lambda = (float)run->sf; o.adv_data = c->cr_train;
+    o.adv_steps = 2; o.epochs = (int)a->epochs; o.adv_data = c->cr_train;
+    o.lambda = run->kappa > 0 ? 0.0f : (float)run->sf;   /* DisCo: no adversarial term, the adversary a probe */
     o.select_tolerance = 0.01; o.verbose = 0; o.callback = epoch_cb; o.user = c;
     c->run = run;
-    printf("\n=== run SF = %g: %lld + %lld parameters (tagger + adversary), %ld epochs ===\n", run->sf,
-           (long long)advnn_param_count(g, "main"), (long long)advnn_param_count(g, "adv"), a->epochs);
+    if (run->kappa > 0)
+        printf("\n=== run DisCo kappa = %g (no adversarial term; the adversary trains as a probe): %lld + %lld parameters "
+               "(tagger + adversary), %ld epochs ===\n", run->kappa, (long long)advnn_param_count(g, "main"),
+               (long long)advnn_param_count(g, "adv"), a->epochs);
+    else
+        printf("\n=== run SF = %g: %lld + %lld parameters (tagger + adversary), %ld epochs ===\n", run->sf,
+               (long long)advnn_param_count(g, "main"), (long long)advnn_param_count(g, "adv"), a->epochs);
     print_header();
     if (advnn_adv_fit(tr, c->train, &o, &res) != ADVNN_OK) { fprintf(stderr, PROG ": training: %s\n", advnn_last_error()); rc = 1; }
     else if (run->nrows != a->epochs) { fprintf(stderr, PROG ": training stopped after %d epochs\n", run->nrows); rc = 1; }
@@ -565,82 +590,107 @@ static int write_outputs(const char *dir, const run_t *runs, int nrun) {
     FILE *f;
     int r, i, k, b;
     if (!(f = open_out(dir, "epochs.csv"))) return 1;
-    fprintf(f, "sf,epoch,main_ce,adv_bce,ks_qcd,ks_sig,ks_bib,p_qcd,p_sig,p_bib,sum_ks,auc,seconds\n");
+    fprintf(f, "sf,epoch,main_ce,adv_bce,ks_qcd,ks_sig,ks_bib,p_qcd,p_sig,p_bib,sum_ks,auc,seconds,kappa\n");
     for (r = 0; r < nrun; r++)
         for (i = 0; i < runs[r].nrows; i++) {
             const row_t *x = &runs[r].rows[i];
-            fprintf(f, "%g,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%.6f,%.6f,%.3f\n", runs[r].sf, x->epoch + 1, x->ce, x->bce,
-                    x->ks[0], x->ks[1], x->ks[2], x->p[0], x->p[1], x->p[2], x->sumks, x->auc, x->sec);
+            fprintf(f, "%g,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%.6f,%.6f,%.3f,%g\n", runs[r].sf, x->epoch + 1, x->ce, x->bce,
+                    x->ks[0], x->ks[1], x->ks[2], x->p[0], x->p[1], x->p[2], x->sumks, x->auc, x->sec, runs[r].kappa);
         }
     fclose(f);
     if (!(f = open_out(dir, "summary.csv"))) return 1;
-    fprintf(f, "sf,chosen_epoch,auc,r50,r50_is_lower_limit,sum_ks,ks_qcd,ks_sig,ks_bib,p_qcd,p_sig,p_bib,ks_threshold,adv_bce,adv_bce_test\n");
+    fprintf(f, "sf,chosen_epoch,auc,r50,r50_is_lower_limit,sum_ks,ks_qcd,ks_sig,ks_bib,p_qcd,p_sig,p_bib,ks_threshold,adv_bce,adv_bce_test,kappa\n");
     for (r = 0; r < nrun; r++) {
         const row_t *x = &runs[r].fin;
-        fprintf(f, "%g,%d,%.6f,%.4f,%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%.6f,%.6f,%.6f\n", runs[r].sf, runs[r].chosen + 1, x->auc, runs[r].r50, runs[r].r50_low,
-                x->sumks, x->ks[0], x->ks[1], x->ks[2], x->p[0], x->p[1], x->p[2], runs[r].thr, x->bce, x->bce_test);
+        fprintf(f, "%g,%d,%.6f,%.4f,%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%.6f,%.6f,%.6f,%g\n", runs[r].sf, runs[r].chosen + 1, x->auc, runs[r].r50, runs[r].r50_low,
+                x->sumks, x->ks[0], x->ks[1], x->ks[2], x->p[0], x->p[1], x->p[2], runs[r].thr, x->bce, x->bce_test, runs[r].kappa);
     }
     fclose(f);
     if (!(f = open_out(dir, "score_hists.csv"))) return 1;
-    fprintf(f, "sf,score,logit_lo,logit_hi,sim,data\n");
+    fprintf(f, "sf,score,logit_lo,logit_hi,sim,data,kappa\n");
     for (r = 0; r < nrun; r++)
         for (k = 0; k < 3; k++)
             for (b = 0; b < NBINS; b++)
-                fprintf(f, "%g,%s,%.4f,%.4f,%.6g,%.6g\n", runs[r].sf, score_name[k], -HLIM + 2 * HLIM * b / NBINS, -HLIM + 2 * HLIM * (b + 1) / NBINS,
-                        runs[r].hist[k][0][b], runs[r].hist[k][1][b]);
+                fprintf(f, "%g,%s,%.4f,%.4f,%.6g,%.6g,%g\n", runs[r].sf, score_name[k], -HLIM + 2 * HLIM * b / NBINS, -HLIM + 2 * HLIM * (b + 1) / NBINS,
+                        runs[r].hist[k][0][b], runs[r].hist[k][1][b], runs[r].kappa);
     fclose(f);
     if (!(f = open_out(dir, "roc.csv"))) return 1;
-    fprintf(f, "sf,eff_sig,eff_bkg\n");
+    fprintf(f, "sf,eff_sig,eff_bkg,kappa\n");
     for (r = 0; r < nrun; r++) {   /* at most ~500 points per curve, always the end points */
         int64_t n = runs[r].nroc, step = n > 500 ? n / 500 : 1, j;
         for (j = 0; j < n; j++)
-            if (j % step == 0 || j == n - 1) fprintf(f, "%g,%.6g,%.6g\n", runs[r].sf, runs[r].roc_s[j], runs[r].roc_b[j]);
+            if (j % step == 0 || j == n - 1) fprintf(f, "%g,%.6g,%.6g,%g\n", runs[r].sf, runs[r].roc_s[j], runs[r].roc_b[j], runs[r].kappa);
     }
     fclose(f);
     return 0;
 }
 
 /* ---------------------------------------------------------------- summary */
-static void print_summary(const run_t *r0, const run_t *r1, int quick) {
-    const row_t *a = &r0->fin, *b = &r1->fin;
-    double thr3 = 3 * r0->thr, drop = b->sumks > 0 ? a->sumks / b->sumks : INFINITY, dauc = a->auc - b->auc;
-    const row_t *last = &r1->rows[r1->nrows - 1], *last0 = &r0->rows[r0->nrows - 1];
-    int k;
+/* The SF = 0 run r[0] beside each other run (the adversary's SF > 0, DisCo), one column each. */
+static void print_summary(const run_t *r, int nrun, int quick) {
+    const row_t *a = &r[0].fin;
+    double thr3 = 3 * r[0].thr;
+    int k, j;
+    char cell[48];
     printf("\n=== before / after (chosen epochs; control-region test split for KS, main test split for AUC) ===\n");
-    printf("                          SF = %-6g         SF = %-6g\n", r0->sf, r1->sf);
-    printf("  chosen epoch            %-18d %d\n", r0->chosen + 1, r1->chosen + 1);
-    printf("  AUC sig vs QCD+BIB      %-18.4f %.4f\n", a->auc, b->auc);
-    {
-        char left[40], right[40];
-        snprintf(left, sizeof left, "%s%.1f", r0->r50_low ? "> " : "", r0->r50);
-        snprintf(right, sizeof right, "%s%.1f", r1->r50_low ? "> " : "", r1->r50);
-        printf("  rejection at eps_S 0.5  %-18s %s%s\n", left, right,
-               r0->r50_low || r1->r50_low ? "   (\"> \": no test background jet passes the cut)" : "");
+    printf("                          SF = 0            ");
+    for (j = 1; j < nrun; j++) {
+        if (r[j].kappa > 0) snprintf(cell, sizeof cell, "DisCo kappa = %g", r[j].kappa);
+        else snprintf(cell, sizeof cell, "SF = %g", r[j].sf);
+        printf(" %-22s", cell);
     }
+    printf("\n  chosen epoch            %-18d", r[0].chosen + 1);
+    for (j = 1; j < nrun; j++) printf(" %-22d", r[j].chosen + 1);
+    printf("\n  AUC sig vs QCD+BIB      %-18.4f", a->auc);
+    for (j = 1; j < nrun; j++) printf(" %-22.4f", r[j].fin.auc);
+    printf("\n  rejection at eps_S 0.5  ");
+    for (j = 0; j < nrun; j++) {
+        snprintf(cell, sizeof cell, "%s%.1f", r[j].r50_low ? "> " : "", r[j].r50);
+        printf(j ? " %-22s" : "%-18s", cell);
+    }
+    for (j = 0; j < nrun; j++) if (r[j].r50_low) { printf("   (\"> \": no test background jet passes the cut)"); break; }
     for (k = 0; k < 3; k++) {
-        char left[40];
-        snprintf(left, sizeof left, "%.4f (%.2e)", a->ks[k], a->p[k]);
-        printf("  KS %-6s (p)           %-18s %.4f (%.2e)\n", score_name[k], left, b->ks[k], b->p[k]);
+        printf("\n  KS %-6s (p)           ", score_name[k]);
+        for (j = 0; j < nrun; j++) {
+            snprintf(cell, sizeof cell, "%.4f (%.2e)", r[j].fin.ks[k], r[j].fin.p[k]);
+            printf(j ? " %-22s" : "%-18s", cell);
+        }
     }
-    printf("  sum KS                  %-18.4f %.4f\n", a->sumks, b->sumks);
-    printf("  adversary BCE train/test %.4f / %-11.4f %.4f / %.4f   (ln 2 = 0.6931: blind)\n", a->bce, a->bce_test, b->bce, b->bce_test);
-    printf("  KS threshold (alpha 0.05, effective N): %.4f per score, %.4f for the sum of 3\n", r0->thr, thr3);
-    printf("  for reference, last epoch: AUC %.4f, sum KS %.4f (SF = 0);  AUC %.4f, sum KS %.4f (SF = %g)\n",
-           last0->auc, last0->sumks, last->auc, last->sumks, r1->sf);
+    printf("\n  sum KS                  %-18.4f", a->sumks);
+    for (j = 1; j < nrun; j++) printf(" %-22.4f", r[j].fin.sumks);
+    printf("\n  adversary BCE train/test");
+    for (j = 0; j < nrun; j++) {
+        snprintf(cell, sizeof cell, "%.4f / %.4f", r[j].fin.bce, r[j].fin.bce_test);
+        printf(j ? " %-22s" : " %-17s", cell);
+    }
+    printf("   (ln 2 = 0.6931: blind)\n");
+    printf("  KS threshold (alpha 0.05, effective N): %.4f per score, %.4f for the sum of 3\n", r[0].thr, thr3);
+    printf("  for reference, last epoch: AUC %.4f, sum KS %.4f (SF = 0)", r[0].rows[r[0].nrows - 1].auc, r[0].rows[r[0].nrows - 1].sumks);
+    for (j = 1; j < nrun; j++)
+        printf(";  AUC %.4f, sum KS %.4f (%s)", r[j].rows[r[j].nrows - 1].auc, r[j].rows[r[j].nrows - 1].sumks, r[j].name);
+    printf("\n");
     if (quick) printf("\n(quick mode: tiny sample and 2 epochs, the criteria below are not expected to pass)\n");
     printf("%s SF=0 sum KS above 3x the summed statistical threshold: %.4f vs 3 x %.4f = %.4f\n",
            a->sumks > 3 * thr3 ? "PASS" : "FAIL", a->sumks, thr3, 3 * thr3);
-    printf("%s SF=%g sum KS drops >= 2x at AUC loss <= 0.02: sum KS %.4f -> %.4f (%.2fx), AUC %.4f -> %.4f (loss %.4f)\n",
-           drop >= 2 && dauc <= 0.02 ? "PASS" : "FAIL", r1->sf, a->sumks, b->sumks, drop, a->auc, b->auc, dauc);
-    printf("%s SF=%g adversary BCE ends within 0.03 of ln 2: last epoch %.4f (training batches); chosen epoch %.4f, held out %.4f\n",
-           fabs(last->bce - log(2.0)) <= 0.03 ? "PASS" : "FAIL", r1->sf, last->bce, b->bce, b->bce_test);
+    for (j = 1; j < nrun; j++) {
+        const row_t *b = &r[j].fin, *last = &r[j].rows[r[j].nrows - 1];
+        double drop = b->sumks > 0 ? a->sumks / b->sumks : INFINITY, dauc = a->auc - b->auc;
+        printf("%s %s sum KS drops >= 2x at AUC loss <= 0.02: sum KS %.4f -> %.4f (%.2fx), AUC %.4f -> %.4f (loss %.4f)\n",
+               drop >= 2 && dauc <= 0.02 ? "PASS" : "FAIL", r[j].name, a->sumks, b->sumks, drop, a->auc, b->auc, dauc);
+        if (r[j].kappa > 0)   /* the probe was never in DisCo's loss: a blind probe is independent evidence */
+            printf("%s %s probe adversary (not in the loss) is blind on held-out jets: BCE %.4f within 0.03 of ln 2 (train %.4f)\n",
+                   fabs(b->bce_test - log(2.0)) <= 0.03 ? "PASS" : "FAIL", r[j].name, b->bce_test, b->bce);
+        else
+            printf("%s %s adversary BCE ends within 0.03 of ln 2: last epoch %.4f (training batches); chosen epoch %.4f, held out %.4f\n",
+                   fabs(last->bce - log(2.0)) <= 0.03 ? "PASS" : "FAIL", r[j].name, last->bce, b->bce, b->bce_test);
+    }
 }
 
 int main(int argc, char **argv) {
     args_t a;
     ctx_t c;
     run_t *runs;
-    int rc, i;
+    int rc, i, nrun = 0;
     double t0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if ((rc = parse_args(argc, argv, &a)) != 0) return rc == 1 ? 0 : rc;
@@ -648,26 +698,37 @@ int main(int argc, char **argv) {
     advnn_set_threads((int)a.threads);
     t0 = now_s();
     memset(&c, 0, sizeof c);
-    runs = (run_t *)calloc(2, sizeof(run_t));
+    runs = (run_t *)calloc(3, sizeof(run_t));
     if (!runs) { fprintf(stderr, PROG ": out of memory\n"); return 1; }
     rc = prepare(&c, &a);
     if (!rc) {
-        printf("advnn %d.%d.%d (%s, %d thread%s): CalRatio LLP tagger, SF = 0 vs SF = %g\n", ADVNN_VERSION_MAJOR, ADVNN_VERSION_MINOR,
-               ADVNN_VERSION_PATCH, advnn_simd_name(), (int)a.threads, a.threads > 1 ? "s" : "", a.sf);
+        char what[64];
+        if (a.method == 0) snprintf(what, sizeof what, "SF = %g", a.sf);
+        else if (a.method == 1) snprintf(what, sizeof what, "DisCo kappa = %g", a.kappa);
+        else snprintf(what, sizeof what, "SF = %g vs DisCo kappa = %g", a.sf, a.kappa);
+        printf("advnn %d.%d.%d (%s, %d thread%s): CalRatio LLP tagger, SF = 0 vs %s\n", ADVNN_VERSION_MAJOR, ADVNN_VERSION_MINOR,
+               ADVNN_VERSION_PATCH, advnn_simd_name(), (int)a.threads, a.threads > 1 ? "s" : "", what);
         printf("data: %lld + %lld training jets (main + control region), %lld + %lld test jets; %ld epochs of %lld batches of 512 + 512;\n"
                "      Nadam lr %.1e (tagger) / %.1e (adversary), 2 adversary steps per batch, seed %ld%s\n",
                (long long)c.tr.n, (long long)c.crtr.n, (long long)c.te.n, (long long)c.crte.n, a.epochs, (long long)((c.tr.n + 511) / 512),
                a.lr_main, a.lr_adv, a.seed, a.quick ? "  [quick mode]" : "");
-        runs[0].sf = 0; runs[1].sf = a.sf;
-        for (i = 0; i < 2 && !rc; i++) rc = train_run(&c, &a, &runs[i]);
+        runs[0].sf = 0;
+        nrun = 1;
+        if (a.method != 1) runs[nrun++].sf = a.sf;
+        if (a.method != 0) runs[nrun++].kappa = a.kappa;
+        for (i = 0; i < nrun; i++) {
+            if (runs[i].kappa > 0) snprintf(runs[i].name, sizeof runs[i].name, "DisCo kappa=%g", runs[i].kappa);
+            else snprintf(runs[i].name, sizeof runs[i].name, "SF=%g", runs[i].sf);
+        }
+        for (i = 0; i < nrun && !rc; i++) rc = train_run(&c, &a, &runs[i]);
     }
-    if (!rc) rc = write_outputs(a.out, runs, 2);
+    if (!rc) rc = write_outputs(a.out, runs, nrun);
     if (!rc) {
-        print_summary(&runs[0], &runs[1], a.quick);
+        print_summary(runs, nrun, a.quick);
         printf("outputs in %s (epochs.csv, summary.csv, score_hists.csv, roc.csv); plots: /usr/bin/python3 tools/plot_llp_tagger.py %s\n", a.out, a.out);
         printf("total wall time %.1f s\n", now_s() - t0);
     }
-    for (i = 0; i < 2; i++) { free(runs[i].roc_s); free(runs[i].roc_b); }
+    for (i = 0; i < 3; i++) { free(runs[i].roc_s); free(runs[i].roc_b); }
     free(runs);
     advnn_dataset_free(c.train); advnn_dataset_free(c.cr_train);
     free_split(&c.tr); free_split(&c.te); free_split(&c.crtr); free_split(&c.crte);

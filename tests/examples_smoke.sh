@@ -83,5 +83,25 @@ if [ -x "$OUT/bin/wtagger" ]; then
   if [ "$st" -eq 2 ] && grep -q banana "$OUT/wtagger.err"; then ok "wtagger rejects --method banana"
   else bad "wtagger --method banana: exit $st" "$(head -n 5 "$OUT/wtagger.err")"; fi
 fi
+# the LLP tagger's DisCo run beside the adversary (--method all): three runs, their PASS/FAIL lines
+if [ -x "$OUT/bin/llp_tagger" ]; then
+  log="$OUT/llp_disco.log"; st=0
+  timeout 300 "$OUT/bin/llp_tagger" --quick --method all --kappa 10 --threads 2 --seed 3 --data "$OUT/data" --out "$OUT/llp_disco" >"$log" 2>&1 || st=$?
+  if [ "$st" -ne 0 ]; then bad "llp_tagger --quick --method all (exit $st)" "$(tail -n 20 "$log")"
+  else
+    ok "llp_tagger --quick --method all"
+    if grep -Eq '^(PASS|FAIL) DisCo kappa=10 sum KS drops' "$log" && grep -Eq '^(PASS|FAIL) DisCo kappa=10 probe adversary' "$log" \
+       && grep -Eq '^(PASS|FAIL) SF=10 sum KS drops' "$log"; then ok "llp_tagger --method all prints the DisCo and adversary lines"
+    else bad "llp_tagger --method all lacks a PASS/FAIL line" "$(tail -n 12 "$log")"; fi
+    if grep -Eiq '(^|[^a-z])(nan|inf)([^a-z]|$)' "$log"; then bad "llp_tagger --method all printed a NaN/Inf" "$(grep -Ei '(nan|inf)' "$log" | head -n 5)"
+    else ok "llp_tagger --method all prints finite numbers"; fi
+    sum="$OUT/llp_disco/summary.csv"
+    if [ -f "$sum" ] && [ "$(wc -l < "$sum")" -eq 4 ] && [ "$(tail -n 1 "$sum" | awk -F, '{print $NF}')" = 10 ]; then ok "llp_tagger writes the DisCo run's summary row"
+    else bad "llp_tagger summary.csv: not 3 runs with the DisCo run last" "$(cat "$sum" 2>/dev/null)"; fi
+  fi
+  st=0; "$OUT/bin/llp_tagger" --method banana >"$OUT/llp.err" 2>&1 || st=$?
+  if [ "$st" -eq 2 ] && grep -q banana "$OUT/llp.err"; then ok "llp_tagger rejects --method banana"
+  else bad "llp_tagger --method banana: exit $st" "$(head -n 5 "$OUT/llp.err")"; fi
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -237,6 +237,42 @@ static void test_mode_orders(void) {
 }
 
 /* order 0 with flatness = 1 is the binned flatness loss: each bin's CDF against the global CDF */
+/* Why MoDe needs enough background jets per m bin (the W tagger's finding, README): background whose
+ * bulk (97%, s < 0.02) is independent of m but whose tail (3%, the jets a tight cut passes) is 0% at
+ * low m and 6% at high m. The loss compares per-bin CDFs; with k jets per bin their sampling noise is
+ * ~0.03 / k in the tail, the sculpting ~(0.06 m - 0.03)^2 ~ 3e-4. At 16 jets per bin (32 bins on a
+ * batch of 512 background jets) the sculpted sample's value is within noise of an independent one's;
+ * at ~800 per bin (10 bins, 8192 jets) it stands far above it. */
+static void tail_rows(advnn__rng *r, int n, int sculpted, float *s, float *m) {
+    int i;
+    for (i = 0; i < n; i++) {
+        double mi = urand(r), pt = sculpted ? 0.06 * mi : 0.03;
+        m[i] = (float)mi;
+        s[i] = (float)(urand(r) < pt ? 0.5 + 0.5 * urand(r) : 0.02 * urand(r));
+    }
+}
+static void test_mode_needs_rows_per_bin(void) {
+    static float s[8192], m[8192];
+    advnn__rng r;
+    advnn_mode_opts o = advnn_mode_defaults();
+    double v[2][2] = { { 0, 0 }, { 0, 0 } }, x;   /* [small, large][independent, sculpted] */
+    int cfg, kind, rep;
+    advnn__rng_seed(&r, 61);
+    for (cfg = 0; cfg < 2; cfg++)
+        for (kind = 0; kind < 2; kind++)
+            for (rep = 0; rep < 8; rep++) {
+                int n = cfg ? 8192 : 512;
+                o.bins = cfg ? 10 : 32;
+                tail_rows(&r, n, kind, s, m);
+                CHECK(advnn_mode(s, m, NULL, n, &o, &x, NULL) == ADVNN_OK, "%s", advnn_last_error());
+                v[cfg][kind] += x / 8;
+            }
+    printf("  MoDe[0] sculpted tail / independent: 16 jets per bin %.3g / %.3g = %.2f, 819 per bin %.3g / %.3g = %.2f\n",
+           v[0][1], v[0][0], v[0][1] / v[0][0], v[1][1], v[1][0], v[1][1] / v[1][0]);
+    CHECK(v[0][1] < 2 * v[0][0], "16 jets per bin: sculpted %g vs independent %g (expected within noise)", v[0][1], v[0][0]);
+    CHECK(v[1][1] > 4 * v[1][0], "819 jets per bin: sculpted %g vs independent %g (expected well above)", v[1][1], v[1][0]);
+}
+
 static void test_flatness_equivalence(void) {
     advnn__rng r;
     int n = 3000, M = 10, S = 50, i, j, b, k = n / M;
@@ -315,6 +351,73 @@ static void test_disco_node_gradcheck(void) {
     f = disco_fixture(0, 1.0f); gradcheck(&f, "DisCo node, unweighted"); free_fixture(&f);
     f = disco_fixture(1, 1.0f); gradcheck(&f, "DisCo node, two zero-weight rows"); free_fixture(&f);
     f = disco_fixture(1, 2.0f); gradcheck(&f, "DisCo node, power 2"); free_fixture(&f);
+}
+
+/* A score with several columns (a 3-class softmax, as the LLP tagger's): the node's value is the mean
+ * of advnn_disco over the columns, its gradient checks against finite differences (through the
+ * softmax, which mixes the columns), and MoDe still refuses it. */
+static void test_disco_node_multicolumn(void) {
+    fixture f;
+    advnn__rng r;
+    int three = 3, one = 1, x, m, w, s, l, c, i;
+    int64_t idx[NB];
+    advnn_trainer *tr;
+    advnn_mode_opts o = advnn_mode_defaults();
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 47);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &three);
+    m = advnn_input(f.g, "xm", 1, &one);
+    w = advnn_input(f.g, "w", 1, &one);
+    s = advnn_softmax(f.g, advnn_dense(f.g, advnn_dense(f.g, x, 4, ADVNN_ACT_TANH), 3, ADVNN_ACT_LINEAR));
+    l = advnn_loss_disco(f.g, s, m, w, 1.0f);
+    CHECK(l >= 0, "3-column DisCo: %s", advnn_last_error());
+    advnn_loss_scale(f.g, l, 2.0f);
+    add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
+    add_data(&f, "xm", rand_tensor(&r, NB, 1, -1, 1));
+    {
+        advnn_tensor *t = rand_tensor(&r, NB, 1, 0.5f, 2);
+        t->data[2] = 0;
+        add_data(&f, "w", t);
+    }
+    CHECK(advnn_graph_finalize(f.g, 11) == ADVNN_OK, "%s", advnn_last_error());
+    tr = advnn_trainer_new(f.g, NB, 1);
+    if (tr) {
+        const float *mw = NULL, *ww = NULL;
+        float col[NB];
+        double v, mean = 0;
+        for (i = 0; i < NB; i++) idx[i] = i;
+        for (i = 0; i < f.nt; i++) {
+            if (!strcmp(f.tname[i], "xm")) mw = f.t[i]->data;
+            if (!strcmp(f.tname[i], "w")) ww = f.t[i]->data;
+        }
+        tr->ws->training = 1;
+        advnn__mark_needed(tr->ws, -1); advnn__mark_grad(tr->ws);
+        CHECK(advnn__gather(tr->ws, f.d, idx, 0, NB) == ADVNN_OK && advnn__forward(tr->ws, NB) == ADVNN_OK, "%s", advnn_last_error());
+        for (c = 0; c < 3 && mw && ww; c++) {
+            for (i = 0; i < NB; i++) col[i] = tr->ws->out[s][i * 3 + c];
+            CHECK(advnn_disco(col, mw, ww, NB, 1.0, &v, NULL, NULL) == ADVNN_OK, "%s", advnn_last_error());
+            mean += v / 3;
+        }
+        CHECK(mw && ww && mean > 1e-3 && fabs(tr->ws->loss[l] - mean) <= 1e-12, "node %.17g, mean of the columns %.17g",
+              tr->ws->loss[l], mean);
+        advnn_trainer_free(tr);
+    }
+    {   /* the model file keeps the column count */
+        void *buf = NULL;
+        size_t len = 0;
+        advnn_graph *h = NULL;
+        CHECK(advnn_model_save_mem(f.g, &buf, &len) == ADVNN_OK && (h = advnn_model_load_mem(buf, len)) != NULL, "%s", advnn_last_error());
+        CHECK(h && h->nodes[l].kind == ADVNN__LOSS_DISCO && h->nodes[l].ip[0] == 3, "3-column DisCo node after loading");
+        advnn_graph_free(h); free(buf);
+    }
+    gradcheck(&f, "DisCo node, 3 score columns");
+    free_fixture(&f);
+    f.g = advnn_graph_new();   /* (a builder error poisons its graph: a graph of its own) */
+    s = advnn_input(f.g, "s", 1, &three); m = advnn_input(f.g, "m", 1, &one);
+    CHECK(advnn_loss_mode(f.g, s, m, -1, &o) < 0 && strstr(advnn_last_error(), "1 value per sample"), "3-column MoDe: %s",
+          advnn_last_error());
+    advnn_graph_free(f.g);
 }
 
 /* The MoDe node's backward adds coef times advnn_mode's gradient (which is the reference's, not a
@@ -553,9 +656,11 @@ int main(void) {
     RUN(test_disco_degenerate);
     RUN(test_fixtures);
     RUN(test_mode_orders);
+    RUN(test_mode_needs_rows_per_bin);
     RUN(test_flatness_equivalence);
     RUN(test_mode_degenerate);
     RUN(test_disco_node_gradcheck);
+    RUN(test_disco_node_multicolumn);
     RUN(test_mode_node);
     RUN(test_nodes_model_file_and_errors);
     RUN(test_disco_training);

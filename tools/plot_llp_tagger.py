@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 80
 SCORES = ("QCD", "signal", "BIB")
-COLORS = ("tab:blue", "tab:red")
+COLORS = ("tab:blue", "tab:red", "tab:green")
 
 
 def read_csv(path):
@@ -35,11 +35,16 @@ def read_csv(path):
     return rows
 
 
+def run_key(r):
+    """A run: (SF, kappa); kappa > 0 is the DisCo run (--method disco|all; older files lack the column)."""
+    return (float(r["sf"]), float(r.get("kappa") or 0))
+
+
 def by_sf(rows):
-    """Groups rows by the run's SF, in file order (SF = 0 first)."""
+    """Groups rows by run, in file order (SF = 0 first)."""
     out = {}
     for r in rows:
-        out.setdefault(float(r["sf"]), []).append(r)
+        out.setdefault(run_key(r), []).append(r)
     return out
 
 
@@ -47,7 +52,10 @@ def col(rows, name):
     return np.array([float(r[name]) for r in rows])
 
 
-def label(sf):
+def label(key):
+    sf, kappa = key
+    if kappa > 0:
+        return f"DisCo kappa = {kappa:g}"
     return "SF = 0 (no adversary)" if sf == 0 else f"SF = {sf:g}"
 
 
@@ -56,12 +64,12 @@ def plot_ks(outdir, epochs, summary):
     thr = float(summary[0]["ks_threshold"])
     for i, (sf, rows) in enumerate(epochs.items()):
         ep = col(rows, "epoch")
-        chosen = next(int(s["chosen_epoch"]) for s in summary if float(s["sf"]) == sf)
+        chosen = next(int(s["chosen_epoch"]) for s in summary if run_key(s) == sf)
         for k, (ax, key) in enumerate(zip(axes, ("ks_qcd", "ks_sig", "ks_bib", "sum_ks"))):
             y = col(rows, key)
-            ax.plot(ep, y, "o-", ms=3, color=COLORS[i % 2], label=label(sf))
+            ax.plot(ep, y, "o-", ms=3, color=COLORS[i % 3], label=label(sf))
             if chosen >= 1:
-                ax.plot([chosen], [y[chosen - 1]], "*", ms=12, color=COLORS[i % 2], mec="k")
+                ax.plot([chosen], [y[chosen - 1]], "*", ms=12, color=COLORS[i % 3], mec="k")
     for k, ax in enumerate(axes):
         t = thr if k < 3 else 3 * thr
         ax.axhline(t, color="gray", ls="--", lw=1, label="threshold (alpha 0.05)")
@@ -82,7 +90,7 @@ def plot_losses(outdir, epochs):
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharex=True)
     for i, (sf, rows) in enumerate(epochs.items()):
         ep = col(rows, "epoch")
-        c = COLORS[i % 2]
+        c = COLORS[i % 3]
         axes[0].plot(ep, col(rows, "main_ce"), "o-", ms=3, color=c, label=label(sf))
         axes[1].plot(ep, col(rows, "adv_bce"), "o-", ms=3, color=c, label=label(sf))
         axes[2].plot(ep, col(rows, "auc"), "o-", ms=3, color=c, label=label(sf))
@@ -106,7 +114,7 @@ def plot_scores(outdir, hists, summary):
     runs = list(hists.keys())
     fig, axes = plt.subplots(len(runs), 3, figsize=(12, 3.0 * len(runs)), squeeze=False)
     for i, sf in enumerate(runs):
-        s = next(s for s in summary if float(s["sf"]) == sf)
+        s = next(s for s in summary if run_key(s) == sf)
         ks = (float(s["ks_qcd"]), float(s["ks_sig"]), float(s["ks_bib"]))
         for k, name in enumerate(SCORES):
             rows = [r for r in hists[sf] if r["score"] == name]
@@ -131,8 +139,8 @@ def plot_roc(outdir, roc, summary):
     for i, (sf, rows) in enumerate(roc.items()):
         es, eb = col(rows, "eff_sig"), col(rows, "eff_bkg")
         ok = eb > 0
-        s = next(s for s in summary if float(s["sf"]) == sf)
-        ax.plot(es[ok], 1 / eb[ok], color=COLORS[i % 2],
+        s = next(s for s in summary if run_key(s) == sf)
+        ax.plot(es[ok], 1 / eb[ok], color=COLORS[i % 3],
                 label=f"{label(sf)}: AUC {float(s['auc']):.4f}, R50 {'>' if int(s['r50_is_lower_limit']) else ''}{float(s['r50']):.0f}")
     ax.axvline(0.5, color="gray", ls=":", lw=1)
     ax.set_yscale("log")
