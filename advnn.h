@@ -2579,15 +2579,14 @@ static int advnn__take(int *ctr, int n) {
 #define ADVNN__CHUNKS_MAX 8
 #define ADVNN__CHUNK_MIN_ROWS 32
 /* A step of n rows has advnn__chunk_count(n) chunks of near-equal size, chunk c being the rows
- * [advnn__chunk_lo(n, c), advnn__chunk_lo(n, c + 1)): functions of n only. No chunk has fewer than
+ * [advnn__chunk_lo_of(n, nck, c), advnn__chunk_lo_of(n, nck, c + 1)) with nck = advnn__chunk_count(n): functions of n only. No chunk has fewer than
  * 32 rows (n < 64: one chunk), which also keeps the kernels' row-wise results equal to a whole
  * batch's (a 1-row chunk would take the matrix-vector path). */
 static int advnn__chunk_count(int n) {
     int c = n / ADVNN__CHUNK_MIN_ROWS;
     return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
 }
-static int advnn__chunk_lo(int n, int c) { return (int)((int64_t)n * c / advnn__chunk_count(n)); }
-/* The same for a step cut into nck chunks (a trainer whose graph needs one chunk: advnn_trainer.one_chunk) */
+/* (nck is 1 instead for a trainer whose graph needs one chunk: advnn_trainer.one_chunk) */
 static int advnn__chunk_lo_of(int n, int nck, int c) { return (int)((int64_t)n * c / nck); }
 /* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
  * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
@@ -4231,7 +4230,7 @@ static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     (void)t;
     if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
     while ((c = advnn__take(&j->taken, j->nck)) >= 0) {
-        int lo = advnn__chunk_lo(j->n, c), nb = advnn__chunk_lo(j->n, c + 1) - lo;
+        int lo = advnn__chunk_lo_of(j->n, j->nck, c), nb = advnn__chunk_lo_of(j->n, j->nck, c + 1) - lo;
         ADVNN_ASSERT(nb <= w->max_batch);
         j->st[c] = advnn__infer_rows(w, lo, nb, j->inputs, j->out_node, j->out);
         if (j->st[c] != ADVNN_OK) memcpy(j->msg[c], advnn__errbuf, sizeof j->msg[c]);
