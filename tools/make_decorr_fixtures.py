@@ -24,6 +24,8 @@ Rows with w = 0 are left out first (as the reference's background mask), then th
 import numpy as np
 import torch
 
+from bench_disco_torch import disco as disco_ref   # the reference's N x N formula, one copy
+
 torch.set_default_dtype(torch.float64)
 N = 200
 OUT = "tests/fixtures/"
@@ -39,18 +41,7 @@ def disco_torch(m, s, w, power):
     mm = torch.tensor(m[keep].astype(np.float64))
     ss = torch.tensor(s[keep].astype(np.float64), requires_grad=True)
     ww = torch.tensor(w[keep].astype(np.float64))
-    nw = ww / ww.sum() * len(ww)                      # normalised to mean 1, as the reference's callers
-    n = len(mm)
-    a = (mm.view(-1, 1) - mm.view(1, -1)).abs()
-    b = (ss.view(-1, 1) - ss.view(1, -1)).abs()
-    aav = torch.mean(a * nw, dim=1)
-    A = a - aav.view(1, -1) - aav.view(-1, 1) + torch.mean(aav * nw)
-    bav = torch.mean(b * nw, dim=1)
-    B = b - bav.view(1, -1) - bav.view(-1, 1) + torch.mean(bav * nw)
-    ab = torch.mean(torch.mean(A * B * nw, dim=1) * nw)
-    aa = torch.mean(torch.mean(A * A * nw, dim=1) * nw)
-    bb = torch.mean(torch.mean(B * B * nw, dim=1) * nw)
-    val = (ab / torch.sqrt(aa * bb)) ** power
+    val = disco_ref(mm, ss, ww) ** power             # weights normalised to mean 1 inside, as the reference's callers
     val.backward()
     g = np.zeros(len(m))
     g[keep] = ss.grad.numpy()
