@@ -159,7 +159,7 @@ $(B)/fuzz/corpus.stamp: $(B)/fuzz/make_corpus $(wildcard tests/fixtures/onnx/*.o
 fuzz:
 	@tools/deps.sh fuzz
 	@rm -f $(B)/fuzz/results
-	@$(MAKE) fuzz-build
+	@$(MAKE) -j2 fuzz-build
 	@mkdir -p $(B)/fuzz/artifacts; \
 	echo "fuzz: $(FUZZERS:%=fuzz_%) for $(FUZZ_SECONDS)s each, in parallel"; \
 	for t in $(FUZZERS); do \
