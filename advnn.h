@@ -238,6 +238,13 @@ ADVNN_DEF int         advnn_input_count(const advnn_graph *g);
 ADVNN_DEF int         advnn_input_node(const advnn_graph *g, int i);                      /* i-th input */
 ADVNN_DEF const char *advnn_node_name(const advnn_graph *g, int node);                    /* "" if unnamed */
 ADVNN_DEF int64_t     advnn_param_count(const advnn_graph *g, const char *group);         /* trainable; NULL = all */
+/* Forward FLOPs per sample (2 per multiply-add) of the weight products that `node` depends on, itself
+ * included: dense (rows x in x units), convolutions (output positions x kernel size) and LSTMs
+ * (steps x both kernels, every step counted even under a mask), counting only the layers whose weights
+ * are in `group` (NULL: all; a shared layer counts in its owner's group and at every use). Activations,
+ * BatchNorm, pooling and losses are not counted. -1 for a bad graph, node or group. The benchmarks
+ * count a training step's FLOPs from this (forward, plus the same again for each gradient computed). */
+ADVNN_DEF double      advnn_flops(const advnn_graph *g, int node, const char *group);
 /* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing. */
 ADVNN_DEF float      *advnn_params(advnn_graph *g, int64_t *count);
 
@@ -1830,6 +1837,28 @@ ADVNN_DEF int64_t advnn_param_count(const advnn_graph *g, const char *group) {
     for (i = 0; i < g->n_par; i++)
         if (g->par[i].trainable && (gi < 0 || g->par[i].group == gi)) s += g->par[i].size;
     return s;
+}
+ADVNN_DEF double advnn_flops(const advnn_graph *g, int node, const char *group) {
+    unsigned char *dep;
+    double f = 0;
+    int i, k, gi = -1;
+    if (!g || node < 0 || node >= g->n_nodes) return -1;
+    if (group && (gi = advnn__find_group(g, group)) < 0) return -1;
+    if (!(dep = (unsigned char *)advnn__zalloc((size_t)g->n_nodes))) return -1;
+    dep[node] = 1;
+    for (i = node; i >= 0; i--) {   /* nodes only read earlier nodes */
+        const advnn__node *n = &g->nodes[i];
+        const advnn__param *w;
+        if (!dep[i]) continue;
+        for (k = 0; k < n->n_in; k++) if (n->in[k] >= 0) dep[n->in[k]] = 1;
+        if ((n->kind != ADVNN__DENSE && n->kind != ADVNN__CONV && n->kind != ADVNN__LSTM) || (gi >= 0 && n->group != gi)) continue;
+        w = &g->par[n->param0];   /* the kernel (a shared layer's are its owner's) */
+        if (n->kind == ADVNN__DENSE) f += (double)n->rows * w->rows * w->cols;
+        else if (n->kind == ADVNN__CONV) f += (double)(n->size / n->ip[0]) * w->rows * w->cols;
+        else f += (double)g->nodes[n->in[0]].shape[0] * ((double)w->rows * w->cols + (double)w[1].rows * w[1].cols);
+    }
+    advnn__free(dep);
+    return 2 * f;
 }
 ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     if (count) *count = g ? g->n_params : 0;

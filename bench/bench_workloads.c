@@ -36,9 +36,21 @@
  * cpu_per_wall_* = this process's CPU time / wall time over a timed loop (getrusage);
  * other_cpus_* = cores used by other processes during it (/proc/stat); well above 0 = disturbed.
  * peak_rss_train_mb = ru_maxrss of the child after the timed training loop, peak_rss_mb at its end.
+ * FLOPs (step_gflop, step_gflops, step_peak_frac, infer_*_gflops, *_peak_frac): counted once from the
+ * architecture with advnn_flops (weight products of dense, convolution and LSTM layers, 2 per
+ * multiply-add; activations, BatchNorm, losses and the optimizer not counted) over the rows each part
+ * of the step runs on: a forward pass counts 1x, the backward of a trained part 2x (input and weight
+ * gradients), of a frozen part that passes gradients on 1x (input gradients). Per step (B = batch,
+ * b = W1's rows with a non-zero adversary weight, which is all the adversary runs on):
+ *   W1  adversary update: clf(b) + 3 adv(b); classifier update: 3 clf(B) + 2 adv(b)
+ *   W2  2 x [tagger on CR(B) + 3 adv(B)]; tagger update: 3 tagger(B) + 3 tagger on CR(B) + 2 adv(B)
+ *   W3  AE forward (once) AE(B); AE update: 2 AE(B) + 2 adv(B); 3 x 3 adv(B)
+ * Inference: the main output's forward FLOPs per sample. peak_gflops: one core's measured FMA peak
+ * (bench/bench_peak.h, measured once before the workloads; --peak G sets it), so a fraction of 1 is
+ * one core's peak also at 2 threads (2 threads can reach 2).
  *
  * Usage: bench_workloads [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1)] [--quick]
- *                        [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork]
+ *                        [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak G]
  * Prints one JSON line per (workload, threads, repeat) on stdout. bench/compare.sh runs it beside torch.
  * advnn-build: -pthread */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, fork, sysconf under -std=c11 */
@@ -50,6 +62,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
+#include "bench/bench_peak.h"
 
 #define MAX_IN 16
 
@@ -222,8 +235,33 @@ static void make_data(wl *w) {
 
 typedef struct {
     int threads, quick, warmup, min_steps, max_steps;
-    double min_seconds;
+    double min_seconds, peak;
 } cfg;
+
+/* The step's FLOPs from the architecture (see the top of this file); *infer gets the inference
+ * output's forward FLOPs per sample. */
+static double step_flops(const wl *w, double *infer) {
+    const advnn_graph *g = w->g;
+    double B = w->batch;
+    *infer = advnn_flops(g, w->out, NULL);
+    if (!strcmp(w->name, "w1")) {
+        double clf = advnn_flops(g, w->out, "main"), adv = advnn_flops(g, w->ladv, "adv"), b = 0;
+        int i, k;
+        for (i = 0; i < advnn_input_count(g); i++)   /* rows with a non-zero adversary weight, per batch */
+            if (!strcmp(advnn_node_name(g, advnn_input_node(g, i)), "wadv"))
+                for (k = 0; k < w->t[i]->size; k++) b += w->t[i]->data[k] != 0;
+        b /= w->nb;
+        return clf * b + 3 * adv * b + 3 * clf * B + 2 * adv * b;
+    }
+    if (!strcmp(w->name, "w2")) {
+        double tag = advnn_flops(g, w->out, "main"), cr = advnn_flops(g, w->ladv, "main"), adv = advnn_flops(g, w->ladv, "adv");
+        return 2 * (cr * B + 3 * adv * B) + 3 * tag * B + 3 * cr * B + 2 * adv * B;
+    }
+    {
+        double ae = advnn_flops(g, w->lmain, "main"), adv = advnn_flops(g, w->ladv, "adv");
+        return ae * B + 2 * ae * B + 2 * adv * B + 3 * 3 * adv * B;
+    }
+}
 
 static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     wl w;
@@ -234,7 +272,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     float *out;
     int64_t *idx, N;
     double *t_step, *t_b1, *t_b512, t0, w0, min_s = c->min_seconds;
-    double cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med;
+    double cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med, fstep, finf;
     int i, n_in, steps = 0, warm = 0, nb1 = 0, n512 = 0, chunk, outsz = 1, osh[3], ond;
     load_t L;
 
@@ -245,6 +283,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     make_data(&w);
     n_in = advnn_input_count(w.g);
     N = (int64_t)w.batch * w.nb;
+    fstep = step_flops(&w, &finf);
 
     advnn_set_threads(threads);
     if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) die("trainer", name);
@@ -339,12 +378,18 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
            "\"other_cpus_train\": %.2f, \"other_cpus_b1\": %.2f, \"other_cpus_b512\": %.2f, "
            "\"params_main\": %lld, \"params_adv\": %lld, \"params\": %lld, "
            "\"peak_rss_train_mb\": %.1f, \"peak_rss_mb\": %.1f, \"kernels\": \"%s\", "
-           "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads_b1\": 1, \"infer_threads_b512\": %d}\n",
+           "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads_b1\": 1, \"infer_threads_b512\": %d, "
+           "\"step_gflop\": %.5f, \"step_gflops\": %.2f, \"infer_mflop_per_sample\": %.4f, \"infer_gflops_b1\": %.2f, "
+           "\"infer_gflops_b512\": %.2f, \"peak_gflops\": %.1f, \"step_peak_frac\": %.3f, \"infer_b1_peak_frac\": %.3f, "
+           "\"infer_b512_peak_frac\": %.3f}\n",
            name, threads, w.batch, 1e3 * med, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
            1e3 * p10, 1e3 * p90, steps, warm, cw_train, cw_b1, cw_b512, ot_train, ot_b1, ot_b512,
            (long long)advnn_param_count(w.g, "main"), (long long)advnn_param_count(w.g, "adv"),
            (long long)advnn_param_count(w.g, NULL), rss_train, peak_rss_mb(), advnn_simd_name(),
-           w.adv_steps, (double)w.lambda, w.ae_fwd, threads);
+           w.adv_steps, (double)w.lambda, w.ae_fwd, threads,
+           1e-9 * fstep, 1e-9 * fstep / med, 1e-6 * finf, 1e-9 * finf / median(t_b1, nb1), 1e-9 * finf / median(t_b512, n512),
+           c->peak, c->peak > 0 ? 1e-9 * fstep / med / c->peak : 0.0,
+           c->peak > 0 ? 1e-9 * finf / median(t_b1, nb1) / c->peak : 0.0, c->peak > 0 ? 1e-9 * finf / median(t_b512, n512) / c->peak : 0.0);
     fflush(stdout);
 #undef STEP
     free(idx); free(out); free(t_step); free(t_b1); free(t_b512);
@@ -369,7 +414,7 @@ static int parse_list(const char *s, int *v, int max) {
 
 static int usage(const char *prog) {
     fprintf(stderr, "usage: %s [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1, default 1024)] [--quick]\n"
-                    "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork]\n", prog);
+                    "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak GFLOPS]\n", prog);
     return 2;
 }
 
@@ -393,6 +438,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) { warmup = atoi(v); i++; }
         else if (!strcmp(a, "--min-steps")) { min_steps = atoi(v); i++; }
         else if (!strcmp(a, "--min-seconds")) { min_seconds = atof(v); i++; }
+        else if (!strcmp(a, "--peak")) { c.peak = atof(v); i++; if (!(c.peak > 0)) return usage(argv[0]); }
         else return usage(argv[0]);
     }
     if (!strcmp(list, "all")) list = "w1,w2,w3";
@@ -408,6 +454,7 @@ int main(int argc, char **argv) {
     c.min_steps = min_steps >= 1 ? min_steps : (c.quick ? 10 : 50);
     c.min_seconds = min_seconds >= 0 ? min_seconds : (c.quick ? 0.5 : 3.0);
     c.max_steps = 5000;
+    if (c.peak <= 0) c.peak = measure_peak();
     if (c.min_steps > c.max_steps) c.max_steps = c.min_steps;
     for (r = 0; r < repeats; r++)
         for (i = 1; i <= 3; i++) {
