@@ -256,9 +256,9 @@ ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
  * Writes n * size(out_node) floats to out. */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
-/* Let advnn_infer on this workspace run batches of at least 64 rows on n threads (n - 1 workers of
+/* Let advnn_infer on this workspace run batches of at least 256 rows on n threads (n - 1 workers of
  * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
- * most 8 chunks of at least 32 rows, which the threads take as they become free (a thread the OS
+ * most 8 chunks of at least 128 rows, which the threads take as they become free (a thread the OS
  * deschedules delays only its chunk). The rows are independent in eval mode, so the outputs are
  * bit for bit those of one thread. Under ADVNN_NO_THREADS accepted and ignored. Not thread-safe
  * with advnn_infer on the same workspace. */
@@ -314,11 +314,11 @@ ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momen
 
 /* Threads used by trainers created afterwards (default 1; at most 64, and no more than the chunks
  * of a full batch; inference runs on the calling thread unless its workspace got threads of its
- * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 32)) chunks fixed
- * by n alone; the threads take chunks as they become free, and every sum across chunks (gradients,
+ * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 128)) chunks fixed
+ * by n alone (fewer rows per chunk cost more than threads gain, see advnn__chunk_min_rows); the threads take chunks as they become free, and every sum across chunks (gradients,
  * losses, BatchNorm statistics) is added in chunk order, each chunk drawing its own dropout mask
  * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
- * the OS schedules the threads; a step of fewer than 64 rows runs on the calling thread. Not
+ * the OS schedules the threads; a step of fewer than 256 rows runs on the calling thread. Not
  * thread-safe (call it at start-up). Returns the previous value. */
 ADVNN_DEF int advnn_set_threads(int n);
 ADVNN_DEF int advnn_get_threads(void);
@@ -2444,7 +2444,7 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
 /* ---------------------------------------------------------------- threads
  * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
  * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
- * ADVNN__CHUNK_MIN_ROWS rows, boundaries from n alone, never from the thread count. Chunk c always
+ * advnn__chunk_min_rows rows, boundaries from n alone, never from the thread count. Chunk c always
  * runs in workspace c (so values kept between adversarial sub-steps stay valid) with its own dropout
  * stream (seeded from the step's seed and c) and its own parameter gradients. A step runs in phases:
  * a BatchNorm on batch statistics pauses every chunk's pass after it stored its partial sums (two
@@ -2456,11 +2456,11 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
  * Last the gradients are reduced in chunk order, ((g0 + g1) + g2) + ..., in blocks of parameters
  * taken the same way; losses likewise. Every sum thus has a fixed order: the weights are
  * bit-identical for any thread count and any scheduling (tests/test_threads.c).
- *   One thread runs the same chunks and phases in order. A step of one chunk (n < 64 rows) runs
+ *   One thread runs the same chunks and phases in order. A step of one chunk (n < 256 rows) runs
  * on the calling thread, so does everything with advnn_set_threads(1).
  *   Memory: every chunk has a workspace of advnn__chunk_cap(batch) rows (the trainer's own, tr->ws,
- * is chunk 0's; for batches under 64 it holds the whole batch), so activations take about what one
- * whole-batch workspace would (at most nck x 64 rows for batches under 512), plus per extra chunk
+ * is chunk 0's; for batches under 256 it holds the whole batch), so activations take about what one
+ * whole-batch workspace would (at most nck x 256 rows for batches under 2048), plus per extra chunk
  * one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
  *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
  * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
@@ -2606,22 +2606,29 @@ static int advnn__take(int *ctr, int n) {
 #endif /* ADVNN_NO_THREADS */
 
 #define ADVNN__CHUNKS_MAX 8
-#define ADVNN__CHUNK_MIN_ROWS 32
+/* The fewest rows of a chunk. Measured (callgrind, W1 at 1 thread, per step): each chunk computes
+ * its own weight gradients, and GEMMs that short cost more per row (the register tiles' loads and
+ * stores, the packing); against one chunk, batch 256 in 8 chunks of 32 rows executed 37% more
+ * instructions, in 4 of 64 16%, in 2 of 128 5%; batch 512 in 8 of 64 18%, 4 of 128 6%, 2 of 256 3%.
+ * Hence 128 rows: smaller steps run as one chunk on the calling thread, where threads gain little.
+ * (A variable only so that the tests can cut small batches into many chunks.) */
+static int advnn__chunk_min_rows = 128;
 /* A step of n rows has advnn__chunk_count(n) chunks of near-equal size, chunk c being the rows
- * [advnn__chunk_lo_of(n, nck, c), advnn__chunk_lo_of(n, nck, c + 1)) with nck = advnn__chunk_count(n): functions of n only. No chunk has fewer than
- * 32 rows (n < 64: one chunk), which also keeps the kernels' row-wise results equal to a whole
- * batch's (a 1-row chunk would take the matrix-vector path). */
+ * [advnn__chunk_lo_of(n, nck, c), advnn__chunk_lo_of(n, nck, c + 1)) with nck = advnn__chunk_count(n):
+ * functions of n only. No chunk has fewer than advnn__chunk_min_rows rows (n < 2 x that: one chunk),
+ * which also keeps the kernels' row-wise results equal to a whole batch's (a 1-row chunk would take
+ * the matrix-vector path). */
 static int advnn__chunk_count(int n) {
-    int c = n / ADVNN__CHUNK_MIN_ROWS;
+    int c = n / advnn__chunk_min_rows;
     return c < 1 ? 1 : c > ADVNN__CHUNKS_MAX ? ADVNN__CHUNKS_MAX : c;
 }
 /* (nck is 1 instead for a trainer whose graph needs one chunk: advnn_trainer.one_chunk) */
 static int advnn__chunk_lo_of(int n, int nck, int c) { return (int)((int64_t)n * c / nck); }
 /* The most rows of a chunk in any step of up to n rows, but the first chunk of a one-chunk step
- * (fewer than 64 rows: n / floor(n / 32) < 64 otherwise). */
+ * (fewer than 2m rows for m = advnn__chunk_min_rows: n / floor(n / m) < 2m otherwise). */
 static int advnn__chunk_cap(int n) {
     int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
-    r = r < 2 * ADVNN__CHUNK_MIN_ROWS ? 2 * ADVNN__CHUNK_MIN_ROWS : r;
+    r = r < 2 * advnn__chunk_min_rows ? 2 * advnn__chunk_min_rows : r;
     return r < n ? r : n;
 }
 
@@ -3667,6 +3674,28 @@ static void advnn__lstm_bwd(advnn_ws *ws, int id, int nb) {
                     ws->dout[n->in[0]], v.F, ws->gemm);
 }
 
+/* Over the parameter gradients of the groups being trained (ws->group_on; padding between blocks
+ * included) within [a, e): zeroes dst when src is NULL, else adds src to dst. Nothing reads the other
+ * groups' gradients, and with several chunks per step the zeroing and the reduction of a frozen
+ * group cost as much as a small chunk's arithmetic (W1's adversary update trains 4k of 13.5k). */
+static void advnn__pgrad_runs(const advnn_ws *ws, float *dst, const float *src, int64_t a, int64_t e) {
+    const advnn_graph *g = ws->g;
+    int k = 0, m;
+    while (k < g->n_par) {
+        int64_t lo, hi;
+        if (!advnn__group_on(ws, g->par[k].group)) { k++; continue; }
+        for (m = k + 1; m < g->n_par && advnn__group_on(ws, g->par[m].group); m++) {}
+        lo = g->par[k].off > a ? g->par[k].off : a;
+        hi = m < g->n_par ? g->par[m].off : g->n_params;
+        hi = hi < e ? hi : e;
+        if (hi > lo) {
+            if (!src) memset(dst + lo, 0, (size_t)(hi - lo) * sizeof(float));
+            else advnn_axpy((int)(hi - lo), 1.0f, src + lo, 1, dst + lo, 1);   /* exactly dst + src */
+        }
+        k = m;
+    }
+}
+
 /* Pauses and resumes like advnn__forward (ws->bpos: 1 + the BatchNorm node to resume at). */
 static void advnn__backward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
@@ -3683,7 +3712,7 @@ static void advnn__backward(advnn_ws *ws, int nall) {
          * which saves a pass over each of those buffers and the GEMM's read of it */
         ws->bnall = nall;
         for (i = 0; i < g->n_nodes; i++) ws->dfresh[i] = ws->needg[i];
-        memset(ws->pgrad, 0, (size_t)g->n_params * sizeof(float));
+        advnn__pgrad_runs(ws, ws->pgrad, NULL, 0, g->n_params);   /* only the groups being trained */
     }
     for (i = from; i >= 0; i--) {
         const advnn__node *n = &g->nodes[i];
@@ -4227,7 +4256,7 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
 }
 
 /* A threaded advnn_infer splits the n rows into the chunks of a training step (advnn__chunk_lo)
- * that the threads take as they become free, as training does; a call of one chunk (n < 64) runs
+ * that the threads take as they become free, as training does; a call of one chunk (n < 256) runs
  * on the calling thread. In eval mode every kernel computes a row the same way wherever it falls in
  * the batch (GEMM edge tiles, the GEMV's last rows), so the outputs do not depend on the thread
  * count or the scheduling, bit for bit (test_threads). */
@@ -4556,13 +4585,9 @@ static int advnn__chunks_failed(advnn__chunkjob *j, int p) {
 
 #define ADVNN__RED_BLOCK 4096   /* floats of gradient per unit of the reduction */
 static void advnn__reduce_block(advnn__chunkjob *j, int b) {
-    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK, e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK, i;
-    float *g0 = j->tr->wsk[0]->pgrad;
+    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK, e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK;
     int c;
-    for (c = 1; c < j->nck; c++) {
-        const float *gc = j->tr->wsk[c]->pgrad;
-        for (i = a; i < e; i++) g0[i] += gc[i];
-    }
+    for (c = 1; c < j->nck; c++) advnn__pgrad_runs(j->tr->wsk[0], j->tr->wsk[0]->pgrad, j->tr->wsk[c]->pgrad, a, e);
 }
 
 /* Every phase of a step on the calling thread alone (t NULL) or as one thread of team t. */

@@ -382,6 +382,7 @@ static void test_louppe_toy(void) {
 }
 
 int main(void) {
+    advnn__chunk_min_rows = 32;   /* the tests' small batches in several chunks, as before the default became 128 */
     RUN(test_mdn_gradients);
     RUN(test_mdn_packed);
     RUN(test_mdn_closed_form);

@@ -551,6 +551,7 @@ static void test_standardize(void) {
 }
 
 int main(void) {
+    advnn__chunk_min_rows = 32;   /* the tests' small batches in several chunks, as before the default became 128 */
     RUN(test_model_allocation_bombs);
     RUN(test_model_testvec_workspace_bomb);
     RUN(test_npy_zero_width_predict);

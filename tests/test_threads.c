@@ -574,8 +574,35 @@ static void test_same_weights_any_thread_count(void) {
     }
 }
 
+/* The library's own chunking (chunks of at least 128 rows; the other tests cut small batches into
+ * chunks of 32 to exercise many chunks cheaply): a batch of 512 is 4 chunks, one of 255 a single
+ * chunk, and a step on 2 or 3 threads equals 1 thread's bit for bit. */
+static void test_default_chunking(void) {
+    int saved = advnn__chunk_min_rows, T;
+    advnn__chunk_min_rows = 128;
+    CHECK(advnn__chunk_count(512) == 4 && advnn__chunk_count(255) == 1 && advnn__chunk_count(4096) == 8,
+          "chunks of 512, 255, 4096 rows: %d, %d, %d", advnn__chunk_count(512), advnn__chunk_count(255), advnn__chunk_count(4096));
+    for (T = 2; T <= 3; T++) {
+        setup a = make(1), b = make(1);   /* with dropout */
+        advnn_trainer *ta, *tb;
+        int64_t idx[512], i;
+        double la = NAN, lb = NAN;
+        for (i = 0; i < 512; i++) idx[i] = (i * 7) % N;
+        ta = advnn_trainer_new(a.g, 512, 3);
+        advnn_set_threads(T); tb = advnn_trainer_new(b.g, 512, 3); advnn_set_threads(1);
+        for (i = 0; i < 3; i++)
+            CHECK(advnn_train_step(ta, a.d, idx, 512, &la) == ADVNN_OK && advnn_train_step(tb, b.d, idx, 512, &lb) == ADVNN_OK, "%s", advnn_last_error());
+        CHECK(la == lb && memcmp(a.g->params, b.g->params, (size_t)a.g->n_params * sizeof(float)) == 0,
+              "%d threads: 3 steps of 512 rows differ from 1 thread's (loss %.17g vs %.17g)", T, lb, la);
+        advnn_trainer_free(ta); advnn_trainer_free(tb); drop(&a); drop(&b);
+    }
+    advnn__chunk_min_rows = saved;
+}
+
 int main(void) {
     CHECK(advnn_get_threads() == 1, "default thread count %d", advnn_get_threads());
+    RUN(test_default_chunking);
+    advnn__chunk_min_rows = 32;   /* small batches in many chunks: the mechanism, cheaply */
     RUN(test_bit_identical_per_thread_count);
     RUN(test_same_step_as_one_thread);
     RUN(test_two_threads_train);
