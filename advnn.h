@@ -238,8 +238,14 @@ ADVNN_DEF int         advnn_input_count(const advnn_graph *g);
 ADVNN_DEF int         advnn_input_node(const advnn_graph *g, int i);                      /* i-th input */
 ADVNN_DEF const char *advnn_node_name(const advnn_graph *g, int node);                    /* "" if unnamed */
 ADVNN_DEF int64_t     advnn_param_count(const advnn_graph *g, const char *group);         /* trainable; NULL = all */
-/* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing. */
+/* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing.
+ * Writing through it is allowed; inference workspaces cache values derived from the weights (folded
+ * BatchNorm, see advnn_infer), which every library function that changes weights refreshes, and
+ * which advnn_params() itself marks stale. A write through a pointer kept from an earlier call must
+ * be followed by advnn_params_changed(g) before the next advnn_infer/advnn_predict, else those may
+ * run on the values cached before the write. Not thread-safe with inference on g. */
 ADVNN_DEF float      *advnn_params(advnn_graph *g, int64_t *count);
+ADVNN_DEF void        advnn_params_changed(advnn_graph *g);
 
 /* ---------------------------------------------------------------- workspaces and inference */
 typedef struct advnn_ws advnn_ws;
@@ -1173,6 +1179,8 @@ struct advnn_graph {
     char (*groups)[ADVNN__NAME_MAX]; int n_groups, cur_group;
     int    *inputs;       int n_inputs;
     float  *params;       int64_t n_params;
+    uint64_t wgen;        /* weight generation: every writer of params adds 1 (advnn__weights_changed), so
+                           * that inference workspaces know when their cached values are stale */
     int    *name_ht;      int name_cap, name_n;   /* open-addressing index of node names (advnn_find) */
     int     finalized;
     advnn_status err;     char errmsg[512];
@@ -1212,6 +1220,7 @@ ADVNN_DEF advnn_graph *advnn_graph_new(void) {
     if (!g) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_new: out of memory"); return NULL; }
     memset(g, 0, sizeof *g);
     g->cur_group = -1;
+    g->wgen = 1;
     if (advnn_group(g, "main") < 0) { advnn_graph_free(g); return NULL; }
     return g;
 }
@@ -1835,8 +1844,10 @@ ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     if (count) *count = g ? g->n_params : 0;
     if (!g) { advnn__fail(ADVNN_ERR_ARG, "advnn_params: graph is NULL"); return NULL; }
     if (!g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_params: graph not finalized (it has no weights yet)"); return NULL; }
+    g->wgen++;   /* the caller may write through the pointer: workspaces recompute their cached values */
     return g->params;
 }
+ADVNN_DEF void advnn_params_changed(advnn_graph *g) { if (g) g->wgen++; }
 
 /* The first parameter that a model file must not hold: non-finite, or a negative BatchNorm variance. */
 static advnn_status advnn__check_params(const advnn_graph *g, const char *what) {
@@ -1894,6 +1905,7 @@ ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const adv
         for (c = 0; c < C; c++) { double d = x->data[r * C + c] - acc[C + c]; acc[2 * C + c] += w * d * d; }
     }
     off = g->params + g->par[n->param0].off; sc = g->params + g->par[n->param0 + 1].off;
+    g->wgen++;
     for (c = 0; c < C; c++) {
         double sd = sqrt(acc[2 * C + c] / acc[c]);
         off[c] = (float)acc[C + c];
@@ -1909,6 +1921,7 @@ static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
     float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
     int K = g->par[n->param0].rows, U = g->par[n->param0].cols, i, j;
     double s = 0;
+    g->wgen++;
     for (j = 0; j < U; j++) v[j] = 0;
     for (i = 0; i < K; i++) for (j = 0; j < U; j++) v[j] += u[i] * W[(size_t)i * U + j];
     for (j = 0; j < U; j++) s += (double)v[j] * v[j];
@@ -2636,6 +2649,14 @@ struct advnn_ws {
     struct advnn_ws **isub;    /* the other threads' workspaces (ithreads - 1) */
     struct advnn__team *iteam;
     struct advnn__inferjob *ijob;
+    /* inference caches (workspaces without gradients, advnn__iplan): what depends only on the weights
+     * is made once per weight generation of the graph (g->wgen), not on every call */
+    uint64_t pgen;             /* the g->wgen they were made from (0: none) */
+    int      pout;             /* the node whose ancestors ws->need marks for advnn__iplan (-1: none) */
+    int     *pinto;            /* per node: a BatchNorm folded into the Dense pinto[i] (its only consumer), or -1 */
+    int64_t *poff;             /* per node: its cached floats in pbuf, or -1: a folded Dense's W' (K x U), b' (U)
+                                * and U doubles of scratch; any other BatchNorm its 1/std (C) */
+    float   *pbuf;
 };
 
 static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream);   /* (datasets) */
@@ -2736,6 +2757,37 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
     return off;
 }
 
+/* Inference caches: a BatchNorm whose only consumer is a Dense (not spectrally normalised, at most
+ * ADVNN__FOLD_MAX weights) is folded into that Dense's weights and bias; any other BatchNorm keeps its
+ * 1/std. Sizes them (once per workspace; advnn__iplan fills them). */
+#define ADVNN__FOLD_MAX (1 << 16)
+static int advnn__plan_layout(advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    int N = g->n_nodes, i, j, *cons;
+    size_t off = 0;
+    ws->pinto = (int *)ADVNN_MALLOC(2 * (size_t)N * sizeof(int) + 1);
+    ws->poff = (int64_t *)ADVNN_MALLOC((size_t)N * sizeof(int64_t) + 1);
+    if (!ws->pinto || !ws->poff) return 0;
+    cons = ws->pinto + N;   /* per node: its one consumer, -1 none, -2 several (or one reading it twice) */
+    for (i = 0; i < N; i++) { ws->pinto[i] = -1; ws->poff[i] = -1; cons[i] = -1; }
+    for (i = 0; i < N; i++)
+        for (j = 0; j < g->nodes[i].n_in; j++) { int q = g->nodes[i].in[j]; cons[q] = cons[q] == -1 ? i : -2; }
+    for (i = 0; i < N; i++) {
+        const advnn__node *n = &g->nodes[i], *d = cons[i] >= 0 ? &g->nodes[cons[i]] : NULL;
+        if (n->kind != ADVNN__BATCHNORM) continue;
+        if (d && d->kind == ADVNN__DENSE && !d->ip[2] && (int64_t)n->cols * d->cols <= ADVNN__FOLD_MAX) {
+            ws->pinto[i] = cons[i];
+            ws->poff[cons[i]] = (int64_t)off;
+            off += advnn__round((size_t)n->cols * d->cols) + 3 * advnn__round((size_t)d->cols);
+        } else {
+            ws->poff[i] = (int64_t)off;
+            off += advnn__round((size_t)n->cols);
+        }
+    }
+    if (off && !(ws->pbuf = (float *)advnn__zalloc(off * sizeof(float)))) return 0;
+    return 1;
+}
+
 static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     advnn_ws *ws;
     size_t total, k;
@@ -2755,7 +2807,9 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     memset(ws->out, 0, 4 * k * sizeof(float *));
     ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
     ws->needg = ws->need + k; ws->sub = ws->need + 2 * k; ws->dfresh = ws->need + 3 * k; ws->key = -1;
+    ws->pout = -1;
     memset(ws->sub, 0, k);
+    if (!grads && !advnn__plan_layout(ws)) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
     total = advnn__ws_layout(g, max_batch, grads, NULL, NULL);
     base = (float *)advnn__zalloc(total * sizeof(float));
     if (!base) {
@@ -2778,6 +2832,7 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
     advnn__ws_drop_threads(ws);
     advnn__free(ws->arena);
     ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need); ADVNN_FREE(ws->perm);
+    ADVNN_FREE(ws->pinto); ADVNN_FREE(ws->poff); advnn__free(ws->pbuf);
     ADVNN_FREE(ws);
 }
 
@@ -2791,7 +2846,7 @@ static void advnn__need_of(const advnn_graph *g, int target, unsigned char *need
     for (i = g->n_nodes - 1; i >= 0; i--)
         if (need[i]) for (j = 0; j < g->nodes[i].n_in; j++) need[g->nodes[i].in[j]] = 1;
 }
-static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); }
+static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); ws->pout = -1; }
 
 static int advnn__group_on(const advnn_ws *ws, int group) { return !ws->group_on || ws->group_on[group]; }
 
@@ -2947,20 +3002,21 @@ static float *advnn__preact(const advnn_ws *ws, const advnn__node *n, int id) {
     return !advnn__z_kept(n) || !ws->grads ? ws->out[id] : ws->aux[id];
 }
 
-/* Rows [r0, r0 + rows) of the node's pre-activation z = X W (X: those rows, K columns), then bias
- * and activation into its output: for none or ReLU in the GEMM's epilogue (the same values without
- * two more passes over z), otherwise (and for matrix-vector shapes) as passes over z. */
+/* Rows [r0, r0 + rows) of the node's pre-activation z = X W + bias (X: those rows, K columns), then
+ * the activation into its output: for none or ReLU in the GEMM's (or at batch 1 the GEMV's) epilogue
+ * (the same values without two more passes over z), otherwise (and for a single output column) as
+ * passes over z. */
 static void advnn__gemm_bias_act(advnn_ws *ws, const advnn__node *n, int id, const float *X, int K, const float *W,
-                                 int r0, int rows) {
+                                 const float *bias, int r0, int rows) {
     int U = n->cols, act = n->ip[1];
     size_t o = (size_t)r0 * U;
     float *z = advnn__preact(ws, n, id) + o, *y = ws->out[id] + o;
-    if ((act == ADVNN_ACT_LINEAR || act == ADVNN_ACT_RELU) && rows > 1 && U > 1) {   /* (else matrix-vector) */
-        advnn_sgemm_bias_relu(rows, U, K, X, K, W, U, advnn__P(ws, n, 1), act == ADVNN_ACT_RELU, z, U, y, U, ws->gemm);
+    if ((act == ADVNN_ACT_LINEAR || act == ADVNN_ACT_RELU) && (rows == 1 || U > 1)) {
+        advnn_sgemm_bias_relu(rows, U, K, X, K, W, U, bias, act == ADVNN_ACT_RELU, z, U, y, U, ws->gemm);
         return;
     }
     advnn_sgemm(0, 0, rows, U, K, 1.0f, X, K, W, U, 0.0f, z, U, ws->gemm);
-    advnn__bias_rows(rows, U, z, advnn__P(ws, n, 1));
+    advnn__bias_rows(rows, U, z, bias);
     if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, rows, U, z, y, n->fp[0], NULL);
 }
 
@@ -2985,11 +3041,21 @@ static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb)
     return Wsn;
 }
 
+/* The inference caches of advnn__iplan hold this generation of the weights (never on a training workspace). */
+static int advnn__plan_live(const advnn_ws *ws) { return ws->pgen == ws->g->wgen && !ws->training; }
+/* BatchNorm node i is folded into its Dense, which this pass runs: skip it */
+static int advnn__bn_folded(const advnn_ws *ws, int i) { return ws->pinto && ws->pinto[i] >= 0 && ws->need[ws->pinto[i]] && advnn__plan_live(ws); }
+
 static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols;
-    const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
-    advnn__gemm_bias_act(ws, n, id, ws->out[n->in[0]], K, W, 0, rows);
+    const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0), *X = ws->out[n->in[0]], *b = advnn__P(ws, n, 1);
+    if (ws->pinto && ws->pinto[n->in[0]] == id && advnn__plan_live(ws)) {   /* the BatchNorm before it, folded in */
+        W = ws->pbuf + ws->poff[id];
+        b = W + advnn__round((size_t)K * n->cols);
+        X = ws->out[x->in[0]];
+    }
+    advnn__gemm_bias_act(ws, n, id, X, K, W, b, 0, rows);
 }
 
 /* BatchNorm uses batch statistics only while training its own group: a frozen BatchNorm (e.g. the
@@ -3086,6 +3152,9 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
                 rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
             }
         }
+    } else if (advnn__plan_live(ws) && ws->poff[id] >= 0) {   /* 1/std cached by advnn__iplan (the same values) */
+        advnn_bn_rows(R, C, x, C, rm, ws->pbuf + ws->poff[id], gam, bet, NULL, y);
+        return;
     } else {
         for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
     }
@@ -3232,14 +3301,14 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     int P = c.Ho * c.Wo, s0, s;
     int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
     if (c.pointwise) {
-        advnn__gemm_bias_act(ws, n, id, x, c.C, w, 0, nb * P);
+        advnn__gemm_bias_act(ws, n, id, x, c.C, w, advnn__P(ws, n, 1), 0, nb * P);
         return 0;
     }
     for (s0 = 0; s0 < nb; s0 += s) {
         size_t o = (size_t)s0 * P * c.F;
         s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
         advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
-        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, s0 * P, s * P);
+        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, advnn__P(ws, n, 1), s0 * P, s * P);
         if (fuse) advnn__act_rows(ADVNN_ACT_PRELU, s * P, c.F, ws->out[id] + o, ws->out[id + 1] + o, 0.0f, advnn__P(ws, nx, 0));
     }
     return fuse;
@@ -3362,6 +3431,9 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     int i, nb;
     ws->paused = 0;
+    /* a training pass precedes every optimizer update and BatchNorm statistics update: inference
+     * workspaces remake their caches after it (one writer: chunk 0) */
+    if (ws->grads && ws->ck == 0 && ws->fpos == 0) g->wgen++;
     for (i = ws->fpos; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         advnn_status st;
@@ -3381,6 +3453,7 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
             break;
         case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
         case ADVNN__BATCHNORM:
+            if (advnn__bn_folded(ws, i)) break;
             advnn__bn_fwd(ws, i, nb);
             if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
             break;
@@ -4182,6 +4255,48 @@ static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t
 }
 
 /* ---------------------------------------------------------------- inference */
+/* BatchNorm y = (x - mean) istd gamma + beta folded into the Dense after it, z = y W + b:
+ * W'[k][j] = s_k W[k][j], b'[j] = b[j] + sum_k t_k W[k][j] with s = gamma / sqrt(var + eps) and
+ * t = beta - mean s, in double, rounded once. Not the two-step rounding of the unfolded pair: outputs
+ * differ from a training workspace's eval pass by float rounding (~1e-7 relative). */
+static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
+    const advnn__node *nb = &ws->g->nodes[bn], *nd = &ws->g->nodes[d];
+    const float *gam = advnn__P(ws, nb, 0), *bet = advnn__P(ws, nb, 1), *rm = advnn__P(ws, nb, 2), *rv = advnn__P(ws, nb, 3);
+    const float *W = advnn__P(ws, nd, 0), *b = advnn__P(ws, nd, 1);
+    int K = nb->cols, U = nd->cols, k, j;
+    float *W2 = ws->pbuf + ws->poff[d], *b2 = W2 + advnn__round((size_t)K * U);
+    double *acc = (double *)(void *)(b2 + advnn__round((size_t)U));
+    for (j = 0; j < U; j++) acc[j] = b[j];
+    for (k = 0; k < K; k++) {
+        double sk = gam[k] / sqrt((double)rv[k] + nb->fp[1]), tk = bet[k] - rm[k] * sk;
+        const float *wr = W + (size_t)k * U;
+        float *w2 = W2 + (size_t)k * U;
+        for (j = 0; j < U; j++) { w2[j] = (float)(wr[j] * sk); acc[j] += tk * wr[j]; }
+    }
+    for (j = 0; j < U; j++) b2[j] = (float)acc[j];
+}
+
+/* Makes an inference workspace ready for an eval pass to node out: the need marks (remade only when
+ * out changes) and the values that depend only on the weights (remade only when g->wgen changed:
+ * the folded BatchNorms and the other BatchNorms' 1/std), so that a call does only the arithmetic. */
+static void advnn__iplan(advnn_ws *ws, int out) {
+    const advnn_graph *g = ws->g;
+    int i, j;
+    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; }
+    if (ws->grads || ws->pgen == g->wgen) return;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        if (n->kind != ADVNN__BATCHNORM) continue;
+        if (ws->pinto[i] >= 0) advnn__fold_bn(ws, i, ws->pinto[i]);
+        else {   /* as advnn__bn_fwd's eval branch computes it */
+            const float *rv = advnn__P(ws, n, 3);
+            float *is = ws->pbuf + ws->poff[i];
+            for (j = 0; j < n->cols; j++) is[j] = (float)(1.0 / sqrt((double)rv[j] + n->fp[1]));
+        }
+    }
+    ws->pgen = g->wgen;
+}
+
 /* Rows lo .. lo + nb of a validated advnn_infer call on workspace ws (need marks set). */
 static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float *const *inputs, int out_node, float *out) {
     const advnn_graph *g = ws->g;
@@ -4228,7 +4343,7 @@ static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
     int c;
     (void)t;
-    if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
+    if (k) { w->training = 0; advnn__iplan(w, j->out_node); }   /* each thread's own caches */
     while ((c = advnn__take(&j->taken, j->nck)) >= 0) {
         int lo = advnn__chunk_lo_of(j->n, j->nck, c), nb = advnn__chunk_lo_of(j->n, j->nck, c + 1) - lo;
         ADVNN_ASSERT(nb <= w->max_batch);
@@ -4268,7 +4383,7 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
     if (n < 1 || n > ws->max_batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: n = %d outside 1..%d (the workspace's max_batch)", n, ws->max_batch);
     if (out_node < 0 || out_node >= g->n_nodes) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: node %d does not exist", out_node);
     ws->training = 0;
-    advnn__mark_needed(ws, out_node);
+    advnn__iplan(ws, out_node);
     for (i = 0; i < g->n_inputs; i++) {
         int id = g->inputs[i];
         if (!ws->need[id]) continue;
@@ -4310,7 +4425,7 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
     shape[0] = N;
     for (j = 0; j < g->nodes[node].ndim; j++) shape[j + 1] = g->nodes[node].shape[j];
     ws->training = 0;
-    advnn__mark_needed(ws, node);
+    advnn__iplan(ws, node);
     if (!(t = advnn_tensor_new(g->nodes[node].ndim + 1, shape))) return ADVNN_ERR_NOMEM;
     for (s = 0; s < N; s += nb) {
         const advnn_dataset *src;
@@ -5054,11 +5169,12 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
             advnn__fail(st, "advnn_fit: epoch %d, batch %lld: %s (weights restored to the %s)", epoch, (long long)(s / tr->batch), msg,
                         have_best ? "best epoch" : "start of training");
             memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+            g->wgen++;
             break;
         }
         if (val) st = advnn__eval_range(tr, val, 0, advnn_dataset_size(val), &vl);
         else if (nval) st = advnn__eval_range(tr, train, ntr, nval, &vl);
-        if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); break; }
+        if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; break; }
         info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
         info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
 #ifndef ADVNN_NO_STDIO
@@ -5076,7 +5192,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if (o.callback && o.callback(&info, o.user)) { epoch++; break; }
         if (o.patience > 0 && wait >= o.patience) { epoch++; break; }
     }
-    if (st == ADVNN_OK && o.restore_best && have_best) memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+    if (st == ADVNN_OK && o.restore_best && have_best) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; }
     ADVNN_FREE(perm);
     if (res) { res->epochs_run = epoch; res->best_epoch = best_epoch; res->best_loss = best; }
     return st;
@@ -5436,7 +5552,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
             if (sel < 0 || ck[b].c < ck[sel].c || (ck[b].c == ck[sel].c && (ck[b].q > ck[sel].q || (ck[b].q == ck[sel].q && ck[b].epoch < ck[sel].epoch))))
                 sel = b;
         }
-        if (sel >= 0) memcpy(g->params, ck[sel].w, (size_t)g->n_params * sizeof(float));
+        if (sel >= 0) { memcpy(g->params, ck[sel].w, (size_t)g->n_params * sizeof(float)); g->wgen++; }
     }
     if (res) {
         res->epochs_run = epoch;
@@ -6147,6 +6263,7 @@ ADVNN_DEF advnn_status advnn_weight_set(advnn_graph *g, int node, const char *na
             return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_set: node %d: moving_variance[%lld] = %g is negative", node, (long long)k, (double)in[k]);
     }
     memcpy(g->params + p->off, in, (size_t)n * sizeof *in);
+    g->wgen++;
     return ADVNN_OK;
 }
 

@@ -2883,25 +2883,47 @@ ADVNN__NOINLINE static void advnn__sgemm_stack(advnn__blocked_fn blocked, int tr
 }
 
 #ifdef ADVNN__VECTOR
-/* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators. */
+/* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators.
+ * e (or NULL): bias and ReLU on each result before its store, with the operations of advnn_add_bias
+ * and advnn_act_forward (a layer's forward at batch 1 in one pass: e->y receives the activation). */
+ADVNN__FN void advnn__gemv_epi_s(const advnn__epi *e, float *y, int j) {
+    float z = e->bias ? y[j] + e->bias[j] : y[j];
+    if (e->relu) e->y[j] = z > 0.0f ? z : 0.0f;
+    if (!e->relu || e->y != y) y[j] = z;
+}
+ADVNN__VKFN void advnn__gemv_epi_v(const advnn__epi *e, float *yp, int j, advnn__v r) {
+    if (e->bias) r = advnn__vadd(r, advnn__vld(e->bias + j));
+    if (!e->relu || e->y != yp - j) advnn__vst(yp, r);
+    if (e->relu) advnn__vst(e->y + j, advnn__vmax(r, advnn__vset(0.0f)));
+}
 ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y,
-                               float alpha, float beta) {
+                               float alpha, float beta, const advnn__epi *e) {
     const int W = 8 * ADVNN__VL;
     const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
     int j = 0;
     for (; j + W <= n; j += W) {
-        advnn__v s[8];
-        for (int u = 0; u < 8; u++) s[u] = advnn__vset(0.0f);
+        /* eight named accumulators: gcc -O2 kept an array of them in memory (a store and a reload
+         * per FMA, which made W1's batch-1 GEMV ~3x slower) */
+        advnn__v s[8], s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
         const float *m = Mat + j;
         for (int k = 0; k < K; k++, m += ld) {
             advnn__v xk = advnn__vset(x[(advnn__idx)k * incx]);
-            for (int u = 0; u < 8; u++) s[u] = advnn__vfma(xk, advnn__vld(m + u * ADVNN__VL), s[u]);
+            s0 = advnn__vfma(xk, advnn__vld(m), s0);
+            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
+            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
+            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
+            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
+            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
+            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
+            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
         }
+        s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
         for (int u = 0; u < 8; u++) {
             float *yp = y + j + u * ADVNN__VL;
             advnn__v r = advnn__vmul(va, s[u]);
             if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(yp), r);
-            advnn__vst(yp, r);
+            if (e) advnn__gemv_epi_v(e, yp, j + u * ADVNN__VL, r);
+            else advnn__vst(yp, r);
         }
     }
     for (; j + ADVNN__VL <= n; j += ADVNN__VL) {
@@ -2915,12 +2937,14 @@ ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const flo
         if (k < K) s0 = advnn__vfma(advnn__vset(x[(advnn__idx)k * incx]), advnn__vld(m), s0);
         advnn__v r = advnn__vmul(va, advnn__vadd(s0, s1));
         if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(y + j), r);
-        advnn__vst(y + j, r);
+        if (e) advnn__gemv_epi_v(e, y + j, j, r);
+        else advnn__vst(y + j, r);
     }
     for (; j < n; j++) {
         float s = 0.0f;
         for (int k = 0; k < K; k++) s += x[(advnn__idx)k * incx] * Mat[(advnn__idx)k * ld + j];
         y[j] = beta == 0.0f ? alpha * s : alpha * s + beta * y[j];
+        if (e) advnn__gemv_epi_s(e, y, j);
     }
 }
 
@@ -2982,8 +3006,12 @@ ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const flo
 ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                 const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
     if (M == 1) { /* row vector times op(B) */
+        if (N == 1 && !transA && !transB && ldb == 1) {   /* a dot product: summed as gemv_t sums a row of a */
+            advnn__gemv_t(K, 1, A, lda, B, C, 1, alpha, beta);   /* batch, so that batch 1 gives that row's bits */
+            return;
+        }
         if (!transB) {
-            advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta);
+            advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta, NULL);
             return;
         }
         if (!transA || lda == 1) {
@@ -2998,7 +3026,7 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
             return;
         }
         if (transA && ldc == 1) {
-            advnn__gemv_n(K, M, A, lda, B, incb, C, alpha, beta);
+            advnn__gemv_n(K, M, A, lda, B, incb, C, alpha, beta, NULL);
             return;
         }
     }
@@ -3009,7 +3037,7 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
         return;
     }
     if (M <= 4 && transA && !transB) {
-        for (int i = 0; i < M; i++) advnn__gemv_n(K, N, B, ldb, A + i, lda, C + (advnn__idx)i * ldc, alpha, beta);
+        for (int i = 0; i < M; i++) advnn__gemv_n(K, N, B, ldb, A + i, lda, C + (advnn__idx)i * ldc, alpha, beta, NULL);
         return;
     }
     if (work)
@@ -3053,6 +3081,15 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
                                           float *work) {
     if (M <= 0 || N <= 0) return;
     if (!relu) { Y = C; ldy = ldc; }
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0) {   /* batch 1: one pass of the GEMV, epilogue on its registers */
+        advnn__epi e;
+        e.bias = bias; e.y = Y; e.ldy = ldy; e.relu = relu;
+        (void)lda; (void)work;
+        advnn__gemv_n(K, N, B, ldb, A, 1, C, 1.0f, 0.0f, &e);
+        return;
+    }
+#endif
 #if defined(ADVNN__AVX2)
     /* the shapes advnn_sgemm sends to the blocked driver (M or N == 1: matrix-vector paths). Only
      * with the AVX2 kernels, whose epilogue works on registers: elsewhere three passes, which also
