@@ -986,17 +986,13 @@ ADVNN__VFN void advnn__vst_n(float *p, advnn__v v, int r) {
             BODY;                                                                                 \
             advnn__vst((PO) + j_, vo);                                                            \
         }                                                                                         \
-        if (j_ < (n)) {                                                                           \
-            float t1_[ADVNN__VL] = {0}, t2_[ADVNN__VL] = {0}, t3_[ADVNN__VL] = {0}, to_[ADVNN__VL]; \
-            size_t r_ = (size_t)((n) - j_) * sizeof(float);                                       \
-            memcpy(t1_, (P1) + j_, r_); memcpy(t2_, (P2) + j_, r_); memcpy(t3_, (P3) + j_, r_);   \
-            {                                                                                     \
-                advnn__v v1 = advnn__vld(t1_), v2 = advnn__vld(t2_), v3 = advnn__vld(t3_), vo;    \
-                (void)v1; (void)v2; (void)v3;                                                     \
-                BODY;                                                                             \
-                advnn__vst(to_, vo);                                                              \
-            }                                                                                     \
-            memcpy((PO) + j_, to_, r_);                                                           \
+        if (j_ < (n)) { /* partial loads (other lanes 0) and store: no memcpy calls on a short row */ \
+            int r_ = (n) - j_;                                                                    \
+            advnn__v v1 = advnn__vld_n((P1) + j_, r_), v2 = advnn__vld_n((P2) + j_, r_);          \
+            advnn__v v3 = advnn__vld_n((P3) + j_, r_), vo;                                        \
+            (void)v1; (void)v2; (void)v3;                                                         \
+            BODY;                                                                                 \
+            advnn__vst_n((PO) + j_, vo, r_);                                                      \
         }                                                                                         \
     } while (0)
 
@@ -2891,7 +2887,7 @@ ADVNN__FN void advnn__gemv_epi_s(const advnn__epi *e, float *y, int j) {
     if (e->relu) e->y[j] = z > 0.0f ? z : 0.0f;
     if (!e->relu || e->y != y) y[j] = z;
 }
-ADVNN__VKFN void advnn__gemv_epi_v(const advnn__epi *e, float *yp, int j, advnn__v r) {
+ADVNN__VFN void advnn__gemv_epi_v(const advnn__epi *e, float *yp, int j, advnn__v r) {
     if (e->bias) r = advnn__vadd(r, advnn__vld(e->bias + j));
     if (!e->relu || e->y != yp - j) advnn__vst(yp, r);
     if (e->relu) advnn__vst(e->y + j, advnn__vmax(r, advnn__vset(0.0f)));
@@ -3087,6 +3083,13 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
         e.bias = bias; e.y = Y; e.ldy = ldy; e.relu = relu;
         (void)lda; (void)work;
         advnn__gemv_n(K, N, B, ldb, A, 1, C, 1.0f, 0.0f, &e);
+        return;
+    }
+    if (ADVNN__VEC_LIVE() && M == 1 && N == 1 && K > 0 && ldb == 1) {   /* a dot product, as advnn_sgemm sums it */
+        float z = advnn__gemv_t_row(K, B, A);
+        if (bias) z += bias[0];
+        if (relu) Y[0] = z > 0.0f ? z : 0.0f;
+        if (!relu || Y != C) C[0] = z;
         return;
     }
 #endif
