@@ -2610,6 +2610,9 @@ static int advnn__chunk_cap(int n) {
 }
 
 /* ---------------------------------------------------------------- workspaces */
+/* One step of a batch-1 inference pass (advnn__iplan): node `node`, or, for a Dense with no or a ReLU
+ * activation on one row (xin >= 0), that layer with its weights resolved (a folded BatchNorm's too). */
+typedef struct advnn__iop { int node, xin, K, U, relu; const float *W, *b; } advnn__iop;
 struct advnn_ws {
     advnn_graph *g;            /* written only in training mode (BatchNorm running statistics) */
     int     max_batch, grads;  /* grads: has dout/pgrad buffers (training workspace) */
@@ -2657,6 +2660,8 @@ struct advnn_ws {
     int64_t *poff;             /* per node: its cached floats in pbuf, or -1: a folded Dense's W' (K x U), b' (U)
                                 * and U doubles of scratch; any other BatchNorm its 1/std (C) */
     float   *pbuf;
+    struct advnn__iop *prog;   /* the batch-1 pass to pout: its nodes in order, Dense layers resolved */
+    int      nprog;
 };
 
 static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream);   /* (datasets) */
@@ -2767,7 +2772,8 @@ static int advnn__plan_layout(advnn_ws *ws) {
     size_t off = 0;
     ws->pinto = (int *)ADVNN_MALLOC(2 * (size_t)N * sizeof(int) + 1);
     ws->poff = (int64_t *)ADVNN_MALLOC((size_t)N * sizeof(int64_t) + 1);
-    if (!ws->pinto || !ws->poff) return 0;
+    ws->prog = (struct advnn__iop *)ADVNN_MALLOC((size_t)N * sizeof *ws->prog + 1);
+    if (!ws->pinto || !ws->poff || !ws->prog) return 0;
     cons = ws->pinto + N;   /* per node: its one consumer, -1 none, -2 several (or one reading it twice) */
     for (i = 0; i < N; i++) { ws->pinto[i] = -1; ws->poff[i] = -1; cons[i] = -1; }
     for (i = 0; i < N; i++)
@@ -2832,7 +2838,7 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
     advnn__ws_drop_threads(ws);
     advnn__free(ws->arena);
     ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need); ADVNN_FREE(ws->perm);
-    ADVNN_FREE(ws->pinto); ADVNN_FREE(ws->poff); advnn__free(ws->pbuf);
+    ADVNN_FREE(ws->pinto); ADVNN_FREE(ws->poff); advnn__free(ws->pbuf); ADVNN_FREE(ws->prog);
     ADVNN_FREE(ws);
 }
 
@@ -3428,6 +3434,37 @@ static void advnn__standardize_rows(advnn_ws *ws, int id, int nb, int dir) {
         else for (c = 0; c < C; c++) dst[c] = (src[c] - off[c]) * sc[c];
 }
 
+/* Node i's forward on nb rows (need marks set). Returns 1 when it also computed node i + 1 (the
+ * PReLU of a convolution); a loss that fails sets *st. */
+static int advnn__node_fwd(advnn_ws *ws, int i, int nb, advnn_status *st) {
+    const advnn__node *n = &ws->g->nodes[i];
+    switch (n->kind) {
+    case ADVNN__INPUT: break;
+    case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
+    case ADVNN__ACT:
+        advnn__act_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], n->fp[0], NULL);
+        break;
+    case ADVNN__PRELU:
+        advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
+        break;
+    case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
+    case ADVNN__BATCHNORM: if (!advnn__bn_folded(ws, i)) advnn__bn_fwd(ws, i, nb); break;   /* may pause the pass */
+    case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
+    case ADVNN__CONV: return advnn__conv_fwd(ws, i, nb);   /* and the PReLU after it */
+    case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
+    case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
+    case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
+    case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
+    case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
+    case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
+    case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
+    default: *st = advnn__loss_fwd(ws, i, nb);
+    }
+    return 0;
+}
+
 /* A pass on nall rows. In a chunked step it may pause at a BatchNorm (ws->paused; see the threads
  * section); called again it resumes there. */
 static advnn_status advnn__forward(advnn_ws *ws, int nall) {
@@ -3438,42 +3475,15 @@ static advnn_status advnn__forward(advnn_ws *ws, int nall) {
      * workspaces remake their caches after it (one writer: chunk 0) */
     if (ws->grads && ws->ck == 0 && ws->fpos == 0) g->wgen++;
     for (i = ws->fpos; i < g->n_nodes; i++) {
-        const advnn__node *n = &g->nodes[i];
-        advnn_status st;
+        advnn_status st = ADVNN_OK;
         if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
         if ((nb = advnn__node_rows(ws, i, nall)) == 0) {   /* no key rows in this slice */
-            if (ADVNN__IS_LOSS(n->kind)) ws->loss[i] = 0;
+            if (ADVNN__IS_LOSS(g->nodes[i].kind)) ws->loss[i] = 0;
             continue;
         }
-        switch (n->kind) {
-        case ADVNN__INPUT: break;
-        case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
-        case ADVNN__ACT:
-            advnn__act_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], n->fp[0], NULL);
-            break;
-        case ADVNN__PRELU:
-            advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
-            break;
-        case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
-        case ADVNN__BATCHNORM:
-            if (advnn__bn_folded(ws, i)) break;
-            advnn__bn_fwd(ws, i, nb);
-            if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
-            break;
-        case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
-        case ADVNN__CONV: if (advnn__conv_fwd(ws, i, nb)) i++; break;   /* and the PReLU after it */
-        case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
-        case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
-        case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
-        case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
-        case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
-        case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
-        case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
-        case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
-        case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
-        default:
-            if ((st = advnn__loss_fwd(ws, i, nb)) != ADVNN_OK) { ws->fpos = 0; return st; }
-        }
+        i += advnn__node_fwd(ws, i, nb, &st);
+        if (st != ADVNN_OK) { ws->fpos = 0; return st; }
+        if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
     }
     ws->fpos = 0;
     return ADVNN_OK;
@@ -4282,11 +4292,13 @@ static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
 /* Makes an inference workspace ready for an eval pass to node out: the need marks (remade only when
  * out changes) and the values that depend only on the weights (remade only when g->wgen changed:
  * the folded BatchNorms and the other BatchNorms' 1/std), so that a call does only the arithmetic. */
+static void advnn__iprog(advnn_ws *ws);
 static void advnn__iplan(advnn_ws *ws, int out) {
     const advnn_graph *g = ws->g;
-    int i, j;
-    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; }
-    if (ws->grads || ws->pgen == g->wgen) return;
+    int i, j, remake = 0;
+    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; remake = 1; }
+    if (ws->grads) return;
+    if (ws->pgen == g->wgen) { if (remake) advnn__iprog(ws); return; }
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         if (n->kind != ADVNN__BATCHNORM) continue;
@@ -4298,6 +4310,47 @@ static void advnn__iplan(advnn_ws *ws, int out) {
         }
     }
     ws->pgen = g->wgen;
+    advnn__iprog(ws);
+}
+
+/* The batch-1 program of the current need marks and caches: the nodes a pass runs, in order (not the
+ * inputs nor the folded BatchNorms), each Dense of one row with its operands looked up once. */
+static void advnn__iprog(advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    int i;
+    ws->nprog = 0;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        advnn__iop *o = &ws->prog[ws->nprog];
+        if (!ws->need[i] || n->kind == ADVNN__INPUT || advnn__bn_folded(ws, i)) continue;
+        o->node = i; o->xin = -1;
+        if (n->kind == ADVNN__DENSE && !n->ip[2] && g->nodes[n->in[0]].rows == 1 &&
+            (n->ip[1] == ADVNN_ACT_LINEAR || n->ip[1] == ADVNN_ACT_RELU)) {
+            int bn = n->in[0], fold = ws->pinto[bn] == i;
+            o->K = g->nodes[bn].cols; o->U = n->cols; o->relu = n->ip[1] == ADVNN_ACT_RELU;
+            o->xin = fold ? g->nodes[bn].in[0] : bn;
+            o->W = fold ? ws->pbuf + ws->poff[i] : advnn__P(ws, n, 0);
+            o->b = fold ? o->W + advnn__round((size_t)o->K * o->U) : advnn__P(ws, n, 1);
+        }
+        ws->nprog++;
+    }
+}
+
+/* A one-row pass through the program (what advnn__forward computes, the same kernels on the same
+ * operands, without looking the graph up again on every call). */
+static advnn_status advnn__forward1(advnn_ws *ws) {
+    const advnn__iop *o = ws->prog, *e = ws->prog + ws->nprog;
+    advnn_status st = ADVNN_OK;
+    for (; o < e; o++) {
+        if (o->xin >= 0) {
+            float *y = ws->out[o->node];
+            advnn_sgemm_bias_relu(1, o->U, o->K, ws->out[o->xin], o->K, o->W, o->U, o->b, o->relu, y, o->U, y, o->U, ws->gemm);
+            continue;
+        }
+        if (advnn__node_fwd(ws, o->node, 1, &st)) o++;   /* a convolution and its PReLU, the next step */
+        if (st != ADVNN_OK) return st;
+    }
+    return ADVNN_OK;
 }
 
 /* Rows lo .. lo + nb of a validated advnn_infer call on workspace ws (need marks set). */
@@ -4310,7 +4363,8 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
         int id = g->inputs[i];
         if (ws->need[id]) ws->out[id] = (float *)(uintptr_t)(inputs[i] + (size_t)lo * g->nodes[id].size);  /* read only */
     }
-    if ((st = advnn__forward(ws, nb)) != ADVNN_OK) return st;
+    /* (advnn_infer made the plan for out_node just before: the program is current) */
+    if ((st = nb == 1 && advnn__plan_live(ws) ? advnn__forward1(ws) : advnn__forward(ws, nb)) != ADVNN_OK) return st;
     if ((size_t)nb * osz <= 16) {   /* a per-jet score: no library call for a few bytes */
         size_t k;
         for (k = 0; k < (size_t)nb * osz; k++) out[(size_t)lo * osz + k] = ws->out[out_node][k];

@@ -2998,6 +2998,57 @@ ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const flo
     }
 }
 
+/* A layer at batch 1: z[0..N) = x W + bias (W row-major K x N), y = max(z, 0) with relu (y == z: in
+ * place; else z keeps the value before the ReLU). The sums of advnn__gemv_n (each column's FMAs in k
+ * order from 0), bias and ReLU as advnn_add_bias and advnn_act_forward apply them, so the bits of
+ * advnn_sgemm + advnn_add_bias + advnn_act_forward; one pass with the epilogue on the registers and
+ * nothing re-tested per vector (the per-jet call of reconstruction software spends its time here). */
+ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, const float *x, const float *bias, int relu, float *z,
+                              float *y) {
+    const advnn__v zero = advnn__vset(0.0f);
+    int j = 0, inplace = relu && y == z;
+#define ADVNN__G1_OUT(J, R) do { advnn__v r_ = (R); if (bias) r_ = advnn__vadd(r_, advnn__vld(bias + (J))); \
+        if (!inplace) { advnn__vst(z + (J), r_); } if (relu) { advnn__vst(y + (J), advnn__vmax(r_, zero)); } } while (0)
+    for (; j + 8 * ADVNN__VL <= N; j += 8 * ADVNN__VL) {
+        advnn__v s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
+        const float *m = W + j;
+        for (int k = 0; k < K; k++, m += N) {
+            advnn__v xk = advnn__vset(x[k]);
+            s0 = advnn__vfma(xk, advnn__vld(m), s0);
+            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
+            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
+            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
+            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
+            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
+            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
+            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
+        }
+        ADVNN__G1_OUT(j, s0); ADVNN__G1_OUT(j + ADVNN__VL, s1);
+        ADVNN__G1_OUT(j + 2 * ADVNN__VL, s2); ADVNN__G1_OUT(j + 3 * ADVNN__VL, s3);
+        ADVNN__G1_OUT(j + 4 * ADVNN__VL, s4); ADVNN__G1_OUT(j + 5 * ADVNN__VL, s5);
+        ADVNN__G1_OUT(j + 6 * ADVNN__VL, s6); ADVNN__G1_OUT(j + 7 * ADVNN__VL, s7);
+    }
+    for (; j + ADVNN__VL <= N; j += ADVNN__VL) {   /* gemv_n's two accumulators (even and odd k) */
+        advnn__v s0 = zero, s1 = zero;
+        const float *m = W + j;
+        int k = 0;
+        for (; k + 2 <= K; k += 2, m += 2 * (advnn__idx)N) {
+            s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
+            s1 = advnn__vfma(advnn__vset(x[k + 1]), advnn__vld(m + N), s1);
+        }
+        if (k < K) s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
+        ADVNN__G1_OUT(j, advnn__vadd(s0, s1));
+    }
+#undef ADVNN__G1_OUT
+    for (; j < N; j++) {
+        float s = 0.0f, t;
+        for (int k = 0; k < K; k++) s += x[k] * W[(advnn__idx)k * N + j];
+        t = bias ? s + bias[j] : s;
+        if (relu) y[j] = t > 0.0f ? t : 0.0f;
+        if (!inplace) z[j] = t;
+    }
+}
+
 /* The vector path of advnn_sgemm (M, N, K >= 1, alpha != 0). */
 ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                 const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
@@ -3078,11 +3129,8 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
     if (M <= 0 || N <= 0) return;
     if (!relu) { Y = C; ldy = ldc; }
 #ifdef ADVNN__VECTOR
-    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0) {   /* batch 1: one pass of the GEMV, epilogue on its registers */
-        advnn__epi e;
-        e.bias = bias; e.y = Y; e.ldy = ldy; e.relu = relu;
-        (void)lda; (void)work;
-        advnn__gemv_n(K, N, B, ldb, A, 1, C, 1.0f, 0.0f, &e);
+    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0 && ldb == N) {   /* batch 1: one pass, epilogue on the registers */
+        advnn__gemv1(K, N, B, A, bias, relu, C, Y);
         return;
     }
     if (ADVNN__VEC_LIVE() && M == 1 && N == 1 && K > 0 && ldb == 1) {   /* a dot product, as advnn_sgemm sums it */
