@@ -98,7 +98,8 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
  * before the ReLU). No transposes, alpha 1, beta 0; work as for advnn_sgemm. Bit for bit the
  * result of advnn_sgemm, advnn_add_bias and advnn_act_forward(ADVNN_ACT_RELU) in turn; the AVX2
  * path applies bias and ReLU to each register tile before its store instead of in two more passes
- * over C (W1's batch-512 inference spent 9% of its time in those passes). */
+ * over C (W1's batch-512 inference spent 9% of its time in those passes), and every vector path
+ * does so on the accumulators of its one-row GEMV at M = 1 (a per-jet call). */
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                           const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
                                           float *work);
@@ -2879,21 +2880,9 @@ ADVNN__NOINLINE static void advnn__sgemm_stack(advnn__blocked_fn blocked, int tr
 }
 
 #ifdef ADVNN__VECTOR
-/* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators.
- * e (or NULL): bias and ReLU on each result before its store, with the operations of advnn_add_bias
- * and advnn_act_forward (a layer's forward at batch 1 in one pass: e->y receives the activation). */
-ADVNN__FN void advnn__gemv_epi_s(const advnn__epi *e, float *y, int j) {
-    float z = e->bias ? y[j] + e->bias[j] : y[j];
-    if (e->relu) e->y[j] = z > 0.0f ? z : 0.0f;
-    if (!e->relu || e->y != y) y[j] = z;
-}
-ADVNN__VFN void advnn__gemv_epi_v(const advnn__epi *e, float *yp, int j, advnn__v r) {
-    if (e->bias) r = advnn__vadd(r, advnn__vld(e->bias + j));
-    if (!e->relu || e->y != yp - j) advnn__vst(yp, r);
-    if (e->relu) advnn__vst(e->y + j, advnn__vmax(r, advnn__vset(0.0f)));
-}
+/* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators. */
 ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y,
-                               float alpha, float beta, const advnn__epi *e) {
+                               float alpha, float beta) {
     const int W = 8 * ADVNN__VL;
     const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
     int j = 0;
@@ -2918,8 +2907,7 @@ ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const flo
             float *yp = y + j + u * ADVNN__VL;
             advnn__v r = advnn__vmul(va, s[u]);
             if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(yp), r);
-            if (e) advnn__gemv_epi_v(e, yp, j + u * ADVNN__VL, r);
-            else advnn__vst(yp, r);
+            advnn__vst(yp, r);
         }
     }
     for (; j + ADVNN__VL <= n; j += ADVNN__VL) {
@@ -2933,14 +2921,12 @@ ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const flo
         if (k < K) s0 = advnn__vfma(advnn__vset(x[(advnn__idx)k * incx]), advnn__vld(m), s0);
         advnn__v r = advnn__vmul(va, advnn__vadd(s0, s1));
         if (beta != 0.0f) r = advnn__vfma(vb, advnn__vld(y + j), r);
-        if (e) advnn__gemv_epi_v(e, y + j, j, r);
-        else advnn__vst(y + j, r);
+        advnn__vst(y + j, r);
     }
     for (; j < n; j++) {
         float s = 0.0f;
         for (int k = 0; k < K; k++) s += x[(advnn__idx)k * incx] * Mat[(advnn__idx)k * ld + j];
         y[j] = beta == 0.0f ? alpha * s : alpha * s + beta * y[j];
-        if (e) advnn__gemv_epi_s(e, y, j);
     }
 }
 
@@ -2998,13 +2984,13 @@ ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const flo
     }
 }
 
-/* A layer at batch 1: z[0..N) = x W + bias (W row-major K x N), y = max(z, 0) with relu (y == z: in
+/* A layer at batch 1: z[0..N) = x W + bias (W row-major K x N, rows ldw apart), y = max(z, 0) with relu (y == z: in
  * place; else z keeps the value before the ReLU). The sums of advnn__gemv_n (each column's FMAs in k
  * order from 0), bias and ReLU as advnn_add_bias and advnn_act_forward apply them, so the bits of
  * advnn_sgemm + advnn_add_bias + advnn_act_forward; one pass with the epilogue on the registers and
  * nothing re-tested per vector (the per-jet call of reconstruction software spends its time here). */
-ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, const float *x, const float *bias, int relu, float *z,
-                              float *y) {
+ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, int ldw, const float *x, const float *bias, int relu,
+                              float *z, float *y) {
     const advnn__v zero = advnn__vset(0.0f);
     int j = 0, inplace = relu && y == z;
 #define ADVNN__G1_OUT(J, R) do { advnn__v r_ = (R); if (bias) r_ = advnn__vadd(r_, advnn__vld(bias + (J))); \
@@ -3012,7 +2998,7 @@ ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, const float *x, cons
     for (; j + 8 * ADVNN__VL <= N; j += 8 * ADVNN__VL) {
         advnn__v s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
         const float *m = W + j;
-        for (int k = 0; k < K; k++, m += N) {
+        for (int k = 0; k < K; k++, m += ldw) {
             advnn__v xk = advnn__vset(x[k]);
             s0 = advnn__vfma(xk, advnn__vld(m), s0);
             s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
@@ -3032,9 +3018,9 @@ ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, const float *x, cons
         advnn__v s0 = zero, s1 = zero;
         const float *m = W + j;
         int k = 0;
-        for (; k + 2 <= K; k += 2, m += 2 * (advnn__idx)N) {
+        for (; k + 2 <= K; k += 2, m += 2 * (advnn__idx)ldw) {
             s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
-            s1 = advnn__vfma(advnn__vset(x[k + 1]), advnn__vld(m + N), s1);
+            s1 = advnn__vfma(advnn__vset(x[k + 1]), advnn__vld(m + ldw), s1);
         }
         if (k < K) s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
         ADVNN__G1_OUT(j, advnn__vadd(s0, s1));
@@ -3042,7 +3028,7 @@ ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, const float *x, cons
 #undef ADVNN__G1_OUT
     for (; j < N; j++) {
         float s = 0.0f, t;
-        for (int k = 0; k < K; k++) s += x[k] * W[(advnn__idx)k * N + j];
+        for (int k = 0; k < K; k++) s += x[k] * W[(advnn__idx)k * ldw + j];
         t = bias ? s + bias[j] : s;
         if (relu) y[j] = t > 0.0f ? t : 0.0f;
         if (!inplace) z[j] = t;
@@ -3058,7 +3044,7 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
             return;
         }
         if (!transB) {
-            advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta, NULL);
+            advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta);
             return;
         }
         if (!transA || lda == 1) {
@@ -3073,7 +3059,7 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
             return;
         }
         if (transA && ldc == 1) {
-            advnn__gemv_n(K, M, A, lda, B, incb, C, alpha, beta, NULL);
+            advnn__gemv_n(K, M, A, lda, B, incb, C, alpha, beta);
             return;
         }
     }
@@ -3084,7 +3070,7 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
         return;
     }
     if (M <= 4 && transA && !transB) {
-        for (int i = 0; i < M; i++) advnn__gemv_n(K, N, B, ldb, A + i, lda, C + (advnn__idx)i * ldc, alpha, beta, NULL);
+        for (int i = 0; i < M; i++) advnn__gemv_n(K, N, B, ldb, A + i, lda, C + (advnn__idx)i * ldc, alpha, beta);
         return;
     }
     if (work)
@@ -3129,8 +3115,8 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
     if (M <= 0 || N <= 0) return;
     if (!relu) { Y = C; ldy = ldc; }
 #ifdef ADVNN__VECTOR
-    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0 && ldb == N) {   /* batch 1: one pass, epilogue on the registers */
-        advnn__gemv1(K, N, B, A, bias, relu, C, Y);
+    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0) {   /* batch 1: one pass, epilogue on the registers */
+        advnn__gemv1(K, N, B, ldb, A, bias, relu, C, Y);
         return;
     }
     if (ADVNN__VEC_LIVE() && M == 1 && N == 1 && K > 0 && ldb == 1) {   /* a dot product, as advnn_sgemm sums it */
