@@ -253,7 +253,15 @@ ADVNN_DEF advnn_ws    *advnn_ws_new(const advnn_graph *g, int max_batch);   /* i
 ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
 /* Run the graph (eval mode) on n samples. inputs[i] points at n rows of the i-th input node
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
- * Writes n * size(out_node) floats to out. */
+ * Writes n * size(out_node) floats to out.
+ * Made for a per-jet call: the workspace keeps what depends only on the weights and the output
+ * node (the nodes to run; each BatchNorm whose only consumer is a Dense folded into that Dense's
+ * weights and bias, W' = diag(gamma / sqrt(var + eps)) W, other BatchNorms' 1/std), made on the first
+ * call and again only after the weights changed (every library function that writes weights marks
+ * them; raw writes: see advnn_params), so a call does only the arithmetic. A folded pair rounds
+ * once where the unfolded layers round twice: outputs differ from a training workspace's eval pass
+ * (advnn_evaluate) by float rounding (~1e-7 relative; test_infer holds them to 1e-5 of the layer
+ * formulas in double). advnn_predict uses the same caches (the same rows give the same bits). */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
 /* Let advnn_infer on this workspace run batches of at least 64 rows on n threads (n - 1 workers of
  * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
@@ -4434,6 +4442,17 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     return ADVNN_OK;
 }
 
+/* 1 when the (vector) sum of the values is finite, so that every value is: a per-jet call of W2 (360
+ * inputs) spent as long on isfinite, value by value, as on a layer; 0: overflow or a non-finite value */
+static int advnn__sum_finite(const float *x, size_t cnt) {
+    size_t o;
+    for (o = 0; o < cnt; o += (size_t)1 << 30) {
+        size_t c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
+        if (!isfinite(advnn_sum((int)c, x + o, 1))) return 0;
+    }
+    return 1;
+}
+
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out) {
     const advnn_graph *g;
     int i;
@@ -4448,10 +4467,11 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
         int id = g->inputs[i];
         if (!ws->need[id]) continue;
         if (!inputs || !inputs[i]) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: input %d ('%s') is needed but NULL", i, g->nodes[id].name);
-        for (k = 0; k < (size_t)n * g->nodes[id].size; k++)
-            if (!isfinite(inputs[i][k]))
-                return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
-                                   (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
+        if (!advnn__sum_finite(inputs[i], (size_t)n * g->nodes[id].size))   /* else look value by value */
+            for (k = 0; k < (size_t)n * g->nodes[id].size; k++)
+                if (!isfinite(inputs[i][k]))
+                    return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
+                                       (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
     if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
