@@ -63,7 +63,8 @@
  *   - advnn_last_error() is per thread.
  *   - A finalized graph may be read by any number of threads at once (advnn_infer, advnn_predict,
  *     advnn_model_save) provided each thread uses its own advnn_ws and nobody trains or changes it
- *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes) at the same time.
+ *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes, advnn_params included: it marks
+ *     the workspaces' cached weight values stale) at the same time.
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
