@@ -63,7 +63,8 @@
  *   - advnn_last_error() is per thread.
  *   - A finalized graph may be read by any number of threads at once (advnn_infer, advnn_predict,
  *     advnn_model_save) provided each thread uses its own advnn_ws and nobody trains or changes it
- *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes) at the same time.
+ *     (advnn_fit/advnn_train_step/advnn_loss_scale/parameter writes, advnn_params included: it marks
+ *     the workspaces' cached weight values stale) at the same time.
  *   - A trainer, workspace or dataset is used by one thread at a time. A trainer created after
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
@@ -245,8 +246,14 @@ ADVNN_DEF int64_t     advnn_param_count(const advnn_graph *g, const char *group)
  * BatchNorm, pooling and losses are not counted. -1 for a bad graph, node or group. The benchmarks
  * count a training step's FLOPs from this (forward, plus the same again for each gradient computed). */
 ADVNN_DEF double      advnn_flops(const advnn_graph *g, int node, const char *group);
-/* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing. */
+/* All parameters (trainable and BatchNorm statistics) as one float array, for copying or hashing.
+ * Writing through it is allowed; inference workspaces cache values derived from the weights (folded
+ * BatchNorm, see advnn_infer), which every library function that changes weights refreshes, and
+ * which advnn_params() itself marks stale. A write through a pointer kept from an earlier call must
+ * be followed by advnn_params_changed(g) before the next advnn_infer/advnn_predict, else those may
+ * run on the values cached before the write. Not thread-safe with inference on g. */
 ADVNN_DEF float      *advnn_params(advnn_graph *g, int64_t *count);
+ADVNN_DEF void        advnn_params_changed(advnn_graph *g);
 
 /* ---------------------------------------------------------------- workspaces and inference */
 typedef struct advnn_ws advnn_ws;
@@ -254,7 +261,15 @@ ADVNN_DEF advnn_ws    *advnn_ws_new(const advnn_graph *g, int max_batch);   /* i
 ADVNN_DEF void         advnn_ws_free(advnn_ws *ws);
 /* Run the graph (eval mode) on n samples. inputs[i] points at n rows of the i-th input node
  * (advnn_input_node order); only inputs the output depends on are read (others may be NULL).
- * Writes n * size(out_node) floats to out. */
+ * Writes n * size(out_node) floats to out.
+ * Made for a per-jet call: the workspace keeps what depends only on the weights and the output
+ * node (the nodes to run; each BatchNorm whose only consumer is a Dense folded into that Dense's
+ * weights and bias, W' = diag(gamma / sqrt(var + eps)) W, other BatchNorms' 1/std), made on the first
+ * call and again only after the weights changed (every library function that writes weights marks
+ * them; raw writes: see advnn_params), so a call does only the arithmetic. A folded pair rounds
+ * once where the unfolded layers round twice: outputs differ from a training workspace's eval pass
+ * (advnn_evaluate) by float rounding (~1e-7 relative; test_infer holds them to 1e-5 of the layer
+ * formulas in double). advnn_predict uses the same caches (the same rows give the same bits). */
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out);
 /* Let advnn_infer on this workspace run batches of at least 256 rows on n threads (n - 1 workers of
  * its own, each with a workspace for one chunk; default 1, at most 64): the rows are cut into at
@@ -1180,6 +1195,8 @@ struct advnn_graph {
     char (*groups)[ADVNN__NAME_MAX]; int n_groups, cur_group;
     int    *inputs;       int n_inputs;
     float  *params;       int64_t n_params;
+    uint64_t wgen;        /* weight generation: every writer of params adds 1 (advnn__weights_changed), so
+                           * that inference workspaces know when their cached values are stale */
     int    *name_ht;      int name_cap, name_n;   /* open-addressing index of node names (advnn_find) */
     int     finalized;
     advnn_status err;     char errmsg[512];
@@ -1219,6 +1236,7 @@ ADVNN_DEF advnn_graph *advnn_graph_new(void) {
     if (!g) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_graph_new: out of memory"); return NULL; }
     memset(g, 0, sizeof *g);
     g->cur_group = -1;
+    g->wgen = 1;
     if (advnn_group(g, "main") < 0) { advnn_graph_free(g); return NULL; }
     return g;
 }
@@ -1864,8 +1882,10 @@ ADVNN_DEF float *advnn_params(advnn_graph *g, int64_t *count) {
     if (count) *count = g ? g->n_params : 0;
     if (!g) { advnn__fail(ADVNN_ERR_ARG, "advnn_params: graph is NULL"); return NULL; }
     if (!g->finalized) { advnn__fail(ADVNN_ERR_STATE, "advnn_params: graph not finalized (it has no weights yet)"); return NULL; }
+    g->wgen++;   /* the caller may write through the pointer: workspaces recompute their cached values */
     return g->params;
 }
+ADVNN_DEF void advnn_params_changed(advnn_graph *g) { if (g) g->wgen++; }
 
 /* The first parameter that a model file must not hold: non-finite, or a negative BatchNorm variance. */
 static advnn_status advnn__check_params(const advnn_graph *g, const char *what) {
@@ -1923,6 +1943,7 @@ ADVNN_DEF advnn_status advnn_standardize_fit(advnn_graph *g, int node, const adv
         for (c = 0; c < C; c++) { double d = x->data[r * C + c] - acc[C + c]; acc[2 * C + c] += w * d * d; }
     }
     off = g->params + g->par[n->param0].off; sc = g->params + g->par[n->param0 + 1].off;
+    g->wgen++;
     for (c = 0; c < C; c++) {
         double sd = sqrt(acc[2 * C + c] / acc[c]);
         off[c] = (float)acc[C + c];
@@ -1938,6 +1959,7 @@ static void advnn__sn_iterate(advnn_graph *g, const advnn__node *n) {
     float *u = g->params + g->par[n->param0 + 2].off, *v = g->params + g->par[n->param0 + 3].off;
     int K = g->par[n->param0].rows, U = g->par[n->param0].cols, i, j;
     double s = 0;
+    g->wgen++;
     for (j = 0; j < U; j++) v[j] = 0;
     for (i = 0; i < K; i++) for (j = 0; j < U; j++) v[j] += u[i] * W[(size_t)i * U + j];
     for (j = 0; j < U; j++) s += (double)v[j] * v[j];
@@ -2633,6 +2655,9 @@ static int advnn__chunk_cap(int n) {
 }
 
 /* ---------------------------------------------------------------- workspaces */
+/* One step of a batch-1 inference pass (advnn__iplan): node `node`, or, for a Dense with no or a ReLU
+ * activation on one row (xin >= 0), that layer with its weights resolved (a folded BatchNorm's too). */
+typedef struct advnn__iop { int node, xin, K, U, relu; const float *W, *b; } advnn__iop;
 struct advnn_ws {
     advnn_graph *g;            /* written only in training mode (BatchNorm running statistics) */
     int     max_batch, grads;  /* grads: has dout/pgrad buffers (training workspace) */
@@ -2672,6 +2697,16 @@ struct advnn_ws {
     struct advnn_ws **isub;    /* the other threads' workspaces (ithreads - 1) */
     struct advnn__team *iteam;
     struct advnn__inferjob *ijob;
+    /* inference caches (workspaces without gradients, advnn__iplan): what depends only on the weights
+     * is made once per weight generation of the graph (g->wgen), not on every call */
+    uint64_t pgen;             /* the g->wgen they were made from (0: none) */
+    int      pout;             /* the node whose ancestors ws->need marks for advnn__iplan (-1: none) */
+    int     *pinto;            /* per node: a BatchNorm folded into the Dense pinto[i] (its only consumer), or -1 */
+    int64_t *poff;             /* per node: its cached floats in pbuf, or -1: a folded Dense's W' (K x U), b' (U)
+                                * and U doubles of scratch; any other BatchNorm its 1/std (C) */
+    float   *pbuf;
+    struct advnn__iop *prog;   /* the batch-1 pass to pout: its nodes in order, Dense layers resolved */
+    int      nprog;
 };
 
 static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char **stream);   /* (datasets) */
@@ -2772,6 +2807,38 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
     return off;
 }
 
+/* Inference caches: a BatchNorm whose only consumer is a Dense (not spectrally normalised, at most
+ * ADVNN__FOLD_MAX weights) is folded into that Dense's weights and bias; any other BatchNorm keeps its
+ * 1/std. Sizes them (once per workspace; advnn__iplan fills them). */
+#define ADVNN__FOLD_MAX (1 << 16)
+static int advnn__plan_layout(advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    int N = g->n_nodes, i, j, *cons;
+    size_t off = 0;
+    ws->pinto = (int *)ADVNN_MALLOC(2 * (size_t)N * sizeof(int) + 1);
+    ws->poff = (int64_t *)ADVNN_MALLOC((size_t)N * sizeof(int64_t) + 1);
+    ws->prog = (struct advnn__iop *)ADVNN_MALLOC((size_t)N * sizeof *ws->prog + 1);
+    if (!ws->pinto || !ws->poff || !ws->prog) return 0;
+    cons = ws->pinto + N;   /* per node: its one consumer, -1 none, -2 several (or one reading it twice) */
+    for (i = 0; i < N; i++) { ws->pinto[i] = -1; ws->poff[i] = -1; cons[i] = -1; }
+    for (i = 0; i < N; i++)
+        for (j = 0; j < g->nodes[i].n_in; j++) { int q = g->nodes[i].in[j]; cons[q] = cons[q] == -1 ? i : -2; }
+    for (i = 0; i < N; i++) {
+        const advnn__node *n = &g->nodes[i], *d = cons[i] >= 0 ? &g->nodes[cons[i]] : NULL;
+        if (n->kind != ADVNN__BATCHNORM) continue;
+        if (d && d->kind == ADVNN__DENSE && !d->ip[2] && (int64_t)n->cols * d->cols <= ADVNN__FOLD_MAX) {
+            ws->pinto[i] = cons[i];
+            ws->poff[cons[i]] = (int64_t)off;
+            off += advnn__round((size_t)n->cols * d->cols) + 3 * advnn__round((size_t)d->cols);
+        } else {
+            ws->poff[i] = (int64_t)off;
+            off += advnn__round((size_t)n->cols);
+        }
+    }
+    if (off && !(ws->pbuf = (float *)advnn__zalloc(off * sizeof(float)))) return 0;
+    return 1;
+}
+
 static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     advnn_ws *ws;
     size_t total, k;
@@ -2791,7 +2858,9 @@ static advnn_ws *advnn__ws_create(advnn_graph *g, int max_batch, int grads) {
     memset(ws->out, 0, 4 * k * sizeof(float *));
     ws->dout = ws->out + k; ws->aux = ws->out + 2 * k; ws->in_own = ws->out + 3 * k;
     ws->needg = ws->need + k; ws->sub = ws->need + 2 * k; ws->dfresh = ws->need + 3 * k; ws->key = -1;
+    ws->pout = -1;
     memset(ws->sub, 0, k);
+    if (!grads && !advnn__plan_layout(ws)) { advnn_ws_free(ws); advnn__fail(ADVNN_ERR_NOMEM, "workspace: out of memory"); return NULL; }
     total = advnn__ws_layout(g, max_batch, grads, NULL, NULL);
     base = (float *)advnn__zalloc(total * sizeof(float));
     if (!base) {
@@ -2814,6 +2883,7 @@ ADVNN_DEF void advnn_ws_free(advnn_ws *ws) {
     advnn__ws_drop_threads(ws);
     advnn__free(ws->arena);
     ADVNN_FREE(ws->out); ADVNN_FREE(ws->loss); ADVNN_FREE(ws->need); ADVNN_FREE(ws->perm);
+    ADVNN_FREE(ws->pinto); ADVNN_FREE(ws->poff); advnn__free(ws->pbuf); ADVNN_FREE(ws->prog);
     ADVNN_FREE(ws);
 }
 
@@ -2827,7 +2897,7 @@ static void advnn__need_of(const advnn_graph *g, int target, unsigned char *need
     for (i = g->n_nodes - 1; i >= 0; i--)
         if (need[i]) for (j = 0; j < g->nodes[i].n_in; j++) need[g->nodes[i].in[j]] = 1;
 }
-static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); }
+static void advnn__mark_needed(advnn_ws *ws, int target) { advnn__need_of(ws->g, target, ws->need); ws->pout = -1; }
 
 static int advnn__group_on(const advnn_ws *ws, int group) { return !ws->group_on || ws->group_on[group]; }
 
@@ -2865,8 +2935,10 @@ static void advnn__repeat(const float *v, int N, int L, float *out) { int j; for
 static void advnn__fold_add(const float *acc, int N, int L, float *out) { int j; for (j = 0; j < L; j++) out[j % N] += acc[j]; }
 
 /* X[i, j] += b[j] over `rows` contiguous rows of N. */
+/* (The wide buffers are filled only when used: zeroing 2.5 KiB on every call cost W1's batch-1 pass
+ * a tenth of its time.) */
 static void advnn__bias_rows(int rows, int N, float *X, const float *b) {
-    float bb[ADVNN__WIDE_MAX] = {0};
+    float bb[ADVNN__WIDE_MAX];
     int L = advnn__wide_len(N, rows), g, wide;
     if (!L) { advnn_add_bias(rows, N, X, N, b); return; }
     g = L / N; wide = rows / g;
@@ -2876,9 +2948,10 @@ static void advnn__bias_rows(int rows, int N, float *X, const float *b) {
 }
 /* out[j] += sum_i X[i, j] over contiguous rows. */
 static void advnn__colsum_rows(int rows, int N, const float *X, float *out) {
-    float acc[ADVNN__WIDE_MAX] = {0};
+    float acc[ADVNN__WIDE_MAX];
     int L = advnn__wide_len(N, rows), g, wide;
     if (!L) { advnn_col_sums(rows, N, X, N, out); return; }
+    memset(acc, 0, (size_t)L * sizeof(float));
     g = L / N; wide = rows / g;
     advnn_col_sums(wide, L, X, L, acc);
     advnn__fold_add(acc, N, L, out);
@@ -2887,7 +2960,7 @@ static void advnn__colsum_rows(int rows, int N, const float *X, float *out) {
 /* Activation forward/backward over contiguous rows (y/dx may alias x/dy as the kernels allow). An
  * element-wise activation is one long row; PReLU repeats its slopes (and folds their gradient). */
 static void advnn__act_rows(advnn_act act, int rows, int N, const float *x, float *y, float param, const float *alpha) {
-    float aa[ADVNN__WIDE_MAX] = {0};
+    float aa[ADVNN__WIDE_MAX];
     int L, g, wide;
     if (act != ADVNN_ACT_PRELU) {
         if ((int64_t)rows * N <= INT32_MAX / 2) { advnn_act_forward(act, 1, rows * N, x, rows * N, y, rows * N, param, alpha); return; }
@@ -2983,20 +3056,21 @@ static float *advnn__preact(const advnn_ws *ws, const advnn__node *n, int id) {
     return !advnn__z_kept(n) || !ws->grads ? ws->out[id] : ws->aux[id];
 }
 
-/* Rows [r0, r0 + rows) of the node's pre-activation z = X W (X: those rows, K columns), then bias
- * and activation into its output: for none or ReLU in the GEMM's epilogue (the same values without
- * two more passes over z), otherwise (and for matrix-vector shapes) as passes over z. */
+/* Rows [r0, r0 + rows) of the node's pre-activation z = X W + bias (X: those rows, K columns), then
+ * the activation into its output: for none or ReLU in the GEMM's (or at batch 1 the GEMV's) epilogue
+ * (the same values without two more passes over z), otherwise (and for a single output column) as
+ * passes over z. */
 static void advnn__gemm_bias_act(advnn_ws *ws, const advnn__node *n, int id, const float *X, int K, const float *W,
-                                 int r0, int rows) {
+                                 const float *bias, int r0, int rows) {
     int U = n->cols, act = n->ip[1];
     size_t o = (size_t)r0 * U;
     float *z = advnn__preact(ws, n, id) + o, *y = ws->out[id] + o;
-    if ((act == ADVNN_ACT_LINEAR || act == ADVNN_ACT_RELU) && rows > 1 && U > 1) {   /* (else matrix-vector) */
-        advnn_sgemm_bias_relu(rows, U, K, X, K, W, U, advnn__P(ws, n, 1), act == ADVNN_ACT_RELU, z, U, y, U, ws->gemm);
+    if ((act == ADVNN_ACT_LINEAR || act == ADVNN_ACT_RELU) && (rows == 1 || U > 1)) {
+        advnn_sgemm_bias_relu(rows, U, K, X, K, W, U, bias, act == ADVNN_ACT_RELU, z, U, y, U, ws->gemm);
         return;
     }
     advnn_sgemm(0, 0, rows, U, K, 1.0f, X, K, W, U, 0.0f, z, U, ws->gemm);
-    advnn__bias_rows(rows, U, z, advnn__P(ws, n, 1));
+    advnn__bias_rows(rows, U, z, bias);
     if (act != ADVNN_ACT_LINEAR) advnn__act_rows((advnn_act)act, rows, U, z, y, n->fp[0], NULL);
 }
 
@@ -3021,11 +3095,21 @@ static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb)
     return Wsn;
 }
 
+/* The inference caches of advnn__iplan hold this generation of the weights (never on a training workspace). */
+static int advnn__plan_live(const advnn_ws *ws) { return ws->pgen == ws->g->wgen && !ws->training; }
+/* BatchNorm node i is folded into its Dense, which this pass runs: skip it */
+static int advnn__bn_folded(const advnn_ws *ws, int i) { return ws->pinto && ws->pinto[i] >= 0 && ws->need[ws->pinto[i]] && advnn__plan_live(ws); }
+
 static void advnn__dense_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols;
-    const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0);
-    advnn__gemm_bias_act(ws, n, id, ws->out[n->in[0]], K, W, 0, rows);
+    const float *W = n->ip[2] ? advnn__sn_weight(ws, n, nb) : advnn__P(ws, n, 0), *X = ws->out[n->in[0]], *b = advnn__P(ws, n, 1);
+    if (ws->pinto && ws->pinto[n->in[0]] == id && advnn__plan_live(ws)) {   /* the BatchNorm before it, folded in */
+        W = ws->pbuf + ws->poff[id];
+        b = W + advnn__round((size_t)K * n->cols);
+        X = ws->out[x->in[0]];
+    }
+    advnn__gemm_bias_act(ws, n, id, X, K, W, b, 0, rows);
 }
 
 /* BatchNorm uses batch statistics only while training its own group: a frozen BatchNorm (e.g. the
@@ -3122,6 +3206,9 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
                 rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
             }
         }
+    } else if (advnn__plan_live(ws) && ws->poff[id] >= 0) {   /* 1/std cached by advnn__iplan (the same values) */
+        advnn_bn_rows(R, C, x, C, rm, ws->pbuf + ws->poff[id], gam, bet, NULL, y);
+        return;
     } else {
         for (j = 0; j < C; j++) { mean[j] = rm[j]; istd[j] = (float)(1.0 / sqrt((double)rv[j] + eps)); }
     }
@@ -3268,14 +3355,14 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     int P = c.Ho * c.Wo, s0, s;
     int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
     if (c.pointwise) {
-        advnn__gemm_bias_act(ws, n, id, x, c.C, w, 0, nb * P);
+        advnn__gemm_bias_act(ws, n, id, x, c.C, w, advnn__P(ws, n, 1), 0, nb * P);
         return 0;
     }
     for (s0 = 0; s0 < nb; s0 += s) {
         size_t o = (size_t)s0 * P * c.F;
         s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
         advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
-        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, s0 * P, s * P);
+        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, advnn__P(ws, n, 1), s0 * P, s * P);
         if (fuse) advnn__act_rows(ADVNN_ACT_PRELU, s * P, c.F, ws->out[id] + o, ws->out[id + 1] + o, 0.0f, advnn__P(ws, nx, 0));
     }
     return fuse;
@@ -3392,48 +3479,56 @@ static void advnn__standardize_rows(advnn_ws *ws, int id, int nb, int dir) {
         else for (c = 0; c < C; c++) dst[c] = (src[c] - off[c]) * sc[c];
 }
 
+/* Node i's forward on nb rows (need marks set). Returns 1 when it also computed node i + 1 (the
+ * PReLU of a convolution); a loss that fails sets *st. */
+static int advnn__node_fwd(advnn_ws *ws, int i, int nb, advnn_status *st) {
+    const advnn__node *n = &ws->g->nodes[i];
+    switch (n->kind) {
+    case ADVNN__INPUT: break;
+    case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
+    case ADVNN__ACT:
+        advnn__act_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], n->fp[0], NULL);
+        break;
+    case ADVNN__PRELU:
+        advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
+        break;
+    case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
+    case ADVNN__BATCHNORM: if (!advnn__bn_folded(ws, i)) advnn__bn_fwd(ws, i, nb); break;   /* may pause the pass */
+    case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
+    case ADVNN__CONV: return advnn__conv_fwd(ws, i, nb);   /* and the PReLU after it */
+    case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
+    case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
+    case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
+    case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
+    case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
+    case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
+    case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
+    default: *st = advnn__loss_fwd(ws, i, nb);
+    }
+    return 0;
+}
+
 /* A pass on nall rows. In a chunked step it may pause at a BatchNorm (ws->paused; see the threads
  * section); called again it resumes there. */
 static advnn_status advnn__forward(advnn_ws *ws, int nall) {
     advnn_graph *g = ws->g;
     int i, nb;
     ws->paused = 0;
+    /* a training pass precedes every optimizer update and BatchNorm statistics update: inference
+     * workspaces remake their caches after it (one writer: chunk 0) */
+    if (ws->grads && ws->ck == 0 && ws->fpos == 0) g->wgen++;
     for (i = ws->fpos; i < g->n_nodes; i++) {
-        const advnn__node *n = &g->nodes[i];
-        advnn_status st;
+        advnn_status st = ADVNN_OK;
         if (!ws->need[i] || (ws->keep && ws->keep[i])) continue;
         if ((nb = advnn__node_rows(ws, i, nall)) == 0) {   /* no key rows in this slice */
-            if (ADVNN__IS_LOSS(n->kind)) ws->loss[i] = 0;
+            if (ADVNN__IS_LOSS(g->nodes[i].kind)) ws->loss[i] = 0;
             continue;
         }
-        switch (n->kind) {
-        case ADVNN__INPUT: break;
-        case ADVNN__DENSE: advnn__dense_fwd(ws, i, nb); break;
-        case ADVNN__ACT:
-            advnn__act_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], n->fp[0], NULL);
-            break;
-        case ADVNN__PRELU:
-            advnn__act_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], 0.0f, advnn__P(ws, n, 0));
-            break;
-        case ADVNN__DROPOUT: advnn__dropout_fwd(ws, i, nb); break;
-        case ADVNN__BATCHNORM:
-            advnn__bn_fwd(ws, i, nb);
-            if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
-            break;
-        case ADVNN__CONCAT: advnn__concat_fwd(ws, i, nb); break;
-        case ADVNN__CONV: if (advnn__conv_fwd(ws, i, nb)) i++; break;   /* and the PReLU after it */
-        case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
-        case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
-        case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
-        case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
-        case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
-        case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
-        case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
-        case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
-        case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;
-        default:
-            if ((st = advnn__loss_fwd(ws, i, nb)) != ADVNN_OK) { ws->fpos = 0; return st; }
-        }
+        i += advnn__node_fwd(ws, i, nb, &st);
+        if (st != ADVNN_OK) { ws->fpos = 0; return st; }
+        if (ws->paused) { ws->fpos = i; return ADVNN_OK; }
     }
     ws->fpos = 0;
     return ADVNN_OK;
@@ -4240,6 +4335,91 @@ static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t
 }
 
 /* ---------------------------------------------------------------- inference */
+/* BatchNorm y = (x - mean) istd gamma + beta folded into the Dense after it, z = y W + b:
+ * W'[k][j] = s_k W[k][j], b'[j] = b[j] + sum_k t_k W[k][j] with s = gamma / sqrt(var + eps) and
+ * t = beta - mean s, in double, rounded once. Not the two-step rounding of the unfolded pair: outputs
+ * differ from a training workspace's eval pass by float rounding (~1e-7 relative). */
+static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
+    const advnn__node *nb = &ws->g->nodes[bn], *nd = &ws->g->nodes[d];
+    const float *gam = advnn__P(ws, nb, 0), *bet = advnn__P(ws, nb, 1), *rm = advnn__P(ws, nb, 2), *rv = advnn__P(ws, nb, 3);
+    const float *W = advnn__P(ws, nd, 0), *b = advnn__P(ws, nd, 1);
+    int K = nb->cols, U = nd->cols, k, j;
+    float *W2 = ws->pbuf + ws->poff[d], *b2 = W2 + advnn__round((size_t)K * U);
+    double *acc = (double *)(void *)(b2 + advnn__round((size_t)U));
+    for (j = 0; j < U; j++) acc[j] = b[j];
+    for (k = 0; k < K; k++) {
+        double sk = gam[k] / sqrt((double)rv[k] + nb->fp[1]), tk = bet[k] - rm[k] * sk;
+        const float *wr = W + (size_t)k * U;
+        float *w2 = W2 + (size_t)k * U;
+        for (j = 0; j < U; j++) { w2[j] = (float)(wr[j] * sk); acc[j] += tk * wr[j]; }
+    }
+    for (j = 0; j < U; j++) b2[j] = (float)acc[j];
+}
+
+/* Makes an inference workspace ready for an eval pass to node out: the need marks (remade only when
+ * out changes) and the values that depend only on the weights (remade only when g->wgen changed:
+ * the folded BatchNorms and the other BatchNorms' 1/std), so that a call does only the arithmetic. */
+static void advnn__iprog(advnn_ws *ws);
+static void advnn__iplan(advnn_ws *ws, int out) {
+    const advnn_graph *g = ws->g;
+    int i, j, remake = 0;
+    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; remake = 1; }
+    if (ws->grads) return;
+    if (ws->pgen == g->wgen) { if (remake) advnn__iprog(ws); return; }
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        if (n->kind != ADVNN__BATCHNORM) continue;
+        if (ws->pinto[i] >= 0) advnn__fold_bn(ws, i, ws->pinto[i]);
+        else {   /* as advnn__bn_fwd's eval branch computes it */
+            const float *rv = advnn__P(ws, n, 3);
+            float *is = ws->pbuf + ws->poff[i];
+            for (j = 0; j < n->cols; j++) is[j] = (float)(1.0 / sqrt((double)rv[j] + n->fp[1]));
+        }
+    }
+    ws->pgen = g->wgen;
+    advnn__iprog(ws);
+}
+
+/* The batch-1 program of the current need marks and caches: the nodes a pass runs, in order (not the
+ * inputs nor the folded BatchNorms), each Dense of one row with its operands looked up once. */
+static void advnn__iprog(advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    int i;
+    ws->nprog = 0;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        advnn__iop *o = &ws->prog[ws->nprog];
+        if (!ws->need[i] || n->kind == ADVNN__INPUT || advnn__bn_folded(ws, i)) continue;
+        o->node = i; o->xin = -1;
+        if (n->kind == ADVNN__DENSE && !n->ip[2] && g->nodes[n->in[0]].rows == 1 &&
+            (n->ip[1] == ADVNN_ACT_LINEAR || n->ip[1] == ADVNN_ACT_RELU)) {
+            int bn = n->in[0], fold = ws->pinto[bn] == i;
+            o->K = g->nodes[bn].cols; o->U = n->cols; o->relu = n->ip[1] == ADVNN_ACT_RELU;
+            o->xin = fold ? g->nodes[bn].in[0] : bn;
+            o->W = fold ? ws->pbuf + ws->poff[i] : advnn__P(ws, n, 0);
+            o->b = fold ? o->W + advnn__round((size_t)o->K * o->U) : advnn__P(ws, n, 1);
+        }
+        ws->nprog++;
+    }
+}
+
+/* A one-row pass through the program (what advnn__forward computes, the same kernels on the same
+ * operands, without looking the graph up again on every call). */
+static advnn_status advnn__forward1(advnn_ws *ws) {
+    const advnn__iop *o = ws->prog, *e = ws->prog + ws->nprog;
+    advnn_status st = ADVNN_OK;
+    for (; o < e; o++) {
+        if (o->xin >= 0) {
+            float *y = ws->out[o->node];
+            advnn_sgemm_bias_relu(1, o->U, o->K, ws->out[o->xin], o->K, o->W, o->U, o->b, o->relu, y, o->U, y, o->U, ws->gemm);
+            continue;
+        }
+        if (advnn__node_fwd(ws, o->node, 1, &st)) o++;   /* a convolution and its PReLU, the next step */
+        if (st != ADVNN_OK) return st;
+    }
+    return ADVNN_OK;
+}
+
 /* Rows lo .. lo + nb of a validated advnn_infer call on workspace ws (need marks set). */
 static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float *const *inputs, int out_node, float *out) {
     const advnn_graph *g = ws->g;
@@ -4250,8 +4430,12 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
         int id = g->inputs[i];
         if (ws->need[id]) ws->out[id] = (float *)(uintptr_t)(inputs[i] + (size_t)lo * g->nodes[id].size);  /* read only */
     }
-    if ((st = advnn__forward(ws, nb)) != ADVNN_OK) return st;
-    memcpy(out + (size_t)lo * osz, ws->out[out_node], (size_t)nb * osz * sizeof(float));
+    /* (advnn_infer made the plan for out_node just before: the program is current) */
+    if ((st = nb == 1 && advnn__plan_live(ws) ? advnn__forward1(ws) : advnn__forward(ws, nb)) != ADVNN_OK) return st;
+    if ((size_t)nb * osz <= 16) {   /* a per-jet score: no library call for a few bytes */
+        size_t k;
+        for (k = 0; k < (size_t)nb * osz; k++) out[(size_t)lo * osz + k] = ws->out[out_node][k];
+    } else memcpy(out + (size_t)lo * osz, ws->out[out_node], (size_t)nb * osz * sizeof(float));
     return ADVNN_OK;
 }
 
@@ -4286,7 +4470,7 @@ static void advnn__infer_job(advnn__team *t, int k, void *arg) {
     advnn_ws *w = k ? j->ws->isub[k - 1] : j->ws;
     int c;
     (void)t;
-    if (k) { w->training = 0; memcpy(w->need, j->ws->need, (size_t)w->g->n_nodes); }
+    if (k) { w->training = 0; advnn__iplan(w, j->out_node); }   /* each thread's own caches */
     while ((c = advnn__take(&j->taken, j->nck)) >= 0) {
         int lo = advnn__chunk_lo_of(j->n, j->nck, c), nb = advnn__chunk_lo_of(j->n, j->nck, c + 1) - lo;
         ADVNN_ASSERT(nb <= w->max_batch);
@@ -4317,6 +4501,17 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
     return ADVNN_OK;
 }
 
+/* 1 when the (vector) sum of the values is finite, so that every value is: a per-jet call of W2 (360
+ * inputs) spent as long on isfinite, value by value, as on a layer; 0: overflow or a non-finite value */
+static int advnn__sum_finite(const float *x, size_t cnt) {
+    size_t o;
+    for (o = 0; o < cnt; o += (size_t)1 << 30) {
+        size_t c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
+        if (!isfinite(advnn_sum((int)c, x + o, 1))) return 0;
+    }
+    return 1;
+}
+
 ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inputs, int out_node, float *out) {
     const advnn_graph *g;
     int i;
@@ -4326,15 +4521,16 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
     if (n < 1 || n > ws->max_batch) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: n = %d outside 1..%d (the workspace's max_batch)", n, ws->max_batch);
     if (out_node < 0 || out_node >= g->n_nodes) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: node %d does not exist", out_node);
     ws->training = 0;
-    advnn__mark_needed(ws, out_node);
+    advnn__iplan(ws, out_node);
     for (i = 0; i < g->n_inputs; i++) {
         int id = g->inputs[i];
         if (!ws->need[id]) continue;
         if (!inputs || !inputs[i]) return advnn__fail(ADVNN_ERR_ARG, "advnn_infer: input %d ('%s') is needed but NULL", i, g->nodes[id].name);
-        for (k = 0; k < (size_t)n * g->nodes[id].size; k++)
-            if (!isfinite(inputs[i][k]))
-                return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
-                                   (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
+        if (!advnn__sum_finite(inputs[i], (size_t)n * g->nodes[id].size))   /* else look value by value */
+            for (k = 0; k < (size_t)n * g->nodes[id].size; k++)
+                if (!isfinite(inputs[i][k]))
+                    return advnn__fail(ADVNN_ERR_NAN, "advnn_infer: input '%s' has %g at sample %zu, value %zu", g->nodes[id].name,
+                                       (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
     if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
@@ -4368,7 +4564,7 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
     shape[0] = N;
     for (j = 0; j < g->nodes[node].ndim; j++) shape[j + 1] = g->nodes[node].shape[j];
     ws->training = 0;
-    advnn__mark_needed(ws, node);
+    advnn__iplan(ws, node);
     if (!(t = advnn_tensor_new(g->nodes[node].ndim + 1, shape))) return ADVNN_ERR_NOMEM;
     for (s = 0; s < N; s += nb) {
         const advnn_dataset *src;
@@ -5108,11 +5304,12 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
             advnn__fail(st, "advnn_fit: epoch %d, batch %lld: %s (weights restored to the %s)", epoch, (long long)(s / tr->batch), msg,
                         have_best ? "best epoch" : "start of training");
             memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+            g->wgen++;
             break;
         }
         if (val) st = advnn__eval_range(tr, val, 0, advnn_dataset_size(val), &vl);
         else if (nval) st = advnn__eval_range(tr, train, ntr, nval, &vl);
-        if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); break; }
+        if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; break; }
         info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
         info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
 #ifndef ADVNN_NO_STDIO
@@ -5130,7 +5327,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if (o.callback && o.callback(&info, o.user)) { epoch++; break; }
         if (o.patience > 0 && wait >= o.patience) { epoch++; break; }
     }
-    if (st == ADVNN_OK && o.restore_best && have_best) memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float));
+    if (st == ADVNN_OK && o.restore_best && have_best) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; }
     ADVNN_FREE(perm);
     if (res) { res->epochs_run = epoch; res->best_epoch = best_epoch; res->best_loss = best; }
     return st;
@@ -5490,7 +5687,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
             if (sel < 0 || ck[b].c < ck[sel].c || (ck[b].c == ck[sel].c && (ck[b].q > ck[sel].q || (ck[b].q == ck[sel].q && ck[b].epoch < ck[sel].epoch))))
                 sel = b;
         }
-        if (sel >= 0) memcpy(g->params, ck[sel].w, (size_t)g->n_params * sizeof(float));
+        if (sel >= 0) { memcpy(g->params, ck[sel].w, (size_t)g->n_params * sizeof(float)); g->wgen++; }
     }
     if (res) {
         res->epochs_run = epoch;
@@ -6201,6 +6398,7 @@ ADVNN_DEF advnn_status advnn_weight_set(advnn_graph *g, int node, const char *na
             return advnn__fail(ADVNN_ERR_ARG, "advnn_weight_set: node %d: moving_variance[%lld] = %g is negative", node, (long long)k, (double)in[k]);
     }
     memcpy(g->params + p->off, in, (size_t)n * sizeof *in);
+    g->wgen++;
     return ADVNN_OK;
 }
 

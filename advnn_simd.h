@@ -98,7 +98,8 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
  * before the ReLU). No transposes, alpha 1, beta 0; work as for advnn_sgemm. Bit for bit the
  * result of advnn_sgemm, advnn_add_bias and advnn_act_forward(ADVNN_ACT_RELU) in turn; the AVX2
  * path applies bias and ReLU to each register tile before its store instead of in two more passes
- * over C (W1's batch-512 inference spent 9% of its time in those passes). */
+ * over C (W1's batch-512 inference spent 9% of its time in those passes), and every vector path
+ * does so on the accumulators of its one-row GEMV at M = 1 (a per-jet call). */
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                           const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
                                           float *work);
@@ -986,17 +987,13 @@ ADVNN__VFN void advnn__vst_n(float *p, advnn__v v, int r) {
             BODY;                                                                                 \
             advnn__vst((PO) + j_, vo);                                                            \
         }                                                                                         \
-        if (j_ < (n)) {                                                                           \
-            float t1_[ADVNN__VL] = {0}, t2_[ADVNN__VL] = {0}, t3_[ADVNN__VL] = {0}, to_[ADVNN__VL]; \
-            size_t r_ = (size_t)((n) - j_) * sizeof(float);                                       \
-            memcpy(t1_, (P1) + j_, r_); memcpy(t2_, (P2) + j_, r_); memcpy(t3_, (P3) + j_, r_);   \
-            {                                                                                     \
-                advnn__v v1 = advnn__vld(t1_), v2 = advnn__vld(t2_), v3 = advnn__vld(t3_), vo;    \
-                (void)v1; (void)v2; (void)v3;                                                     \
-                BODY;                                                                             \
-                advnn__vst(to_, vo);                                                              \
-            }                                                                                     \
-            memcpy((PO) + j_, to_, r_);                                                           \
+        if (j_ < (n)) { /* partial loads (other lanes 0) and store: no memcpy calls on a short row */ \
+            int r_ = (n) - j_;                                                                    \
+            advnn__v v1 = advnn__vld_n((P1) + j_, r_), v2 = advnn__vld_n((P2) + j_, r_);          \
+            advnn__v v3 = advnn__vld_n((P3) + j_, r_), vo;                                        \
+            (void)v1; (void)v2; (void)v3;                                                         \
+            BODY;                                                                                 \
+            advnn__vst_n((PO) + j_, vo, r_);                                                      \
         }                                                                                         \
     } while (0)
 
@@ -2890,13 +2887,22 @@ ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const flo
     const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
     int j = 0;
     for (; j + W <= n; j += W) {
-        advnn__v s[8];
-        for (int u = 0; u < 8; u++) s[u] = advnn__vset(0.0f);
+        /* eight named accumulators: gcc -O2 kept an array of them in memory (a store and a reload
+         * per FMA, which made W1's batch-1 GEMV ~3x slower) */
+        advnn__v s[8], s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
         const float *m = Mat + j;
         for (int k = 0; k < K; k++, m += ld) {
             advnn__v xk = advnn__vset(x[(advnn__idx)k * incx]);
-            for (int u = 0; u < 8; u++) s[u] = advnn__vfma(xk, advnn__vld(m + u * ADVNN__VL), s[u]);
+            s0 = advnn__vfma(xk, advnn__vld(m), s0);
+            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
+            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
+            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
+            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
+            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
+            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
+            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
         }
+        s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
         for (int u = 0; u < 8; u++) {
             float *yp = y + j + u * ADVNN__VL;
             advnn__v r = advnn__vmul(va, s[u]);
@@ -2978,10 +2984,65 @@ ADVNN__VKFN void advnn__gemv_t(int K, int n, const float *Mat, int ld, const flo
     }
 }
 
+/* A layer at batch 1: z[0..N) = x W + bias (W row-major K x N, rows ldw apart), y = max(z, 0) with relu (y == z: in
+ * place; else z keeps the value before the ReLU). The sums of advnn__gemv_n (each column's FMAs in k
+ * order from 0), bias and ReLU as advnn_add_bias and advnn_act_forward apply them, so the bits of
+ * advnn_sgemm + advnn_add_bias + advnn_act_forward; one pass with the epilogue on the registers and
+ * nothing re-tested per vector (the per-jet call of reconstruction software spends its time here). */
+ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, int ldw, const float *x, const float *bias, int relu,
+                              float *z, float *y) {
+    const advnn__v zero = advnn__vset(0.0f);
+    int j = 0, inplace = relu && y == z;
+#define ADVNN__G1_OUT(J, R) do { advnn__v r_ = (R); if (bias) r_ = advnn__vadd(r_, advnn__vld(bias + (J))); \
+        if (!inplace) { advnn__vst(z + (J), r_); } if (relu) { advnn__vst(y + (J), advnn__vmax(r_, zero)); } } while (0)
+    for (; j + 8 * ADVNN__VL <= N; j += 8 * ADVNN__VL) {
+        advnn__v s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
+        const float *m = W + j;
+        for (int k = 0; k < K; k++, m += ldw) {
+            advnn__v xk = advnn__vset(x[k]);
+            s0 = advnn__vfma(xk, advnn__vld(m), s0);
+            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
+            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
+            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
+            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
+            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
+            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
+            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
+        }
+        ADVNN__G1_OUT(j, s0); ADVNN__G1_OUT(j + ADVNN__VL, s1);
+        ADVNN__G1_OUT(j + 2 * ADVNN__VL, s2); ADVNN__G1_OUT(j + 3 * ADVNN__VL, s3);
+        ADVNN__G1_OUT(j + 4 * ADVNN__VL, s4); ADVNN__G1_OUT(j + 5 * ADVNN__VL, s5);
+        ADVNN__G1_OUT(j + 6 * ADVNN__VL, s6); ADVNN__G1_OUT(j + 7 * ADVNN__VL, s7);
+    }
+    for (; j + ADVNN__VL <= N; j += ADVNN__VL) {   /* gemv_n's two accumulators (even and odd k) */
+        advnn__v s0 = zero, s1 = zero;
+        const float *m = W + j;
+        int k = 0;
+        for (; k + 2 <= K; k += 2, m += 2 * (advnn__idx)ldw) {
+            s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
+            s1 = advnn__vfma(advnn__vset(x[k + 1]), advnn__vld(m + ldw), s1);
+        }
+        if (k < K) s0 = advnn__vfma(advnn__vset(x[k]), advnn__vld(m), s0);
+        ADVNN__G1_OUT(j, advnn__vadd(s0, s1));
+    }
+#undef ADVNN__G1_OUT
+    for (; j < N; j++) {
+        float s = 0.0f, t;
+        for (int k = 0; k < K; k++) s += x[k] * W[(advnn__idx)k * ldw + j];
+        t = bias ? s + bias[j] : s;
+        if (relu) y[j] = t > 0.0f ? t : 0.0f;
+        if (!inplace) z[j] = t;
+    }
+}
+
 /* The vector path of advnn_sgemm (M, N, K >= 1, alpha != 0). */
 ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                 const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
     if (M == 1) { /* row vector times op(B) */
+        if (N == 1 && !transA && !transB && ldb == 1) {   /* a dot product: summed as gemv_t sums a row of a */
+            advnn__gemv_t(K, 1, A, lda, B, C, 1, alpha, beta);   /* batch, so that batch 1 gives that row's bits */
+            return;
+        }
         if (!transB) {
             advnn__gemv_n(K, N, B, ldb, A, transA ? lda : 1, C, alpha, beta);
             return;
@@ -3053,6 +3114,19 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
                                           float *work) {
     if (M <= 0 || N <= 0) return;
     if (!relu) { Y = C; ldy = ldc; }
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE() && M == 1 && N > 1 && K > 0) {   /* batch 1: one pass, epilogue on the registers */
+        advnn__gemv1(K, N, B, ldb, A, bias, relu, C, Y);
+        return;
+    }
+    if (ADVNN__VEC_LIVE() && M == 1 && N == 1 && K > 0 && ldb == 1) {   /* a dot product, as advnn_sgemm sums it */
+        float z = advnn__gemv_t_row(K, B, A);
+        if (bias) z += bias[0];
+        if (relu) Y[0] = z > 0.0f ? z : 0.0f;
+        if (!relu || Y != C) C[0] = z;
+        return;
+    }
+#endif
 #if defined(ADVNN__AVX2)
     /* the shapes advnn_sgemm sends to the blocked driver (M or N == 1: matrix-vector paths). Only
      * with the AVX2 kernels, whose epilogue works on registers: elsewhere three passes, which also

@@ -811,7 +811,8 @@ static void test_sgemm_edge_bitwise(void) {
 
 /* advnn_sgemm_bias_relu against advnn_sgemm, advnn_add_bias and advnn_act_forward(RELU) in turn,
  * bit for bit: full and edge tiles, several K blocks (the epilogue runs at the last), bias or none,
- * separate or in-place output, a NaN row, padding columns left alone, and no work buffer. */
+ * separate or in-place output, a NaN row, padding columns left alone, no work buffer, and B with
+ * padded or contiguous rows (M = 1: the one-row GEMV; with N = 1 too, the dot product). */
 static void test_sgemm_bias_relu(void) {
     static const int MS[] = {1, 2, 5, 6, 7, 13, 97}, NS[] = {1, 2, 5, 8, 9, 16, 17, 40, 130}, KS[] = {1, 16, 256, 257, 600};
     float *work = falloc(ADVNN_SGEMM_WORK_FLOATS);
@@ -821,7 +822,7 @@ static void test_sgemm_bias_relu(void) {
             for (int c = 0; c < 5; c++)
                 for (int v = 0; v < 8; v++) {
                     int M = MS[a], N = NS[b], K = KS[c], relu = v & 1, hasb = (v >> 1) & 1, inpl = (v >> 2) & 1;
-                    int lda = K + 3, ldb = N + 1, ldc = N + 2, ldy = inpl ? ldc : N + 5;
+                    int lda = K + 3, ldb = N + (c & 1), ldc = N + 2, ldy = inpl ? ldc : N + 5;
                     float *A = falloc((size_t)M * lda), *B = falloc((size_t)K * ldb), *bias = falloc((size_t)N);
                     float *C1 = falloc((size_t)M * ldc), *C2 = falloc((size_t)M * ldc);
                     float *Y1 = falloc((size_t)M * ldy), *Y2 = falloc((size_t)M * ldy);

@@ -1,0 +1,319 @@
+/* Inference caches (advnn_infer, advnn_predict): a workspace keeps values derived from the weights
+ * (BatchNorm folded into the Dense after it, other BatchNorms' 1/std). After any change of the
+ * weights -- advnn_weight_set, a write through advnn_params (fresh pointer, or a kept pointer and
+ * advnn_params_changed), a training step, advnn_fit restoring its best epoch after a callback that
+ * ran inference, a model file loaded -- a workspace used before the change gives bit for bit what a
+ * fresh workspace gives. And the folded arithmetic agrees with the layer formulas computed in double
+ * within float rounding (1e-5 x max(1, |value|) per output). Non-finite inputs are refused. */
+#define ADVNN_IMPLEMENTATION
+#include "advnn.h"
+#include "harness.h"
+
+#define NR 5   /* rows per call */
+
+typedef struct { advnn_graph *g; int x, y, bn1, d1, bn2, d2, bnl, out, loss; } net;
+
+/* x (6) -> BN -> Dense 8 ReLU -> BN -> Dense 5 tanh -> BN (last: not folded) -> out; a BCE loss on a
+ * Dense 1 of the last BN, so that it has two consumers (out node, Dense) and stays a BatchNorm. */
+static net make_net(uint64_t seed) {
+    net n;
+    int six = 6, one = 1, i, j;
+    n.g = advnn_graph_new();
+    n.x = advnn_input(n.g, "x", 1, &six);
+    n.y = advnn_input(n.g, "y", 1, &one);
+    n.bn1 = advnn_batchnorm(n.g, n.x);
+    n.d1 = advnn_dense(n.g, n.bn1, 8, ADVNN_ACT_RELU);
+    n.bn2 = advnn_batchnorm(n.g, n.d1);
+    n.d2 = advnn_name(n.g, advnn_dense(n.g, n.bn2, 5, ADVNN_ACT_TANH), "d2");
+    n.bnl = advnn_name(n.g, advnn_batchnorm(n.g, n.d2), "out");
+    n.out = n.bnl;
+    n.loss = advnn_loss_bce_logits(n.g, advnn_dense(n.g, n.bnl, 1, ADVNN_ACT_LINEAR), n.y, -1);
+    if (advnn_graph_finalize(n.g, seed) != ADVNN_OK) { fprintf(stderr, "finalize: %s\n", advnn_last_error()); exit(1); }
+    {   /* BatchNorm parameters away from identity */
+        static const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+        int bns[3];
+        float v[8];
+        unsigned s = (unsigned)seed * 2654435761u + 1;
+        bns[0] = n.bn1; bns[1] = n.bn2; bns[2] = n.bnl;
+        for (i = 0; i < 3; i++) {
+            int sh[3], C;
+            advnn_node_shape(n.g, bns[i], sh);
+            C = sh[0];
+            for (j = 0; j < 4; j++) {
+                int k;
+                for (k = 0; k < C; k++) {
+                    double u;
+                    s = s * 1664525u + 1013904223u;
+                    u = (s >> 8) / 16777216.0;
+                    v[k] = (float)(j == 0 ? 0.5 + u : j == 3 ? 0.3 + 2 * u : u - 0.5);
+                }
+                advnn_weight_set(n.g, bns[i], names[j], v, C);
+            }
+        }
+    }
+    return n;
+}
+
+static float X[NR * 6];
+static void fill_x(void) {
+    int i;
+    for (i = 0; i < NR * 6; i++) X[i] = (float)sin(1.7 * i + 0.3) * 1.5f;
+}
+
+/* out node of n on X (NR rows) through ws */
+static advnn_status run(advnn_ws *ws, const net *n, int out, float *y) {
+    const float *in[2];
+    (void)n;
+    in[0] = X; in[1] = NULL;
+    return advnn_infer(ws, NR, in, out, y);
+}
+/* the same through a workspace made now */
+static void fresh(const net *n, int out, float *y) {
+    advnn_ws *ws = advnn_ws_new(n->g, NR);
+    if (!ws || run(ws, n, out, y) != ADVNN_OK) { fprintf(stderr, "fresh: %s\n", advnn_last_error()); exit(1); }
+    advnn_ws_free(ws);
+}
+
+/* old ws vs fresh ws after a change, on both output nodes (d2: both BatchNorms folded; out: a
+ * BatchNorm that is not); returns whether the change moved the outputs at all */
+static int same_as_fresh(advnn_ws *ws, const net *n, const float *before, const char *what) {
+    float a[NR * 8], b[NR * 8];
+    int moved;
+    CHECK(run(ws, n, n->d2, a) == ADVNN_OK, "%s: infer: %s", what, advnn_last_error());
+    fresh(n, n->d2, b);
+    CHECK(memcmp(a, b, sizeof(float) * NR * 5) == 0, "%s: d2 from the old workspace %.9g, fresh %.9g", what, a[0], b[0]);
+    moved = memcmp(a, before, sizeof(float) * NR * 5) != 0;
+    CHECK(run(ws, n, n->out, a) == ADVNN_OK, "%s: infer: %s", what, advnn_last_error());
+    fresh(n, n->out, b);
+    CHECK(memcmp(a, b, sizeof(float) * NR * 5) == 0, "%s: out from the old workspace %.9g, fresh %.9g", what, a[0], b[0]);
+    return moved;
+}
+
+static void test_writers_refresh_the_cache(void) {
+    net n = make_net(3);
+    advnn_ws *ws = advnn_ws_new(n.g, NR);
+    float y0[NR * 8], w[64];
+    int64_t np;
+    float *p = advnn_params(n.g, &np);   /* kept for a raw write later */
+    CHECK(ws && run(ws, &n, n.d2, y0) == ADVNN_OK, "first infer: %s", advnn_last_error());
+    /* advnn_weight_set on a folded BatchNorm, on the Dense it is folded into, on the last BatchNorm */
+    CHECK(advnn_weight_get(n.g, n.bn2, "moving_variance", w, 8) == ADVNN_OK, "get");
+    w[3] *= 2.5f;
+    CHECK(advnn_weight_set(n.g, n.bn2, "moving_variance", w, 8) == ADVNN_OK, "set");
+    CHECK(same_as_fresh(ws, &n, y0, "weight_set BatchNorm variance"), "changing a variance did not change the output");
+    CHECK(run(ws, &n, n.d2, y0) == ADVNN_OK, "infer");
+    CHECK(advnn_weight_get(n.g, n.d2, "kernel", w, 40) == ADVNN_OK, "get");
+    w[7] += 0.5f;
+    CHECK(advnn_weight_set(n.g, n.d2, "kernel", w, 40) == ADVNN_OK, "set");
+    CHECK(same_as_fresh(ws, &n, y0, "weight_set Dense kernel"), "changing a kernel did not change the output");
+    CHECK(run(ws, &n, n.d2, y0) == ADVNN_OK, "infer");
+    CHECK(advnn_weight_get(n.g, n.d1, "bias", w, 8) == ADVNN_OK, "get");
+    w[2] += 0.25f;
+    CHECK(advnn_weight_set(n.g, n.d1, "bias", w, 8) == ADVNN_OK, "set");
+    CHECK(same_as_fresh(ws, &n, y0, "weight_set Dense bias"), "changing a bias did not change the output");
+    /* a raw write through the pointer kept from before the inference calls, then advnn_params_changed */
+    CHECK(run(ws, &n, n.d2, y0) == ADVNN_OK, "infer");
+    {
+        int k;
+        for (k = 0; k < np; k++) p[k] = p[k] * 1.0625f;   /* every block: gamma, beta, stats, kernels */
+    }
+    advnn_params_changed(n.g);
+    CHECK(same_as_fresh(ws, &n, y0, "raw write + advnn_params_changed"), "scaling every parameter did not change the output");
+    /* a write through a pointer fetched after the inference calls (advnn_params marks the cache stale) */
+    CHECK(run(ws, &n, n.d2, y0) == ADVNN_OK, "infer");
+    {
+        float *q = advnn_params(n.g, NULL);
+        int k;
+        for (k = 0; k < np; k++) q[k] = q[k] * 0.96875f;
+    }
+    CHECK(same_as_fresh(ws, &n, y0, "write through a fresh advnn_params pointer"), "scaling every parameter did not change the output");
+    advnn_ws_free(ws);
+    advnn_graph_free(n.g);
+}
+
+/* a dataset of `rows` rows: x from X (repeated with a shift), y alternating 0/1; the dataset borrows
+ * its tensors: free_data frees both */
+static advnn_tensor *borrowed[16];
+static int nborrowed;
+static void free_data(advnn_dataset *d) {
+    advnn_dataset_free(d);
+    while (nborrowed > 0) advnn_tensor_free(borrowed[--nborrowed]);
+}
+static advnn_dataset *make_data(int rows) {
+    int64_t sx[2], sy[2];
+    advnn_tensor *tx, *ty;
+    advnn_dataset *d = advnn_dataset_new();
+    int i;
+    sx[0] = rows; sx[1] = 6; sy[0] = rows; sy[1] = 1;
+    tx = advnn_tensor_new(2, sx); ty = advnn_tensor_new(2, sy);
+    for (i = 0; i < rows * 6; i++) tx->data[i] = X[i % (NR * 6)] + 0.01f * (float)(i / (NR * 6));
+    for (i = 0; i < rows; i++) ty->data[i] = (float)(i % 2);
+    advnn_dataset_add(d, "x", tx); advnn_dataset_add(d, "y", ty);
+    borrowed[nborrowed++] = tx; borrowed[nborrowed++] = ty;
+    return d;
+}
+
+static void test_training_refreshes_the_cache(void) {
+    net n = make_net(5);
+    advnn_ws *ws = advnn_ws_new(n.g, NR);
+    advnn_dataset *d = make_data(40);
+    advnn_trainer *tr = advnn_trainer_new(n.g, 8, 1);
+    float y0[NR * 8];
+    int64_t idx[8];
+    double loss;
+    int i;
+    for (i = 0; i < 8; i++) idx[i] = i;
+    CHECK(ws && tr && run(ws, &n, n.d2, y0) == ADVNN_OK, "setup: %s", advnn_last_error());
+    advnn_trainer_set_optim(tr, NULL, advnn_adam(1e-2f));
+    /* one step: new weights and new BatchNorm running statistics */
+    CHECK(advnn_train_step(tr, d, idx, 8, &loss) == ADVNN_OK, "train_step: %s", advnn_last_error());
+    CHECK(same_as_fresh(ws, &n, y0, "after a training step"), "a training step did not change the output");
+    advnn_trainer_free(tr);
+    free_data(d);
+    advnn_ws_free(ws);
+    advnn_graph_free(n.g);
+}
+
+/* advnn_fit restores its best epoch after the last callback, which ran inference on the user's
+ * workspace (so that workspace's cache was made from the last epoch's weights) */
+typedef struct { advnn_ws *ws; const net *n; int calls; } cbdata;
+static int infer_cb(const advnn_epoch_info *e, void *user) {
+    cbdata *c = (cbdata *)user;
+    float y[NR * 8];
+    (void)e;
+    if (run(c->ws, c->n, c->n->d2, y) == ADVNN_OK) c->calls++;
+    return 0;
+}
+static void test_fit_restore_refreshes_the_cache(void) {
+    net n = make_net(7);
+    advnn_ws *ws = advnn_ws_new(n.g, NR);
+    advnn_dataset *d = make_data(40), *v = make_data(16);
+    advnn_trainer *tr = advnn_trainer_new(n.g, 8, 2);
+    advnn_fit_opts o = advnn_fit_defaults();
+    advnn_fit_result res;
+    cbdata c;
+    float y0[NR * 8], ylast[NR * 8];
+    c.ws = ws; c.n = &n; c.calls = 0;
+    CHECK(ws && tr && run(ws, &n, n.d2, y0) == ADVNN_OK, "setup: %s", advnn_last_error());
+    advnn_trainer_set_optim(tr, NULL, advnn_sgd(3.0f, 0.9f, 0));   /* large steps: a later epoch is worse */
+    o.epochs = 4; o.verbose = 0; o.restore_best = 1; o.callback = infer_cb; o.user = &c;
+    CHECK(advnn_fit(tr, d, v, &o, &res) == ADVNN_OK, "fit: %s", advnn_last_error());
+    CHECK(c.calls == res.epochs_run, "the callback ran inference %d times in %d epochs", c.calls, res.epochs_run);
+    CHECK(res.best_epoch < res.epochs_run - 1, "best epoch %d is the last (%d run): this test needs a restore", res.best_epoch, res.epochs_run);
+    memcpy(ylast, y0, sizeof y0);
+    same_as_fresh(ws, &n, ylast, "after advnn_fit restored its best epoch");
+    advnn_trainer_free(tr);
+    advnn_dataset_free(v); free_data(d);
+    advnn_ws_free(ws);
+    advnn_graph_free(n.g);
+}
+
+/* Folded BatchNorm + Dense against the layer formulas in double; advnn_predict and advnn_infer
+ * agree bit for bit (both use the caches); a saved and loaded model computes the same bits. */
+static void test_folded_values(void) {
+    net n = make_net(9);
+    advnn_ws *ws = advnn_ws_new(n.g, NR), *w1 = advnn_ws_new(n.g, 1);
+    float y[NR * 8], g1[6], b1[6], m1[6], v1[6], g2[8], b2[8], m2[8], v2[8], W1[48], c1[8], W2[40], c2[5];
+    int r, j, k, bad = 0;
+    double worst = 0;
+    CHECK(ws && w1 && run(ws, &n, n.d2, y) == ADVNN_OK, "infer: %s", advnn_last_error());
+    advnn_weight_get(n.g, n.bn1, "gamma", g1, 6); advnn_weight_get(n.g, n.bn1, "beta", b1, 6);
+    advnn_weight_get(n.g, n.bn1, "moving_mean", m1, 6); advnn_weight_get(n.g, n.bn1, "moving_variance", v1, 6);
+    advnn_weight_get(n.g, n.bn2, "gamma", g2, 8); advnn_weight_get(n.g, n.bn2, "beta", b2, 8);
+    advnn_weight_get(n.g, n.bn2, "moving_mean", m2, 8); advnn_weight_get(n.g, n.bn2, "moving_variance", v2, 8);
+    advnn_weight_get(n.g, n.d1, "kernel", W1, 48); advnn_weight_get(n.g, n.d1, "bias", c1, 8);
+    advnn_weight_get(n.g, n.d2, "kernel", W2, 40); advnn_weight_get(n.g, n.d2, "bias", c2, 5);
+    for (r = 0; r < NR; r++) {
+        double h0[6], h1[8], h2[8];
+        for (k = 0; k < 6; k++) h0[k] = (X[r * 6 + k] - m1[k]) / sqrt((double)v1[k] + 1e-3) * g1[k] + b1[k];
+        for (j = 0; j < 8; j++) {
+            double z = c1[j];
+            for (k = 0; k < 6; k++) z += h0[k] * W1[k * 8 + j];
+            h1[j] = z > 0 ? z : 0;
+        }
+        for (k = 0; k < 8; k++) h2[k] = (h1[k] - m2[k]) / sqrt((double)v2[k] + 1e-3) * g2[k] + b2[k];
+        for (j = 0; j < 5; j++) {
+            double z = c2[j], ref, err;
+            for (k = 0; k < 8; k++) z += h2[k] * W2[k * 5 + j];
+            ref = tanh(z);
+            err = fabs(y[r * 5 + j] - ref) / (fabs(ref) > 1 ? fabs(ref) : 1);
+            if (err > worst) worst = err;
+            if (err > 1e-5) bad++;
+        }
+    }
+    CHECK(bad == 0, "%d outputs off the double-precision formula by more than 1e-5 (worst %.3g)", bad, worst);
+    {   /* batch 1, row by row, within the same tolerance of the batch-5 call */
+        float y1[8];
+        for (r = 0; r < NR; r++) {
+            const float *in[2];
+            in[0] = X + r * 6; in[1] = NULL;
+            CHECK(advnn_infer(w1, 1, in, n.d2, y1) == ADVNN_OK, "batch 1: %s", advnn_last_error());
+            for (j = 0; j < 5; j++) CHECK(th_close(y1[j], y[r * 5 + j], 1e-5, 1e-5), "row %d: batch 1 %.9g, batch 5 %.9g", r, y1[j], y[r * 5 + j]);
+        }
+    }
+    {
+        advnn_dataset *d = make_data(NR);
+        advnn_tensor *p = NULL;
+        CHECK(advnn_predict(n.g, d, "d2", &p) == ADVNN_OK && p, "predict: %s", advnn_last_error());
+        if (p) {
+            float yy[NR * 8];
+            CHECK(run(ws, &n, n.d2, yy) == ADVNN_OK, "infer");
+            /* make_data(NR) rows are X itself (shift 0) */
+            CHECK(memcmp(p->data, yy, sizeof(float) * NR * 5) == 0, "advnn_predict %.9g, advnn_infer %.9g", p->data[0], yy[0]);
+            advnn_tensor_free(p);
+        }
+        free_data(d);
+    }
+    {
+        void *buf = NULL;
+        size_t len = 0;
+        advnn_graph *h;
+        CHECK(advnn_model_save_mem(n.g, &buf, &len) == ADVNN_OK, "save: %s", advnn_last_error());
+        h = buf ? advnn_model_load_mem(buf, len) : NULL;
+        CHECK(h != NULL, "load: %s", advnn_last_error());
+        if (h) {
+            advnn_ws *wh = advnn_ws_new(h, NR);
+            float yh[NR * 8];
+            const float *in[2];
+            in[0] = X; in[1] = NULL;
+            CHECK(wh && advnn_infer(wh, NR, in, advnn_find(h, "d2"), yh) == ADVNN_OK, "loaded infer: %s", advnn_last_error());
+            CHECK(memcmp(yh, y, sizeof(float) * NR * 5) == 0, "loaded model: %.9g, original %.9g", yh[0], y[0]);
+            advnn_ws_free(wh);
+            advnn_graph_free(h);
+        }
+        ADVNN_FREE(buf);
+    }
+    advnn_ws_free(ws); advnn_ws_free(w1);
+    advnn_graph_free(n.g);
+}
+
+/* Non-finite inputs are refused with the sample and value named; finite values whose sum overflows
+ * (the fast check's false alarm) are accepted. */
+static void test_nonfinite_inputs(void) {
+    net n = make_net(11);
+    advnn_ws *ws = advnn_ws_new(n.g, NR);
+    float x[NR * 6], y[NR * 8];
+    const float *in[2];
+    int k;
+    in[0] = x; in[1] = NULL;
+    for (k = 0; k < NR * 6; k++) x[k] = X[k];
+    x[2 * 6 + 4] = NAN;
+    CHECK(advnn_infer(ws, NR, in, n.d2, y) == ADVNN_ERR_NAN && strstr(advnn_last_error(), "sample 2, value 4"), "NaN: %s", advnn_last_error());
+    x[2 * 6 + 4] = X[16];
+    x[4 * 6 + 1] = -INFINITY;
+    CHECK(advnn_infer(ws, NR, in, n.d2, y) == ADVNN_ERR_NAN && strstr(advnn_last_error(), "sample 4, value 1"), "-Inf: %s", advnn_last_error());
+    for (k = 0; k < NR * 6; k++) x[k] = 3e38f;
+    CHECK(advnn_infer(ws, NR, in, n.d2, y) == ADVNN_OK, "large finite inputs refused: %s", advnn_last_error());
+    advnn_ws_free(ws);
+    advnn_graph_free(n.g);
+}
+
+int main(void) {
+    fill_x();
+    RUN(test_writers_refresh_the_cache);
+    RUN(test_training_refreshes_the_cache);
+    RUN(test_fit_restore_refreshes_the_cache);
+    RUN(test_folded_values);
+    RUN(test_nonfinite_inputs);
+    return th_report();
+}
