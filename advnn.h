@@ -4593,9 +4593,10 @@ static void advnn__reduce_block(advnn__chunkjob *j, int b) {
 /* Phase p of this process's chunks [c0, c1) on the calling thread alone (t NULL) or as one thread of
  * team t; returns when all of them are done. */
 static void advnn__chunk_phase(void *team, advnn__chunkjob *j, int p) {
-    int c, nrun = j->c1 - j->c0;
+    int c;
 #ifndef ADVNN_NO_THREADS
     advnn__team *t = (advnn__team *)team;
+    int nrun = j->c1 - j->c0;
     if (t) {   /* a thread that joins late finds the early phases done and catches up */
         while ((c = advnn__take(&j->taken[p], nrun)) >= 0) { advnn__chunk_step(j, j->c0 + c, p); advnn__count_done(t, &j->done[p], nrun); }
         advnn__wait_count(t, &j->done[p], nrun);
@@ -4715,9 +4716,10 @@ static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
 static void advnn__phase_job(advnn__team *t, int k, void *arg) { (void)k; advnn__chunk_phase(t, (advnn__chunkjob *)arg, ((advnn__chunkjob *)arg)->cur); }
 #endif
 static void advnn__mpi_phases(advnn_trainer *tr, advnn__chunkjob *j) {
-    int p, nrun = j->c1 - j->c0;
+    int p;
     for (p = 0; p < j->nphase; p++) {
 #ifndef ADVNN_NO_THREADS
+        int nrun = j->c1 - j->c0;
         if (tr->T > 1 && nrun > 1) { j->cur = p; advnn__team_run(tr->team, tr->T < nrun ? tr->T : nrun, advnn__phase_job, j); }
         else
 #endif
