@@ -4689,22 +4689,32 @@ static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
     tr->mpi_sec += MPI_Wtime() - t0;
 }
 
-/* tr->ws->pgrad = ((g0 + g1) + g2) + ... over all chunks, on every rank (advnn__reduce_block's order). */
+/* tr->ws->pgrad = ((g0 + g1) + g2) + ... over all chunks, on every rank (advnn__reduce_block's order).
+ * Rank 0 folds its own chunks [0, b0) first, a prefix of that order, and sends the one partial sum;
+ * the other ranks' chunks travel one by one (a fold cannot start in the middle). */
 static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
     int R = tr->nrank, me = tr->rank, nck = j->nck, nr = 0, c, q;
-    int a = advnn__rank_lo(nck, R, me), b = advnn__rank_lo(nck, R, me + 1);
-    int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], i;
+    int a = advnn__rank_lo(nck, R, me), b = advnn__rank_lo(nck, R, me + 1), b0 = advnn__rank_lo(nck, R, 1);
+    int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], i, P = tr->g->n_params;
     float *dst = tr->ws->pgrad + lo;
     double t0 = MPI_Wtime();
+    if (b0 < 1) b0 = 1;   /* (more ranks than chunks: rank 0 runs a copy of chunk 0 and folds nothing first) */
+    if (me == 0)
+        for (c = 1; c < b0; c++) {
+            const float *gc = tr->wsk[c]->pgrad;
+            for (i = 0; i < P; i++) tr->ws->pgrad[i] += gc[i];
+        }
     for (c = 0; c < nck; c++)
-        if (c < a || c >= b)
+        if ((c == 0 || c >= b0) && (c < a || c >= b))
             MPI_Irecv(tr->rbuf + (size_t)c * tr->gld, (int)len, MPI_FLOAT, advnn__chunk_owner(nck, R, c), c, tr->comm, &tr->req[nr++]);
     for (c = a; c < b; c++)
-        for (q = 0; q < R; q++)
-            if (q != me) MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
+        if (c == 0 || c >= b0)
+            for (q = 0; q < R; q++)
+                if (q != me) MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
     MPI_Waitall(nr, tr->req, MPI_STATUSES_IGNORE);
     for (c = 0; c < nck; c++) {
         const float *src = (c >= a && c < b) ? tr->wsk[c]->pgrad + lo : tr->rbuf + (size_t)c * tr->gld;
+        if (c > 0 && c < b0) continue;   /* in rank 0's partial sum */
         if (c == 0) { if (src != dst) memcpy(dst, src, (size_t)len * sizeof(float)); }
         else for (i = 0; i < len; i++) dst[i] += src[i];
     }
