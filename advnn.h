@@ -4690,33 +4690,33 @@ static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
 }
 
 /* tr->ws->pgrad = ((g0 + g1) + g2) + ... over all chunks, on every rank (advnn__reduce_block's order).
- * Rank 0 folds its own chunks [0, b0) first, a prefix of that order, and sends the one partial sum;
- * the other ranks' chunks travel one by one (a fold cannot start in the middle). */
+ * Ranks 1..R-1 each fold a part of the parameters (tr->cnt), rank 0 none. Rank 0 folds its own chunks
+ * [0, b0) first, a prefix of that order, and sends the one partial sum; the other ranks' chunks travel
+ * one by one (a fold cannot start in the middle). Then the parts are gathered. */
 static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
     int R = tr->nrank, me = tr->rank, nck = j->nck, nr = 0, c, q;
     int a = advnn__rank_lo(nck, R, me), b = advnn__rank_lo(nck, R, me + 1), b0 = advnn__rank_lo(nck, R, 1);
-    int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], i, P = tr->g->n_params;
+    int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], P = tr->g->n_params;
     float *dst = tr->ws->pgrad + lo;
     double t0 = MPI_Wtime();
     if (b0 < 1) b0 = 1;   /* (more ranks than chunks: rank 0 runs a copy of chunk 0 and folds nothing first) */
     if (me == 0)
         for (c = 1; c < b0; c++) {
-            const float *gc = tr->wsk[c]->pgrad;
-            for (i = 0; i < P; i++) tr->ws->pgrad[i] += gc[i];
+            advnn_axpy((int)P, 1.0f, tr->wsk[c]->pgrad, 1, tr->ws->pgrad, 1);   /* y + 1 x: exactly y + x */
         }
-    for (c = 0; c < nck; c++)
+    for (c = 0; c < nck && len > 0; c++)
         if ((c == 0 || c >= b0) && (c < a || c >= b))
             MPI_Irecv(tr->rbuf + (size_t)c * tr->gld, (int)len, MPI_FLOAT, advnn__chunk_owner(nck, R, c), c, tr->comm, &tr->req[nr++]);
     for (c = a; c < b; c++)
         if (c == 0 || c >= b0)
             for (q = 0; q < R; q++)
-                if (q != me) MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
+                if (q != me && tr->cnt[2 * R + q] > 0) MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
     MPI_Waitall(nr, tr->req, MPI_STATUSES_IGNORE);
     for (c = 0; c < nck; c++) {
         const float *src = (c >= a && c < b) ? tr->wsk[c]->pgrad + lo : tr->rbuf + (size_t)c * tr->gld;
         if (c > 0 && c < b0) continue;   /* in rank 0's partial sum */
         if (c == 0) { if (src != dst) memcpy(dst, src, (size_t)len * sizeof(float)); }
-        else for (i = 0; i < len; i++) dst[i] += src[i];
+        else advnn_axpy((int)len, 1.0f, src, 1, dst, 1);
     }
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tr->ws->pgrad, tr->cnt + 2 * R, tr->cnt + 3 * R, MPI_FLOAT, tr->comm);
     tr->mpi_sec += MPI_Wtime() - t0;
@@ -4944,7 +4944,7 @@ ADVNN_DEF advnn_status advnn_trainer_set_mpi(advnn_trainer *tr, MPI_Comm comm) {
     MPI_Comm_size(tr->comm, &R); MPI_Comm_rank(tr->comm, &me);
     P = tr->g->n_params;
     tr->xld = 2 + (tr->bnld > tr->g->n_nodes ? tr->bnld : tr->g->n_nodes);
-    tr->gld = (int64_t)advnn__round((size_t)(P / R + 1));
+    tr->gld = (int64_t)advnn__round((size_t)(P / (R > 1 ? R - 1 : 1) + 1));
     tr->xbuf = (double *)ADVNN_MALLOC((size_t)tr->nwk * tr->xld * sizeof(double));
     tr->rbuf = (float *)advnn__alloc((size_t)tr->nwk * (size_t)tr->gld * sizeof(float));
     tr->req = (MPI_Request *)ADVNN_MALLOC((size_t)tr->nwk * R * sizeof(MPI_Request));
@@ -4955,7 +4955,12 @@ ADVNN_DEF advnn_status advnn_trainer_set_mpi(advnn_trainer *tr, MPI_Comm comm) {
     if (anybad) st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_set_mpi: a rank is out of memory (or has more than 2^31 parameters)");
     else {
         tr->rank = me; tr->nrank = R;
-        for (q = 0; q < R; q++) { tr->cnt[3 * R + q] = (int)(P * q / R); tr->cnt[2 * R + q] = (int)(P * (q + 1) / R - P * q / R); }
+        /* the gradient's parts: none for rank 0 (it sends its chunks' partial sum and folds nothing for
+         * the others: on 2 ranks one message each way), 1/(R - 1) of the parameters for each other rank */
+        for (q = 0; q < R; q++) {
+            int64_t l0 = q ? P * (q - 1) / (R - 1) : 0, l1 = q ? P * q / (R - 1) : 0;
+            tr->cnt[3 * R + q] = (int)l0; tr->cnt[2 * R + q] = (int)(l1 - l0);
+        }
         v[0] = (uint64_t)P; v[1] = (uint64_t)tr->batch; v[2] = (uint64_t)tr->nwk;
         v[3] = (uint64_t)XXH3_64bits(tr->g->params, (size_t)P * sizeof(float));
         v[4] = (uint64_t)XXH3_64bits(tr->rng.s, sizeof tr->rng.s);
