@@ -39,6 +39,7 @@ for R, T in ((1, 1), (1, 2), (2, 1)):
     v = [r for r in rows if r["ranks"] == R and r["threads"] == T]
     if not v: continue
     m = lambda k: st.median(r[k] for r in v)
-    print(f"{R} x {T} | {m('step_ms_median'):.1f} ({', '.join(f'{r['step_ms_median']:.1f}' for r in v)}) | {m('jets_per_s'):.0f} | "
-          f"{m('mpi_share'):.3f} | {m('grad_exchange_us'):.0f} | {m('allreduce_us'):.0f} | {m('other_cpus'):.2f}")
+    each = ", ".join("%.1f" % r["step_ms_median"] for r in v)
+    print("%d x %d | %.1f (%s) | %.0f | %.3f | %.0f | %.0f | %.2f" % (R, T, m("step_ms_median"), each, m("jets_per_s"),
+          m("mpi_share"), m("grad_exchange_us"), m("allreduce_us"), m("other_cpus")))
 PY
