@@ -84,6 +84,7 @@
  *                          run time when the CPU has it; ADVNN_SIMD=scalar or advnn_simd_force() override)
  *   ADVNN_NO_THREADS       no pthreads: advnn_set_threads() is accepted but training runs on one thread
  *   ADVNN_NO_STDIO         leave out the functions that open files or print
+ *   ADVNN_MPI              include <mpi.h>, add advnn_trainer_set_mpi (data-parallel training over MPI ranks)
  *   Link with -pthread on C libraries older than glibc 2.34 (where pthreads is a separate library).
  */
 #ifndef ADVNN_H
@@ -4477,6 +4478,7 @@ struct advnn_trainer {
     int           *cnt;       /* 4 x nrank: exchange counts, displacements; gradient counts, displacements */
     uint64_t      *abuf;      /* advnn__mpi_agree: 8 x nrank */
     double         mpi_sec;
+    int64_t        mpi_nx, mpi_ng;  /* exchanges after phases, gradient exchanges (bench/bench_mpi.c) */
 #endif
 };
 
@@ -4687,6 +4689,7 @@ static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
         MPI_Bcast(j->msg[c], (int)sizeof j->msg[c], MPI_CHAR, owner, tr->comm);
     }
     tr->mpi_sec += MPI_Wtime() - t0;
+    tr->mpi_nx++;
 }
 
 /* tr->ws->pgrad = ((g0 + g1) + g2) + ... over all chunks, on every rank (advnn__reduce_block's order).
@@ -4720,6 +4723,7 @@ static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
     }
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tr->ws->pgrad, tr->cnt + 2 * R, tr->cnt + 3 * R, MPI_FLOAT, tr->comm);
     tr->mpi_sec += MPI_Wtime() - t0;
+    tr->mpi_ng++;
 }
 
 #ifndef ADVNN_NO_THREADS

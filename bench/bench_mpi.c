@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
     wl w;
     advnn_trainer *tr;
     advnn_adv_opts o;
-    int64_t *idx, N;
+    int64_t *idx, N, nx0, nx1, ng0, ng1;
     int jok;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank); MPI_Comm_size(MPI_COMM_WORLD, &nrank);
@@ -221,6 +221,7 @@ int main(int argc, char **argv) {
     jok = jiffies(&b0, &tt0);
     c0 = cpu_seconds();
     mpi0 = advnn_trainer_mpi_seconds(tr);
+    nx0 = tr->mpi_nx; ng0 = tr->mpi_ng;
     w0 = now();
     for (;;) {   /* rank 0 decides when to stop; the decision travels with the next step's collectives */
         int go;
@@ -233,6 +234,7 @@ int main(int argc, char **argv) {
     }
     w0 = now() - w0;
     mpi1 = advnn_trainer_mpi_seconds(tr);
+    nx1 = tr->mpi_nx; ng1 = tr->mpi_ng;
     cw = (cpu_seconds() - c0) / w0;
     if (jok && jiffies(&b1, &t1)) { other = (b1 - b0) / (double)sysconf(_SC_CLK_TCK) / w0 - cw; if (other < 0) other = 0; }
     med = median(t_step, steps); p10 = pct(t_step, steps, 0.1); p90 = pct(t_step, steps, 0.9);
@@ -258,9 +260,9 @@ int main(int argc, char **argv) {
         printf("{\"workload\": \"%s\", \"ranks\": %d, \"threads\": %d, \"batch\": %d, \"updates_per_step\": %d, "
                "\"step_ms_median\": %.3f, \"step_ms_p10\": %.3f, \"step_ms_p90\": %.3f, \"steps_timed\": %d, "
                "\"jets_per_s\": %.1f, \"mpi_share\": %.4f, \"params\": %lld, \"grad_exchange_us\": %.1f, "
-               "\"allreduce_us\": %.1f, \"cpu_per_wall\": %.2f, \"other_cpus\": %.2f, \"kernels\": \"%s\"}\n",
+               "\"allreduce_us\": %.1f, \"small_exchanges_per_step\": %.1f, \"exchange_row_doubles\": %d, \"grad_exchanges_per_step\": %.1f, \"cpu_per_wall\": %.2f, \"other_cpus\": %.2f, \"kernels\": \"%s\"}\n",
                name, nrank, threads, w.batch, w.adv_steps + 1, 1e3 * med, 1e3 * p10, 1e3 * p90, steps,
-               w.batch / med, (mpi1 - mpi0) / w0, (long long)w.g->n_params, grad_us, allred_us, cw, other, advnn_simd_name());
+               w.batch / med, (mpi1 - mpi0) / w0, (long long)w.g->n_params, grad_us, allred_us, (double)(nx1 - nx0) / steps, 2 + (tr->bnld > w.g->n_nodes ? tr->bnld : w.g->n_nodes), (double)(ng1 - ng0) / steps, cw, other, advnn_simd_name());
         fflush(stdout);
     }
 #undef STEP
