@@ -2472,14 +2472,16 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
  * is chunk 0's; for batches under 64 it holds the whole batch), so activations take about what one
  * whole-batch workspace would (at most nck x 64 rows for batches under 512), plus per extra chunk
  * one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
- *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
- * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
- * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
- * (row ck of bnpart) at each pause, and the gradients are folded in chunk order: the ranks gather
- * the per-chunk gradients, or pass the running sum ((g0 + g1) + ...) from rank to rank, then
- * broadcast it. 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
- * chunks, seeds and summation orders). ADVNN__CHUNKS_MAX caps the ranks x threads that one step can
- * use; raising it changes the chunking, hence the rounding of the results, for every thread count.
+ *   Data parallelism over processes (ADVNN_MPI, advnn_trainer_set_mpi) reuses this unchanged: every
+ * rank draws the same shuffles and step seeds; rank r of R takes the contiguous chunk range
+ * [nck r / R, nck (r + 1) / R) (its threads share them as above), runs the same phases and after each
+ * one allgathers one row per chunk (status, BatchNorm partial sums or losses); the gradients are
+ * folded in chunk order, each of ranks 1..R-1 folding a part of the parameters from rank 0's partial
+ * sum of its own chunks and every other chunk's gradient, then the parts are allgathered
+ * (advnn__mpi_grad). 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
+ * chunks, seeds and summation orders; tests/mpi_check.sh). ADVNN__CHUNKS_MAX caps the ranks x threads
+ * that one step can use; raising it changes the chunking, hence the rounding of the results, for
+ * every thread count.
  *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
  * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
