@@ -4711,11 +4711,13 @@ static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
         }
     for (c = 0; c < nck && len > 0; c++)
         if ((c == 0 || c >= b0) && (c < a || c >= b))
-            MPI_Irecv(tr->rbuf + (size_t)c * tr->gld, (int)len, MPI_FLOAT, advnn__chunk_owner(nck, R, c), c, tr->comm, &tr->req[nr++]);
+            MPI_Irecv(tr->rbuf + (size_t)c * tr->gld, (int)len, MPI_FLOAT, advnn__chunk_owner(nck, R, c), c, tr->comm,
+                      &tr->req[nr++]);
     for (c = a; c < b; c++)
         if (c == 0 || c >= b0)
             for (q = 0; q < R; q++)
-                if (q != me && tr->cnt[2 * R + q] > 0) MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
+                if (q != me && tr->cnt[2 * R + q] > 0)
+                    MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
     MPI_Waitall(nr, tr->req, MPI_STATUSES_IGNORE);
     for (c = 0; c < nck; c++) {
         const float *src = (c >= a && c < b) ? tr->wsk[c]->pgrad + lo : tr->rbuf + (size_t)c * tr->gld;
@@ -4729,7 +4731,10 @@ static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
 }
 
 #ifndef ADVNN_NO_THREADS
-static void advnn__phase_job(advnn__team *t, int k, void *arg) { (void)k; advnn__chunk_phase(t, (advnn__chunkjob *)arg, ((advnn__chunkjob *)arg)->cur); }
+static void advnn__phase_job(advnn__team *t, int k, void *arg) {
+    (void)k;
+    advnn__chunk_phase(t, (advnn__chunkjob *)arg, ((advnn__chunkjob *)arg)->cur);
+}
 #endif
 static void advnn__mpi_phases(advnn_trainer *tr, advnn__chunkjob *j) {
     int p;
@@ -4762,7 +4767,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
     j->c0 = 0; j->c1 = j->nck;
     if (tr->nrank > 1 && !tr->one_chunk) {   /* MPI: this rank's chunks (or a copy of one, see advnn__mpi_exchange) */
-        j->c0 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank); j->c1 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank + 1);
+        j->c0 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank);
+        j->c1 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank + 1);
         if (j->c0 == j->c1) { if (j->c0 == j->nck) j->c0--; j->c1 = j->c0 + 1; }
     }
     ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
@@ -4877,7 +4883,8 @@ static void advnn__mpi_drop(advnn_trainer *tr) {
 /* Whether every rank holds rank 0's values v[0..n) (n <= 8); otherwise the same error on every rank,
  * "<fn>: MPI rank r's <what[k]> differ from rank 0's<ctx>" for the first rank and item that differ.
  * Collective; without MPI (or on one rank) always ADVNN_OK. */
-static advnn_status advnn__mpi_agree(advnn_trainer *tr, const uint64_t *v, int n, const char *const *what, const char *fn, const char *ctx) {
+static advnn_status advnn__mpi_agree(advnn_trainer *tr, const uint64_t *v, int n, const char *const *what, const char *fn,
+                                     const char *ctx) {
 #ifdef ADVNN_MPI
     int r, k;
     if (tr->nrank < 2) return ADVNN_OK;
