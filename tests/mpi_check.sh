@@ -54,6 +54,10 @@ for cas in fit step joint alt disco; do
       ok "$cas: $1 rank(s) x $2 thread(s) = 1 process without MPI, byte for byte ($(grep "^$cas:" "$W/${cas}_$1x$2.log"))"
     else bad "$cas: $1 rank(s) x $2 thread(s): weights or loss differ from 1 process without MPI" "$(cmp "$W/${cas}_ref.bin" "$W/${cas}_$1x$2.bin")"; fi
   done
+  # the issue's stronger property, stated directly
+  if [ -f "$W/${cas}_2x1.bin" ] && [ -f "$W/${cas}_1x2.bin" ] && cmp -s "$W/${cas}_2x1.bin" "$W/${cas}_1x2.bin"; then
+    ok "$cas: 2 ranks x 1 thread = 1 rank x 2 threads, byte for byte"
+  else bad "$cas: 2 ranks x 1 thread and 1 rank x 2 threads differ (or a run failed)"; fi
 done
 
 # failure cases where every rank must return the same error: CASE PATTERN
