@@ -41,7 +41,7 @@ GENS     := $(wildcard tools/gen_*.c)
 GEN_BINS := $(GENS:tools/%.c=$(B)/tools/%)
 TOOL_BINS := $(B)/tools/advnn_inspect
 EXAMPLES := $(wildcard examples/*.c)
-BENCHES  := $(wildcard bench/*.c)
+BENCHES  := $(filter-out bench/bench_mpi.c,$(wildcard bench/*.c))   # bench_mpi.c needs mpicc: make bench-mpi
 TEST_BINS    := $(TESTS:tests/%.c=$(B)/tests/%)
 EXAMPLE_BINS := $(EXAMPLES:examples/%.c=$(B)/examples/%)
 BENCH_BINS   := $(BENCHES:bench/%.c=$(B)/bench/%)
@@ -56,7 +56,7 @@ BENCH_LIBS    = $(if $(HAVE_OPENBLAS),-lopenblas)
 
 VERSION = $(shell sed -n 's/^\#define ADVNN_VERSION_MAJOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_MINOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_PATCH \([0-9]*\).*/\1/p' advnn.h 2>/dev/null | paste -sd. -)
 
-.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare
+.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare bench-mpi
 .DELETE_ON_ERROR:
 
 all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS) $(GEN_BINS) $(TOOL_BINS)
@@ -125,6 +125,12 @@ bench:
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; OPENBLAS_NUM_THREADS=1 ./$$b; done
 
 COMPARE_ARGS ?=
+# MPI data-parallel training throughput (needs openmpi-bin libopenmpi-dev; BENCH_MPI_ARGS e.g. --workload w1)
+BENCH_MPI_ARGS ?=
+bench-mpi:
+	@tools/deps.sh base
+	@bench/bench_mpi.sh $(BENCH_MPI_ARGS)
+
 bench-json:
 	@tools/deps.sh base
 	@bench/compare.sh --advnn-only $(COMPARE_ARGS)

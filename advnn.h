@@ -85,6 +85,7 @@
  *                          run time when the CPU has it; ADVNN_SIMD=scalar or advnn_simd_force() override)
  *   ADVNN_NO_THREADS       no pthreads: advnn_set_threads() is accepted but training runs on one thread
  *   ADVNN_NO_STDIO         leave out the functions that open files or print
+ *   ADVNN_MPI              include <mpi.h>, add advnn_trainer_set_mpi (data-parallel training over MPI ranks)
  *   Link with -pthread on C libraries older than glibc 2.34 (where pthreads is a separate library).
  */
 #ifndef ADVNN_H
@@ -97,6 +98,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "advnn_simd.h"
+#ifdef ADVNN_MPI
+#include <mpi.h>   /* data-parallel training over MPI ranks: advnn_trainer_set_mpi */
+#endif
 
 #ifdef ADVNN_STATIC
 #  if defined(__GNUC__) || defined(__clang__)
@@ -330,8 +334,9 @@ ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momen
 /* Threads used by trainers created afterwards (default 1; at most 64, and no more than the chunks
  * of a full batch; inference runs on the calling thread unless its workspace got threads of its
  * own, advnn_ws_set_threads). Every step cuts its n rows into min(8, max(1, n / 128)) chunks fixed
- * by n alone (fewer rows per chunk cost more than threads gain, see advnn__chunk_min_rows); the threads take chunks as they become free, and every sum across chunks (gradients,
- * losses, BatchNorm statistics) is added in chunk order, each chunk drawing its own dropout mask
+ * by n alone (shorter chunks cost more than threads gain, see advnn__chunk_min_rows); the threads
+ * take chunks as they become free, and every sum across chunks (gradients, losses, BatchNorm
+ * statistics) is added in chunk order, each chunk drawing its own dropout mask
  * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
  * the OS schedules the threads; a step of fewer than 256 rows runs on the calling thread. Not
  * thread-safe (call it at start-up). Returns the previous value. */
@@ -383,6 +388,41 @@ ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void);
  * is smaller (it is not dropped). The per-epoch line shows val_loss only with validation data. */
 ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, const advnn_dataset *val,
                                  const advnn_fit_opts *opts, advnn_fit_result *res);
+
+#ifdef ADVNN_MPI
+/* Data-parallel training over MPI ranks (define ADVNN_MPI before every #include "advnn.h", build with
+ * mpicc; without ADVNN_MPI nothing here exists and the header needs no MPI). Every rank builds the same
+ * graph (same advnn_graph_finalize seed), the same trainer (batch size, seed, optimizers) and the same
+ * data, then calls advnn_trainer_set_mpi(tr, comm) (collective). From then on every training and
+ * evaluation call on tr is collective over comm: all ranks call advnn_fit / advnn_adv_fit /
+ * advnn_train_step / advnn_adv_step / advnn_evaluate with the same arguments, in the same order.
+ *   How: every rank draws the same shuffles and step seeds; a step's rows are cut into the chunks of
+ * advnn_set_threads (at most 8, fixed by the row count alone) and rank r of R runs chunks
+ * [nck r / R, nck (r + 1) / R) on its own threads, gathering only those rows. BatchNorm's batch sums
+ * and the losses are exchanged per chunk (MPI_Allgatherv) and added in chunk order; each rank then
+ * adds every chunk's gradient, in chunk order, for 1/R of the parameters (MPI_Isend/Irecv) and the
+ * parts are shared (MPI_Allgatherv). Every sum has the order of one process: R ranks x T threads give
+ * bit for bit the weights of one rank with any thread count (tests/mpi_check.sh: 2 ranks x 1 thread
+ * against 1 rank x 2 threads, 3 ranks, BatchNorm, dropout, both adversarial schedules, a second stream).
+ * Limits: a step uses at most 8 ranks (ranks beyond its chunk count repeat a chunk, to keep BatchNorm's
+ * running statistics in step, and contribute nothing); every rank holds the workspaces of the whole
+ * batch; with data read from files (advnn_dataset_add_npy_file) every rank reads every window and
+ * gathers only its chunks' rows from it. A graph with a batch-statistic loss (DisCo, MoDe) runs each
+ * step as one chunk: every rank then computes the whole batch (the same weights, no speed-up).
+ *   Rank 0 prints the epoch lines; advnn_fit's and advnn_adv_fit's callbacks run on every rank (they
+ * may use MPI; write files from rank 0 only) and rank 0's return value, quality and cost are used.
+ * Checks, each an error on every rank (never a hang): set-up (parameter count, batch, initial weights,
+ * seed) and each fit's arguments (rows, epochs) must match rank 0's; after every epoch the weights,
+ * optimizer moments and PRNG state are compared by XXH3 hash ("advnn_fit: MPI rank 1's weights differ
+ * from rank 0's after epoch 3"); a chunk's error (bad label, non-finite loss) stops every rank with
+ * that chunk's message. A rank that dies makes mpirun end the job (OpenMPI aborts on a rank that
+ * exits or is killed); an error only one rank can see (a file read failing during training) is
+ * printed by that rank, which then calls MPI_Abort. Free the trainer before MPI_Finalize (it holds a
+ * duplicate of comm). Returns ADVNN_ERR_STATE when MPI is not initialised or tr already has a comm. */
+ADVNN_DEF advnn_status advnn_trainer_set_mpi(advnn_trainer *tr, MPI_Comm comm);
+/* Seconds tr spent in MPI exchanges since advnn_trainer_set_mpi (including waits for slower ranks). */
+ADVNN_DEF double       advnn_trainer_mpi_seconds(const advnn_trainer *tr);
+#endif
 
 /* ---------------------------------------------------------------- adversarial training
  * A graph with two players: the main network (group "main") with its loss, and an adversary (group
@@ -2484,14 +2524,16 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
  * is chunk 0's; for batches under 256 it holds the whole batch), so activations take about what one
  * whole-batch workspace would (at most nck x 256 rows for batches under 2048), plus per extra chunk
  * one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
- *   Data parallelism over processes (MPI) reuses this unchanged: every rank draws the same
- * shuffles and step seeds; rank r of R takes the contiguous chunk range [nck r / R, nck (r + 1) / R)
- * (its threads share them as above), runs the same phases, allgathers the BatchNorm partial rows
- * (row ck of bnpart) at each pause, and the gradients are folded in chunk order: the ranks gather
- * the per-chunk gradients, or pass the running sum ((g0 + g1) + ...) from rank to rank, then
- * broadcast it. 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
- * chunks, seeds and summation orders). ADVNN__CHUNKS_MAX caps the ranks x threads that one step can
- * use; raising it changes the chunking, hence the rounding of the results, for every thread count.
+ *   Data parallelism over processes (ADVNN_MPI, advnn_trainer_set_mpi) reuses this unchanged: every
+ * rank draws the same shuffles and step seeds; rank r of R takes the contiguous chunk range
+ * [nck r / R, nck (r + 1) / R) (its threads share them as above), runs the same phases and after each
+ * one allgathers one row per chunk (status, BatchNorm partial sums or losses); the gradients are
+ * folded in chunk order, each of ranks 1..R-1 folding a part of the parameters from rank 0's partial
+ * sum of its own chunks and every other chunk's gradient, then the parts are allgathered
+ * (advnn__mpi_grad). 2 ranks x 1 thread then give the weights of 1 rank x 2 threads bit for bit (same
+ * chunks, seeds and summation orders; tests/mpi_check.sh). ADVNN__CHUNKS_MAX caps the ranks x threads
+ * that one step can use; raising it changes the chunking, hence the rounding of the results, for
+ * every thread count.
  *   Waits spin briefly, then block: on a busy 2-core machine spinning workers would steal the core
  * the other thread needs. */
 #ifndef ADVNN_NO_THREADS
@@ -2691,6 +2733,7 @@ struct advnn_ws {
      * sums pause the pass (paused = 1) after storing this chunk's partial sums in bnpart[nsync & 1]
      * (row ck, bnld doubles a row); the pass resumes at node fpos / bpos, step bnstep of that node */
     int     ck, nck, nsync, bnstep, fpos, bpos, paused, bnld;
+    int     ck0;               /* the first chunk this process runs (MPI: not 0 on other ranks) */
     double *bnpart[2];
     const unsigned char *keep; /* per node: still holds this batch's value from the last pass (skip it) */
     int     ithreads;          /* advnn_ws_set_threads: threads advnn_infer may use (1: the calling thread) */
@@ -3201,7 +3244,7 @@ static void advnn__bn_fwd(advnn_ws *ws, int id, int nb) {
         for (j = 0; j < C; j++) {
             double v = s[j] / Rt;
             istd[j] = (float)(1.0 / sqrt(v + eps));
-            if (ws->ck == 0) {   /* one writer of the running statistics */
+            if (ws->ck == ws->ck0) {   /* one writer of the running statistics (per MPI rank) */
                 rm[j] = (float)((1.0 - mom) * rm[j] + mom * s[C + j]);
                 rv[j] = (float)((1.0 - mom) * rv[j] + mom * (Rt > 1 ? s[j] / (Rt - 1) : v));
             }
@@ -4680,6 +4723,20 @@ struct advnn_trainer {
     advnn__team   *team;
 #endif
     struct advnn__chunkjob *job;  /* the step's arguments and per-chunk progress */
+    int            rank, nrank;   /* MPI (advnn_trainer_set_mpi); 0 and 1 without */
+#ifdef ADVNN_MPI
+    MPI_Comm       comm;      /* a duplicate of the user's communicator (our messages never match theirs) */
+    int            has_comm;
+    double        *xbuf;      /* per-chunk exchange rows: status, part, BatchNorm sums or losses */
+    int            xld;       /* doubles per exchange row */
+    float         *rbuf;      /* received gradient parts: nwk rows of gld floats */
+    int64_t        gld;
+    MPI_Request   *req;       /* nwk x nrank */
+    int           *cnt;       /* 4 x nrank: exchange counts, displacements; gradient counts, displacements */
+    uint64_t      *abuf;      /* advnn__mpi_agree: 8 x nrank */
+    double         mpi_sec;
+    int64_t        mpi_nx, mpi_ng;  /* exchanges after phases, gradient exchanges (bench/bench_mpi.c) */
+#endif
 };
 
 /* One step's chunks (see the threads section). stage: 0 gather, 1 forward, 2 backward, 3 done. */
@@ -4689,6 +4746,8 @@ typedef struct advnn__chunkjob {
     const int64_t *idx, *idx2;
     int64_t start;
     int n, nck, backward, nphase;
+    int c0, c1;                      /* the chunks this process runs (all of them without MPI) */
+    int cur;                         /* the phase of a one-phase team job (MPI) */
     int *taken, *done;               /* per phase (and the reduction after them): units taken, done */
     int stage[ADVNN__CHUNKS_MAX];
     int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
@@ -4786,6 +4845,24 @@ static void advnn__reduce_block(advnn__chunkjob *j, int b) {
     for (c = 1; c < j->nck; c++) advnn__pgrad_runs(j->tr->wsk[0], j->tr->wsk[0]->pgrad, j->tr->wsk[c]->pgrad, a, e);
 }
 
+/* Phase p of this process's chunks [c0, c1) on the calling thread alone (t NULL) or as one thread of
+ * team t; returns when all of them are done. */
+static void advnn__chunk_phase(void *team, advnn__chunkjob *j, int p) {
+    int c;
+#ifndef ADVNN_NO_THREADS
+    advnn__team *t = (advnn__team *)team;
+    int nrun = j->c1 - j->c0;
+    if (t) {   /* a thread that joins late finds the early phases done and catches up */
+        while ((c = advnn__take(&j->taken[p], nrun)) >= 0) { advnn__chunk_step(j, j->c0 + c, p); advnn__count_done(t, &j->done[p], nrun); }
+        advnn__wait_count(t, &j->done[p], nrun);
+        return;
+    }
+#else
+    (void)team;
+#endif
+    for (c = j->c0; c < j->c1; c++) advnn__chunk_step(j, c, p);
+}
+
 /* Every phase of a step on the calling thread alone (t NULL) or as one thread of team t. */
 static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
     int p, c, nblk = (int)((j->tr->g->n_params + ADVNN__RED_BLOCK - 1) / ADVNN__RED_BLOCK);
@@ -4795,13 +4872,7 @@ static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
     (void)team;
 #endif
     for (p = 0; p < j->nphase; p++) {
-#ifndef ADVNN_NO_THREADS
-        if (t) {   /* a thread that joins late finds the early phases done and catches up */
-            while ((c = advnn__take(&j->taken[p], j->nck)) >= 0) { advnn__chunk_step(j, c, p); advnn__count_done(t, &j->done[p], j->nck); }
-            advnn__wait_count(t, &j->done[p], j->nck);
-        } else
-#endif
-            for (c = 0; c < j->nck; c++) advnn__chunk_step(j, c, p);
+        advnn__chunk_phase(team, j, p);
         if (advnn__chunks_failed(j, p)) return;
     }
     if (!j->backward || j->nck < 2) return;
@@ -4818,6 +4889,120 @@ static void advnn__chunk_phases(void *team, advnn__chunkjob *j) {
 static void advnn__chunk_job(advnn__team *t, int k, void *arg) { (void)k; advnn__chunk_phases(t, (advnn__chunkjob *)arg); }
 #endif
 
+#ifdef ADVNN_MPI
+/* ---- MPI (advnn_trainer_set_mpi): the chunks of a step over the ranks, then as advnn__chunk_phases
+ * Rank r runs chunks [nck r / R, nck (r + 1) / R); a rank with none runs a copy of one (its results are
+ * not sent) so that its BatchNorm running statistics, written by the first chunk a process runs, stay
+ * those of the others. After each phase the ranks exchange one row per chunk (MPI_Allgatherv): the
+ * chunk's status, its row-subset flag and its BatchNorm partial sums (pauses) or its losses (last
+ * phase). Then every rank folds every chunk's gradient, in chunk order, over its 1/R of the
+ * parameters, and the parts are gathered. */
+static int advnn__rank_lo(int nck, int R, int r) { return (int)((int64_t)nck * r / R); }
+static int advnn__chunk_owner(int nck, int R, int c) {
+    int r = 0;
+    while (r + 1 < R && advnn__rank_lo(nck, R, r + 1) <= c) r++;
+    return r;
+}
+
+static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
+    int R = tr->nrank, L = tr->xld, nck = j->nck, last = p == j->nphase - 1, r, c;
+    int a = advnn__rank_lo(nck, R, tr->rank), b = advnn__rank_lo(nck, R, tr->rank + 1), nn = tr->g->n_nodes;
+    double t0 = MPI_Wtime();
+    for (r = 0; r < R; r++) {
+        tr->cnt[r] = (advnn__rank_lo(nck, R, r + 1) - advnn__rank_lo(nck, R, r)) * L;
+        tr->cnt[R + r] = advnn__rank_lo(nck, R, r) * L;
+    }
+    for (c = a; c < b; c++) {
+        double *row = tr->xbuf + (size_t)c * L;
+        const advnn_ws *w = tr->wsk[c];
+        row[0] = __atomic_load_n(&j->failph[c], __ATOMIC_ACQUIRE) <= p ? (double)j->st[c] : 0.0;
+        row[1] = (double)w->part;
+        if (last) memcpy(row + 2, w->loss, (size_t)nn * sizeof(double));
+        else memcpy(row + 2, w->bnpart[p & 1] + (size_t)c * tr->bnld, (size_t)tr->bnld * sizeof(double));
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tr->xbuf, tr->cnt, tr->cnt + R, MPI_DOUBLE, tr->comm);
+    for (c = 0; c < nck; c++) {
+        const double *row = tr->xbuf + (size_t)c * L;
+        advnn_ws *w = tr->wsk[c];
+        if (c >= a && c < b) continue;
+        j->st[c] = (advnn_status)(int)row[0];
+        __atomic_store_n(&j->failph[c], row[0] != 0.0 ? p : INT_MAX, __ATOMIC_RELEASE);
+        w->part = (int)row[1];
+        if (last) { memcpy(w->loss, row + 2, (size_t)nn * sizeof(double)); j->stage[c] = 3; }
+        else memcpy(w->bnpart[p & 1] + (size_t)c * tr->bnld, row + 2, (size_t)tr->bnld * sizeof(double));
+    }
+    for (c = 0; c < nck; c++) if (j->failph[c] <= p) break;
+    if (c < nck) {   /* the first failed chunk's message, from its rank, for every rank */
+        int owner = advnn__chunk_owner(nck, R, c);
+        if (owner == tr->rank) {
+            char m[sizeof j->msg[0]];
+            snprintf(m, sizeof m, "MPI rank %d: %s", owner, j->msg[c]);
+            memcpy(j->msg[c], m, sizeof m);
+        }
+        MPI_Bcast(j->msg[c], (int)sizeof j->msg[c], MPI_CHAR, owner, tr->comm);
+    }
+    tr->mpi_sec += MPI_Wtime() - t0;
+    tr->mpi_nx++;
+}
+
+/* tr->ws->pgrad = ((g0 + g1) + g2) + ... over all chunks, on every rank (advnn__reduce_block's order).
+ * Ranks 1..R-1 each fold a part of the parameters (tr->cnt), rank 0 none. Rank 0 folds its own chunks
+ * [0, b0) first, a prefix of that order, and sends the one partial sum; the other ranks' chunks travel
+ * one by one (a fold cannot start in the middle). Then the parts are gathered. */
+static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
+    int R = tr->nrank, me = tr->rank, nck = j->nck, nr = 0, c, q;
+    int a = advnn__rank_lo(nck, R, me), b = advnn__rank_lo(nck, R, me + 1), b0 = advnn__rank_lo(nck, R, 1);
+    int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], P = tr->g->n_params;
+    float *dst = tr->ws->pgrad + lo;
+    double t0 = MPI_Wtime();
+    if (b0 < 1) b0 = 1;   /* (more ranks than chunks: rank 0 runs a copy of chunk 0 and folds nothing first) */
+    if (me == 0)
+        for (c = 1; c < b0; c++) {
+            advnn_axpy((int)P, 1.0f, tr->wsk[c]->pgrad, 1, tr->ws->pgrad, 1);   /* y + 1 x: exactly y + x */
+        }
+    for (c = 0; c < nck && len > 0; c++)
+        if ((c == 0 || c >= b0) && (c < a || c >= b))
+            MPI_Irecv(tr->rbuf + (size_t)c * tr->gld, (int)len, MPI_FLOAT, advnn__chunk_owner(nck, R, c), c, tr->comm,
+                      &tr->req[nr++]);
+    for (c = a; c < b; c++)
+        if (c == 0 || c >= b0)
+            for (q = 0; q < R; q++)
+                if (q != me && tr->cnt[2 * R + q] > 0)
+                    MPI_Isend(tr->wsk[c]->pgrad + tr->cnt[3 * R + q], tr->cnt[2 * R + q], MPI_FLOAT, q, c, tr->comm, &tr->req[nr++]);
+    MPI_Waitall(nr, tr->req, MPI_STATUSES_IGNORE);
+    for (c = 0; c < nck; c++) {
+        const float *src = (c >= a && c < b) ? tr->wsk[c]->pgrad + lo : tr->rbuf + (size_t)c * tr->gld;
+        if (c > 0 && c < b0) continue;   /* in rank 0's partial sum */
+        if (c == 0) { if (src != dst) memcpy(dst, src, (size_t)len * sizeof(float)); }
+        else advnn_axpy((int)len, 1.0f, src, 1, dst, 1);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tr->ws->pgrad, tr->cnt + 2 * R, tr->cnt + 3 * R, MPI_FLOAT, tr->comm);
+    tr->mpi_sec += MPI_Wtime() - t0;
+    tr->mpi_ng++;
+}
+
+#ifndef ADVNN_NO_THREADS
+static void advnn__phase_job(advnn__team *t, int k, void *arg) {
+    (void)k;
+    advnn__chunk_phase(t, (advnn__chunkjob *)arg, ((advnn__chunkjob *)arg)->cur);
+}
+#endif
+static void advnn__mpi_phases(advnn_trainer *tr, advnn__chunkjob *j) {
+    int p;
+    for (p = 0; p < j->nphase; p++) {
+#ifndef ADVNN_NO_THREADS
+        int nrun = j->c1 - j->c0;
+        if (tr->T > 1 && nrun > 1) { j->cur = p; advnn__team_run(tr->team, tr->T < nrun ? tr->T : nrun, advnn__phase_job, j); }
+        else
+#endif
+            advnn__chunk_phase(NULL, j, p);
+        advnn__mpi_exchange(tr, j, p);
+        if (advnn__chunks_failed(j, p)) return;
+    }
+    if (j->backward) advnn__mpi_grad(tr, j);
+}
+#endif /* ADVNN_MPI */
+
 /* Gather + forward (+ backward, gradients summed into tr->ws->pgrad) of n rows: rows idx[0..n) of d
  * (or start.. when idx is NULL), inputs d lacks from rows idx2 of d2; in chunks, on up to tr->T
  * threads. The marks (need, needg, training) must be set on tr->ws. Loss values end up in tr->ws->loss. */
@@ -4831,6 +5016,12 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     advnn__mark_sub(ws, tr->key);
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
     j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
+    j->c0 = 0; j->c1 = j->nck;
+    if (tr->nrank > 1 && !tr->one_chunk) {   /* MPI: this rank's chunks (or a copy of one, see advnn__mpi_exchange) */
+        j->c0 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank);
+        j->c1 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank + 1);
+        if (j->c0 == j->c1) { if (j->c0 == j->nck) j->c0--; j->c1 = j->c0 + 1; }
+    }
     ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
                  n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
@@ -4842,11 +5033,15 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
             memcpy(w->need, ws->need, 3 * (size_t)g->n_nodes);   /* need, needg and sub */
             w->training = ws->training; w->input_grads = ws->input_grads; w->keep = ws->keep; w->key = ws->key;
         }
-        w->nb_total = n; w->ck = k; w->nck = j->nck; w->nsync = 0; w->bnstep = 0; w->fpos = 0; w->bpos = 0;
+        w->nb_total = n; w->ck = k; w->ck0 = j->c0; w->nck = j->nck; w->nsync = 0; w->bnstep = 0; w->fpos = 0; w->bpos = 0;
         w->rng = &tr->rngk[k];
         advnn__rng_seed(&tr->rngk[k], seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1));
         j->stage[k] = 0; j->failph[k] = INT_MAX; j->st[k] = ADVNN_OK;
     }
+#ifdef ADVNN_MPI
+    if (tr->nrank > 1 && !tr->one_chunk) advnn__mpi_phases(tr, j);
+    else
+#endif
 #ifndef ADVNN_NO_THREADS
     if (tr->T > 1 && j->nck > 1) advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
     else
@@ -4854,7 +5049,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
         advnn__chunk_phases(NULL, j);
     for (k = 0; k < j->nck; k++) {
         advnn_ws *w = tr->wsk[k];
-        w->nb_total = 0; w->nck = 0; w->fpos = 0; w->bpos = 0; w->bnstep = 0;   /* a failed step may stop mid-pass */
+        w->nb_total = 0; w->nck = 0; w->ck0 = 0; w->fpos = 0; w->bpos = 0; w->bnstep = 0;   /* a failed step may stop mid-pass */
         if (k) ws->part |= w->part;
         else w->rng = &tr->rng;
     }
@@ -4879,7 +5074,7 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     tr = (advnn_trainer *)ADVNN_MALLOC(sizeof *tr);
     if (!tr) { advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory"); return NULL; }
     memset(tr, 0, sizeof *tr);
-    tr->g = g; tr->batch = batch_size; tr->key = -1;
+    tr->g = g; tr->batch = batch_size; tr->key = -1; tr->nrank = 1;
     advnn__rng_seed(&tr->rng, seed);
     /* more threads than chunks would have nothing to do */
     tr->T = advnn__nthreads < advnn__chunk_count(batch_size) ? advnn__nthreads : advnn__chunk_count(batch_size);
@@ -4902,11 +5097,17 @@ ADVNN_DEF advnn_trainer *advnn_trainer_new(advnn_graph *g, int batch_size, uint6
     return tr;
 }
 
+#ifdef ADVNN_MPI
+static void advnn__mpi_drop(advnn_trainer *tr);
+#endif
 ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     int k;
     if (!tr) return;
 #ifndef ADVNN_NO_THREADS
     advnn__team_free(tr->team);
+#endif
+#ifdef ADVNN_MPI
+    advnn__mpi_drop(tr);
 #endif
     ADVNN_FREE(tr->job);
     for (k = 1; tr->wsk && k < tr->nwk; k++) advnn_ws_free(tr->wsk[k]);
@@ -4916,6 +5117,126 @@ ADVNN_DEF void advnn_trainer_free(advnn_trainer *tr) {
     advnn__free(tr->m);
     ADVNN_FREE(tr);
 }
+
+#ifdef ADVNN_MPI
+static void advnn__mpi_drop(advnn_trainer *tr) {
+    int fin = 0;
+    if (!tr->has_comm) return;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Comm_free(&tr->comm);
+    tr->has_comm = 0;
+    ADVNN_FREE(tr->xbuf); advnn__free(tr->rbuf); ADVNN_FREE(tr->req); ADVNN_FREE(tr->cnt); ADVNN_FREE(tr->abuf);
+    tr->xbuf = NULL; tr->rbuf = NULL; tr->req = NULL; tr->cnt = NULL; tr->abuf = NULL;
+    tr->rank = 0; tr->nrank = 1;
+}
+#endif
+
+/* Whether every rank holds rank 0's values v[0..n) (n <= 8); otherwise the same error on every rank,
+ * "<fn>: MPI rank r's <what[k]> differ from rank 0's<ctx>" for the first rank and item that differ.
+ * Collective; without MPI (or on one rank) always ADVNN_OK. */
+static advnn_status advnn__mpi_agree(advnn_trainer *tr, const uint64_t *v, int n, const char *const *what, const char *fn,
+                                     const char *ctx) {
+#ifdef ADVNN_MPI
+    int r, k;
+    if (tr->nrank < 2) return ADVNN_OK;
+    MPI_Allgather(v, n, MPI_UINT64_T, tr->abuf, n, MPI_UINT64_T, tr->comm);
+    for (r = 1; r < tr->nrank; r++)
+        for (k = 0; k < n; k++)
+            if (tr->abuf[(size_t)r * n + k] != tr->abuf[k])
+                return advnn__fail(ADVNN_ERR_STATE, "%s: MPI rank %d's %s differ from rank 0's%s", fn, r, what[k], ctx);
+#else
+    (void)tr; (void)v; (void)n; (void)what; (void)fn; (void)ctx;
+#endif
+    return ADVNN_OK;
+}
+
+/* After an epoch: the weights, optimizer moments and PRNG state of every rank against rank 0's. */
+static advnn_status advnn__mpi_check_state(advnn_trainer *tr, const char *fn, int epoch) {
+    static const char *const what[3] = { "weights", "optimizer moments", "PRNG state (shuffles, dropout seeds)" };
+    uint64_t v[3];
+    char ctx[64];
+    if (tr->nrank < 2) return ADVNN_OK;
+    v[0] = (uint64_t)XXH3_64bits(tr->g->params, (size_t)tr->g->n_params * sizeof(float));
+    v[1] = (uint64_t)XXH3_64bits(tr->m, 2 * (size_t)tr->g->n_params * sizeof(float));
+    v[2] = (uint64_t)XXH3_64bits(tr->rng.s, sizeof tr->rng.s);
+    snprintf(ctx, sizeof ctx, " after epoch %d", epoch + 1);
+    return advnn__mpi_agree(tr, v, 3, what, fn, ctx);
+}
+
+/* Rank 0's values for every rank (a callback's decisions). */
+static void advnn__mpi_bcast(advnn_trainer *tr, double *v, int n) {
+#ifdef ADVNN_MPI
+    if (tr->nrank > 1) MPI_Bcast(v, n, MPI_DOUBLE, 0, tr->comm);
+#else
+    (void)tr; (void)v; (void)n;
+#endif
+}
+
+/* An error this rank alone can see (reading file data during training): the other ranks are inside
+ * collective calls that will never complete, so with MPI the job is aborted (after printing why). */
+static advnn_status advnn__mpi_local(advnn_trainer *tr, advnn_status st) {
+#ifdef ADVNN_MPI
+    if (st != ADVNN_OK && tr->nrank > 1) {
+#ifndef ADVNN_NO_STDIO
+        fprintf(stderr, "advnn: MPI rank %d of %d: %s\nadvnn: MPI rank %d: the other ranks cannot see this error: calling MPI_Abort\n",
+                tr->rank, tr->nrank, advnn__errbuf, tr->rank);
+        fflush(stderr);
+#endif
+        MPI_Abort(tr->comm, 3);
+    }
+#else
+    (void)tr;
+#endif
+    return st;
+}
+
+#ifdef ADVNN_MPI
+ADVNN_DEF advnn_status advnn_trainer_set_mpi(advnn_trainer *tr, MPI_Comm comm) {
+    static const char *const what[5] = { "parameter count", "batch size", "chunk count (a DisCo/MoDe loss in one graph only?)",
+                                         "initial weights (the same graph and advnn_graph_finalize seed on every rank?)",
+                                         "trainer seed (PRNG state)" };
+    int init = 0, R = 0, me = 0, q, bad, anybad = 0;
+    int64_t P;
+    uint64_t v[5];
+    advnn_status st = ADVNN_OK;
+    if (!tr) return advnn__fail(ADVNN_ERR_ARG, "advnn_trainer_set_mpi: trainer is NULL");
+    MPI_Initialized(&init);
+    if (!init) return advnn__fail(ADVNN_ERR_STATE, "advnn_trainer_set_mpi: MPI is not initialised (call MPI_Init first)");
+    if (tr->has_comm) return advnn__fail(ADVNN_ERR_STATE, "advnn_trainer_set_mpi: the trainer already has a communicator");
+    if (MPI_Comm_dup(comm, &tr->comm) != MPI_SUCCESS) return advnn__fail(ADVNN_ERR_ARG, "advnn_trainer_set_mpi: MPI_Comm_dup failed");
+    tr->has_comm = 1;
+    MPI_Comm_size(tr->comm, &R); MPI_Comm_rank(tr->comm, &me);
+    P = tr->g->n_params;
+    tr->xld = 2 + (tr->bnld > tr->g->n_nodes ? tr->bnld : tr->g->n_nodes);
+    tr->gld = (int64_t)advnn__round((size_t)(P / (R > 1 ? R - 1 : 1) + 1));
+    tr->xbuf = (double *)ADVNN_MALLOC((size_t)tr->nwk * tr->xld * sizeof(double));
+    tr->rbuf = (float *)advnn__alloc((size_t)tr->nwk * (size_t)tr->gld * sizeof(float));
+    tr->req = (MPI_Request *)ADVNN_MALLOC((size_t)tr->nwk * R * sizeof(MPI_Request));
+    tr->cnt = (int *)ADVNN_MALLOC(4 * (size_t)R * sizeof(int));
+    tr->abuf = (uint64_t *)ADVNN_MALLOC(8 * (size_t)R * sizeof(uint64_t));
+    bad = !tr->xbuf || !tr->rbuf || !tr->req || !tr->cnt || !tr->abuf || P > INT_MAX;
+    MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, tr->comm);   /* first, so that no rank is left waiting */
+    if (anybad) st = advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_set_mpi: a rank is out of memory (or has more than 2^31 parameters)");
+    else {
+        tr->rank = me; tr->nrank = R;
+        /* the gradient's parts: none for rank 0 (it sends its chunks' partial sum and folds nothing for
+         * the others: on 2 ranks one message each way), 1/(R - 1) of the parameters for each other rank */
+        for (q = 0; q < R; q++) {
+            int64_t l0 = q ? P * (q - 1) / (R - 1) : 0, l1 = q ? P * q / (R - 1) : 0;
+            tr->cnt[3 * R + q] = (int)l0; tr->cnt[2 * R + q] = (int)(l1 - l0);
+        }
+        v[0] = (uint64_t)P; v[1] = (uint64_t)tr->batch; v[2] = (uint64_t)tr->nwk;
+        v[3] = (uint64_t)XXH3_64bits(tr->g->params, (size_t)P * sizeof(float));
+        v[4] = (uint64_t)XXH3_64bits(tr->rng.s, sizeof tr->rng.s);
+        st = advnn__mpi_agree(tr, v, 5, what, "advnn_trainer_set_mpi", "");
+    }
+    if (st != ADVNN_OK) { advnn__mpi_drop(tr); return st; }
+    tr->mpi_sec = 0;
+    return ADVNN_OK;
+}
+
+ADVNN_DEF double advnn_trainer_mpi_seconds(const advnn_trainer *tr) { return tr && tr->has_comm ? tr->mpi_sec : 0.0; }
+#endif
 
 /* The range [first, last) of groups named by `group` (NULL: every group). */
 static advnn_status advnn__each_group(advnn_trainer *tr, const char *group, int *first, int *last) {
@@ -5113,7 +5434,7 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
         const advnn_dataset *src;
         int64_t at;
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &src, &at)) != ADVNN_OK) return st;   /* files: windows */
+        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &src, &at)) != ADVNN_OK) return advnn__mpi_local(tr, st);   /* files: windows */
         if ((st = advnn__run(tr, src, NULL, at, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
@@ -5238,12 +5559,12 @@ static advnn_status advnn__ooc_epoch(advnn_trainer *tr, const advnn_dataset *d, 
     int nb;
     double l;
     *s = 0;
-    if (advnn__ooc_it_begin(&it, tr, d, ntr, shuffle) != ADVNN_OK) return it.st;
+    if (advnn__ooc_it_begin(&it, tr, d, ntr, shuffle) != ADVNN_OK) return advnn__mpi_local(tr, it.st);
     while (advnn__ooc_it_next(&it, &src, &idx, &nb)) {
         if ((st = advnn_train_step(tr, src, idx, nb, &l)) != ADVNN_OK) break;
         *tot += l * nb; *s += nb;
     }
-    if (st == ADVNN_OK) st = it.st;
+    if (st == ADVNN_OK) st = advnn__mpi_local(tr, it.st);
     advnn__ooc_it_end(&it);
     return st;
 }
@@ -5276,8 +5597,15 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         if (val && (st = advnn__dcol_for(g, val, g->inputs[i], &t)) != ADVNN_OK) return st;
     }
     ooc_multi = advnn__ooc_on(train) && ntr > train->window_rows;   /* files, more than one window: advnn__ooc_epoch */
+    {   /* MPI: every rank must run the same epochs over the same rows, else they would wait for each other */
+        static const char *const what[5] = { "training rows", "validation rows", "epochs", "shuffle flag", "window size (files)" };
+        uint64_t v[5];
+        v[0] = (uint64_t)ntr; v[1] = (uint64_t)(val ? advnn_dataset_size(val) : nval); v[2] = (uint64_t)o.epochs;
+        v[3] = (uint64_t)o.shuffle; v[4] = (uint64_t)(ooc_multi ? train->window_rows * 65536 + train->chunk_rows : 0);
+        if ((st = advnn__mpi_agree(tr, v, 5, what, "advnn_fit", "")) != ADVNN_OK) return st;
+    }
     perm = (int64_t *)ADVNN_MALLOC((size_t)(ooc_multi ? 1 : ntr) * sizeof(int64_t));
-    if (!perm) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory");
+    if (!perm) return advnn__mpi_local(tr, advnn__fail(ADVNN_ERR_NOMEM, "advnn_fit: out of memory"));
     for (i = 0; i < (ooc_multi ? 1 : ntr); i++) perm[i] = i;
     memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));  /* fallback if the first epoch fails */
     for (epoch = 0; epoch < o.epochs; epoch++) {
@@ -5290,7 +5618,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
             if (o.shuffle)
                 for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
             s = 0;
-            if ((st = advnn__ooc_rows(train, 0, ntr, ntr, &src, &at)) == ADVNN_OK)
+            if ((st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, ntr, ntr, &src, &at))) == ADVNN_OK)
                 for (s = 0; s < ntr; s += tr->batch) {
                     int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
                     double l;
@@ -5309,13 +5637,14 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
         }
         if (val) st = advnn__eval_range(tr, val, 0, advnn_dataset_size(val), &vl);
         else if (nval) st = advnn__eval_range(tr, train, ntr, nval, &vl);
+        if (st == ADVNN_OK) st = advnn__mpi_check_state(tr, "advnn_fit", epoch);
         if (st != ADVNN_OK) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; break; }
         info.epoch = epoch; info.train_loss = tot / (double)ntr; info.val_loss = vl;
         info.seconds = advnn__now() - t0; info.trainer = tr; info.graph = g;
 #ifndef ADVNN_NO_STDIO
-        if (o.verbose && (val || nval))
+        if (o.verbose && tr->rank == 0 && (val || nval))
             fprintf(stderr, "epoch %3d/%d  loss %.5f  val_loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, vl, info.seconds);
-        else if (o.verbose)
+        else if (o.verbose && tr->rank == 0)
             fprintf(stderr, "epoch %3d/%d  loss %.5f  %.2f s\n", epoch + 1, o.epochs, info.train_loss, info.seconds);
 #endif
         mon = (val || nval) ? vl : info.train_loss;
@@ -5324,7 +5653,11 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
             best_epoch = epoch; wait = 0; have_best = 1;
             memcpy(tr->best, g->params, (size_t)g->n_params * sizeof(float));
         } else wait++;
-        if (o.callback && o.callback(&info, o.user)) { epoch++; break; }
+        if (o.callback) {   /* (MPI: on every rank; rank 0's answer counts) */
+            double stop = o.callback(&info, o.user) != 0;
+            advnn__mpi_bcast(tr, &stop, 1);
+            if (stop != 0) { epoch++; break; }
+        }
         if (o.patience > 0 && wait >= o.patience) { epoch++; break; }
     }
     if (st == ADVNN_OK && o.restore_best && have_best) { memcpy(g->params, tr->best, (size_t)g->n_params * sizeof(float)); g->wgen++; }
@@ -5593,8 +5926,17 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         }
     }
     ooc_multi = advnn__ooc_on(train) && N > train->window_rows;   /* files, more than one window: advnn__ooc_it */
+    {   /* MPI: every rank must run the same epochs over the same rows, else they would wait for each other */
+        static const char *const what[6] = { "training rows", "second-stream rows", "epochs (all phases)", "schedule (mode, adv_steps)",
+                                             "shuffle flag", "window size (files)" };
+        uint64_t v[6];
+        v[0] = (uint64_t)N; v[1] = (uint64_t)N2; v[2] = (uint64_t)(o.pretrain_main_epochs + o.pretrain_adv_epochs + o.epochs);
+        v[3] = (uint64_t)o.mode * 65536 + (uint64_t)o.adv_steps; v[4] = (uint64_t)o.shuffle;
+        v[5] = (uint64_t)(ooc_multi ? train->window_rows * 65536 + train->chunk_rows : 0);
+        if ((st = advnn__mpi_agree(tr, v, 6, what, "advnn_adv_fit", "")) != ADVNN_OK) { advnn__adv_finish(tr, &a); return st; }
+    }
     perm = (int64_t *)ADVNN_MALLOC((size_t)((ooc_multi ? 1 : N) + (o.adv_data ? N2 + tr->batch : 0)) * sizeof(int64_t));
-    if (!perm) { advnn__adv_finish(tr, &a); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory"); }
+    if (!perm) { advnn__adv_finish(tr, &a); return advnn__mpi_local(tr, advnn__fail(ADVNN_ERR_NOMEM, "advnn_adv_fit: out of memory")); }
     for (i = 0; i < (ooc_multi ? 1 : N); i++) perm[i] = i;
     if (o.adv_data) {
         perm2 = perm + (ooc_multi ? 1 : N); idx2 = perm2 + N2;
@@ -5614,13 +5956,13 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         const int64_t *ix = perm;
         advnn__ooc_it it;
         int64_t at;
-        if (ooc_multi) st = advnn__ooc_it_begin(&it, tr, train, N, o.shuffle);
+        if (ooc_multi) st = advnn__mpi_local(tr, advnn__ooc_it_begin(&it, tr, train, N, o.shuffle));
         else {
             if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
-            st = advnn__ooc_rows(train, 0, N, N, &src, &at);
+            st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, N, N, &src, &at));
         }
         for (s = 0; st == ADVNN_OK; s += nb) {
-            if (ooc_multi) { if (!advnn__ooc_it_next(&it, &src, &ix, &nb)) { st = it.st; break; } }
+            if (ooc_multi) { if (!advnn__ooc_it_next(&it, &src, &ix, &nb)) { st = advnn__mpi_local(tr, it.st); break; } }
             else if (s < N) { nb = (int)(N - s < tr->batch ? N - s : tr->batch); ix = perm + s; }
             else break;
             if (o.adv_data)   /* the next nb rows of the second stream, reshuffled when it runs out */
@@ -5645,6 +5987,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
             advnn__fail(st, "advnn_adv_fit: epoch %d (%s), batch at row %lld: %s", epoch, phase_name[ph], (long long)s, msg);
             break;
         }
+        if ((st = advnn__mpi_check_state(tr, "advnn_adv_fit", epoch)) != ADVNN_OK) break;
         memset(&info, 0, sizeof info);
         info.epoch = epoch; info.phase = ph; info.lambda = lam;
         info.main_loss = cm ? sm / (double)cm : NAN; info.adv_loss = ca ? sa / (double)ca : NAN;
@@ -5656,8 +5999,14 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         {
             int stop = o.callback ? o.callback(&info, o.user) : 0;
             memcpy(a.user_on, tr->gon, (size_t)g->n_groups);   /* ...and may change them */
+            if (o.callback) {   /* MPI: the callback ran on every rank; rank 0's decisions count */
+                double dv[3];
+                dv[0] = stop != 0; dv[1] = info.quality; dv[2] = info.cost;
+                advnn__mpi_bcast(tr, dv, 3);
+                stop = dv[0] != 0; info.quality = dv[1]; info.cost = dv[2];
+            }
 #ifndef ADVNN_NO_STDIO
-            if (o.verbose) {
+            if (o.verbose && tr->rank == 0) {
                 char lm_s[32] = "-", la_s[32] = "-";   /* "-": that player did not run this epoch */
                 if (!isnan(info.main_loss)) snprintf(lm_s, sizeof lm_s, "%.5f", info.main_loss);
                 if (!isnan(info.adv_loss)) snprintf(la_s, sizeof la_s, "%.5f", info.adv_loss);
@@ -5696,7 +6045,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         res->selected_cost = sel >= 0 ? ck[sel].c : NAN;
     }
 #ifndef ADVNN_NO_STDIO
-    if (o.verbose && sel >= 0) fprintf(stderr, "restored epoch %d (quality %.5f, cost %.5f)\n", ck[sel].epoch + 1, ck[sel].q, ck[sel].c);
+    if (o.verbose && tr->rank == 0 && sel >= 0) fprintf(stderr, "restored epoch %d (quality %.5f, cost %.5f)\n", ck[sel].epoch + 1, ck[sel].q, ck[sel].c);
 #endif
     for (b = 0; b < nck; b++) advnn__free(ck[b].w);
     ADVNN_FREE(ck);

@@ -31,8 +31,11 @@
 #   examples tests/examples_smoke.sh: the data generators and the three physics examples end to end
 #            on a reduced setting (--quick, 2 threads); counts its own checks
 #   scaleout tests/scan_slurm.sh (tools/scan.sh on a private one-node SLURM cluster; needs root,
-#            slurm-wlm, munge) and tests/ooc_limit.sh (out-of-core training under a memory limit);
-#            each script counts its own checks
+#            slurm-wlm, munge), tests/ooc_limit.sh (out-of-core training under a memory limit) and
+#            tests/mpi_check.sh (MPI data-parallel training: tests/mpi_train.c built with mpicc
+#            -DADVNN_MPI, run by `mpirun -np 1/2/3` (as root with --allow-run-as-root --oversubscribe):
+#            the weights equal one process's byte for byte; errors, divergence and dead ranks end every
+#            rank; needs openmpi-bin, libopenmpi-dev); each script counts its own checks
 #   onnx     tests/onnx_export_check.sh: the ONNX export run in ONNX Runtime and checked by
 #            onnx.checker (needs node, onnxruntime-node, python3-onnx); counts its own checks
 #
@@ -92,7 +95,7 @@ describe() {
   case "$1" in
     header) echo "whole-header compile checks (advnn.h, advnn_simd.h)" ;;
     examples) echo "tests/examples_smoke.sh (generators + examples --quick)" ;;
-    scaleout) echo "tests/{$(echo $SCALEOUT_TESTS | sed 's/ /,/g')}.sh (script tests: SLURM scan, out-of-core under a memory limit)" ;;
+    scaleout) echo "tests/{$(echo $SCALEOUT_TESTS | sed 's/ /,/g')}.sh (script tests: SLURM scan, out-of-core under a memory limit, MPI training)" ;;
     onnx) echo "tests/onnx_export_check.sh (exports vs ONNX Runtime, onnx.checker)" ;;
     *) config_setup "$1"
        echo "$CC $CFLAGS -I. -Itests FILE $LIBS${RUNNER:+ ; $RUNNER ./prog}${RUNENV:+ ; $RUNENV ./prog}${ONLY:+ [$ONLY]}" ;;
@@ -188,7 +191,7 @@ run_script() {
   if [ -n "$summary" ]; then p=${summary%% passed*}; f=${summary#*passed, }; f=${f%% failed*}; else note="no summary line"; fi
   write_result "$dir" "$name" "$p" "$f" "$t0" "" "$note"
 }
-SCALEOUT_TESTS=$(for s in tests/scan_slurm.sh tests/ooc_limit.sh; do [ -f "$s" ] && basename "$s" .sh; done)
+SCALEOUT_TESTS=$(for s in tests/scan_slurm.sh tests/ooc_limit.sh tests/mpi_check.sh; do [ -f "$s" ] && basename "$s" .sh; done)
 
 if [ "${1:-}" = "--one" ]; then
   case "$2" in

@@ -4,7 +4,7 @@
 #   base   build the library users' way: gcc, make, libc headers, SLEEF, xxHash
 #   test   base + everything `make test` uses: g++, clang, the aarch64 cross compiler,
 #          qemu-user and the arm64 SLEEF/xxHash/libgomp (multiarch, `dpkg --add-architecture arm64`),
-#          slurm-wlm + munge (tests/scan_slurm.sh); for the ONNX export's checks python3-onnx, node +
+#          slurm-wlm + munge (tests/scan_slurm.sh), openmpi-bin + libopenmpi-dev (tests/mpi_check.sh); for the ONNX export's checks python3-onnx, node +
 #          npm (nodejs/npm packages when `node`/`npm` are missing) and onnxruntime-node from npm into
 #          build/npm (not root-only; a failed npm install is reported and the ONNX Runtime tests then
 #          fail saying so)
@@ -29,7 +29,8 @@ base_pkgs=(gcc make libc6-dev libsleef-dev libxxhash-dev)
 # lets qemu-aarch64 run the cross-built tests without -L / QEMU_LD_PREFIX.
 test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
            libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64 python3-onnx
-           slurm-wlm munge)   # tests/scan_slurm.sh: a private one-node SLURM cluster
+           slurm-wlm munge    # tests/scan_slurm.sh: a private one-node SLURM cluster
+           openmpi-bin libopenmpi-dev)   # tests/mpi_check.sh: mpicc, mpirun (ADVNN_MPI)
 # node from any source will do (a NodeSource nodejs ships its own npm and conflicts with Debian's npm)
 node_pkgs=()
 command -v node >/dev/null 2>&1 || node_pkgs+=(nodejs)
