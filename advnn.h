@@ -2673,7 +2673,8 @@ static int advnn__take(int *ctr, int n) {
 /* The fewest rows of a chunk. Measured (callgrind, W1 at 1 thread, per step): each chunk computes
  * its own weight gradients, and GEMMs that short cost more per row (the register tiles' loads and
  * stores, the packing); against one chunk, batch 256 in 8 chunks of 32 rows executed 37% more
- * instructions, in 4 of 64 16%, in 2 of 128 5%; batch 512 in 8 of 64 18%, 4 of 128 6%, 2 of 256 3%.
+ * instructions, in 4 of 64 16%, in 2 of 128 5%; batch 512 in 8 of 64 21%, 4 of 128 8%, 2 of 256 3%;
+ * batch 1024 in 8 of 128 10%, 4 of 256 4%.
  * Hence 128 rows: smaller steps run as one chunk on the calling thread, where threads gain little.
  * (A variable only so that the tests can cut small batches into many chunks.) */
 static int advnn__chunk_min_rows = 128;
