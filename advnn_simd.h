@@ -2881,27 +2881,25 @@ ADVNN__NOINLINE static void advnn__sgemm_stack(advnn__blocked_fn blocked, int tr
 
 #ifdef ADVNN__VECTOR
 /* y[0..n) = alpha * sum_k x[k*incx] * Mat[k*ld + j] + beta*y  (y contiguous). 8 vector accumulators. */
+/* s0..s7 += x[k] * M[k][0..8 VL) over k < K (rows LD apart; XK may use k): the 8-vector column panel
+ * of the matrix-vector kernels, in named accumulators (gcc -O2 kept an array of them in memory: a
+ * store and a reload per FMA, which made W1's batch-1 GEMV ~3x slower) */
+#define ADVNN__GEMV_PANEL8(M, LD, K, XK) do { const float *m_ = (M); \
+        for (int k = 0; k < (K); k++, m_ += (LD)) { \
+            advnn__v xk_ = advnn__vset(XK); \
+            s0 = advnn__vfma(xk_, advnn__vld(m_), s0); s1 = advnn__vfma(xk_, advnn__vld(m_ + ADVNN__VL), s1); \
+            s2 = advnn__vfma(xk_, advnn__vld(m_ + 2 * ADVNN__VL), s2); s3 = advnn__vfma(xk_, advnn__vld(m_ + 3 * ADVNN__VL), s3); \
+            s4 = advnn__vfma(xk_, advnn__vld(m_ + 4 * ADVNN__VL), s4); s5 = advnn__vfma(xk_, advnn__vld(m_ + 5 * ADVNN__VL), s5); \
+            s6 = advnn__vfma(xk_, advnn__vld(m_ + 6 * ADVNN__VL), s6); s7 = advnn__vfma(xk_, advnn__vld(m_ + 7 * ADVNN__VL), s7); \
+        } } while (0)
 ADVNN__VKFN void advnn__gemv_n(int K, int n, const float *Mat, int ld, const float *x, int incx, float *y,
                                float alpha, float beta) {
     const int W = 8 * ADVNN__VL;
     const advnn__v va = advnn__vset(alpha), vb = advnn__vset(beta);
     int j = 0;
     for (; j + W <= n; j += W) {
-        /* eight named accumulators: gcc -O2 kept an array of them in memory (a store and a reload
-         * per FMA, which made W1's batch-1 GEMV ~3x slower) */
         advnn__v s[8], s0 = advnn__vset(0.0f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        const float *m = Mat + j;
-        for (int k = 0; k < K; k++, m += ld) {
-            advnn__v xk = advnn__vset(x[(advnn__idx)k * incx]);
-            s0 = advnn__vfma(xk, advnn__vld(m), s0);
-            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
-            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
-            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
-            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
-            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
-            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
-            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
-        }
+        ADVNN__GEMV_PANEL8(Mat + j, ld, K, x[(advnn__idx)k * incx]);
         s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3; s[4] = s4; s[5] = s5; s[6] = s6; s[7] = s7;
         for (int u = 0; u < 8; u++) {
             float *yp = y + j + u * ADVNN__VL;
@@ -2997,18 +2995,7 @@ ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, int ldw, const float
         if (!inplace) { advnn__vst(z + (J), r_); } if (relu) { advnn__vst(y + (J), advnn__vmax(r_, zero)); } } while (0)
     for (; j + 8 * ADVNN__VL <= N; j += 8 * ADVNN__VL) {
         advnn__v s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
-        const float *m = W + j;
-        for (int k = 0; k < K; k++, m += ldw) {
-            advnn__v xk = advnn__vset(x[k]);
-            s0 = advnn__vfma(xk, advnn__vld(m), s0);
-            s1 = advnn__vfma(xk, advnn__vld(m + ADVNN__VL), s1);
-            s2 = advnn__vfma(xk, advnn__vld(m + 2 * ADVNN__VL), s2);
-            s3 = advnn__vfma(xk, advnn__vld(m + 3 * ADVNN__VL), s3);
-            s4 = advnn__vfma(xk, advnn__vld(m + 4 * ADVNN__VL), s4);
-            s5 = advnn__vfma(xk, advnn__vld(m + 5 * ADVNN__VL), s5);
-            s6 = advnn__vfma(xk, advnn__vld(m + 6 * ADVNN__VL), s6);
-            s7 = advnn__vfma(xk, advnn__vld(m + 7 * ADVNN__VL), s7);
-        }
+        ADVNN__GEMV_PANEL8(W + j, ldw, K, x[k]);
         ADVNN__G1_OUT(j, s0); ADVNN__G1_OUT(j + ADVNN__VL, s1);
         ADVNN__G1_OUT(j + 2 * ADVNN__VL, s2); ADVNN__G1_OUT(j + 3 * ADVNN__VL, s3);
         ADVNN__G1_OUT(j + 4 * ADVNN__VL, s4); ADVNN__G1_OUT(j + 5 * ADVNN__VL, s5);

@@ -10,8 +10,8 @@
  *
  * Per network: median over chunks of calls (~20 ms each, at least 25 chunks and --seconds) of the
  * time per call; GFLOP/s counts 2 x the multiply-adds of the dense, convolution and LSTM weights
- * (nothing for BatchNorm, activations, pooling); fraction of one core's fp32 FMA peak measured here
- * as bench_kernels does (12 independent FMA chains, best of 10), or --peak G.
+ * (advnn_flops: nothing for BatchNorm, activations, pooling); fraction of one core's fp32 FMA peak
+ * (bench/bench_common.h), or --peak G.
  * Usage: bench_infer1 [--net w1,w2b,w3] [--seconds S] [--peak G]   (one human and one JSON line per net) */
 #define _POSIX_C_SOURCE 200809L
 #define ADVNN_IMPLEMENTATION
@@ -19,82 +19,9 @@
 #include "examples/workloads.h"
 #include <time.h>
 #include <sys/resource.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-
-/* ---- FMA peak (1 core), as bench_kernels.c */
-static volatile float sink;
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-static double measure_peak(void) {
-    double best = 0;
-    int r;
-    for (r = 0; r < 10; r++) {
-        __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-        __m256 x0 = _mm256_set1_ps(1.00f), x1 = _mm256_set1_ps(1.01f), x2 = _mm256_set1_ps(1.02f);
-        __m256 x3 = _mm256_set1_ps(1.03f), x4 = _mm256_set1_ps(1.04f), x5 = _mm256_set1_ps(1.05f);
-        __m256 x6 = _mm256_set1_ps(1.06f), x7 = _mm256_set1_ps(1.07f), x8 = _mm256_set1_ps(1.08f);
-        __m256 x9 = _mm256_set1_ps(1.09f), x10 = _mm256_set1_ps(1.10f), x11 = _mm256_set1_ps(1.11f), s;
-        long i, iters = 20000000L;
-        float o[8];
-        double t0 = now(), t, gf;
-        for (i = 0; i < iters; i++) {
-            x0 = _mm256_fmadd_ps(x0, m, c); x1 = _mm256_fmadd_ps(x1, m, c); x2 = _mm256_fmadd_ps(x2, m, c);
-            x3 = _mm256_fmadd_ps(x3, m, c); x4 = _mm256_fmadd_ps(x4, m, c); x5 = _mm256_fmadd_ps(x5, m, c);
-            x6 = _mm256_fmadd_ps(x6, m, c); x7 = _mm256_fmadd_ps(x7, m, c); x8 = _mm256_fmadd_ps(x8, m, c);
-            x9 = _mm256_fmadd_ps(x9, m, c); x10 = _mm256_fmadd_ps(x10, m, c); x11 = _mm256_fmadd_ps(x11, m, c);
-            __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(x4), "+x"(x5));
-            __asm__ volatile("" : "+x"(x6), "+x"(x7), "+x"(x8), "+x"(x9), "+x"(x10), "+x"(x11));
-        }
-        t = now() - t0;
-        s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)), _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
-        s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(x10, x11)));
-        _mm256_storeu_ps(o, s);
-        sink = o[0];
-        gf = (double)iters * 12 * 16 / t * 1e-9;
-        if (gf > best) best = gf;
-    }
-    return best;
-}
-#else
-static double measure_peak(void) { return 0.0; }
-#endif
+#include "bench/bench_common.h"
 
 static void die(const char *what) { fprintf(stderr, "bench_infer1: %s: %s\n", what, advnn_last_error()); exit(1); }
-
-/* Multiply-adds of the weights on the path to `out`, x 2 (dense, conv, LSTM). */
-static double flops_of(const advnn_graph *g, int out) {
-    double f = 0;
-    int i, sh[3], nd, j;
-    for (i = 0; i <= out; i++) {
-        const char *k = advnn_node_kind(g, i);
-        int64_t ws[4], outsz = 1;
-        const char *nm;
-        int wnd;
-        nd = advnn_node_shape(g, i, sh);
-        for (j = 0; j < nd; j++) outsz *= sh[j];
-        if (!strcmp(k, "dense") || !strcmp(k, "conv1d") || !strcmp(k, "conv2d")) {
-            int64_t kin = 1;
-            advnn_weight_info(g, i, 0, &nm, &wnd, ws);
-            for (j = 0; j < wnd - 1; j++) kin *= ws[j];   /* dense (in, units); conv (K.., Cin, F) */
-            f += 2.0 * (double)outsz * (double)kin;
-        } else if (!strcmp(k, "lstm")) {
-            int64_t us[4];
-            int in_sh[3];
-            advnn_weight_info(g, i, 0, &nm, &wnd, ws);
-            advnn_weight_info(g, i, 1, &nm, &wnd, us);
-            (void)us;
-            advnn_node_shape(g, i - 1, in_sh);   /* the LSTM's input is the node before it here */
-            f += 2.0 * in_sh[0] * (double)(ws[0] + us[0]) * (double)ws[1];
-        }
-    }
-    return f;
-}
 
 static uint64_t rs = 0x9E3779B97F4A7C15ull;
 static double urand(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (double)(rs >> 11) / 9007199254740992.0; }
@@ -146,7 +73,7 @@ static void run(const char *net, double min_s, double peak) {
     advnn_graph *g = build(net, &out, &in_size);
     advnn_ws *ws = advnn_ws_new(g, 1);
     float *x = (float *)malloc((size_t)ROWS * in_size * sizeof(float)), *y;
-    double t[2000], t0, w0, per, fl = flops_of(g, out), med;
+    double t[2000], t0, w0, per, fl = advnn_flops(g, out, NULL), med;
     struct rusage r0, r1;
     if (!ws || !x) die("workspace");
     nd = advnn_node_shape(g, out, sh);

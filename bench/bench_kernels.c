@@ -22,21 +22,7 @@
 void openblas_set_num_threads(int);
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-#include "bench/bench_peak.h"
+#include "bench/bench_common.h"
 static volatile float bench_sink;   /* keeps results alive */
 
 static void fill(float *p, size_t n, unsigned *seed) {
@@ -64,9 +50,9 @@ static void bench_gemm(int tA, int tB, int M, int N, int K) {
     double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
     for (int w = 0; w < inner; w++) advnn_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N, work);
     for (int s = 0; s < nsamp; s++) {
-        double t0 = now_s();
+        double t0 = now();
         for (int w = 0; w < inner; w++) advnn_sgemm(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N, work);
-        ts[s] = (now_s() - t0) / inner;
+        ts[s] = (now() - t0) / inner;
     }
     double gf = flop / median(ts, nsamp) * 1e-9;
     double ob = 0.0;
@@ -75,11 +61,11 @@ static void bench_gemm(int tA, int tB, int M, int N, int K) {
         cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
                     lda, B, ldb, 0.0f, C, N);
     for (int s = 0; s < nsamp; s++) {
-        double t0 = now_s();
+        double t0 = now();
         for (int w = 0; w < inner; w++)
             cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
                         A, lda, B, ldb, 0.0f, C, N);
-        ts[s] = (now_s() - t0) / inner;
+        ts[s] = (now() - t0) / inner;
     }
     ob = flop / median(ts, nsamp) * 1e-9;
 #endif
@@ -108,7 +94,7 @@ static void bench_gemm_epi(int M, int N, int K, int relu) {
     double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
     for (int v = 0; v < 2; v++) {
         for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
-            double t0 = now_s();
+            double t0 = now();
             for (int w = 0; w < inner; w++) {
                 if (v) advnn_sgemm_bias_relu(M, N, K, A, K, B, N, bias, relu, C, N, C, N, work);
                 else {
@@ -117,7 +103,7 @@ static void bench_gemm_epi(int M, int N, int K, int relu) {
                     if (relu) advnn_act_forward(ADVNN_ACT_RELU, M, N, C, N, C, N, 0.0f, NULL);
                 }
             }
-            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+            if (s >= 0) ts[s] = (now() - t0) / inner;
         }
         t[v] = median(ts, nsamp);
     }
@@ -139,9 +125,9 @@ static void time_live_ref(run_fn run, void *ctx, double n, double ns[2]) {
     double *ts = (double *)malloc((size_t)nsamp * sizeof(double));
     for (int live = 1; live >= 0; live--) {
         for (int s = -1; s < nsamp; s++) {   /* s = -1: warm-up */
-            double t0 = now_s();
+            double t0 = now();
             for (int w = 0; w < inner; w++) run(ctx, live);
-            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+            if (s >= 0) ts[s] = (now() - t0) / inner;
         }
         ns[live] = median(ts, nsamp) * 1e9 / n;
     }
@@ -225,12 +211,12 @@ static void bench_mdn(void) {
     fill(a, 3 * ROWS * K, &seed);   /* in [-0.5, 0.5): logits, mean and width logits */
     for (int r = 0; r < ROWS; r++) { ri[r] = r; m[r] = 0.05 + 0.9 * (r % 97) / 97.0; }
     for (int rep = 0; rep < 50 * reps_scale; rep++) {
-        double t0 = now_s();
+        double t0 = now();
         for (int r0 = 0; r0 < ROWS; r0 += PER) {
             int R = ROWS - r0 < PER ? ROWS - r0 : PER;
             advnn_mdn_nll(R, K, 3 * K, ri + r0, a, a + K, a + 2 * K, m + r0, 1, 1e-3, g, nll);
         }
-        double t = now_s() - t0;
+        double t = now() - t0;
         if (t < best) best = t;
     }
     bench_sink = g[7];
@@ -347,14 +333,14 @@ static void bench_im2col(int H, int W, int C) {
     for (int op = 0; op < 2; op++)
         for (int live = 1; live >= 0; live--) {
             for (int s = -1; s < nsamp; s++) { /* s == -1: warm-up */
-                double t0 = now_s();
+                double t0 = now();
                 for (int w = 0; w < inner; w++) {
                     if (op == 0 && live) advnn_im2col(H, W, C, K, K, 1, 1, 1, 1, H, W, x, cols, kc);
                     else if (op == 0) advnn__im2col_ref(H, W, C, K, K, 1, 1, 1, 1, H, W, x, cols, kc);
                     else if (live) advnn_col2im(H, W, C, K, K, 1, 1, 1, 1, H, W, cols, kc, x);
                     else advnn__col2im_ref(H, W, C, K, K, 1, 1, 1, 1, H, W, cols, kc, x);
                 }
-                if (s >= 0) ts[s] = (now_s() - t0) / inner;
+                if (s >= 0) ts[s] = (now() - t0) / inner;
             }
             t[op][live] = median(ts, nsamp);
         }
@@ -388,29 +374,29 @@ static void bench_lstm(int n, int H) {
     double *ts = (double *)malloc((size_t)nsamp * sizeof(double)), tf[2], tb[2], tcopy;
     /* the forward overwrites z: each repetition restores it; that copy is timed alone and subtracted */
     for (int s = -1; s < nsamp; s++) {
-        double t0 = now_s();
+        double t0 = now();
         for (int w = 0; w < inner; w++) { memcpy(z, z0, nz * sizeof(float)); bench_sink = z[w % nz]; }
-        if (s >= 0) ts[s] = (now_s() - t0) / inner;
+        if (s >= 0) ts[s] = (now() - t0) / inner;
     }
     tcopy = median(ts, nsamp);
     for (int live = 1; live >= 0; live--) {
         for (int s = -1; s < nsamp; s++) {
-            double t0 = now_s();
+            double t0 = now();
             for (int w = 0; w < inner; w++) {
                 memcpy(z, z0, nz * sizeof(float));
                 if (live) advnn_lstm_cell_fwd(n, H, z, 4 * H, cp, hp, c, h, H, H, NULL);
                 else advnn__lstm_cell_fwd_ref(n, H, z, 4 * H, cp, hp, c, h, H, H, NULL);
             }
-            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+            if (s >= 0) ts[s] = (now() - t0) / inner;
         }
         tf[live] = median(ts, nsamp) - tcopy;
         for (int s = -1; s < nsamp; s++) {
-            double t0 = now_s();
+            double t0 = now();
             for (int w = 0; w < inner; w++) {
                 if (live) advnn_lstm_cell_bwd(n, H, z, 4 * H, cp, c, dh, dc, dz, dcp, dhp, H, H, NULL);
                 else advnn__lstm_cell_bwd_ref(n, H, z, 4 * H, cp, c, dh, dc, dz, dcp, dhp, H, H, NULL);
             }
-            if (s >= 0) ts[s] = (now_s() - t0) / inner;
+            if (s >= 0) ts[s] = (now() - t0) / inner;
         }
         tb[live] = median(ts, nsamp);
     }

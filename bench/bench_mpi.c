@@ -23,151 +23,18 @@
 #define ADVNN_MPI
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
-#include "examples/workloads.h"
 #include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
-
-#define MAX_IN 16
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_d); return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]); }
-static double pct(const double *v, int n, double p) { int k = (int)(p * n); return v[k < n - 1 ? k : n - 1]; }
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-static int jiffies(double *busy, double *total) {
-    unsigned long long v[8] = {0};
-    int i, got;
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
-    got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-    fclose(f);
-    if (got != 8) return 0;
-    *total = 0;
-    for (i = 0; i < 8; i++) *total += (double)v[i];
-    *busy = *total - (double)v[3] - (double)v[4];
-    return 1;
-}
+#include "bench/bench_common.h"
+#include "bench/bench_wl.h"
 
 static int rank, nrank;
+static void die(const char *what);
+static void bench_die(const char *what, const char *name) { (void)name; die(what); }
 static void die(const char *what) {
     fprintf(stderr, "bench_mpi (rank %d): %s: %s\n", rank, what, advnn_last_error());
     MPI_Abort(MPI_COMM_WORLD, 1);
-}
-
-typedef struct {
-    const char *name;
-    int batch, nb, adv_steps;
-    float lambda;
-    advnn_graph *g;
-    int lmain, ladv;
-    advnn_dataset *d, *dcr;
-    advnn_tensor *t[MAX_IN];
-} wl;
-
-/* bench_workloads.c's graphs (WORKLOADS.md) */
-static void build(wl *w) {
-    advnn_graph *g = advnn_graph_new();
-    int one = 1;
-    w->g = g;
-    if (!strcmp(w->name, "w1")) {
-        int ten = 10, x, y, wt, lpt, m, wa, logit, prob, h, ins[2];
-        x = advnn_input(g, "x", 1, &ten); y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
-        lpt = advnn_input(g, "lpt", 1, &one); m = advnn_input(g, "m", 1, &one); wa = advnn_input(g, "wadv", 1, &one);
-        advnn_group(g, "main");
-        logit = wl_w1_classifier(g, x);
-        prob = advnn_activation(g, logit, ADVNN_ACT_SIGMOID);
-        w->lmain = advnn_loss_bce_logits(g, logit, y, wt);
-        advnn_group(g, "adv");
-        ins[0] = prob; ins[1] = lpt;
-        h = advnn_dense(g, advnn_concat(g, 2, ins), 64, ADVNN_ACT_RELU);
-        w->ladv = advnn_loss_mdn(g, advnn_dense(g, h, 60, ADVNN_ACT_LINEAR), -1, -1, m, wa, 1, 1e-3f);
-        w->batch = 1024; w->adv_steps = 1; w->lambda = 10.0f; w->nb = 8;
-    } else if (!strcmp(w->name, "w2")) {
-        int in[4], cin[4], y, wt, cy, cw, logits, cr_logits;
-        wl_rec rec;
-        wl_w2_inputs(g, "", in);
-        y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
-        wl_w2_inputs(g, "cr_", cin);
-        cy = advnn_input(g, "cr_y", 1, &one); cw = advnn_input(g, "cr_w", 1, &one);
-        advnn_group(g, "main");
-        logits = wl_w2_tagger(g, in, &rec, NULL);
-        w->lmain = advnn_loss_cce_logits(g, logits, y, wt);
-        cr_logits = wl_w2_tagger(g, cin, NULL, &rec);
-        advnn_group(g, "adv");
-        w->ladv = advnn_loss_bce_logits(g, wl_w2_adversary(g, advnn_softmax(g, cr_logits)), cy, cw);
-        w->batch = 512; w->adv_steps = 2; w->lambda = 10.0f; w->nb = 4;
-    } else {
-        int img[3] = {40, 40, 1}, x, wt, bin, recon;
-        x = advnn_input(g, "img", 3, img); wt = advnn_input(g, "w", 1, &one); bin = advnn_input(g, "mbin", 1, &one);
-        advnn_group(g, "main");
-        recon = wl_w3_autoencoder(g, x);
-        w->lmain = advnn_loss_mse(g, recon, x, wt);
-        advnn_group(g, "adv");
-        w->ladv = advnn_loss_cce_logits(g, wl_w3_adversary(g, advnn_sample_mse(g, recon, x, 1)), bin, wt);
-        w->batch = 512; w->adv_steps = 3; w->lambda = 1e-3f; w->nb = 4;
-    }
-    if (advnn_graph_finalize(g, 1) != ADVNN_OK) die("building the graph");
-}
-
-/* random rows as bench_workloads.c (same seed on every rank: the ranks hold the same data) */
-static void make_data(wl *w) {
-    advnn_graph *g = w->g;
-    int64_t N = (int64_t)w->batch * w->nb, j;
-    int i, k, iy = -1, iw = -1, iwa = -1;
-    advnn__rng r;
-    advnn__rng_seed(&r, 12345);
-    w->d = advnn_dataset_new();
-    w->dcr = !strcmp(w->name, "w2") ? advnn_dataset_new() : NULL;
-    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
-        int id = advnn_input_node(g, i), sh[3], nd = advnn_node_shape(g, id, sh);
-        const char *name = advnn_node_name(g, id), *base = strncmp(name, "cr_", 3) ? name : name + 3;
-        int64_t shape[4], per;
-        advnn_tensor *t;
-        shape[0] = N;
-        for (k = 0; k < nd; k++) shape[k + 1] = sh[k];
-        t = w->t[i] = advnn_tensor_new(nd + 1, shape);
-        if (!t) die("out of memory");
-        per = t->size / N;
-        for (j = 0; j < t->size; j++) {
-            double u = advnn__rng_uniform(&r);
-            float v;
-            if (!strcmp(base, "y")) v = (float)(int)(u * (!strcmp(name, "y") && !strcmp(w->name, "w2") ? 3 : 2));
-            else if (!strcmp(base, "mbin")) v = (float)(int)(u * 10);
-            else if (!strcmp(base, "w") || !strcmp(base, "wadv")) v = (float)(0.5 + u);
-            else if (!strcmp(base, "m") || !strcmp(base, "lpt")) v = (float)(0.001 + 0.998 * u);
-            else if (!strcmp(base, "img")) v = (float)(1e-3 + u);
-            else v = (float)(2 * u - 1 + (u < 0.5 ? -1e-3 : 1e-3));
-            t->data[j] = v;
-        }
-        if (!strcmp(base, "img"))
-            for (j = 0; j < N; j++) {
-                double s = 0;
-                for (k = 0; k < per; k++) s += t->data[j * per + k];
-                for (k = 0; k < per; k++) t->data[j * per + k] = (float)(t->data[j * per + k] / s);
-            }
-        if (!strcmp(name, "y")) iy = i;
-        if (!strcmp(name, "w")) iw = i;
-        if (!strcmp(name, "wadv")) iwa = i;
-    }
-    if (iwa >= 0)
-        for (j = 0; j < w->nb; j++) {
-            size_t o = (size_t)j * w->batch;
-            if (advnn_background_weights(w->t[iy]->data + o, w->t[iw]->data + o, w->batch, w->t[iwa]->data + o) != ADVNN_OK)
-                die("background weights");
-        }
-    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
-        const char *name = advnn_node_name(g, advnn_input_node(g, i));
-        if (advnn_dataset_add(strncmp(name, "cr_", 3) ? w->d : w->dcr, name, w->t[i]) != ADVNN_OK) die("dataset");
-    }
 }
 
 int main(int argc, char **argv) {
@@ -196,6 +63,7 @@ int main(int argc, char **argv) {
     if (strcmp(name, "w1") && strcmp(name, "w2") && strcmp(name, "w3")) { if (rank == 0) fprintf(stderr, "unknown workload %s\n", name); MPI_Finalize(); return 2; }
     memset(&w, 0, sizeof w);
     w.name = name;
+    w.batch = !strcmp(name, "w1") ? 1024 : 512;
     build(&w);
     make_data(&w);
     N = (int64_t)w.batch * w.nb;

@@ -46,7 +46,7 @@
  *   W2  2 x [tagger on CR(B) + 3 adv(B)]; tagger update: 3 tagger(B) + 3 tagger on CR(B) + 2 adv(B)
  *   W3  AE forward (once) AE(B); AE update: 2 AE(B) + 2 adv(B); 3 x 3 adv(B)
  * Inference: the main output's forward FLOPs per sample. peak_gflops: one core's measured FMA peak
- * (bench/bench_peak.h, measured once before the workloads; --peak G sets it), so a fraction of 1 is
+ * (bench/bench_common.h, measured once before the workloads; --peak G sets it), so a fraction of 1 is
  * one core's peak also at 2 threads (2 threads can reach 2).
  *
  * Usage: bench_workloads [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1)] [--quick]
@@ -56,181 +56,18 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, fork, sysconf under -std=c11 */
 #define ADVNN_IMPLEMENTATION
 #include "advnn.h"
-#include "examples/workloads.h"
 #include <time.h>
 #include <unistd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
-#include "bench/bench_peak.h"
+#include "bench/bench_common.h"
+#include "bench/bench_wl.h"
 
-#define MAX_IN 16
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_d); return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]); }
-/* the torch script's percentile: sorted[min(n - 1, int(p n))] (v sorted by median()) */
-static double pct(const double *v, int n, double p) { int k = (int)(p * n); return v[k < n - 1 ? k : n - 1]; }
-
-/* ---------------------------------------------------------------- load: own CPU and other processes' */
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;   /* kB on Linux */
-}
-/* busy and total jiffies of the whole machine (first line of /proc/stat); 0 if unreadable */
-static int jiffies(double *busy, double *total) {
-    unsigned long long v[8] = {0};
-    int i, got;
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
-    got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-    fclose(f);
-    if (got != 8) return 0;
-    *total = 0;
-    for (i = 0; i < 8; i++) *total += (double)v[i];
-    *busy = *total - (double)v[3] - (double)v[4];   /* less idle and iowait */
-    return 1;
-}
-typedef struct { double c0, w0, b0, t0; int ok; } load_t;
-static void load_start(load_t *l) { l->ok = jiffies(&l->b0, &l->t0); l->c0 = cpu_seconds(); l->w0 = now(); }
-/* own cores (CPU / wall) and other processes' cores (-1 when /proc/stat is unreadable) */
-static void load_done(const load_t *l, double *own, double *other) {
-    double w = now() - l->w0, b1, t1, hz = (double)sysconf(_SC_CLK_TCK);
-    *own = (cpu_seconds() - l->c0) / w;
-    *other = -1;
-    if (l->ok && jiffies(&b1, &t1) && hz > 0) {
-        double busy = (b1 - l->b0) / hz / w;
-        *other = busy - *own > 0 ? busy - *own : 0;
-    }
-}
-
-/* ---------------------------------------------------------------- the workloads */
-typedef struct {
-    const char *name;
-    int batch, nb, adv_steps, ae_fwd;
-    float lambda;
-    advnn_graph *g;
-    int out, lmain, ladv;
-    advnn_dataset *d, *dcr;                  /* main stream; control-region stream (W2) or NULL */
-    advnn_tensor *t[MAX_IN];                 /* per graph input (advnn_input_node order) */
-} wl;
-
-static void die(const char *what, const char *name) {
+static void bench_die(const char *what, const char *name) {
     fprintf(stderr, "bench_workloads: %s: %s: %s\n", name, what, advnn_last_error());
     exit(1);
-}
-
-static void build(wl *w) {
-    advnn_graph *g = advnn_graph_new();
-    int one = 1;
-    w->g = g;
-    if (!strcmp(w->name, "w1")) {
-        int ten = 10, x, y, wt, lpt, m, wa, logit, prob, h, ins[2];
-        x = advnn_input(g, "x", 1, &ten); y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
-        lpt = advnn_input(g, "lpt", 1, &one); m = advnn_input(g, "m", 1, &one); wa = advnn_input(g, "wadv", 1, &one);
-        advnn_group(g, "main");
-        logit = wl_w1_classifier(g, x);
-        prob = advnn_name(g, advnn_activation(g, logit, ADVNN_ACT_SIGMOID), "prob");
-        w->lmain = advnn_loss_bce_logits(g, logit, y, wt);
-        advnn_group(g, "adv");
-        ins[0] = prob; ins[1] = lpt;
-        h = advnn_dense(g, advnn_concat(g, 2, ins), 64, ADVNN_ACT_RELU);
-        /* one Linear(64, 60) head, [logits | means | widths], as the PyTorch workload */
-        w->ladv = advnn_loss_mdn(g, advnn_dense(g, h, 60, ADVNN_ACT_LINEAR), -1, -1, m, wa, 1, 1e-3f);
-        w->out = prob;
-        w->adv_steps = 1; w->lambda = 10.0f; w->nb = 8; w->ae_fwd = 0;
-    } else if (!strcmp(w->name, "w2")) {
-        int in[4], cin[4], y, wt, cy, cw, logits, cr_logits;
-        wl_rec rec;
-        wl_w2_inputs(g, "", in);
-        y = advnn_input(g, "y", 1, &one); wt = advnn_input(g, "w", 1, &one);
-        wl_w2_inputs(g, "cr_", cin);
-        cy = advnn_input(g, "cr_y", 1, &one); cw = advnn_input(g, "cr_w", 1, &one);
-        advnn_group(g, "main");
-        logits = wl_w2_tagger(g, in, &rec, NULL);
-        w->out = advnn_name(g, advnn_softmax(g, logits), "scores");
-        w->lmain = advnn_loss_cce_logits(g, logits, y, wt);
-        cr_logits = wl_w2_tagger(g, cin, NULL, &rec);          /* the same weights on the control region */
-        advnn_group(g, "adv");
-        w->ladv = advnn_loss_bce_logits(g, wl_w2_adversary(g, advnn_softmax(g, cr_logits)), cy, cw);
-        w->adv_steps = 2; w->lambda = 10.0f; w->nb = 4; w->ae_fwd = 0;
-    } else {
-        int img[3] = {40, 40, 1}, x, wt, bin, recon;
-        x = advnn_input(g, "img", 3, img); wt = advnn_input(g, "w", 1, &one); bin = advnn_input(g, "mbin", 1, &one);
-        advnn_group(g, "main");
-        recon = wl_w3_autoencoder(g, x);
-        w->lmain = advnn_loss_mse(g, recon, x, wt);
-        w->out = advnn_name(g, advnn_sample_mse(g, recon, x, 0), "mse");   /* inference: per-image MSE */
-        advnn_group(g, "adv");
-        w->ladv = advnn_loss_cce_logits(g, wl_w3_adversary(g, advnn_sample_mse(g, recon, x, 1)), bin, wt);
-        w->adv_steps = 3; w->lambda = 1e-3f; w->nb = 4; w->ae_fwd = 1;   /* reused by the 3 adversary updates and the AE update (torch: 2) */
-    }
-    if (advnn_graph_finalize(g, 1) != ADVNN_OK) die("building the graph", w->name);
-}
-
-/* NB batches of random rows for every graph input, in w->d or (names "cr_*") w->dcr: features
- * uniform in [-1, 1] and never 0 (so W2's masks keep every step), labels valid for their loss,
- * weights in [0.5, 1.5], W1's mass and log pT in (0, 1), W3's images unit-sum, W1's adversary
- * weights background-only per batch. */
-static void make_data(wl *w) {
-    advnn_graph *g = w->g;
-    int64_t N = (int64_t)w->batch * w->nb, j;
-    int i, k, iy = -1, iw = -1, iwa = -1;
-    advnn__rng r;
-    advnn__rng_seed(&r, 12345);
-    w->d = advnn_dataset_new();
-    w->dcr = !strcmp(w->name, "w2") ? advnn_dataset_new() : NULL;
-    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
-        int id = advnn_input_node(g, i), sh[3], nd = advnn_node_shape(g, id, sh);
-        const char *name = advnn_node_name(g, id), *base = strncmp(name, "cr_", 3) ? name : name + 3;
-        int64_t shape[4], per;
-        advnn_tensor *t;
-        shape[0] = N;
-        for (k = 0; k < nd; k++) shape[k + 1] = sh[k];
-        t = w->t[i] = advnn_tensor_new(nd + 1, shape);
-        if (!t) die("out of memory", w->name);
-        per = t->size / N;
-        for (j = 0; j < t->size; j++) {
-            double u = advnn__rng_uniform(&r);
-            float v;
-            if (!strcmp(base, "y")) v = (float)(int)(u * (!strcmp(name, "y") && !strcmp(w->name, "w2") ? 3 : 2));
-            else if (!strcmp(base, "mbin")) v = (float)(int)(u * 10);
-            else if (!strcmp(base, "w") || !strcmp(base, "wadv")) v = (float)(0.5 + u);
-            else if (!strcmp(base, "m") || !strcmp(base, "lpt")) v = (float)(0.001 + 0.998 * u);
-            else if (!strcmp(base, "img")) v = (float)(1e-3 + u);
-            else v = (float)(2 * u - 1 + (u < 0.5 ? -1e-3 : 1e-3));
-            t->data[j] = v;
-        }
-        if (!strcmp(base, "img"))
-            for (j = 0; j < N; j++) {
-                double s = 0;
-                for (k = 0; k < per; k++) s += t->data[j * per + k];
-                for (k = 0; k < per; k++) t->data[j * per + k] = (float)(t->data[j * per + k] / s);
-            }
-        if (!strcmp(name, "y")) iy = i;
-        if (!strcmp(name, "w")) iw = i;
-        if (!strcmp(name, "wadv")) iwa = i;
-    }
-    if (iwa >= 0)   /* background only, normalised per batch as the torch script does */
-        for (j = 0; j < w->nb; j++) {
-            size_t o = (size_t)j * w->batch;
-            if (advnn_background_weights(w->t[iy]->data + o, w->t[iw]->data + o, w->batch, w->t[iwa]->data + o) != ADVNN_OK)
-                die("background weights", w->name);
-        }
-    for (i = 0; i < advnn_input_count(g) && i < MAX_IN; i++) {
-        const char *name = advnn_node_name(g, advnn_input_node(g, i));
-        if (advnn_dataset_add(strncmp(name, "cr_", 3) ? w->d : w->dcr, name, w->t[i]) != ADVNN_OK) die("dataset", w->name);
-    }
 }
 
 typedef struct {
@@ -286,7 +123,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     fstep = step_flops(&w, &finf);
 
     advnn_set_threads(threads);
-    if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) die("trainer", name);
+    if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) bench_die("trainer", name);
     if (!strcmp(name, "w2")) {
         advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f));
         advnn_trainer_set_optim(tr, "adv", advnn_nadam(8e-4f));
@@ -303,14 +140,14 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     t_step = (double *)malloc((size_t)c->max_steps * sizeof *t_step);
     t_b1 = (double *)malloc(400 * sizeof *t_b1);
     t_b512 = (double *)malloc(4000 * sizeof *t_b512);
-    if (!idx || !t_step || !t_b1 || !t_b512) die("out of memory", name);
+    if (!idx || !t_step || !t_b1 || !t_b512) bench_die("out of memory", name);
     for (i = 0; i < N; i++) idx[i] = i;
 
     /* ---- training: warm-up, then >= min_steps and >= min_seconds, each step timed */
 #define STEP(k) do { \
         const int64_t *ix_ = idx + (size_t)((k) % w.nb) * w.batch; \
         double lm_, la_; \
-        if (advnn_adv_step(tr, &o, w.lambda, w.d, ix_, w.dcr ? ix_ : NULL, w.batch, &lm_, &la_) != ADVNN_OK) die("training step", name); \
+        if (advnn_adv_step(tr, &o, w.lambda, w.d, ix_, w.dcr ? ix_ : NULL, w.batch, &lm_, &la_) != ADVNN_OK) bench_die("training step", name); \
     } while (0)
     w0 = now();
     while (warm < c->warmup && (warm < 3 || now() - w0 < (c->quick ? 0.3 : 3.0))) { STEP(warm); warm++; }
@@ -328,11 +165,11 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
 
     /* ---- inference, eval mode, main network's output only */
     ws1 = advnn_ws_new(w.g, 1); ws512 = advnn_ws_new(w.g, 512);
-    if (!ws1 || !ws512 || advnn_ws_set_threads(ws512, threads) != ADVNN_OK) die("inference workspace", name);
+    if (!ws1 || !ws512 || advnn_ws_set_threads(ws512, threads) != ADVNN_OK) bench_die("inference workspace", name);
     ond = advnn_node_shape(w.g, w.out, osh);
     for (i = 0; i < ond; i++) outsz *= osh[i];
     out = (float *)malloc((size_t)512 * outsz * sizeof(float));
-    if (!out) die("out of memory", name);
+    if (!out) bench_die("out of memory", name);
     for (i = 0; i < n_in; i++) ins[i] = strncmp(advnn_node_name(w.g, advnn_input_node(w.g, i)), "cr_", 3) ? w.t[i]->data : NULL;
     {
         /* batch 1: calibrate a chunk of ~50 ms, then chunks until >= 15 and >= min_seconds */
@@ -342,7 +179,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
             const float *row_[MAX_IN]; \
             int j_; \
             for (j_ = 0; j_ < n_in; j_++) row_[j_] = ins[j_] ? ins[j_] + (size_t)((k) % 512) * (size_t)(w.t[j_]->size / N) : NULL; \
-            if (advnn_infer(ws1, 1, row_, w.out, out) != ADVNN_OK) die("inference (batch 1)", name); \
+            if (advnn_infer(ws1, 1, row_, w.out, out) != ADVNN_OK) bench_die("inference (batch 1)", name); \
         } while (0)
         for (k = 0; k < 200; k++) INFER1(k);
         tc = now();
@@ -361,7 +198,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
         load_done(&L, &cw_b1, &ot_b1);
 #undef INFER1
     }
-    for (i = 0; i < 5; i++) if (advnn_infer(ws512, 512, ins, w.out, out) != ADVNN_OK) die("inference (batch 512)", name);
+    for (i = 0; i < 5; i++) if (advnn_infer(ws512, 512, ins, w.out, out) != ADVNN_OK) bench_die("inference (batch 512)", name);
     load_start(&L);
     w0 = now();
     while (n512 < 4000 && (n512 < 15 || now() - w0 < min_s)) {
