@@ -1909,7 +1909,8 @@ ADVNN_DEF double advnn_flops(const advnn_graph *g, int node, const char *group) 
         const advnn__param *w;
         if (!dep[i]) continue;
         for (k = 0; k < n->n_in; k++) if (n->in[k] >= 0) dep[n->in[k]] = 1;
-        if ((n->kind != ADVNN__DENSE && n->kind != ADVNN__CONV && n->kind != ADVNN__LSTM) || (gi >= 0 && n->group != gi)) continue;
+        if (n->kind != ADVNN__DENSE && n->kind != ADVNN__CONV && n->kind != ADVNN__LSTM) continue;
+        if (gi >= 0 && n->group != gi) continue;
         w = &g->par[n->param0];   /* the kernel (a shared layer's are its owner's) */
         if (n->kind == ADVNN__DENSE) f += (double)n->rows * w->rows * w->cols;
         else if (n->kind == ADVNN__CONV) f += (double)(n->size / n->ip[0]) * w->rows * w->cols;
@@ -4841,7 +4842,8 @@ static int advnn__chunks_failed(advnn__chunkjob *j, int p) {
 
 #define ADVNN__RED_BLOCK 4096   /* floats of gradient per unit of the reduction */
 static void advnn__reduce_block(advnn__chunkjob *j, int b) {
-    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK, e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK;
+    int64_t P = j->tr->g->n_params, a = (int64_t)b * ADVNN__RED_BLOCK;
+    int64_t e = a + ADVNN__RED_BLOCK > P ? P : a + ADVNN__RED_BLOCK;
     int c;
     for (c = 1; c < j->nck; c++) advnn__pgrad_runs(j->tr->wsk[0], j->tr->wsk[0]->pgrad, j->tr->wsk[c]->pgrad, a, e);
 }
