@@ -20,7 +20,7 @@ ARCH=""
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then ARCH="-mavx2 -mfma"; fi
 # shellcheck disable=SC2086
 mpicc -O2 -std=c11 -Wall -Wextra -Wpedantic -Werror $ARCH -I. bench/bench_mpi.c -o build/bench/bench_mpi -lsleef -lm -pthread || exit 1
-MPIRUN=(mpirun --oversubscribe)
+MPIRUN=(mpirun --oversubscribe --bind-to none)   # OpenMPI binds each rank to one core by default: a rank's threads would share it
 [ "$(id -u)" -eq 0 ] && MPIRUN+=(--allow-run-as-root)
 out=build/bench/bench_mpi_$wl.jsonl; : > "$out"
 echo "bench_mpi: $wl, $reps rounds of (1x1, 1x2, 2x1), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
