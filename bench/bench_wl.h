@@ -1,7 +1,7 @@
 /* bench_wl.h - the reference workloads W1, W2, W3 of WORKLOADS.md as the benchmarks train them: the
  * graphs with their adversaries (built from examples/workloads.h) and NB batches of random rows with
  * a fixed seed. The includer defines bench_die(what, workload name) (it must not return); w->batch
- * must be set before build (W1 1024 by default, W2 and W3 512). Needs advnn.h's implementation. */
+ * must be set before build (the benchmarks use 1024 for W1, 512 for W2 and W3). Needs advnn.h's implementation. */
 #ifndef ADVNN_BENCH_WL_H
 #define ADVNN_BENCH_WL_H
 #include "examples/workloads.h"
