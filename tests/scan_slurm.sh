@@ -106,28 +106,33 @@ need=""
 [ "$(id -u)" -eq 0 ] || need="$need root"
 for p in munged slurmctld slurmd sbatch squeue sinfo; do command -v "$p" > /dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then bad "SLURM test needs:$need (tools/deps.sh test installs slurm-wlm and munge; run as root)"; finish; fi
-C="$W/cluster"; mkdir -p "$C/munge" "$C/state" "$C/spool" || exit 2
+C="$W/cluster"; mkdir -p "$C/state" "$C/spool" || exit 2
+# munged runs as user munge, which cannot reach a repo cloned under a 0700 folder (mktemp -d): its
+# files live in a folder of their own under /tmp, removed at the end.
+M=$(mktemp -d /tmp/advnn-munge.XXXXXX) || exit 2
+chmod 755 "$M"
 pids=()
 cleanup() {
   local f p
-  for f in "$C/slurmd.pid" "$C/slurmctld.pid" "$C/munge/munged.pid"; do
+  for f in "$C/slurmd.pid" "$C/slurmctld.pid" "$M/munged.pid"; do
     [ -s "$f" ] || continue
     p=$(cat "$f")
     kill "$p" 2>/dev/null
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$p" 2>/dev/null
   done
+  rm -rf "$M"
   return 0
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-chown munge:munge "$C/munge"; chmod 755 "$C/munge"   # munged: the socket folder must be o+x
-dd if=/dev/urandom of="$C/munge/munge.key" bs=1024 count=1 status=none
-chown munge:munge "$C/munge/munge.key"; chmod 400 "$C/munge/munge.key"
-SOCK="$C/munge/munge.sock"
-if su -s /bin/sh munge -c "/usr/sbin/munged --socket=$SOCK --key-file=$C/munge/munge.key --pid-file=$C/munge/munged.pid --log-file=$C/munge/munged.log --seed-file=$C/munge/munged.seed" > "$W/munged.log" 2>&1 &&
+chown munge:munge "$M"; chmod 755 "$M"   # munged: the socket folder must be o+x
+dd if=/dev/urandom of="$M/munge.key" bs=1024 count=1 status=none
+chown munge:munge "$M/munge.key"; chmod 400 "$M/munge.key"
+SOCK="$M/munge.sock"
+if su -s /bin/sh munge -c "/usr/sbin/munged --socket=$SOCK --key-file=$M/munge.key --pid-file=$M/munged.pid --log-file=$M/munged.log --seed-file=$M/munged.seed" > "$W/munged.log" 2>&1 &&
    munge -S "$SOCK" -n | unmunge -S "$SOCK" > "$W/unmunge.log" 2>&1 && grep -q Success "$W/unmunge.log"; then ok "munged on its own socket"
-else bad "munged" "$(cat "$W/munged.log" "$C/munge/munged.log" "$W/unmunge.log" 2>/dev/null | tail -n 10)"; finish; fi
+else bad "munged" "$(cat "$W/munged.log" "$M/munged.log" "$W/unmunge.log" 2>/dev/null | tail -n 10)"; finish; fi
 
 host=$(hostname -s)
 port=$((20000 + $$ % 20000))
