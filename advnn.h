@@ -69,7 +69,9 @@
  *     advnn_set_threads(n), and a workspace given advnn_ws_set_threads(ws, n), run on n threads of
  *     their own (a small pthread pool that sleeps between calls); that is internal and does not
  *     change these rules, nor the results: trained weights, losses and outputs are bit for bit the
- *     same for any thread count and any scheduling of the threads (advnn_set_threads).
+ *     same for any thread count and any scheduling of the threads (advnn_set_threads). n is an upper
+ *     bound: a step or call runs on the calling thread alone while that measures faster (another
+ *     process busy on the cores), trying the threads again every few steps.
  *
  * ERRORS
  *   Functions that can fail return advnn_status (or NULL / -1) and leave a message for
@@ -338,8 +340,11 @@ ADVNN_DEF advnn_optim advnn_nadam(float lr);   /* PyTorch/Keras NAdam with momen
  * take chunks as they become free, and every sum across chunks (gradients, losses, BatchNorm
  * statistics) is added in chunk order, each chunk drawing its own dropout mask
  * from the seed. So a fixed seed gives bit-identical weights whatever the thread count and however
- * the OS schedules the threads; a step of fewer than 256 rows runs on the calling thread. Not
- * thread-safe (call it at start-up). Returns the previous value. */
+ * the OS schedules the threads; a step of fewer than 256 rows runs on the calling thread. With
+ * another process busy on the cores a worker the OS deschedules mid-chunk stalls the step, so each
+ * kind of step times both ways and runs on the calling thread alone while that is faster, trying the
+ * threads every 4th-64th step (the results are the same either way; "the team or the calling thread
+ * alone" in the implementation). Not thread-safe (call it at start-up). Returns the previous value. */
 ADVNN_DEF int advnn_set_threads(int n);
 ADVNN_DEF int advnn_get_threads(void);
 
@@ -2504,6 +2509,13 @@ ADVNN_DEF advnn_status advnn_mode(const float *score, const float *var, const fl
     return ADVNN_OK;
 }
 
+/* Wall-clock seconds (epoch lines; the threads' choice between the team and one thread). */
+static double advnn__now(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---------------------------------------------------------------- threads
  * Deterministic dynamic work division. Every training step (advnn__run) splits its n rows into
  * advnn__chunk_count(n) near-equal chunks: at most ADVNN__CHUNKS_MAX chunks of at least
@@ -2668,6 +2680,82 @@ static int advnn__take(int *ctr, int n) {
     int c = __atomic_fetch_add(ctr, 1, __ATOMIC_ACQ_REL);
     return c < n ? c : -1;
 }
+
+/* ---- the team or the calling thread alone, whichever measures faster
+ * The chunks and their order of summation do not depend on which threads run them, so a step may run
+ * on the team or on the calling thread alone with the same results; only the time differs. With the
+ * other core busy, a worker the OS deschedules while it holds a chunk stalls the step at the next
+ * barrier for a time slice (milliseconds), as long as a short step (W1 at batch 1024 takes ~2 ms):
+ * 2 threads were up to 14% slower than 1 there (bench/README.md). So each threaded step shape (rows,
+ * pass, the nodes it computes) keeps the last 5 times of each way (the first of each, which faults in
+ * memory, is dropped); the faster median runs, the other every k-th step, k = 4..64 chosen so that
+ * the trials cost ~2% ((slower / faster - 1) / k), and again at once after a trial faster than 0.9x
+ * the median of the way running: a change of load is followed within a few steps.
+ * advnn__tune_force: 0 measure (default); 1 always the team, 2 always alone, 3 each in turn (tests, benchmarks). */
+#define ADVNN__TUNE_SLOTS 16   /* step shapes: main and adversary steps, evaluation, MPI phases */
+#define ADVNN__TUNE_RING 5
+typedef struct {
+    uint64_t key;                         /* the step's shape; 0: free slot */
+    unsigned n, used;                     /* steps of this shape; the tuner's clock when last used */
+    int cnt[2];                           /* times recorded: [0] the team, [1] alone */
+    int seen[2];                          /* the first time of each way was dropped */
+    int best, again;                      /* the way that ran as the faster; run the other next */
+    float mbest;                          /* the faster way's median when picked */
+    float t[2][ADVNN__TUNE_RING];
+} advnn__tslot;
+typedef struct {
+    advnn__tslot s[ADVNN__TUNE_SLOTS];
+    unsigned clock;
+    int cur;                              /* the slot of the step under way */
+    int64_t steps, alone;                 /* threaded steps, of which ran alone (bench_workloads prints them) */
+} advnn__tune;
+static int advnn__tune_force = 0;
+
+static float advnn__tune_median(const advnn__tslot *s, int m) {
+    float v[ADVNN__TUNE_RING], x;
+    int n = s->cnt[m] < ADVNN__TUNE_RING ? s->cnt[m] : ADVNN__TUNE_RING, i, k;
+    for (i = 0; i < n; i++) {   /* insertion sort of at most 5 */
+        x = s->t[m][i];
+        for (k = i; k > 0 && v[k - 1] > x; k--) v[k] = v[k - 1];
+        v[k] = x;
+    }
+    return v[n / 2];
+}
+
+/* 1 if the step of shape key should run on the calling thread alone, 0 on the team. */
+static int advnn__tune_pick(advnn__tune *u, uint64_t key) {
+    advnn__tslot *s;
+    int i, lru = 0, k;
+    float m0, m1, r;
+    key |= 1;   /* never 0 */
+    u->clock++;
+    for (i = 0; i < ADVNN__TUNE_SLOTS && u->s[i].key != key; i++)
+        if (u->s[i].used < u->s[lru].used) lru = i;
+    if (i == ADVNN__TUNE_SLOTS) { i = lru; memset(&u->s[i], 0, sizeof u->s[i]); u->s[i].key = key; }
+    s = &u->s[i];
+    u->cur = i; s->used = u->clock; s->n++;
+    s->best = -1;
+    if (advnn__tune_force) return advnn__tune_force == 3 ? (int)(u->clock & 1) : advnn__tune_force == 2;
+    if (s->cnt[0] < 3 || s->cnt[1] < 3) return s->cnt[1] + s->seen[1] < s->cnt[0] + s->seen[0];   /* in turn */
+    m0 = advnn__tune_median(s, 0); m1 = advnn__tune_median(s, 1);
+    s->best = m1 < m0;
+    s->mbest = s->best ? m1 : m0;
+    if (s->again) return !s->best;
+    r = s->best ? m0 / m1 : m1 / m0;
+    k = r > 3.0f ? 64 : (int)((r - 1.0f) / 0.02f);
+    k = k < 4 ? 4 : k > 64 ? 64 : k;
+    return s->n % (unsigned)k == 0 ? !s->best : s->best;
+}
+static void advnn__tune_note(advnn__tune *u, int alone, double sec) {
+    advnn__tslot *s = &u->s[u->cur];
+    u->steps++; u->alone += alone;
+    if (advnn__tune_force) return;
+    if (!s->seen[alone]) { s->seen[alone] = 1; return; }
+    s->again = s->best >= 0 && alone != s->best && (float)sec < 0.9f * s->mbest;
+    s->t[alone][s->cnt[alone]++ % ADVNN__TUNE_RING] = (float)sec;
+    if (s->cnt[alone] >= 2 * ADVNN__TUNE_RING) s->cnt[alone] -= ADVNN__TUNE_RING;   /* no overflow, same slots */
+}
+
 #endif /* ADVNN_NO_THREADS */
 
 #define ADVNN__CHUNKS_MAX 8
@@ -4496,6 +4584,9 @@ typedef struct advnn__inferjob {
     float *out;
     advnn_status st[ADVNN__CHUNKS_MAX];
     char msg[ADVNN__CHUNKS_MAX][512];
+#ifndef ADVNN_NO_THREADS
+    advnn__tune tune;                /* the team or the calling thread alone (rows are independent: same outputs) */
+#endif
 } advnn__inferjob;
 
 static void advnn__ws_drop_threads(advnn_ws *ws) {
@@ -4535,6 +4626,7 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
         int k, sub = advnn__chunk_cap(ws->max_batch);
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
+        if (ws->ijob) memset(ws->ijob, 0, sizeof *ws->ijob);
         if (!ws->isub || !ws->ijob) { advnn__ws_drop_threads(ws); return advnn__fail(ADVNN_ERR_NOMEM, "advnn_ws_set_threads: out of memory"); }
         for (k = 0; k < n - 1; k++) ws->isub[k] = NULL;
         ws->ithreads = n;
@@ -4578,15 +4670,18 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
                                        (double)inputs[i][k], k / (size_t)g->nodes[id].size, k % (size_t)g->nodes[id].size);
     }
 #ifndef ADVNN_NO_THREADS
-    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {
+    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1 &&
+        !advnn__tune_pick(&ws->ijob->tune, XXH3_64bits_withSeed(&out_node, sizeof out_node, (uint64_t)n))) {
         advnn__inferjob *j = ws->ijob;
         int A;
+        double t0 = advnn__now();
         j->ws = ws; j->n = n; j->out_node = out_node; j->inputs = inputs; j->out = out;
         j->nck = advnn__chunk_count(n);
         A = j->nck < ws->ithreads ? j->nck : ws->ithreads;
         for (i = 0; i < j->nck; i++) j->st[i] = ADVNN_OK;
         j->taken = 0;
         advnn__team_run(ws->iteam, A, advnn__infer_job, j);
+        advnn__tune_note(&j->tune, 0, advnn__now() - t0);
         for (i = 0; i < j->nck; i++)   /* the first chunk that failed (its message may be another thread's) */
             if (j->st[i] != ADVNN_OK) {
                 char msg[sizeof j->msg[0]];
@@ -4594,6 +4689,12 @@ ADVNN_DEF advnn_status advnn_infer(advnn_ws *ws, int n, const float *const *inpu
                 return advnn__fail(j->st[i], "%s", msg);
             }
         return ADVNN_OK;
+    }
+    if (ws->ithreads > 1 && advnn__chunk_count(n) > 1) {   /* alone, as advnn__tune_pick chose */
+        double t0 = advnn__now();
+        advnn_status st = advnn__infer_rows(ws, 0, n, inputs, out_node, out);
+        advnn__tune_note(&ws->ijob->tune, 1, advnn__now() - t0);
+        return st;
     }
 #endif
     return advnn__infer_rows(ws, 0, n, inputs, out_node, out);
@@ -4723,6 +4824,7 @@ struct advnn_trainer {
     int            key;       /* row key of the adversarial sub-steps (advnn__mark_sub), or -1 */
 #ifndef ADVNN_NO_THREADS
     advnn__team   *team;
+    advnn__tune    tune;      /* per step shape: the team or the calling thread alone */
 #endif
     struct advnn__chunkjob *job;  /* the step's arguments and per-chunk progress */
     int            rank, nrank;   /* MPI (advnn_trainer_set_mpi); 0 and 1 without */
@@ -4750,6 +4852,7 @@ typedef struct advnn__chunkjob {
     int n, nck, backward, nphase;
     int c0, c1;                      /* the chunks this process runs (all of them without MPI) */
     int cur;                         /* the phase of a one-phase team job (MPI) */
+    uint64_t shape;                  /* rows, pass and the nodes computed: the key of advnn__tune_pick */
     int *taken, *done;               /* per phase (and the reduction after them): units taken, done */
     int stage[ADVNN__CHUNKS_MAX];
     int failph[ADVNN__CHUNKS_MAX];   /* the phase in which the chunk failed (atomic), or INT_MAX */
@@ -4995,8 +5098,14 @@ static void advnn__mpi_phases(advnn_trainer *tr, advnn__chunkjob *j) {
     for (p = 0; p < j->nphase; p++) {
 #ifndef ADVNN_NO_THREADS
         int nrun = j->c1 - j->c0;
-        if (tr->T > 1 && nrun > 1) { j->cur = p; advnn__team_run(tr->team, tr->T < nrun ? tr->T : nrun, advnn__phase_job, j); }
-        else
+        if (tr->T > 1 && nrun > 1) {   /* the team or this thread alone, per phase (advnn__tune_pick) */
+            int alone = advnn__tune_pick(&tr->tune, j->shape + 0x9E3779B97F4A7C15ULL * (uint64_t)p);
+            double t0 = advnn__now();
+            j->cur = p;
+            if (alone) advnn__chunk_phase(NULL, j, p);
+            else advnn__team_run(tr->team, tr->T < nrun ? tr->T : nrun, advnn__phase_job, j);
+            advnn__tune_note(&tr->tune, alone, advnn__now() - t0);
+        } else
 #endif
             advnn__chunk_phase(NULL, j, p);
         advnn__mpi_exchange(tr, j, p);
@@ -5028,6 +5137,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
                  n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
+    /* the step's shape: its rows, pass and the nodes it computes (need, needg, sub) */
+    j->shape = XXH3_64bits_withSeed(ws->need, 3 * (size_t)g->n_nodes, 2 * (uint64_t)n + (uint64_t)backward);
     memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
     memset(j->done, 0, (size_t)(j->nphase + 1) * sizeof(int));
     for (k = 0; k < j->nck; k++) {
@@ -5046,8 +5157,13 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     else
 #endif
 #ifndef ADVNN_NO_THREADS
-    if (tr->T > 1 && j->nck > 1) advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
-    else
+    if (tr->T > 1 && j->nck > 1) {
+        int alone = advnn__tune_pick(&tr->tune, j->shape);
+        double t0 = advnn__now();
+        if (alone) advnn__chunk_phases(NULL, j);
+        else advnn__team_run(tr->team, tr->T < j->nck ? tr->T : j->nck, advnn__chunk_job, j);
+        advnn__tune_note(&tr->tune, alone, advnn__now() - t0);
+    } else
 #endif
         advnn__chunk_phases(NULL, j);
     for (k = 0; k < j->nck; k++) {
@@ -5457,12 +5573,6 @@ ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void) {
     memset(&o, 0, sizeof o);
     o.epochs = 10; o.shuffle = 1; o.restore_best = 1; o.verbose = 1;
     return o;
-}
-
-static double advnn__now(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---------------------------------------------------------------- datasets on disk: the training order

@@ -51,6 +51,10 @@
  *
  * Usage: bench_workloads [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1)] [--quick]
  *                        [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak G]
+ *                        [--threads-policy measure|team|alone]
+ * --threads-policy: how a threaded step runs (advnn.h "the team or the calling thread alone"): as the
+ * library chooses from measured times (default), always on the team, always on the calling thread.
+ * passes_threaded / passes_alone: the timed steps' passes that could use the team, and those that ran alone.
  * Prints one JSON line per (workload, threads, repeat) on stdout. bench/compare.sh runs it beside torch.
  * advnn-build: -pthread */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, fork, sysconf under -std=c11 */
@@ -73,6 +77,7 @@ static void bench_die(const char *what, const char *name) {
 typedef struct {
     int threads, quick, warmup, min_steps, max_steps;
     double min_seconds, peak;
+    int tune;                                /* --threads-policy: 0 measure, 1 team, 2 alone */
 } cfg;
 
 /* The step's FLOPs from the architecture (see the top of this file); *infer gets the inference
@@ -109,8 +114,9 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     float *out;
     int64_t *idx, N;
     double *t_step, *t_b1, *t_b512, t0, w0, min_s = c->min_seconds;
-    double cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med, fstep, finf;
+    double mean = 0, cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med, fstep, finf;
     int i, n_in, steps = 0, warm = 0, nb1 = 0, n512 = 0, chunk, outsz = 1, osh[3], ond;
+    int64_t tune_n = 0, tune_alone = 0;
     load_t L;
 
     memset(&w, 0, sizeof w);
@@ -123,6 +129,9 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     fstep = step_flops(&w, &finf);
 
     advnn_set_threads(threads);
+#ifndef ADVNN_NO_THREADS
+    advnn__tune_force = c->tune;
+#endif
     if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) bench_die("trainer", name);
     if (!strcmp(name, "w2")) {
         advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f));
@@ -152,6 +161,9 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     w0 = now();
     while (warm < c->warmup && (warm < 3 || now() - w0 < (c->quick ? 0.3 : 3.0))) { STEP(warm); warm++; }
     load_start(&L);
+#ifndef ADVNN_NO_THREADS
+    tune_n = -tr->tune.steps; tune_alone = -tr->tune.alone;
+#endif
     w0 = now();
     while (steps < c->max_steps && (steps < c->min_steps || now() - w0 < min_s)) {
         t0 = now();
@@ -159,7 +171,11 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
         t_step[steps++] = now() - t0;
     }
     load_done(&L, &cw_train, &ot_train);
+#ifndef ADVNN_NO_THREADS
+    tune_n += tr->tune.steps; tune_alone += tr->tune.alone;
+#endif
     rss_train = peak_rss_mb();
+    for (i = 0; i < steps; i++) mean += t_step[i] / steps;
     med = median(t_step, steps);
     p10 = pct(t_step, steps, 0.1); p90 = pct(t_step, steps, 0.9);
 
@@ -209,7 +225,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     load_done(&L, &cw_b512, &ot_b512);
 
     printf("{\"workload\": \"%s\", \"framework\": \"advnn\", \"threads\": %d, \"batch\": %d, "
-           "\"step_ms_median\": %.4f, \"infer_us_per_sample_b1\": %.3f, \"infer_us_per_sample_b512\": %.4f, "
+           "\"step_ms_median\": %.4f, \"step_ms_mean\": %.4f, \"infer_us_per_sample_b1\": %.3f, \"infer_us_per_sample_b512\": %.4f, "
            "\"step_ms_p10\": %.4f, \"step_ms_p90\": %.4f, \"steps_timed\": %d, \"warmup_steps\": %d, "
            "\"cpu_per_wall_train\": %.2f, \"cpu_per_wall_b1\": %.2f, \"cpu_per_wall_b512\": %.2f, "
            "\"other_cpus_train\": %.2f, \"other_cpus_b1\": %.2f, \"other_cpus_b512\": %.2f, "
@@ -218,15 +234,16 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
            "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads_b1\": 1, \"infer_threads_b512\": %d, "
            "\"step_gflop\": %.5f, \"step_gflops\": %.2f, \"infer_mflop_per_sample\": %.4f, \"infer_gflops_b1\": %.2f, "
            "\"infer_gflops_b512\": %.2f, \"peak_gflops\": %.1f, \"step_peak_frac\": %.3f, \"infer_b1_peak_frac\": %.3f, "
-           "\"infer_b512_peak_frac\": %.3f}\n",
-           name, threads, w.batch, 1e3 * med, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
+           "\"infer_b512_peak_frac\": %.3f, \"tune\": \"%s\", \"passes_threaded\": %lld, \"passes_alone\": %lld}\n",
+           name, threads, w.batch, 1e3 * med, 1e3 * mean, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
            1e3 * p10, 1e3 * p90, steps, warm, cw_train, cw_b1, cw_b512, ot_train, ot_b1, ot_b512,
            (long long)advnn_param_count(w.g, "main"), (long long)advnn_param_count(w.g, "adv"),
            (long long)advnn_param_count(w.g, NULL), rss_train, peak_rss_mb(), advnn_simd_name(),
            w.adv_steps, (double)w.lambda, w.ae_fwd, threads,
            1e-9 * fstep, 1e-9 * fstep / med, 1e-6 * finf, 1e-9 * finf / median(t_b1, nb1), 1e-9 * finf / median(t_b512, n512),
            c->peak, c->peak > 0 ? 1e-9 * fstep / med / c->peak : 0.0,
-           c->peak > 0 ? 1e-9 * finf / median(t_b1, nb1) / c->peak : 0.0, c->peak > 0 ? 1e-9 * finf / median(t_b512, n512) / c->peak : 0.0);
+           c->peak > 0 ? 1e-9 * finf / median(t_b1, nb1) / c->peak : 0.0, c->peak > 0 ? 1e-9 * finf / median(t_b512, n512) / c->peak : 0.0,
+           c->tune == 1 ? "team" : c->tune == 2 ? "alone" : "measure", (long long)tune_n, (long long)tune_alone);
     fflush(stdout);
 #undef STEP
     free(idx); free(out); free(t_step); free(t_b1); free(t_b512);
@@ -251,7 +268,8 @@ static int parse_list(const char *s, int *v, int max) {
 
 static int usage(const char *prog) {
     fprintf(stderr, "usage: %s [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1, default 1024)] [--quick]\n"
-                    "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak GFLOPS]\n", prog);
+                    "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak GFLOPS]\n"
+                    "       [--threads-policy measure|team|alone]\n", prog);
     return 2;
 }
 
@@ -275,6 +293,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) { warmup = atoi(v); i++; }
         else if (!strcmp(a, "--min-steps")) { min_steps = atoi(v); i++; }
         else if (!strcmp(a, "--min-seconds")) { min_seconds = atof(v); i++; }
+        else if (!strcmp(a, "--threads-policy")) {
+            c.tune = !strcmp(v, "measure") ? 0 : !strcmp(v, "team") ? 1 : !strcmp(v, "alone") ? 2 : -1;
+            i++;
+            if (c.tune < 0) return usage(argv[0]);
+        }
         else if (!strcmp(a, "--peak")) { c.peak = atof(v); i++; if (!(c.peak > 0)) return usage(argv[0]); }
         else return usage(argv[0]);
     }

@@ -546,7 +546,9 @@ static dresult det_run(int kind, int threads) {
 
 static void test_same_weights_any_thread_count(void) {
     static const char *const kname[3] = { "advnn_fit", "adversarial (joint)", "adversarial (alternating)" };
-    static const int threads[4] = { 2, 3, 8, 2 };
+    static const char *const pname[4] = { "", " (the calling thread alone)", " (team and alone in turn)", " (chosen by time)" };
+    /* threads; policy (advnn__tune_force: 1 team, 2 alone, 3 in turn, 0 measured); busy threads beside */
+    static const int threads[7] = { 2, 3, 8, 2, 2, 3, 2 }, policy[7] = { 1, 1, 1, 1, 2, 3, 0 }, busyn[7] = { 0, 0, 0, 2, 0, 0, 2 };
     int kind, q;
     for (kind = 0; kind < 3; kind++) {
         dresult ref = det_run(kind, 1);
@@ -554,22 +556,26 @@ static void test_same_weights_any_thread_count(void) {
         int64_t i;
         for (i = 0; i < ref.n; i++) finite &= isfinite(ref.w[i]) != 0;
         CHECK(finite && isfinite(ref.loss), "%s: non-finite weights or loss", kname[kind]);
-        for (q = 0; q < 4; q++) {
+        for (q = 0; q < 7; q++) {
             pthread_t busy[2];
-            int nb = q == 3 ? 2 : 0, b;
+            int nb = busyn[q], b, saved = advnn__tune_force;
             dresult o;
             __atomic_store_n(&busy_stop, 0, __ATOMIC_RELAXED);
             for (b = 0; b < nb; b++) pthread_create(&busy[b], NULL, busy_loop, NULL);
+            advnn__tune_force = policy[q];
             o = det_run(kind, threads[q]);
+            advnn__tune_force = saved;
             __atomic_store_n(&busy_stop, 1, __ATOMIC_RELAXED);
             for (b = 0; b < nb; b++) pthread_join(busy[b], NULL);
             CHECK(o.n == ref.n && memcmp(o.w, ref.w, (size_t)ref.n * sizeof(float)) == 0,
-                  "%s: %d threads%s give other weights than 1 thread", kname[kind], threads[q], nb ? " (cores busy)" : "");
-            CHECK(o.loss == ref.loss, "%s: %d threads%s: evaluation loss %.17g vs %.17g", kname[kind], threads[q],
-                  nb ? " (cores busy)" : "", o.loss, ref.loss);
+                  "%s: %d threads%s%s give other weights than 1 thread", kname[kind], threads[q], pname[policy[q] ? policy[q] - 1 : 3],
+                  nb ? " (cores busy)" : "");
+            CHECK(o.loss == ref.loss, "%s: %d threads%s%s: evaluation loss %.17g vs %.17g", kname[kind], threads[q],
+                  pname[policy[q] ? policy[q] - 1 : 3], nb ? " (cores busy)" : "", o.loss, ref.loss);
             free(o.w);
         }
-        printf("     %s: 1, 2, 3, 8 threads and 2 threads beside busy ones: the same weights (loss %.6f)\n", kname[kind], ref.loss);
+        printf("     %s: 1, 2, 3, 8 threads, 2 beside busy ones, steps alone, in turn and as timed: the same weights (loss %.6f)\n",
+               kname[kind], ref.loss);
         free(ref.w);
     }
 }
@@ -599,8 +605,63 @@ static void test_default_chunking(void) {
     advnn__chunk_min_rows = saved;
 }
 
+/* advnn__tune_pick/note, the choice between the team and the calling thread alone, on made-up times:
+ * the faster way runs, the other is tried at the documented rate, a change of times is followed
+ * within a few steps, and step shapes are told apart (more shapes than slots evict the oldest). */
+static int tune_run(advnn__tune *u, uint64_t key, int steps, double team, double alone) {
+    int i, na = 0;
+    for (i = 0; i < steps; i++) {
+        int a = advnn__tune_pick(u, key);
+        na += a;
+        advnn__tune_note(u, a, a ? alone : team);
+    }
+    return na;
+}
+static void test_tune_choice(void) {
+    advnn__tune u;
+    int saved = advnn__tune_force, na, k;
+    advnn__tune_force = 0;
+    memset(&u, 0, sizeof u);
+    na = tune_run(&u, 7, 8, 1e-3, 2e-3);   /* the first 8: each way in turn (the first of each dropped) */
+    CHECK(na == 4, "first 8 steps: %d alone, want 4 (in turn)", na);
+    na = tune_run(&u, 7, 1000, 1e-3, 2e-3);   /* alone 2x slower: tried every 50th step */
+    CHECK(na >= 15 && na <= 25, "team 2x faster: %d of 1000 steps alone, want ~20", na);
+    na = tune_run(&u, 7, 1000, 1e-3, 4e-3);   /* 4x: every 64th */
+    CHECK(na >= 12 && na <= 20, "team 4x faster: %d of 1000 steps alone, want ~16", na);
+    /* the team becomes slower (load): alone once a trial (every 16th step: alone's last times were 4 ms)
+     * finds it faster, then the team every 25th step */
+    na = tune_run(&u, 7, 70, 3e-3, 2e-3);
+    k = tune_run(&u, 7, 100, 3e-3, 2e-3);
+    CHECK(na >= 50 && k >= 94 && k <= 98, "team 1.5x slower: %d of the first 70, %d of the next 100 steps alone (want >= 50, ~96)", na, k);
+    k = tune_run(&u, 7, 1000, 2.1e-3, 2e-3);  /* 5% apart: the other every 4th step */
+    CHECK(k >= 740 && k <= 770, "team 5%% slower: %d of 1000 alone, want ~750", k);
+    na = tune_run(&u, 7, 30, 1e-3, 2e-3);     /* the load goes: back to the team within a few steps */
+    k = tune_run(&u, 7, 100, 1e-3, 2e-3);
+    CHECK(na <= 10 && k <= 4, "team 2x faster again: %d of 30, %d of the next 100 steps alone", na, k);
+    /* two shapes, each with its own times */
+    memset(&u, 0, sizeof u);
+    for (k = 0; k < 400; k++) {
+        int a = advnn__tune_pick(&u, 100), b;
+        advnn__tune_note(&u, a, a ? 2e-3 : 1e-3);
+        b = advnn__tune_pick(&u, 200);
+        advnn__tune_note(&u, b, b ? 1e-3 : 2e-3);
+        if (k >= 100) na += a, na -= b;
+        else if (k == 99) na = 0;
+    }
+    CHECK(na <= -280, "two shapes: alone %d more often on the shape where the team is faster (want <= -280)", na);
+    for (k = 0; k < 50; k++) tune_run(&u, 1000 + (uint64_t)k, 3, 1e-3, 1e-3);   /* evicting: no crash, no stale reuse */
+    na = tune_run(&u, 100, 8, 1e-3, 2e-3);
+    CHECK(na == 4, "an evicted shape starts over (in turn): %d of 8 alone", na);
+    advnn__tune_force = 1; na = tune_run(&u, 5, 10, 9e-3, 1e-3);
+    advnn__tune_force = 2; k = tune_run(&u, 5, 10, 1e-3, 9e-3);
+    CHECK(na == 0 && k == 10, "forced: team %d alone of 10, alone %d of 10", na, k);
+    advnn__tune_force = saved;
+}
+
 int main(void) {
     CHECK(advnn_get_threads() == 1, "default thread count %d", advnn_get_threads());
+    RUN(test_tune_choice);
+    advnn__tune_force = 1;   /* threaded steps on the team (the others test it beside the measured choice) */
     RUN(test_default_chunking);
     advnn__chunk_min_rows = 32;   /* small batches in many chunks: the mechanism, cheaply */
     RUN(test_bit_identical_per_thread_count);
@@ -610,6 +671,8 @@ int main(void) {
     RUN(test_errors_never_hang);
     RUN(test_same_weights_any_thread_count);
     RUN(test_adversarial_threaded);
+    RUN(test_threaded_inference);
+    advnn__tune_force = 3;   /* inference calls on the team and on the calling thread in turn: the same outputs */
     RUN(test_threaded_inference);
     return th_report();
 }
