@@ -411,8 +411,12 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
  * against 1 rank x 2 threads, 3 ranks, BatchNorm, dropout, both adversarial schedules, a second stream).
  * Limits: a step uses at most 8 ranks (ranks beyond its chunk count repeat a chunk, to keep BatchNorm's
  * running statistics in step, and contribute nothing); every rank holds the workspaces of the whole
- * batch; with data read from files (advnn_dataset_add_npy_file) every rank reads every window and
- * gathers only its chunks' rows from it. A graph with a batch-statistic loss (DisCo, MoDe) runs each
+ * batch. With data read from files (advnn_dataset_add_npy_file) each rank reads only the rows of its
+ * chunks (every rank knows the shuffle), so (R - 1) / R of the reading is saved, except: pages are
+ * read whole, so rows of under a page share reads (a gap of less than 4 KiB between a rank's rows is
+ * read through: with 40-byte rows every rank reads nearly everything, with CalRatio's kilobyte rows
+ * its share); the < batch rows carried from one window to the next are read by every rank; and
+ * training rows that fit one window are read whole by every rank (once). A graph with a batch-statistic loss (DisCo, MoDe) runs each
  * step as one chunk: every rank then computes the whole batch (the same weights, no speed-up).
  *   Rank 0 prints the epoch lines; advnn_fit's and advnn_adv_fit's callbacks run on every rank (they
  * may use MPI; write files from rank 0 only) and rank 0's return value, quality and cost are used.
@@ -2721,7 +2725,6 @@ static float advnn__tune_median(const advnn__tslot *s, int m) {
     }
     return v[n / 2];
 }
-
 /* 1 if the step of shape key should run on the calling thread alone, 0 on the team. */
 static int advnn__tune_pick(advnn__tune *u, uint64_t key) {
     advnn__tslot *s;
@@ -2784,6 +2787,22 @@ static int advnn__chunk_cap(int n) {
     int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
     r = r < 2 * advnn__chunk_min_rows ? 2 * advnn__chunk_min_rows : r;
     return r < n ? r : n;
+}
+/* MPI: the chunks [*c0, *c1) of a step of nck chunks that rank r of R runs: its share, or with more
+ * ranks than chunks a copy of one (see advnn__mpi_exchange). */
+static void advnn__rank_chunks(int nck, int R, int r, int *c0, int *c1) {
+    *c0 = advnn__chunk_lo_of(nck, R, r); *c1 = advnn__chunk_lo_of(nck, R, r + 1);
+    if (*c0 == *c1) { if (*c0 == nck) (*c0)--; *c1 = *c0 + 1; }
+}
+/* Which rows of each step a process gathers (so reads from files): rank r of R, steps of B rows;
+ * one: the graph's steps are one chunk, which every rank computes whole. */
+typedef struct { int B, R, r, one; } advnn__rpart;
+static void advnn__rpart_rows(const advnn__rpart *q, int n, int *lo, int *hi) {
+    int nck, c0, c1;
+    if (q->R <= 1 || q->one) { *lo = 0; *hi = n; return; }
+    nck = advnn__chunk_count(n);
+    advnn__rank_chunks(nck, q->R, q->r, &c0, &c1);
+    *lo = advnn__chunk_lo_of(n, nck, c0); *hi = advnn__chunk_lo_of(n, nck, c1);
 }
 
 /* ---------------------------------------------------------------- workspaces */
@@ -4221,6 +4240,7 @@ struct advnn__npyfile {
     long off;              /* byte offset of the data */
     int64_t per;           /* values per row */
     advnn_tensor hdr;      /* the shape, data NULL (shape checks use it like an in-memory tensor) */
+    int64_t nread;         /* data bytes read (tests/mpi_train.c: what one MPI rank reads) */
 };
 struct advnn__ooc {
     advnn_tensor *buf;     /* one per column: (cap, per-row shape...), shape[0] = rows loaded */
@@ -4228,6 +4248,10 @@ struct advnn__ooc {
     int64_t cap;           /* rows allocated */
     advnn_dataset view;    /* columns = buf */
     int64_t lo, n;         /* the view holds rows [lo, lo + n) of the dataset in order (n = 0: something else) */
+    unsigned char *need;   /* cap bytes: the rows of a window this MPI rank gathers (advnn__ooc_load) */
+    int part;              /* the view holds only rank pq's rows of the pass ending at row pend (advnn__ooc_rows) */
+    advnn__rpart pq;
+    int64_t pend;
 };
 
 static void advnn__ooc_free(advnn_dataset *d) {
@@ -4243,6 +4267,7 @@ static void advnn__ooc_free(advnn_dataset *d) {
     }
     if (d->ooc) {
         for (k = 0; k < d->ooc->nbuf; k++) advnn__free(d->ooc->buf[k].data);
+        ADVNN_FREE(d->ooc->need);
         ADVNN_FREE(d->ooc->buf);
         ADVNN_FREE(d->ooc->view.cols);
         ADVNN_FREE(d->ooc);
@@ -4277,11 +4302,12 @@ static advnn_status advnn__ooc_reserve(advnn_dataset *d, int64_t rows) {
     }
     if (o->nbuf == d->n && o->cap >= rows) return ADVNN_OK;
     for (k = 0; k < o->nbuf; k++) advnn__free(o->buf[k].data);
-    ADVNN_FREE(o->buf); ADVNN_FREE(o->view.cols);
-    o->nbuf = 0; o->cap = 0; o->n = 0;
+    ADVNN_FREE(o->buf); ADVNN_FREE(o->view.cols); ADVNN_FREE(o->need);
+    o->nbuf = 0; o->cap = 0; o->n = 0; o->part = 0;
     o->buf = (advnn_tensor *)ADVNN_MALLOC((size_t)d->n * sizeof *o->buf);
     o->view.cols = (advnn__dcol *)ADVNN_MALLOC((size_t)d->n * sizeof *o->view.cols);
-    if (!o->buf || !o->view.cols) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
+    o->need = (unsigned char *)ADVNN_MALLOC((size_t)rows);
+    if (!o->buf || !o->view.cols || !o->need) return advnn__fail(ADVNN_ERR_NOMEM, "dataset window: out of memory");
     memset(o->buf, 0, (size_t)d->n * sizeof *o->buf);
     for (k = 0; k < d->n; k++) {
         const advnn_tensor *t = d->cols[k].t;
@@ -4306,6 +4332,7 @@ static advnn_status advnn__npyfile_read(struct advnn__npyfile *f, const char *na
     size_t nval = (size_t)(m * f->per), done = 0, i;
     unsigned char tmp[16384];
     int64_t pos = (int64_t)f->off + row * f->per * f->dt.bytes;
+    f->nread += m * f->per * f->dt.bytes;
     if (pos > (int64_t)((unsigned long)-1 >> 1) || fseek(f->f, (long)pos, SEEK_SET) != 0)
         return advnn__fail(ADVNN_ERR_IO, "dataset '%s': cannot seek to row %lld of %s", name, (long long)row, f->path);
     if (f->dt.kind == 'f' && f->dt.bytes == 4 && !f->dt.big) {   /* the common case: straight into the buffer */
@@ -4417,21 +4444,53 @@ fail:
 }
 #endif
 
-/* Copies rows [row, row + m) of every column of d to rows [at, at + m) of the window buffers. */
-static advnn_status advnn__ooc_load(advnn_dataset *d, int64_t row, int64_t m, int64_t at) {
+#ifndef ADVNN_NO_STDIO
+/* Rows [row, row + m) of file column k of d to rows [at, at + m) of its window buffer; with need (an
+ * MPI rank's rows, advnn__rpart) only the rows i with need[i], read through gaps of less than a page
+ * (the OS reads whole pages anyway). Rows not read become NaN: a gather of one by mistake would fail
+ * loudly (a non-finite loss), not train on another window's row. */
+static advnn_status advnn__ooc_load_file(advnn_dataset *d, int k, int64_t row, int64_t m, int64_t at, const unsigned char *need) {
+    struct advnn__npyfile *f = d->cols[k].file;
+    int64_t per = f->per, gap = 4095 / (per * f->dt.bytes), i = 0, e, j;
+    float *dst = d->ooc->buf[k].data + (size_t)(at * per);
+    advnn_status st;
+    if (!need) return advnn__npyfile_read(f, d->cols[k].name, row, m, dst);
+    while (i < m) {
+        if (!need[i]) {
+            for (j = 0; j < per; j++) dst[i * per + j] = NAN;
+            i++;
+            continue;
+        }
+        for (e = i + 1;;) {   /* needed rows, and gaps of at most `gap` rows that a needed row follows */
+            while (e < m && need[e]) e++;
+            for (j = e; j < m && !need[j] && j - e < gap; j++) {}
+            if (j < m && j > e && need[j]) e = j;
+            else break;
+        }
+        if ((st = advnn__npyfile_read(f, d->cols[k].name, row + i, e - i, dst + i * per)) != ADVNN_OK) return st;
+        i = e;
+    }
+    return ADVNN_OK;
+}
+#endif
+
+/* Copies rows [row, row + m) of every column of d to rows [at, at + m) of the window buffers (with
+ * need: see advnn__ooc_load_file; in-memory columns are copied whole). */
+static advnn_status advnn__ooc_load(advnn_dataset *d, int64_t row, int64_t m, int64_t at, const unsigned char *need) {
     int k;
     for (k = 0; k < d->n; k++) {
         const advnn_tensor *t = d->cols[k].t;
         int64_t per = t->size / t->shape[0];
-        float *dst = d->ooc->buf[k].data + (size_t)(at * per);
 #ifndef ADVNN_NO_STDIO
         if (d->cols[k].file) {
-            advnn_status st = advnn__npyfile_read(d->cols[k].file, d->cols[k].name, row, m, dst);
+            advnn_status st = advnn__ooc_load_file(d, k, row, m, at, need);
             if (st != ADVNN_OK) return st;
             continue;
         }
+#else
+        (void)need;
 #endif
-        memcpy(dst, t->data + (size_t)(row * per), (size_t)(m * per) * sizeof(float));
+        memcpy(d->ooc->buf[k].data + (size_t)(at * per), t->data + (size_t)(row * per), (size_t)(m * per) * sizeof(float));
     }
     return ADVNN_OK;
 }
@@ -4444,24 +4503,37 @@ static void advnn__ooc_setrows(advnn_dataset *d, int64_t rows) {
 
 /* For a sequential pass (evaluation, prediction) over rows [lo, lo + nb) of d, with `ahead` rows
  * (>= nb) left in the pass: the dataset and first row to gather from. In-memory d: itself. With
- * files: the window view, read window_rows at a time (never past the pass). */
-static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t nb, int64_t ahead, const advnn_dataset **src, int64_t *at) {
+ * files: the window view, read window_rows at a time (never past the pass). q (MPI evaluation, else
+ * NULL): a pass in steps of q->B rows from lo, of which this rank gathers its rows (advnn__rpart),
+ * so it reads only those; such a window serves only the same pass. */
+static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t nb, int64_t ahead, const advnn__rpart *q,
+                                    const advnn_dataset **src, int64_t *at) {
     advnn_dataset *d = (advnn_dataset *)cd;   /* the window cache is mutable state of a const dataset */
     struct advnn__ooc *o;
-    int64_t m;
+    int64_t m, s, i;
+    int part = q && q->R > 1 && !q->one, rlo, rhi;
     advnn_status st;
     *src = cd; *at = lo;
     if (!advnn__ooc_on(cd)) return ADVNN_OK;
     o = d->ooc;
-    if (!o || o->n == 0 || o->nbuf != d->n || lo < o->lo || lo + nb > o->lo + o->n) {   /* (columns added since: reload) */
+    if (!o || o->n == 0 || o->nbuf != d->n || lo < o->lo || lo + nb > o->lo + o->n ||   /* (columns added since: reload) */
+        o->part != part || (part && (memcmp(&o->pq, q, sizeof *q) != 0 || o->pend != lo + ahead || (lo - o->lo) % q->B != 0))) {
         m = ahead < d->window_rows ? ahead : d->window_rows;
         if (m < nb) m = nb;
         if ((st = advnn__ooc_reserve(d, m)) != ADVNN_OK) return st;
         o = d->ooc;
-        o->n = 0;
-        if ((st = advnn__ooc_load(d, lo, m, 0)) != ADVNN_OK) return st;
+        o->n = 0; o->part = 0;
+        if (part) {   /* this rank's rows of the steps the window holds whole */
+            memset(o->need, 0, (size_t)m);
+            for (s = 0; s < ahead && s + (ahead - s < q->B ? ahead - s : q->B) <= m; s += q->B) {
+                advnn__rpart_rows(q, (int)(ahead - s < q->B ? ahead - s : q->B), &rlo, &rhi);
+                for (i = s + rlo; i < s + rhi; i++) o->need[i] = 1;
+            }
+        }
+        if ((st = advnn__ooc_load(d, lo, m, 0, part ? o->need : NULL)) != ADVNN_OK) return st;
         advnn__ooc_setrows(d, m);
         o->lo = lo; o->n = m;
+        if (part) { o->part = 1; o->pq = *q; o->pend = lo + ahead; }
     }
     *src = &o->view; *at = lo - o->lo;
     return ADVNN_OK;
@@ -4716,7 +4788,7 @@ static advnn_status advnn__predict_ws(advnn_ws *ws, const advnn_dataset *d, int 
         const advnn_dataset *src;
         int64_t at;
         nb = (int)(N - s < ws->max_batch ? N - s : ws->max_batch);
-        if ((st = advnn__ooc_rows(d, s, nb, N - s, &src, &at)) != ADVNN_OK || (st = advnn__gather(ws, src, NULL, at, nb)) != ADVNN_OK ||
+        if ((st = advnn__ooc_rows(d, s, nb, N - s, NULL, &src, &at)) != ADVNN_OK || (st = advnn__gather(ws, src, NULL, at, nb)) != ADVNN_OK ||
             (st = advnn__forward(ws, nb)) != ADVNN_OK) { advnn_tensor_free(t); return st; }
         memcpy(t->data + (size_t)s * g->nodes[node].size, ws->out[node], (size_t)nb * g->nodes[node].size * sizeof(float));
     }
@@ -5129,11 +5201,7 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     j->tr = tr; j->d = d; j->d2 = d2; j->idx = idx; j->idx2 = idx2; j->start = start; j->n = n; j->backward = backward;
     j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
     j->c0 = 0; j->c1 = j->nck;
-    if (tr->nrank > 1 && !tr->one_chunk) {   /* MPI: this rank's chunks (or a copy of one, see advnn__mpi_exchange) */
-        j->c0 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank);
-        j->c1 = advnn__chunk_lo_of(j->nck, tr->nrank, tr->rank + 1);
-        if (j->c0 == j->c1) { if (j->c0 == j->nck) j->c0--; j->c1 = j->c0 + 1; }
-    }
+    if (tr->nrank > 1 && !tr->one_chunk) advnn__rank_chunks(j->nck, tr->nrank, tr->rank, &j->c0, &j->c1);   /* MPI */
     ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
                  n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
@@ -5547,13 +5615,15 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
     double tot = 0;
     int nb;
     advnn_status st;
+    advnn__rpart q;
+    q.B = tr->batch; q.R = tr->nrank; q.r = tr->rank; q.one = tr->one_chunk;
     ws->training = 0;
     advnn__mark_needed(ws, -1);
     for (s = 0; s < count; s += nb) {
         const advnn_dataset *src;
         int64_t at;
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &src, &at)) != ADVNN_OK) return advnn__mpi_local(tr, st);   /* files: windows */
+        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &q, &src, &at)) != ADVNN_OK) return advnn__mpi_local(tr, st);   /* files: windows */
         if ((st = advnn__run(tr, src, NULL, at, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
@@ -5581,6 +5651,7 @@ ADVNN_DEF advnn_fit_opts advnn_fit_defaults(void) {
 typedef struct {
     advnn_dataset *d;
     advnn__rng *rng;
+    advnn__rpart q;          /* MPI: the rows of each batch this rank gathers, so reads */
     int64_t ntr, B, C, cpw, nch, w0, p, total, carry, rowf;
     int64_t *order, *lp;
     float *keep;
@@ -5596,6 +5667,7 @@ static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, co
     memset(it, 0, sizeof *it);
     it->d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
     it->rng = &tr->rng; it->ntr = ntr; it->B = tr->batch; it->shuffle = shuffle;
+    it->q.B = tr->batch; it->q.R = tr->nrank; it->q.r = tr->rank; it->q.one = tr->one_chunk;
     it->C = it->d->chunk_rows; it->cpw = it->d->window_rows / it->C; it->nch = (ntr + it->C - 1) / it->C;
     for (k = 0; k < it->d->n; k++) it->rowf += it->d->cols[k].t->size / it->d->cols[k].t->shape[0];
     if ((it->st = advnn__ooc_reserve(it->d, it->cpw * it->C + it->B)) != ADVNN_OK) return it->st;
@@ -5643,21 +5715,37 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
             }
             it->carry = r;
         }
-        {   /* the next window: its chunks, then a shuffle of its new rows (the carried ones stay in front) */
-            int64_t m = 0;
-            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
-                int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
-                if ((it->st = advnn__ooc_load(d, r0, len, it->carry + m)) != ADVNN_OK) return 0;
-                m += len;
-            }
-            it->w0 += it->cpw;
-            it->total = it->carry + m; it->p = 0; it->loaded = 1;
+        {   /* the next window: its chunks and a shuffle of its new rows (the carried ones stay in front) */
+            int64_t m = 0, b;
+            unsigned char *need = NULL;
+            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) m += it->ntr - it->order[c] * it->C < it->C ? it->ntr - it->order[c] * it->C : it->C;
+            it->total = it->carry + m; it->p = 0;
             for (i = 0; i < it->total; i++) it->lp[i] = i;
             if (it->shuffle)
                 for (i = m - 1; i > 0; i--) {
                     int64_t j = (int64_t)advnn__rng_below(it->rng, (uint64_t)i + 1), t = it->lp[it->carry + i];
                     it->lp[it->carry + i] = it->lp[it->carry + j]; it->lp[it->carry + j] = t;
                 }
+            if (it->q.R > 1 && !it->q.one) {   /* MPI: read this rank's rows of each batch, and the rows carried on */
+                need = d->ooc->need;
+                memset(need, 0, (size_t)it->total);
+                for (b = 0; b < it->total; b += it->B) {
+                    int lo, hi;
+                    if (it->total - b < it->B && it->w0 + it->cpw < it->nch) {   /* the next window's: whose is not known yet */
+                        for (i = b; i < it->total; i++) need[it->lp[i]] = 1;
+                        break;
+                    }
+                    advnn__rpart_rows(&it->q, (int)(it->total - b < it->B ? it->total - b : it->B), &lo, &hi);
+                    for (i = b + lo; i < b + hi; i++) need[it->lp[i]] = 1;
+                }
+            }
+            for (m = 0, c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
+                int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
+                if ((it->st = advnn__ooc_load(d, r0, len, it->carry + m, need ? need + it->carry + m : NULL)) != ADVNN_OK) return 0;
+                m += len;
+            }
+            it->w0 += it->cpw;
+            it->loaded = 1;
             advnn__ooc_setrows(d, it->total);
         }
     }
@@ -5731,7 +5819,7 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
             if (o.shuffle)
                 for (i = ntr - 1; i > 0; i--) { int64_t j = (int64_t)advnn__rng_below(&tr->rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
             s = 0;
-            if ((st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, ntr, ntr, &src, &at))) == ADVNN_OK)
+            if ((st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, ntr, ntr, NULL, &src, &at))) == ADVNN_OK)
                 for (s = 0; s < ntr; s += tr->batch) {
                     int nb = (int)(ntr - s < tr->batch ? ntr - s : tr->batch);
                     double l;
@@ -6072,7 +6160,7 @@ ADVNN_DEF advnn_status advnn_adv_fit(advnn_trainer *tr, const advnn_dataset *tra
         if (ooc_multi) st = advnn__mpi_local(tr, advnn__ooc_it_begin(&it, tr, train, N, o.shuffle));
         else {
             if (o.shuffle) advnn__shuffle(&tr->rng, perm, N);
-            st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, N, N, &src, &at));
+            st = advnn__mpi_local(tr, advnn__ooc_rows(train, 0, N, N, NULL, &src, &at));
         }
         for (s = 0; st == ADVNN_OK; s += nb) {
             if (ooc_multi) { if (!advnn__ooc_it_next(&it, &src, &ix, &nb)) { st = advnn__mpi_local(tr, it.st); break; } }

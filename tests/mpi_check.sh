@@ -7,6 +7,8 @@
 #    chunk per step: every rank runs the whole batch): the weights and evaluation loss written by
 #    1 rank x 2 threads, 2 ranks x 1 thread, 3 ranks x 1 thread and 2 ranks x 2 threads equal byte
 #    for byte those of one process without MPI on 1 thread (and every rank's weights equal rank 0's);
+#  - the same for advnn_fit + advnn_evaluate on features read from a file in windows (ooc: with rows
+#    carried between windows; oocx: without, where each rank reads exactly its chunks' share);
 #  - failure cases under `timeout` (a hang fails): a bad label in rank 1's chunk, a rank whose
 #    learning rate differs (weights diverge), a rank with other data sizes, a rank with other initial
 #    weights: every rank returns the same error; a rank killed (SIGKILL) or exiting mid-training and
@@ -45,7 +47,7 @@ run() {
   return 1
 }
 
-for cas in fit step joint alt disco; do
+for cas in fit step joint alt disco ooc oocx; do
   run "${cas}_ref" 1 1 "$cas" nompi || continue
   for cfg in "1 2" "2 1" "3 1" "2 2"; do
     set -- $cfg
@@ -59,6 +61,25 @@ for cas in fit step joint alt disco; do
     ok "$cas: 2 ranks x 1 thread = 1 rank x 2 threads, byte for byte"
   else bad "$cas: 2 ranks x 1 thread and 1 rank x 2 threads differ (or a run failed)"; fi
 done
+
+# oocx (features from a .npy file of 4 KiB rows, in windows; every batch 4 chunks of 32 rows and no
+# partial batch anywhere): each rank reads exactly its chunks' share of what one process reads
+readb() { sed -n "s/^oocx rank $2 read \([0-9]*\) bytes$/\1/p" "$W/$1.log" | head -n 1; }
+ref=$(readb oocx_ref 0)
+if [ -n "$ref" ] && [ "$ref" -gt 0 ]; then
+  for cfg in "2 1" "3 1" "2 2"; do
+    set -- $cfg
+    line=""; okr=1
+    for ((r = 0; r < $1; r++)); do
+      b=$(readb "oocx_$1x$2" $r); [ -n "$b" ] || { okr=0; break; }
+      share=$(( (4 * (r + 1) / $1) - (4 * r / $1) ))   # its chunks of the 4: [4r/R, 4(r+1)/R)
+      line="$line rank $r $b ($share/4)"
+      [ $((4 * b)) -eq $((share * ref)) ] || okr=0
+    done
+    if [ "$okr" -eq 1 ]; then ok "oocx: $1 rank(s) x $2 thread(s): each rank read its chunks' share of one process's $ref bytes:$line"
+    else bad "oocx: $1 rank(s) x $2 thread(s): bytes read are not the chunks' shares of $ref:$line" "$(tail -n 5 "$W/oocx_$1x$2.log")"; fi
+  done
+else bad "oocx: no byte count from the run without MPI" "$(tail -n 5 "$W/oocx_ref.log")"; fi
 
 # failure cases where every rank must return the same error: CASE PATTERN
 expect_error() {

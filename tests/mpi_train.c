@@ -9,6 +9,12 @@
  * without MPI, 1 rank x 2 threads, 2 ranks x 1 thread, 3 ranks, 2 ranks x 2 threads. Every rank also
  * sends its weights to rank 0, which compares them byte for byte. nompi: no advnn_trainer_set_mpi
  * (each rank trains alone; run with -np 1).
+ * ooc, oocx: advnn_fit and advnn_evaluate on features read from a .npy file of 4 KiB rows in windows
+ * (384 rows, chunks of 64); written like the training cases, and every rank prints "CASE rank R read
+ * B bytes" (the file's data bytes it read in training and evaluation: with MPI its chunks' rows).
+ * ooc: 1200 rows, so a window can end in a partial batch whose rows lead the next window; oocx: 1280
+ * (1152 training rows: 3 windows of 3 batches of 128; 128 validation rows; evaluation 10 batches),
+ * every batch in 4 chunks of 32 rows, so rank r of R reads exactly the share of its chunks.
  * Failure cases (badlabel, diverge, rows, seed, kill, exit, io) make one rank differ or fail; the
  * script checks each rank's report (lines "rank R: ...") or, for kill/exit/io, that mpirun ends.
  * Rank 0 ends every run with "RESULT ok" or "RESULT FAIL <why>". */
@@ -190,6 +196,59 @@ int main(int argc, char **argv) {
         }
         advnn_trainer_free(tr);
         drop(&s);
+    } else if (!strcmp(cas, "ooc") || !strcmp(cas, "oocx")) {
+        enum { OF = 1024 };   /* features: 4 KiB per row, a page */
+        const int64_t ON = !strcmp(cas, "oocx") ? 1280 : 1200;
+        int64_t sx[2], s1[1], i, nread;
+        advnn_tensor *X, *Y, *W;
+        advnn_graph *g = advnn_graph_new();
+        advnn_dataset *d = advnn_dataset_new();
+        advnn_trainer *tr;
+        advnn_fit_opts o = advnn_fit_defaults();
+        advnn__rng r;
+        char path[300];
+        int of = OF, one = 1, x, y, w, z;
+        double loss = NAN;
+        sx[0] = ON; sx[1] = OF; s1[0] = ON;
+        X = advnn_tensor_new(2, sx); Y = advnn_tensor_new(1, s1); W = advnn_tensor_new(1, s1);
+        advnn__rng_seed(&r, 5);
+        for (i = 0; i < ON; i++) {
+            int k;
+            Y->data[i] = (float)(i % 2);
+            W->data[i] = (float)(0.5 + advnn__rng_uniform(&r));
+            for (k = 0; k < OF; k++) X->data[i * OF + k] = (float)(gauss(&r) + (k % 7 == 0 ? 0.5 * Y->data[i] : 0.0));
+        }
+        x = advnn_input(g, "x", 1, &of); y = advnn_input(g, "y", 1, &one); w = advnn_input(g, "w", 1, &one);
+        z = advnn_dense(g, advnn_batchnorm(g, advnn_dense(g, x, 8, ADVNN_ACT_RELU)), 1, ADVNN_ACT_LINEAR);
+        advnn_loss_bce_logits(g, z, y, w);
+        if (advnn_graph_finalize(g, 3) != ADVNN_OK) { fprintf(stderr, "finalize: %s\n", advnn_last_error()); return 2; }
+        snprintf(path, sizeof path, "%s.rank%d.npy", out, rank);   /* each rank its own copy, as on separate nodes */
+        if (advnn_npy_save(path, X) != ADVNN_OK) { fprintf(stderr, "%s\n", advnn_last_error()); return 2; }
+        if (advnn_dataset_add_npy_file(d, "x", path) != ADVNN_OK || advnn_dataset_add(d, "y", Y) != ADVNN_OK ||
+            advnn_dataset_add(d, "w", W) != ADVNN_OK || advnn_dataset_set_window(d, 384, 64) != ADVNN_OK) {
+            fprintf(stderr, "dataset: %s\n", advnn_last_error()); return 2;
+        }
+        tr = advnn_trainer_new(g, 128, 9);   /* 4 chunks of 32 rows per batch */
+        if (!tr || (use_mpi && advnn_trainer_set_mpi(tr, MPI_COMM_WORLD) != ADVNN_OK)) { fprintf(stderr, "trainer: %s\n", advnn_last_error()); return 2; }
+        nread = d->cols[0].file->nread;   /* (the values were all read once when the file was added) */
+        o.epochs = 2; o.val_split = 0.1f; o.verbose = 0;
+        if (advnn_fit(tr, d, NULL, &o, NULL) != ADVNN_OK || advnn_evaluate(tr, d, &loss) != ADVNN_OK) {
+            fprintf(stderr, "rank %d: %s\n", rank, advnn_last_error());
+            fail("training or evaluation from the file failed");
+        }
+        nread = d->cols[0].file->nread - nread;
+        printf("%s rank %d read %lld bytes\n", cas, rank, (long long)nread);
+        fflush(stdout);
+        compare_ranks(g);
+        if (rank == 0) {
+            FILE *f = fopen(out, "wb");
+            if (!isfinite(loss) || !f || fwrite(g->params, sizeof(float), (size_t)g->n_params, f) != (size_t)g->n_params
+                || fwrite(&loss, sizeof loss, 1, f) != 1 || fclose(f) != 0) fail("non-finite loss or cannot write the weights");
+            printf("%s: %lld parameters, loss %.9g\n", cas, (long long)g->n_params, loss);
+        }
+        remove(path);
+        advnn_trainer_free(tr); advnn_dataset_free(d); advnn_graph_free(g);
+        advnn_tensor_free(X); advnn_tensor_free(Y); advnn_tensor_free(W);
     } else if (!strcmp(cas, "badlabel")) {   /* row 200 (chunk 6 of 8: rank 1's) has class 7 of 3 */
         net s = make(3, 4, DN);
         advnn_trainer *tr = advnn_trainer_new(s.g, 256, 9);
