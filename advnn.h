@@ -416,7 +416,8 @@ ADVNN_DEF advnn_status advnn_fit(advnn_trainer *tr, const advnn_dataset *train, 
  * read whole, so rows of under a page share reads (a gap of less than 4 KiB between a rank's rows is
  * read through: with 40-byte rows every rank reads nearly everything, with CalRatio's kilobyte rows
  * its share); the < batch rows carried from one window to the next are read by every rank; and
- * training rows that fit one window are read whole by every rank (once). A graph with a batch-statistic loss (DisCo, MoDe) runs each
+ * training rows that fit one window are read whole by every rank (once).
+ *   A graph with a batch-statistic loss (DisCo, MoDe) runs each
  * step as one chunk: every rank then computes the whole batch (the same weights, no speed-up).
  *   Rank 0 prints the epoch lines; advnn_fit's and advnn_adv_fit's callbacks run on every rank (they
  * may use MPI; write files from rank 0 only) and rank 0's return value, quality and cost are used.
@@ -2693,8 +2694,9 @@ static int advnn__take(int *ctr, int n) {
  * 2 threads were up to 14% slower than 1 there (bench/README.md). So each threaded step shape (rows,
  * pass, the nodes it computes) keeps the last 5 times of each way (the first of each, which faults in
  * memory, is dropped); the faster median runs, the other every k-th step, k = 4..64 chosen so that
- * the trials cost ~2% ((slower / faster - 1) / k), and again at once after a trial faster than 0.9x
- * the median of the way running: a change of load is followed within a few steps.
+ * the trials cost ~2% ((the other's mean / the faster median - 1) / k: under load the team's times
+ * have a long tail), and again at once after a trial faster than 0.9x the median of the way
+ * running: a change of load is followed within a few steps.
  * advnn__tune_force: 0 measure (default); 1 always the team, 2 always alone, 3 each in turn (tests, benchmarks). */
 #define ADVNN__TUNE_SLOTS 16   /* step shapes: main and adversary steps, evaluation, MPI phases */
 #define ADVNN__TUNE_RING 5
@@ -2725,6 +2727,13 @@ static float advnn__tune_median(const advnn__tslot *s, int m) {
     }
     return v[n / 2];
 }
+static float advnn__tune_mean(const advnn__tslot *s, int m) {
+    int n = s->cnt[m] < ADVNN__TUNE_RING ? s->cnt[m] : ADVNN__TUNE_RING, i;
+    float t = 0;
+    for (i = 0; i < n; i++) t += s->t[m][i];
+    return t / (float)n;
+}
+
 /* 1 if the step of shape key should run on the calling thread alone, 0 on the team. */
 static int advnn__tune_pick(advnn__tune *u, uint64_t key) {
     advnn__tslot *s;
@@ -2744,7 +2753,7 @@ static int advnn__tune_pick(advnn__tune *u, uint64_t key) {
     s->best = m1 < m0;
     s->mbest = s->best ? m1 : m0;
     if (s->again) return !s->best;
-    r = s->best ? m0 / m1 : m1 / m0;
+    r = advnn__tune_mean(s, !s->best) / s->mbest;
     k = r > 3.0f ? 64 : (int)((r - 1.0f) / 0.02f);
     k = k < 4 ? 4 : k > 64 ? 64 : k;
     return s->n % (unsigned)k == 0 ? !s->best : s->best;
@@ -4449,7 +4458,8 @@ fail:
  * MPI rank's rows, advnn__rpart) only the rows i with need[i], read through gaps of less than a page
  * (the OS reads whole pages anyway). Rows not read become NaN: a gather of one by mistake would fail
  * loudly (a non-finite loss), not train on another window's row. */
-static advnn_status advnn__ooc_load_file(advnn_dataset *d, int k, int64_t row, int64_t m, int64_t at, const unsigned char *need) {
+static advnn_status advnn__ooc_load_file(advnn_dataset *d, int k, int64_t row, int64_t m, int64_t at,
+                                         const unsigned char *need) {
     struct advnn__npyfile *f = d->cols[k].file;
     int64_t per = f->per, gap = 4095 / (per * f->dt.bytes), i = 0, e, j;
     float *dst = d->ooc->buf[k].data + (size_t)(at * per);
@@ -4517,7 +4527,7 @@ static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t
     if (!advnn__ooc_on(cd)) return ADVNN_OK;
     o = d->ooc;
     if (!o || o->n == 0 || o->nbuf != d->n || lo < o->lo || lo + nb > o->lo + o->n ||   /* (columns added since: reload) */
-        o->part != part || (part && (memcmp(&o->pq, q, sizeof *q) != 0 || o->pend != lo + ahead || (lo - o->lo) % q->B != 0))) {
+        o->part != part || (part && (memcmp(&o->pq, q, sizeof *q) || o->pend != lo + ahead || (lo - o->lo) % q->B))) {
         m = ahead < d->window_rows ? ahead : d->window_rows;
         if (m < nb) m = nb;
         if ((st = advnn__ooc_reserve(d, m)) != ADVNN_OK) return st;
@@ -5205,8 +5215,10 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
                  n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
-    /* the step's shape: its rows, pass and the nodes it computes (need, needg, sub) */
+    /* the step's shape: its rows, pass, the nodes it computes (need, needg, sub) and those it reuses
+     * (keep: W3's later adversary passes take the autoencoder's output from the first, 1000x cheaper) */
     j->shape = XXH3_64bits_withSeed(ws->need, 3 * (size_t)g->n_nodes, 2 * (uint64_t)n + (uint64_t)backward);
+    if (ws->keep) j->shape ^= XXH3_64bits_withSeed(ws->keep, (size_t)g->n_nodes, 1) * 0x9E3779B97F4A7C15ULL;
     memset(j->taken, 0, (size_t)(j->nphase + 1) * sizeof(int));
     memset(j->done, 0, (size_t)(j->nphase + 1) * sizeof(int));
     for (k = 0; k < j->nck; k++) {
@@ -5623,7 +5635,8 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
         const advnn_dataset *src;
         int64_t at;
         nb = (int)(count - s < tr->batch ? count - s : tr->batch);
-        if ((st = advnn__ooc_rows(d, start + s, nb, count - s, &q, &src, &at)) != ADVNN_OK) return advnn__mpi_local(tr, st);   /* files: windows */
+        st = advnn__ooc_rows(d, start + s, nb, count - s, &q, &src, &at);   /* files: windows */
+        if (st != ADVNN_OK) return advnn__mpi_local(tr, st);
         if ((st = advnn__run(tr, src, NULL, at, nb, NULL, NULL, 0)) != ADVNN_OK) return st;
         tot += advnn__objective(ws) * nb;
     }
@@ -5718,7 +5731,10 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
         {   /* the next window: its chunks and a shuffle of its new rows (the carried ones stay in front) */
             int64_t m = 0, b;
             unsigned char *need = NULL;
-            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) m += it->ntr - it->order[c] * it->C < it->C ? it->ntr - it->order[c] * it->C : it->C;
+            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
+                int64_t r0 = it->order[c] * it->C;
+                m += it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
+            }
             it->total = it->carry + m; it->p = 0;
             for (i = 0; i < it->total; i++) it->lp[i] = i;
             if (it->shuffle)
@@ -5731,7 +5747,7 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
                 memset(need, 0, (size_t)it->total);
                 for (b = 0; b < it->total; b += it->B) {
                     int lo, hi;
-                    if (it->total - b < it->B && it->w0 + it->cpw < it->nch) {   /* the next window's: whose is not known yet */
+                    if (it->total - b < it->B && it->w0 + it->cpw < it->nch) {   /* carried: whose is not known yet */
                         for (i = b; i < it->total; i++) need[it->lp[i]] = 1;
                         break;
                     }
@@ -5741,7 +5757,8 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
             }
             for (m = 0, c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
                 int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
-                if ((it->st = advnn__ooc_load(d, r0, len, it->carry + m, need ? need + it->carry + m : NULL)) != ADVNN_OK) return 0;
+                it->st = advnn__ooc_load(d, r0, len, it->carry + m, need ? need + it->carry + m : NULL);
+                if (it->st != ADVNN_OK) return 0;
                 m += len;
             }
             it->w0 += it->cpw;

@@ -51,9 +51,12 @@
  *
  * Usage: bench_workloads [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1)] [--quick]
  *                        [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak G]
- *                        [--threads-policy measure|team|alone]
+ *                        [--threads-policy measure|team|alone|ab]
  * --threads-policy: how a threaded step runs (advnn.h "the team or the calling thread alone"): as the
- * library chooses from measured times (default), always on the team, always on the calling thread.
+ * library chooses from measured times (default), always on the team, always on the calling thread;
+ * ab: the three in turn, 3 steps each, in one process (the same conditions for each: a fair
+ * comparison on a noisy machine), reported as ab_{alone,team,measure}_ms_{median,mean}; the other
+ * step fields then cover all of them.
  * passes_threaded / passes_alone: the timed steps' passes that could use the team, and those that ran alone.
  * Prints one JSON line per (workload, threads, repeat) on stdout. bench/compare.sh runs it beside torch.
  * advnn-build: -pthread */
@@ -77,7 +80,7 @@ static void bench_die(const char *what, const char *name) {
 typedef struct {
     int threads, quick, warmup, min_steps, max_steps;
     double min_seconds, peak;
-    int tune;                                /* --threads-policy: 0 measure, 1 team, 2 alone */
+    int tune;                                /* --threads-policy: 0 measure, 1 team, 2 alone, 3 ab (all three in turn) */
 } cfg;
 
 /* The step's FLOPs from the architecture (see the top of this file); *infer gets the inference
@@ -117,6 +120,8 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     double mean = 0, cw_train, ot_train, cw_b1, ot_b1, cw_b512, ot_b512, rss_train, per, p10, p90, med, fstep, finf;
     int i, n_in, steps = 0, warm = 0, nb1 = 0, n512 = 0, chunk, outsz = 1, osh[3], ond;
     int64_t tune_n = 0, tune_alone = 0;
+    double *t_ab[3], ab_med[3] = { 0, 0, 0 }, ab_mean[3] = { 0, 0, 0 };
+    int n_ab[3] = { 0, 0, 0 };
     load_t L;
 
     memset(&w, 0, sizeof w);
@@ -130,7 +135,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
 
     advnn_set_threads(threads);
 #ifndef ADVNN_NO_THREADS
-    advnn__tune_force = c->tune;
+    advnn__tune_force = c->tune == 3 ? 0 : c->tune;
 #endif
     if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) bench_die("trainer", name);
     if (!strcmp(name, "w2")) {
@@ -165,11 +170,26 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
     tune_n = -tr->tune.steps; tune_alone = -tr->tune.alone;
 #endif
     w0 = now();
+    for (i = 0; i < 3; i++) if (!(t_ab[i] = (double *)malloc((size_t)c->max_steps * sizeof(double)))) bench_die("out of memory", name);
     while (steps < c->max_steps && (steps < c->min_steps || now() - w0 < min_s)) {
+        int pol = (steps / 3) % 3;   /* ab: 0 alone, 1 team, 2 measure */
+#ifndef ADVNN_NO_THREADS
+        if (c->tune == 3) advnn__tune_force = pol == 0 ? 2 : pol == 1 ? 1 : 0;
+#endif
         t0 = now();
         STEP(warm + steps);
-        t_step[steps++] = now() - t0;
+        t_step[steps] = now() - t0;
+        t_ab[pol][n_ab[pol]++] = t_step[steps++];
     }
+#ifndef ADVNN_NO_THREADS
+    if (c->tune == 3) advnn__tune_force = 0;
+#endif
+    for (i = 0; i < 3 && c->tune == 3; i++) {
+        int k;
+        for (k = 0; k < n_ab[i]; k++) ab_mean[i] += t_ab[i][k] / n_ab[i];
+        ab_med[i] = n_ab[i] ? median(t_ab[i], n_ab[i]) : 0;
+    }
+    for (i = 0; i < 3; i++) free(t_ab[i]);
     load_done(&L, &cw_train, &ot_train);
 #ifndef ADVNN_NO_THREADS
     tune_n += tr->tune.steps; tune_alone += tr->tune.alone;
@@ -234,7 +254,9 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
            "\"adv_steps\": %d, \"lambda\": %g, \"ae_forwards_per_step\": %d, \"infer_threads_b1\": 1, \"infer_threads_b512\": %d, "
            "\"step_gflop\": %.5f, \"step_gflops\": %.2f, \"infer_mflop_per_sample\": %.4f, \"infer_gflops_b1\": %.2f, "
            "\"infer_gflops_b512\": %.2f, \"peak_gflops\": %.1f, \"step_peak_frac\": %.3f, \"infer_b1_peak_frac\": %.3f, "
-           "\"infer_b512_peak_frac\": %.3f, \"tune\": \"%s\", \"passes_threaded\": %lld, \"passes_alone\": %lld}\n",
+           "\"infer_b512_peak_frac\": %.3f, \"tune\": \"%s\", \"passes_threaded\": %lld, \"passes_alone\": %lld, "
+           "\"ab_alone_ms_median\": %.4f, \"ab_team_ms_median\": %.4f, \"ab_measure_ms_median\": %.4f, "
+           "\"ab_alone_ms_mean\": %.4f, \"ab_team_ms_mean\": %.4f, \"ab_measure_ms_mean\": %.4f}\n",
            name, threads, w.batch, 1e3 * med, 1e3 * mean, 1e6 * median(t_b1, nb1), 1e6 * median(t_b512, n512),
            1e3 * p10, 1e3 * p90, steps, warm, cw_train, cw_b1, cw_b512, ot_train, ot_b1, ot_b512,
            (long long)advnn_param_count(w.g, "main"), (long long)advnn_param_count(w.g, "adv"),
@@ -243,7 +265,8 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
            1e-9 * fstep, 1e-9 * fstep / med, 1e-6 * finf, 1e-9 * finf / median(t_b1, nb1), 1e-9 * finf / median(t_b512, n512),
            c->peak, c->peak > 0 ? 1e-9 * fstep / med / c->peak : 0.0,
            c->peak > 0 ? 1e-9 * finf / median(t_b1, nb1) / c->peak : 0.0, c->peak > 0 ? 1e-9 * finf / median(t_b512, n512) / c->peak : 0.0,
-           c->tune == 1 ? "team" : c->tune == 2 ? "alone" : "measure", (long long)tune_n, (long long)tune_alone);
+           c->tune == 1 ? "team" : c->tune == 2 ? "alone" : c->tune == 3 ? "ab" : "measure", (long long)tune_n, (long long)tune_alone,
+           1e3 * ab_med[0], 1e3 * ab_med[1], 1e3 * ab_med[2], 1e3 * ab_mean[0], 1e3 * ab_mean[1], 1e3 * ab_mean[2]);
     fflush(stdout);
 #undef STEP
     free(idx); free(out); free(t_step); free(t_b1); free(t_b512);
@@ -269,7 +292,7 @@ static int parse_list(const char *s, int *v, int max) {
 static int usage(const char *prog) {
     fprintf(stderr, "usage: %s [--workload w1,w2,w3] [--threads 1,2] [--batch N (W1, default 1024)] [--quick]\n"
                     "       [--repeats R] [--warmup N] [--min-steps N] [--min-seconds S] [--no-fork] [--peak GFLOPS]\n"
-                    "       [--threads-policy measure|team|alone]\n", prog);
+                    "       [--threads-policy measure|team|alone|ab]\n", prog);
     return 2;
 }
 
@@ -294,7 +317,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-steps")) { min_steps = atoi(v); i++; }
         else if (!strcmp(a, "--min-seconds")) { min_seconds = atof(v); i++; }
         else if (!strcmp(a, "--threads-policy")) {
-            c.tune = !strcmp(v, "measure") ? 0 : !strcmp(v, "team") ? 1 : !strcmp(v, "alone") ? 2 : -1;
+            c.tune = !strcmp(v, "measure") ? 0 : !strcmp(v, "team") ? 1 : !strcmp(v, "alone") ? 2 : !strcmp(v, "ab") ? 3 : -1;
             i++;
             if (c.tune < 0) return usage(argv[0]);
         }
