@@ -2538,10 +2538,11 @@ static double advnn__now(void) {
  * bit-identical for any thread count and any scheduling (tests/test_threads.c).
  *   One thread runs the same chunks and phases in order. A step of one chunk (n < 256 rows) runs
  * on the calling thread, so does everything with advnn_set_threads(1).
- *   Memory: every chunk has a workspace of advnn__chunk_cap(batch) rows (the trainer's own, tr->ws,
- * is chunk 0's; for batches under 256 it holds the whole batch), so activations take about what one
- * whole-batch workspace would (at most nck x 256 rows for batches under 2048), plus per extra chunk
- * one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
+ *   Memory: chunk 0's workspace (the trainer's own, tr->ws) has advnn__chunk_cap(batch) rows (for
+ * batches under 256 the whole batch; one-chunk steps have up to 255 rows), the others
+ * advnn__chunk_rows(batch, k), the most their chunk has in any step (under 192 rows, or batch / 8),
+ * so activations take up to ~1.5 whole-batch workspaces for batches of 512-1024 rows, plus per extra
+ * chunk one copy of the parameter gradients, a GEMM packing buffer (228 KiB) and the per-node scratch.
  *   Data parallelism over processes (ADVNN_MPI, advnn_trainer_set_mpi) reuses this unchanged: every
  * rank draws the same shuffles and step seeds; rank r of R takes the contiguous chunk range
  * [nck r / R, nck (r + 1) / R) (its threads share them as above), runs the same phases and after each
@@ -2796,6 +2797,23 @@ static int advnn__chunk_cap(int n) {
     int r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
     r = r < 2 * advnn__chunk_min_rows ? 2 * advnn__chunk_min_rows : r;
     return r < n ? r : n;
+}
+/* The most rows chunk k (k < 0: any chunk) has in any step of 1..n rows that has at least two chunks:
+ * the size of the workspaces of chunks 1.. and of the inference threads. Under 1.5 x the minimum
+ * (a step of 2m - 1 rows has chunks of m - 1, m rows), or n / 8 in big steps: W3's chunk workspaces
+ * 1-3 at batch 512 hold 192, 171, 128 rows instead of 256 each. Steps of up to 8m rows are looked at one
+ * by one; in bigger ones (8 chunks) no chunk has more than ceil(n / 8) rows. */
+static int advnn__chunk_rows(int n, int k) {
+    int r = 0, m, c, nck, lim = ADVNN__CHUNKS_MAX * advnn__chunk_min_rows;
+    for (m = 2; m <= n && m <= lim; m++) {
+        if ((nck = advnn__chunk_count(m)) < 2) continue;
+        for (c = k < 0 ? 0 : k; c < nck && (k < 0 || c == k); c++) {
+            int sz = advnn__chunk_lo_of(m, nck, c + 1) - advnn__chunk_lo_of(m, nck, c);
+            if (sz > r) r = sz;
+        }
+    }
+    if (n > lim && (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX > r) r = (n + ADVNN__CHUNKS_MAX - 1) / ADVNN__CHUNKS_MAX;
+    return r < 1 ? 1 : r;
 }
 /* MPI: the chunks [*c0, *c1) of a step of nck chunks that rank r of R runs: its share, or with more
  * ranks than chunks a copy of one (see advnn__mpi_exchange). */
@@ -4705,7 +4723,7 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
 #ifndef ADVNN_NO_THREADS
     if (n > 1) {
         /* the other threads' workspaces hold one chunk: chunks of fewer rows have fewer rows each */
-        int k, sub = advnn__chunk_cap(ws->max_batch);
+        int k, sub = advnn__chunk_rows(ws->max_batch, -1);
         ws->isub = (advnn_ws **)ADVNN_MALLOC((size_t)(n - 1) * sizeof *ws->isub);
         ws->ijob = (advnn__inferjob *)ADVNN_MALLOC(sizeof *ws->ijob);
         if (ws->ijob) memset(ws->ijob, 0, sizeof *ws->ijob);
@@ -4943,7 +4961,7 @@ typedef struct advnn__chunkjob {
 } advnn__chunkjob;
 
 static advnn_status advnn__chunks_init(advnn_trainer *tr) {
-    int k, rows = advnn__chunk_cap(tr->batch);
+    int k;
     tr->nwk = tr->one_chunk ? 1 : advnn__chunk_count(tr->batch);
     tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
     tr->rngk = (advnn__rng *)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->rngk);
@@ -4962,7 +4980,7 @@ static advnn_status advnn__chunks_init(advnn_trainer *tr) {
     memset(tr->wsk, 0, (size_t)tr->nwk * sizeof *tr->wsk);
     tr->wsk[0] = tr->ws;
     for (k = 1; k < tr->nwk; k++) {
-        if (!(tr->wsk[k] = advnn__ws_create(tr->g, rows, 1))) { tr->nwk = k; return ADVNN_ERR_NOMEM; }
+        if (!(tr->wsk[k] = advnn__ws_create(tr->g, advnn__chunk_rows(tr->batch, k), 1))) { tr->nwk = k; return ADVNN_ERR_NOMEM; }
         tr->wsk[k]->group_on = tr->gon;
     }
     for (k = 0; k < tr->nwk; k++) {
@@ -5212,8 +5230,8 @@ static advnn_status advnn__run(advnn_trainer *tr, const advnn_dataset *d, const 
     j->nck = tr->one_chunk ? 1 : advnn__chunk_count(n);
     j->c0 = 0; j->c1 = j->nck;
     if (tr->nrank > 1 && !tr->one_chunk) advnn__rank_chunks(j->nck, tr->nrank, tr->rank, &j->c0, &j->c1);   /* MPI */
-    ADVNN_ASSERT(j->nck <= tr->nwk && advnn__chunk_lo_of(n, j->nck, 1) <= ws->max_batch &&
-                 n - advnn__chunk_lo_of(n, j->nck, j->nck - 1) <= ws->max_batch);
+    ADVNN_ASSERT(j->nck <= tr->nwk);
+    for (k = 0; k < j->nck; k++) ADVNN_ASSERT(advnn__chunk_lo_of(n, j->nck, k + 1) - advnn__chunk_lo_of(n, j->nck, k) <= tr->wsk[k]->max_batch);
     j->nphase = advnn__count_pauses(ws, backward) + 1;
     /* the step's shape: its rows, pass, the nodes it computes (need, needg, sub) and those it reuses
      * (keep: W3's later adversary passes take the autoencoder's output from the first, 1000x cheaper) */

@@ -588,6 +588,28 @@ static void test_default_chunking(void) {
     advnn__chunk_min_rows = 128;
     CHECK(advnn__chunk_count(512) == 4 && advnn__chunk_count(255) == 1 && advnn__chunk_count(4096) == 8,
           "chunks of 512, 255, 4096 rows: %d, %d, %d", advnn__chunk_count(512), advnn__chunk_count(255), advnn__chunk_count(4096));
+    {   /* the workspace sizes: every chunk of every step of up to B rows fits its workspace, and they are tight */
+        static const int bs[7] = { 255, 256, 300, 512, 1024, 1500, 5000 };
+        int q, n, c, bad = 0, tight = 1;
+        for (q = 0; q < 7; q++) {
+            int B = bs[q], most[ADVNN__CHUNKS_MAX + 1] = { 0 };
+            for (n = 1; n <= B; n++) {
+                int nck = advnn__chunk_count(n);
+                for (c = 0; c < nck; c++) {
+                    int sz = advnn__chunk_lo_of(n, nck, c + 1) - advnn__chunk_lo_of(n, nck, c);
+                    bad += sz > (c ? advnn__chunk_rows(B, c) : advnn__chunk_cap(B)) || (nck > 1 && sz > advnn__chunk_rows(B, -1));
+                    if (nck > 1 && sz > most[c]) most[c] = sz;
+                    if (nck > 1 && sz > most[ADVNN__CHUNKS_MAX]) most[ADVNN__CHUNKS_MAX] = sz;
+                }
+            }
+            /* exact up to 8 x 128 rows; beyond, ceil(B / 8) bounds chunks of B / 8 rounded either way */
+            for (c = 1; c < advnn__chunk_count(B); c++) tight &= advnn__chunk_rows(B, c) - most[c] <= (B > 1024);
+            tight &= advnn__chunk_count(B) < 2 || advnn__chunk_rows(B, -1) - most[ADVNN__CHUNKS_MAX] <= (B > 1024);
+        }
+        CHECK(bad == 0 && tight, "chunk workspaces: %d chunks larger than theirs, sizes %s", bad, tight ? "tight" : "not tight");
+        CHECK(advnn__chunk_rows(512, 1) == 192 && advnn__chunk_rows(512, 2) == 171 && advnn__chunk_rows(512, 3) == 128,
+              "batch 512: chunk workspaces of %d, %d, %d rows", advnn__chunk_rows(512, 1), advnn__chunk_rows(512, 2), advnn__chunk_rows(512, 3));
+    }
     for (T = 2; T <= 3; T++) {
         setup a = make(1), b = make(1);   /* with dropout */
         advnn_trainer *ta, *tb;
