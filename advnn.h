@@ -3274,8 +3274,9 @@ static float *advnn__sn_weight(const advnn_ws *ws, const advnn__node *n, int nb)
     return Wsn;
 }
 
-/* The inference caches of advnn__iplan hold this generation of the weights (never on a training workspace). */
-static int advnn__plan_live(const advnn_ws *ws) { return ws->pgen == ws->g->wgen && !ws->training; }
+/* The inference caches of advnn__iplan hold this generation of the weights (never on a training workspace,
+ * which does not read g->wgen: chunk 0 of a threaded pass increments it while the other chunks run). */
+static int advnn__plan_live(const advnn_ws *ws) { return !ws->grads && !ws->training && ws->pgen == ws->g->wgen; }
 /* BatchNorm node i is folded into its Dense, which this pass runs: skip it */
 static int advnn__bn_folded(const advnn_ws *ws, int i) { return ws->pinto && ws->pinto[i] >= 0 && ws->need[ws->pinto[i]] && advnn__plan_live(ws); }
 
