@@ -13,6 +13,8 @@
 #   asan     gcc -O0 -g -fsanitize=address,undefined, halt on the first UB report, leak check (-O0: the
 #            compile is 4x faster than at -O1 and these builds were over half of make test's time)
 #   clang-asan  the same with clang-14 (its UBSan checks more, e.g. arithmetic on a NULL pointer)
+#   tsan     clang-14 -O1 -g -fsanitize=thread, stopping at the first report (TSAN_OPTIONS
+#            halt_on_error=1): the files that train or infer on several threads
 #   clang    clang-14 -O2 native, -Werror
 #   cxx      every test compiled as C++: g++ -x c++ -std=c++17 -O1, -Werror (-O1: the code is the same
 #            as native's; the header configuration compiles the whole header as C++ at -O2)
@@ -51,7 +53,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 OUT="$ROOT/build/test"
-ALL_CONFIGS="native scalar asan clang-asan clang cxx aarch64 generic generic-scalar generic-clang header examples scaleout onnx"
+ALL_CONFIGS="native scalar asan clang-asan tsan clang cxx aarch64 generic generic-scalar generic-clang header examples scaleout onnx"
 CONFIGS="${ADVNN_TEST_CONFIGS:-$ALL_CONFIGS}"
 JOBS="${ADVNN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TIMEOUT="${ADVNN_TEST_TIMEOUT:-300}"
@@ -78,6 +80,9 @@ config_setup() {
     # configuration is the warning gate.
     asan)    CC=gcc;     CFLAGS="-O0 -g -std=c11 -Wall -Wextra $ARCH -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" ;;
     clang)   CC=$CLANG;  CFLAGS="-O2 -std=c11 $WARN $ARCH" ;;
+    # data races between the trainer's or an inference workspace's threads
+    tsan)    CC=$CLANG;  CFLAGS="-O1 -g -std=c11 $WARN $ARCH -fsanitize=thread"; RUNENV="TSAN_OPTIONS=halt_on_error=1"
+             ONLY="test_threads test_infer test_adv_trainer test_harden test_decorr" ;;
     # clang's UBSan reports what gcc's does not (pointer arithmetic on NULL, for one)
     clang-asan) CC=$CLANG; CFLAGS="-O0 -g -std=c11 $WARN $ARCH -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" ;;
     cxx)     CC="g++ -x c++"; CFLAGS="-O1 -std=c++17 -Wall -Wextra -Werror $ARCH" ;;
@@ -227,7 +232,7 @@ in_config() {
 }
 
 # slowest configurations first so the two cores stay busy until the end
-for cfg in aarch64 examples scaleout onnx asan clang-asan native scalar clang cxx generic generic-scalar generic-clang header; do
+for cfg in aarch64 examples scaleout onnx asan clang-asan tsan native scalar clang cxx generic generic-scalar generic-clang header; do
   case " $CONFIGS " in *" $cfg "*) ;; *) continue ;; esac
   if [ "$cfg" = examples ]; then echo "examples smoke" >> "$joblist"; continue; fi
   if [ "$cfg" = scaleout ]; then for s in $SCALEOUT_TESTS; do echo "scaleout $s" >> "$joblist"; done; continue; fi

@@ -6,21 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* counting allocator: a 16-byte header keeps each block's size */
+/* counting allocator: a 16-byte header keeps each block's size; atomic, since the trainer's worker
+ * threads free their start-up argument through ADVNN_FREE (the peak is approximate under threads) */
 static size_t cnt_now, cnt_peak;
+static size_t cnt_get(const size_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+static void cnt_add(size_t n, int sub) {
+    size_t now = sub ? __atomic_sub_fetch(&cnt_now, n, __ATOMIC_RELAXED) : __atomic_add_fetch(&cnt_now, n, __ATOMIC_RELAXED);
+    if (!sub && now > __atomic_load_n(&cnt_peak, __ATOMIC_RELAXED)) __atomic_store_n(&cnt_peak, now, __ATOMIC_RELAXED);
+}
 static void *cnt_malloc(size_t n) {
     unsigned char *p = (unsigned char *)malloc(n + 16);
     if (!p) return NULL;
     memcpy(p, &n, sizeof n);
-    cnt_now += n;
-    if (cnt_now > cnt_peak) cnt_peak = cnt_now;
+    cnt_add(n, 0);
     return p + 16;
 }
 static void cnt_free(void *q) {
     size_t n;
     if (!q) return;
     memcpy(&n, (unsigned char *)q - 16, sizeof n);
-    cnt_now -= n;
+    cnt_add(n, 1);
     free((unsigned char *)q - 16);
 }
 static void *cnt_realloc(void *q, size_t n) {
@@ -30,8 +35,8 @@ static void *cnt_realloc(void *q, size_t n) {
     memcpy(&old, (unsigned char *)q - 16, sizeof old);
     if (!(p = (unsigned char *)realloc((unsigned char *)q - 16, n + 16))) return NULL;
     memcpy(p, &n, sizeof n);
-    cnt_now += n - old;
-    if (cnt_now > cnt_peak) cnt_peak = cnt_now;
+    if (n >= old) cnt_add(n - old, 0);
+    else cnt_add(old - n, 1);
     return p + 16;
 }
 #define ADVNN_MALLOC(sz) cnt_malloc(sz)
@@ -85,11 +90,11 @@ static mbuf arch_only(const advnn_graph *g, uint32_t flags) {
 
 /* load under the counting allocator; *peak = the most it held at once beyond what was held before */
 static advnn_graph *load_counted(const void *b, size_t n, size_t *peak) {
-    size_t base = cnt_now;
+    size_t base = cnt_get(&cnt_now);
     advnn_graph *g;
-    cnt_peak = cnt_now;
+    __atomic_store_n(&cnt_peak, base, __ATOMIC_RELAXED);
     g = advnn_model_load_mem(b, n);
-    *peak = cnt_peak - base;
+    *peak = cnt_get(&cnt_peak) - base;
     return g;
 }
 
@@ -155,7 +160,7 @@ static void test_npy_zero_width_predict(void) {
     memcpy(buf + 10, dict, hl - 1); memset(buf + 10 + hl - 1, ' ', pad); buf[n - 1] = '\n';
     advnn_name(g, advnn_dense(g, advnn_input(g, "x", 1, &four), 1, ADVNN_ACT_SIGMOID), "p");
     advnn_graph_finalize(g, 1);
-    base = cnt_now; cnt_peak = cnt_now;
+    base = cnt_get(&cnt_now); __atomic_store_n(&cnt_peak, base, __ATOMIC_RELAXED);
     t = advnn_npy_load_mem(buf, n);
     CHECK(t != NULL && t->size == 0, "(2^28, 0) should load as an empty array: %s", t ? "" : advnn_last_error());
     if (t) {
@@ -163,7 +168,7 @@ static void test_npy_zero_width_predict(void) {
         st = advnn_predict(g, d, "p", &p);
         CHECK(st == ADVNN_ERR_SHAPE && p == NULL && strstr(advnn_last_error(), "4 values"), "predict: %s %s", advnn_status_name(st), advnn_last_error());
     }
-    peak = cnt_peak - base;
+    peak = cnt_get(&cnt_peak) - base;
     CHECK(peak < (1 << 20), "a %zu-byte .npy and predict held %zu bytes", n, peak);
     advnn_tensor_free(t); advnn_tensor_free(p); advnn_dataset_free(d); advnn_graph_free(g);
 }
