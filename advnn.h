@@ -79,7 +79,8 @@
  *   NaN/Inf, file contents) before anything the caller owns is touched.
  *
  * CONFIG MACROS (define before including)
- *   ADVNN_MALLOC(sz) ADVNN_REALLOC(p,sz) ADVNN_FREE(p)   allocator (default malloc/realloc/free)
+ *   ADVNN_MALLOC(sz) ADVNN_REALLOC(p,sz) ADVNN_FREE(p)   allocator (default malloc/realloc/free);
+ *                          with threads it is also called from the pool's threads: make it thread-safe
  *   ADVNN_ASSERT(x)        internal invariant checks (default assert)
  *   ADVNN_STATIC           all functions static (private copy in one translation unit)
  *   ADVNN_FORCE_SCALAR     use the scalar kernels even where AVX2/NEON is available
