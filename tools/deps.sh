@@ -27,7 +27,9 @@ base_pkgs=(gcc make libc6-dev libsleef-dev libxxhash-dev)
 # clang-14 directly). libc6-dev-arm64-cross is only a Recommends of gcc-aarch64-linux-gnu, so it is
 # listed. libc6:arm64 comes in through libsleef3:arm64 and gives /lib/ld-linux-aarch64.so.1, which
 # lets qemu-aarch64 run the cross-built tests without -L / QEMU_LD_PREFIX.
-test_pkgs=(g++ clang-14 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+# libclang-rt-14-dev (the sanitizer runtimes of the clang-asan and tsan configurations) is only a
+# Recommends of clang-14, which --no-install-recommends leaves out.
+test_pkgs=(g++ clang-14 libclang-rt-14-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
            libsleef-dev:arm64 libxxhash-dev:arm64 libgomp1:arm64 python3-onnx
            slurm-wlm munge    # tests/scan_slurm.sh: a private one-node SLURM cluster
            openmpi-bin libopenmpi-dev)   # tests/mpi_check.sh: mpicc, mpirun (ADVNN_MPI)
