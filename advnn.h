@@ -4555,8 +4555,10 @@ static advnn_status advnn__ooc_rows(const advnn_dataset *cd, int64_t lo, int64_t
         o->n = 0; o->part = 0;
         if (part) {   /* this rank's rows of the steps the window holds whole */
             memset(o->need, 0, (size_t)m);
-            for (s = 0; s < ahead && s + (ahead - s < q->B ? ahead - s : q->B) <= m; s += q->B) {
-                advnn__rpart_rows(q, (int)(ahead - s < q->B ? ahead - s : q->B), &rlo, &rhi);
+            for (s = 0; s < ahead; s += q->B) {
+                int64_t n1 = ahead - s < q->B ? ahead - s : q->B;   /* the step's rows */
+                if (s + n1 > m) break;
+                advnn__rpart_rows(q, (int)n1, &rlo, &rhi);
                 for (i = s + rlo; i < s + rhi; i++) o->need[i] = 1;
             }
         }
@@ -5105,20 +5107,19 @@ static void advnn__chunk_job(advnn__team *t, int k, void *arg) { (void)k; advnn_
  * chunk's status, its row-subset flag and its BatchNorm partial sums (pauses) or its losses (last
  * phase). Then every rank folds every chunk's gradient, in chunk order, over its 1/R of the
  * parameters, and the parts are gathered. */
-static int advnn__rank_lo(int nck, int R, int r) { return (int)((int64_t)nck * r / R); }
 static int advnn__chunk_owner(int nck, int R, int c) {
     int r = 0;
-    while (r + 1 < R && advnn__rank_lo(nck, R, r + 1) <= c) r++;
+    while (r + 1 < R && advnn__chunk_lo_of(nck, R, r + 1) <= c) r++;
     return r;
 }
 
 static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
     int R = tr->nrank, L = tr->xld, nck = j->nck, last = p == j->nphase - 1, r, c;
-    int a = advnn__rank_lo(nck, R, tr->rank), b = advnn__rank_lo(nck, R, tr->rank + 1), nn = tr->g->n_nodes;
+    int a = advnn__chunk_lo_of(nck, R, tr->rank), b = advnn__chunk_lo_of(nck, R, tr->rank + 1), nn = tr->g->n_nodes;
     double t0 = MPI_Wtime();
     for (r = 0; r < R; r++) {
-        tr->cnt[r] = (advnn__rank_lo(nck, R, r + 1) - advnn__rank_lo(nck, R, r)) * L;
-        tr->cnt[R + r] = advnn__rank_lo(nck, R, r) * L;
+        tr->cnt[r] = (advnn__chunk_lo_of(nck, R, r + 1) - advnn__chunk_lo_of(nck, R, r)) * L;
+        tr->cnt[R + r] = advnn__chunk_lo_of(nck, R, r) * L;
     }
     for (c = a; c < b; c++) {
         double *row = tr->xbuf + (size_t)c * L;
@@ -5159,7 +5160,7 @@ static void advnn__mpi_exchange(advnn_trainer *tr, advnn__chunkjob *j, int p) {
  * one by one (a fold cannot start in the middle). Then the parts are gathered. */
 static void advnn__mpi_grad(advnn_trainer *tr, advnn__chunkjob *j) {
     int R = tr->nrank, me = tr->rank, nck = j->nck, nr = 0, c, q;
-    int a = advnn__rank_lo(nck, R, me), b = advnn__rank_lo(nck, R, me + 1), b0 = advnn__rank_lo(nck, R, 1);
+    int a = advnn__chunk_lo_of(nck, R, me), b = advnn__chunk_lo_of(nck, R, me + 1), b0 = advnn__chunk_lo_of(nck, R, 1);
     int64_t lo = tr->cnt[3 * R + me], len = tr->cnt[2 * R + me], P = tr->g->n_params;
     float *dst = tr->ws->pgrad + lo;
     double t0 = MPI_Wtime();
@@ -5692,6 +5693,12 @@ typedef struct {
     advnn_status st;
 } advnn__ooc_it;
 
+/* The rows of the epoch's c-th file chunk (the last chunk of the file may be short). */
+static int64_t advnn__ooc_it_len(const advnn__ooc_it *it, int64_t c) {
+    int64_t r0 = it->order[c] * it->C;
+    return it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
+}
+
 static void advnn__ooc_it_end(advnn__ooc_it *it) { ADVNN_FREE(it->order); ADVNN_FREE(it->lp); ADVNN_FREE(it->keep); it->order = it->lp = NULL; it->keep = NULL; }
 
 static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, const advnn_dataset *cd, int64_t ntr, int shuffle) {
@@ -5751,10 +5758,7 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
         {   /* the next window: its chunks and a shuffle of its new rows (the carried ones stay in front) */
             int64_t m = 0, b;
             unsigned char *need = NULL;
-            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
-                int64_t r0 = it->order[c] * it->C;
-                m += it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
-            }
+            for (c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) m += advnn__ooc_it_len(it, c);
             it->total = it->carry + m; it->p = 0;
             for (i = 0; i < it->total; i++) it->lp[i] = i;
             if (it->shuffle)
@@ -5776,8 +5780,8 @@ static int advnn__ooc_it_next(advnn__ooc_it *it, const advnn_dataset **src, cons
                 }
             }
             for (m = 0, c = it->w0; c < it->w0 + it->cpw && c < it->nch; c++) {
-                int64_t r0 = it->order[c] * it->C, len = it->ntr - r0 < it->C ? it->ntr - r0 : it->C;
-                it->st = advnn__ooc_load(d, r0, len, it->carry + m, need ? need + it->carry + m : NULL);
+                int64_t len = advnn__ooc_it_len(it, c);
+                it->st = advnn__ooc_load(d, it->order[c] * it->C, len, it->carry + m, need ? need + it->carry + m : NULL);
                 if (it->st != ADVNN_OK) return 0;
                 m += len;
             }
