@@ -5546,25 +5546,12 @@ static ADVNN__INL int advnn__step_block(const advnn_optim *o, const advnn__ocoef
             else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f);
         }
     } else if (o->kind == ADVNN_ADAM) {
-        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-        float lwd = o->lr * o->weight_decay;
-        for (j = 0; j < n; j++) {
-            float gj = (float)(gr[j] * c->scale);
-            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;
-            float wj = w[j] - (a * mj / (sqrtf(vj) * ib2 + eps) + lwd * w[j]);
-            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
-            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
-        }
+        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2));
+        ok = advnn_adam_update(n, w, m, v, gr, c->scale, a, 0.0f, ib2, o->beta1, o->beta2, o->eps, o->lr * o->weight_decay, 0, commit);
     } else {
         float c1 = (float)(o->lr * (1.0 - c->mu) / (1.0 - c->mu_prod)), c2 = (float)(o->lr * c->mu1 / (1.0 - c->mu_prod1));
-        float ib2 = (float)(1.0 / sqrt(c->bc2)), b1 = o->beta1, b2 = o->beta2, eps = o->eps, lwd = o->lr * o->weight_decay;
-        for (j = 0; j < n; j++) {
-            float gj = (float)(gr[j] * c->scale);
-            float mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj, den = sqrtf(vj) * ib2 + eps;
-            float wj = w[j] - ((c1 * gj + c2 * mj) / den + lwd * w[j]);
-            if (commit) { w[j] = wj; m[j] = mj; v[j] = vj; }
-            else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f) & (vj - vj == 0.0f);
-        }
+        float ib2 = (float)(1.0 / sqrt(c->bc2));
+        ok = advnn_adam_update(n, w, m, v, gr, c->scale, c2, c1, ib2, o->beta1, o->beta2, o->eps, o->lr * o->weight_decay, 1, commit);
     }
     return ok;
 }

@@ -1464,6 +1464,39 @@ static void test_dropout_mask(void) {
     ffree(x); ffree(y); ffree(m); ffree(y2); ffree(m2);
 }
 
+/* advnn_adam_update: the live path (8 weights at a time) against the scalar reference, bit for bit,
+ * for Adam and Nadam, lengths with and without a tail, a gradient scale (clipping) and weight decay;
+ * the check pass finds a value that would not be finite wherever it is (vector body or tail) and
+ * writes nothing. */
+static void test_adam_update(void) {
+    static const int NS[] = {1, 7, 8, 9, 64, 67};
+    for (int ni = 0; ni < 6; ni++)
+        for (int nadam = 0; nadam < 2; nadam++) {
+            int n = NS[ni];
+            float *w = falloc(n), *m = falloc(n), *v = falloc(n), *g = falloc(n), *w2 = falloc(n), *m2 = falloc(n), *v2 = falloc(n);
+            fill_rand(w, n, 1.0f); fill_rand(m, n, 0.1f); fill_rand(g, n, 2.0f);
+            for (int j = 0; j < n; j++) { float r = frand(); v[j] = 0.01f * r * r; }
+            memcpy(w2, w, n * sizeof(float)); memcpy(m2, m, n * sizeof(float)); memcpy(v2, v, n * sizeof(float));
+            CHECK(advnn_adam_update(n, w, m, v, g, 0.37, 1e-3f, 2e-4f, 1.7f, 0.9f, 0.999f, 1e-7f, 1e-5f, nadam, 0) == 1,
+                  "adam n=%d nadam=%d: finite values reported non-finite", n, nadam);
+            CHECK(!count_bitwise_diff(w, w2, n), "adam check pass wrote the weights");
+            advnn_adam_update(n, w, m, v, g, 0.37, 1e-3f, 2e-4f, 1.7f, 0.9f, 0.999f, 1e-7f, 1e-5f, nadam, 1);
+            advnn__adam_ref(n, w2, m2, v2, g, 0.37, 1e-3f, 2e-4f, 1.7f, 0.9f, 0.999f, 1e-7f, 1e-5f, nadam, 1);
+            CHECK(!count_bitwise_diff(w, w2, n) && !count_bitwise_diff(m, m2, n) && !count_bitwise_diff(v, v2, n),
+                  "adam n=%d nadam=%d: live vs ref differ", n, nadam);
+            for (int bad = 0; bad < n; bad += (n > 8 ? 5 : 1)) {   /* an overflowing gradient at each place */
+                float keep = g[bad];
+                g[bad] = 3e38f;
+                memcpy(w2, w, n * sizeof(float));
+                CHECK(advnn_adam_update(n, w, m, v, g, 1.0, 1e-3f, 2e-4f, 1.7f, 0.9f, 0.999f, 1e-7f, 0.0f, nadam, 0) == 0,
+                      "adam n=%d nadam=%d: an infinite v at %d not reported", n, nadam, bad);
+                CHECK(!count_bitwise_diff(w, w2, n), "adam check pass wrote the weights");
+                g[bad] = keep;
+            }
+            ffree(w); ffree(m); ffree(v); ffree(g); ffree(w2); ffree(m2); ffree(v2);
+        }
+}
+
 int main(void) {
     gemm_work = (float *)malloc(ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 64);
     float *work_base = gemm_work;
@@ -1489,6 +1522,7 @@ int main(void) {
     RUN(test_upsample);
     RUN(test_lstm_cell);
     RUN(test_lstm_cell_fd);
+    RUN(test_adam_update);
     free(work_base);
     return th_report();
 }
