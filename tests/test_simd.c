@@ -899,7 +899,7 @@ static void test_sgemm_special(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Convolution (im2col / col2im), pooling, upsampling                                          */
-static const int CV_C[] = {1, 3, 8, 9, 17};
+static const int CV_C[] = {1, 3, 5, 7, 8, 9, 17};   /* 2..7: col2im's gather path (AVX2) */
 static const int CV_HW[][2] = {{1, 1}, {1, 7}, {2, 5}, {5, 2}, {5, 5}, {7, 7}, {2, 1}};
 static const int CV_K[][2] = {{1, 1}, {2, 2}, {3, 3}, {1, 3}, {3, 2}};
 static const int CV_S[][2] = {{1, 1}, {2, 2}, {1, 2}};
@@ -1014,6 +1014,9 @@ static void test_im2col_col2im(void) {
                         int KH = H == 1 ? 1 : CV_K[ki][0], KW = CV_K[ki][1]; /* H == 1: the 1-D case */
                         check_conv(H, W, CV_C[ci], KH, KW, CV_S[si][0], CV_S[si][1], mode, cnt % 3 == 0 ? 3 : 0);
                     }
+    /* rows wider than col2im's gather block (1024 floats: 204 pixels of 5 channels) */
+    check_conv(3, 450, 5, 3, 3, 1, 1, 1, 0);
+    check_conv(2, 300, 3, 3, 3, 2, 1, 2, 3);
     /* a strided Keras "same" with an even kernel: 7 wide, k 2, s 2: Wo 4, pad 1 after */
     check_conv(7, 7, 3, 2, 2, 2, 2, 1, 1);
     /* padding wider than the kernel: rows and columns of windows entirely outside the image */
