@@ -809,6 +809,41 @@ static void test_sgemm_edge_bitwise(void) {
     }
 }
 
+static int count_bitwise_diff(const float *a, const float *b, size_t n) {
+    int bad = 0;
+    for (size_t k = 0; k < n; k++) bad += !same_float(a[k], b[k]);
+    return bad;
+}
+
+/* C = A^T B with a narrow C (the weight gradient of a convolution with few filters) takes its own
+ * AVX2 kernel (lanes over C's rows); it must give the blocked path's bits: M with and without a
+ * partial vector, N = 2..12, K across several 256-row blocks, beta 0, 1 and 0.5, padded strides. */
+static void test_sgemm_tn_narrow(void) {
+#ifdef ADVNN__VECTOR
+    static const int MS[] = {5, 9, 16, 31, 33, 45, 90, 97}, NS[] = {2, 3, 5, 7, 10, 12}, KS[] = {1, 7, 256, 300, 1100};
+    static const float BETA[] = {0.0f, 1.0f, 0.5f};
+    float *work = falloc(ADVNN_SGEMM_WORK_FLOATS);
+    int bad = 0, cases = 0;
+    for (int a = 0; a < 8; a++)
+        for (int b = 0; b < 6; b++)
+            for (int c = 0; c < 5; c++) {
+                int M = MS[a], N = NS[b], K = KS[c], lda = M + (c & 1) * 3, ldb = N + (a & 1), ldc = N + 1;
+                float *A = falloc((size_t)K * lda), *B = falloc((size_t)K * ldb), *C1 = falloc((size_t)M * ldc), *C2 = falloc((size_t)M * ldc);
+                fill_rand(A, (size_t)K * lda, 1.0f); fill_rand(B, (size_t)K * ldb, 1.0f);
+                for (int e = 0; e < 3; e++, cases++) {
+                    fill_rand(C1, (size_t)M * ldc, 1.0f);
+                    memcpy(C2, C1, (size_t)M * ldc * sizeof(float));
+                    advnn_sgemm(1, 0, M, N, K, 1.0f, A, lda, B, ldb, BETA[e], C1, ldc, work);
+                    advnn__sgemm_blocked_v(1, 0, M, N, K, 1.0f, A, lda, B, ldb, BETA[e], C2, ldc, work, 0);
+                    bad += count_bitwise_diff(C1, C2, (size_t)M * ldc) != 0;   /* padding columns included */
+                }
+                ffree(A); ffree(B); ffree(C1); ffree(C2);
+            }
+    CHECK(!bad, "sgemm A^T B narrow: %d of %d cases differ from the blocked path", bad, cases);
+    ffree(work);
+#endif
+}
+
 /* advnn_sgemm_bias_relu against advnn_sgemm, advnn_add_bias and advnn_act_forward(RELU) in turn,
  * bit for bit: full and edge tiles, several K blocks (the epilogue runs at the last), bias or none,
  * separate or in-place output, a NaN row, padding columns left alone, no work buffer, and B with
@@ -920,12 +955,6 @@ static int conv_dim(int n, int k, int s, int mode, int *pad) {
     }
     *pad = mode == 2 ? 1 : k + 1;
     return n + 2 * *pad >= k ? (n + 2 * *pad - k) / s + 1 : 0;
-}
-
-static int count_bitwise_diff(const float *a, const float *b, size_t n) {
-    int bad = 0;
-    for (size_t k = 0; k < n; k++) bad += !same_float(a[k], b[k]);
-    return bad;
 }
 
 static void check_conv(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int colpad) {
@@ -1519,6 +1548,7 @@ int main(void) {
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
     RUN(test_sgemm_edge_bitwise);
+    RUN(test_sgemm_tn_narrow);
     RUN(test_sgemm_bias_relu);
     RUN(test_im2col_col2im);
     RUN(test_pooling);
