@@ -5552,12 +5552,12 @@ static ADVNN__INL int advnn__step_block(const advnn_optim *o, const advnn__ocoef
             else ok &= (wj - wj == 0.0f) & (mj - mj == 0.0f);
         }
     } else if (o->kind == ADVNN_ADAM) {
-        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2));
-        ok = advnn_adam_update(n, w, m, v, gr, c->scale, a, 0.0f, ib2, o->beta1, o->beta2, o->eps, o->lr * o->weight_decay, 0, commit);
+        float a = (float)(o->lr / c->bc1), ib2 = (float)(1.0 / sqrt(c->bc2)), lwd = o->lr * o->weight_decay;
+        ok = advnn_adam_update(n, w, m, v, gr, c->scale, a, 0.0f, ib2, o->beta1, o->beta2, o->eps, lwd, 0, commit);
     } else {
         float c1 = (float)(o->lr * (1.0 - c->mu) / (1.0 - c->mu_prod)), c2 = (float)(o->lr * c->mu1 / (1.0 - c->mu_prod1));
-        float ib2 = (float)(1.0 / sqrt(c->bc2));
-        ok = advnn_adam_update(n, w, m, v, gr, c->scale, c2, c1, ib2, o->beta1, o->beta2, o->eps, o->lr * o->weight_decay, 1, commit);
+        float ib2 = (float)(1.0 / sqrt(c->bc2)), lwd = o->lr * o->weight_decay;
+        ok = advnn_adam_update(n, w, m, v, gr, c->scale, c2, c1, ib2, o->beta1, o->beta2, o->eps, lwd, 1, commit);
     }
     return ok;
 }

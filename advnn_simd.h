@@ -1204,13 +1204,16 @@ ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const fl
  * centred 1.70 -> 0.82 us). */
 #define ADVNN__LD4D(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 ADVNN__VFN void advnn__bn_sums32(int M, const float *x, int ld, const double *c, double *s) {
-    __m256d a0 = _mm256_loadu_pd(s), a1 = _mm256_loadu_pd(s + 4), a2 = _mm256_loadu_pd(s + 8), a3 = _mm256_loadu_pd(s + 12);
-    __m256d a4 = _mm256_loadu_pd(s + 16), a5 = _mm256_loadu_pd(s + 20), a6 = _mm256_loadu_pd(s + 24), a7 = _mm256_loadu_pd(s + 28);
+    __m256d a0 = _mm256_loadu_pd(s), a1 = _mm256_loadu_pd(s + 4), a2 = _mm256_loadu_pd(s + 8);
+    __m256d a3 = _mm256_loadu_pd(s + 12), a4 = _mm256_loadu_pd(s + 16), a5 = _mm256_loadu_pd(s + 20);
+    __m256d a6 = _mm256_loadu_pd(s + 24), a7 = _mm256_loadu_pd(s + 28);
     for (int i = 0; i < M; i++) {
         const float *r = x + (advnn__idx)i * ld;
         if (c) {
             __m256d d;
-#define ADVNN__SQ(A, O) d = _mm256_sub_pd(ADVNN__LD4D(r + (O)), _mm256_loadu_pd(c + (O))); A = _mm256_add_pd(A, _mm256_mul_pd(d, d));
+#define ADVNN__SQ(A, O)                                                                                  \
+            d = _mm256_sub_pd(ADVNN__LD4D(r + (O)), _mm256_loadu_pd(c + (O)));                          \
+            A = _mm256_add_pd(A, _mm256_mul_pd(d, d));
             ADVNN__SQ(a0, 0) ADVNN__SQ(a1, 4) ADVNN__SQ(a2, 8) ADVNN__SQ(a3, 12)
             ADVNN__SQ(a4, 16) ADVNN__SQ(a5, 20) ADVNN__SQ(a6, 24) ADVNN__SQ(a7, 28)
 #undef ADVNN__SQ
@@ -1222,7 +1225,8 @@ ADVNN__VFN void advnn__bn_sums32(int M, const float *x, int ld, const double *c,
         }
     }
     _mm256_storeu_pd(s, a0); _mm256_storeu_pd(s + 4, a1); _mm256_storeu_pd(s + 8, a2); _mm256_storeu_pd(s + 12, a3);
-    _mm256_storeu_pd(s + 16, a4); _mm256_storeu_pd(s + 20, a5); _mm256_storeu_pd(s + 24, a6); _mm256_storeu_pd(s + 28, a7);
+    _mm256_storeu_pd(s + 16, a4); _mm256_storeu_pd(s + 20, a5); _mm256_storeu_pd(s + 24, a6);
+    _mm256_storeu_pd(s + 28, a7);
 }
 ADVNN__VKFN void advnn__bn_sums_v(int M, int N, const float *x, int ld, const double *c, double *s) {
     int j0 = 0;
@@ -1260,7 +1264,10 @@ ADVNN__VFN void advnn__bn_sums2_24(int M, const float *a, const float *b, int ld
     for (int i = 0; i < M; i++) {
         const float *ra = a + (advnn__idx)i * ld, *rb = b + (advnn__idx)i * ld;
         __m256d d;
-#define ADVNN__S2(S, P, O) d = ADVNN__LD4D(ra + (O)); S = _mm256_add_pd(S, d); P = _mm256_add_pd(P, _mm256_mul_pd(d, ADVNN__LD4D(rb + (O))));
+#define ADVNN__S2(S, P, O)                                                                               \
+        d = ADVNN__LD4D(ra + (O));                                                                       \
+        S = _mm256_add_pd(S, d);                                                                         \
+        P = _mm256_add_pd(P, _mm256_mul_pd(d, ADVNN__LD4D(rb + (O))));
         ADVNN__S2(s0, p0, 0) ADVNN__S2(s1, p1, 4) ADVNN__S2(s2, p2, 8)
         ADVNN__S2(s3, p3, 12) ADVNN__S2(s4, p4, 16) ADVNN__S2(s5, p5, 20)
 #undef ADVNN__S2
@@ -2101,8 +2108,10 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
                 advnn__v acc = advnn__vld_n(drow + (advnn__idx)iw * C, C);
                 for (int oh = oh0; oh <= oh1; oh++) {
                     const float *src = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)(ih + PT - oh * SH) * KW * C;
-                    for (int ow = ow0; ow <= ow1; ow++)
-                        acc = advnn__vadd(acc, advnn__vld_n(src + (advnn__idx)ow * ldcols + (advnn__idx)(iw + PL - ow * SW) * C, C));
+                    for (int ow = ow0; ow <= ow1; ow++) {
+                        const float *q = src + (advnn__idx)ow * ldcols + (advnn__idx)(iw + PL - ow * SW) * C;
+                        acc = advnn__vadd(acc, advnn__vld_n(q, C));
+                    }
                 }
                 advnn__vst(buf + (advnn__idx)(iw - iw0) * C, acc);
             }
@@ -2113,7 +2122,10 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
 ADVNN__VKFN void advnn__col2im_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
                                  const float *cols, int ldcols, float *dx) {
     if (C <= 0) return;
-    if (C > 1 && C < ADVNN__VL) { advnn__col2im_gather_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx); return; }
+    if (C > 1 && C < ADVNN__VL) {
+        advnn__col2im_gather_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx);
+        return;
+    }
     for (int oh = 0; oh < Ho; oh++)
         for (int ow = 0; ow < Wo; ow++) {
             const float *row = cols + ((advnn__idx)oh * Wo + ow) * ldcols;
@@ -2434,8 +2446,8 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
 /* ============================================================================================ */
 /* Adam / Nadam update                                                                           */
 /* ============================================================================================ */
-ADVNN__FN int advnn__adam_ref(int64_t n, float *w, float *m, float *v, const float *grad, double scale, float a, float c1,
-                              float ib2, float b1, float b2, float eps, float lwd, int nadam, int commit) {
+ADVNN__FN int advnn__adam_ref(int64_t n, float *w, float *m, float *v, const float *grad, double scale, float a,
+                              float c1, float ib2, float b1, float b2, float eps, float lwd, int nadam, int commit) {
     int ok = 1;
     for (int64_t j = 0; j < n; j++) {
         /* one operation per statement: never contracted into a fused multiply-add */
@@ -2476,7 +2488,8 @@ ADVNN__AVX2_FN static int64_t advnn__adam_v(int64_t n, float *w, float *m, float
         __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(gr, 1)), vs));
         __m256 gj = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
         __m256 mj = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + j)), _mm256_mul_ps(vb1c, gj));
-        __m256 vj = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + j)), _mm256_mul_ps(_mm256_mul_ps(vb2c, gj), gj));
+        __m256 vj = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + j)),
+                                  _mm256_mul_ps(_mm256_mul_ps(vb2c, gj), gj));
         __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vj), vib2), veps);
         __m256 num = _mm256_mul_ps(va, mj);
         if (nadam) num = _mm256_add_ps(_mm256_mul_ps(vc1, gj), num);
@@ -2830,8 +2843,14 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__tn_block(int MV, int NJ, int masked, in
 #undef ADVNN__COL
     }
     _mm256_store_ps(t, c00); _mm256_store_ps(t + 8, c10); _mm256_store_ps(t + 16, c20); _mm256_store_ps(t + 24, c30);
-    if (NJ > 1) { _mm256_store_ps(t + 32, c01); _mm256_store_ps(t + 40, c11); _mm256_store_ps(t + 48, c21); _mm256_store_ps(t + 56, c31); }
-    if (NJ > 2) { _mm256_store_ps(t + 64, c02); _mm256_store_ps(t + 72, c12); _mm256_store_ps(t + 80, c22); _mm256_store_ps(t + 88, c32); }
+    if (NJ > 1) {
+        _mm256_store_ps(t + 32, c01); _mm256_store_ps(t + 40, c11);
+        _mm256_store_ps(t + 48, c21); _mm256_store_ps(t + 56, c31);
+    }
+    if (NJ > 2) {
+        _mm256_store_ps(t + 64, c02); _mm256_store_ps(t + 72, c12);
+        _mm256_store_ps(t + 80, c22); _mm256_store_ps(t + 88, c32);
+    }
 }
 ADVNN__AVX2_FN static void advnn__sgemm_tn_narrow(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                                  float beta, float *C, int ldc) {

@@ -320,6 +320,35 @@ static void bench_bn_bwd(int M, int N) {
     free(x); free(h); free(dx); free(k); free(s);
 }
 
+/* ---- Adam / Nadam update (the optimizers' inner loop): ns per weight, live vs scalar reference ---- */
+typedef struct { int n, nadam; float *w, *m, *v, *g; } adam_ctx;
+static void run_adam(void *c, int live) {
+    adam_ctx *a = (adam_ctx *)c;
+    /* the check pass (commit 0, writes nothing), as a training step runs it before the writing one */
+    if (live) bench_sink += (float)advnn_adam_update(a->n, a->w, a->m, a->v, a->g, 1.0, 1e-3f, 2e-4f, 1.0f, 0.9f, 0.999f,
+                                                     1e-7f, 0.0f, a->nadam, 0);
+    else bench_sink += (float)advnn__adam_ref(a->n, a->w, a->m, a->v, a->g, 1.0, 1e-3f, 2e-4f, 1.0f, 0.9f, 0.999f, 1e-7f,
+                                              0.0f, a->nadam, 0);
+}
+static void bench_adam(int n) {
+    float *w = (float *)malloc((size_t)n * sizeof(float)), *m = (float *)malloc((size_t)n * sizeof(float));
+    float *v = (float *)malloc((size_t)n * sizeof(float)), *g = (float *)malloc((size_t)n * sizeof(float));
+    unsigned seed = 21;
+    fill(w, (size_t)n, &seed); fill(m, (size_t)n, &seed); fill(g, (size_t)n, &seed);
+    for (int j = 0; j < n; j++) v[j] = w[j] * w[j];
+    for (int nadam = 0; nadam < 2; nadam++) {
+        double ns[2];
+        adam_ctx c = {n, nadam, w, m, v, g};
+        time_live_ref(run_adam, &c, (double)n, ns);
+        printf("%-9s n %-8d %s %6.3f ns/weight   scalar-ref %6.3f ns/weight   speedup %5.1fx\n",
+               nadam ? "nadam" : "adam", n, advnn_simd_name(), ns[1], ns[0], ns[0] / ns[1]);
+        printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%d,\"ns_per_elem\":%.4f,\"scalar_ns_per_elem\":%.4f}\n",
+               nadam ? "nadam" : "adam", advnn_simd_name(), n, ns[1], ns[0]);
+        fflush(stdout);
+    }
+    free(w); free(m); free(v); free(g);
+}
+
 /* ---- im2col / col2im (W3 shapes, k3 "same", stride 1): live vs scalar reference ---- */
 static void bench_im2col(int H, int W, int C) {
     const int K = 3, P = H * W, kc = K * K * C; /* "same", stride 1: Ho = H, Wo = W, pad 1 */
@@ -434,9 +463,10 @@ int main(int argc, char **argv) {
                                     {0, 1, 256, 64, 64}, /* dX = dY W^T : dY 256x64, W 64x64 */
                                     {1, 0, 256, 64, 64}, {0, 1, 256, 128, 128},
                                     /* W3's narrow convolutions (8 images of 40x40, 3x3, 10 or 5 filters): all
-                                     * right-edge tiles. Forward cols x W, dW = cols^T dZ, dcols = dZ W^T */
+                                     * right-edge tiles. Forward cols x W, dW = cols^T dZ (the narrow A^T B
+                                     * kernel since 2026-12-02), dcols = dZ W^T */
                                     {0, 0, 12800, 10, 90}, {0, 0, 12800, 5, 45}, {1, 0, 90, 10, 12800},
-                                    {0, 1, 12800, 90, 10}};
+                                    {1, 0, 45, 5, 12800}, {0, 1, 12800, 90, 10}};
     int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < nshapes; s++) {
         if (quick && shapes[s][2] == 1024) continue;
@@ -462,9 +492,11 @@ int main(int argc, char **argv) {
     bench_bn_rows(512, 10);
     bench_bn_bwd(1024, 64);   /* W1's hidden BatchNorms at batch 1024, and its 10 inputs */
     bench_bn_bwd(1024, 10);
+    bench_adam(13457);   /* W1's parameters (tagger + adversary) */
     /* W3 convolution inputs (k3 same) and W2 LSTM cells (batch 512, H 10 and 5) */
     bench_im2col(40, 40, 1);
     bench_im2col(40, 40, 10);
+    bench_im2col(40, 40, 5);
     bench_im2col(20, 20, 10);
     bench_lstm(512, 10);
     bench_lstm(512, 5);
