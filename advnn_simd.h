@@ -2450,7 +2450,7 @@ ADVNN__FN int advnn__adam_ref(int64_t n, float *w, float *m, float *v, const flo
                               float c1, float ib2, float b1, float b2, float eps, float lwd, int nadam, int commit) {
     int ok = 1;
     for (int64_t j = 0; j < n; j++) {
-        /* one operation per statement: never contracted into a fused multiply-add */
+        /* one operation per statement: clang's default contraction (within an expression) cannot fuse it */
         float gj = (float)(grad[j] * scale), p1 = b1 * m[j], p2 = (1 - b1) * gj, mj = p1 + p2;
         float q1 = b2 * v[j], q2 = (1 - b2) * gj, vj, den, num, wd, wj;
         q2 = q2 * gj;
