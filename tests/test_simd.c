@@ -820,6 +820,7 @@ static int count_bitwise_diff(const float *a, const float *b, size_t n) {
  * partial vector, N = 2..12, K across several 256-row blocks, beta 0, 1 and 0.5, padded strides. */
 static void test_sgemm_tn_narrow(void) {
 #ifdef ADVNN__VECTOR
+    if (!ADVNN__VEC_LIVE()) return;   /* (run-time dispatch on the scalar path: neither is used) */
     static const int MS[] = {5, 9, 16, 31, 33, 45, 90, 97}, NS[] = {2, 3, 5, 7, 10, 12}, KS[] = {1, 7, 256, 300, 1100};
     static const float BETA[] = {0.0f, 1.0f, 0.5f};
     float *work = falloc(ADVNN_SGEMM_WORK_FLOATS);
