@@ -2087,7 +2087,7 @@ ADVNN__VFN void advnn__taps_of(int i, int P, int K, int S, int No, int *lo, int 
 /* col2im for 1 < C < VL channels as a gather: each dx element adds its contributions in the scatter's
  * order (output pixels ascending), so the sums are the same bits, but with one partial vector per
  * pixel instead of the scatter's partial runs, which overlap the neighbouring pixel's (store
- * forwarding stalls): 40x40x5 19 -> 12 us. A block of pixels is gathered into buf with whole-vector
+ * forwarding stalls): 40x40x5 19 -> 10-12 us. A block of pixels is gathered into buf with whole-vector
  * stores (each overhang is rewritten by the next pixel) and copied to dx in one run. At 1 or >= VL
  * channels the scatter below was faster. */
 ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
