@@ -5634,6 +5634,13 @@ ADVNN_DEF advnn_status advnn_train_step(advnn_trainer *tr, const advnn_dataset *
     return ADVNN_OK;
 }
 
+/* The rows of each batch this trainer's MPI rank gathers (advnn__rpart_rows). */
+static advnn__rpart advnn__rpart_of(const advnn_trainer *tr) {
+    advnn__rpart q;
+    q.B = tr->batch; q.R = tr->nrank; q.r = tr->rank; q.one = tr->one_chunk;
+    return q;
+}
+
 /* Eval-mode objective over rows [start, start+count) of d. */
 static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d, int64_t start, int64_t count, double *loss) {
     advnn_ws *ws = tr->ws;
@@ -5641,8 +5648,7 @@ static advnn_status advnn__eval_range(advnn_trainer *tr, const advnn_dataset *d,
     double tot = 0;
     int nb;
     advnn_status st;
-    advnn__rpart q;
-    q.B = tr->batch; q.R = tr->nrank; q.r = tr->rank; q.one = tr->one_chunk;
+    advnn__rpart q = advnn__rpart_of(tr);
     ws->training = 0;
     advnn__mark_needed(ws, -1);
     for (s = 0; s < count; s += nb) {
@@ -5700,7 +5706,7 @@ static advnn_status advnn__ooc_it_begin(advnn__ooc_it *it, advnn_trainer *tr, co
     memset(it, 0, sizeof *it);
     it->d = (advnn_dataset *)cd;   /* the window buffers are mutable state of a const dataset */
     it->rng = &tr->rng; it->ntr = ntr; it->B = tr->batch; it->shuffle = shuffle;
-    it->q.B = tr->batch; it->q.R = tr->nrank; it->q.r = tr->rank; it->q.one = tr->one_chunk;
+    it->q = advnn__rpart_of(tr);
     it->C = it->d->chunk_rows; it->cpw = it->d->window_rows / it->C; it->nch = (ntr + it->C - 1) / it->C;
     for (k = 0; k < it->d->n; k++) it->rowf += it->d->cols[k].t->size / it->d->cols[k].t->shape[0];
     if ((it->st = advnn__ooc_reserve(it->d, it->cpw * it->C + it->B)) != ADVNN_OK) return it->st;
