@@ -2883,7 +2883,8 @@ struct advnn_ws {
     int      pout;             /* the node whose ancestors ws->need marks for advnn__iplan (-1: none) */
     int     *pinto;            /* per node: a BatchNorm folded into the Dense pinto[i] (its only consumer), or -1 */
     int64_t *poff;             /* per node: its cached floats in pbuf, or -1: a folded Dense's W' (K x U), b' (U)
-                                * and U doubles of scratch; any other BatchNorm its 1/std (C) */
+                                * and U doubles of scratch; any other BatchNorm its 1/std (C); an LSTM its
+                                * packed weights (advnn_lstm_pack) and state */
     float   *pbuf;
     struct advnn__iop *prog;   /* the batch-1 pass to pout: its nodes in order, Dense layers resolved */
     int      nprog;
@@ -2995,7 +2996,8 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
 
 /* Inference caches: a BatchNorm whose only consumer is a Dense (not spectrally normalised, at most
  * ADVNN__FOLD_MAX weights) is folded into that Dense's weights and bias; any other BatchNorm keeps its
- * 1/std. Sizes them (once per workspace; advnn__iplan fills them). */
+ * 1/std; an LSTM keeps its weights packed for advnn_lstm_seq_fwd. Sizes them (once per workspace;
+ * advnn__iplan fills them). */
 #define ADVNN__FOLD_MAX (1 << 16)
 static int advnn__plan_layout(advnn_ws *ws) {
     const advnn_graph *g = ws->g;
@@ -3020,6 +3022,14 @@ static int advnn__plan_layout(advnn_ws *ws) {
             ws->poff[i] = (int64_t)off;
             off += advnn__round((size_t)n->cols);
         }
+    }
+    for (i = 0; i < N; i++) {   /* an LSTM's packed weights (advnn_lstm_pack) and its state */
+        const advnn__node *n = &g->nodes[i];
+        int H = n->ip[0], F = n->kind == ADVNN__LSTM ? g->nodes[n->in[0]].shape[1] : 0;
+        int64_t L = n->kind == ADVNN__LSTM ? advnn_lstm_packed_width(H) : 0;
+        if (L <= 0 || L > 6 * (int64_t)H) continue;   /* (its z rows go where the per-step path keeps G, Cs, Hs) */
+        ws->poff[i] = (int64_t)off;
+        off += advnn__round((size_t)(F + H) * L) + advnn__round((size_t)L) + advnn__round(4 * (size_t)H + 32);
     }
     if (off && !(ws->pbuf = (float *)advnn__zalloc(off * sizeof(float)))) return 0;
     return 1;
@@ -3613,11 +3623,31 @@ static advnn__lstm_s advnn__lstm_scratch(const advnn_ws *ws, const advnn__lstm_v
     return q;
 }
 
+/* Inference with the weights packed by advnn__iplan: the input projections of all rows in one GEMM
+ * (z rows of L values where the per-step path keeps G, Cs, Hs), then each sample's sequence in one
+ * call, its state in registers and cache: the bits of the per-step path on a batch of rows. */
+static void advnn__lstm_fwd_packed(advnn_ws *ws, int id, int nb, int L) {
+    const advnn__node *n = &ws->g->nodes[id];
+    advnn__lstm_v v = advnn__lstm_view(ws, id);
+    int T = v.T, H = v.H, r;
+    const float *Wp = ws->pbuf + ws->poff[id], *Up = Wp + (size_t)v.F * L, *bp = Wp + advnn__round((size_t)(v.F + H) * L);
+    float *state = (float *)(uintptr_t)(bp + advnn__round((size_t)L)), *y = ws->out[id];
+    advnn_sgemm(0, 0, nb * T, L, v.F, 1.0f, ws->out[n->in[0]], v.F, Wp, L, 0.0f, v.G, L, ws->gemm);
+    advnn_add_bias(nb * T, L, v.G, L, bp);
+    for (r = 0; r < nb; r++)
+        advnn_lstm_seq_fwd(T, H, v.G + (size_t)r * T * L, Up, v.mask ? v.mask + (size_t)r * T : NULL,
+                           n->ip[1] ? y + (size_t)r * T * H : NULL, n->ip[1] ? NULL : y + (size_t)r * H, state);
+}
+
 static void advnn__lstm_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
     advnn__lstm_v v = advnn__lstm_view(ws, id);
     advnn__lstm_s q = advnn__lstm_scratch(ws, &v);
-    int T = v.T, H = v.H, H4 = 4 * v.H, t, r;
+    int T = v.T, H = v.H, H4 = 4 * v.H, t, r, L;
+    if (advnn__plan_live(ws) && ws->poff[id] >= 0 && (L = advnn_lstm_packed_width(H)) > 0) {
+        advnn__lstm_fwd_packed(ws, id, nb, L);
+        return;
+    }
     size_t step = (size_t)nb * H;
     const float *W = advnn__P(ws, n, 0), *U = advnn__P(ws, n, 1);
     /* the input projection of every step in one GEMM */
@@ -4601,7 +4631,8 @@ static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
 
 /* Makes an inference workspace ready for an eval pass to node out: the need marks (remade only when
  * out changes) and the values that depend only on the weights (remade only when g->wgen changed:
- * the folded BatchNorms and the other BatchNorms' 1/std), so that a call does only the arithmetic. */
+ * the folded BatchNorms, the other BatchNorms' 1/std, the packed LSTMs), so that a call does only the
+ * arithmetic. */
 static void advnn__iprog(advnn_ws *ws);
 static void advnn__iplan(advnn_ws *ws, int out) {
     const advnn_graph *g = ws->g;
@@ -4611,6 +4642,12 @@ static void advnn__iplan(advnn_ws *ws, int out) {
     if (ws->pgen == g->wgen) { if (remake) advnn__iprog(ws); return; }
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
+        if (n->kind == ADVNN__LSTM && ws->poff[i] >= 0) {
+            int H = n->ip[0], F = g->nodes[n->in[0]].shape[1], L = advnn_lstm_packed_width(H);
+            float *Wp = ws->pbuf + ws->poff[i];   /* Wp, Up, bp as advnn__lstm_fwd_packed reads them */
+            if (L > 0) advnn_lstm_pack(F, H, L, advnn__P(ws, n, 0), advnn__P(ws, n, 1), advnn__P(ws, n, 2), Wp,
+                                       Wp + (size_t)F * L, Wp + advnn__round((size_t)(F + H) * L));
+        }
         if (n->kind != ADVNN__BATCHNORM) continue;
         if (ws->pinto[i] >= 0) advnn__fold_bn(ws, i, ws->pinto[i]);
         else {   /* as advnn__bn_fwd's eval branch computes it */

@@ -266,6 +266,28 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
                                         const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
                                         int ldc, int ldh, const float *mask);
 
+/* ---- LSTM over one sequence for inference, the gates packed ----
+ * advnn_lstm_cell_fwd reads a unit's four gates H apart: at H = 10 (W2) each gate is a full and a
+ * two-lane vector, ten transcendental calls and sixteen partial loads/stores a step. Packed, each
+ * block of 8 units holds [i f g o] 8 lanes each, and the last H % 8 units' gates share vectors (2 or 4
+ * lanes a gate when H % 8 <= 2 or <= 4; else a padded block), so a step is full vectors only.
+ * advnn_lstm_packed_width(H): the packed row width L (a multiple of 8, >= 4H), or 0 where this build
+ *   has no vector body for advnn_lstm_seq_fwd (the per-step kernels are then as fast).
+ * advnn_lstm_pack(F, H, L, W, U, b, Wp, Up, bp): Keras-order W (F x 4H), U (H x 4H), b (4H, or NULL)
+ *   to Wp (F x L), Up (H x L), bp (L); the unused columns 0.
+ * advnn_lstm_seq_fwd(T, H, z, Up, mask, hseq, hlast, state): one sample, zero initial state. z (T x L)
+ *   holds x_t Wp + bp per step and is overwritten. Each step t > 0 adds h_{t-1} Up, each column summed
+ *   as advnn_sgemm's blocked path sums a row of more than one (k in order from 0, blocks of 256, each
+ *   added to z), then the cell of advnn_lstm_cell_fwd: the results are bit for bit those of the
+ *   per-step kernels on a batch of more than one row (the vector body; the scalar one is a reference).
+ *   mask: NULL or T values (0: step t is masked, the state carried). hseq: NULL or T x H, every step's
+ *   h; hlast: NULL or the last h (H). state: 4 * H + 32 floats of scratch. */
+ADVNN_SIMD_DEF int advnn_lstm_packed_width(int H);
+ADVNN_SIMD_DEF void advnn_lstm_pack(int F, int H, int L, const float *W, const float *U, const float *b, float *Wp,
+                                    float *Up, float *bp);
+ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
+                                       float *hlast, float *state);
+
 /* Adam / Nadam on n weights (the optimizers' inner loop). g_j = (float)(grad[j] * scale) (the product
  * in double); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g; den = sqrt(v) ib2 + eps;
  *   Adam:  w -= a m / den + lwd w           Nadam (nadam != 0): w -= (c1 g + a m) / den + lwd w
@@ -760,6 +782,35 @@ ADVNN__FN void advnn__lstm_cell_fwd_ref(int n, int H, float *z, int ldz, const f
             }
         }
     }
+}
+/* The packed layout: lanes per gate of the last H % 8 units (0: none), and gate q's column of unit u. */
+ADVNN__FN int advnn__lstm_slot(int H) { int r = H % 8; return r == 0 ? 0 : r <= 2 ? 2 : r <= 4 ? 4 : 8; }
+ADVNN__FN int advnn__lstm_pcol(int H, int q, int u) {
+    int nf = H / 8;
+    return u < 8 * nf ? 32 * (u / 8) + 8 * q + u % 8 : 32 * nf + q * advnn__lstm_slot(H) + (u - 8 * nf);
+}
+ADVNN__FN void advnn__lstm_seq_fwd_ref(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
+                                       float *hlast, float *state) {
+    const int L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+    float *c = state, *h = state + H;
+    for (int j = 0; j < 2 * H; j++) state[j] = 0.0f;
+    for (int t = 0; t < T; t++) {
+        float *zt = z + (advnn__idx)t * L;
+        for (int j = 0; t && j < L; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < H; k++) s += h[k] * Up[(advnn__idx)k * L + j];
+            zt[j] += s;
+        }
+        if (!mask || mask[t] != 0.0f)
+            for (int u = 0; u < H; u++) {
+                float i = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 0, u)]), f = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 1, u)]);
+                float g = tanhf(zt[advnn__lstm_pcol(H, 2, u)]), o = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 3, u)]);
+                c[u] = f * c[u] + i * g;
+                h[u] = o * tanhf(c[u]);
+            }
+        if (hseq) memcpy(hseq + (advnn__idx)t * H, h, (size_t)H * sizeof(float));
+    }
+    if (hlast) memcpy(hlast, h, (size_t)H * sizeof(float));
 }
 ADVNN__FN void advnn__lstm_cell_bwd_ref(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,
                                         const float *dh, const float *dc, float *dz, float *dc_prev, float *dh_prev,
@@ -3371,6 +3422,105 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
     else
         advnn__sgemm_stack(advnn__sgemm_blocked_s, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
 #endif
+}
+
+/* The packed LSTM sequence (declared with the LSTM cell; here, after the GEMM's blocking it sums as). */
+#ifdef ADVNN__AVX2
+/* z[0..L) += h Up, each column summed as the blocked GEMM sums it (see advnn_lstm_seq_fwd) */
+ADVNN__VFN void advnn__lstm_rec_v(int H, int L, const float *h, const float *Up, float *z) {
+    for (int k0 = 0; k0 < H; k0 += ADVNN__KC) {
+        const int k1 = H - k0 < ADVNN__KC ? H : k0 + ADVNN__KC;
+        int j = 0;
+        for (; j + 32 <= L; j += 32) {   /* (the chains of the blocks are independent: they overlap) */
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            const float *u = Up + (advnn__idx)k0 * L + j;
+            for (int k = k0; k < k1; k++, u += L) {
+                __m256 hk = _mm256_broadcast_ss(h + k);
+                a0 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u), a0);
+                a1 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 8), a1);
+                a2 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 16), a2);
+                a3 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 24), a3);
+            }
+            _mm256_storeu_ps(z + j, _mm256_add_ps(_mm256_loadu_ps(z + j), a0));
+            _mm256_storeu_ps(z + j + 8, _mm256_add_ps(_mm256_loadu_ps(z + j + 8), a1));
+            _mm256_storeu_ps(z + j + 16, _mm256_add_ps(_mm256_loadu_ps(z + j + 16), a2));
+            _mm256_storeu_ps(z + j + 24, _mm256_add_ps(_mm256_loadu_ps(z + j + 24), a3));
+        }
+        for (; j < L; j += 8) {
+            __m256 a0 = _mm256_setzero_ps();
+            const float *u = Up + (advnn__idx)k0 * L + j;
+            for (int k = k0; k < k1; k++, u += L) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(h + k), _mm256_loadu_ps(u), a0);
+            _mm256_storeu_ps(z + j, _mm256_add_ps(_mm256_loadu_ps(z + j), a0));
+        }
+    }
+}
+/* c, h (8 lanes, stored whole) = the cell of advnn__lstm_fwd_v on gates i, f, g, o */
+#define ADVNN__LSTM_CELL8(I, F, G, O, CP, HP) do { __m256 cv_ = _mm256_fmadd_ps((F), _mm256_loadu_ps(CP), \
+        _mm256_mul_ps((I), (G))); _mm256_storeu_ps((CP), cv_); _mm256_storeu_ps((HP), _mm256_mul_ps((O), advnn__vtanh(cv_))); } while (0)
+ADVNN__VKFN void advnn__lstm_seq_fwd_v(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
+                                       float *hlast, float *state) {
+    const int nf = H / 8, s = advnn__lstm_slot(H), L = 32 * nf + 4 * s, Hp = 8 * nf + (s ? 8 : 0);
+    float *c = state, *h = state + Hp;
+    /* the packed tail's gates moved to lanes 0..: f at 2 (s = 2) or 4 (s = 4), g at 4, o at 6 (s = 2) */
+    const __m256i p2f = _mm256_setr_epi32(2, 3, 2, 3, 2, 3, 2, 3), p2g = _mm256_setr_epi32(4, 5, 4, 5, 4, 5, 4, 5);
+    const __m256i p2o = _mm256_setr_epi32(6, 7, 6, 7, 6, 7, 6, 7), p4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
+    memset(state, 0, 2 * (size_t)Hp * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        float *zt = z + (advnn__idx)t * L;
+        if (t) advnn__lstm_rec_v(H, L, h, Up, zt);
+        if (!mask || mask[t] != 0.0f) {
+            int q = 0;
+            for (; q < nf || (q == nf && s == 8); q++) {
+                const float *zq = zt + 32 * q;
+                __m256 i = advnn__vsigmoid(_mm256_loadu_ps(zq)), f = advnn__vsigmoid(_mm256_loadu_ps(zq + 8));
+                __m256 g = advnn__vtanh(_mm256_loadu_ps(zq + 16)), o = advnn__vsigmoid(_mm256_loadu_ps(zq + 24));
+                ADVNN__LSTM_CELL8(i, f, g, o, c + 8 * q, h + 8 * q);
+            }
+            if (s == 2) {   /* [i i f f g g o o]: one sigmoid and one tanh for the four gates */
+                __m256 v = _mm256_loadu_ps(zt + 32 * nf), sg = advnn__vsigmoid(v), th = advnn__vtanh(v);
+                ADVNN__LSTM_CELL8(sg, _mm256_permutevar8x32_ps(sg, p2f), _mm256_permutevar8x32_ps(th, p2g),
+                                  _mm256_permutevar8x32_ps(sg, p2o), c + 8 * nf, h + 8 * nf);
+            } else if (s == 4) {   /* [i f] [g o], 4 lanes each */
+                __m256 v0 = advnn__vsigmoid(_mm256_loadu_ps(zt + 32 * nf)), v1 = _mm256_loadu_ps(zt + 32 * nf + 8);
+                ADVNN__LSTM_CELL8(v0, _mm256_permutevar8x32_ps(v0, p4), advnn__vtanh(v1),
+                                  _mm256_permutevar8x32_ps(advnn__vsigmoid(v1), p4), c + 8 * nf, h + 8 * nf);
+            }
+        }
+        if (hseq) memcpy(hseq + (advnn__idx)t * H, h, (size_t)H * sizeof(float));
+    }
+    if (hlast) memcpy(hlast, h, (size_t)H * sizeof(float));
+}
+#undef ADVNN__LSTM_CELL8
+#endif
+ADVNN_SIMD_DEF int advnn_lstm_packed_width(int H) {
+    if (H <= 0) return 0;
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) return 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+#endif
+    return 0;
+}
+ADVNN_SIMD_DEF void advnn_lstm_pack(int F, int H, int L, const float *W, const float *U, const float *b, float *Wp,
+                                    float *Up, float *bp) {
+    const advnn__idx H4 = 4 * (advnn__idx)H;
+    memset(Wp, 0, (size_t)F * L * sizeof(float));
+    memset(Up, 0, (size_t)H * L * sizeof(float));
+    memset(bp, 0, (size_t)L * sizeof(float));
+    for (int q = 0; q < 4; q++)
+        for (int u = 0; u < H; u++) {
+            const int j = advnn__lstm_pcol(H, q, u);
+            const advnn__idx o = q * (advnn__idx)H + u;
+            for (int k = 0; k < F; k++) Wp[(advnn__idx)k * L + j] = W[k * H4 + o];
+            for (int k = 0; k < H; k++) Up[(advnn__idx)k * L + j] = U[k * H4 + o];
+            bp[j] = b ? b[o] : 0.0f;
+        }
+}
+ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
+                                       float *hlast, float *state) {
+    if (T <= 0 || H <= 0) return;
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__lstm_seq_fwd_v(T, H, z, Up, mask, hseq, hlast, state); return; }
+#endif
+    advnn__lstm_seq_fwd_ref(T, H, z, Up, mask, hseq, hlast, state);
 }
 
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
