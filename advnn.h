@@ -2994,6 +2994,8 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
     return off;
 }
 
+/* Packed weights that stay in L1 (W2's 4 KiB): advnn_lstm_seq_fwd projects the inputs itself. */
+static int advnn__lstm_fuses(int F, int H, int64_t L) { return (F + H) * L <= 8192; }
 /* Inference caches: a BatchNorm whose only consumer is a Dense (not spectrally normalised, at most
  * ADVNN__FOLD_MAX weights) is folded into that Dense's weights and bias; any other BatchNorm keeps its
  * 1/std; an LSTM keeps its weights packed for advnn_lstm_seq_fwd. Sizes them (once per workspace;
@@ -3027,9 +3029,10 @@ static int advnn__plan_layout(advnn_ws *ws) {
         const advnn__node *n = &g->nodes[i];
         int H = n->ip[0], F = n->kind == ADVNN__LSTM ? g->nodes[n->in[0]].shape[1] : 0;
         int64_t L = n->kind == ADVNN__LSTM ? advnn_lstm_packed_width(H) : 0;
-        if (L <= 0 || L > 6 * (int64_t)H) continue;   /* (its z rows go where the per-step path keeps G, Cs, Hs) */
+        /* (without advnn__lstm_fuses the z rows go where the per-step path keeps G, Cs, Hs) */
+        if (L <= 0 || (!advnn__lstm_fuses(F, H, L) && L > 6 * (int64_t)H)) continue;
         ws->poff[i] = (int64_t)off;
-        off += advnn__round((size_t)(F + H) * L) + advnn__round((size_t)L) + advnn__round(4 * (size_t)H + 32);
+        off += advnn__round((size_t)(F + H) * L) + advnn__round((size_t)L) + advnn__round(10 * (size_t)H + 48);
     }
     if (off && !(ws->pbuf = (float *)advnn__zalloc(off * sizeof(float)))) return 0;
     return 1;
@@ -3623,20 +3626,23 @@ static advnn__lstm_s advnn__lstm_scratch(const advnn_ws *ws, const advnn__lstm_v
     return q;
 }
 
-/* Inference with the weights packed by advnn__iplan: the input projections of all rows in one GEMM
- * (z rows of L values where the per-step path keeps G, Cs, Hs), then each sample's sequence in one
- * call, its state in registers and cache: the bits of the per-step path on a batch of rows. */
+/* Inference with the weights packed by advnn__iplan: each sample's sequence in one call, its state in
+ * registers and cache, the bits of the per-step path on a batch of rows. Weights that stay in L1
+ * (W2's 4 KiB) let the kernel project each step's input in the previous step's latencies; larger ones
+ * are projected for all rows in one GEMM first (z rows of L values where the per-step path keeps G,
+ * Cs, Hs). */
 static void advnn__lstm_fwd_packed(advnn_ws *ws, int id, int nb, int L) {
     const advnn__node *n = &ws->g->nodes[id];
     advnn__lstm_v v = advnn__lstm_view(ws, id);
-    int T = v.T, H = v.H, r;
-    const float *Wp = ws->pbuf + ws->poff[id], *Up = Wp + (size_t)v.F * L, *bp = Wp + advnn__round((size_t)(v.F + H) * L);
+    int T = v.T, F = v.F, H = v.H, fuse = advnn__lstm_fuses(F, H, L);
+    const float *Wp = ws->pbuf + ws->poff[id], *Up = Wp + (size_t)F * L, *bp = Wp + advnn__round((size_t)(F + H) * L);
+    const float *x = ws->out[n->in[0]];
     float *state = (float *)(uintptr_t)(bp + advnn__round((size_t)L)), *y = ws->out[id];
-    advnn_sgemm(0, 0, nb * T, L, v.F, 1.0f, ws->out[n->in[0]], v.F, Wp, L, 0.0f, v.G, L, ws->gemm);
-    advnn_add_bias(nb * T, L, v.G, L, bp);
-    for (r = 0; r < nb; r++)
-        advnn_lstm_seq_fwd(T, H, v.G + (size_t)r * T * L, Up, v.mask ? v.mask + (size_t)r * T : NULL,
-                           n->ip[1] ? y + (size_t)r * T * H : NULL, n->ip[1] ? NULL : y + (size_t)r * H, state);
+    if (!fuse) {
+        advnn_sgemm(0, 0, nb * T, L, F, 1.0f, x, F, Wp, L, 0.0f, v.G, L, ws->gemm);
+        advnn_add_bias(nb * T, L, v.G, L, bp);
+    }
+    advnn_lstm_seq_fwd(nb, T, F, H, x, Wp, bp, Up, fuse ? NULL : v.G, v.mask, n->ip[1] ? y : NULL, n->ip[1] ? NULL : y, state);
 }
 
 static void advnn__lstm_fwd(advnn_ws *ws, int id, int nb) {

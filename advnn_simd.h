@@ -275,18 +275,22 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
  *   has no vector body for advnn_lstm_seq_fwd (the per-step kernels are then as fast).
  * advnn_lstm_pack(F, H, L, W, U, b, Wp, Up, bp): Keras-order W (F x 4H), U (H x 4H), b (4H, or NULL)
  *   to Wp (F x L), Up (H x L), bp (L); the unused columns 0.
- * advnn_lstm_seq_fwd(T, H, z, Up, mask, hseq, hlast, state): one sample, zero initial state. z (T x L)
- *   holds x_t Wp + bp per step and is overwritten. Each step t > 0 adds h_{t-1} Up, each column summed
- *   as advnn_sgemm's blocked path sums a row of more than one (k in order from 0, blocks of 256, each
- *   added to z), then the cell of advnn_lstm_cell_fwd: the results are bit for bit those of the
- *   per-step kernels on a batch of more than one row (the vector body; the scalar one is a reference).
- *   mask: NULL or T values (0: step t is masked, the state carried). hseq: NULL or T x H, every step's
- *   h; hlast: NULL or the last h (H). state: 4 * H + 32 floats of scratch. */
+ * advnn_lstm_seq_fwd(n, T, F, H, x, Wp, bp, Up, z, mask, hseq, hlast, state): n samples, each from a
+ *   zero state. Step t's gates are z_t = x_t Wp + bp (x: n x T x F) plus, for t > 0, h_{t-1} Up, each
+ *   column summed as advnn_sgemm's blocked path sums a row of more than one (k in order from 0, blocks
+ *   of 256, each added to z), then the cell of advnn_lstm_cell_fwd: the results are bit for bit those
+ *   of advnn_sgemm + advnn_add_bias + the per-step kernels on a batch of more than one row, whatever n
+ *   (the vector body; the scalar one is a reference). z: NULL, the kernel projects each step's input
+ *   itself (for weights that stay in L1); or n x T x L values x_t Wp + bp computed before (x, Wp, bp
+ *   unused), overwritten. mask: NULL or n x T values (0: that step is masked, the state carried).
+ *   hseq: NULL or n x T x H, every step's h; hlast: NULL or n x H, the last h. state: 10 * H + 48
+ *   floats of scratch. */
 ADVNN_SIMD_DEF int advnn_lstm_packed_width(int H);
 ADVNN_SIMD_DEF void advnn_lstm_pack(int F, int H, int L, const float *W, const float *U, const float *b, float *Wp,
                                     float *Up, float *bp);
-ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
-                                       float *hlast, float *state);
+ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *x, const float *Wp, const float *bp,
+                                       const float *Up, float *z, const float *mask, float *hseq, float *hlast,
+                                       float *state);
 
 /* Adam / Nadam on n weights (the optimizers' inner loop). g_j = (float)(grad[j] * scale) (the product
  * in double); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g; den = sqrt(v) ib2 + eps;
@@ -789,13 +793,19 @@ ADVNN__FN int advnn__lstm_pcol(int H, int q, int u) {
     int nf = H / 8;
     return u < 8 * nf ? 32 * (u / 8) + 8 * q + u % 8 : 32 * nf + q * advnn__lstm_slot(H) + (u - 8 * nf);
 }
-ADVNN__FN void advnn__lstm_seq_fwd_ref(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
-                                       float *hlast, float *state) {
+ADVNN__FN void advnn__lstm_seq_fwd_ref(int T, int F, int H, const float *x, const float *Wp, const float *bp,
+                                       const float *Up, float *z, const float *mask, float *hseq, float *hlast,
+                                       float *state) {
     const int L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
     float *c = state, *h = state + H;
     for (int j = 0; j < 2 * H; j++) state[j] = 0.0f;
     for (int t = 0; t < T; t++) {
-        float *zt = z + (advnn__idx)t * L;
+        float *zt = z ? z + (advnn__idx)t * L : state + 2 * H;
+        for (int j = 0; !z && j < L; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < F; k++) s += x[(advnn__idx)t * F + k] * Wp[(advnn__idx)k * L + j];
+            zt[j] = s + bp[j];
+        }
         for (int j = 0; t && j < L; j++) {
             float s = 0.0f;
             for (int k = 0; k < H; k++) s += h[k] * Up[(advnn__idx)k * L + j];
@@ -3426,69 +3436,93 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
 
 /* The packed LSTM sequence (declared with the LSTM cell; here, after the GEMM's blocking it sums as). */
 #ifdef ADVNN__AVX2
-/* z[0..L) += h Up, each column summed as the blocked GEMM sums it (see advnn_lstm_seq_fwd) */
-ADVNN__VFN void advnn__lstm_rec_v(int H, int L, const float *h, const float *Up, float *z) {
-    for (int k0 = 0; k0 < H; k0 += ADVNN__KC) {
-        const int k1 = H - k0 < ADVNN__KC ? H : k0 + ADVNN__KC;
-        int j = 0;
-        for (; j + 32 <= L; j += 32) {   /* (the chains of the blocks are independent: they overlap) */
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            const float *u = Up + (advnn__idx)k0 * L + j;
-            for (int k = k0; k < k1; k++, u += L) {
-                __m256 hk = _mm256_broadcast_ss(h + k);
-                a0 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u), a0);
-                a1 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 8), a1);
-                a2 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 16), a2);
-                a3 = _mm256_fmadd_ps(hk, _mm256_loadu_ps(u + 24), a3);
+/* One panel of NV <= 8 vectors (constant where inlined): z[0..8 NV) (+)= v[k0..k1) M[k0..k1) (+ b), the
+ * columns in named accumulators, one broadcast of v[k] for all of them. */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__lstm_vm8(int NV, int k0, int k1, int L, const float *v, const float *M,
+                                                  const float *b, float *z, int add) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    const float *u = M + (advnn__idx)k0 * L;
+    for (int k = k0; k < k1; k++, u += L) {
+        __m256 vk = _mm256_broadcast_ss(v + k);
+        a0 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u), a0);
+        if (NV > 1) a1 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 8), a1);
+        if (NV > 2) a2 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 16), a2);
+        if (NV > 3) a3 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 24), a3);
+        if (NV > 4) a4 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 32), a4);
+        if (NV > 5) a5 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 40), a5);
+        if (NV > 6) a6 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 48), a6);
+        if (NV > 7) a7 = _mm256_fmadd_ps(vk, _mm256_loadu_ps(u + 56), a7);
+    }
+#define ADVNN__VM_OUT(Q, A) if (NV > (Q)) { __m256 r_ = add ? _mm256_add_ps(_mm256_loadu_ps(z + 8 * (Q)), (A)) : (A); \
+        _mm256_storeu_ps(z + 8 * (Q), b ? _mm256_add_ps(r_, _mm256_loadu_ps(b + 8 * (Q))) : r_); }
+    ADVNN__VM_OUT(0, a0) ADVNN__VM_OUT(1, a1) ADVNN__VM_OUT(2, a2) ADVNN__VM_OUT(3, a3)
+    ADVNN__VM_OUT(4, a4) ADVNN__VM_OUT(5, a5) ADVNN__VM_OUT(6, a6) ADVNN__VM_OUT(7, a7)
+#undef ADVNN__VM_OUT
+}
+/* z[0..L) (+)= v M (+ b) (v: K >= 1 values, M: K x L), each column summed as the blocked GEMM sums it
+ * (k in order from 0 in blocks of ADVNN__KC rows, each block's sum added to z; add == 0: the first
+ * one stored), then b added as advnn_add_bias adds it (b NULL: none) */
+ADVNN__VFN void advnn__lstm_vm_v(int K, int L, const float *v, const float *M, const float *b, float *z, int add) {
+    for (int k0 = 0; k0 < K; k0 += ADVNN__KC, add = 1) {
+        const int k1 = K - k0 < ADVNN__KC ? K : k0 + ADVNN__KC;
+        const float *bk = k1 == K ? b : NULL;
+        for (int j = 0; j < L; j += 64) {
+            const float *Mj = M + j, *bj = bk ? bk + j : NULL;
+            switch (L - j < 64 ? (L - j) / 8 : 8) {
+            case 1: advnn__lstm_vm8(1, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 2: advnn__lstm_vm8(2, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 3: advnn__lstm_vm8(3, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 4: advnn__lstm_vm8(4, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 5: advnn__lstm_vm8(5, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 6: advnn__lstm_vm8(6, k0, k1, L, v, Mj, bj, z + j, add); break;
+            case 7: advnn__lstm_vm8(7, k0, k1, L, v, Mj, bj, z + j, add); break;
+            default: advnn__lstm_vm8(8, k0, k1, L, v, Mj, bj, z + j, add); break;
             }
-            _mm256_storeu_ps(z + j, _mm256_add_ps(_mm256_loadu_ps(z + j), a0));
-            _mm256_storeu_ps(z + j + 8, _mm256_add_ps(_mm256_loadu_ps(z + j + 8), a1));
-            _mm256_storeu_ps(z + j + 16, _mm256_add_ps(_mm256_loadu_ps(z + j + 16), a2));
-            _mm256_storeu_ps(z + j + 24, _mm256_add_ps(_mm256_loadu_ps(z + j + 24), a3));
-        }
-        for (; j < L; j += 8) {
-            __m256 a0 = _mm256_setzero_ps();
-            const float *u = Up + (advnn__idx)k0 * L + j;
-            for (int k = k0; k < k1; k++, u += L) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(h + k), _mm256_loadu_ps(u), a0);
-            _mm256_storeu_ps(z + j, _mm256_add_ps(_mm256_loadu_ps(z + j), a0));
         }
     }
 }
 /* c, h (8 lanes, stored whole) = the cell of advnn__lstm_fwd_v on gates i, f, g, o */
 #define ADVNN__LSTM_CELL8(I, F, G, O, CP, HP) do { __m256 cv_ = _mm256_fmadd_ps((F), _mm256_loadu_ps(CP), \
         _mm256_mul_ps((I), (G))); _mm256_storeu_ps((CP), cv_); _mm256_storeu_ps((HP), _mm256_mul_ps((O), advnn__vtanh(cv_))); } while (0)
-ADVNN__VKFN void advnn__lstm_seq_fwd_v(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
-                                       float *hlast, float *state) {
-    const int nf = H / 8, s = advnn__lstm_slot(H), L = 32 * nf + 4 * s, Hp = 8 * nf + (s ? 8 : 0);
-    float *c = state, *h = state + Hp;
+/* One step's cell on the packed gates zt (nf blocks of 8 units, then the tail of s lanes a gate). */
+ADVNN__VFN void advnn__lstm_pcell_v(int nf, int s, const float *zt, float *c, float *h) {
     /* the packed tail's gates moved to lanes 0..: f at 2 (s = 2) or 4 (s = 4), g at 4, o at 6 (s = 2) */
     const __m256i p2f = _mm256_setr_epi32(2, 3, 2, 3, 2, 3, 2, 3), p2g = _mm256_setr_epi32(4, 5, 4, 5, 4, 5, 4, 5);
     const __m256i p2o = _mm256_setr_epi32(6, 7, 6, 7, 6, 7, 6, 7), p4 = _mm256_setr_epi32(4, 5, 6, 7, 4, 5, 6, 7);
-    memset(state, 0, 2 * (size_t)Hp * sizeof(float));
-    for (int t = 0; t < T; t++) {
-        float *zt = z + (advnn__idx)t * L;
-        if (t) advnn__lstm_rec_v(H, L, h, Up, zt);
-        if (!mask || mask[t] != 0.0f) {
-            int q = 0;
-            for (; q < nf || (q == nf && s == 8); q++) {
-                const float *zq = zt + 32 * q;
-                __m256 i = advnn__vsigmoid(_mm256_loadu_ps(zq)), f = advnn__vsigmoid(_mm256_loadu_ps(zq + 8));
-                __m256 g = advnn__vtanh(_mm256_loadu_ps(zq + 16)), o = advnn__vsigmoid(_mm256_loadu_ps(zq + 24));
-                ADVNN__LSTM_CELL8(i, f, g, o, c + 8 * q, h + 8 * q);
-            }
-            if (s == 2) {   /* [i i f f g g o o]: one sigmoid and one tanh for the four gates */
-                __m256 v = _mm256_loadu_ps(zt + 32 * nf), sg = advnn__vsigmoid(v), th = advnn__vtanh(v);
-                ADVNN__LSTM_CELL8(sg, _mm256_permutevar8x32_ps(sg, p2f), _mm256_permutevar8x32_ps(th, p2g),
-                                  _mm256_permutevar8x32_ps(sg, p2o), c + 8 * nf, h + 8 * nf);
-            } else if (s == 4) {   /* [i f] [g o], 4 lanes each */
-                __m256 v0 = advnn__vsigmoid(_mm256_loadu_ps(zt + 32 * nf)), v1 = _mm256_loadu_ps(zt + 32 * nf + 8);
-                ADVNN__LSTM_CELL8(v0, _mm256_permutevar8x32_ps(v0, p4), advnn__vtanh(v1),
-                                  _mm256_permutevar8x32_ps(advnn__vsigmoid(v1), p4), c + 8 * nf, h + 8 * nf);
-            }
-        }
-        if (hseq) memcpy(hseq + (advnn__idx)t * H, h, (size_t)H * sizeof(float));
+    for (int q = 0; q < nf || (q == nf && s == 8); q++) {
+        const float *zq = zt + 32 * q;
+        __m256 i = advnn__vsigmoid(_mm256_loadu_ps(zq)), f = advnn__vsigmoid(_mm256_loadu_ps(zq + 8));
+        __m256 g = advnn__vtanh(_mm256_loadu_ps(zq + 16)), o = advnn__vsigmoid(_mm256_loadu_ps(zq + 24));
+        ADVNN__LSTM_CELL8(i, f, g, o, c + 8 * q, h + 8 * q);
     }
-    if (hlast) memcpy(hlast, h, (size_t)H * sizeof(float));
+    if (s == 2) {   /* [i i f f g g o o]: one sigmoid and one tanh for the four gates */
+        __m256 v = _mm256_loadu_ps(zt + 32 * nf), sg = advnn__vsigmoid(v), th = advnn__vtanh(v);
+        ADVNN__LSTM_CELL8(sg, _mm256_permutevar8x32_ps(sg, p2f), _mm256_permutevar8x32_ps(th, p2g),
+                          _mm256_permutevar8x32_ps(sg, p2o), c + 8 * nf, h + 8 * nf);
+    } else if (s == 4) {   /* [i f] [g o], 4 lanes each */
+        __m256 v0 = advnn__vsigmoid(_mm256_loadu_ps(zt + 32 * nf)), v1 = _mm256_loadu_ps(zt + 32 * nf + 8);
+        ADVNN__LSTM_CELL8(v0, _mm256_permutevar8x32_ps(v0, p4), advnn__vtanh(v1),
+                          _mm256_permutevar8x32_ps(advnn__vsigmoid(v1), p4), c + 8 * nf, h + 8 * nf);
+    }
+}
+ADVNN__VKFN void advnn__lstm_seq_fwd_v(int n, int T, int F, int H, const float *x, const float *Wp, const float *bp,
+                                       const float *Up, float *z, const float *mask, float *hseq, float *hlast,
+                                       float *state) {
+    const int nf = H / 8, s = advnn__lstm_slot(H), L = 32 * nf + 4 * s, Hp = 8 * nf + (s ? 8 : 0);
+    float *c = state, *h = state + Hp, *zb = h + Hp;   /* zb: two steps' projections (z NULL) */
+    for (advnn__idx r = 0; r < n; r++) {
+        memset(state, 0, 2 * (size_t)Hp * sizeof(float));
+        if (!z) advnn__lstm_vm_v(F, L, x + r * T * F, Wp, bp, zb, 0);
+        for (int t = 0; t < T; t++) {
+            float *zt = z ? z + (r * T + t) * L : zb + (t & 1) * L;
+            if (t) advnn__lstm_vm_v(H, L, h, Up, NULL, zt, 1);
+            /* the next step's x Wp + bp (independent of h: its FMA chains run beside this step's cell) */
+            if (!z && t + 1 < T) advnn__lstm_vm_v(F, L, x + (r * T + t + 1) * F, Wp, bp, zb + ((t + 1) & 1) * L, 0);
+            if (!mask || mask[r * T + t] != 0.0f) advnn__lstm_pcell_v(nf, s, zt, c, h);
+            if (hseq) memcpy(hseq + (r * T + t) * H, h, (size_t)H * sizeof(float));
+        }
+        if (hlast) memcpy(hlast + r * H, h, (size_t)H * sizeof(float));
+    }
 }
 #undef ADVNN__LSTM_CELL8
 #endif
@@ -3514,13 +3548,19 @@ ADVNN_SIMD_DEF void advnn_lstm_pack(int F, int H, int L, const float *W, const f
             bp[j] = b ? b[o] : 0.0f;
         }
 }
-ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int T, int H, float *z, const float *Up, const float *mask, float *hseq,
-                                       float *hlast, float *state) {
-    if (T <= 0 || H <= 0) return;
+ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *x, const float *Wp, const float *bp,
+                                       const float *Up, float *z, const float *mask, float *hseq, float *hlast,
+                                       float *state) {
+    if (n <= 0 || T <= 0 || H <= 0) return;
 #ifdef ADVNN__AVX2
-    if (ADVNN__VEC_LIVE()) { advnn__lstm_seq_fwd_v(T, H, z, Up, mask, hseq, hlast, state); return; }
+    if (ADVNN__VEC_LIVE()) { advnn__lstm_seq_fwd_v(n, T, F, H, x, Wp, bp, Up, z, mask, hseq, hlast, state); return; }
 #endif
-    advnn__lstm_seq_fwd_ref(T, H, z, Up, mask, hseq, hlast, state);
+    for (int r = 0; r < n; r++) {
+        const advnn__idx rT = (advnn__idx)r * T;
+        advnn__lstm_seq_fwd_ref(T, F, H, x + rT * F, Wp, bp, Up, z ? z + rT * (32 * (H / 8) + 4 * advnn__lstm_slot(H)) : NULL,
+                                mask ? mask + rT : NULL, hseq ? hseq + rT * H : NULL, hlast ? hlast + (advnn__idx)r * H : NULL,
+                                state);
+    }
 }
 
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,

@@ -311,23 +311,25 @@ static void test_nonfinite_inputs(void) {
 
 /* An LSTM in inference runs its packed sequence kernel (advnn_lstm_seq_fwd, weights packed once per
  * weight generation): a sample gives the same bits alone (batch 1) as in a batch of 9, as the
- * per-step kernels give it in that batch (where the packed kernel does not run, H % 8 == 5 or H == 1,
- * or no vector body: within 1e-6); after advnn_weight_set on the LSTM a used workspace gives what a
+ * per-step kernels give it in that batch (where the packed kernel does not run, no vector body or
+ * 300 inputs to 5 units: within 1e-6); 200 inputs: the inputs projected by a GEMM first; after advnn_weight_set on the LSTM a used workspace gives what a
  * fresh one gives, bit for bit. With and without mask, last state and whole sequence. */
 static void test_lstm_packed(void) {
-    static const int HS[] = {2, 5, 10, 13, 17};
+    static const int HS[] = {2, 5, 10, 13, 17, 10, 5}, FS[] = {6, 6, 6, 6, 6, 200, 300};
     int hi, mm, seq, k, r;
-    for (hi = 0; hi < 5; hi++)
+    for (hi = 0; hi < 7; hi++)
         for (mm = 0; mm < 2; mm++)
             for (seq = 0; seq < 2; seq++) {
                 enum { T = 6, F = 4, B = 9 };
-                int H = HS[hi], sh[2] = {T, F}, mt = T, L = advnn_lstm_packed_width(H), packed = L > 0 && L <= 6 * H;
+                /* packed: weights that fit in L1 (the kernel projects the inputs) or z rows that fit G, Cs, Hs */
+                int H = HS[hi], C = FS[hi], sh[2] = {T, F}, mt = T, L = advnn_lstm_packed_width(H);
+                int packed = L > 0 && ((C + H) * L <= 8192 || L <= 6 * H);
                 advnn_graph *g = advnn_graph_new();
                 int x = advnn_input(g, "x", 2, sh), m = mm ? advnn_input(g, "m", 1, &mt) : -1, y, osz = seq ? T * H : H, bad = 0;
                 float xi[B * T * F], mi[B * T], o1[B * T * 17], on[B * T * 17], of[B * T * 17], u[17 * 68];
                 const float *in[2];
                 advnn_ws *w1, *wn, *wf;
-                y = advnn_lstm(g, advnn_conv1d(g, x, 6, 1, 1, ADVNN_PAD_VALID, ADVNN_ACT_TANH), H, seq, m);
+                y = advnn_lstm(g, advnn_conv1d(g, x, C, 1, 1, ADVNN_PAD_VALID, ADVNN_ACT_TANH), H, seq, m);
                 if (advnn_graph_finalize(g, 7 + (uint64_t)H) != ADVNN_OK) { CHECK(0, "finalize: %s", advnn_last_error()); return; }
                 for (k = 0; k < B * T * F; k++) xi[k] = (float)sin(0.37 * k + H) * 1.8f;
                 for (k = 0; k < B * T; k++) mi[k] = (k * 7 + H) % 5 == 0 ? 0.0f : 1.0f;

@@ -1416,28 +1416,33 @@ static void test_lstm_cell_fd(void) {
 
 /* advnn_lstm_seq_fwd, the packed inference sequence: the vector body gives bit for bit what the
  * per-step kernels give for the same sample in a batch of two rows (input projection by advnn_sgemm
- * on 2T rows, then per step advnn_sgemm with beta 1 and advnn_lstm_cell_fwd); live and reference
- * within 2e-5 of the layer computed in double; nothing written past hseq / hlast; masked steps carry
- * the state. Every H % 8 (each packed tail: none, 2 and 4 lanes a gate, a padded block). */
+ * and advnn_add_bias on 2T rows, then per step advnn_sgemm with beta 1 and advnn_lstm_cell_fwd),
+ * whether it projects the inputs itself (z NULL) or is given them, one sample or two in a call;
+ * live and reference within 2e-5 of
+ * the layer computed in double; nothing written past hseq / hlast; masked steps carry the state.
+ * Every H % 8 (each packed tail: none, 2 and 4 lanes a gate, a padded block); F = 300 sums two
+ * blocks of 256 inputs. */
 static void test_lstm_seq(void) {
     static const int HS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 16, 17, 20, 33};
     for (int hi = 0; hi < 16; hi++)
         for (int T = 1; T <= 7; T += 6)
-            for (int mm = 0; mm < 2; mm++) {
-                const int H = HS[hi], F = 5, H4 = 4 * H, L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+            for (int v = 0; v < 4; v++) {
+                const int mm = v & 1, fz = v >> 1;   /* mask; the kernel projects the inputs itself */
+                const int H = HS[hi], F = fz && hi % 4 == 1 ? 300 : 5, H4 = 4 * H, L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
                 const int live = advnn_lstm_packed_width(H);
                 float *W = falloc((size_t)F * H4), *U = falloc((size_t)H * H4), *b = falloc((size_t)H4);
                 float *Wp = falloc((size_t)F * L), *Up = falloc((size_t)H * L), *bp = falloc((size_t)L);
                 float *x = falloc((size_t)2 * T * F), *G = falloc((size_t)2 * T * H4), *z = falloc((size_t)2 * T * L);
                 float *c = falloc((size_t)2 * H), *h = falloc((size_t)2 * H), *hs = falloc((size_t)T * H + 1);
-                float *hl = falloc((size_t)H + 1), *st = falloc((size_t)4 * H + 32), *hsr = falloc((size_t)T * H);
+                float *hl = falloc((size_t)H + 1), *st = falloc((size_t)10 * H + 48), *hsr = falloc((size_t)T * H);
                 float *hist = falloc((size_t)T * 2 * H), mask[7] = {1, 0, 1, 1, 0, 0, 1}, m2[2];
                 double *cd = (double *)calloc((size_t)H, sizeof(double)), *hd = (double *)calloc((size_t)H, sizeof(double));
                 double *hn = (double *)calloc((size_t)H, sizeof(double));
                 const float *mk = mm ? mask : NULL;
+                float *zin = fz ? NULL : z;
                 int bad = 0;
-                fill_rand(W, (size_t)F * H4, 0.6f); fill_rand(U, (size_t)H * H4, 0.6f); fill_rand(b, (size_t)H4, 0.5f);
-                fill_rand(x, (size_t)2 * T * F, 1.5f);
+                fill_rand(W, (size_t)F * H4, F > 64 ? 0.1f : 0.6f); fill_rand(U, (size_t)H * H4, 0.6f);
+                fill_rand(b, (size_t)H4, 0.5f); fill_rand(x, (size_t)2 * T * F, 1.5f);
                 if (live) CHECK(live == L, "lstm_packed_width(%d) = %d, want %d", H, live, L);
                 CHECK(L >= H4 && L % 8 == 0, "packed width %d for H %d", L, H);
                 advnn_lstm_pack(F, H, L, W, U, b, Wp, Up, bp);
@@ -1451,16 +1456,16 @@ static void test_lstm_seq(void) {
                     advnn_lstm_cell_fwd(2, H, G + (size_t)t * H4, T * H4, c, h, c, h, H, H, m2);
                     memcpy(hist + (size_t)t * 2 * H, h, (size_t)2 * H * sizeof(float));
                 }
-                /* the packed sequence of row 0, its input projection on the same 2T rows */
+                /* the packed sequence of row 0 (given z: its input projection on the same 2T rows) */
                 advnn_sgemm(0, 0, 2 * T, L, F, 1.0f, x, F, Wp, L, 0.0f, z, L, NULL);
                 advnn_add_bias(2 * T, L, z, L, bp);
                 hs[T * H] = hl[H] = 12345.0f;
-                advnn_lstm_seq_fwd(T, H, z, Up, mk, hs, hl, st);
+                advnn_lstm_seq_fwd(1, T, F, H, x, Wp, bp, Up, zin, mk, hs, hl, st);
                 CHECK(hs[T * H] == 12345.0f && hl[H] == 12345.0f, "lstm_seq_fwd H=%d wrote past its outputs", H);
                 /* the reference on row 0 and the layer in double */
                 advnn_sgemm(0, 0, 2 * T, L, F, 1.0f, x, F, Wp, L, 0.0f, z, L, NULL);
                 advnn_add_bias(2 * T, L, z, L, bp);
-                advnn__lstm_seq_fwd_ref(T, H, z, Up, mk, hsr, NULL, st);
+                advnn__lstm_seq_fwd_ref(T, F, H, x, Wp, bp, Up, zin, mk, hsr, NULL, st);
                 for (int t = 0; t < T; t++) {
                     int act = !mk || mk[t] != 0.0f;
                     for (int j = 0; j < H && act; j++) {
@@ -1480,11 +1485,29 @@ static void test_lstm_seq(void) {
                         if (!close_f(lv, hd[j], 2e-5, 2e-5) || !close_f(rv, hd[j], 2e-5, 2e-5) || (live && lv != sv) ||
                             (t == T - 1 && hl[j] != lv))
                             if (bad++ < 5)
-                                CHECK(0, "lstm_seq H=%d T=%d mask %d t=%d j=%d: live %.9g ref %.9g per-step %.9g double %.9g",
-                                      H, T, mm, t, j, lv, rv, sv, hd[j]);
+                                CHECK(0, "lstm_seq H=%d F=%d T=%d mask %d z %s t=%d j=%d: live %.9g ref %.9g per-step %.9g double %.9g",
+                                      H, F, T, mm, zin ? "given" : "NULL", t, j, lv, rv, sv, hd[j]);
                     }
                 }
-                CHECK(!bad, "lstm_seq H=%d T=%d mask %d: %d mismatches", H, T, mm, bad);
+                CHECK(!bad, "lstm_seq H=%d F=%d T=%d mask %d: %d mismatches", H, F, T, mm, bad);
+                {   /* both rows in one call: each row as alone, row 1 as the per-step path */
+                    float *hs2 = falloc((size_t)2 * T * H), *hl2 = falloc((size_t)2 * H), mk2[14];
+                    for (int t = 0; t < T; t++) mk2[t] = mk2[T + t] = mk ? mk[t] : 1.0f;
+                    advnn_sgemm(0, 0, 2 * T, L, F, 1.0f, x, F, Wp, L, 0.0f, z, L, NULL);
+                    advnn_add_bias(2 * T, L, z, L, bp);
+                    advnn_lstm_seq_fwd(2, T, F, H, x, Wp, bp, Up, zin, mk ? mk2 : NULL, hs2, hl2, st);
+                    for (int t = 0; t < T; t++)
+                        for (int j = 0; j < H; j++) {
+                            float a = hs2[(size_t)t * H + j], b1 = hs2[(size_t)(T + t) * H + j];
+                            float want1 = hist[(size_t)t * 2 * H + H + j];
+                            if (a != hs[(size_t)t * H + j] || (live ? b1 != want1 : !close_f(b1, want1, 1e-5, 1e-5)) ||
+                                (t == T - 1 && (hl2[j] != a || hl2[H + j] != b1)))
+                                if (bad++ < 5)
+                                    CHECK(0, "lstm_seq n=2 H=%d F=%d T=%d t=%d j=%d: row 0 %.9g (alone %.9g), row 1 %.9g (per-step %.9g)",
+                                          H, F, T, t, j, a, hs[(size_t)t * H + j], b1, want1);
+                        }
+                    ffree(hs2); ffree(hl2);
+                }
                 ffree(W); ffree(U); ffree(b); ffree(Wp); ffree(Up); ffree(bp); ffree(x); ffree(G); ffree(z); ffree(c);
                 ffree(h); ffree(hs); ffree(hl); ffree(st); ffree(hsr); ffree(hist); free(cd); free(hd); free(hn);
             }
