@@ -2693,16 +2693,9 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
         av = _mm256_broadcast_ss(ap_ + r4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
         av = _mm256_broadcast_ss(ap_ + r5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
     } while (0)
-    int p = 0;
-    for (; p + 4 <= k; p += 4) {
-        ADVNN__K1(0, 0);
-        ADVNN__K1(csa, 16);
-        ADVNN__K1(2 * csa, 32);
-        ADVNN__K1(3 * csa, 48);
-        a += 4 * csa;
-        b += 64;
-    }
-    for (; p < k; p++) {
+    /* one k per iteration: unrolled by 4, the 24 offsets of A did not fit in registers and came back
+     * from the stack on every step (the short-K layers of a batch-1 W2 branch ran at 55-75 GFLOP/s) */
+    for (int p = 0; p < k; p++) {
         ADVNN__K1(0, 0);
         a += csa;
         b += 16;
