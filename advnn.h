@@ -3032,7 +3032,7 @@ static int advnn__plan_layout(advnn_ws *ws) {
         /* (without advnn__lstm_fuses the z rows go where the per-step path keeps G, Cs, Hs) */
         if (L <= 0 || (!advnn__lstm_fuses(F, H, L) && L > 6 * (int64_t)H)) continue;
         ws->poff[i] = (int64_t)off;
-        off += advnn__round((size_t)(F + H) * L) + advnn__round((size_t)L) + advnn__round(10 * (size_t)H + 48);
+        off += advnn__round((size_t)(F + H) * L) + advnn__round((size_t)L) + advnn__round(6 * (size_t)H + 32);
     }
     if (off && !(ws->pbuf = (float *)advnn__zalloc(off * sizeof(float)))) return 0;
     return 1;
@@ -3627,10 +3627,10 @@ static advnn__lstm_s advnn__lstm_scratch(const advnn_ws *ws, const advnn__lstm_v
 }
 
 /* Inference with the weights packed by advnn__iplan: each sample's sequence in one call, its state in
- * registers and cache, the bits of the per-step path on a batch of rows. Weights that stay in L1
- * (W2's 4 KiB) let the kernel project each step's input in the previous step's latencies; larger ones
- * are projected for all rows in one GEMM first (z rows of L values where the per-step path keeps G,
- * Cs, Hs). */
+ * cache, the bits of the per-step path on a batch of rows. Weights that stay in L1 (W2's 4 KiB): the
+ * kernel projects each step's input itself (no GEMM call, no bias pass, no z rows in memory); larger
+ * ones are projected for all rows in one GEMM first (z rows of L values where the per-step path keeps
+ * G, Cs, Hs). */
 static void advnn__lstm_fwd_packed(advnn_ws *ws, int id, int nb, int L) {
     const advnn__node *n = &ws->g->nodes[id];
     advnn__lstm_v v = advnn__lstm_view(ws, id);
@@ -3642,7 +3642,8 @@ static void advnn__lstm_fwd_packed(advnn_ws *ws, int id, int nb, int L) {
         advnn_sgemm(0, 0, nb * T, L, F, 1.0f, x, F, Wp, L, 0.0f, v.G, L, ws->gemm);
         advnn_add_bias(nb * T, L, v.G, L, bp);
     }
-    advnn_lstm_seq_fwd(nb, T, F, H, x, Wp, bp, Up, fuse ? NULL : v.G, v.mask, n->ip[1] ? y : NULL, n->ip[1] ? NULL : y, state);
+    advnn_lstm_seq_fwd(nb, T, F, H, x, Wp, bp, Up, fuse ? NULL : v.G, v.mask, n->ip[1] ? y : NULL,
+                       n->ip[1] ? NULL : y, state);
 }
 
 static void advnn__lstm_fwd(advnn_ws *ws, int id, int nb) {

@@ -283,7 +283,7 @@ ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, c
  *   (the vector body; the scalar one is a reference). z: NULL, the kernel projects each step's input
  *   itself (for weights that stay in L1); or n x T x L values x_t Wp + bp computed before (x, Wp, bp
  *   unused), overwritten. mask: NULL or n x T values (0: that step is masked, the state carried).
- *   hseq: NULL or n x T x H, every step's h; hlast: NULL or n x H, the last h. state: 10 * H + 48
+ *   hseq: NULL or n x T x H, every step's h; hlast: NULL or n x H, the last h. state: 6 * H + 32
  *   floats of scratch. */
 ADVNN_SIMD_DEF int advnn_lstm_packed_width(int H);
 ADVNN_SIMD_DEF void advnn_lstm_pack(int F, int H, int L, const float *W, const float *U, const float *b, float *Wp,
@@ -813,8 +813,9 @@ ADVNN__FN void advnn__lstm_seq_fwd_ref(int T, int F, int H, const float *x, cons
         }
         if (!mask || mask[t] != 0.0f)
             for (int u = 0; u < H; u++) {
-                float i = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 0, u)]), f = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 1, u)]);
-                float g = tanhf(zt[advnn__lstm_pcol(H, 2, u)]), o = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 3, u)]);
+                float i = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 0, u)]);
+                float f = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 1, u)]), g = tanhf(zt[advnn__lstm_pcol(H, 2, u)]);
+                float o = advnn__sigmoid1(zt[advnn__lstm_pcol(H, 3, u)]);
                 c[u] = f * c[u] + i * g;
                 h[u] = o * tanhf(c[u]);
             }
@@ -3475,8 +3476,9 @@ ADVNN__VFN void advnn__lstm_vm_v(int K, int L, const float *v, const float *M, c
     }
 }
 /* c, h (8 lanes, stored whole) = the cell of advnn__lstm_fwd_v on gates i, f, g, o */
-#define ADVNN__LSTM_CELL8(I, F, G, O, CP, HP) do { __m256 cv_ = _mm256_fmadd_ps((F), _mm256_loadu_ps(CP), \
-        _mm256_mul_ps((I), (G))); _mm256_storeu_ps((CP), cv_); _mm256_storeu_ps((HP), _mm256_mul_ps((O), advnn__vtanh(cv_))); } while (0)
+#define ADVNN__LSTM_CELL8(I, F, G, O, CP, HP) do { \
+        __m256 cv_ = _mm256_fmadd_ps((F), _mm256_loadu_ps(CP), _mm256_mul_ps((I), (G))); \
+        _mm256_storeu_ps((CP), cv_); _mm256_storeu_ps((HP), _mm256_mul_ps((O), advnn__vtanh(cv_))); } while (0)
 /* One step's cell on the packed gates zt (nf blocks of 8 units, then the tail of s lanes a gate). */
 ADVNN__VFN void advnn__lstm_pcell_v(int nf, int s, const float *zt, float *c, float *h) {
     /* the packed tail's gates moved to lanes 0..: f at 2 (s = 2) or 4 (s = 4), g at 4, o at 6 (s = 2) */
@@ -3502,15 +3504,13 @@ ADVNN__VKFN void advnn__lstm_seq_fwd_v(int n, int T, int F, int H, const float *
                                        const float *Up, float *z, const float *mask, float *hseq, float *hlast,
                                        float *state) {
     const int nf = H / 8, s = advnn__lstm_slot(H), L = 32 * nf + 4 * s, Hp = 8 * nf + (s ? 8 : 0);
-    float *c = state, *h = state + Hp, *zb = h + Hp;   /* zb: two steps' projections (z NULL) */
+    float *c = state, *h = state + Hp;
     for (advnn__idx r = 0; r < n; r++) {
         memset(state, 0, 2 * (size_t)Hp * sizeof(float));
-        if (!z) advnn__lstm_vm_v(F, L, x + r * T * F, Wp, bp, zb, 0);
         for (int t = 0; t < T; t++) {
-            float *zt = z ? z + (r * T + t) * L : zb + (t & 1) * L;
+            float *zt = z ? z + (r * T + t) * L : h + Hp;
+            if (!z) advnn__lstm_vm_v(F, L, x + (r * T + t) * F, Wp, bp, zt, 0);   /* x_t Wp + bp */
             if (t) advnn__lstm_vm_v(H, L, h, Up, NULL, zt, 1);
-            /* the next step's x Wp + bp (independent of h: its FMA chains run beside this step's cell) */
-            if (!z && t + 1 < T) advnn__lstm_vm_v(F, L, x + (r * T + t + 1) * F, Wp, bp, zb + ((t + 1) & 1) * L, 0);
             if (!mask || mask[r * T + t] != 0.0f) advnn__lstm_pcell_v(nf, s, zt, c, h);
             if (hseq) memcpy(hseq + (r * T + t) * H, h, (size_t)H * sizeof(float));
         }
@@ -3548,11 +3548,11 @@ ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *
 #ifdef ADVNN__AVX2
     if (ADVNN__VEC_LIVE()) { advnn__lstm_seq_fwd_v(n, T, F, H, x, Wp, bp, Up, z, mask, hseq, hlast, state); return; }
 #endif
+    const advnn__idx L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
     for (int r = 0; r < n; r++) {
         const advnn__idx rT = (advnn__idx)r * T;
-        advnn__lstm_seq_fwd_ref(T, F, H, x + rT * F, Wp, bp, Up, z ? z + rT * (32 * (H / 8) + 4 * advnn__lstm_slot(H)) : NULL,
-                                mask ? mask + rT : NULL, hseq ? hseq + rT * H : NULL, hlast ? hlast + (advnn__idx)r * H : NULL,
-                                state);
+        advnn__lstm_seq_fwd_ref(T, F, H, x + rT * F, Wp, bp, Up, z ? z + rT * L : NULL, mask ? mask + rT : NULL,
+                                hseq ? hseq + rT * H : NULL, hlast ? hlast + (advnn__idx)r * H : NULL, state);
     }
 }
 

@@ -1434,7 +1434,7 @@ static void test_lstm_seq(void) {
                 float *Wp = falloc((size_t)F * L), *Up = falloc((size_t)H * L), *bp = falloc((size_t)L);
                 float *x = falloc((size_t)2 * T * F), *G = falloc((size_t)2 * T * H4), *z = falloc((size_t)2 * T * L);
                 float *c = falloc((size_t)2 * H), *h = falloc((size_t)2 * H), *hs = falloc((size_t)T * H + 1);
-                float *hl = falloc((size_t)H + 1), *st = falloc((size_t)10 * H + 48), *hsr = falloc((size_t)T * H);
+                float *hl = falloc((size_t)H + 1), *st = falloc((size_t)6 * H + 32), *hsr = falloc((size_t)T * H);
                 float *hist = falloc((size_t)T * 2 * H), mask[7] = {1, 0, 1, 1, 0, 0, 1}, m2[2];
                 double *cd = (double *)calloc((size_t)H, sizeof(double)), *hd = (double *)calloc((size_t)H, sizeof(double));
                 double *hn = (double *)calloc((size_t)H, sizeof(double));
