@@ -2694,6 +2694,10 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
         av = _mm256_broadcast_ss(ap_ + r4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
         av = _mm256_broadcast_ss(ap_ + r5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
     } while (0)
+    /* alpha and beta wait in memory: held in two registers across the k loop, they left the 12
+     * accumulators too few and g++ -O3 kept one on the stack (a store and a reload per k) */
+    volatile float ab_[2];
+    ab_[0] = alpha; ab_[1] = beta;
     /* one k per iteration: unrolled by 4, the 24 offsets of A did not fit in registers and came back
      * from the stack on every step (the short-K layers of a batch-1 W2 branch ran at 55-75 GFLOP/s) */
     for (int p = 0; p < k; p++) {
@@ -2702,6 +2706,7 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
         b += 16;
     }
 #undef ADVNN__K1
+    alpha = ab_[0]; beta = ab_[1];
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
     const __m256 eb0 = e && e->bias ? _mm256_loadu_ps(e->bias) : zero;
     const __m256 eb1 = e && e->bias ? _mm256_loadu_ps(e->bias + 8) : zero;
@@ -2765,6 +2770,8 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADV
     __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;
     __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
     int p = 0, full, tail; /* full vector columns stored whole, then tail (< 8) columns */
+    volatile float ab_[2];  /* alpha and beta wait in memory (see advnn__ukr_v_body) */
+    ab_[0] = alpha; ab_[1] = beta;
     if (nr <= 8) {
         /* one vector column, k in order (the sums are bit-identical to the full kernel's; an even/odd
          * split of k measured no faster at W3's shapes and changed every result in the last bits) */
@@ -2792,6 +2799,7 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADV
         full = 1;
         tail = nr - 8;
     }
+    alpha = ab_[0]; beta = ab_[1];
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
     ADVNN__ALIGN64 float t[8], eb[16] = {0};
     if (e && e->bias) { /* (no memcpy call per tile: it cost W3, all edge tiles, 10% of its inference) */
