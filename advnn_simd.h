@@ -2607,6 +2607,7 @@ ADVNN_SIMD_DEF int advnn_adam_update(int64_t n, float *w, float *m, float *v, co
 #define ADVNN__UKR_EDGE_V advnn__ukr_v_edge
 #define ADVNN__UKR_EPI_V advnn__ukr_v_epi
 #define ADVNN__UKR_EDGE_EPI_V advnn__ukr_v_edge_epi
+#define ADVNN__UKR_ROWS_V advnn__ukr_v_rows
 #elif defined(ADVNN__NEON)
 #define ADVNN__MR_V 8
 #define ADVNN__NR_V 12
@@ -2615,6 +2616,7 @@ ADVNN_SIMD_DEF int advnn_adam_update(int64_t n, float *w, float *m, float *v, co
 #define ADVNN__UKR_EDGE_V NULL
 #define ADVNN__UKR_EPI_V NULL /* (advnn_sgemm_bias_relu uses no epilogue here) */
 #define ADVNN__UKR_EDGE_EPI_V NULL
+#define ADVNN__UKR_ROWS_V NULL
 #endif
 #if !defined(ADVNN__VECTOR) || defined(ADVNN__RUNTIME)
 #define ADVNN__GEMM_S 1 /* the portable blocked path is compiled */
@@ -2673,16 +2675,23 @@ typedef void (*advnn__ukr_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__
                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e);
 typedef void (*advnn__ukr_edge_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
                                        advnn__idx ldc, float alpha, float beta, int nr, const advnn__epi *e);
+/* the first 1 <= mr < MR rows of a full-width tile, A unpacked */
+typedef void (*advnn__ukr_rows_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
+                                   advnn__idx ldc, float alpha, float beta, int mr);
 
 #if defined(ADVNN__AVX2)
 /* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
  * c[0..5][0..15] = alpha * sum_p a(i,p) b(p,:) + beta*c  (beta == 0: c not read). */
 ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
                                                    advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
-                                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e) {
+                                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e,
+                                                   int mr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
+    /* rows past mr repeat row mr - 1 (A read in place at the bottom edge; the caller keeps mr rows) */
+#define ADVNN__RO(i) ((i) < mr ? (i) * rsa : (mr - 1) * rsa)
+    const advnn__idx r1 = ADVNN__RO(1), r2 = ADVNN__RO(2), r3 = ADVNN__RO(3), r4 = ADVNN__RO(4), r5 = ADVNN__RO(5);
+#undef ADVNN__RO
 #define ADVNN__K1(AO, BO)                                                                          \
     do {                                                                                           \
         __m256 b0 = _mm256_loadu_ps(b + (BO)), b1 = _mm256_loadu_ps(b + (BO) + 8), av;             \
@@ -2748,12 +2757,20 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
 ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                         const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
                                         float beta) {
-    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL);
+    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL, 6);
+}
+/* the first mr (1..5) rows of a tile with A read in place: no packed copy of the bottom rows, which
+ * for a weight gradient (A^T, M = a layer's 10-64 inputs, K = all rows of the batch) cost as much
+ * as a tenth of a W2 step */
+ADVNN__AVX2_FN static void advnn__ukr_v_rows(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
+                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
+                                             float beta, int mr) {
+    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL, mr);
 }
 ADVNN__AVX2_FN static void advnn__ukr_v_epi(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
                                             float beta, const advnn__epi *e) {
-    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, e);
+    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, e, 6);
 }
 
 /* The right edge of C: 6 full rows, 1 <= nr < 16 columns. Narrow outputs (convolutions with 5 or
@@ -3093,7 +3110,7 @@ ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, f
  * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
 ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr,
                                           advnn__ukr_edge_fn ukr_e, advnn__ukr_epi_fn ukr_x,
-                                          advnn__ukr_edge_epi_fn ukr_ex, int transA,
+                                          advnn__ukr_edge_epi_fn ukr_ex, advnn__ukr_rows_fn ukr_r, int transA,
                                           int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                           const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                           int packA, const advnn__epi *ep) {
@@ -3110,7 +3127,7 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
             advnn__pack_b_t(NR, transB, B, ldb, pc, jc, kc, nc, bpack);
             for (int ic = 0; ic < M; ic += ADVNN__MC) {
                 int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
-                int mfull = packA ? 0 : mc - mc % MR; /* rows read in place */
+                int mfull = packA ? 0 : ukr_r ? mc : mc - mc % MR; /* rows read in place */
                 if (mfull < mc)
                     advnn__pack_a_t(MR, transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
                 for (int jr = 0; jr < nc; jr += NR) {
@@ -3151,7 +3168,8 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                                 if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
                             }
                         } else {
-                            ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
+                            if (ukr_r && mr < MR && ir < mfull) ukr_r(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f, mr);
+                            else ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
                             advnn__store_edge_t(NR, tile, mr, nr, cp, ldc, alpha, bt);
                             if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
                         }
@@ -3173,7 +3191,7 @@ ADVNN__NOINLINE ADVNN__VKFN void advnn__sgemm_blocked_vx(int transA, int transB,
                                                          float *C, int ldc, float *work, int packA,
                                                          const advnn__epi *ep) {
     advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
-                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB, M, N, K, alpha, A, lda, B, ldb,
                            beta, C, ldc, work, packA, ep);
 }
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
@@ -3186,7 +3204,7 @@ ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, in
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                       int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                       int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, transA, transB, M, N,
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB, M, N,
                            K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
 }
 #endif

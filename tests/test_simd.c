@@ -815,6 +815,36 @@ static int count_bitwise_diff(const float *a, const float *b, size_t n) {
     return bad;
 }
 
+/* The blocked path reads A in place (packA 0) down to the last rows of each block, where the
+ * rows past M repeat the last one: the bits must be those of the packed path (zero-padded rows) for
+ * every M % 6, both layouts of A and B, narrow and wide N, one and two K blocks, beta 0 and 1. A
+ * read past A's last row is caught by the sanitizer configurations (A is allocated to size). */
+static void test_sgemm_rows_in_place(void) {
+    static const int MS[] = {1, 2, 3, 4, 5, 7, 11, 13, 64, 100}, NS[] = {5, 16, 20, 33}, KS[] = {7, 300};
+    int bad = 0, cases = 0;
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++)
+            for (int mi = 0; mi < 10; mi++)
+                for (int ni = 0; ni < 4; ni++)
+                    for (int ki = 0; ki < 2; ki++) {
+                        int M = MS[mi], N = NS[ni], K = KS[ki], lda = tA ? M : K, ldb = tB ? K : N;
+                        float beta = (float)((mi + ni + ki) & 1);
+                        float *A = falloc((size_t)M * K), *B = falloc((size_t)K * N);
+                        float *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N);
+                        fill_rand(A, (size_t)M * K, 1.0f);
+                        fill_rand(B, (size_t)K * N, 1.0f);
+                        fill_rand(C1, (size_t)M * N, 1.0f);
+                        memcpy(C2, C1, (size_t)M * N * sizeof(float));
+                        advnn__sgemm_blocked(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, beta, C1, N, gemm_work, 0);
+                        advnn__sgemm_blocked(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, beta, C2, N, gemm_work, 1);
+                        bad += count_bitwise_diff(C1, C2, (size_t)M * N) > 0;
+                        cases++;
+                        ffree(A); ffree(B); ffree(C1); ffree(C2);
+                    }
+    CHECK(!bad, "sgemm, A in place vs packed: %d of %d products differ bitwise", bad, cases);
+}
+
+
 /* C = A^T B with a narrow C (the weight gradient of a convolution with few filters) takes its own
  * AVX2 kernel (lanes over C's rows); it must give the blocked path's bits: M with and without a
  * partial vector, N = 2..12, K across several 256-row blocks, beta 0, 1 and 0.5, padded strides. */
@@ -1650,6 +1680,7 @@ int main(void) {
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
     RUN(test_sgemm_edge_bitwise);
+    RUN(test_sgemm_rows_in_place);
     RUN(test_sgemm_tn_narrow);
     RUN(test_sgemm_bias_relu);
     RUN(test_im2col_col2im);
