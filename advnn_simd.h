@@ -789,6 +789,8 @@ ADVNN__FN void advnn__lstm_cell_fwd_ref(int n, int H, float *z, int ldz, const f
 }
 /* The packed layout: lanes per gate of the last H % 8 units (0: none), and gate q's column of unit u. */
 ADVNN__FN int advnn__lstm_slot(int H) { int r = H % 8; return r == 0 ? 0 : r <= 2 ? 2 : r <= 4 ? 4 : 8; }
+/* the packed width: 32 columns per block of 8 units, 4 gate slots for the rest */
+ADVNN__FN int advnn__lstm_width(int H) { return 32 * (H / 8) + 4 * advnn__lstm_slot(H); }
 ADVNN__FN int advnn__lstm_pcol(int H, int q, int u) {
     int nf = H / 8;
     return u < 8 * nf ? 32 * (u / 8) + 8 * q + u % 8 : 32 * nf + q * advnn__lstm_slot(H) + (u - 8 * nf);
@@ -796,7 +798,7 @@ ADVNN__FN int advnn__lstm_pcol(int H, int q, int u) {
 ADVNN__FN void advnn__lstm_seq_fwd_ref(int T, int F, int H, const float *x, const float *Wp, const float *bp,
                                        const float *Up, float *z, const float *mask, float *hseq, float *hlast,
                                        float *state) {
-    const int L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+    const int L = advnn__lstm_width(H);
     float *c = state, *h = state + H;
     for (int j = 0; j < 2 * H; j++) state[j] = 0.0f;
     for (int t = 0; t < T; t++) {
@@ -3529,7 +3531,7 @@ ADVNN__VFN void advnn__lstm_pcell_v(int nf, int s, const float *zt, float *c, fl
 ADVNN__VKFN void advnn__lstm_seq_fwd_v(int n, int T, int F, int H, const float *x, const float *Wp, const float *bp,
                                        const float *Up, float *z, const float *mask, float *hseq, float *hlast,
                                        float *state) {
-    const int nf = H / 8, s = advnn__lstm_slot(H), L = 32 * nf + 4 * s, Hp = 8 * nf + (s ? 8 : 0);
+    const int nf = H / 8, s = advnn__lstm_slot(H), L = advnn__lstm_width(H), Hp = 8 * nf + (s ? 8 : 0);
     float *c = state, *h = state + Hp;
     for (advnn__idx r = 0; r < n; r++) {
         memset(state, 0, 2 * (size_t)Hp * sizeof(float));
@@ -3548,7 +3550,7 @@ ADVNN__VKFN void advnn__lstm_seq_fwd_v(int n, int T, int F, int H, const float *
 ADVNN_SIMD_DEF int advnn_lstm_packed_width(int H) {
     if (H <= 0) return 0;
 #ifdef ADVNN__AVX2
-    if (ADVNN__VEC_LIVE()) return 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+    if (ADVNN__VEC_LIVE()) return advnn__lstm_width(H);
 #endif
     return 0;
 }
@@ -3574,7 +3576,7 @@ ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *
 #ifdef ADVNN__AVX2
     if (ADVNN__VEC_LIVE()) { advnn__lstm_seq_fwd_v(n, T, F, H, x, Wp, bp, Up, z, mask, hseq, hlast, state); return; }
 #endif
-    const advnn__idx L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+    const advnn__idx L = advnn__lstm_width(H);
     for (int r = 0; r < n; r++) {
         const advnn__idx rT = (advnn__idx)r * T;
         advnn__lstm_seq_fwd_ref(T, F, H, x + rT * F, Wp, bp, Up, z ? z + rT * L : NULL, mask ? mask + rT : NULL,

@@ -1458,7 +1458,7 @@ static void test_lstm_seq(void) {
         for (int T = 1; T <= 7; T += 6)
             for (int v = 0; v < 4; v++) {
                 const int mm = v & 1, fz = v >> 1;   /* mask; the kernel projects the inputs itself */
-                const int H = HS[hi], F = fz && hi % 4 == 1 ? 300 : 5, H4 = 4 * H, L = 32 * (H / 8) + 4 * advnn__lstm_slot(H);
+                const int H = HS[hi], F = fz && hi % 4 == 1 ? 300 : 5, H4 = 4 * H, L = advnn__lstm_width(H);
                 const int live = advnn_lstm_packed_width(H);
                 float *W = falloc((size_t)F * H4), *U = falloc((size_t)H * H4), *b = falloc((size_t)H4);
                 float *Wp = falloc((size_t)F * L), *Up = falloc((size_t)H * L), *bp = falloc((size_t)L);
