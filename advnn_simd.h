@@ -2677,17 +2677,17 @@ typedef void (*advnn__ukr_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__
                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e);
 typedef void (*advnn__ukr_edge_epi_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
                                        advnn__idx ldc, float alpha, float beta, int nr, const advnn__epi *e);
-/* the first 1 <= mr < MR rows of a full-width tile, A unpacked */
-typedef void (*advnn__ukr_rows_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b, float *c,
-                                   advnn__idx ldc, float alpha, float beta, int mr);
+/* the first 1 <= mr <= MR rows of a full-width tile, A unpacked, row p of B at b + p * ldbp */
+typedef void (*advnn__ukr_rows_fn)(int k, const float *a, advnn__idx rsa, advnn__idx csa, const float *b,
+                                   advnn__idx ldbp, float *c, advnn__idx ldc, float alpha, float beta, int mr);
 
 #if defined(ADVNN__AVX2)
 /* 6x16 micro-kernel: 12 ymm accumulators, per k 2 loads of B + 6 broadcasts of A + 12 FMAs.
  * c[0..5][0..15] = alpha * sum_p a(i,p) b(p,:) + beta*c  (beta == 0: c not read). */
 ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
-                                                   advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
-                                                   advnn__idx ldc, float alpha, float beta, const advnn__epi *e,
-                                                   int mr) {
+                                                   advnn__idx csa, const float *ADVNN__RESTRICT b, advnn__idx ldbp,
+                                                   float *c, advnn__idx ldc, float alpha, float beta,
+                                                   const advnn__epi *e, int mr) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     /* rows past mr repeat row mr - 1 (A read in place at the bottom edge; the caller keeps mr rows) */
@@ -2714,7 +2714,7 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
     for (int p = 0; p < k; p++) {
         ADVNN__K1(0, 0);
         a += csa;
-        b += 16;
+        b += ldbp;
     }
 #undef ADVNN__K1
     alpha = ab_[0]; beta = ab_[1];
@@ -2759,20 +2759,20 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_body(int k, const float *ADVNN__R
 ADVNN__AVX2_FN static void advnn__ukr_v(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                         const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
                                         float beta) {
-    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL, 6);
+    advnn__ukr_v_body(k, a, rsa, csa, b, 16, c, ldc, alpha, beta, NULL, 6);
 }
-/* the first mr (1..5) rows of a tile with A read in place: no packed copy of the bottom rows, which
- * for a weight gradient (A^T, M = a layer's 10-64 inputs, K = all rows of the batch) cost as much
- * as a tenth of a W2 step */
+/* the first mr (1..6) rows of a tile with A, and B's rows (ldbp apart), read in place: a weight
+ * gradient (A^T B, M = a layer's 10-64 inputs, K = all rows of the batch) copies neither its bottom
+ * rows of A nor B (the batch's output gradient) into panels */
 ADVNN__AVX2_FN static void advnn__ukr_v_rows(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
-                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
-                                             float beta, int mr) {
-    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, NULL, mr);
+                                             const float *ADVNN__RESTRICT b, advnn__idx ldbp, float *c,
+                                             advnn__idx ldc, float alpha, float beta, int mr) {
+    advnn__ukr_v_body(k, a, rsa, csa, b, ldbp, c, ldc, alpha, beta, NULL, mr);
 }
 ADVNN__AVX2_FN static void advnn__ukr_v_epi(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                             const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
                                             float beta, const advnn__epi *e) {
-    advnn__ukr_v_body(k, a, rsa, csa, b, c, ldc, alpha, beta, e, 6);
+    advnn__ukr_v_body(k, a, rsa, csa, b, 16, c, ldc, alpha, beta, e, 6);
 }
 
 /* The right edge of C: 6 full rows, 1 <= nr < 16 columns. Narrow outputs (convolutions with 5 or
@@ -3121,12 +3121,16 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
     ADVNN__ALIGN64 float tile[ADVNN__TILE_MAX];
     if (!strided) packA = 1;
     const advnn__idx rsa_u = transA ? 1 : lda, csa_u = transA ? lda : 1;
+    /* B read in place when one block of rows reuses each panel only a few times (weight gradients:
+     * M = a layer's inputs), so a packed copy would cost as much as the reads it speeds up */
+    const int inb = ukr_r && !transB && M <= ADVNN__MC;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += ADVNN__KC) {
             int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
             float bt = pc == 0 ? beta : 1.0f;
-            advnn__pack_b_t(NR, transB, B, ldb, pc, jc, kc, nc, bpack);
+            const int nb0 = inb ? nc - nc % NR : 0;   /* full panels read in place: only the last is packed */
+            if (nb0 < nc) advnn__pack_b_t(NR, transB, B, ldb, pc, jc + nb0, kc, nc - nb0, bpack + (advnn__idx)nb0 * kc);
             for (int ic = 0; ic < M; ic += ADVNN__MC) {
                 int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
                 int mfull = packA ? 0 : ukr_r ? mc : mc - mc % MR; /* rows read in place */
@@ -3134,7 +3138,8 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                     advnn__pack_a_t(MR, transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bp = bpack + (advnn__idx)jr * kc;
+                    const float *bp = jr < nb0 ? B + (advnn__idx)pc * ldb + jc + jr : bpack + (advnn__idx)jr * kc;
+                    const advnn__idx ldbp = jr < nb0 ? ldb : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         const float *ap;
@@ -3157,7 +3162,10 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                             et.relu = ep->relu;
                             e = &et;
                         }
-                        if (mr == MR && nr == NR) {
+                        if (jr < nb0 && mr == MR) {
+                            ukr_r(kc, ap, rsa, csa, bp, ldbp, cp, ldc, alpha, bt, MR);
+                            if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
+                        } else if (mr == MR && nr == NR) {
                             if (e && ukr_x) ukr_x(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, e);
                             else {
                                 ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
@@ -3170,7 +3178,7 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                                 if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
                             }
                         } else {
-                            if (ukr_r && mr < MR && ir < mfull) ukr_r(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f, mr);
+                            if (ukr_r) ukr_r(kc, ap, rsa, csa, bp, ldbp, tile, NR, 1.0f, 0.0f, mr);
                             else ukr(kc, ap, rsa, csa, bp, tile, NR, 1.0f, 0.0f);
                             advnn__store_edge_t(NR, tile, mr, nr, cp, ldc, alpha, bt);
                             if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
