@@ -3037,11 +3037,12 @@ ADVNN__INLINE void advnn__pack_b_t(int NR, int transB, const float *B, int ldb, 
             const float *s = B + (advnn__idx)pc * ldb + jc + jr;
             if (nr == NR) {
                 for (int p = 0; p < kc; p++, s += ldb, d += NR) memcpy(d, s, NR * sizeof(float));
-            } else {
+            } else {   /* the last panel of a product with N % NR columns (an LSTM's 4H = 40): no per-element loop */
+                const int n8 = nr & ~7;
                 for (int p = 0; p < kc; p++, s += ldb, d += NR) {
-                    int jj = 0;
-                    for (; jj < nr; jj++) d[jj] = s[jj];
-                    for (; jj < NR; jj++) d[jj] = 0.0f;
+                    memset(d, 0, NR * sizeof(float));
+                    if (n8) memcpy(d, s, 8 * sizeof(float));
+                    if (nr > n8) advnn__copy_lt8(nr - n8, s + n8, d + n8);
                 }
             }
         } else {
