@@ -2438,18 +2438,90 @@ ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float 
 #undef ADVNN__STR
 #endif
 
+#ifdef ADVNN__AVX2
+/* The last w = H % 8 units (1 <= w <= 4) of q = 8 / w rows (2 rows at w = 3) in one vector: at H =
+ * 10 four rows' 2-unit tails share the transcendental calls of one vector instead of each row paying
+ * for a whole one. Lane l holds row l / w's unit l % w (w = 3: lanes 0-2 and 4-6). Each lane does
+ * the per-row kernel's operations, so the values are the same. */
+ADVNN__VFN int advnn__tail_rows(int w) { return w == 3 ? 2 : 8 / w; }
+ADVNN__VFN advnn__v advnn__tail_ld(const float *p, advnn__idx ld, int w) {
+    switch (w) {
+    case 1: return _mm256_setr_ps(p[0], p[ld], p[2 * ld], p[3 * ld], p[4 * ld], p[5 * ld], p[6 * ld], p[7 * ld]);
+    case 2: {
+        __m128 lo = _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)p), (const __m64 *)(const void *)(p + ld));
+        __m128 hi = _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(p + 2 * ld)),
+                                 (const __m64 *)(const void *)(p + 3 * ld));
+        return _mm256_set_m128(hi, lo);
+    }
+    case 3: {
+        const __m128i m3 = _mm_setr_epi32(-1, -1, -1, 0);
+        return _mm256_set_m128(_mm_maskload_ps(p + ld, m3), _mm_maskload_ps(p, m3));
+    }
+    default: return _mm256_set_m128(_mm_loadu_ps(p + ld), _mm_loadu_ps(p));
+    }
+}
+ADVNN__VFN void advnn__tail_st(float *p, advnn__idx ld, int w, advnn__v v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    switch (w) {
+    case 1: {
+        ADVNN__ALIGN64 float t[8];
+        _mm256_store_ps(t, v);
+        for (int l = 0; l < 8; l++) p[l * ld] = t[l];
+        break;
+    }
+    case 2:
+        _mm_storel_pi((__m64 *)(void *)p, lo); _mm_storeh_pi((__m64 *)(void *)(p + ld), lo);
+        _mm_storel_pi((__m64 *)(void *)(p + 2 * ld), hi); _mm_storeh_pi((__m64 *)(void *)(p + 3 * ld), hi);
+        break;
+    case 3:
+        _mm_storel_pi((__m64 *)(void *)p, lo); _mm_store_ss(p + 2, _mm_movehl_ps(lo, lo));
+        _mm_storel_pi((__m64 *)(void *)(p + ld), hi); _mm_store_ss(p + ld + 2, _mm_movehl_ps(hi, hi));
+        break;
+    default: _mm_storeu_ps(p, lo); _mm_storeu_ps(p + ld, hi); break;
+    }
+}
+/* rows r .. r + q - 1 all active (grouping is only for those) */
+ADVNN__FN int advnn__tail_all_active(const float *mask, int r, int q) {
+    if (mask)
+        for (int k = 0; k < q; k++)
+            if (mask[r + k] == 0.0f) return 0;
+    return 1;
+}
+#endif
+
 #ifdef ADVNN__VECTOR
 ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
                                         float *c, float *h, int ldc, int ldh, const float *mask) {
     if (H <= 0) return;
     const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
+#ifdef ADVNN__AVX2
+    const int w = H % 8, q = w >= 1 && w <= 4 ? advnn__tail_rows(w) : 0, j0 = H - w;
+    int gr = 0;   /* rows before gr have had their tails done by a group */
+#endif
     for (int r = 0; r < n; r++) {
         float *zr = z + (advnn__idx)r * ldz;
         const float *cp = c_prev + (advnn__idx)r * ldc, *hp = h_prev + (advnn__idx)r * ldh;
         float *cr = c + (advnn__idx)r * ldc, *hr = h + (advnn__idx)r * ldh;
         const int active = !mask || mask[r] != 0.0f;
-        for (int j = 0; j < H; j += ADVNN__VL) {
-            int rl = H - j < ADVNN__VL ? H - j : ADVNN__VL;
+        int hend = H;
+#ifdef ADVNN__AVX2
+        if (q && r >= gr && r + q <= n && advnn__tail_all_active(mask, r, q)) {   /* the tails of rows r .. r+q-1 */
+            const advnn__idx lz = ldz, lc = ldc, lh = ldh;
+            advnn__v i = advnn__vsigmoid(advnn__tail_ld(zr + j0, lz, w)), f = advnn__vsigmoid(advnn__tail_ld(zr + H + j0, lz, w));
+            advnn__v g = advnn__vtanh(advnn__tail_ld(zr + H2 + j0, lz, w)), o = advnn__vsigmoid(advnn__tail_ld(zr + H3 + j0, lz, w));
+            advnn__v cv = advnn__vfma(f, advnn__tail_ld(cp + j0, lc, w), advnn__vmul(i, g));
+            advnn__tail_st(zr + j0, lz, w, i);
+            advnn__tail_st(zr + H + j0, lz, w, f);
+            advnn__tail_st(zr + H2 + j0, lz, w, g);
+            advnn__tail_st(zr + H3 + j0, lz, w, o);
+            advnn__tail_st(cr + j0, lc, w, cv);
+            advnn__tail_st(hr + j0, lh, w, advnn__vmul(o, advnn__vtanh(cv)));
+            gr = r + q;
+        }
+        if (r < gr) hend = j0;
+#endif
+        for (int j = 0; j < hend; j += ADVNN__VL) {
+            int rl = hend - j < ADVNN__VL ? hend - j : ADVNN__VL;
             advnn__lstm_fwd_v(zr + j, zr + H + j, zr + H2 + j, zr + H3 + j, cp + j, cr + j, hr + j, active, rl);
         }
         if (!active) {
@@ -2474,6 +2546,10 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
     if (H <= 0) return;
     const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
     const size_t hb = (size_t)H * sizeof(float);
+#ifdef ADVNN__AVX2
+    const int w = H % 8, q = w >= 1 && w <= 4 ? advnn__tail_rows(w) : 0, j0 = H - w;
+    int gr = 0;   /* rows before gr have had their tails done by a group */
+#endif
     for (int r = 0; r < n; r++) {
         const float *zr = z + (advnn__idx)r * ldz;
         const float *cp = c_prev + (advnn__idx)r * ldc, *cr = c + (advnn__idx)r * ldc;
@@ -2487,8 +2563,30 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
             if (dhp && dhp != dhr) memcpy(dhp, dhr, hb);
             continue;
         }
-        for (int j = 0; j < H; j += ADVNN__VL) {
-            int rl = H - j < ADVNN__VL ? H - j : ADVNN__VL;
+        int hend = H;
+#ifdef ADVNN__AVX2
+        if (q && r >= gr && r + q <= n && advnn__tail_all_active(mask, r, q)) {   /* as advnn__lstm_bwd_v, q rows' tails */
+            const advnn__idx lz = ldz, lc = ldc, lh = ldh;
+            const advnn__v one = advnn__vset(1.0f);
+            advnn__v i = advnn__tail_ld(zr + j0, lz, w), f = advnn__tail_ld(zr + H + j0, lz, w);
+            advnn__v g = advnn__tail_ld(zr + H2 + j0, lz, w), o = advnn__tail_ld(zr + H3 + j0, lz, w);
+            advnn__v vcp = advnn__tail_ld(cp + j0, lc, w), vdh = advnn__tail_ld(dhr + j0, lh, w);
+            advnn__v vdc = dcr ? advnn__tail_ld(dcr + j0, lc, w) : advnn__vset(0.0f);
+            advnn__v tc = advnn__vtanh(advnn__tail_ld(cr + j0, lc, w));
+            advnn__v ho = advnn__vmul(vdh, o);
+            advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
+            advnn__tail_st(dzr + j0, lz, w, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
+            advnn__tail_st(dzr + H + j0, lz, w, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
+            advnn__tail_st(dzr + H2 + j0, lz, w, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
+            advnn__tail_st(dzr + H3 + j0, lz, w, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
+            advnn__tail_st(dcp + j0, lc, w, advnn__vmul(dct, f));
+            if (dhp) advnn__tail_st(dhp + j0, lh, w, advnn__vset(0.0f));
+            gr = r + q;
+        }
+        if (r < gr) hend = j0;
+#endif
+        for (int j = 0; j < hend; j += ADVNN__VL) {
+            int rl = hend - j < ADVNN__VL ? hend - j : ADVNN__VL;
             advnn__lstm_bwd_v(zr + j, zr + H + j, zr + H2 + j, zr + H3 + j, cp + j, cr + j, dhr + j, dcr ? dcr + j : NULL,
                               dzr + j, dzr + H + j, dzr + H2 + j, dzr + H3 + j, dcp + j, dhp ? dhp + j : NULL, rl);
         }

@@ -1382,6 +1382,70 @@ static void test_lstm_cell(void) {
     advnn_lstm_cell_bwd(0, 5, NULL, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 5, 5, NULL);
 }
 
+/* The AVX2 kernels run the last H % 8 units (1-4) of 2-8 rows in one vector: the bits must be those
+ * of one row at a time (n = 1 calls, where no rows can be grouped), with masked rows in and out of
+ * the groups, n not a multiple of the group, in place and not, dc and dh_prev given or NULL. */
+static void test_lstm_cell_rows_bitwise(void) {
+    static const int HS[] = {1, 2, 3, 4, 5, 9, 10, 11, 12, 17, 20};
+    int bad = 0, cases = 0;
+    for (int hi = 0; hi < 11; hi++)
+        for (int n = 7; n <= 19; n += 12)
+            for (int v = 0; v < 8; v++, cases++) {
+                const int H = HS[hi], ldz = 4 * H + (v & 1), ldc = H + (v & 1), ldh = H, inplace = (v >> 1) & 1;
+                const int mm = v >> 2, with_dc = (hi + v) % 2, with_dhp = (hi + v) % 3 != 0;
+                size_t sz = (size_t)n * ldz, sc = (size_t)n * ldc, sh = (size_t)n * ldh;
+                float *z = falloc(sz), *z1 = falloc(sz), *cp = falloc(sc), *hp = falloc(sh), *c = falloc(sc), *c1 = falloc(sc);
+                float *h = falloc(sh), *h1 = falloc(sh), *dh = falloc(sh), *dh1 = falloc(sh), *dc = falloc(sc), *dc1 = falloc(sc);
+                float *dz = falloc(sz), *dz1 = falloc(sz), mask[19];
+                for (int r = 0; r < n; r++) mask[r] = mm ? mask_val(1 + r % 2, r / 2) : 1.0f;
+                fill_rand(z, sz, 4.0f); fill_rand(cp, sc, 2.0f); fill_rand(hp, sh, 1.0f);
+                fill_rand(dh, sh, 1.0f); fill_rand(dc, sc, 1.0f);
+                z[0] = 90.0f; z[sz - 1] = -90.0f;   /* saturated gates */
+                memcpy(z1, z, sz * sizeof(float)); memcpy(dh1, dh, sh * sizeof(float)); memcpy(dc1, dc, sc * sizeof(float));
+                /* forward: all rows, then row by row */
+                memcpy(c, cp, sc * sizeof(float)); memcpy(h, hp, sh * sizeof(float));
+                memcpy(c1, cp, sc * sizeof(float)); memcpy(h1, hp, sh * sizeof(float));
+                if (inplace) advnn_lstm_cell_fwd(n, H, z, ldz, c, h, c, h, ldc, ldh, mm ? mask : NULL);
+                else advnn_lstm_cell_fwd(n, H, z, ldz, cp, hp, c, h, ldc, ldh, mm ? mask : NULL);
+                for (int r = 0; r < n; r++) {
+                    float *zr = z1 + (size_t)r * ldz, *cr = c1 + (size_t)r * ldc, *hr = h1 + (size_t)r * ldh;
+                    const float *cpr = cp + (size_t)r * ldc, *hpr = hp + (size_t)r * ldh;
+                    if (inplace) advnn_lstm_cell_fwd(1, H, zr, ldz, cr, hr, cr, hr, ldc, ldh, mm ? mask + r : NULL);
+                    else advnn_lstm_cell_fwd(1, H, zr, ldz, cpr, hpr, cr, hr, ldc, ldh, mm ? mask + r : NULL);
+                }
+                bad += memcmp(z, z1, sz * sizeof(float)) != 0 || memcmp(c, c1, sc * sizeof(float)) != 0 ||
+                       memcmp(h, h1, sh * sizeof(float)) != 0;
+                /* backward on the activated gates: in place (dz == z, dc_prev == dc, dh_prev == dh) or not */
+                float *dcin = with_dc ? dc : NULL, *dcin1 = with_dc ? dc1 : NULL;
+                if (inplace) {
+                    advnn_lstm_cell_bwd(n, H, z, ldz, cp, c, dh, dcin, z, dc, with_dhp ? dh : NULL, ldc, ldh, mm ? mask : NULL);
+                    for (int r = 0; r < n; r++)
+                        advnn_lstm_cell_bwd(1, H, z1 + (size_t)r * ldz, ldz, cp + (size_t)r * ldc, c1 + (size_t)r * ldc,
+                                            dh1 + (size_t)r * ldh, dcin1 ? dcin1 + (size_t)r * ldc : NULL, z1 + (size_t)r * ldz,
+                                            dc1 + (size_t)r * ldc, with_dhp ? dh1 + (size_t)r * ldh : NULL, ldc, ldh,
+                                            mm ? mask + r : NULL);
+                    bad += memcmp(z, z1, sz * sizeof(float)) != 0;
+                } else {
+                    fill_val(dz, sz, SENT); fill_val(dz1, sz, SENT);
+                    float *o = falloc(sc), *o1 = falloc(sc), *dhp = falloc(sh), *dhp1 = falloc(sh);
+                    fill_val(o, sc, SENT); fill_val(o1, sc, SENT); fill_val(dhp, sh, SENT); fill_val(dhp1, sh, SENT);
+                    advnn_lstm_cell_bwd(n, H, z, ldz, cp, c, dh, dcin, dz, o, with_dhp ? dhp : NULL, ldc, ldh, mm ? mask : NULL);
+                    for (int r = 0; r < n; r++)
+                        advnn_lstm_cell_bwd(1, H, z1 + (size_t)r * ldz, ldz, cp + (size_t)r * ldc, c1 + (size_t)r * ldc,
+                                            dh1 + (size_t)r * ldh, dcin1 ? dcin1 + (size_t)r * ldc : NULL, dz1 + (size_t)r * ldz,
+                                            o1 + (size_t)r * ldc, with_dhp ? dhp1 + (size_t)r * ldh : NULL, ldc, ldh,
+                                            mm ? mask + r : NULL);
+                    bad += memcmp(dz, dz1, sz * sizeof(float)) != 0 || memcmp(o, o1, sc * sizeof(float)) != 0 ||
+                           memcmp(dhp, dhp1, sh * sizeof(float)) != 0;
+                    ffree(o); ffree(o1); ffree(dhp); ffree(dhp1);
+                }
+                bad += memcmp(dc, dc1, sc * sizeof(float)) != 0 || memcmp(dh, dh1, sh * sizeof(float)) != 0;
+                ffree(z); ffree(z1); ffree(cp); ffree(hp); ffree(c); ffree(c1); ffree(h); ffree(h1);
+                ffree(dh); ffree(dh1); ffree(dc); ffree(dc1); ffree(dz); ffree(dz1);
+            }
+    CHECK(!bad, "lstm cells, all rows vs one row at a time: %d arrays differ bitwise in %d cases", bad, cases);
+}
+
 /* The backward against central differences of a double-precision forward (its own formulas):
  * L = sum a*h + b*c over the step's outputs; dh = a, dc = b. dL/dz, dL/dc_prev and the part of
  * dL/dh_prev that does not pass through z (z is an independent input here) must match dz, dc_prev
@@ -1692,6 +1756,7 @@ int main(void) {
     RUN(test_pooling);
     RUN(test_upsample);
     RUN(test_lstm_cell);
+    RUN(test_lstm_cell_rows_bitwise);
     RUN(test_lstm_cell_fd);
     RUN(test_lstm_seq);
     RUN(test_adam_update);
