@@ -2439,53 +2439,85 @@ ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float 
 #endif
 
 #ifdef ADVNN__AVX2
-/* The last w = H % 8 units (1 <= w <= 4) of q = 8 / w rows (2 rows at w = 3) in one vector: at H =
- * 10 four rows' 2-unit tails share the transcendental calls of one vector instead of each row paying
- * for a whole one. Lane l holds row l / w's unit l % w (w = 3: lanes 0-2 and 4-6). Each lane does
- * the per-row kernel's operations, so the values are the same. */
+/* The last w = H % 8 units (1 <= w <= 4) of q = 8 / w active rows (2 at w = 3) in one vector: at
+ * H = 10 four rows' 2-unit tails share the transcendental calls of one vector instead of each row
+ * paying for a whole one. Lane l holds unit l % w of row rows[l / w] (w = 3: lanes 0-2 and 4-6).
+ * Each lane does the per-row kernel's operations, so the values are the same. */
 ADVNN__VFN int advnn__tail_rows(int w) { return w == 3 ? 2 : 8 / w; }
-ADVNN__VFN advnn__v advnn__tail_ld(const float *p, advnn__idx ld, int w) {
+ADVNN__VFN advnn__v advnn__tail_ld(const float *p, const int *rows, advnn__idx ld, int w) {
+#define ADVNN__P(k) (p + rows[k] * ld)
+#define ADVNN__M64(k) ((const __m64 *)(const void *)ADVNN__P(k))
     switch (w) {
-    case 1: return _mm256_setr_ps(p[0], p[ld], p[2 * ld], p[3 * ld], p[4 * ld], p[5 * ld], p[6 * ld], p[7 * ld]);
-    case 2: {
-        __m128 lo = _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)p), (const __m64 *)(const void *)(p + ld));
-        __m128 hi = _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(p + 2 * ld)),
-                                 (const __m64 *)(const void *)(p + 3 * ld));
-        return _mm256_set_m128(hi, lo);
-    }
+    case 1:
+        return _mm256_setr_ps(*ADVNN__P(0), *ADVNN__P(1), *ADVNN__P(2), *ADVNN__P(3), *ADVNN__P(4), *ADVNN__P(5),
+                              *ADVNN__P(6), *ADVNN__P(7));
+    case 2:
+        return _mm256_set_m128(_mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), ADVNN__M64(2)), ADVNN__M64(3)),
+                               _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), ADVNN__M64(0)), ADVNN__M64(1)));
     case 3: {
         const __m128i m3 = _mm_setr_epi32(-1, -1, -1, 0);
-        return _mm256_set_m128(_mm_maskload_ps(p + ld, m3), _mm_maskload_ps(p, m3));
+        return _mm256_set_m128(_mm_maskload_ps(ADVNN__P(1), m3), _mm_maskload_ps(ADVNN__P(0), m3));
     }
-    default: return _mm256_set_m128(_mm_loadu_ps(p + ld), _mm_loadu_ps(p));
+    default: return _mm256_set_m128(_mm_loadu_ps(ADVNN__P(1)), _mm_loadu_ps(ADVNN__P(0)));
     }
+#undef ADVNN__M64
+#undef ADVNN__P
 }
-ADVNN__VFN void advnn__tail_st(float *p, advnn__idx ld, int w, advnn__v v) {
+ADVNN__VFN void advnn__tail_st(float *p, const int *rows, advnn__idx ld, int w, advnn__v v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+#define ADVNN__P(k) (p + rows[k] * ld)
+#define ADVNN__M64(k) ((__m64 *)(void *)ADVNN__P(k))
     switch (w) {
     case 1: {
         ADVNN__ALIGN64 float t[8];
         _mm256_store_ps(t, v);
-        for (int l = 0; l < 8; l++) p[l * ld] = t[l];
+        for (int l = 0; l < 8; l++) *ADVNN__P(l) = t[l];
         break;
     }
     case 2:
-        _mm_storel_pi((__m64 *)(void *)p, lo); _mm_storeh_pi((__m64 *)(void *)(p + ld), lo);
-        _mm_storel_pi((__m64 *)(void *)(p + 2 * ld), hi); _mm_storeh_pi((__m64 *)(void *)(p + 3 * ld), hi);
+        _mm_storel_pi(ADVNN__M64(0), lo); _mm_storeh_pi(ADVNN__M64(1), lo);
+        _mm_storel_pi(ADVNN__M64(2), hi); _mm_storeh_pi(ADVNN__M64(3), hi);
         break;
     case 3:
-        _mm_storel_pi((__m64 *)(void *)p, lo); _mm_store_ss(p + 2, _mm_movehl_ps(lo, lo));
-        _mm_storel_pi((__m64 *)(void *)(p + ld), hi); _mm_store_ss(p + ld + 2, _mm_movehl_ps(hi, hi));
+        _mm_storel_pi(ADVNN__M64(0), lo); _mm_store_ss(ADVNN__P(0) + 2, _mm_movehl_ps(lo, lo));
+        _mm_storel_pi(ADVNN__M64(1), hi); _mm_store_ss(ADVNN__P(1) + 2, _mm_movehl_ps(hi, hi));
         break;
-    default: _mm_storeu_ps(p, lo); _mm_storeu_ps(p + ld, hi); break;
+    default: _mm_storeu_ps(ADVNN__P(0), lo); _mm_storeu_ps(ADVNN__P(1), hi); break;
     }
+#undef ADVNN__M64
+#undef ADVNN__P
 }
-/* rows r .. r + q - 1 all active (grouping is only for those) */
-ADVNN__FN int advnn__tail_all_active(const float *mask, int r, int q) {
-    if (mask)
-        for (int k = 0; k < q; k++)
-            if (mask[r + k] == 0.0f) return 0;
-    return 1;
+/* advnn__lstm_fwd_v (active rows) on the tails of rows[0 .. q): z, c_prev, c, h point at unit H - w */
+ADVNN__VFN void advnn__lstm_fwd_tails(const int *rows, int w, advnn__idx H, float *z, advnn__idx ldz, const float *cp,
+                                      float *c, float *h, advnn__idx ldc, advnn__idx ldh) {
+    advnn__v i = advnn__vsigmoid(advnn__tail_ld(z, rows, ldz, w)), f = advnn__vsigmoid(advnn__tail_ld(z + H, rows, ldz, w));
+    advnn__v g = advnn__vtanh(advnn__tail_ld(z + 2 * H, rows, ldz, w)), o = advnn__vsigmoid(advnn__tail_ld(z + 3 * H, rows, ldz, w));
+    advnn__v cv = advnn__vfma(f, advnn__tail_ld(cp, rows, ldc, w), advnn__vmul(i, g));
+    advnn__tail_st(z, rows, ldz, w, i);
+    advnn__tail_st(z + H, rows, ldz, w, f);
+    advnn__tail_st(z + 2 * H, rows, ldz, w, g);
+    advnn__tail_st(z + 3 * H, rows, ldz, w, o);
+    advnn__tail_st(c, rows, ldc, w, cv);
+    advnn__tail_st(h, rows, ldh, w, advnn__vmul(o, advnn__vtanh(cv)));
+}
+/* advnn__lstm_bwd_v on the tails of rows[0 .. q) (all loads first: the in-place aliases hold) */
+ADVNN__VFN void advnn__lstm_bwd_tails(const int *rows, int w, advnn__idx H, const float *z, advnn__idx ldz,
+                                      const float *cp, const float *cc, const float *dh, const float *dc, float *dz,
+                                      float *dcp, float *dhp, advnn__idx ldc, advnn__idx ldh) {
+    const advnn__v one = advnn__vset(1.0f);
+    advnn__v i = advnn__tail_ld(z, rows, ldz, w), f = advnn__tail_ld(z + H, rows, ldz, w);
+    advnn__v g = advnn__tail_ld(z + 2 * H, rows, ldz, w), o = advnn__tail_ld(z + 3 * H, rows, ldz, w);
+    advnn__v vcp = advnn__tail_ld(cp, rows, ldc, w), vdh = advnn__tail_ld(dh, rows, ldh, w);
+    advnn__v vdc = dc ? advnn__tail_ld(dc, rows, ldc, w) : advnn__vset(0.0f);
+    advnn__v tc = advnn__vtanh(advnn__tail_ld(cc, rows, ldc, w));
+    advnn__v ho = advnn__vmul(vdh, o);
+    advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
+    advnn__tail_st(dz, rows, ldz, w, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
+    advnn__tail_st(dz + H, rows, ldz, w, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
+    advnn__tail_st(dz + 2 * H, rows, ldz, w, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
+    advnn__tail_st(dz + 3 * H, rows, ldz, w, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
+    advnn__tail_st(dcp, rows, ldc, w, advnn__vmul(dct, f));
+    if (dhp) advnn__tail_st(dhp, rows, ldh, w, advnn__vset(0.0f));
 }
 #endif
 
@@ -2496,7 +2528,7 @@ ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const f
     const advnn__idx H2 = 2 * (advnn__idx)H, H3 = 3 * (advnn__idx)H;
 #ifdef ADVNN__AVX2
     const int w = H % 8, q = w >= 1 && w <= 4 ? advnn__tail_rows(w) : 0, j0 = H - w;
-    int gr = 0;   /* rows before gr have had their tails done by a group */
+    int pend[8], np = 0;   /* active rows whose tails wait for a group */
 #endif
     for (int r = 0; r < n; r++) {
         float *zr = z + (advnn__idx)r * ldz;
@@ -2505,20 +2537,7 @@ ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const f
         const int active = !mask || mask[r] != 0.0f;
         int hend = H;
 #ifdef ADVNN__AVX2
-        if (q && r >= gr && r + q <= n && advnn__tail_all_active(mask, r, q)) {   /* the tails of rows r .. r+q-1 */
-            const advnn__idx lz = ldz, lc = ldc, lh = ldh;
-            advnn__v i = advnn__vsigmoid(advnn__tail_ld(zr + j0, lz, w)), f = advnn__vsigmoid(advnn__tail_ld(zr + H + j0, lz, w));
-            advnn__v g = advnn__vtanh(advnn__tail_ld(zr + H2 + j0, lz, w)), o = advnn__vsigmoid(advnn__tail_ld(zr + H3 + j0, lz, w));
-            advnn__v cv = advnn__vfma(f, advnn__tail_ld(cp + j0, lc, w), advnn__vmul(i, g));
-            advnn__tail_st(zr + j0, lz, w, i);
-            advnn__tail_st(zr + H + j0, lz, w, f);
-            advnn__tail_st(zr + H2 + j0, lz, w, g);
-            advnn__tail_st(zr + H3 + j0, lz, w, o);
-            advnn__tail_st(cr + j0, lc, w, cv);
-            advnn__tail_st(hr + j0, lh, w, advnn__vmul(o, advnn__vtanh(cv)));
-            gr = r + q;
-        }
-        if (r < gr) hend = j0;
+        if (q && active) { hend = j0; pend[np++] = r; }
 #endif
         for (int j = 0; j < hend; j += ADVNN__VL) {
             int rl = hend - j < ADVNN__VL ? hend - j : ADVNN__VL;
@@ -2528,7 +2547,20 @@ ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const f
             if (cr != cp) memcpy(cr, cp, (size_t)H * sizeof(float));
             if (hr != hp) memcpy(hr, hp, (size_t)H * sizeof(float));
         }
+#ifdef ADVNN__AVX2
+        if (q && np == q) {
+            advnn__lstm_fwd_tails(pend, w, H, z + j0, ldz, c_prev + j0, c + j0, h + j0, ldc, ldh);
+            np = 0;
+        }
+#endif
     }
+#ifdef ADVNN__AVX2
+    for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
+        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0;
+        advnn__lstm_fwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, h + (advnn__idx)pend[k] * ldh + j0,
+                          1, w);
+    }
+#endif
 }
 #endif
 ADVNN_SIMD_DEF void advnn_lstm_cell_fwd(int n, int H, float *z, int ldz, const float *c_prev, const float *h_prev,
@@ -2548,7 +2580,7 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
     const size_t hb = (size_t)H * sizeof(float);
 #ifdef ADVNN__AVX2
     const int w = H % 8, q = w >= 1 && w <= 4 ? advnn__tail_rows(w) : 0, j0 = H - w;
-    int gr = 0;   /* rows before gr have had their tails done by a group */
+    int pend[8], np = 0;   /* active rows whose tails wait for a group */
 #endif
     for (int r = 0; r < n; r++) {
         const float *zr = z + (advnn__idx)r * ldz;
@@ -2565,32 +2597,28 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
         }
         int hend = H;
 #ifdef ADVNN__AVX2
-        if (q && r >= gr && r + q <= n && advnn__tail_all_active(mask, r, q)) {   /* as advnn__lstm_bwd_v, q rows' tails */
-            const advnn__idx lz = ldz, lc = ldc, lh = ldh;
-            const advnn__v one = advnn__vset(1.0f);
-            advnn__v i = advnn__tail_ld(zr + j0, lz, w), f = advnn__tail_ld(zr + H + j0, lz, w);
-            advnn__v g = advnn__tail_ld(zr + H2 + j0, lz, w), o = advnn__tail_ld(zr + H3 + j0, lz, w);
-            advnn__v vcp = advnn__tail_ld(cp + j0, lc, w), vdh = advnn__tail_ld(dhr + j0, lh, w);
-            advnn__v vdc = dcr ? advnn__tail_ld(dcr + j0, lc, w) : advnn__vset(0.0f);
-            advnn__v tc = advnn__vtanh(advnn__tail_ld(cr + j0, lc, w));
-            advnn__v ho = advnn__vmul(vdh, o);
-            advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
-            advnn__tail_st(dzr + j0, lz, w, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
-            advnn__tail_st(dzr + H + j0, lz, w, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
-            advnn__tail_st(dzr + H2 + j0, lz, w, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
-            advnn__tail_st(dzr + H3 + j0, lz, w, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
-            advnn__tail_st(dcp + j0, lc, w, advnn__vmul(dct, f));
-            if (dhp) advnn__tail_st(dhp + j0, lh, w, advnn__vset(0.0f));
-            gr = r + q;
-        }
-        if (r < gr) hend = j0;
+        if (q) { hend = j0; pend[np++] = r; }
 #endif
         for (int j = 0; j < hend; j += ADVNN__VL) {
             int rl = hend - j < ADVNN__VL ? hend - j : ADVNN__VL;
             advnn__lstm_bwd_v(zr + j, zr + H + j, zr + H2 + j, zr + H3 + j, cp + j, cr + j, dhr + j, dcr ? dcr + j : NULL,
                               dzr + j, dzr + H + j, dzr + H2 + j, dzr + H3 + j, dcp + j, dhp ? dhp + j : NULL, rl);
         }
+#ifdef ADVNN__AVX2
+        if (q && np == q) {
+            advnn__lstm_bwd_tails(pend, w, H, z + j0, ldz, c_prev + j0, c + j0, dh + j0, dc ? dc + j0 : NULL, dz + j0,
+                                  dc_prev + j0, dh_prev ? dh_prev + j0 : NULL, ldc, ldh);
+            np = 0;
+        }
+#endif
     }
+#ifdef ADVNN__AVX2
+    for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
+        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0, ho = (advnn__idx)pend[k] * ldh + j0;
+        advnn__lstm_bwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, dh + ho, dc ? dc + co : NULL,
+                          dz + zo, dz + zo + H, dz + zo + H2, dz + zo + H3, dc_prev + co, dh_prev ? dh_prev + ho : NULL, w);
+    }
+#endif
 }
 #endif
 ADVNN_SIMD_DEF void advnn_lstm_cell_bwd(int n, int H, const float *z, int ldz, const float *c_prev, const float *c,

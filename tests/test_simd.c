@@ -1382,9 +1382,9 @@ static void test_lstm_cell(void) {
     advnn_lstm_cell_bwd(0, 5, NULL, 20, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 5, 5, NULL);
 }
 
-/* The AVX2 kernels run the last H % 8 units (1-4) of 2-8 rows in one vector: the bits must be those
- * of one row at a time (n = 1 calls, where no rows can be grouped), with masked rows in and out of
- * the groups, n not a multiple of the group, in place and not, dc and dh_prev given or NULL. */
+/* The AVX2 kernels run the last H % 8 units (1-4) of the next 2-8 active rows in one vector: the bits
+ * must be those of one row at a time (n = 1 calls, where no rows can be grouped), with masked rows
+ * between the grouped ones, rows left over, in place and not, dc and dh_prev given or NULL. */
 static void test_lstm_cell_rows_bitwise(void) {
     static const int HS[] = {1, 2, 3, 4, 5, 9, 10, 11, 12, 17, 20};
     int bad = 0, cases = 0;
