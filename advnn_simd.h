@@ -3248,9 +3248,11 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
     ADVNN__ALIGN64 float tile[ADVNN__TILE_MAX];
     if (!strided) packA = 1;
     const advnn__idx rsa_u = transA ? 1 : lda, csa_u = transA ? lda : 1;
-    /* B read in place when one block of rows reuses each panel only a few times (weight gradients:
-     * M = a layer's inputs), so a packed copy would cost as much as the reads it speeds up */
-    const int inb = ukr_r && !transB && M <= ADVNN__MC;
+    /* B read in place for a weight gradient (A^T B with M = a layer's inputs <= one block of rows):
+     * each panel is reused by a few row tiles only, so a packed copy would cost as much as the reads
+     * it speeds up. (Not for A B: a forward product of a chunk of <= 96 rows keeps its packed weights
+     * and its in-register epilogue.) */
+    const int inb = ukr_r && transA && !transB && !ep && M <= ADVNN__MC;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += ADVNN__KC) {
