@@ -1415,30 +1415,23 @@ static void test_lstm_cell_rows_bitwise(void) {
                 }
                 bad += memcmp(z, z1, sz * sizeof(float)) != 0 || memcmp(c, c1, sc * sizeof(float)) != 0 ||
                        memcmp(h, h1, sh * sizeof(float)) != 0;
-                /* backward on the activated gates: in place (dz == z, dc_prev == dc, dh_prev == dh) or not */
+                /* backward on the activated gates: in place (dz == z, dc_prev == dc, dh_prev == dh) or into
+                 * fresh buffers */
                 float *dcin = with_dc ? dc : NULL, *dcin1 = with_dc ? dc1 : NULL;
-                if (inplace) {
-                    advnn_lstm_cell_bwd(n, H, z, ldz, cp, c, dh, dcin, z, dc, with_dhp ? dh : NULL, ldc, ldh, mm ? mask : NULL);
-                    for (int r = 0; r < n; r++)
-                        advnn_lstm_cell_bwd(1, H, z1 + (size_t)r * ldz, ldz, cp + (size_t)r * ldc, c1 + (size_t)r * ldc,
-                                            dh1 + (size_t)r * ldh, dcin1 ? dcin1 + (size_t)r * ldc : NULL, z1 + (size_t)r * ldz,
-                                            dc1 + (size_t)r * ldc, with_dhp ? dh1 + (size_t)r * ldh : NULL, ldc, ldh,
-                                            mm ? mask + r : NULL);
-                    bad += memcmp(z, z1, sz * sizeof(float)) != 0;
-                } else {
-                    fill_val(dz, sz, SENT); fill_val(dz1, sz, SENT);
-                    float *o = falloc(sc), *o1 = falloc(sc), *dhp = falloc(sh), *dhp1 = falloc(sh);
-                    fill_val(o, sc, SENT); fill_val(o1, sc, SENT); fill_val(dhp, sh, SENT); fill_val(dhp1, sh, SENT);
-                    advnn_lstm_cell_bwd(n, H, z, ldz, cp, c, dh, dcin, dz, o, with_dhp ? dhp : NULL, ldc, ldh, mm ? mask : NULL);
-                    for (int r = 0; r < n; r++)
-                        advnn_lstm_cell_bwd(1, H, z1 + (size_t)r * ldz, ldz, cp + (size_t)r * ldc, c1 + (size_t)r * ldc,
-                                            dh1 + (size_t)r * ldh, dcin1 ? dcin1 + (size_t)r * ldc : NULL, dz1 + (size_t)r * ldz,
-                                            o1 + (size_t)r * ldc, with_dhp ? dhp1 + (size_t)r * ldh : NULL, ldc, ldh,
-                                            mm ? mask + r : NULL);
-                    bad += memcmp(dz, dz1, sz * sizeof(float)) != 0 || memcmp(o, o1, sc * sizeof(float)) != 0 ||
-                           memcmp(dhp, dhp1, sh * sizeof(float)) != 0;
-                    ffree(o); ffree(o1); ffree(dhp); ffree(dhp1);
-                }
+                float *xc = falloc(sc), *xc1 = falloc(sc), *xh = falloc(sh), *xh1 = falloc(sh);
+                fill_val(dz, sz, SENT); fill_val(dz1, sz, SENT); fill_val(xc, sc, SENT); fill_val(xc1, sc, SENT);
+                fill_val(xh, sh, SENT); fill_val(xh1, sh, SENT);
+                float *oz = inplace ? z : dz, *oz1 = inplace ? z1 : dz1, *oc = inplace ? dc : xc, *oc1 = inplace ? dc1 : xc1;
+                float *oh = inplace ? dh : xh, *oh1 = inplace ? dh1 : xh1;
+                advnn_lstm_cell_bwd(n, H, z, ldz, cp, c, dh, dcin, oz, oc, with_dhp ? oh : NULL, ldc, ldh, mm ? mask : NULL);
+                for (int r = 0; r < n; r++)
+                    advnn_lstm_cell_bwd(1, H, z1 + (size_t)r * ldz, ldz, cp + (size_t)r * ldc, c1 + (size_t)r * ldc,
+                                        dh1 + (size_t)r * ldh, dcin1 ? dcin1 + (size_t)r * ldc : NULL, oz1 + (size_t)r * ldz,
+                                        oc1 + (size_t)r * ldc, with_dhp ? oh1 + (size_t)r * ldh : NULL, ldc, ldh,
+                                        mm ? mask + r : NULL);
+                bad += memcmp(oz, oz1, sz * sizeof(float)) != 0 || memcmp(oc, oc1, sc * sizeof(float)) != 0 ||
+                       memcmp(oh, oh1, sh * sizeof(float)) != 0;
+                ffree(xc); ffree(xc1); ffree(xh); ffree(xh1);
                 bad += memcmp(dc, dc1, sc * sizeof(float)) != 0 || memcmp(dh, dh1, sh * sizeof(float)) != 0;
                 ffree(z); ffree(z1); ffree(cp); ffree(hp); ffree(c); ffree(c1); ffree(h); ffree(h1);
                 ffree(dh); ffree(dh1); ffree(dc); ffree(dc1); ffree(dz); ffree(dz1);
