@@ -816,13 +816,13 @@ static int count_bitwise_diff(const float *a, const float *b, size_t n) {
 }
 
 /* The blocked path reads A in place (packA 0) down to the last rows of each block, where the rows
- * past M repeat the last one, and reads B in place when M fits one block of rows (a weight
- * gradient). The bits must be those of packed panels: rows 0..M-1 of the product are computed
- * (1) with A in place, (2) with A packed, and (3) as the first rows of a 100-row product (B packed),
- * for every M % 6, both layouts of A and B, narrow and wide N, one and two K blocks, beta 0 and 1.
- * A read past A's rows or B's columns is caught by the sanitizer configurations. */
+ * past M repeat the last one, and reads B in place for a weight gradient (A^T B, M <= 96). The bits
+ * must be those of packed panels: rows 0..M-1 of the product are computed (1) with A in place, (2)
+ * with A packed, and (3) as the first rows of a 100-row product (B packed), for every M % 6, both
+ * layouts of A and B, narrow and wide N, one and two K blocks, beta 0 and 1. A and B of (1) and (2)
+ * are allocated to size, so the sanitizer configurations catch a read past their rows or columns. */
 static void test_sgemm_rows_in_place(void) {
-    static const int MS[] = {1, 2, 3, 4, 5, 7, 11, 13, 64, 96}, NS[] = {5, 16, 20, 33}, KS[] = {7, 300};
+    static const int MS[] = {1, 2, 3, 4, 5, 7, 11, 13, 64, 95}, NS[] = {5, 16, 20, 33}, KS[] = {7, 300};
     enum { MB = 100 };
     int bad = 0, cases = 0;
     for (int tA = 0; tA < 2; tA++)
@@ -830,21 +830,24 @@ static void test_sgemm_rows_in_place(void) {
             for (int mi = 0; mi < 10; mi++)
                 for (int ni = 0; ni < 4; ni++)
                     for (int ki = 0; ki < 2; ki++) {
-                        int M = MS[mi], N = NS[ni], K = KS[ki], lda = tA ? MB : K, ldb = tB ? K : N;
+                        int M = MS[mi], N = NS[ni], K = KS[ki], lda = tA ? M : K, ldab = tA ? MB : K, ldb = tB ? K : N;
                         float beta = (float)((mi + ni + ki) & 1);
-                        float *A = falloc((size_t)MB * K), *B = falloc((size_t)K * N);
+                        float *A = falloc((size_t)M * K), *Ab = falloc((size_t)MB * K), *B = falloc((size_t)K * N);
                         float *C1 = falloc((size_t)M * N), *C2 = falloc((size_t)M * N), *C3 = falloc((size_t)MB * N);
-                        fill_rand(A, (size_t)MB * K, 1.0f);
+                        fill_rand(Ab, (size_t)MB * K, 1.0f);
+                        for (int i = 0; i < M; i++)   /* A = the first M rows of op(Ab) */
+                            for (int p = 0; p < K; p++)
+                                A[tA ? (size_t)p * lda + i : (size_t)i * lda + p] = Ab[tA ? (size_t)p * ldab + i : (size_t)i * ldab + p];
                         fill_rand(B, (size_t)K * N, 1.0f);
                         fill_rand(C3, (size_t)MB * N, 1.0f);
                         memcpy(C1, C3, (size_t)M * N * sizeof(float));
                         memcpy(C2, C3, (size_t)M * N * sizeof(float));
                         advnn__sgemm_blocked(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, beta, C1, N, gemm_work, 0);
                         advnn__sgemm_blocked(tA, tB, M, N, K, 1.0f, A, lda, B, ldb, beta, C2, N, gemm_work, 1);
-                        advnn__sgemm_blocked(tA, tB, MB, N, K, 1.0f, A, lda, B, ldb, beta, C3, N, gemm_work, 1);
+                        advnn__sgemm_blocked(tA, tB, MB, N, K, 1.0f, Ab, ldab, B, ldb, beta, C3, N, gemm_work, 1);
                         bad += count_bitwise_diff(C1, C2, (size_t)M * N) + count_bitwise_diff(C1, C3, (size_t)M * N) > 0;
                         cases++;
-                        ffree(A); ffree(B); ffree(C1); ffree(C2); ffree(C3);
+                        ffree(A); ffree(Ab); ffree(B); ffree(C1); ffree(C2); ffree(C3);
                     }
     CHECK(!bad, "sgemm, A or B in place vs packed: %d of %d products differ bitwise", bad, cases);
 }
