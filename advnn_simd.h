@@ -2490,8 +2490,10 @@ ADVNN__VFN void advnn__tail_st(float *p, const int *rows, advnn__idx ld, int w, 
 /* advnn__lstm_fwd_v (active rows) on the tails of rows[0 .. q): z, c_prev, c, h point at unit H - w */
 ADVNN__VFN void advnn__lstm_fwd_tails(const int *rows, int w, advnn__idx H, float *z, advnn__idx ldz, const float *cp,
                                       float *c, float *h, advnn__idx ldc, advnn__idx ldh) {
-    advnn__v i = advnn__vsigmoid(advnn__tail_ld(z, rows, ldz, w)), f = advnn__vsigmoid(advnn__tail_ld(z + H, rows, ldz, w));
-    advnn__v g = advnn__vtanh(advnn__tail_ld(z + 2 * H, rows, ldz, w)), o = advnn__vsigmoid(advnn__tail_ld(z + 3 * H, rows, ldz, w));
+    advnn__v i = advnn__vsigmoid(advnn__tail_ld(z, rows, ldz, w));
+    advnn__v f = advnn__vsigmoid(advnn__tail_ld(z + H, rows, ldz, w));
+    advnn__v g = advnn__vtanh(advnn__tail_ld(z + 2 * H, rows, ldz, w));
+    advnn__v o = advnn__vsigmoid(advnn__tail_ld(z + 3 * H, rows, ldz, w));
     advnn__v cv = advnn__vfma(f, advnn__tail_ld(cp, rows, ldc, w), advnn__vmul(i, g));
     advnn__tail_st(z, rows, ldz, w, i);
     advnn__tail_st(z + H, rows, ldz, w, f);
@@ -2557,8 +2559,8 @@ ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const f
 #ifdef ADVNN__AVX2
     for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
         advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0;
-        advnn__lstm_fwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, h + (advnn__idx)pend[k] * ldh + j0,
-                          1, w);
+        advnn__idx ho = (advnn__idx)pend[k] * ldh + j0;
+        advnn__lstm_fwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, h + ho, 1, w);
     }
 #endif
 }
@@ -2614,9 +2616,11 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
     }
 #ifdef ADVNN__AVX2
     for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
-        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0, ho = (advnn__idx)pend[k] * ldh + j0;
-        advnn__lstm_bwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, dh + ho, dc ? dc + co : NULL,
-                          dz + zo, dz + zo + H, dz + zo + H2, dz + zo + H3, dc_prev + co, dh_prev ? dh_prev + ho : NULL, w);
+        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0;
+        advnn__idx ho = (advnn__idx)pend[k] * ldh + j0;
+        advnn__lstm_bwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, dh + ho,
+                          dc ? dc + co : NULL, dz + zo, dz + zo + H, dz + zo + H2, dz + zo + H3, dc_prev + co,
+                          dh_prev ? dh_prev + ho : NULL, w);
     }
 #endif
 }
@@ -3330,8 +3334,8 @@ ADVNN__NOINLINE ADVNN__VKFN void advnn__sgemm_blocked_vx(int transA, int transB,
                                                          float *C, int ldc, float *work, int packA,
                                                          const advnn__epi *ep) {
     advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
-                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB, M, N, K, alpha, A, lda, B, ldb,
-                           beta, C, ldc, work, packA, ep);
+                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB, M, N, K, alpha,
+                           A, lda, B, ldb, beta, C, ldc, work, packA, ep);
 }
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                         int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
@@ -3343,8 +3347,8 @@ ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, in
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                       int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                       int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB, M, N,
-                           K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB,
+                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
 }
 #endif
 

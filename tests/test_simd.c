@@ -837,7 +837,8 @@ static void test_sgemm_rows_in_place(void) {
                         fill_rand(Ab, (size_t)MB * K, 1.0f);
                         for (int i = 0; i < M; i++)   /* A = the first M rows of op(Ab) */
                             for (int p = 0; p < K; p++)
-                                A[tA ? (size_t)p * lda + i : (size_t)i * lda + p] = Ab[tA ? (size_t)p * ldab + i : (size_t)i * ldab + p];
+                                A[tA ? (size_t)p * lda + i : (size_t)i * lda + p] =
+                                    Ab[tA ? (size_t)p * ldab + i : (size_t)i * ldab + p];
                         fill_rand(B, (size_t)K * N, 1.0f);
                         fill_rand(C3, (size_t)MB * N, 1.0f);
                         memcpy(C1, C3, (size_t)M * N * sizeof(float));
