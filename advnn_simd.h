@@ -2557,10 +2557,9 @@ ADVNN__VKFN void advnn__lstm_cell_fwd_v(int n, int H, float *z, int ldz, const f
 #endif
     }
 #ifdef ADVNN__AVX2
-    for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
-        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0;
-        advnn__idx ho = (advnn__idx)pend[k] * ldh + j0;
-        advnn__lstm_fwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, h + ho, 1, w);
+    if (np) {   /* fewer than q left: the last one fills the other lanes (the same values, stored twice) */
+        for (int k = np; k < q; k++) pend[k] = pend[np - 1];
+        advnn__lstm_fwd_tails(pend, w, H, z + j0, ldz, c_prev + j0, c + j0, h + j0, ldc, ldh);
     }
 #endif
 }
@@ -2615,12 +2614,10 @@ ADVNN__VKFN void advnn__lstm_cell_bwd_v(int n, int H, const float *z, int ldz, c
 #endif
     }
 #ifdef ADVNN__AVX2
-    for (int k = 0; k < np; k++) {   /* fewer than q left: one row at a time */
-        advnn__idx zo = (advnn__idx)pend[k] * ldz + j0, co = (advnn__idx)pend[k] * ldc + j0;
-        advnn__idx ho = (advnn__idx)pend[k] * ldh + j0;
-        advnn__lstm_bwd_v(z + zo, z + zo + H, z + zo + H2, z + zo + H3, c_prev + co, c + co, dh + ho,
-                          dc ? dc + co : NULL, dz + zo, dz + zo + H, dz + zo + H2, dz + zo + H3, dc_prev + co,
-                          dh_prev ? dh_prev + ho : NULL, w);
+    if (np) {   /* fewer than q left: as in the forward */
+        for (int k = np; k < q; k++) pend[k] = pend[np - 1];
+        advnn__lstm_bwd_tails(pend, w, H, z + j0, ldz, c_prev + j0, c + j0, dh + j0, dc ? dc + j0 : NULL, dz + j0,
+                              dc_prev + j0, dh_prev ? dh_prev + j0 : NULL, ldc, ldh);
     }
 #endif
 }
