@@ -2922,7 +2922,9 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
     if (n->kind == ADVNN__CONV) {
         advnn__cgeom c = advnn__conv_geom(g, n);
         int s = c.chunk < batch ? c.chunk : batch;
-        return c.pointwise ? 0 : 2 * advnn__round((size_t)s * c.Ho * c.Wo * c.KKC);
+        size_t t = c.pointwise ? 0 : 2 * advnn__round((size_t)s * c.Ho * c.Wo * c.KKC);
+        size_t ti = c.pointwise ? 0 : advnn_conv_implicit_floats(c.C, c.KH, c.KW, c.SH, c.SW, c.Ho, c.Wo, c.F);
+        return ti > t ? ti : t;   /* (advnn__conv_implicit_chunk) */
     }
     if (n->kind == ADVNN__LSTM) {
         size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
@@ -3543,6 +3545,24 @@ static void advnn__im2col_chunk(const advnn__cgeom *c, const float *x, int s0, i
                      x + (size_t)(s0 + j) * c->in_size, cols + (size_t)j * c->Ho * c->Wo * c->KKC, c->KKC);
 }
 
+/* Samples [s0, s0+s) one at a time without cols (advnn_conv_implicit: the same values as im2col and
+ * advnn__gemm_bias_act, without writing KH*KW copies of the input); 0, nothing done, where the kernel
+ * does not apply (the same for every sample of a node). */
+static int advnn__conv_implicit_chunk(advnn_ws *ws, const advnn__node *n, int id, const advnn__cgeom *c,
+                                      const float *x, int s0, int s) {
+    const int act = n->ip[1];
+    const size_t P = (size_t)c->Ho * c->Wo, o = (size_t)s0 * P * c->F;
+    float *z = advnn__preact(ws, n, id) + o, *y = ws->out[id] + o;
+    int j;
+    for (j = 0; j < s; j++)
+        if (!advnn_conv_implicit(c->H, c->W, c->C, c->KH, c->KW, c->SH, c->SW, c->PT, c->PL, c->Ho, c->Wo,
+                                 x + (size_t)(s0 + j) * c->in_size, c->F, advnn__P(ws, n, 0), advnn__P(ws, n, 1),
+                                 act == ADVNN_ACT_RELU, z + j * P * c->F, y + j * P * c->F, ws->scratch))
+            return 0;
+    if (act != ADVNN_ACT_LINEAR && act != ADVNN_ACT_RELU) advnn__act_rows((advnn_act)act, s * (int)P, c->F, z, y, n->fp[0], NULL);
+    return 1;
+}
+
 /* Returns 1 when it also computed node id + 1, a PReLU of this convolution's output (the conv +
  * PReLU idiom): bias, activation and that PReLU run chunk by chunk, right after each chunk's GEMM,
  * while its output is still in cache, instead of three passes over the whole batch's output. The
@@ -3561,8 +3581,10 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     for (s0 = 0; s0 < nb; s0 += s) {
         size_t o = (size_t)s0 * P * c.F;
         s = nb - s0 < c.fchunk ? nb - s0 : c.fchunk;
-        advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
-        advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, advnn__P(ws, n, 1), s0 * P, s * P);
+        if (!advnn__conv_implicit_chunk(ws, n, id, &c, x, s0, s)) {
+            advnn__im2col_chunk(&c, x, s0, s, ws->scratch);
+            advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, advnn__P(ws, n, 1), s0 * P, s * P);
+        }
         if (fuse) advnn__act_rows(ADVNN_ACT_PRELU, s * P, c.F, ws->out[id] + o, ws->out[id + 1] + o, 0.0f, advnn__P(ws, nx, 0));
     }
     return fuse;

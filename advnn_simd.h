@@ -60,6 +60,7 @@
  * uses a stack buffer of this size (only on the blocked path; M==1 / N==1 paths use no stack). */
 #define ADVNN_SGEMM_WORK_FLOATS (96 * 256 + 256 * 128)
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -213,6 +214,19 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
  * Columns >= KH*KW*C of each cols row are not touched. */
 ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                  int Wo, const float *x, float *cols, int ldcols);
+/* A convolution of one image without the cols matrix: z = cols kernel + bias (bias may be NULL), and
+ * with relu also y = max(z, 0) (y may be z), bit for bit what
+ *   advnn_sgemm_bias_relu(Ho*Wo, F, KKC, cols, KKC, kernel, F, bias, relu, z, F, y, F, work)
+ * gives for cols from advnn_im2col on the same arguments (KKC = KH*KW*C; kernel KKC x F). Each output
+ * position reads its KH runs of KW*C taps in a zero-padded copy of the image instead of a row of cols,
+ * which costs KH*KW copies of the input (W3's 3x3 convolutions: 9). work: advnn_conv_implicit_floats
+ * floats (any alignment). Returns 0, having written nothing, where it does not apply: without the AVX2
+ * kernels (AVX2 absent or ADVNN_FORCE_SCALAR), KKC > 256 (the GEMM then sums in blocks of K), F < 2 or
+ * Ho*Wo < 2 (matrix-vector paths, which sum in another order). */
+ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F);
+ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                       int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
+                                       float *z, float *y, float *work);
 /* The adjoint of im2col: dx(ih, iw, c) += cols[row, col] for every in-range tap (out-of-range taps are
  * dropped); dx accumulates. Each dx element receives its terms in increasing (row, kh, kw) order. */
 ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
@@ -2907,21 +2921,20 @@ ADVNN__AVX2_FN static void advnn__ukr_v_epi(int k, const float *ADVNN__RESTRICT 
  * the 6x16 scheme. Results are bit-identical to the full kernel into a scratch tile merged by
  * advnn__store_edge_t (same k order, alpha*acc + beta*c rounded as there), so speeding up the edge
  * changed no trained weight. The partial vector goes through a stack buffer and short scalar moves:
- * vmaskmovps stores cost ~18 cycles each on Zen 4 (N = 10 tiles took 66 vs 37 ns for N = 16). */
-ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
-                                                        advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
-                                                        advnn__idx ldc, float alpha, float beta, int nr,
-                                                        const advnn__epi *e) {
-    const advnn__idx r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa, r4 = 4 * rsa, r5 = 5 * rsa;
-    __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0;
-    __m256 y0 = x0, y1 = x0, y2 = x0, y3 = x0, y4 = x0, y5 = x0;
-    int p = 0, full, tail; /* full vector columns stored whole, then tail (< 8) columns */
-    volatile float ab_[2];  /* alpha and beta wait in memory (see advnn__ukr_v_body) */
-    ab_[0] = alpha; ab_[1] = beta;
-    if (nr <= 8) {
+ * vmaskmovps stores cost ~18 cycles each on Zen 4 (N = 10 tiles took 66 vs 37 ns for N = 16).
+ * In three parts, so that advnn_conv_implicit can run the k loop once per kernel row of a
+ * convolution on the same accumulators: the accumulators, their k loop, their store. */
+typedef struct { __m256 x0, x1, x2, x3, x4, x5, y0, y1, y2, y3, y4, y5; } advnn__acc6;
+/* q += rows o[0..5] of a times b (16 floats per k) over k steps; x only (nr <= 8) unless wide */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__edge_k(advnn__acc6 *q, int wide, int k, const float *ADVNN__RESTRICT a,
+                                               const advnn__idx *o, advnn__idx csa, const float *ADVNN__RESTRICT b) {
+    const advnn__idx r1 = o[1], r2 = o[2], r3 = o[3], r4 = o[4], r5 = o[5];
+    __m256 x0 = q->x0, x1 = q->x1, x2 = q->x2, x3 = q->x3, x4 = q->x4, x5 = q->x5;
+    __m256 y0 = q->y0, y1 = q->y1, y2 = q->y2, y3 = q->y3, y4 = q->y4, y5 = q->y5;
+    if (!wide) {
         /* one vector column, k in order (the sums are bit-identical to the full kernel's; an even/odd
          * split of k measured no faster at W3's shapes and changed every result in the last bits) */
-        for (; p < k; p++, a += csa, b += 16) {
+        for (int p = 0; p < k; p++, a += csa, b += 16) {
             __m256 bv = _mm256_loadu_ps(b);
             x0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), bv, x0);
             x1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r1), bv, x1);
@@ -2930,10 +2943,8 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADV
             x4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r4), bv, x4);
             x5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r5), bv, x5);
         }
-        full = nr == 8;
-        tail = nr == 8 ? 0 : nr;
     } else {
-        for (; p < k; p++, a += csa, b += 16) {
+        for (int p = 0; p < k; p++, a += csa, b += 16) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
             av = _mm256_broadcast_ss(a);      x0 = _mm256_fmadd_ps(av, b0, x0); y0 = _mm256_fmadd_ps(av, b1, y0);
             av = _mm256_broadcast_ss(a + r1); x1 = _mm256_fmadd_ps(av, b0, x1); y1 = _mm256_fmadd_ps(av, b1, y1);
@@ -2942,16 +2953,21 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADV
             av = _mm256_broadcast_ss(a + r4); x4 = _mm256_fmadd_ps(av, b0, x4); y4 = _mm256_fmadd_ps(av, b1, y4);
             av = _mm256_broadcast_ss(a + r5); x5 = _mm256_fmadd_ps(av, b0, x5); y5 = _mm256_fmadd_ps(av, b1, y5);
         }
-        full = 1;
-        tail = nr - 8;
     }
-    alpha = ab_[0]; beta = ab_[1];
+    q->x0 = x0; q->x1 = x1; q->x2 = x2; q->x3 = x3; q->x4 = x4; q->x5 = x5;
+    q->y0 = y0; q->y1 = y1; q->y2 = y2; q->y3 = y3; q->y4 = y4; q->y5 = y5;
+}
+/* c[0..mr)[0..nr) = alpha * q + beta * c, then the epilogue e (1 <= nr <= 16, 1 <= mr <= 6) */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__edge_store(const advnn__acc6 *q, float *c, advnn__idx ldc, float alpha,
+                                                   float beta, int nr, int mr, const advnn__epi *e) {
+    const int full = nr >= 8, tail = nr > 8 ? nr - 8 : nr < 8 ? nr : 0; /* whole vectors, then < 8 (16: 8) */
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
     ADVNN__ALIGN64 float t[8], eb[16] = {0};
     if (e && e->bias) { /* (no memcpy call per tile: it cost W3, all edge tiles, 10% of its inference) */
         if (nr > 8) {
             _mm256_store_ps(eb, _mm256_loadu_ps(e->bias));
             if (nr < 16) advnn__copy_lt8(nr - 8, e->bias + 8, eb + 8);
+            else _mm256_store_ps(eb + 8, _mm256_loadu_ps(e->bias + 8));
         } else if (nr == 8) _mm256_store_ps(eb, _mm256_loadu_ps(e->bias));
         else advnn__copy_lt8(nr, e->bias, eb);
     }
@@ -2992,22 +3008,37 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADV
 #define ADVNN__SR(R, X, Y)                                                                                  \
     do {                                                                                                    \
         float *cr_ = c + (R) * ldc;                                                                         \
-        if (nr > 8) { ADVNN__SV(cr_, R, X, 0); ADVNN__ST(cr_ + 8, R, Y, 8); }                               \
+        if ((R) >= mr) break;                                                                               \
+        if (nr == 16) { ADVNN__SV(cr_, R, X, 0); ADVNN__SV(cr_ + 8, R, Y, 8); }                             \
+        else if (nr > 8) { ADVNN__SV(cr_, R, X, 0); ADVNN__ST(cr_ + 8, R, Y, 8); }                          \
         else if (full) ADVNN__SV(cr_, R, X, 0);                                                             \
         else ADVNN__ST(cr_, R, X, 0);                                                                       \
     } while (0)
-    ADVNN__SR(0, x0, y0);
-    ADVNN__SR(1, x1, y1);
-    ADVNN__SR(2, x2, y2);
-    ADVNN__SR(3, x3, y3);
-    ADVNN__SR(4, x4, y4);
-    ADVNN__SR(5, x5, y5);
+    ADVNN__SR(0, q->x0, q->y0);
+    ADVNN__SR(1, q->x1, q->y1);
+    ADVNN__SR(2, q->x2, q->y2);
+    ADVNN__SR(3, q->x3, q->y3);
+    ADVNN__SR(4, q->x4, q->y4);
+    ADVNN__SR(5, q->x5, q->y5);
 #undef ADVNN__SR
 #undef ADVNN__ST
 #undef ADVNN__SV
 #undef ADVNN__PART
 #undef ADVNN__FULL
 #undef ADVNN__EP
+}
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__ukr_v_edge_body(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa,
+                                                        advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
+                                                        advnn__idx ldc, float alpha, float beta, int nr,
+                                                        const advnn__epi *e) {
+    const advnn__idx o[6] = {0, rsa, 2 * rsa, 3 * rsa, 4 * rsa, 5 * rsa};
+    advnn__acc6 q;
+    volatile float ab_[2];  /* alpha and beta wait in memory (see advnn__ukr_v_body) */
+    ab_[0] = alpha; ab_[1] = beta;
+    q.x0 = q.x1 = q.x2 = q.x3 = q.x4 = q.x5 = _mm256_setzero_ps();
+    q.y0 = q.y1 = q.y2 = q.y3 = q.y4 = q.y5 = q.x0;
+    advnn__edge_k(&q, nr > 8, k, a, o, csa, b);
+    advnn__edge_store(&q, c, ldc, ab_[0], ab_[1], nr, 6, e);
 }
 ADVNN__AVX2_FN static void advnn__ukr_v_edge(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, advnn__idx csa,
                                              const float *ADVNN__RESTRICT b, float *c, advnn__idx ldc, float alpha,
@@ -3018,6 +3049,58 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge_epi(int k, const float *ADVNN__REST
                                                  advnn__idx csa, const float *ADVNN__RESTRICT b, float *c,
                                                  advnn__idx ldc, float alpha, float beta, int nr, const advnn__epi *e) {
     advnn__ukr_v_edge_body(k, a, rsa, csa, b, c, ldc, alpha, beta, nr, e);
+}
+
+/* advnn_conv_implicit on AVX2: tiles of up to 6 positions of one output row (A rows SW*C apart in the
+ * padded image) by 16 filters, the k loop run once per kernel row, as one sum in the order of a cols row */
+ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT,
+                                                  int PL, int Ho, int Wo, const float *x, int F, const float *kern,
+                                                  const float *bias, int relu, float *z, float *y, float *work) {
+    const int Hp = (Ho - 1) * SH + KH, Wp = (Wo - 1) * SW + KW, KC = KW * C, KKC = KH * KC;
+    const advnn__idx rowp = (advnn__idx)Wp * C;
+    float *xp = work, *wp = work + (((advnn__idx)Hp * rowp + 7) & ~(advnn__idx)7);
+    /* the image, padded with zeros to the extent the taps read (the columns [lo, hi) of a row are x's) */
+    const int lo = PL < 0 ? 0 : PL > Wp ? Wp : PL, hi = PL + W < lo ? lo : PL + W > Wp ? Wp : PL + W;
+    for (int r = 0; r < Hp; r++) {
+        float *d = xp + r * rowp;
+        const int ih = r - PT;
+        if (ih < 0 || ih >= H) { memset(d, 0, (size_t)rowp * sizeof(float)); continue; }
+        memset(d, 0, (size_t)lo * C * sizeof(float));
+        memcpy(d + (advnn__idx)lo * C, x + ((advnn__idx)ih * W + lo - PL) * C, (size_t)(hi - lo) * C * sizeof(float));
+        memset(d + (advnn__idx)hi * C, 0, (size_t)(Wp - hi) * C * sizeof(float));
+    }
+    /* the kernel in panels of 16 filters, zero-padded as the blocked GEMM packs B */
+    for (int j0 = 0; j0 < F; j0 += 16) {
+        const int nr = F - j0 < 16 ? F - j0 : 16;
+        float *pp = wp + (advnn__idx)j0 * KKC;
+        for (int k = 0; k < KKC; k++) {
+            memcpy(pp + 16 * k, kern + (advnn__idx)k * F + j0, (size_t)nr * sizeof(float));
+            memset(pp + 16 * k + nr, 0, (size_t)(16 - nr) * sizeof(float));
+        }
+    }
+    for (int oy = 0; oy < Ho; oy++)
+        for (int ox = 0; ox < Wo; ox += 6) {
+            const int mr = Wo - ox < 6 ? Wo - ox : 6;
+            const float *a = xp + (advnn__idx)oy * SH * rowp + (advnn__idx)ox * SW * C;
+            advnn__idx o[6];
+            for (int i = 0; i < 6; i++) o[i] = (advnn__idx)(i < mr ? i : mr - 1) * SW * C; /* rows past mr: row mr-1 */
+            for (int j0 = 0; j0 < F; j0 += 16) {
+                const int nr = F - j0 < 16 ? F - j0 : 16;
+                const advnn__idx at = ((advnn__idx)oy * Wo + ox) * F + j0;
+                const float *pp = wp + (advnn__idx)j0 * KKC;
+                advnn__epi e;
+                advnn__acc6 q;
+                e.bias = bias ? bias + j0 : NULL;
+                e.relu = relu;
+                e.y = (relu ? y : z) + at;
+                e.ldy = F;
+                q.x0 = q.x1 = q.x2 = q.x3 = q.x4 = q.x5 = _mm256_setzero_ps();
+                q.y0 = q.y1 = q.y2 = q.y3 = q.y4 = q.y5 = q.x0;
+                for (int ky = 0; ky < KH; ky++)
+                    advnn__edge_k(&q, nr > 8, KC, a + ky * rowp, o, 1, pp + (advnn__idx)16 * ky * KC);
+                advnn__edge_store(&q, z + at, F, 1.0f, 0.0f, nr, mr, &e);
+            }
+        }
 }
 
 /* C = A^T B + beta C for a narrow C (5 <= M rows, 2 <= N <= 12 columns) and a long K: the weight
@@ -3720,6 +3803,28 @@ ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *
         advnn__lstm_seq_fwd_ref(T, F, H, x + rT * F, Wp, bp, Up, z ? z + rT * L : NULL, mask ? mask + rT : NULL,
                                 hseq ? hseq + rT * H : NULL, hlast ? hlast + (advnn__idx)r * H : NULL, state);
     }
+}
+
+ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F) {
+    size_t Hp = (size_t)(Ho - 1) * SH + KH, Wp = (size_t)(Wo - 1) * SW + KW;
+    if (C < 1 || KH < 1 || KW < 1 || SH < 1 || SW < 1 || Ho < 1 || Wo < 1 || F < 1) return 0;
+    return ((Hp * Wp * C + 7) & ~(size_t)7) + (size_t)KH * KW * C * 16 * (size_t)((F + 15) / 16);
+}
+ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                       int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
+                                       float *z, float *y, float *work) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
+        (int64_t)Ho * Wo >= 2 && F >= 2 && (int64_t)KH * KW * C <= ADVNN__KC) {
+        if (!relu) y = z;
+        advnn__conv_implicit_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
+        return 1;
+    }
+#else
+    (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
+    (void)x; (void)F; (void)kernel; (void)bias; (void)relu; (void)z; (void)y; (void)work;
+#endif
+    return 0;
 }
 
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,

@@ -1073,6 +1073,58 @@ static void check_conv(int H, int W, int C, int KH, int KW, int SH, int SW, int 
     ffree(x); ffree(cols); ffree(colr); ffree(R); ffree(dx); ffree(dxr); ffree(dxa); ffree(kern); ffree(y);
 }
 
+/* advnn_conv_implicit against im2col + advnn_sgemm_bias_relu, bit for bit: z and y, with and without
+ * bias and ReLU, every padding mode and stride of the im2col tests, filters across the 8- and 16-wide
+ * panels, rows of positions not a multiple of 6; x and work allocated to size (ASan sees a read past
+ * either); and nothing written where it declines (F = 1, KKC > 256, one position, no AVX2). */
+static int check_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int F, int var) {
+    int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
+    if (Ho <= 0 || Wo <= 0) return 0;
+    const int K = KH * KW * C, P = Ho * Wo, relu = var & 1, use_bias = !(var & 2);
+    const int live = ADVNN__VEC_LIVE() && F >= 2 && K <= 256 && P >= 2;
+    size_t nx = (size_t)H * W * C, nw = advnn_conv_implicit_floats(C, KH, KW, SH, SW, Ho, Wo, F);
+    float *x = falloc(nx), *cols = falloc((size_t)P * K), *kern = falloc((size_t)K * F), *bias = falloc((size_t)F);
+    float *z1 = falloc((size_t)P * F), *y1 = falloc((size_t)P * F), *z2 = falloc((size_t)P * F), *y2 = falloc((size_t)P * F);
+    float *work = falloc(nw);
+    fill_rand(x, nx, 1.0f);
+    for (size_t i = 0; i < nx; i += 7) x[i] = 0.0f;   /* exact zeros among the taps, as after a ReLU */
+    fill_rand(kern, (size_t)K * F, 0.5f);
+    fill_rand(bias, (size_t)F, 0.5f);
+    fill_val(z1, (size_t)P * F, SENT); fill_val(y1, (size_t)P * F, SENT);
+    fill_val(z2, (size_t)P * F, SENT); fill_val(y2, (size_t)P * F, SENT);
+    advnn_im2col(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, K);
+    advnn_sgemm_bias_relu(P, F, K, cols, K, kern, F, use_bias ? bias : NULL, relu, z1, F, y1, F, gemm_work);
+    int got = advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, relu, z2,
+                                  y2, work);
+    int bad = got != live;
+    if (got) bad += count_bitwise_diff(z1, z2, (size_t)P * F) + count_bitwise_diff(y1, y2, (size_t)P * F);
+    else for (size_t i = 0; i < (size_t)P * F; i++) bad += !(z2[i] == SENT && y2[i] == SENT);
+    CHECK(!bad, "conv_implicit H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d F=%d relu=%d bias=%d: returned %d, %d mismatches",
+          H, W, C, KH, KW, SH, SW, mode, F, relu, use_bias, got, bad);
+    ffree(x); ffree(cols); ffree(kern); ffree(bias); ffree(z1); ffree(y1); ffree(z2); ffree(y2); ffree(work);
+    return got;
+}
+static void test_conv_implicit(void) {
+    static const int FS[] = {1, 2, 5, 8, 10, 16, 17, 33};
+    int ran = 0, cnt = 0;
+    for (int ci = 0; ci < NCV_C; ci++)
+        for (int hw = 0; hw < NCV_HW; hw++)
+            for (int ki = 0; ki < NCV_K; ki++)
+                for (int si = 0; si < NCV_S; si++)
+                    for (int mode = 0; mode < 4; mode++, cnt++) {
+                        int H = CV_HW[hw][0], W = CV_HW[hw][1], KH = H == 1 ? 1 : CV_K[ki][0];
+                        ran += check_conv_implicit(H, W, CV_C[ci], KH, CV_K[ki][1], CV_S[si][0], CV_S[si][1], mode,
+                                                   FS[cnt % 8], cnt % 4);
+                    }
+    /* W3's layers (40x40 and 20x20, "same"), with every filter count; KKC 256 and 261 */
+    static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 10}, {40, 10, 1}};
+    for (int i = 0; i < 7; i++)
+        for (int v = 0; v < 4; v++) ran += check_conv_implicit(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2] + v % 2, v);
+    ran += check_conv_implicit(9, 11, 64, 2, 2, 1, 1, 1, 12, 1);
+    check_conv_implicit(9, 11, 29, 3, 3, 1, 1, 1, 12, 0);
+    if (ADVNN__VEC_LIVE()) CHECK(ran > 100, "conv_implicit: only %d of the shapes took the implicit path", ran);
+}
+
 static void test_im2col_col2im(void) {
     int cnt = 0;
     for (int ci = 0; ci < NCV_C; ci++)
@@ -1750,6 +1802,7 @@ int main(void) {
     RUN(test_sgemm_tn_narrow);
     RUN(test_sgemm_bias_relu);
     RUN(test_im2col_col2im);
+    RUN(test_conv_implicit);
     RUN(test_pooling);
     RUN(test_upsample);
     RUN(test_lstm_cell);
