@@ -2413,21 +2413,48 @@ ADVNN_SIMD_DEF void advnn_upsample_bwd(int H, int W, int C, int FH, int FW, cons
 /* ============================================================================================ */
 #ifdef ADVNN__VECTOR
 /* Load / store of r lanes: a full vector for r == VL, else the first r lanes (others read as 0). */
+/* The cell's arithmetic on loaded vectors, for a row's units (below) and for the tails of several
+ * rows (AVX2, further down) alike. Forward: the gates activated, and with active c and h. */
+typedef struct { advnn__v i, f, g, o, c, h; } advnn__lstm_fv;
+ADVNN__VFN advnn__lstm_fv advnn__lstm_fwd_math(advnn__v zi, advnn__v zf, advnn__v zg, advnn__v zo, advnn__v cp,
+                                               int active) {
+    advnn__lstm_fv r;
+    r.i = advnn__vsigmoid(zi); r.f = advnn__vsigmoid(zf); r.g = advnn__vtanh(zg); r.o = advnn__vsigmoid(zo);
+    r.c = r.h = cp;
+    if (active) {
+        r.c = advnn__vfma(r.f, cp, advnn__vmul(r.i, r.g));
+        r.h = advnn__vmul(r.o, advnn__vtanh(r.c));
+    }
+    return r;
+}
+/* Backward: the gate gradients and dc_prev from the activated gates, c_prev, c, dh and dc */
+typedef struct { advnn__v di, df, dg, dO, dcp; } advnn__lstm_bv;
+ADVNN__VFN advnn__lstm_bv advnn__lstm_bwd_math(advnn__v i, advnn__v f, advnn__v g, advnn__v o, advnn__v cp, advnn__v cc,
+                                               advnn__v dh, advnn__v dc) {
+    const advnn__v one = advnn__vset(1.0f);
+    advnn__v tc = advnn__vtanh(cc), ho = advnn__vmul(dh, o);
+    advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), dc);
+    advnn__lstm_bv r;
+    r.di = advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i)));
+    r.df = advnn__vmul(advnn__vmul(dct, cp), advnn__vmul(f, advnn__vsub(one, f)));
+    r.dg = advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g)));
+    r.dO = advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o));
+    r.dcp = advnn__vmul(dct, f);
+    return r;
+}
 #define ADVNN__LDR(p) (r == ADVNN__VL ? advnn__vld(p) : advnn__vld_n((p), r))
 #define ADVNN__STR(p, v) (r == ADVNN__VL ? advnn__vst((p), (v)) : advnn__vst_n((p), (v), r))
 ADVNN__VFN void advnn__lstm_fwd_v(float *zi, float *zf, float *zg, float *zo, const float *cp, float *cc, float *hh,
                                   int active, int r) {
-    advnn__v i = advnn__vsigmoid(ADVNN__LDR(zi)), f = advnn__vsigmoid(ADVNN__LDR(zf));
-    advnn__v g = advnn__vtanh(ADVNN__LDR(zg)), o = advnn__vsigmoid(ADVNN__LDR(zo));
-    advnn__v vcp = ADVNN__LDR(cp);
-    ADVNN__STR(zi, i);
-    ADVNN__STR(zf, f);
-    ADVNN__STR(zg, g);
-    ADVNN__STR(zo, o);
+    advnn__lstm_fv v = advnn__lstm_fwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo), ADVNN__LDR(cp),
+                                            active);
+    ADVNN__STR(zi, v.i);
+    ADVNN__STR(zf, v.f);
+    ADVNN__STR(zg, v.g);
+    ADVNN__STR(zo, v.o);
     if (active) {
-        advnn__v cv = advnn__vfma(f, vcp, advnn__vmul(i, g));
-        ADVNN__STR(cc, cv);
-        ADVNN__STR(hh, advnn__vmul(o, advnn__vtanh(cv)));
+        ADVNN__STR(cc, v.c);
+        ADVNN__STR(hh, v.h);
     }
 }
 
@@ -2435,17 +2462,13 @@ ADVNN__VFN void advnn__lstm_fwd_v(float *zi, float *zf, float *zg, float *zo, co
 ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float *zg, const float *zo, const float *cp,
                                   const float *cc, const float *dh, const float *dc, float *di, float *df, float *dg,
                                   float *dO, float *dcp, float *dhp, int r) {
-    const advnn__v one = advnn__vset(1.0f);
-    advnn__v i = ADVNN__LDR(zi), f = ADVNN__LDR(zf), g = ADVNN__LDR(zg), o = ADVNN__LDR(zo);
-    advnn__v vcp = ADVNN__LDR(cp), vdh = ADVNN__LDR(dh), vdc = dc ? ADVNN__LDR(dc) : advnn__vset(0.0f);
-    advnn__v tc = advnn__vtanh(ADVNN__LDR(cc));
-    advnn__v ho = advnn__vmul(vdh, o);
-    advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
-    ADVNN__STR(di, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
-    ADVNN__STR(df, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
-    ADVNN__STR(dg, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
-    ADVNN__STR(dO, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
-    ADVNN__STR(dcp, advnn__vmul(dct, f));
+    advnn__lstm_bv v = advnn__lstm_bwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo), ADVNN__LDR(cp),
+                                            ADVNN__LDR(cc), ADVNN__LDR(dh), dc ? ADVNN__LDR(dc) : advnn__vset(0.0f));
+    ADVNN__STR(di, v.di);
+    ADVNN__STR(df, v.df);
+    ADVNN__STR(dg, v.dg);
+    ADVNN__STR(dO, v.dO);
+    ADVNN__STR(dcp, v.dcp);
     if (dhp) ADVNN__STR(dhp, advnn__vset(0.0f));
 }
 #undef ADVNN__LDR
@@ -2504,35 +2527,30 @@ ADVNN__VFN void advnn__tail_st(float *p, const int *rows, advnn__idx ld, int w, 
 /* advnn__lstm_fwd_v (active rows) on the tails of rows[0 .. q): z, c_prev, c, h point at unit H - w */
 ADVNN__VFN void advnn__lstm_fwd_tails(const int *rows, int w, advnn__idx H, float *z, advnn__idx ldz, const float *cp,
                                       float *c, float *h, advnn__idx ldc, advnn__idx ldh) {
-    advnn__v i = advnn__vsigmoid(advnn__tail_ld(z, rows, ldz, w));
-    advnn__v f = advnn__vsigmoid(advnn__tail_ld(z + H, rows, ldz, w));
-    advnn__v g = advnn__vtanh(advnn__tail_ld(z + 2 * H, rows, ldz, w));
-    advnn__v o = advnn__vsigmoid(advnn__tail_ld(z + 3 * H, rows, ldz, w));
-    advnn__v cv = advnn__vfma(f, advnn__tail_ld(cp, rows, ldc, w), advnn__vmul(i, g));
-    advnn__tail_st(z, rows, ldz, w, i);
-    advnn__tail_st(z + H, rows, ldz, w, f);
-    advnn__tail_st(z + 2 * H, rows, ldz, w, g);
-    advnn__tail_st(z + 3 * H, rows, ldz, w, o);
-    advnn__tail_st(c, rows, ldc, w, cv);
-    advnn__tail_st(h, rows, ldh, w, advnn__vmul(o, advnn__vtanh(cv)));
+    advnn__lstm_fv v = advnn__lstm_fwd_math(advnn__tail_ld(z, rows, ldz, w), advnn__tail_ld(z + H, rows, ldz, w),
+                                            advnn__tail_ld(z + 2 * H, rows, ldz, w), advnn__tail_ld(z + 3 * H, rows, ldz, w),
+                                            advnn__tail_ld(cp, rows, ldc, w), 1);
+    advnn__tail_st(z, rows, ldz, w, v.i);
+    advnn__tail_st(z + H, rows, ldz, w, v.f);
+    advnn__tail_st(z + 2 * H, rows, ldz, w, v.g);
+    advnn__tail_st(z + 3 * H, rows, ldz, w, v.o);
+    advnn__tail_st(c, rows, ldc, w, v.c);
+    advnn__tail_st(h, rows, ldh, w, v.h);
 }
 /* advnn__lstm_bwd_v on the tails of rows[0 .. q) (all loads first: the in-place aliases hold) */
 ADVNN__VFN void advnn__lstm_bwd_tails(const int *rows, int w, advnn__idx H, const float *z, advnn__idx ldz,
                                       const float *cp, const float *cc, const float *dh, const float *dc, float *dz,
                                       float *dcp, float *dhp, advnn__idx ldc, advnn__idx ldh) {
-    const advnn__v one = advnn__vset(1.0f);
-    advnn__v i = advnn__tail_ld(z, rows, ldz, w), f = advnn__tail_ld(z + H, rows, ldz, w);
-    advnn__v g = advnn__tail_ld(z + 2 * H, rows, ldz, w), o = advnn__tail_ld(z + 3 * H, rows, ldz, w);
-    advnn__v vcp = advnn__tail_ld(cp, rows, ldc, w), vdh = advnn__tail_ld(dh, rows, ldh, w);
-    advnn__v vdc = dc ? advnn__tail_ld(dc, rows, ldc, w) : advnn__vset(0.0f);
-    advnn__v tc = advnn__vtanh(advnn__tail_ld(cc, rows, ldc, w));
-    advnn__v ho = advnn__vmul(vdh, o);
-    advnn__v dct = advnn__vfma(ho, advnn__vsub(one, advnn__vmul(tc, tc)), vdc);
-    advnn__tail_st(dz, rows, ldz, w, advnn__vmul(advnn__vmul(dct, g), advnn__vmul(i, advnn__vsub(one, i))));
-    advnn__tail_st(dz + H, rows, ldz, w, advnn__vmul(advnn__vmul(dct, vcp), advnn__vmul(f, advnn__vsub(one, f))));
-    advnn__tail_st(dz + 2 * H, rows, ldz, w, advnn__vmul(advnn__vmul(dct, i), advnn__vsub(one, advnn__vmul(g, g))));
-    advnn__tail_st(dz + 3 * H, rows, ldz, w, advnn__vmul(advnn__vmul(ho, tc), advnn__vsub(one, o)));
-    advnn__tail_st(dcp, rows, ldc, w, advnn__vmul(dct, f));
+    advnn__lstm_bv v = advnn__lstm_bwd_math(advnn__tail_ld(z, rows, ldz, w), advnn__tail_ld(z + H, rows, ldz, w),
+                                            advnn__tail_ld(z + 2 * H, rows, ldz, w), advnn__tail_ld(z + 3 * H, rows, ldz, w),
+                                            advnn__tail_ld(cp, rows, ldc, w), advnn__tail_ld(cc, rows, ldc, w),
+                                            advnn__tail_ld(dh, rows, ldh, w),
+                                            dc ? advnn__tail_ld(dc, rows, ldc, w) : advnn__vset(0.0f));
+    advnn__tail_st(dz, rows, ldz, w, v.di);
+    advnn__tail_st(dz + H, rows, ldz, w, v.df);
+    advnn__tail_st(dz + 2 * H, rows, ldz, w, v.dg);
+    advnn__tail_st(dz + 3 * H, rows, ldz, w, v.dO);
+    advnn__tail_st(dcp, rows, ldc, w, v.dcp);
     if (dhp) advnn__tail_st(dhp, rows, ldh, w, advnn__vset(0.0f));
 }
 #endif
@@ -3375,10 +3393,9 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
                             et.relu = ep->relu;
                             e = &et;
                         }
-                        if (jr < nb0 && mr == MR) {
+                        if (jr < nb0 && mr == MR) /* (B in place: never with an epilogue) */
                             ukr_r(kc, ap, rsa, csa, bp, ldbp, cp, ldc, alpha, bt, MR);
-                            if (e) advnn__epi_tile(e, cp, ldc, mr, nr);
-                        } else if (mr == MR && nr == NR) {
+                        else if (mr == MR && nr == NR) {
                             if (e && ukr_x) ukr_x(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt, e);
                             else {
                                 ukr(kc, ap, rsa, csa, bp, cp, ldc, alpha, bt);
