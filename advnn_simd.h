@@ -3121,6 +3121,149 @@ ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, i
         }
 }
 
+/* advnn_conv_implicit at stride 1 with few filters: positions on the lanes. The image is copied
+ * channel by channel (planar) into rows of Wp = Wo + KW - 1 padded columns, so that for each tap
+ * (kh, kw, c) the inputs of 16 consecutive positions q = oh * Wp + ow are one unaligned 16-float
+ * run; the ow >= Wo positions of each row are computed and dropped. A filter's lanes then hold 16
+ * positions instead of the NHWC kernel's one position's 5 or 10 filters in 8 or 16 lanes, and an
+ * output still gets the FMA chain of its cols row, in its order. Tile: 16 positions x NF <= 6
+ * filters (12 accumulators; per tap 2 loads and NF broadcasts); values (+ bias) to t[j * 16 + i]. */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__conv_planar_tile(int NF, const float *xq, advnn__idx plane, int C, int KH,
+                                                         int KW, int Wp, const float *wk, int F, const float *bias,
+                                                         float *t) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+    for (int ky = 0; ky < KH; ky++)
+        for (int kx = 0; kx < KW; kx++) {
+            const float *xs = xq + (advnn__idx)ky * Wp + kx;
+            for (int c = 0; c < C; c++, xs += plane, wk += F) {
+                const __m256 v0 = _mm256_loadu_ps(xs), v1 = _mm256_loadu_ps(xs + 8);
+                __m256 w;
+#define ADVNN__PT(J, A, B)                                                                            \
+                if (NF > (J)) {                                                                    \
+                    w = _mm256_broadcast_ss(wk + (J));                                             \
+                    A = _mm256_fmadd_ps(v0, w, A);                                                 \
+                    B = _mm256_fmadd_ps(v1, w, B);                                                 \
+                }
+                ADVNN__PT(0, a0, b0) ADVNN__PT(1, a1, b1) ADVNN__PT(2, a2, b2)
+                ADVNN__PT(3, a3, b3) ADVNN__PT(4, a4, b4) ADVNN__PT(5, a5, b5)
+#undef ADVNN__PT
+            }
+        }
+#define ADVNN__PS(J, A, B)                                                                            \
+    if (NF > (J)) {                                                                                \
+        if (bias) {                                                                                \
+            const __m256 bv = _mm256_broadcast_ss(bias + (J));                                     \
+            A = _mm256_add_ps(A, bv);                                                              \
+            B = _mm256_add_ps(B, bv);                                                              \
+        }                                                                                          \
+        _mm256_store_ps(t + 16 * (J), A);                                                          \
+        _mm256_store_ps(t + 16 * (J) + 8, B);                                                      \
+    }
+    ADVNN__PS(0, a0, b0) ADVNN__PS(1, a1, b1) ADVNN__PS(2, a2, b2)
+    ADVNN__PS(3, a3, b3) ADVNN__PS(4, a4, b4) ADVNN__PS(5, a5, b5)
+#undef ADVNN__PS
+}
+#define ADVNN__CONV_PLANAR_MAX_F 12
+/* r[0..8) transposed as an 8 x 8 matrix */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__tr8(__m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho, int Wo,
+                                                const float *x, int F, const float *kern, const float *bias, int relu,
+                                                float *z, float *y, float *work) {
+    const int Hp = Ho - 1 + KH, Wp = Wo - 1 + KW;
+    const advnn__idx plane = (advnn__idx)Hp * Wp + 16, nq = (advnn__idx)Ho * Wp; /* 16: the last tile's overhang */
+    const int r0 = PT < Hp ? PT : Hp, r1 = PT + H < Hp ? PT + H : Hp;    /* rows [r0, r1) hold the image */
+    const int c0 = PL < Wp ? PL : Wp, c1 = PL + W < Wp ? PL + W : Wp;    /* and columns [c0, c1) */
+    /* t: a tile, 8 rows of 16 positions (rows >= nf unused); u: 16 positions x F, rows 16 floats apart */
+    ADVNN__ALIGN64 float t[16 * 8] = {0}, u[16 * 16];
+    const __m256 zero = _mm256_setzero_ps();
+    for (int c = 0; c < C; c++) {   /* zero the border, then copy the image in */
+        float *pc = work + c * plane;
+        memset(pc, 0, (size_t)r0 * Wp * sizeof(float));
+        memset(pc + (advnn__idx)r1 * Wp, 0, (size_t)(plane - (advnn__idx)r1 * Wp) * sizeof(float));
+        for (int r = r0; r < r1; r++) {
+            float *d = pc + (advnn__idx)r * Wp;
+            memset(d, 0, (size_t)c0 * sizeof(float));
+            memset(d + c1, 0, (size_t)(Wp - c1) * sizeof(float));
+            if (C == 1) memcpy(d + c0, x + (advnn__idx)(r - PT) * W + (c0 - PL), (size_t)(c1 - c0) * sizeof(float));
+        }
+    }
+    if (C > 1) /* the image, 8 pixels x 8 channels at a time (C > 8: the last 8 channels overlap the others) */
+        for (int r = r0; r < r1; r++) {
+            const advnn__idx p0 = (advnn__idx)(r - PT) * W + (c0 - PL), row = (advnn__idx)r * Wp + c0;
+            int i = 0;
+            for (; i + 8 <= c1 - c0; i += 8) {
+                if (C < 8 && (p0 + i + 8) * C > (advnn__idx)H * W * C - 8 + C) break; /* 8 floats from the last pixel */
+                for (int cb = 0; cb < C; cb += 8) {
+                    const int cs = C < 8 ? 0 : cb + 8 <= C ? cb : C - 8, nc = C < 8 ? C : 8;
+                    __m256 v[8];
+                    for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps(x + (p0 + i + k) * C + cs);
+                    advnn__tr8(v);
+                    for (int k = 0; k < nc; k++) _mm256_storeu_ps(work + (cs + k) * plane + row + i, v[k]);
+                }
+            }
+            for (; i < c1 - c0; i++)
+                for (int c = 0; c < C; c++) work[c * plane + row + i] = x[(p0 + i) * C + c];
+        }
+    for (advnn__idx q0 = 0; q0 < nq; q0 += 16) {
+        for (int f0 = 0; f0 < F; f0 += 6) {
+            const int nf = F - f0 < 6 ? F - f0 : 6;
+            const float *wk = kern + f0, *bs = bias ? bias + f0 : NULL;
+            switch (nf) {
+            case 1: advnn__conv_planar_tile(1, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            case 2: advnn__conv_planar_tile(2, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            case 3: advnn__conv_planar_tile(3, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            case 4: advnn__conv_planar_tile(4, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            case 5: advnn__conv_planar_tile(5, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            default: advnn__conv_planar_tile(6, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
+            }
+            for (int h = 0; h < 2; h++) {   /* u[i][f0 + j] = t[j][i] (j >= nf: overwritten by the next group, or unused) */
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) r[j] = _mm256_load_ps(t + 16 * j + 8 * h);
+                advnn__tr8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(u + 16 * (8 * h + i) + f0, r[i]);
+            }
+        }
+        /* to NHWC, the padding columns dropped; ReLU as the GEMM's epilogue does it */
+        advnn__idx oy = q0 / Wp, ox = q0 - oy * Wp;
+        for (int i = 0; i < 16 && q0 + i < nq; i++) {
+            if (ox < Wo) {
+                const advnn__idx o = (oy * Wo + ox) * F;
+                const float *ui = u + 16 * i;
+                if (F >= 8) {   /* two overlapping vectors */
+                    __m256 v0 = _mm256_load_ps(ui), v1 = _mm256_loadu_ps(ui + F - 8);
+                    if (!relu || y != z) { _mm256_storeu_ps(z + o, v0); _mm256_storeu_ps(z + o + F - 8, v1); }
+                    if (relu) {
+                        _mm256_storeu_ps(y + o, _mm256_max_ps(v0, zero));
+                        _mm256_storeu_ps(y + o + F - 8, _mm256_max_ps(v1, zero));
+                    }
+                } else {
+                    ADVNN__ALIGN64 float m[8];
+                    if (!relu || y != z) advnn__copy_lt8(F, ui, z + o);
+                    if (relu) {
+                        _mm256_store_ps(m, _mm256_max_ps(_mm256_load_ps(ui), zero));
+                        advnn__copy_lt8(F, m, y + o);
+                    }
+                }
+            }
+            if (++ox == Wp) { ox = 0; oy++; }
+        }
+    }
+}
+
 /* C = A^T B + beta C for a narrow C (5 <= M rows, 2 <= N <= 12 columns) and a long K: the weight
  * gradient of a convolution with few filters, cols^T dz (M = KH*KW*C, N = filters, K = positions).
  * The blocked path puts N on the vector lanes, so 5 or 10 filters fill 5 or 10 of 16 and each
@@ -3824,8 +3967,10 @@ ADVNN_SIMD_DEF void advnn_lstm_seq_fwd(int n, int T, int F, int H, const float *
 
 ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F) {
     size_t Hp = (size_t)(Ho - 1) * SH + KH, Wp = (size_t)(Wo - 1) * SW + KW;
+    size_t nhwc, planar = (size_t)C * (Hp * Wp + 16);   /* advnn__conv_implicit_v, advnn__conv_planar_v */
     if (C < 1 || KH < 1 || KW < 1 || SH < 1 || SW < 1 || Ho < 1 || Wo < 1 || F < 1) return 0;
-    return ((Hp * Wp * C + 7) & ~(size_t)7) + (size_t)KH * KW * C * 16 * (size_t)((F + 15) / 16);
+    nhwc = ((Hp * Wp * C + 7) & ~(size_t)7) + (size_t)KH * KW * C * 16 * (size_t)((F + 15) / 16);
+    return nhwc > planar ? nhwc : planar;
 }
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
@@ -3834,7 +3979,9 @@ ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int 
     if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
         (int64_t)Ho * Wo >= 2 && F >= 2 && (int64_t)KH * KW * C <= ADVNN__KC) {
         if (!relu) y = z;
-        advnn__conv_implicit_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
+        if (SH == 1 && SW == 1 && F <= ADVNN__CONV_PLANAR_MAX_F)
+            advnn__conv_planar_v(H, W, C, KH, KW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
+        else advnn__conv_implicit_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
         return 1;
     }
 #else

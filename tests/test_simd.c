@@ -1120,6 +1120,12 @@ static void test_conv_implicit(void) {
     static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 10}, {40, 10, 1}};
     for (int i = 0; i < 7; i++)
         for (int v = 0; v < 4; v++) ran += check_conv_implicit(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2] + v % 2, v);
+    /* rows of >= 8 pixels at 3, 9 and 13 channels (the planar copy's 8 x 8 blocks, overlapping above 8) */
+    for (int v = 0; v < 4; v++) {
+        ran += check_conv_implicit(5, 17, 3, 3, 3, 1, 1, v % 3, 7, v);
+        ran += check_conv_implicit(6, 19, 9, 3, 3, 1, 1, v % 3, 12, v);
+        ran += check_conv_implicit(4, 23, 13, 3, 3, 1, 1, v % 3, 9 + v, v);
+    }
     ran += check_conv_implicit(9, 11, 64, 2, 2, 1, 1, 1, 12, 1);
     check_conv_implicit(9, 11, 29, 3, 3, 1, 1, 1, 12, 0);
     if (ADVNN__VEC_LIVE()) CHECK(ran > 100, "conv_implicit: only %d of the shapes took the implicit path", ran);
