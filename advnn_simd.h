@@ -2181,8 +2181,32 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
         for (int iw0 = 0, blk; iw0 < W; iw0 += blk) {
             blk = W - iw0 < bp ? W - iw0 : bp;
             for (int iw = iw0; iw < iw0 + blk; iw++) {
-                int ow0, ow1;
+                int ow0, ow1, e0, e1;
                 advnn__taps_of(iw, PL, KW, SW, Wo, &ow0, &ow1);
+                if (SW == 1 && iw + 3 < iw0 + blk) {
+                    advnn__taps_of(iw + 3, PL, KW, SW, Wo, &e0, &e1);
+                    if (e0 == ow0 + 3 && e1 == ow1 + 3) {
+                        /* four pixels with the same taps, each one's cols rows later (away from the
+                         * edges): four chains of adds in flight instead of one, each in its order */
+                        const advnn__idx L = ldcols;
+                        advnn__v a0 = advnn__vld_n(drow + (advnn__idx)iw * C, C), a1 = advnn__vld_n(drow + (advnn__idx)(iw + 1) * C, C);
+                        advnn__v a2 = advnn__vld_n(drow + (advnn__idx)(iw + 2) * C, C), a3 = advnn__vld_n(drow + (advnn__idx)(iw + 3) * C, C);
+                        for (int oh = oh0; oh <= oh1; oh++) {
+                            const float *src = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)(ih + PT - oh * SH) * KW * C;
+                            for (int ow = ow0; ow <= ow1; ow++) {
+                                const float *q = src + (advnn__idx)ow * ldcols + (advnn__idx)(iw + PL - ow) * C;
+                                a0 = advnn__vadd(a0, advnn__vld_n(q, C));
+                                a1 = advnn__vadd(a1, advnn__vld_n(q + L, C));
+                                a2 = advnn__vadd(a2, advnn__vld_n(q + 2 * L, C));
+                                a3 = advnn__vadd(a3, advnn__vld_n(q + 3 * L, C));
+                            }
+                        }
+                        float *bq = buf + (advnn__idx)(iw - iw0) * C;
+                        advnn__vst(bq, a0); advnn__vst(bq + C, a1); advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 3 * C, a3);
+                        iw += 3;
+                        continue;
+                    }
+                }
                 advnn__v acc = advnn__vld_n(drow + (advnn__idx)iw * C, C);
                 for (int oh = oh0; oh <= oh1; oh++) {
                     const float *src = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)(ih + PT - oh * SH) * KW * C;
