@@ -2162,17 +2162,23 @@ ADVNN__VFN void advnn__taps_of(int i, int P, int K, int S, int No, int *lo, int 
     *lo = u <= 0 ? 0 : (u + S - 1) / S;
     *hi = t < 0 ? -1 : t / S < No - 1 ? t / S : No - 1;
 }
-/* col2im for 1 < C < VL channels as a gather: each dx element adds its contributions in the scatter's
- * order (output pixels ascending), so the sums are the same bits, but with one partial vector per
- * pixel instead of the scatter's partial runs, which overlap the neighbouring pixel's (store
- * forwarding stalls): 40x40x5 19 -> 10-12 us. A block of pixels is gathered into buf with whole-vector
- * stores (each overhang is rewritten by the next pixel) and copied to dx in one run. At 1 or >= VL
- * channels the scatter below was faster. */
+/* col2im for 1 < C < 2 VL channels as a gather: each dx element adds its contributions in the
+ * scatter's order (output pixels ascending), so the sums are the same bits, but with one or two
+ * vectors per pixel (lanes [0, VL) and [VL, C)) instead of the scatter's partial runs, which overlap
+ * the neighbouring pixel's (store forwarding stalls): 40x40x5 19 -> 10-12 us. Away from the edges
+ * four neighbouring pixels have the same taps (their cols rows one apart): their chains of adds run
+ * interleaved, each in its order. A block of pixels is gathered into buf with whole-vector stores
+ * (each overhang is rewritten by the next pixel) and copied to dx in one run. At 1 channel, and from
+ * 2 VL, the scatter below. */
 ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *cols, int ldcols, float *dx) {
     enum { BUF = 1024 };
-    ADVNN__ALIGN64 float buf[BUF + ADVNN__VL];
-    const int bp = BUF / C; /* pixels per block */
+    ADVNN__ALIGN64 float buf[BUF + 2 * ADVNN__VL];
+    const int bp = BUF / C, cl = C < ADVNN__VL ? C : ADVNN__VL, ch = C - cl; /* pixels per block; lanes */
+    const advnn__idx L = ldcols;
+    const advnn__v z = advnn__vset(0.0f);
+#define ADVNN__GLO(p) (cl == ADVNN__VL ? advnn__vld(p) : advnn__vld_n((p), cl))
+#define ADVNN__GHI(p) (ch ? advnn__vld_n((p) + ADVNN__VL, ch) : z)
     for (int ih = 0; ih < H; ih++) {
         int oh0, oh1;
         advnn__taps_of(ih, PT, KH, SH, Ho, &oh0, &oh1);
@@ -2182,49 +2188,64 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
             blk = W - iw0 < bp ? W - iw0 : bp;
             for (int iw = iw0; iw < iw0 + blk; iw++) {
                 int ow0, ow1, e0, e1;
+                const float *d = drow + (advnn__idx)iw * C;
+                float *bq = buf + (advnn__idx)(iw - iw0) * C;
                 advnn__taps_of(iw, PL, KW, SW, Wo, &ow0, &ow1);
                 if (SW == 1 && iw + 3 < iw0 + blk) {
                     advnn__taps_of(iw + 3, PL, KW, SW, Wo, &e0, &e1);
-                    if (e0 == ow0 + 3 && e1 == ow1 + 3) {
-                        /* four pixels with the same taps, each one's cols rows later (away from the
-                         * edges): four chains of adds in flight instead of one, each in its order */
-                        const advnn__idx L = ldcols;
-                        advnn__v a0 = advnn__vld_n(drow + (advnn__idx)iw * C, C), a1 = advnn__vld_n(drow + (advnn__idx)(iw + 1) * C, C);
-                        advnn__v a2 = advnn__vld_n(drow + (advnn__idx)(iw + 2) * C, C), a3 = advnn__vld_n(drow + (advnn__idx)(iw + 3) * C, C);
+                    if (e0 == ow0 + 3 && e1 == ow1 + 3) { /* four pixels */
+                        advnn__v a0 = ADVNN__GLO(d), a1 = ADVNN__GLO(d + C), a2 = ADVNN__GLO(d + 2 * C), a3 = ADVNN__GLO(d + 3 * C);
+                        advnn__v b0 = ADVNN__GHI(d), b1 = ADVNN__GHI(d + C), b2 = ADVNN__GHI(d + 2 * C), b3 = ADVNN__GHI(d + 3 * C);
                         for (int oh = oh0; oh <= oh1; oh++) {
-                            const float *src = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)(ih + PT - oh * SH) * KW * C;
+                            const float *src = cols + (advnn__idx)oh * Wo * L + (advnn__idx)(ih + PT - oh * SH) * KW * C;
                             for (int ow = ow0; ow <= ow1; ow++) {
-                                const float *q = src + (advnn__idx)ow * ldcols + (advnn__idx)(iw + PL - ow) * C;
-                                a0 = advnn__vadd(a0, advnn__vld_n(q, C));
-                                a1 = advnn__vadd(a1, advnn__vld_n(q + L, C));
-                                a2 = advnn__vadd(a2, advnn__vld_n(q + 2 * L, C));
-                                a3 = advnn__vadd(a3, advnn__vld_n(q + 3 * L, C));
+                                const float *q = src + (advnn__idx)ow * L + (advnn__idx)(iw + PL - ow) * C;
+                                a0 = advnn__vadd(a0, ADVNN__GLO(q));
+                                a1 = advnn__vadd(a1, ADVNN__GLO(q + L));
+                                a2 = advnn__vadd(a2, ADVNN__GLO(q + 2 * L));
+                                a3 = advnn__vadd(a3, ADVNN__GLO(q + 3 * L));
+                                if (ch) {
+                                    b0 = advnn__vadd(b0, ADVNN__GHI(q));
+                                    b1 = advnn__vadd(b1, ADVNN__GHI(q + L));
+                                    b2 = advnn__vadd(b2, ADVNN__GHI(q + 2 * L));
+                                    b3 = advnn__vadd(b3, ADVNN__GHI(q + 3 * L));
+                                }
                             }
                         }
-                        float *bq = buf + (advnn__idx)(iw - iw0) * C;
-                        advnn__vst(bq, a0); advnn__vst(bq + C, a1); advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 3 * C, a3);
+                        if (ch) {
+                            advnn__vst(bq, a0); advnn__vst(bq + ADVNN__VL, b0);
+                            advnn__vst(bq + C, a1); advnn__vst(bq + C + ADVNN__VL, b1);
+                            advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 2 * C + ADVNN__VL, b2);
+                            advnn__vst(bq + 3 * C, a3); advnn__vst(bq + 3 * C + ADVNN__VL, b3);
+                        } else {
+                            advnn__vst(bq, a0); advnn__vst(bq + C, a1); advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 3 * C, a3);
+                        }
                         iw += 3;
                         continue;
                     }
                 }
-                advnn__v acc = advnn__vld_n(drow + (advnn__idx)iw * C, C);
+                advnn__v acc = ADVNN__GLO(d), acc2 = ADVNN__GHI(d);
                 for (int oh = oh0; oh <= oh1; oh++) {
-                    const float *src = cols + (advnn__idx)oh * Wo * ldcols + (advnn__idx)(ih + PT - oh * SH) * KW * C;
+                    const float *src = cols + (advnn__idx)oh * Wo * L + (advnn__idx)(ih + PT - oh * SH) * KW * C;
                     for (int ow = ow0; ow <= ow1; ow++) {
-                        const float *q = src + (advnn__idx)ow * ldcols + (advnn__idx)(iw + PL - ow * SW) * C;
-                        acc = advnn__vadd(acc, advnn__vld_n(q, C));
+                        const float *q = src + (advnn__idx)ow * L + (advnn__idx)(iw + PL - ow * SW) * C;
+                        acc = advnn__vadd(acc, ADVNN__GLO(q));
+                        if (ch) acc2 = advnn__vadd(acc2, ADVNN__GHI(q));
                     }
                 }
-                advnn__vst(buf + (advnn__idx)(iw - iw0) * C, acc);
+                advnn__vst(bq, acc);
+                if (ch) advnn__vst(bq + ADVNN__VL, acc2);
             }
             advnn__copy_run(blk * C, buf, drow + (advnn__idx)iw0 * C);
         }
     }
+#undef ADVNN__GLO
+#undef ADVNN__GHI
 }
 ADVNN__VKFN void advnn__col2im_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho, int Wo,
                                  const float *cols, int ldcols, float *dx) {
     if (C <= 0) return;
-    if (C > 1 && C < ADVNN__VL) {
+    if (C > 1 && C < 2 * ADVNN__VL) {
         advnn__col2im_gather_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, cols, ldcols, dx);
         return;
     }

@@ -1145,6 +1145,10 @@ static void test_im2col_col2im(void) {
     /* rows wider than col2im's gather block (1024 floats: 204 pixels of 5 channels) */
     check_conv(3, 450, 5, 3, 3, 1, 1, 1, 0);
     check_conv(2, 300, 3, 3, 3, 2, 1, 2, 3);
+    /* col2im's gather at 8 to 15 channels (a whole vector and a partial one), rows of 4-pixel groups */
+    check_conv(3, 60, 10, 3, 3, 1, 1, 1, 0);
+    check_conv(4, 33, 8, 3, 3, 1, 1, 1, 3);
+    check_conv(5, 21, 15, 3, 2, 1, 1, 2, 0);
     /* a strided Keras "same" with an even kernel: 7 wide, k 2, s 2: Wo 4, pad 1 after */
     check_conv(7, 7, 3, 2, 2, 2, 2, 1, 1);
     /* padding wider than the kernel: rows and columns of windows entirely outside the image */
