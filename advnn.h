@@ -2895,7 +2895,9 @@ static int64_t advnn__user_row(const advnn_ws *ws, int node, int i, const char *
 /* Convolution geometry of node n: input H x W x C, output Ho x Wo x F, im2col row length KKC; the
  * backward's cols and dcols rows are ldk apart, whole 32-byte vectors from 32 taps on (the weight
  * gradient's kernel loads 8 taps of a row at a time: W3's 90-tap rows 64 -> 81 GFLOP/s). */
-typedef struct { int H, W, C, Ho, Wo, F, KH, KW, SH, SW, PT, PL, KKC, ldk, in_size, pointwise, chunk, fchunk; } advnn__cgeom;
+typedef struct {
+    int H, W, C, Ho, Wo, F, KH, KW, SH, SW, PT, PL, KKC, ldk, in_size, pointwise, chunk, fchunk;
+} advnn__cgeom;
 /* im2col per chunk of samples. The backward's chunk (4 MiB) fixes the K blocks of the weight
  * gradient's sums, so it stays; the forward computes each output row alone, so its chunk is the one
  * that keeps the columns in L2 for the GEMM (512 KiB: W3's forward convolutions 8% faster). */
@@ -3562,7 +3564,8 @@ static int advnn__conv_implicit_chunk(advnn_ws *ws, const advnn__node *n, int id
                                  x + (size_t)(s0 + j) * c->in_size, c->F, advnn__P(ws, n, 0), advnn__P(ws, n, 1),
                                  act == ADVNN_ACT_RELU, z + j * P * c->F, y + j * P * c->F, ws->scratch))
             return 0;
-    if (act != ADVNN_ACT_LINEAR && act != ADVNN_ACT_RELU) advnn__act_rows((advnn_act)act, s * (int)P, c->F, z, y, n->fp[0], NULL);
+    if (act != ADVNN_ACT_LINEAR && act != ADVNN_ACT_RELU)
+        advnn__act_rows((advnn_act)act, s * (int)P, c->F, z, y, n->fp[0], NULL);
     return 1;
 }
 
@@ -3953,8 +3956,8 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
         if (!dx) continue;
         advnn_sgemm(0, 1, s * P, c.KKC, c.F, 1.0f, dzc, c.F, w, c.F, 0.0f, dcols, c.ldk, ws->gemm);
         for (j = 0; j < s; j++)
-            advnn_col2im(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dcols + (size_t)j * P * c.ldk, c.ldk,
-                         dx + (size_t)(s0 + j) * c.in_size);
+            advnn_col2im(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dcols + (size_t)j * P * c.ldk,
+                         c.ldk, dx + (size_t)(s0 + j) * c.in_size);
     }
 }
 

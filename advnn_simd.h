@@ -219,7 +219,7 @@ ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, in
  *   advnn_sgemm_bias_relu(Ho*Wo, F, KKC, cols, KKC, kernel, F, bias, relu, z, F, y, F, work)
  * gives for cols from advnn_im2col on the same arguments (KKC = KH*KW*C; kernel KKC x F). Each output
  * position reads its KH runs of KW*C taps in a zero-padded copy of the image instead of a row of cols,
- * which costs KH*KW copies of the input (W3's 3x3 convolutions: 9). work: advnn_conv_implicit_floats
+ * (cols holds KH*KW copies of the input: 9 for a 3x3 kernel). work: advnn_conv_implicit_floats
  * floats (any alignment). Returns 0, having written nothing, where it does not apply: without the AVX2
  * kernels (AVX2 absent or ADVNN_FORCE_SCALAR), KKC > 256 (the GEMM then sums in blocks of K), F < 2 or
  * Ho*Wo < 2 (matrix-vector paths, which sum in another order). */
@@ -2194,8 +2194,9 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
                 if (SW == 1 && iw + 3 < iw0 + blk) {
                     advnn__taps_of(iw + 3, PL, KW, SW, Wo, &e0, &e1);
                     if (e0 == ow0 + 3 && e1 == ow1 + 3) { /* four pixels */
-                        advnn__v a0 = ADVNN__GLO(d), a1 = ADVNN__GLO(d + C), a2 = ADVNN__GLO(d + 2 * C), a3 = ADVNN__GLO(d + 3 * C);
-                        advnn__v b0 = ADVNN__GHI(d), b1 = ADVNN__GHI(d + C), b2 = ADVNN__GHI(d + 2 * C), b3 = ADVNN__GHI(d + 3 * C);
+                        advnn__v a0 = ADVNN__GLO(d), a1 = ADVNN__GLO(d + C), a2 = ADVNN__GLO(d + 2 * C);
+                        advnn__v a3 = ADVNN__GLO(d + 3 * C), b0 = ADVNN__GHI(d), b1 = ADVNN__GHI(d + C);
+                        advnn__v b2 = ADVNN__GHI(d + 2 * C), b3 = ADVNN__GHI(d + 3 * C);
                         for (int oh = oh0; oh <= oh1; oh++) {
                             const float *src = cols + (advnn__idx)oh * Wo * L + (advnn__idx)(ih + PT - oh * SH) * KW * C;
                             for (int ow = ow0; ow <= ow1; ow++) {
@@ -2218,7 +2219,8 @@ ADVNN__VFN void advnn__col2im_gather_v(int H, int W, int C, int KH, int KW, int 
                             advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 2 * C + ADVNN__VL, b2);
                             advnn__vst(bq + 3 * C, a3); advnn__vst(bq + 3 * C + ADVNN__VL, b3);
                         } else {
-                            advnn__vst(bq, a0); advnn__vst(bq + C, a1); advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 3 * C, a3);
+                            advnn__vst(bq, a0); advnn__vst(bq + C, a1);
+                            advnn__vst(bq + 2 * C, a2); advnn__vst(bq + 3 * C, a3);
                         }
                         iw += 3;
                         continue;
@@ -2491,8 +2493,8 @@ ADVNN__VFN advnn__lstm_bv advnn__lstm_bwd_math(advnn__v i, advnn__v f, advnn__v 
 #define ADVNN__STR(p, v) (r == ADVNN__VL ? advnn__vst((p), (v)) : advnn__vst_n((p), (v), r))
 ADVNN__VFN void advnn__lstm_fwd_v(float *zi, float *zf, float *zg, float *zo, const float *cp, float *cc, float *hh,
                                   int active, int r) {
-    advnn__lstm_fv v = advnn__lstm_fwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo), ADVNN__LDR(cp),
-                                            active);
+    advnn__lstm_fv v =
+        advnn__lstm_fwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo), ADVNN__LDR(cp), active);
     ADVNN__STR(zi, v.i);
     ADVNN__STR(zf, v.f);
     ADVNN__STR(zg, v.g);
@@ -2507,8 +2509,9 @@ ADVNN__VFN void advnn__lstm_fwd_v(float *zi, float *zf, float *zg, float *zo, co
 ADVNN__VFN void advnn__lstm_bwd_v(const float *zi, const float *zf, const float *zg, const float *zo, const float *cp,
                                   const float *cc, const float *dh, const float *dc, float *di, float *df, float *dg,
                                   float *dO, float *dcp, float *dhp, int r) {
-    advnn__lstm_bv v = advnn__lstm_bwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo), ADVNN__LDR(cp),
-                                            ADVNN__LDR(cc), ADVNN__LDR(dh), dc ? ADVNN__LDR(dc) : advnn__vset(0.0f));
+    advnn__lstm_bv v = advnn__lstm_bwd_math(ADVNN__LDR(zi), ADVNN__LDR(zf), ADVNN__LDR(zg), ADVNN__LDR(zo),
+                                            ADVNN__LDR(cp), ADVNN__LDR(cc), ADVNN__LDR(dh),
+                                            dc ? ADVNN__LDR(dc) : advnn__vset(0.0f));
     ADVNN__STR(di, v.di);
     ADVNN__STR(df, v.df);
     ADVNN__STR(dg, v.dg);
@@ -2573,8 +2576,8 @@ ADVNN__VFN void advnn__tail_st(float *p, const int *rows, advnn__idx ld, int w, 
 ADVNN__VFN void advnn__lstm_fwd_tails(const int *rows, int w, advnn__idx H, float *z, advnn__idx ldz, const float *cp,
                                       float *c, float *h, advnn__idx ldc, advnn__idx ldh) {
     advnn__lstm_fv v = advnn__lstm_fwd_math(advnn__tail_ld(z, rows, ldz, w), advnn__tail_ld(z + H, rows, ldz, w),
-                                            advnn__tail_ld(z + 2 * H, rows, ldz, w), advnn__tail_ld(z + 3 * H, rows, ldz, w),
-                                            advnn__tail_ld(cp, rows, ldc, w), 1);
+                                            advnn__tail_ld(z + 2 * H, rows, ldz, w),
+                                            advnn__tail_ld(z + 3 * H, rows, ldz, w), advnn__tail_ld(cp, rows, ldc, w), 1);
     advnn__tail_st(z, rows, ldz, w, v.i);
     advnn__tail_st(z + H, rows, ldz, w, v.f);
     advnn__tail_st(z + 2 * H, rows, ldz, w, v.g);
@@ -2587,7 +2590,8 @@ ADVNN__VFN void advnn__lstm_bwd_tails(const int *rows, int w, advnn__idx H, cons
                                       const float *cp, const float *cc, const float *dh, const float *dc, float *dz,
                                       float *dcp, float *dhp, advnn__idx ldc, advnn__idx ldh) {
     advnn__lstm_bv v = advnn__lstm_bwd_math(advnn__tail_ld(z, rows, ldz, w), advnn__tail_ld(z + H, rows, ldz, w),
-                                            advnn__tail_ld(z + 2 * H, rows, ldz, w), advnn__tail_ld(z + 3 * H, rows, ldz, w),
+                                            advnn__tail_ld(z + 2 * H, rows, ldz, w),
+                                            advnn__tail_ld(z + 3 * H, rows, ldz, w),
                                             advnn__tail_ld(cp, rows, ldc, w), advnn__tail_ld(cc, rows, ldc, w),
                                             advnn__tail_ld(dh, rows, ldh, w),
                                             dc ? advnn__tail_ld(dc, rows, ldc, w) : advnn__vset(0.0f));
@@ -3275,7 +3279,7 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
             case 5: advnn__conv_planar_tile(5, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
             default: advnn__conv_planar_tile(6, work + q0, plane, C, KH, KW, Wp, wk, F, bs, t); break;
             }
-            for (int h = 0; h < 2; h++) {   /* u[i][f0 + j] = t[j][i] (j >= nf: overwritten by the next group, or unused) */
+            for (int h = 0; h < 2; h++) { /* u[i][f0 + j] = t[j][i] (j >= nf: overwritten by the next group, or unused) */
                 __m256 r[8];
                 for (int j = 0; j < 8; j++) r[j] = _mm256_load_ps(t + 16 * j + 8 * h);
                 advnn__tr8(r);

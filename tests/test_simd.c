@@ -1092,7 +1092,8 @@ static int check_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int 
     const int live = conv_implicit_live() && F >= 2 && K <= 256 && P >= 2;
     size_t nx = (size_t)H * W * C, nw = advnn_conv_implicit_floats(C, KH, KW, SH, SW, Ho, Wo, F);
     float *x = falloc(nx), *cols = falloc((size_t)P * K), *kern = falloc((size_t)K * F), *bias = falloc((size_t)F);
-    float *z1 = falloc((size_t)P * F), *y1 = falloc((size_t)P * F), *z2 = falloc((size_t)P * F), *y2 = falloc((size_t)P * F);
+    float *z1 = falloc((size_t)P * F), *y1 = falloc((size_t)P * F);
+    float *z2 = falloc((size_t)P * F), *y2 = falloc((size_t)P * F);
     float *work = falloc(nw);
     fill_rand(x, nx, 1.0f);
     for (size_t i = 0; i < nx; i += 7) x[i] = 0.0f;   /* exact zeros among the taps, as after a ReLU */
@@ -1125,9 +1126,11 @@ static void test_conv_implicit(void) {
                                                    FS[cnt % 8], cnt % 4);
                     }
     /* W3's layers (40x40 and 20x20, "same"), with every filter count; KKC 256 and 261 */
-    static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 10}, {40, 10, 1}};
+    static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5},
+                                {20, 1, 5},  {40, 5, 10},  {40, 10, 1}};
     for (int i = 0; i < 7; i++)
-        for (int v = 0; v < 4; v++) ran += check_conv_implicit(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2] + v % 2, v);
+        for (int v = 0; v < 4; v++)
+            ran += check_conv_implicit(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2] + v % 2, v);
     /* rows of >= 8 pixels at 3, 9 and 13 channels (the planar copy's 8 x 8 blocks, overlapping above 8) */
     for (int v = 0; v < 4; v++) {
         ran += check_conv_implicit(5, 17, 3, 3, 3, 1, 1, v % 3, 7, v);
