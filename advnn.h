@@ -3954,10 +3954,11 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
             advnn_sgemm(1, 0, c.KKC, c.F, s * P, 1.0f, cols, c.ldk, dzc, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
         }
         if (!dx) continue;
-        advnn_sgemm(0, 1, s * P, c.KKC, c.F, 1.0f, dzc, c.F, w, c.F, 0.0f, dcols, c.ldk, ws->gemm);
-        for (j = 0; j < s; j++)
-            advnn_col2im(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dcols + (size_t)j * P * c.ldk,
-                         c.ldk, dx + (size_t)(s0 + j) * c.in_size);
+        for (j = 0; j < s; j++) {   /* image by image, so that col2im reads dcols from L2 (same sums: K = F) */
+            advnn_sgemm(0, 1, P, c.KKC, c.F, 1.0f, dzc + (size_t)j * P * c.F, c.F, w, c.F, 0.0f, dcols, c.ldk, ws->gemm);
+            advnn_col2im(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dcols, c.ldk,
+                         dx + (size_t)(s0 + j) * c.in_size);
+        }
     }
 }
 
