@@ -2929,7 +2929,9 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
         int s = c.chunk < batch ? c.chunk : batch;
         size_t t = c.pointwise ? 0 : 2 * advnn__round((size_t)s * c.Ho * c.Wo * c.ldk);
         size_t ti = c.pointwise ? 0 : advnn_conv_implicit_floats(c.C, c.KH, c.KW, c.SH, c.SW, c.Ho, c.Wo, c.F);
-        return ti > t ? ti : t;   /* (advnn__conv_implicit_chunk) */
+        size_t tw = c.pointwise ? 0 : advnn_conv_wgrad_floats(c.C, c.KH, c.KW, c.SH, c.SW, c.Ho, c.Wo);
+        t = ti > t ? ti : t;   /* (advnn__conv_implicit_chunk) */
+        return tw > t ? tw : t;   /* (advnn__conv_bwd) */
     }
     if (n->kind == ADVNN__LSTM) {
         size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
@@ -3949,7 +3951,8 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
         float *cols = ws->scratch, *dcols = ws->scratch + advnn__round((size_t)ce * P * c.ldk);
         const float *dzc = dz + (size_t)s0 * P * c.F;
         s = nb - s0 < c.chunk ? nb - s0 : c.chunk;
-        if (on) {
+        if (on && !advnn_conv_wgrad(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo,
+                                    x + (size_t)s0 * c.in_size, s, dzc, c.F, advnn__G(ws, n, 0), cols)) {
             advnn__im2col_chunk(&c, x, s0, s, cols, c.ldk);
             advnn_sgemm(1, 0, c.KKC, c.F, s * P, 1.0f, cols, c.ldk, dzc, c.F, 1.0f, advnn__G(ws, n, 0), c.F, ws->gemm);
         }

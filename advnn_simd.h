@@ -227,6 +227,17 @@ ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, 
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
                                        float *z, float *y, float *work);
+/* A convolution's weight gradient over n images without their cols matrix: dW (KKC x F, rows F apart)
+ * += cols^T dz, bit for bit advnn_im2col of image j (x + j*H*W*C) into rows j*Ho*Wo.. of cols, then
+ *   advnn_sgemm(1, 0, KKC, F, n*Ho*Wo, 1, cols, ld, dz, F, 1, dW, F, work)
+ * (that GEMM's sums: blocks of 256 rows of cols from the first, each summed in order from zero and
+ * added to dW). The taps are read in zero-padded copies of the images instead (cols holds KH*KW copies
+ * of the input: W3's 40x40x10 layers wrote and read 4 MiB of it per 7 images). work:
+ * advnn_conv_wgrad_floats floats. Returns 0, having written nothing, where it does not apply: without
+ * the AVX2 kernels, F outside 2..12, KKC < 5 or > 800 (the GEMM's other paths). */
+ADVNN_SIMD_DEF size_t advnn_conv_wgrad_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo);
+ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                    int Wo, const float *x, int n, const float *dz, int F, float *dW, float *work);
 /* The adjoint of im2col: dx(ih, iw, c) += cols[row, col] for every in-range tap (out-of-range taps are
  * dropped); dx accumulates. Each dx element receives its terms in increasing (row, kh, kw) order. */
 ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
@@ -3321,28 +3332,32 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
  * blocked path's sum bit for bit: the same K blocks of ADVNN__KC rows, each summed in order from
  * zero by FMAs, then added to C as there (alpha == 1 only). W3's backward, K blocks of 4 MiB:
  * 40x40x5 -> 5 filters 27 -> 11 us per image, all nine convolutions 164 -> 123 us. */
-ADVNN__INLINE ADVNN__AVX2_FN void advnn__tn_block(int MV, int NJ, int masked, int kc, const float *a, advnn__idx lda,
-                                                 const float *b, advnn__idx ldb, __m256i ml, float *t) {
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__tn_block(int MV, int NJ, int masked, int nrun, const float *const *ar,
+                                                 const int *len, advnn__idx aoff, advnn__idx lda, const float *b,
+                                                 advnn__idx ldb, __m256i ml, float *t) {
     const __m256 z = _mm256_setzero_ps();
     __m256 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z, c32 = z;
-    for (int p = 0; p < kc; p++, a += lda, b += ldb) {
-        /* (MV, NJ and masked are constants in every call: the unused lanes and columns compile away) */
+    for (int r = 0; r < nrun; r++) {   /* the block's rows: len[r] rows lda apart from ar[r] + aoff, in turn */
+        const float *a = ar[r] + aoff;
+        for (int p = 0; p < len[r]; p++, a += lda, b += ldb) {
+            /* (MV, NJ and masked are constants in every call: the unused lanes and columns compile away) */
 #define ADVNN__LDV(V) (MV > (V) ? (masked && MV == (V) + 1 ? _mm256_maskload_ps(a + 8 * (V), ml) \
                                                           : _mm256_loadu_ps(a + 8 * (V))) : z)
-        __m256 a0 = ADVNN__LDV(0), a1 = ADVNN__LDV(1), a2 = ADVNN__LDV(2), a3 = ADVNN__LDV(3), bv;
+            __m256 a0 = ADVNN__LDV(0), a1 = ADVNN__LDV(1), a2 = ADVNN__LDV(2), a3 = ADVNN__LDV(3), bv;
 #undef ADVNN__LDV
 #define ADVNN__COL(J, X0, X1, X2, X3)                                                                  \
-        if (NJ > (J)) {                                                                            \
-            bv = _mm256_broadcast_ss(b + (J));                                                     \
-            X0 = _mm256_fmadd_ps(a0, bv, X0);                                                      \
-            if (MV > 1) X1 = _mm256_fmadd_ps(a1, bv, X1);                                          \
-            if (MV > 2) X2 = _mm256_fmadd_ps(a2, bv, X2);                                          \
-            if (MV > 3) X3 = _mm256_fmadd_ps(a3, bv, X3);                                          \
-        }
-        ADVNN__COL(0, c00, c10, c20, c30)
-        ADVNN__COL(1, c01, c11, c21, c31)
-        ADVNN__COL(2, c02, c12, c22, c32)
+            if (NJ > (J)) {                                                                        \
+                bv = _mm256_broadcast_ss(b + (J));                                                 \
+                X0 = _mm256_fmadd_ps(a0, bv, X0);                                                  \
+                if (MV > 1) X1 = _mm256_fmadd_ps(a1, bv, X1);                                      \
+                if (MV > 2) X2 = _mm256_fmadd_ps(a2, bv, X2);                                      \
+                if (MV > 3) X3 = _mm256_fmadd_ps(a3, bv, X3);                                      \
+            }
+            ADVNN__COL(0, c00, c10, c20, c30)
+            ADVNN__COL(1, c01, c11, c21, c31)
+            ADVNN__COL(2, c02, c12, c22, c32)
 #undef ADVNN__COL
+        }
     }
     _mm256_store_ps(t, c00); _mm256_store_ps(t + 8, c10); _mm256_store_ps(t + 16, c20); _mm256_store_ps(t + 24, c30);
     if (NJ > 1) {
@@ -3354,44 +3369,52 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__tn_block(int MV, int NJ, int masked, in
         _mm256_store_ps(t + 80, c22); _mm256_store_ps(t + 88, c32);
     }
 }
-ADVNN__AVX2_FN static void advnn__sgemm_tn_narrow(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                                                 float beta, float *C, int ldc) {
+/* One K block: C (M x N) = block sum + bt C, the block's rows of A given as runs (advnn__tn_block) with
+ * A's M columns from aoff on; B's rows b, b + ldb, ... */
+ADVNN__AVX2_FN static void advnn__tn_panel(int M, int N, int nrun, const float *const *ar, const int *len,
+                                          advnn__idx aoff, advnn__idx lda, const float *B, int ldb, float bt, float *C,
+                                          int ldc) {
     ADVNN__ALIGN64 float t[96];   /* one block, column-major: t[j * 32 + i] */
     const int nv = (M + 7) / 8, rem = M - 8 * (nv - 1);
     const __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int v0 = 0; v0 < nv; v0 += 4) {
+        const int mv = nv - v0 < 4 ? nv - v0 : 4, masked = v0 + mv == nv && rem < 8;
+        const int mi = M - 8 * v0 < 32 ? M - 8 * v0 : 32;
+        const advnn__idx ao = aoff + 8 * v0;
+        for (int j0 = 0; j0 < N; j0 += 3) {
+            const int nj = N - j0 < 3 ? N - j0 : 3;
+            const float *bp = B + j0;
+#define ADVNN__TN(MV, NJ) (masked ? advnn__tn_block(MV, NJ, 1, nrun, ar, len, ao, lda, bp, ldb, ml, t) \
+                                  : advnn__tn_block(MV, NJ, 0, nrun, ar, len, ao, lda, bp, ldb, ml, t))
+            switch (mv * 4 + nj) {
+            case 5: ADVNN__TN(1, 1); break;
+            case 6: ADVNN__TN(1, 2); break;
+            case 7: ADVNN__TN(1, 3); break;
+            case 9: ADVNN__TN(2, 1); break;
+            case 10: ADVNN__TN(2, 2); break;
+            case 11: ADVNN__TN(2, 3); break;
+            case 13: ADVNN__TN(3, 1); break;
+            case 14: ADVNN__TN(3, 2); break;
+            case 15: ADVNN__TN(3, 3); break;
+            case 17: ADVNN__TN(4, 1); break;
+            case 18: ADVNN__TN(4, 2); break;
+            default: ADVNN__TN(4, 3); break;
+            }
+#undef ADVNN__TN
+            for (int i = 0; i < mi; i++) /* as advnn__store_edge_t with alpha 1 */
+                for (int j = 0; j < nj; j++) {
+                    float *cp = C + (advnn__idx)(8 * v0 + i) * ldc + j0 + j, v = t[j * 32 + i];
+                    *cp = bt == 0.0f ? v : v + bt * *cp;
+                }
+        }
+    }
+}
+ADVNN__AVX2_FN static void advnn__sgemm_tn_narrow(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                                 float beta, float *C, int ldc) {
     for (int pc = 0; pc < K; pc += ADVNN__KC) {
         const int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
-        const float bt = pc == 0 ? beta : 1.0f;
-        for (int v0 = 0; v0 < nv; v0 += 4) {
-            const int mv = nv - v0 < 4 ? nv - v0 : 4, masked = v0 + mv == nv && rem < 8;
-            const int mi = M - 8 * v0 < 32 ? M - 8 * v0 : 32;
-            for (int j0 = 0; j0 < N; j0 += 3) {
-                const int nj = N - j0 < 3 ? N - j0 : 3;
-                const float *ap = A + (advnn__idx)pc * lda + 8 * v0, *bp = B + (advnn__idx)pc * ldb + j0;
-#define ADVNN__TN(MV, NJ) (masked ? advnn__tn_block(MV, NJ, 1, kc, ap, lda, bp, ldb, ml, t) \
-                                  : advnn__tn_block(MV, NJ, 0, kc, ap, lda, bp, ldb, ml, t))
-                switch (mv * 4 + nj) {
-                case 5: ADVNN__TN(1, 1); break;
-                case 6: ADVNN__TN(1, 2); break;
-                case 7: ADVNN__TN(1, 3); break;
-                case 9: ADVNN__TN(2, 1); break;
-                case 10: ADVNN__TN(2, 2); break;
-                case 11: ADVNN__TN(2, 3); break;
-                case 13: ADVNN__TN(3, 1); break;
-                case 14: ADVNN__TN(3, 2); break;
-                case 15: ADVNN__TN(3, 3); break;
-                case 17: ADVNN__TN(4, 1); break;
-                case 18: ADVNN__TN(4, 2); break;
-                default: ADVNN__TN(4, 3); break;
-                }
-#undef ADVNN__TN
-                for (int i = 0; i < mi; i++) /* as advnn__store_edge_t with alpha 1 */
-                    for (int j = 0; j < nj; j++) {
-                        float *cp = C + (advnn__idx)(8 * v0 + i) * ldc + j0 + j, v = t[j * 32 + i];
-                        *cp = bt == 0.0f ? v : v + bt * *cp;
-                    }
-            }
-        }
+        const float *ap = A + (advnn__idx)pc * lda;
+        advnn__tn_panel(M, N, 1, &ap, &kc, 0, lda, B + (advnn__idx)pc * ldb, ldb, pc == 0 ? beta : 1.0f, C, ldc);
     }
 }
 #elif defined(ADVNN__NEON)
@@ -4038,6 +4061,63 @@ ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int 
     (void)x; (void)F; (void)kernel; (void)bias; (void)relu; (void)z; (void)y; (void)work;
 #endif
     return 0;
+}
+
+/* advnn_conv_wgrad reads the taps in zero-padded copies of the images (Hp x Wp x C, padded as
+ * advnn_conv_implicit pads), enough of them for one 256-row block plus one (a ring: each image is
+ * copied once). A cols row is KH runs of KW*C taps, each contiguous in the copy, and consecutive
+ * positions of an output row are SW*C floats apart there: so each kernel row kh is an M block of the
+ * narrow kernel (dW rows kh*KW*C..), its rows walked as runs, one per output row in the block. */
+ADVNN__FN int advnn__wg_ring(int64_t P) { return (int)((ADVNN__KC + P - 1) / P) + 1; }
+ADVNN_SIMD_DEF size_t advnn_conv_wgrad_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo) {
+    size_t Hp = (size_t)(Ho - 1) * SH + KH, Wp = (size_t)(Wo - 1) * SW + KW;
+    if (C < 1 || KH < 1 || KW < 1 || SH < 1 || SW < 1 || Ho < 1 || Wo < 1) return 0;
+    return (size_t)advnn__wg_ring((int64_t)Ho * Wo) * Hp * Wp * C;
+}
+ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                    int Wo, const float *x, int n, const float *dz, int F, float *dW, float *work) {
+#ifdef ADVNN__AVX2
+    const int64_t kkc = (int64_t)KH * KW * C, P = (int64_t)Ho * Wo, K = P * n;
+    const advnn__idx Hp = (advnn__idx)(Ho - 1) * SH + KH, Wp = (advnn__idx)(Wo - 1) * SW + KW, img = Hp * Wp * C;
+    const float *ar[ADVNN__KC + 1];
+    int len[ADVNN__KC + 1], ring, done = 0;   /* images [0, done) copied */
+    if (!ADVNN__VEC_LIVE() || H < 1 || W < 1 || C < 1 || KH < 1 || KW < 1 || SH < 1 || SW < 1 || Ho < 1 || Wo < 1 ||
+        n < 1 || F < 2 || F > 12 || kkc < 5 || kkc > 800 || K > 0x7fffffff)
+        return 0;
+    ring = advnn__wg_ring(P);
+    for (int64_t a = 0; a < K; a += ADVNN__KC) {
+        const int64_t b = K - a < ADVNN__KC ? K : a + ADVNN__KC;
+        int nrun = 0;
+        for (; done <= (b - 1) / P; done++) {   /* the block's images, padded */
+            float *pj = work + (size_t)(done % ring) * img;
+            const float *xj = x + (size_t)done * H * W * C;
+            const advnn__idx w0 = PL < 0 ? -PL : 0, w1 = W < Wp - PL ? W : Wp - PL;   /* input columns kept */
+            const advnn__idx c0 = w1 > w0 ? w0 + PL : Wp, c1 = w1 > w0 ? w1 + PL : Wp;   /* where they go */
+            for (advnn__idx ph = 0; ph < Hp; ph++) {   /* zeros only where no input lands */
+                float *row = pj + ph * Wp * C;
+                const advnn__idx ih = ph - PT;
+                if (ih < 0 || ih >= H || c0 == Wp) { memset(row, 0, (size_t)(Wp * C) * sizeof(float)); continue; }
+                memset(row, 0, (size_t)(c0 * C) * sizeof(float));
+                memcpy(row + c0 * C, xj + (ih * W + w0) * C, (size_t)((c1 - c0) * C) * sizeof(float));
+                memset(row + c1 * C, 0, (size_t)((Wp - c1) * C) * sizeof(float));
+            }
+        }
+        for (int64_t r = a; r < b; nrun++) {   /* runs of positions along output rows */
+            const int64_t j = r / P, q = r % P, oh = q / Wo, ow = q % Wo;
+            len[nrun] = (int)(b - r < Wo - ow ? b - r : Wo - ow);
+            ar[nrun] = work + (size_t)(j % ring) * img + ((advnn__idx)oh * SH * Wp + (advnn__idx)ow * SW) * C;
+            r += len[nrun];
+        }
+        for (int kh = 0; kh < KH; kh++)
+            advnn__tn_panel(KW * C, F, nrun, ar, len, (advnn__idx)kh * Wp * C, (advnn__idx)SW * C,
+                            dz + (size_t)a * F, F, 1.0f, dW + (size_t)kh * KW * C * F, F);
+    }
+    return 1;
+#else
+    (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
+    (void)x; (void)n; (void)dz; (void)F; (void)dW; (void)work;
+    return 0;
+#endif
 }
 
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,

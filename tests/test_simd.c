@@ -1147,6 +1147,55 @@ static void test_conv_implicit(void) {
     if (conv_implicit_live()) CHECK(ran > 100, "conv_implicit: only %d of the shapes took the implicit path", ran);
 }
 
+/* advnn_conv_wgrad against im2col of each image + advnn_sgemm(A^T B) into an accumulating dW, bit for
+ * bit: the im2col tests' shapes and modes, several images (K blocks of 256 rows that cross images, many
+ * images a block for small ones), W3's layers; x, dz and work allocated to size; nothing written where
+ * it declines (F outside 2..12, KKC outside 5..800, no AVX2). */
+static int check_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int F, int n) {
+    int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
+    if (Ho <= 0 || Wo <= 0) return 0;
+    const int K = KH * KW * C, P = Ho * Wo, live = conv_implicit_live() && F >= 2 && F <= 12 && K >= 5 && K <= 800;
+    size_t nx = (size_t)n * H * W * C, nz = (size_t)n * P * F, nw = advnn_conv_wgrad_floats(C, KH, KW, SH, SW, Ho, Wo);
+    float *x = falloc(nx), *cols = falloc((size_t)n * P * K), *dz = falloc(nz), *work = falloc(nw);
+    float *w0 = falloc((size_t)K * F), *w1 = falloc((size_t)K * F), *w2 = falloc((size_t)K * F);
+    fill_rand(x, nx, 1.0f);
+    for (size_t i = 0; i < nx; i += 7) x[i] = 0.0f;
+    fill_rand(dz, nz, 1.0f);
+    fill_rand(w0, (size_t)K * F, 0.5f);
+    memcpy(w1, w0, (size_t)K * F * sizeof(float));
+    memcpy(w2, w0, (size_t)K * F * sizeof(float));
+    for (int j = 0; j < n; j++)
+        advnn_im2col(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x + (size_t)j * H * W * C, cols + (size_t)j * P * K, K);
+    advnn_sgemm(1, 0, K, F, n * P, 1.0f, cols, K, dz, F, 1.0f, w1, F, gemm_work);
+    int got = advnn_conv_wgrad(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, n, dz, F, w2, work);
+    int bad = (got != live) + count_bitwise_diff(got ? w1 : w0, w2, (size_t)K * F);   /* declined: untouched */
+    CHECK(!bad, "conv_wgrad H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d F=%d n=%d: returned %d, %d mismatches", H, W, C, KH,
+          KW, SH, SW, mode, F, n, got, bad);
+    ffree(x); ffree(cols); ffree(dz); ffree(work); ffree(w0); ffree(w1); ffree(w2);
+    return got;
+}
+static void test_conv_wgrad(void) {
+    static const int FS[] = {1, 2, 3, 5, 10, 12, 13};
+    int ran = 0, cnt = 0;
+    for (int ci = 0; ci < NCV_C; ci++)
+        for (int hw = 0; hw < NCV_HW; hw++)
+            for (int ki = 0; ki < NCV_K; ki++)
+                for (int si = 0; si < NCV_S; si++)
+                    for (int mode = 0; mode < 4; mode++, cnt++) {
+                        int H = CV_HW[hw][0], W = CV_HW[hw][1], KH = H == 1 ? 1 : CV_K[ki][0];
+                        ran += check_conv_wgrad(H, W, CV_C[ci], KH, CV_K[ki][1], CV_S[si][0], CV_S[si][1], mode,
+                                                FS[cnt % 7], 1 + cnt % 3);
+                    }
+    /* W3's layers over 3 images (1600 or 400 positions: blocks cross images), 2x2 images 150 at a time
+     * (a block spans 65), KKC 792 and 801 */
+    static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 10}};
+    for (int i = 0; i < 6; i++) ran += check_conv_wgrad(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2], 3);
+    ran += check_conv_wgrad(2, 2, 3, 3, 3, 1, 1, 1, 4, 150);
+    ran += check_conv_wgrad(4, 5, 88, 3, 3, 1, 1, 1, 6, 2);
+    check_conv_wgrad(4, 5, 89, 3, 3, 1, 1, 1, 6, 2);
+    if (conv_implicit_live()) CHECK(ran > 100, "conv_wgrad: only %d of the shapes took the implicit path", ran);
+}
+
 static void test_im2col_col2im(void) {
     int cnt = 0;
     for (int ci = 0; ci < NCV_C; ci++)
@@ -1829,6 +1878,7 @@ int main(void) {
     RUN(test_sgemm_bias_relu);
     RUN(test_im2col_col2im);
     RUN(test_conv_implicit);
+    RUN(test_conv_wgrad);
     RUN(test_pooling);
     RUN(test_upsample);
     RUN(test_lstm_cell);
