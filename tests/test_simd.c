@@ -1150,11 +1150,12 @@ static void test_conv_implicit(void) {
 /* advnn_conv_wgrad against im2col of each image + advnn_sgemm(A^T B) into an accumulating dW, bit for
  * bit: the im2col tests' shapes and modes, several images (K blocks of 256 rows that cross images, many
  * images a block for small ones), W3's layers; x, dz and work allocated to size; nothing written where
- * it declines (F outside 2..12, KKC outside 5..800, no AVX2). */
+ * it declines (F outside 2..12, KKC outside 5..800, kernel rows under 8 taps, no AVX2). */
 static int check_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int F, int n) {
     int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
     if (Ho <= 0 || Wo <= 0) return 0;
-    const int K = KH * KW * C, P = Ho * Wo, live = conv_implicit_live() && F >= 2 && F <= 12 && K >= 5 && K <= 800;
+    const int K = KH * KW * C, P = Ho * Wo, live = conv_implicit_live() && F >= 2 && F <= 12 && K >= 5 && K <= 800 &&
+                                                   KW * C >= 8;
     size_t nx = (size_t)n * H * W * C, nz = (size_t)n * P * F, nw = advnn_conv_wgrad_floats(C, KH, KW, SH, SW, Ho, Wo);
     float *x = falloc(nx), *cols = falloc((size_t)n * P * K), *dz = falloc(nz), *work = falloc(nw);
     float *w0 = falloc((size_t)K * F), *w1 = falloc((size_t)K * F), *w2 = falloc((size_t)K * F);
