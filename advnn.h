@@ -2881,6 +2881,7 @@ struct advnn_ws {
      * is made once per weight generation of the graph (g->wgen), not on every call */
     uint64_t pgen;             /* the g->wgen they were made from (0: none) */
     int      pout;             /* the node whose ancestors ws->need marks for advnn__iplan (-1: none) */
+    int      psub;             /* rows per forward pass of an advnn_infer call (advnn__infer_sub) */
     int     *pinto;            /* per node: a BatchNorm folded into the Dense pinto[i] (its only consumer), or -1 */
     int64_t *poff;             /* per node: its cached floats in pbuf, or -1: a folded Dense's W' (K x U), b' (U)
                                 * and U doubles of scratch; any other BatchNorm its 1/std (C); an LSTM its
@@ -4673,10 +4674,37 @@ static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
  * the folded BatchNorms, the other BatchNorms' 1/std, the packed LSTMs), so that a call does only the
  * arithmetic. */
 static void advnn__iprog(advnn_ws *ws);
+/* Rows per forward pass of advnn_infer: a call runs its rows through the whole network in slices,
+ * so that the widest layer's activations of a slice stay in L2 (W2 at batch 512: each branch's first
+ * convolution outputs 3.8 MiB; in slices of 32 rows ~10% faster per row), but of enough rows that
+ * re-reading the largest weight matrix once per slice stays small (W3's 2000 x 400 Dense, 3.2 MB: no
+ * slicing, which measured level or slower for it). Rows are computed alike wherever they fall in a
+ * batch (see advnn__inferjob), so the outputs are the same bits. */
+#define ADVNN__INFER_ACT_BYTES (256 * 1024)   /* the widest node's activations per slice */
+#define ADVNN__INFER_W_BYTES (64 * 1024)      /* the largest weight block re-read per row at most */
+static int advnn__infer_sub(const advnn_ws *ws) {
+    const advnn_graph *g = ws->g;
+    size_t act = 1, wmax = 0, k;
+    int i, rows;
+    for (i = 0; i < g->n_nodes; i++) {
+        const advnn__node *n = &g->nodes[i];
+        if (!ws->need[i]) continue;
+        if (n->kind == ADVNN__LOSS_BCE || n->kind == ADVNN__LOSS_CCE || n->kind == ADVNN__LOSS_MSE ||
+            n->kind == ADVNN__LOSS_MDN || advnn__is_batch_loss(n->kind))
+            return ws->max_batch;   /* a loss: a sum over the call's rows */
+        if ((size_t)n->size > act) act = (size_t)n->size;
+        for (k = 0; k < (size_t)n->n_param; k++)
+            if ((size_t)g->par[n->param0 + k].size > wmax) wmax = (size_t)g->par[n->param0 + k].size;
+    }
+    rows = (int)(ADVNN__INFER_ACT_BYTES / (act * sizeof(float)));
+    wmax = wmax * sizeof(float) / ADVNN__INFER_W_BYTES;
+    if ((size_t)rows < wmax) rows = (int)(wmax < (size_t)ws->max_batch ? wmax : (size_t)ws->max_batch);
+    return rows < 2 ? 2 : rows;   /* never a 1-row pass inside a call: that is the batch-1 path */
+}
 static void advnn__iplan(advnn_ws *ws, int out) {
     const advnn_graph *g = ws->g;
     int i, j, remake = 0;
-    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; remake = 1; }
+    if (ws->pout != out) { advnn__mark_needed(ws, out); ws->pout = out; ws->psub = advnn__infer_sub(ws); remake = 1; }
     if (ws->grads) return;
     if (ws->pgen == g->wgen) { if (remake) advnn__iprog(ws); return; }
     for (i = 0; i < g->n_nodes; i++) {
@@ -4744,17 +4772,21 @@ static advnn_status advnn__infer_rows(advnn_ws *ws, int lo, int nb, const float 
     const advnn_graph *g = ws->g;
     size_t osz = (size_t)g->nodes[out_node].size;
     advnn_status st;
-    int i;
-    for (i = 0; i < g->n_inputs; i++) {
-        int id = g->inputs[i];
-        if (ws->need[id]) ws->out[id] = (float *)(uintptr_t)(inputs[i] + (size_t)lo * g->nodes[id].size);  /* read only */
+    int i, s0, m;
+    for (s0 = 0; s0 < nb; s0 += m) {   /* slices of psub rows (advnn__infer_sub), the last of 2 or more */
+        m = nb - s0 < ws->psub + 2 ? nb - s0 : ws->psub;
+        for (i = 0; i < g->n_inputs; i++) {
+            int id = g->inputs[i];
+            if (ws->need[id])   /* read only */
+                ws->out[id] = (float *)(uintptr_t)(inputs[i] + (size_t)(lo + s0) * g->nodes[id].size);
+        }
+        /* (advnn_infer made the plan for out_node just before: the program is current) */
+        if ((st = m == 1 && advnn__plan_live(ws) ? advnn__forward1(ws) : advnn__forward(ws, m)) != ADVNN_OK) return st;
+        if ((size_t)m * osz <= 16) {   /* a per-jet score: no library call for a few bytes */
+            size_t k;
+            for (k = 0; k < (size_t)m * osz; k++) out[(size_t)(lo + s0) * osz + k] = ws->out[out_node][k];
+        } else memcpy(out + (size_t)(lo + s0) * osz, ws->out[out_node], (size_t)m * osz * sizeof(float));
     }
-    /* (advnn_infer made the plan for out_node just before: the program is current) */
-    if ((st = nb == 1 && advnn__plan_live(ws) ? advnn__forward1(ws) : advnn__forward(ws, nb)) != ADVNN_OK) return st;
-    if ((size_t)nb * osz <= 16) {   /* a per-jet score: no library call for a few bytes */
-        size_t k;
-        for (k = 0; k < (size_t)nb * osz; k++) out[(size_t)lo * osz + k] = ws->out[out_node][k];
-    } else memcpy(out + (size_t)lo * osz, ws->out[out_node], (size_t)nb * osz * sizeof(float));
     return ADVNN_OK;
 }
 

@@ -356,6 +356,66 @@ static void test_lstm_packed(void) {
             }
 }
 
+/* advnn_infer runs a call's rows in slices (advnn__infer_sub: the widest layer's activations of a
+ * slice in L2): a call of 61 rows on a network whose 40 x 64 convolution output makes slices of 25
+ * rows (25, 25, 11) gives the bits of one pass over all 61, of a call on 2 threads, and of every
+ * 2-row call; the last slice never has 1 row (that is the batch-1 path, which sums a 648-input Dense
+ * otherwise): 51 rows -> 25, 26. And a network with a loss is not sliced (the loss sums over the call). */
+static void test_slices(void) {
+    int sh[2] = {40, 24}, one = 1, x, y, h, k, r, cat[2];
+    advnn_graph *g = advnn_graph_new();
+    float *xi = (float *)malloc(61 * 40 * 24 * sizeof(float)), a[61 * 3], b[61 * 3], c[61 * 3], d[61 * 3];
+    const float *in[2];
+    advnn_ws *ws, *w2;
+    x = advnn_input(g, "x", 2, sh); y = advnn_input(g, "y", 1, &one);
+    h = advnn_batchnorm(g, advnn_conv1d(g, x, 64, 3, 1, ADVNN_PAD_SAME, ADVNN_ACT_RELU));
+    h = advnn_conv1d(g, h, 16, 1, 1, ADVNN_PAD_VALID, ADVNN_ACT_RELU);
+    cat[0] = advnn_lstm(g, h, 8, 0, -1); cat[1] = advnn_flatten(g, h);
+    h = advnn_dense(g, advnn_concat(g, 2, cat), 3, ADVNN_ACT_LINEAR);   /* K = 648: batch 1 sums otherwise */
+    advnn_loss_cce_logits(g, h, y, -1);
+    if (!xi || advnn_graph_finalize(g, 11) != ADVNN_OK) { CHECK(0, "setup: %s", advnn_last_error()); free(xi); return; }
+    for (k = 0; k < 61 * 40 * 24; k++) xi[k] = (float)sin(0.11 * k + 0.5) * 1.3f;
+    in[0] = xi; in[1] = NULL;
+    ws = advnn_ws_new(g, 61); w2 = advnn_ws_new(g, 61);
+    CHECK(ws && w2 && advnn_ws_set_threads(w2, 2) == ADVNN_OK, "workspaces: %s", advnn_last_error());
+    CHECK(advnn_infer(ws, 61, in, h, a) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(ws->psub == 25, "slices of %d rows, expected 25 (256 KiB / (40 x 64 x 4 B))", ws->psub);
+    ws->psub = 61;   /* one pass */
+    CHECK(advnn_infer(ws, 61, in, h, b) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(advnn_infer(w2, 61, in, h, c) == ADVNN_OK, "%s", advnn_last_error());
+    for (r = 0; r + 1 < 61; r += 2) {
+        in[0] = xi + (size_t)r * 40 * 24;
+        CHECK(advnn_infer(ws, r + 3 == 61 ? 3 : 2, in, h, d + r * 3) == ADVNN_OK, "%s", advnn_last_error());
+        if (r + 3 == 61) break;
+    }
+    CHECK(!memcmp(a, b, sizeof a), "sliced call differs from one pass");
+    CHECK(!memcmp(a, c, sizeof a), "sliced call differs from 2 threads");
+    CHECK(!memcmp(a, d, sizeof a), "sliced call differs from calls of 2-3 rows");
+    /* 51 rows: 25 and 26, not 25, 25 and a row on the batch-1 path (which sums the K = 648 Dense
+     * differently: the last row would differ from a 51-row pass) */
+    ws->psub = 25;
+    in[0] = xi;
+    CHECK(advnn_infer(ws, 51, in, h, c) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(advnn_infer(ws, 1, in, h, d) == ADVNN_OK, "%s", advnn_last_error());
+    CHECK(!memcmp(a, c, 51 * 3 * sizeof(float)), "51 rows in slices differ from one pass");
+#ifdef ADVNN__VECTOR   /* (the scalar kernels sum a row alike at batch 1) */
+    if (ADVNN__VEC_LIVE()) CHECK(memcmp(a, d, 3 * sizeof(float)), "batch 1 gives a pass's bits: the 51-row case tests nothing");
+#endif
+    {   /* the loss: one pass */
+        advnn_ws *w3 = advnn_ws_new(g, 61);
+        float yv[61], lo[61];
+        int loss = advnn_node_count(g) - 1;
+        for (k = 0; k < 61; k++) yv[k] = (float)(k % 3);
+        in[0] = xi; in[1] = yv;
+        CHECK(w3 && advnn_infer(w3, 61, in, loss, lo) == ADVNN_OK, "loss: %s", advnn_last_error());
+        CHECK(w3 && w3->psub == 61, "a loss sliced into %d rows", w3 ? w3->psub : -1);
+        advnn_ws_free(w3);
+    }
+    advnn_ws_free(ws); advnn_ws_free(w2);
+    advnn_graph_free(g);
+    free(xi);
+}
+
 int main(void) {
     fill_x();
     RUN(test_writers_refresh_the_cache);
@@ -364,5 +424,6 @@ int main(void) {
     RUN(test_folded_values);
     RUN(test_nonfinite_inputs);
     RUN(test_lstm_packed);
+    RUN(test_slices);
     return th_report();
 }
