@@ -3131,16 +3131,11 @@ ADVNN__AVX2_FN static void advnn__ukr_v_edge_epi(int k, const float *ADVNN__REST
     advnn__ukr_v_edge_body(k, a, rsa, csa, b, c, ldc, alpha, beta, nr, e);
 }
 
-/* advnn_conv_implicit on AVX2: tiles of up to 6 positions of one output row (A rows SW*C apart in the
- * padded image) by 16 filters, the k loop run once per kernel row, as one sum in the order of a cols row */
-ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT,
-                                                  int PL, int Ho, int Wo, const float *x, int F, const float *kern,
-                                                  const float *bias, int relu, float *z, float *y, float *work) {
-    const int Hp = (Ho - 1) * SH + KH, Wp = (Wo - 1) * SW + KW, KC = KW * C, KKC = KH * KC;
+/* The image (H x W x C) padded with zeros to Hp x Wp x C, x's pixel (ih, iw) at (ih + PT, iw + PL): the
+ * extent the taps of a convolution read (pixels that land outside are never read, so not copied). */
+ADVNN__VFN void advnn__pad_nhwc(int H, int W, int C, int PT, int PL, int Hp, int Wp, const float *x, float *xp) {
     const advnn__idx rowp = (advnn__idx)Wp * C;
-    float *xp = work, *wp = work + (((advnn__idx)Hp * rowp + 7) & ~(advnn__idx)7);
-    /* the image, padded with zeros to the extent the taps read (the columns [lo, hi) of a row are x's) */
-    const int lo = PL < 0 ? 0 : PL > Wp ? Wp : PL, hi = PL + W < lo ? lo : PL + W > Wp ? Wp : PL + W;
+    const int lo = PL < 0 ? 0 : PL > Wp ? Wp : PL, hi = PL + W < lo ? lo : PL + W > Wp ? Wp : PL + W;  /* x's columns */
     for (int r = 0; r < Hp; r++) {
         float *d = xp + r * rowp;
         const int ih = r - PT;
@@ -3149,6 +3144,17 @@ ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, i
         memcpy(d + (advnn__idx)lo * C, x + ((advnn__idx)ih * W + lo - PL) * C, (size_t)(hi - lo) * C * sizeof(float));
         memset(d + (advnn__idx)hi * C, 0, (size_t)(Wp - hi) * C * sizeof(float));
     }
+}
+
+/* advnn_conv_implicit on AVX2: tiles of up to 6 positions of one output row (A rows SW*C apart in the
+ * padded image) by 16 filters, the k loop run once per kernel row, as one sum in the order of a cols row */
+ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT,
+                                                  int PL, int Ho, int Wo, const float *x, int F, const float *kern,
+                                                  const float *bias, int relu, float *z, float *y, float *work) {
+    const int Hp = (Ho - 1) * SH + KH, Wp = (Wo - 1) * SW + KW, KC = KW * C, KKC = KH * KC;
+    const advnn__idx rowp = (advnn__idx)Wp * C;
+    float *xp = work, *wp = work + (((advnn__idx)Hp * rowp + 7) & ~(advnn__idx)7);
+    advnn__pad_nhwc(H, W, C, PT, PL, Hp, Wp, x, xp);
     /* the kernel in panels of 16 filters, zero-padded as the blocked GEMM packs B */
     for (int j0 = 0; j0 < F; j0 += 16) {
         const int nr = F - j0 < 16 ? F - j0 : 16;
@@ -4091,18 +4097,8 @@ ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH,
         const int64_t b = K - a < ADVNN__KC ? K : a + ADVNN__KC;
         int nrun = 0;
         for (; done <= (b - 1) / P; done++) {   /* the block's images, padded */
-            float *pj = work + (size_t)(done % ring) * img;
-            const float *xj = x + (size_t)done * H * W * C;
-            const advnn__idx w0 = PL < 0 ? -PL : 0, w1 = W < Wp - PL ? W : Wp - PL;   /* input columns kept */
-            const advnn__idx c0 = w1 > w0 ? w0 + PL : Wp, c1 = w1 > w0 ? w1 + PL : Wp;   /* where they go */
-            for (advnn__idx ph = 0; ph < Hp; ph++) {   /* zeros only where no input lands */
-                float *row = pj + ph * Wp * C;
-                const advnn__idx ih = ph - PT;
-                if (ih < 0 || ih >= H || c0 == Wp) { memset(row, 0, (size_t)(Wp * C) * sizeof(float)); continue; }
-                memset(row, 0, (size_t)(c0 * C) * sizeof(float));
-                memcpy(row + c0 * C, xj + (ih * W + w0) * C, (size_t)((c1 - c0) * C) * sizeof(float));
-                memset(row + c1 * C, 0, (size_t)((Wp - c1) * C) * sizeof(float));
-            }
+            advnn__pad_nhwc(H, W, C, PT, PL, (int)Hp, (int)Wp, x + (size_t)done * H * W * C,
+                            work + (size_t)(done % ring) * img);
         }
         for (int64_t r = a; r < b; nrun++) {   /* runs of positions along output rows */
             const int64_t j = r / P, q = r % P, oh = q / Wo, ow = q % Wo;
