@@ -220,9 +220,10 @@ ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, in
  * gives for cols from advnn_im2col on the same arguments (KKC = KH*KW*C; kernel KKC x F). Each output
  * position reads its KH runs of KW*C taps in a zero-padded copy of the image instead of a row of cols,
  * (cols holds KH*KW copies of the input: 9 for a 3x3 kernel). work: advnn_conv_implicit_floats
- * floats (any alignment). Returns 0, having written nothing, where it does not apply: without the AVX2
- * kernels (AVX2 absent or ADVNN_FORCE_SCALAR), KKC > 256 (the GEMM then sums in blocks of K), F < 2 or
- * Ho*Wo < 2 (matrix-vector paths, which sum in another order). */
+ * floats (any alignment). With F = 1 the sums are those of the matrix-vector path that product takes.
+ * Returns 0, having written nothing, where it does not apply: without the AVX2 kernels (AVX2 absent or
+ * ADVNN_FORCE_SCALAR), KKC > 256 (the GEMM then sums in blocks of K), Ho*Wo < 2 (a matrix-vector path),
+ * F = 1 with KW*C < 8 (kernel rows shorter than a vector). */
 ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F);
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
@@ -3189,6 +3190,73 @@ ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, i
         }
 }
 
+/* advnn_conv_implicit with one filter: each output is the dot product of its cols row with the kernel
+ * as advnn_sgemm sums a matrix-vector product (advnn__gemv_t: vectors k, k + 8 into two accumulators
+ * 16 taps at a time, then one more, their sum reduced by advnn__vhsum, the last K % 8 taps added one by
+ * one), then + bias and ReLU as advnn_add_bias and advnn_act_forward add them: the same values. The
+ * cols row is read in the padded image, its KH runs of R = KW*C >= 8 taps: a vector of taps that
+ * crosses from one kernel row to the next is two loads blended (lanes from R - k % R on from the next
+ * run). Four positions at a time, for the accumulators' latency. */
+ADVNN__AVX2_FN static void advnn__conv_dot_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL,
+                                             int Ho, int Wo, const float *x, const float *kern, const float *bias,
+                                             int relu, float *z, float *y, float *work) {
+    enum { NV = ADVNN__KC / 8 };   /* vectors of a row (K <= 256) */
+    const int Hp = (Ho - 1) * SH + KH, Wp = (Wo - 1) * SW + KW, R = KW * C, K = KH * R, nv = K / 8;
+    const advnn__idx rowp = (advnn__idx)Wp * C;
+    advnn__idx oa[NV], ob[NV];
+    __m256 mb[NV];
+    int two[NV];
+    float *xp = work;
+    advnn__pad_nhwc(H, W, C, PT, PL, Hp, Wp, x, xp);
+    memset(xp + (advnn__idx)Hp * rowp, 0, 8 * sizeof(float));   /* a last split vector reads up to 7 past the image */
+    for (int v = 0; v < nv; v++) {   /* where each vector of taps lies relative to a position's first tap */
+        const int a = 8 * v / R, o = 8 * v % R;
+        oa[v] = (advnn__idx)a * rowp + o;
+        two[v] = o + 8 > R;
+        ob[v] = two[v] ? (advnn__idx)(a + 1) * rowp + o - R : 0;   /* lanes R - o.. of the next run */
+        mb[v] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                       _mm256_set1_epi32(R - o - 1)));
+    }
+#define ADVNN__DOT_V(B, V) (two[V] ? _mm256_blendv_ps(_mm256_loadu_ps((B) + oa[V]), _mm256_loadu_ps((B) + ob[V]), \
+                                                     mb[V]) : _mm256_loadu_ps((B) + oa[V]))
+    for (int p0 = 0; p0 < Ho * Wo; p0 += 4) {
+        const int np = Ho * Wo - p0 < 4 ? Ho * Wo - p0 : 4;
+        const float *b[4];
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        float r[4];
+        int k = 0, v = 0;
+        for (int i = 0; i < 4; i++) {   /* positions past np: the last again (computed, not stored) */
+            const int p = p0 + (i < np ? i : np - 1), oy = p / Wo, ox = p % Wo;
+            b[i] = xp + (advnn__idx)oy * SH * rowp + (advnn__idx)ox * SW * C;
+        }
+        for (; k + 16 <= K; k += 16, v += 2) {
+            const __m256 w0 = _mm256_loadu_ps(kern + k), w1 = _mm256_loadu_ps(kern + k + 8);
+            s0 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[0], v), s0); t0 = _mm256_fmadd_ps(w1, ADVNN__DOT_V(b[0], v + 1), t0);
+            s1 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[1], v), s1); t1 = _mm256_fmadd_ps(w1, ADVNN__DOT_V(b[1], v + 1), t1);
+            s2 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[2], v), s2); t2 = _mm256_fmadd_ps(w1, ADVNN__DOT_V(b[2], v + 1), t2);
+            s3 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[3], v), s3); t3 = _mm256_fmadd_ps(w1, ADVNN__DOT_V(b[3], v + 1), t3);
+        }
+        if (k + 8 <= K) {
+            const __m256 w0 = _mm256_loadu_ps(kern + k);
+            s0 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[0], v), s0); s1 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[1], v), s1);
+            s2 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[2], v), s2); s3 = _mm256_fmadd_ps(w0, ADVNN__DOT_V(b[3], v), s3);
+            k += 8;
+        }
+        r[0] = advnn__vhsum(_mm256_add_ps(s0, t0)); r[1] = advnn__vhsum(_mm256_add_ps(s1, t1));
+        r[2] = advnn__vhsum(_mm256_add_ps(s2, t2)); r[3] = advnn__vhsum(_mm256_add_ps(s3, t3));
+        for (; k < K; k++) {
+            const advnn__idx o = (advnn__idx)(k / R) * rowp + k % R;
+            r[0] += kern[k] * b[0][o]; r[1] += kern[k] * b[1][o]; r[2] += kern[k] * b[2][o]; r[3] += kern[k] * b[3][o];
+        }
+        for (int i = 0; i < np; i++) {
+            float zi = bias ? r[i] + bias[0] : r[i];
+            if (!relu || y != z) z[p0 + i] = zi;
+            if (relu) y[p0 + i] = zi > 0.0f ? zi : 0.0f;
+        }
+    }
+#undef ADVNN__DOT_V
+}
+
 /* advnn_conv_implicit at stride 1 with few filters: positions on the lanes. The image is copied
  * channel by channel (planar) into rows of Wp = Wo + KW - 1 padded columns, so that for each tap
  * (kh, kw, c) the inputs of 16 consecutive positions q = oh * Wp + ow are one unaligned 16-float
@@ -4056,6 +4124,11 @@ ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int 
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
                                        float *z, float *y, float *work) {
 #ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
+        (int64_t)Ho * Wo >= 2 && F == 1 && (int64_t)KW * C >= 8 && (int64_t)KH * KW * C <= ADVNN__KC) {
+        advnn__conv_dot_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, kernel, bias, relu, z, relu ? y : z, work);
+        return 1;
+    }
     if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
         (int64_t)Ho * Wo >= 2 && F >= 2 && (int64_t)KH * KW * C <= ADVNN__KC) {
         if (!relu) y = z;

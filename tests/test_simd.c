@@ -1076,7 +1076,8 @@ static void check_conv(int H, int W, int C, int KH, int KW, int SH, int SW, int 
 /* advnn_conv_implicit against im2col + advnn_sgemm_bias_relu, bit for bit: z and y, with and without
  * bias and ReLU, every padding mode and stride of the im2col tests, filters across the 8- and 16-wide
  * panels, rows of positions not a multiple of 6; x and work allocated to size (ASan sees a read past
- * either); and nothing written where it declines (F = 1, KKC > 256, one position, no AVX2). */
+ * either); F = 1 (the matrix-vector path's sums); and nothing written where it declines (F = 1 with
+ * kernel rows under 8 taps, KKC > 256, one position, no AVX2). */
 /* whether advnn_conv_implicit can run here (its kernels are AVX2's; NEON and the scalar path decline) */
 static int conv_implicit_live(void) {
 #ifdef ADVNN__AVX2
@@ -1089,7 +1090,7 @@ static int check_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int 
     int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
     if (Ho <= 0 || Wo <= 0) return 0;
     const int K = KH * KW * C, P = Ho * Wo, relu = var & 1, use_bias = !(var & 2);
-    const int live = conv_implicit_live() && F >= 2 && K <= 256 && P >= 2;
+    const int live = conv_implicit_live() && (F >= 2 || KW * C >= 8) && K <= 256 && P >= 2;
     size_t nx = (size_t)H * W * C, nw = advnn_conv_implicit_floats(C, KH, KW, SH, SW, Ho, Wo, F);
     float *x = falloc(nx), *cols = falloc((size_t)P * K), *kern = falloc((size_t)K * F), *bias = falloc((size_t)F);
     float *z1 = falloc((size_t)P * F), *y1 = falloc((size_t)P * F);
