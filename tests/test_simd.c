@@ -1119,8 +1119,10 @@ static int check_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int 
     ffree(x); ffree(cols); ffree(kern); ffree(bias); ffree(z1); ffree(y1); ffree(z2); ffree(y2); ffree(work);
     return got;
 }
-static void test_conv_implicit(void) {
-    static const int FS[] = {1, 2, 5, 8, 10, 16, 17, 33};
+/* f over the im2col tests' grid of shapes (every channel count, image, kernel, stride and padding mode,
+ * H == 1: the 1-D case), the cases numbered; the sum of what f returns */
+typedef int (*conv_case_fn)(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int cnt);
+static int conv_grid(conv_case_fn f) {
     int ran = 0, cnt = 0;
     for (int ci = 0; ci < NCV_C; ci++)
         for (int hw = 0; hw < NCV_HW; hw++)
@@ -1128,9 +1130,16 @@ static void test_conv_implicit(void) {
                 for (int si = 0; si < NCV_S; si++)
                     for (int mode = 0; mode < 4; mode++, cnt++) {
                         int H = CV_HW[hw][0], W = CV_HW[hw][1], KH = H == 1 ? 1 : CV_K[ki][0];
-                        ran += check_conv_implicit(H, W, CV_C[ci], KH, CV_K[ki][1], CV_S[si][0], CV_S[si][1], mode,
-                                                   FS[cnt % 8], cnt % 4);
+                        ran += f(H, W, CV_C[ci], KH, CV_K[ki][1], CV_S[si][0], CV_S[si][1], mode, cnt);
                     }
+    return ran;
+}
+static int implicit_case(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int cnt) {
+    static const int FS[] = {1, 2, 5, 8, 10, 16, 17, 33};
+    return check_conv_implicit(H, W, C, KH, KW, SH, SW, mode, FS[cnt % 8], cnt % 4);
+}
+static void test_conv_implicit(void) {
+    int ran = conv_grid(implicit_case);
     /* W3's layers (40x40 and 20x20, "same"), with every filter count; KKC 256 and 261 */
     static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5},
                                 {20, 1, 5},  {40, 5, 10},  {40, 10, 1}};
@@ -1176,18 +1185,12 @@ static int check_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW,
     ffree(x); ffree(cols); ffree(dz); ffree(work); ffree(w0); ffree(w1); ffree(w2);
     return got;
 }
-static void test_conv_wgrad(void) {
+static int wgrad_case(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int cnt) {
     static const int FS[] = {1, 2, 3, 5, 10, 12, 13};
-    int ran = 0, cnt = 0;
-    for (int ci = 0; ci < NCV_C; ci++)
-        for (int hw = 0; hw < NCV_HW; hw++)
-            for (int ki = 0; ki < NCV_K; ki++)
-                for (int si = 0; si < NCV_S; si++)
-                    for (int mode = 0; mode < 4; mode++, cnt++) {
-                        int H = CV_HW[hw][0], W = CV_HW[hw][1], KH = H == 1 ? 1 : CV_K[ki][0];
-                        ran += check_conv_wgrad(H, W, CV_C[ci], KH, CV_K[ki][1], CV_S[si][0], CV_S[si][1], mode,
-                                                FS[cnt % 7], 1 + cnt % 3);
-                    }
+    return check_conv_wgrad(H, W, C, KH, KW, SH, SW, mode, FS[cnt % 7], 1 + cnt % 3);
+}
+static void test_conv_wgrad(void) {
+    int ran = conv_grid(wgrad_case);
     /* W3's layers over 3 images (1600 or 400 positions: blocks cross images), 2x2 images 150 at a time
      * (a block spans 65), KKC 792 and 801 */
     static const int W3[][3] = {{40, 1, 10}, {40, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 10}};
