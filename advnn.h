@@ -4676,10 +4676,11 @@ static void advnn__fold_bn(advnn_ws *ws, int bn, int d) {
 static void advnn__iprog(advnn_ws *ws);
 /* Rows per forward pass of advnn_infer: a call runs its rows through the whole network in slices,
  * so that the widest layer's activations of a slice stay in L2 (W2 at batch 512: each branch's first
- * convolution outputs 3.8 MiB; in slices of 32 rows ~10% faster per row), but of enough rows that
- * re-reading the largest weight matrix once per slice stays small (W3's 2000 x 400 Dense, 3.2 MB: no
- * slicing, which measured level or slower for it). Rows are computed alike wherever they fall in a
- * batch (see advnn__inferjob), so the outputs are the same bits. */
+ * convolution outputs 3.8 MiB; in slices of 32 rows 5-10% faster per row), but of enough rows that
+ * re-reading the largest weight matrix once per slice stays small (W3's 2000 x 400 Dense, 3.2 MB:
+ * slices of 48 rows, level with one pass; slices of 4, by its activations alone, were slower). Rows
+ * are computed alike wherever they fall in a pass of two or more (see advnn__inferjob), so the outputs
+ * are the same bits. */
 #define ADVNN__INFER_ACT_BYTES (256 * 1024)   /* the widest node's activations per slice */
 #define ADVNN__INFER_W_BYTES (64 * 1024)      /* the largest weight block re-read per row at most */
 static int advnn__infer_sub(const advnn_ws *ws) {

@@ -3407,7 +3407,9 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
  * block of 8*MV rows by NJ columns in registers, reading A and B in place. Each C element is the
  * blocked path's sum bit for bit: the same K blocks of ADVNN__KC rows, each summed in order from
  * zero by FMAs, then added to C as there (alpha == 1 only). W3's backward, K blocks of 4 MiB:
- * 40x40x5 -> 5 filters 27 -> 11 us per image, all nine convolutions 164 -> 123 us. */
+ * 40x40x5 -> 5 filters 27 -> 11 us per image, all nine convolutions 164 -> 123 us. A block's rows
+ * come as runs of rows lda apart (one run here; advnn_conv_wgrad: one per output row, in the padded
+ * images). */
 ADVNN__INLINE ADVNN__AVX2_FN void advnn__tn_block(int MV, int NJ, int masked, int nrun, const float *const *ar,
                                                  const int *len, advnn__idx aoff, advnn__idx lda, const float *b,
                                                  advnn__idx ldb, __m256i ml, float *t) {
