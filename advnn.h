@@ -3555,17 +3555,18 @@ static void advnn__im2col_chunk(const advnn__cgeom *c, const float *x, int s0, i
 
 /* Samples [s0, s0+s) one at a time without cols (advnn_conv_implicit: the same values as im2col and
  * advnn__gemm_bias_act, without writing KH*KW copies of the input); 0, nothing done, where the kernel
- * does not apply (the same for every sample of a node). */
+ * does not apply (the same for every sample of a node). prelu: the slopes of the PReLU node id + 1,
+ * whose output the kernel then writes too, from the values it stores (a linear convolution only). */
 static int advnn__conv_implicit_chunk(advnn_ws *ws, const advnn__node *n, int id, const advnn__cgeom *c,
-                                      const float *x, int s0, int s) {
+                                      const float *x, int s0, int s, const float *prelu) {
     const int act = n->ip[1];
     const size_t P = (size_t)c->Ho * c->Wo, o = (size_t)s0 * P * c->F;
-    float *z = advnn__preact(ws, n, id) + o, *y = ws->out[id] + o;
+    float *z = advnn__preact(ws, n, id) + o, *y = prelu ? ws->out[id + 1] + o : ws->out[id] + o;
     int j;
     for (j = 0; j < s; j++)
         if (!advnn_conv_implicit(c->H, c->W, c->C, c->KH, c->KW, c->SH, c->SW, c->PT, c->PL, c->Ho, c->Wo,
                                  x + (size_t)(s0 + j) * c->in_size, c->F, advnn__P(ws, n, 0), advnn__P(ws, n, 1),
-                                 act == ADVNN_ACT_RELU, z + j * P * c->F, y + j * P * c->F, ws->scratch))
+                                 act == ADVNN_ACT_RELU, prelu, z + j * P * c->F, y + j * P * c->F, ws->scratch))
             return 0;
     if (act != ADVNN_ACT_LINEAR && act != ADVNN_ACT_RELU)
         advnn__act_rows((advnn_act)act, s * (int)P, c->F, z, y, n->fp[0], NULL);
@@ -3574,8 +3575,9 @@ static int advnn__conv_implicit_chunk(advnn_ws *ws, const advnn__node *n, int id
 
 /* Returns 1 when it also computed node id + 1, a PReLU of this convolution's output (the conv +
  * PReLU idiom): bias, activation and that PReLU run chunk by chunk, right after each chunk's GEMM,
- * while its output is still in cache, instead of three passes over the whole batch's output. The
- * same operations per element, so the same values. */
+ * while its output is still in cache, instead of three passes over the whole batch's output, or in
+ * the implicit kernel's store (W3's batch-512 inference spent ~8% in that pass). The same operations
+ * per element, so the same values. */
 static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     const advnn_graph *g = ws->g;
     const advnn__node *n = &g->nodes[id], *nx = id + 1 < g->n_nodes ? &g->nodes[id + 1] : NULL;
@@ -3583,6 +3585,7 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     const float *x = ws->out[n->in[0]], *w = advnn__P(ws, n, 0);
     int P = c.Ho * c.Wo, s0, s;
     int fuse = !c.pointwise && nx && nx->kind == ADVNN__PRELU && nx->in[0] == id && ws->need[id + 1] && !(ws->keep && ws->keep[id + 1]);
+    int kfuse = fuse && n->ip[1] == ADVNN_ACT_LINEAR;   /* in the implicit kernel's store (z = the conv's output) */
     if (c.pointwise) {
         advnn__gemm_bias_act(ws, n, id, x, c.C, w, advnn__P(ws, n, 1), 0, nb * P);
         return 0;
@@ -3590,7 +3593,9 @@ static int advnn__conv_fwd(advnn_ws *ws, int id, int nb) {
     for (s0 = 0; s0 < nb; s0 += s) {
         size_t o = (size_t)s0 * P * c.F;
         s = nb - s0 < c.fchunk ? nb - s0 : c.fchunk;
-        if (!advnn__conv_implicit_chunk(ws, n, id, &c, x, s0, s)) {
+        if (advnn__conv_implicit_chunk(ws, n, id, &c, x, s0, s, kfuse ? advnn__P(ws, nx, 0) : NULL)) {
+            if (kfuse) continue;   /* the PReLU too, as the kernel stored each position */
+        } else {
             advnn__im2col_chunk(&c, x, s0, s, ws->scratch, c.KKC);
             advnn__gemm_bias_act(ws, n, id, ws->scratch, c.KKC, w, advnn__P(ws, n, 1), s0 * P, s * P);
         }

@@ -215,7 +215,8 @@ ADVNN_SIMD_DEF void advnn_log_softmax_rows(int M, int N, const float *x, int ldx
 ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                  int Wo, const float *x, float *cols, int ldcols);
 /* A convolution of one image without the cols matrix: z = cols kernel + bias (bias may be NULL), and
- * with relu also y = max(z, 0) (y may be z), bit for bit what
+ * with relu also y = max(z, 0) (y may be z), or with prelu (F slopes, relu 0; y apart from z)
+ * y = z > 0 ? z : prelu[f] z as advnn_act_forward(ADVNN_ACT_PRELU) computes it, bit for bit what
  *   advnn_sgemm_bias_relu(Ho*Wo, F, KKC, cols, KKC, kernel, F, bias, relu, z, F, y, F, work)
  * gives for cols from advnn_im2col on the same arguments (KKC = KH*KW*C; kernel KKC x F). Each output
  * position reads its KH runs of KW*C taps in a zero-padded copy of the image instead of a row of cols,
@@ -227,7 +228,7 @@ ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, in
 ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F);
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
-                                       float *z, float *y, float *work);
+                                       const float *prelu, float *z, float *y, float *work);
 /* A convolution's weight gradient over n images without their cols matrix: dW (KKC x F, rows F apart)
  * += cols^T dz, bit for bit advnn_im2col of image j (x + j*H*W*C) into rows j*Ho*Wo.. of cols, then
  *   advnn_sgemm(1, 0, KKC, F, n*Ho*Wo, 1, cols, ld, dz, F, 1, dW, F, work)
@@ -3199,7 +3200,7 @@ ADVNN__AVX2_FN static void advnn__conv_implicit_v(int H, int W, int C, int KH, i
  * run). Four positions at a time, for the accumulators' latency. */
 ADVNN__AVX2_FN static void advnn__conv_dot_v(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL,
                                              int Ho, int Wo, const float *x, const float *kern, const float *bias,
-                                             int relu, float *z, float *y, float *work) {
+                                             int relu, const float *prelu, float *z, float *y, float *work) {
     enum { NV = ADVNN__KC / 8 };   /* vectors of a row (K <= 256) */
     const int Hp = (Ho - 1) * SH + KH, Wp = (Wo - 1) * SW + KW, R = KW * C, K = KH * R, nv = K / 8;
     const advnn__idx rowp = (advnn__idx)Wp * C;
@@ -3250,8 +3251,9 @@ ADVNN__AVX2_FN static void advnn__conv_dot_v(int H, int W, int C, int KH, int KW
         }
         for (int i = 0; i < np; i++) {
             float zi = bias ? r[i] + bias[0] : r[i];
-            if (!relu || y != z) z[p0 + i] = zi;
+            if (!(relu || prelu) || y != z) z[p0 + i] = zi;
             if (relu) y[p0 + i] = zi > 0.0f ? zi : 0.0f;
+            else if (prelu) y[p0 + i] = zi > 0.0f ? zi : prelu[0] * zi;
         }
     }
 #undef ADVNN__DOT_V
@@ -3318,14 +3320,17 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__tr8(__m256 *r) {
 }
 ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho, int Wo,
                                                 const float *x, int F, const float *kern, const float *bias, int relu,
-                                                float *z, float *y, float *work) {
+                                                const float *prelu, float *z, float *y, float *work) {
     const int Hp = Ho - 1 + KH, Wp = Wo - 1 + KW;
     const advnn__idx plane = (advnn__idx)Hp * Wp + 16, nq = (advnn__idx)Ho * Wp; /* 16: the last tile's overhang */
     const int r0 = PT < Hp ? PT : Hp, r1 = PT + H < Hp ? PT + H : Hp;    /* rows [r0, r1) hold the image */
     const int c0 = PL < Wp ? PL : Wp, c1 = PL + W < Wp ? PL + W : Wp;    /* and columns [c0, c1) */
     /* t: a tile, 8 rows of 16 positions (rows >= nf unused); u: 16 positions x F, rows 16 floats apart */
-    ADVNN__ALIGN64 float t[16 * 8] = {0}, u[16 * 16];
+    ADVNN__ALIGN64 float t[16 * 8] = {0}, u[16 * 16], sl[8] = {0};   /* sl: F < 8 PReLU slopes */
     const __m256 zero = _mm256_setzero_ps();
+    __m256 s0 = zero, s1 = zero;   /* PReLU slopes of the two overlapping vectors (F >= 8) */
+    if (prelu && F >= 8) { s0 = _mm256_loadu_ps(prelu); s1 = _mm256_loadu_ps(prelu + F - 8); }
+    else if (prelu) { memcpy(sl, prelu, (size_t)F * sizeof(float)); s0 = _mm256_load_ps(sl); }
     for (int c = 0; c < C; c++) {   /* zero the border, then copy the image in */
         float *pc = work + c * plane;
         memset(pc, 0, (size_t)r0 * Wp * sizeof(float));
@@ -3373,7 +3378,10 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
                 for (int i = 0; i < 8; i++) _mm256_storeu_ps(u + 16 * (8 * h + i) + f0, r[i]);
             }
         }
-        /* to NHWC, the padding columns dropped; ReLU as the GEMM's epilogue does it */
+        /* to NHWC, the padding columns dropped; ReLU as the GEMM's epilogue does it, PReLU as
+         * advnn_act_forward (z > 0 ? z : slope z) */
+#define ADVNN__PL_ACT(V, S) (relu ? _mm256_max_ps((V), zero) \
+                              : _mm256_blendv_ps(_mm256_mul_ps((S), (V)), (V), _mm256_cmp_ps((V), zero, _CMP_GT_OQ)))
         advnn__idx oy = q0 / Wp, ox = q0 - oy * Wp;
         for (int i = 0; i < 16 && q0 + i < nq; i++) {
             if (ox < Wo) {
@@ -3381,16 +3389,19 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
                 const float *ui = u + 16 * i;
                 if (F >= 8) {   /* two overlapping vectors */
                     __m256 v0 = _mm256_load_ps(ui), v1 = _mm256_loadu_ps(ui + F - 8);
-                    if (!relu || y != z) { _mm256_storeu_ps(z + o, v0); _mm256_storeu_ps(z + o + F - 8, v1); }
-                    if (relu) {
-                        _mm256_storeu_ps(y + o, _mm256_max_ps(v0, zero));
-                        _mm256_storeu_ps(y + o + F - 8, _mm256_max_ps(v1, zero));
+                    if (!(relu || prelu) || y != z) {
+                        _mm256_storeu_ps(z + o, v0);
+                        _mm256_storeu_ps(z + o + F - 8, v1);
+                    }
+                    if (relu || prelu) {
+                        _mm256_storeu_ps(y + o, ADVNN__PL_ACT(v0, s0));
+                        _mm256_storeu_ps(y + o + F - 8, ADVNN__PL_ACT(v1, s1));
                     }
                 } else {
                     ADVNN__ALIGN64 float m[8];
-                    if (!relu || y != z) advnn__copy_lt8(F, ui, z + o);
-                    if (relu) {
-                        _mm256_store_ps(m, _mm256_max_ps(_mm256_load_ps(ui), zero));
+                    if (!(relu || prelu) || y != z) advnn__copy_lt8(F, ui, z + o);
+                    if (relu || prelu) {
+                        _mm256_store_ps(m, ADVNN__PL_ACT(_mm256_load_ps(ui), s0));
                         advnn__copy_lt8(F, m, y + o);
                     }
                 }
@@ -3398,6 +3409,7 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
             if (++ox == Wp) { ox = 0; oy++; }
         }
     }
+#undef ADVNN__PL_ACT
 }
 
 /* C = A^T B + beta C for a narrow C (5 <= M rows, 2 <= N <= 12 columns) and a long K: the weight
@@ -4124,24 +4136,27 @@ ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, 
 }
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
-                                       float *z, float *y, float *work) {
+                                       const float *prelu, float *z, float *y, float *work) {
 #ifdef ADVNN__AVX2
-    if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
-        (int64_t)Ho * Wo >= 2 && F == 1 && (int64_t)KW * C >= 8 && (int64_t)KH * KW * C <= ADVNN__KC) {
-        advnn__conv_dot_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, kernel, bias, relu, z, relu ? y : z, work);
+    const int ok = ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 &&
+                   Wo > 0 && (int64_t)Ho * Wo >= 2 && (int64_t)KH * KW * C <= ADVNN__KC && !(relu && prelu);
+    if (!relu && !prelu) y = z;
+    if (ok && F == 1 && (int64_t)KW * C >= 8) {
+        advnn__conv_dot_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, kernel, bias, relu, prelu, z, y, work);
         return 1;
     }
-    if (ADVNN__VEC_LIVE() && H > 0 && W > 0 && C > 0 && KH > 0 && KW > 0 && SH > 0 && SW > 0 && Ho > 0 && Wo > 0 &&
-        (int64_t)Ho * Wo >= 2 && F >= 2 && (int64_t)KH * KW * C <= ADVNN__KC) {
-        if (!relu) y = z;
+    if (ok && F >= 2) {
         if (SH == 1 && SW == 1 && F <= ADVNN__CONV_PLANAR_MAX_F)
-            advnn__conv_planar_v(H, W, C, KH, KW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
-        else advnn__conv_implicit_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
+            advnn__conv_planar_v(H, W, C, KH, KW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, prelu, z, y, work);
+        else {
+            advnn__conv_implicit_v(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kernel, bias, relu, z, y, work);
+            if (prelu) advnn_act_forward(ADVNN_ACT_PRELU, Ho * Wo, F, z, F, y, F, 0.0f, prelu);   /* in cache */
+        }
         return 1;
     }
 #else
     (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
-    (void)x; (void)F; (void)kernel; (void)bias; (void)relu; (void)z; (void)y; (void)work;
+    (void)x; (void)F; (void)kernel; (void)bias; (void)relu; (void)prelu; (void)z; (void)y; (void)work;
 #endif
     return 0;
 }

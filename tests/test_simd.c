@@ -1076,8 +1076,9 @@ static void check_conv(int H, int W, int C, int KH, int KW, int SH, int SW, int 
 /* advnn_conv_implicit against im2col + advnn_sgemm_bias_relu, bit for bit: z and y, with and without
  * bias and ReLU, every padding mode and stride of the im2col tests, filters across the 8- and 16-wide
  * panels, rows of positions not a multiple of 6; x and work allocated to size (ASan sees a read past
- * either); F = 1 (the matrix-vector path's sums); and nothing written where it declines (F = 1 with
- * kernel rows under 8 taps, KKC > 256, one position, no AVX2). */
+ * either); F = 1 (the matrix-vector path's sums); PReLU in the store against advnn_act_forward; and
+ * nothing written where it declines (F = 1 with kernel rows under 8 taps, KKC > 256, one position, no
+ * AVX2, ReLU and PReLU both asked). */
 /* whether advnn_conv_implicit can run here (its kernels are AVX2's; NEON and the scalar path decline) */
 static int conv_implicit_live(void) {
 #ifdef ADVNN__AVX2
@@ -1098,21 +1099,36 @@ static int check_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int 
     float *work = falloc(nw);
     fill_rand(x, nx, 1.0f);
     for (size_t i = 0; i < nx; i += 7) x[i] = 0.0f;   /* exact zeros among the taps, as after a ReLU */
+    if (var & 4) fill_val(x, nx, 0.0f);                 /* z = +0 everywhere (no bias): PReLU's z > 0 exactly */
     fill_rand(kern, (size_t)K * F, 0.5f);
     fill_rand(bias, (size_t)F, 0.5f);
     fill_val(z1, (size_t)P * F, SENT); fill_val(y1, (size_t)P * F, SENT);
     fill_val(z2, (size_t)P * F, SENT); fill_val(y2, (size_t)P * F, SENT);
     advnn_im2col(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, cols, K);
     advnn_sgemm_bias_relu(P, F, K, cols, K, kern, F, use_bias ? bias : NULL, relu, z1, F, y1, F, gemm_work);
-    int got = advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, relu, z2,
-                                  y2, work);
+    int got = advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, relu,
+                                  NULL, z2, y2, work);
     int bad = got != live;
     if (got) bad += count_bitwise_diff(z1, z2, (size_t)P * F) + count_bitwise_diff(y1, y2, (size_t)P * F);
     else for (size_t i = 0; i < (size_t)P * F; i++) bad += !(z2[i] == SENT && y2[i] == SENT);
     if (got && relu) {   /* ReLU in place (y == z), as the library runs a ReLU convolution */
         advnn_sgemm_bias_relu(P, F, K, cols, K, kern, F, use_bias ? bias : NULL, 1, z1, F, z1, F, gemm_work);
-        advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, 1, z2, z2, work);
+        advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, 1, NULL, z2, z2,
+                            work);
         bad += count_bitwise_diff(z1, z2, (size_t)P * F);
+    }
+    if (got && !relu) {   /* PReLU in the store: y as advnn_act_forward(PRELU) on z, z kept */
+        float *sl = falloc((size_t)F);
+        fill_rand(sl, (size_t)F, 0.5f);
+        for (int f = 0; f < F; f++) sl[f] = (f % 2 ? 1.0f : -1.0f) * (0.1f + fabsf(sl[f]));   /* both signs */
+        advnn_act_forward(ADVNN_ACT_PRELU, P, F, z1, F, y1, F, 0.0f, sl);
+        fill_val(z2, (size_t)P * F, SENT); fill_val(y2, (size_t)P * F, SENT);
+        bad += !advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, use_bias ? bias : NULL, 0, sl,
+                                    z2, y2, work);
+        bad += count_bitwise_diff(z1, z2, (size_t)P * F);
+        bad += memcmp(y1, y2, (size_t)P * F * sizeof(float)) != 0;   /* with zeros' signs: slope * +0 */
+        bad += advnn_conv_implicit(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, x, F, kern, NULL, 1, sl, z2, y2, work);
+        ffree(sl);
     }
     CHECK(!bad, "conv_implicit H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d F=%d relu=%d bias=%d: returned %d, %d mismatches",
           H, W, C, KH, KW, SH, SW, mode, F, relu, use_bias, got, bad);
@@ -1153,6 +1169,7 @@ static void test_conv_implicit(void) {
         ran += check_conv_implicit(4, 23, 13, 3, 3, 1, 1, v % 3, 9 + v, v);
     }
     ran += check_conv_implicit(9, 11, 64, 2, 2, 1, 1, 1, 12, 1);
+    for (int f = 1; f <= 17; f += 4) ran += check_conv_implicit(6, 7, 3, 3, 3, 1 + f / 16, 1, 1, f, 6);   /* zeros */
     check_conv_implicit(9, 11, 29, 3, 3, 1, 1, 1, 12, 0);
     if (conv_implicit_live()) CHECK(ran > 100, "conv_implicit: only %d of the shapes took the implicit path", ran);
 }
