@@ -224,7 +224,7 @@ ADVNN_SIMD_DEF void advnn_im2col(int H, int W, int C, int KH, int KW, int SH, in
  * floats (any alignment). With F = 1 the sums are those of the matrix-vector path that product takes.
  * Returns 0, having written nothing, where it does not apply: without the AVX2 kernels (AVX2 absent or
  * ADVNN_FORCE_SCALAR), KKC > 256 (the GEMM then sums in blocks of K), Ho*Wo < 2 (a matrix-vector path),
- * F = 1 with KW*C < 8 (kernel rows shorter than a vector). */
+ * F = 1 with KW*C < 8 (kernel rows shorter than a vector), relu and prelu both given. */
 ADVNN_SIMD_DEF size_t advnn_conv_implicit_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo, int F);
 ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                        int Wo, const float *x, int F, const float *kernel, const float *bias, int relu,
