@@ -4071,12 +4071,112 @@ ADVNN__VFN void advnn__lstm_pcell_v(int nf, int s, const float *zt, float *c, fl
                           _mm256_permutevar8x32_ps(advnn__vsigmoid(v1), p4), c + 8 * nf, h + 8 * nf);
     }
 }
+/* Eight samples at once, sample s in lane s (the inputs projected here, z NULL): every gate is then a
+ * full vector of one unit's gate in 8 samples (at H = 10, 50 transcendental calls a step for 8 samples
+ * against 64 with the units on the lanes, and no lanes moved between gates). Each value is
+ * computed by the same operations in the same order as one sample alone: the columns' FMA chains
+ * from 0 (k in order), + bp, + the recurrent chain from 0, the cell of ADVNN__LSTM_CELL8; a masked
+ * lane keeps its state. X: the step's inputs, F vectors; Z: L gate columns; C, S: the cell and h,
+ * H vectors each (all 8 floats apart). NC <= 6 columns (constant where inlined) from column j. */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__lstm_cols8(int NC, int F, int H, int L, int rec, const float *X,
+                                                   const float *S, const float *Wp, const float *bp,
+                                                   const float *Up, float *Z) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    /* named accumulators: gcc -O2 kept an array's in memory, a load and a store per FMA */
+#define ADVNN__L8_FMA(A, C, V, M) if (NC > (C)) A = _mm256_fmadd_ps((V), _mm256_broadcast_ss((M) + (C)), A);
+#define ADVNN__L8_ALL(V, M) ADVNN__L8_FMA(a0, 0, V, M) ADVNN__L8_FMA(a1, 1, V, M) ADVNN__L8_FMA(a2, 2, V, M) \
+                            ADVNN__L8_FMA(a3, 3, V, M) ADVNN__L8_FMA(a4, 4, V, M) ADVNN__L8_FMA(a5, 5, V, M)
+#define ADVNN__L8_EACH(OP) OP(a0, 0) OP(a1, 1) OP(a2, 2) OP(a3, 3) OP(a4, 4) OP(a5, 5)
+    for (int k = 0; k < F; k++) {
+        const __m256 xk = _mm256_load_ps(X + 8 * k);
+        const float *w = Wp + (advnn__idx)k * L;
+        ADVNN__L8_ALL(xk, w)
+    }
+#define ADVNN__L8_BIAS(A, C) if (NC > (C)) A = _mm256_add_ps(A, _mm256_broadcast_ss(bp + (C)));
+    ADVNN__L8_EACH(ADVNN__L8_BIAS)
+    if (rec) {   /* the recurrent chains from 0 in the same registers, after the sums so far are stored */
+#define ADVNN__L8_PARK(A, C) if (NC > (C)) { _mm256_store_ps(Z + 8 * (C), A); A = _mm256_setzero_ps(); }
+        ADVNN__L8_EACH(ADVNN__L8_PARK)
+        for (int k = 0; k < H; k++) {
+            const __m256 hk = _mm256_load_ps(S + 8 * k);
+            const float *u = Up + (advnn__idx)k * L;
+            ADVNN__L8_ALL(hk, u)
+        }
+#define ADVNN__L8_ADD(A, C) if (NC > (C)) A = _mm256_add_ps(_mm256_load_ps(Z + 8 * (C)), A);
+        ADVNN__L8_EACH(ADVNN__L8_ADD)
+    }
+#define ADVNN__L8_OUT(A, C) if (NC > (C)) _mm256_store_ps(Z + 8 * (C), A);
+    ADVNN__L8_EACH(ADVNN__L8_OUT)
+#undef ADVNN__L8_FMA
+#undef ADVNN__L8_ALL
+#undef ADVNN__L8_EACH
+#undef ADVNN__L8_BIAS
+#undef ADVNN__L8_PARK
+#undef ADVNN__L8_ADD
+#undef ADVNN__L8_OUT
+}
+/* the floats advnn__lstm_seq8_v keeps (X, Z, C, S), and the most it may keep on the stack */
+#define ADVNN__LSTM8_FLOATS(F, H, L) (8 * ((F) + (L) + 2 * (H)))
+#define ADVNN__LSTM8_MAX 4096
+/* advnn__lstm_seq_fwd_v on samples 0-7 of x, mask, hseq, hlast (z NULL) */
+ADVNN__VKFN void advnn__lstm_seq8_v(int T, int F, int H, const float *x, const float *Wp, const float *bp,
+                                    const float *Up, const float *mask, float *hseq, float *hlast) {
+    const int L = advnn__lstm_width(H), nf = H / 8, sl = advnn__lstm_slot(H);
+    ADVNN__ALIGN64 float buf[ADVNN__LSTM8_MAX];
+    float *X = buf, *Z = X + 8 * F, *C = Z + 8 * L, *S = C + 8 * H;
+    const __m256 zero = _mm256_setzero_ps();
+    memset(C, 0, (size_t)16 * H * sizeof(float));   /* C and S: the zero state */
+    for (int t = 0; t < T; t++) {
+        int k = 0;
+        for (; k + 8 <= F; k += 8) {   /* X[k][s] = x[s][t][k], 8 x 8 blocks */
+            __m256 r[8];
+            for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(x + ((advnn__idx)q * T + t) * F + k);
+            advnn__tr8(r);
+            for (int q = 0; q < 8; q++) _mm256_store_ps(X + 8 * (k + q), r[q]);
+        }
+        for (; k < F; k++)
+            for (int q = 0; q < 8; q++) X[8 * k + q] = x[((advnn__idx)q * T + t) * F + k];
+        for (int j = 0; j < L; j += 6) {
+            const float *w = Wp + j, *b = bp + j, *u = Up + j;
+            switch (L - j < 6 ? L - j : 6) {
+            case 2: advnn__lstm_cols8(2, F, H, L, t > 0, X, S, w, b, u, Z + 8 * j); break;
+            case 4: advnn__lstm_cols8(4, F, H, L, t > 0, X, S, w, b, u, Z + 8 * j); break;
+            default: advnn__lstm_cols8(6, F, H, L, t > 0, X, S, w, b, u, Z + 8 * j); break;   /* L % 8 == 0 */
+            }
+        }
+        __m256 keep = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        if (mask) {
+            ADVNN__ALIGN64 float m[8];
+            for (int q = 0; q < 8; q++) m[q] = mask[(advnn__idx)q * T + t];
+            keep = _mm256_cmp_ps(_mm256_load_ps(m), zero, _CMP_NEQ_UQ);   /* != 0, as the scalar test */
+        }
+        for (int v = 0; v < H; v++) {   /* gate q of unit v in column advnn__lstm_pcol(H, q, v) = p + q gs */
+            const int p = v < 8 * nf ? 32 * (v / 8) + v % 8 : 32 * nf + v - 8 * nf, gs = v < 8 * nf ? 8 : sl;
+            const float *zi = Z + 8 * p, *zf = zi + 8 * gs, *zg = zi + 16 * gs, *zo = zi + 24 * gs;
+            __m256 i = advnn__vsigmoid(_mm256_load_ps(zi)), f = advnn__vsigmoid(_mm256_load_ps(zf));
+            __m256 g = advnn__vtanh(_mm256_load_ps(zg)), o = advnn__vsigmoid(_mm256_load_ps(zo));
+            __m256 cp = _mm256_load_ps(C + 8 * v), cv = _mm256_fmadd_ps(f, cp, _mm256_mul_ps(i, g));
+            __m256 hv = _mm256_mul_ps(o, advnn__vtanh(cv));
+            _mm256_store_ps(C + 8 * v, _mm256_blendv_ps(cp, cv, keep));
+            _mm256_store_ps(S + 8 * v, _mm256_blendv_ps(_mm256_load_ps(S + 8 * v), hv, keep));
+        }
+        for (int q = 0; hseq && q < 8; q++)
+            for (int v = 0; v < H; v++) hseq[((advnn__idx)q * T + t) * H + v] = S[8 * v + q];
+    }
+    for (int q = 0; hlast && q < 8; q++)
+        for (int v = 0; v < H; v++) hlast[(advnn__idx)q * H + v] = S[8 * v + q];
+}
 ADVNN__VKFN void advnn__lstm_seq_fwd_v(int n, int T, int F, int H, const float *x, const float *Wp, const float *bp,
                                        const float *Up, float *z, const float *mask, float *hseq, float *hlast,
                                        float *state) {
     const int nf = H / 8, s = advnn__lstm_slot(H), L = advnn__lstm_width(H), Hp = 8 * nf + (s ? 8 : 0);
     float *c = state, *h = state + Hp;
-    for (advnn__idx r = 0; r < n; r++) {
+    advnn__idx r = 0;
+    if (!z && F <= ADVNN__KC && H <= ADVNN__KC && ADVNN__LSTM8_FLOATS(F, H, L) <= ADVNN__LSTM8_MAX)
+        for (; r + 8 <= n; r += 8)
+            advnn__lstm_seq8_v(T, F, H, x + r * T * F, Wp, bp, Up, mask ? mask + r * T : NULL,
+                               hseq ? hseq + r * T * H : NULL, hlast ? hlast + r * H : NULL);
+    for (; r < n; r++) {
         memset(state, 0, 2 * (size_t)Hp * sizeof(float));
         for (int t = 0; t < T; t++) {
             float *zt = z ? z + (r * T + t) * L : h + Hp;

@@ -1662,7 +1662,8 @@ static void test_lstm_cell_fd(void) {
 /* advnn_lstm_seq_fwd, the packed inference sequence: the vector body gives bit for bit what the
  * per-step kernels give for the same sample in a batch of two rows (input projection by advnn_sgemm
  * and advnn_add_bias on 2T rows, then per step advnn_sgemm with beta 1 and advnn_lstm_cell_fwd),
- * whether it projects the inputs itself (z NULL) or is given them, one sample or two in a call;
+ * whether it projects the inputs itself (z NULL) or is given them, one sample or two in a call; 11
+ * samples in a call (8 of them at once, one in each lane, masks differing by lane) as each alone;
  * live and reference within 2e-5 of
  * the layer computed in double; nothing written past hseq / hlast; masked steps carry the state.
  * Every H % 8 (each packed tail: none, 2 and 4 lanes a gate, a padded block); F = 300 sums two
@@ -1752,6 +1753,31 @@ static void test_lstm_seq(void) {
                                           H, F, T, t, j, a, hs[(size_t)t * H + j], b1, want1);
                         }
                     ffree(hs2); ffree(hl2);
+                }
+                {   /* 11 samples in one call (8 at once, one in each lane, then 3 alone): each as alone */
+                    enum { NS = 11 };
+                    float *xs = falloc((size_t)NS * T * F), *ms = falloc((size_t)NS * T), *zs = falloc((size_t)NS * T * L);
+                    float *hsn = falloc((size_t)NS * T * H + 1), *hln = falloc((size_t)NS * H + 1);
+                    float *hs1 = falloc((size_t)T * H), *hl1 = falloc((size_t)H);
+                    fill_rand(xs, (size_t)NS * T * F, 1.5f);
+                    for (int k = 0; k < NS * T; k++) ms[k] = (k * 5 + H) % 3 == 0 ? 0.0f : 1.0f;   /* masks differ by lane */
+                    float *za = falloc((size_t)NS * T * L);   /* given z: each sample's rows of one projection (overwritten) */
+                    advnn_sgemm(0, 0, NS * T, L, F, 1.0f, xs, F, Wp, L, 0.0f, za, L, NULL);
+                    advnn_add_bias(NS * T, L, za, L, bp);
+                    memcpy(zs, za, (size_t)NS * T * L * sizeof(float));
+                    hsn[NS * T * H] = hln[NS * H] = 12345.0f;
+                    advnn_lstm_seq_fwd(NS, T, F, H, xs, Wp, bp, Up, zin ? zs : NULL, mk ? ms : NULL, hsn, hln, st);
+                    CHECK(hsn[NS * T * H] == 12345.0f && hln[NS * H] == 12345.0f, "lstm_seq n=%d H=%d wrote past its outputs", NS, H);
+                    for (int r = 0; r < NS; r++) {
+                        memcpy(zs, za + (size_t)r * T * L, (size_t)T * L * sizeof(float));
+                        advnn_lstm_seq_fwd(1, T, F, H, xs + (size_t)r * T * F, Wp, bp, Up, zin ? zs : NULL, mk ? ms + r * T : NULL,
+                                           hs1, hl1, st);
+                        int d = memcmp(hs1, hsn + (size_t)r * T * H, (size_t)T * H * sizeof(float)) != 0 ||
+                                memcmp(hl1, hln + (size_t)r * H, (size_t)H * sizeof(float)) != 0;
+                        if (d && bad++ < 5) CHECK(0, "lstm_seq n=%d H=%d F=%d T=%d mask %d z %s: sample %d differs from alone", NS, H, F, T,
+                                                  mm, zin ? "given" : "NULL", r);
+                    }
+                    ffree(xs); ffree(ms); ffree(zs); ffree(za); ffree(hsn); ffree(hln); ffree(hs1); ffree(hl1);
                 }
                 ffree(W); ffree(U); ffree(b); ffree(Wp); ffree(Up); ffree(bp); ffree(x); ffree(G); ffree(z); ffree(c);
                 ffree(h); ffree(hs); ffree(hl); ffree(st); ffree(hsr); ffree(hist); free(cd); free(hd); free(hn);
