@@ -2840,7 +2840,7 @@ typedef struct advnn__iop { int node, xin, K, U, relu; const float *W, *b; } adv
 struct advnn_ws {
     advnn_graph *g;            /* written only in training mode (BatchNorm running statistics) */
     int     max_batch, grads;  /* grads: has dout/pgrad buffers (training workspace) */
-    float **out, **dout, **aux, **in_own;
+    float **out, **dout, **aux, **in_own;   /* in_own: a node's own buffer (an input's: gathered rows) */
     float  *pgrad;             /* parameter gradients, laid out like g->params */
     float  *gemm;              /* packing buffer for advnn_sgemm */
     float  *scratch;           /* temporaries of one node's forward or backward (im2col, LSTM state) */
@@ -2983,6 +2983,7 @@ static size_t advnn__ws_layout(const advnn_graph *g, int max_batch, int grads, a
             continue;
         }
         ADVNN__CARVE(ws->out[i], sz);
+        if (ws) ws->in_own[i] = ws->out[i];   /* (an identity node's out may become a view: advnn__identity_fwd) */
         if (grads) ADVNN__CARVE(ws->dout[i], sz);
         if (ax) ADVNN__CARVE(ws->aux[i], ax);
     }
@@ -3437,12 +3438,23 @@ static void advnn__concat_fwd(advnn_ws *ws, int id, int nb) {
     }
 }
 
+/* A node whose forward copies its input (dropout outside training, reshape, gradient reversal): in a
+ * workspace without gradients (inference) its output is a view of its input instead. No kernel writes
+ * into its inputs, nothing reads the node back for a backward, and the view is remade every pass
+ * (inputs are views of the caller's rows, slice by slice). With gradients: a copy in its own buffer. */
+static void advnn__identity_fwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    if (!ws->grads) { ws->out[id] = ws->out[n->in[0]]; return; }
+    ws->out[id] = ws->in_own[id];
+    memcpy(ws->out[id], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float));
+}
 static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
     size_t cnt = (size_t)nb * n->size, i;
     const float *x = ws->out[n->in[0]];
-    float *y = ws->out[id], rate = n->fp[0];
-    if (!ws->training || rate == 0.0f || !ws->rng) { memcpy(y, x, cnt * sizeof(float)); return; }
+    float *y, rate = n->fp[0];
+    if (!ws->training || rate == 0.0f || !ws->rng) { advnn__identity_fwd(ws, id, nb); return; }
+    y = ws->out[id] = ws->in_own[id];
     /* one seed per call from the workspace's stream; the kernel draws the mask (the same on every
      * ISA). Chunks keep each call's count an int. */
     for (i = 0; i < cnt; i += (size_t)1 << 30) {
@@ -3758,10 +3770,10 @@ static int advnn__node_fwd(advnn_ws *ws, int i, int nb, advnn_status *st) {
     case ADVNN__CONV: return advnn__conv_fwd(ws, i, nb);   /* and the PReLU after it */
     case ADVNN__POOL: advnn__pool_fwd(ws, i, nb); break;
     case ADVNN__UPSAMPLE: advnn__upsample_fwd(ws, i, nb); break;
-    case ADVNN__RESHAPE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__RESHAPE: advnn__identity_fwd(ws, i, nb); break;
     case ADVNN__LSTM: advnn__lstm_fwd(ws, i, nb); break;
     case ADVNN__MASK: advnn__mask_fwd(ws, i, nb); break;
-    case ADVNN__GRAD_REVERSE: memcpy(ws->out[i], ws->out[n->in[0]], (size_t)nb * n->size * sizeof(float)); break;
+    case ADVNN__GRAD_REVERSE: advnn__identity_fwd(ws, i, nb); break;
     case ADVNN__SOFTMAX: advnn_softmax_rows(nb * n->rows, n->cols, ws->out[n->in[0]], n->cols, ws->out[i], n->cols); break;
     case ADVNN__SAMPLE_MSE: advnn__sample_mse_fwd(ws, i, nb); break;
     case ADVNN__STANDARDIZE: advnn__standardize_rows(ws, i, nb, 0); break;

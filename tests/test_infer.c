@@ -416,6 +416,66 @@ static void test_slices(void) {
     free(xi);
 }
 
+/* Dropout (outside training), reshape and gradient reversal copy their input; in an inference
+ * workspace their output is a view of it. Asked for directly, such a node gives the input's rows
+ * bit for bit (a dropout right after an input: the caller's rows); a network through them gives what
+ * the same network without them gives (the same weights), in slices, on 2 threads, and call after
+ * call on inputs in fresh buffers, each freed after its call (ASan: no view outlives its call). */
+static void test_identity_views(void) {
+    enum { VR = 37, ND = 6 };
+    int six = ND, sh[2] = {2, 3}, x, d1, r1, g1, h, d2, o, x2, h2, o2, c, k, r, bad = 0;
+    advnn_graph *g = advnn_graph_new(), *g2 = advnn_graph_new();
+    float out[VR * ND], want[VR * ND], w[64 * ND];
+    const float *in[1];
+    advnn_ws *ws[3], *wt;
+    x = advnn_input(g, "x", 1, &six);
+    d1 = advnn_dropout(g, x, 0.3f);
+    r1 = advnn_reshape(g, d1, 2, sh);
+    g1 = advnn_grad_reverse(g, advnn_flatten(g, r1), 1.0f);
+    h = advnn_dense(g, g1, 5, ADVNN_ACT_RELU);
+    d2 = advnn_dropout(g, h, 0.5f);
+    o = advnn_dense(g, d2, 2, ADVNN_ACT_LINEAR);
+    x2 = advnn_input(g2, "x", 1, &six);
+    h2 = advnn_dense(g2, x2, 5, ADVNN_ACT_RELU);
+    o2 = advnn_dense(g2, h2, 2, ADVNN_ACT_LINEAR);
+    if (advnn_graph_finalize(g, 3) != ADVNN_OK || advnn_graph_finalize(g2, 4) != ADVNN_OK) { CHECK(0, "finalize: %s", advnn_last_error()); return; }
+    {   /* g2's weights = g's */
+        static const char *names[2] = {"kernel", "bias"};
+        int pairs[2][2] = {{h, h2}, {o, o2}}, sz[2][2] = {{ND * 5, 5}, {5 * 2, 2}}, p, b;
+        for (p = 0; p < 2; p++)
+            for (b = 0; b < 2; b++)
+                CHECK(advnn_weight_get(g, pairs[p][0], names[b], w, sz[p][b]) == ADVNN_OK &&
+                      advnn_weight_set(g2, pairs[p][1], names[b], w, sz[p][b]) == ADVNN_OK, "weights: %s", advnn_last_error());
+    }
+    ws[0] = advnn_ws_new(g, VR); ws[1] = advnn_ws_new(g, VR); ws[2] = advnn_ws_new(g, VR); wt = advnn_ws_new(g2, VR);
+    CHECK(ws[0] && ws[1] && ws[2] && wt && advnn_ws_set_threads(ws[1], 2) == ADVNN_OK, "workspaces: %s", advnn_last_error());
+    if (!ws[0] || !ws[1] || !ws[2] || !wt) return;
+    for (c = 0; c < 4; c++) {   /* four calls, each on a fresh buffer */
+        float *xi = (float *)malloc(VR * ND * sizeof(float));
+        int n = c == 3 ? 1 : VR, node[4] = {d1, r1, g1, o};
+        for (k = 0; k < VR * ND; k++) xi[k] = (float)sin(0.37 * k + c) * 2.0f;
+        in[0] = xi;
+        CHECK(advnn_infer(wt, n, in, o2, want) == ADVNN_OK, "%s", advnn_last_error());
+        if (c == 0) {   /* ws[2]: slices of 5 rows (37 = 5 x 6 + 7), set once its plan for o is made */
+            CHECK(advnn_infer(ws[2], n, in, o, out) == ADVNN_OK, "%s", advnn_last_error());
+            ws[2]->psub = 5;
+        }
+        for (int wi = 0; wi < 3; wi++)
+            for (int q = wi == 2 ? 3 : 0; q < 4; q++) {   /* (a plan for another node resizes the slices) */
+                const int m = q < 3 ? ND : 2;
+                CHECK(advnn_infer(ws[wi], n, in, node[q], out) == ADVNN_OK, "%s", advnn_last_error());
+                for (r = 0; r < n * m; r++)
+                    if (memcmp(&out[r], q < 3 ? &xi[r] : &want[r], sizeof(float))) bad++;
+            }
+        free(xi);
+    }
+    CHECK(!bad, "%d values differ from the input or from the network without the identity nodes", bad);
+    CHECK(ws[2]->psub == 5, "the sliced workspace ran slices of %d rows", ws[2]->psub);
+    for (k = 0; k < 3; k++) advnn_ws_free(ws[k]);
+    advnn_ws_free(wt);
+    advnn_graph_free(g); advnn_graph_free(g2);
+}
+
 int main(void) {
     fill_x();
     RUN(test_writers_refresh_the_cache);
@@ -425,5 +485,6 @@ int main(void) {
     RUN(test_nonfinite_inputs);
     RUN(test_lstm_packed);
     RUN(test_slices);
+    RUN(test_identity_views);
     return th_report();
 }
