@@ -4077,7 +4077,8 @@ ADVNN__VFN void advnn__lstm_pcell_v(int nf, int s, const float *zt, float *c, fl
  * computed by the same operations in the same order as one sample alone: the columns' FMA chains
  * from 0 (k in order), + bp, + the recurrent chain from 0, the cell of ADVNN__LSTM_CELL8; a masked
  * lane keeps its state. X: the step's inputs, F vectors; Z: L gate columns; C, S: the cell and h,
- * H vectors each (all 8 floats apart). NC <= 6 columns (constant where inlined) from column j. */
+ * H vectors each (all 8 floats apart). Here: NC <= 6 columns (a constant where inlined), Wp, bp, Up
+ * and Z at the first of them. */
 ADVNN__INLINE ADVNN__AVX2_FN void advnn__lstm_cols8(int NC, int F, int H, int L, int rec, const float *X,
                                                    const float *S, const float *Wp, const float *bp,
                                                    const float *Up, float *Z) {
