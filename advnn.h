@@ -4707,9 +4707,7 @@ static int advnn__infer_sub(const advnn_ws *ws) {
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
         if (!ws->need[i]) continue;
-        if (n->kind == ADVNN__LOSS_BCE || n->kind == ADVNN__LOSS_CCE || n->kind == ADVNN__LOSS_MSE ||
-            n->kind == ADVNN__LOSS_MDN || advnn__is_batch_loss(n->kind))
-            return ws->max_batch;   /* a loss: a sum over the call's rows */
+        if (ADVNN__IS_LOSS(n->kind)) return ws->max_batch;   /* a loss: a sum over the call's rows */
         if ((size_t)n->size > act) act = (size_t)n->size;
         for (k = 0; k < (size_t)n->n_param; k++)
             if ((size_t)g->par[n->param0 + k].size > wmax) wmax = (size_t)g->par[n->param0 + k].size;

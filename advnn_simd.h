@@ -4122,10 +4122,15 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__lstm_cols8(int NC, int F, int H, int L,
 /* advnn__lstm_seq_fwd_v on samples 0-7 of x, mask, hseq, hlast (z NULL) */
 ADVNN__VKFN void advnn__lstm_seq8_v(int T, int F, int H, const float *x, const float *Wp, const float *bp,
                                     const float *Up, const float *mask, float *hseq, float *hlast) {
-    const int L = advnn__lstm_width(H), nf = H / 8, sl = advnn__lstm_slot(H);
+    const int L = advnn__lstm_width(H);
     ADVNN__ALIGN64 float buf[ADVNN__LSTM8_MAX];
     float *X = buf, *Z = X + 8 * F, *C = Z + 8 * L, *S = C + 8 * H;
+    int gi[ADVNN__KC], gs[ADVNN__KC];   /* unit v's gates in Z: columns gi[v] + q gs[v], q = i, f, g, o */
     const __m256 zero = _mm256_setzero_ps();
+    for (int v = 0; v < H; v++) {
+        gi[v] = advnn__lstm_pcol(H, 0, v);
+        gs[v] = advnn__lstm_pcol(H, 1, v) - gi[v];
+    }
     memset(C, 0, (size_t)16 * H * sizeof(float));   /* C and S: the zero state */
     for (int t = 0; t < T; t++) {
         int k = 0;
@@ -4151,9 +4156,8 @@ ADVNN__VKFN void advnn__lstm_seq8_v(int T, int F, int H, const float *x, const f
             for (int q = 0; q < 8; q++) m[q] = mask[(advnn__idx)q * T + t];
             keep = _mm256_cmp_ps(_mm256_load_ps(m), zero, _CMP_NEQ_UQ);   /* != 0, as the scalar test */
         }
-        for (int v = 0; v < H; v++) {   /* gate q of unit v in column advnn__lstm_pcol(H, q, v) = p + q gs */
-            const int p = v < 8 * nf ? 32 * (v / 8) + v % 8 : 32 * nf + v - 8 * nf, gs = v < 8 * nf ? 8 : sl;
-            const float *zi = Z + 8 * p, *zf = zi + 8 * gs, *zg = zi + 16 * gs, *zo = zi + 24 * gs;
+        for (int v = 0; v < H; v++) {
+            const float *zi = Z + 8 * gi[v], *zf = zi + 8 * gs[v], *zg = zi + 16 * gs[v], *zo = zi + 24 * gs[v];
             __m256 i = advnn__vsigmoid(_mm256_load_ps(zi)), f = advnn__vsigmoid(_mm256_load_ps(zf));
             __m256 g = advnn__vtanh(_mm256_load_ps(zg)), o = advnn__vsigmoid(_mm256_load_ps(zo));
             __m256 cp = _mm256_load_ps(C + 8 * v), cv = _mm256_fmadd_ps(f, cp, _mm256_mul_ps(i, g));
