@@ -242,6 +242,18 @@ ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int 
 ADVNN_SIMD_DEF size_t advnn_conv_wgrad_floats(int C, int KH, int KW, int SH, int SW, int Ho, int Wo);
 ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                     int Wo, const float *x, int n, const float *dz, int F, float *dW, float *work);
+/* A convolution's input gradient over n images without their dcols matrix: dx (n x H x W x C) =, bit for
+ * bit, advnn_col2im onto zeros of image j's dcols from
+ *   advnn_sgemm(0, 1, Ho*Wo, KKC, F, 1, dz + j*Ho*Wo*F, F, kernel, F, 0, dcols, ld, work)
+ * (dx is written, not added to; kernel is KKC x F as for advnn_conv_implicit). At stride 1 with few
+ * channels the dcols GEMM (K = F, 1-10 for W3) is bound by its stores, and col2im reads it all back.
+ * work: advnn_conv_dgrad_floats floats. Returns 0, having written nothing, where it does not apply:
+ * without the AVX2 kernels, stride > 1, C > 12, F > 256 (the GEMM's sums in blocks), Ho*Wo < 2 or
+ * KKC < 5 (the GEMM's matrix-vector paths), padding >= the kernel, or a kernel holding Inf or NaN (col2im drops the padding
+ * taps, which would then add NaN here). */
+ADVNN_SIMD_DEF size_t advnn_conv_dgrad_floats(int H, int W, int KH, int KW, int F);
+ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                    int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work);
 /* The adjoint of im2col: dx(ih, iw, c) += cols[row, col] for every in-range tap (out-of-range taps are
  * dropped); dx accumulates. Each dx element receives its terms in increasing (row, kh, kw) order. */
 ADVNN_SIMD_DEF void advnn_col2im(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
@@ -3318,19 +3330,12 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__tr8(__m256 *r) {
     r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
     r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
-ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho, int Wo,
-                                                const float *x, int F, const float *kern, const float *bias, int relu,
-                                                const float *prelu, float *z, float *y, float *work) {
-    const int Hp = Ho - 1 + KH, Wp = Wo - 1 + KW;
-    const advnn__idx plane = (advnn__idx)Hp * Wp + 16, nq = (advnn__idx)Ho * Wp; /* 16: the last tile's overhang */
+/* The image x (H x W x C) into C planes of Hp x Wp floats, plane floats apart, at rows [PT, PT + H) and
+ * columns [PL, PL + W) (clipped to the planes), zeros elsewhere up to each plane's end. */
+ADVNN__AVX2_FN static void advnn__planar_pad(int H, int W, int C, int PT, int PL, int Hp, int Wp, advnn__idx plane,
+                                             const float *x, float *work) {
     const int r0 = PT < Hp ? PT : Hp, r1 = PT + H < Hp ? PT + H : Hp;    /* rows [r0, r1) hold the image */
     const int c0 = PL < Wp ? PL : Wp, c1 = PL + W < Wp ? PL + W : Wp;    /* and columns [c0, c1) */
-    /* t: a tile, 8 rows of 16 positions (rows >= nf unused); u: 16 positions x F, rows 16 floats apart */
-    ADVNN__ALIGN64 float t[16 * 8] = {0}, u[16 * 16], sl[8] = {0};   /* sl: F < 8 PReLU slopes */
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 s0 = zero, s1 = zero;   /* PReLU slopes of the two overlapping vectors (F >= 8) */
-    if (prelu && F >= 8) { s0 = _mm256_loadu_ps(prelu); s1 = _mm256_loadu_ps(prelu + F - 8); }
-    else if (prelu) { memcpy(sl, prelu, (size_t)F * sizeof(float)); s0 = _mm256_load_ps(sl); }
     for (int c = 0; c < C; c++) {   /* zero the border, then copy the image in */
         float *pc = work + c * plane;
         memset(pc, 0, (size_t)r0 * Wp * sizeof(float));
@@ -3359,6 +3364,19 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
             for (; i < c1 - c0; i++)
                 for (int c = 0; c < C; c++) work[c * plane + row + i] = x[(p0 + i) * C + c];
         }
+}
+ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho, int Wo,
+                                                const float *x, int F, const float *kern, const float *bias, int relu,
+                                                const float *prelu, float *z, float *y, float *work) {
+    const int Hp = Ho - 1 + KH, Wp = Wo - 1 + KW;
+    const advnn__idx plane = (advnn__idx)Hp * Wp + 16, nq = (advnn__idx)Ho * Wp; /* 16: the last tile's overhang */
+    /* t: a tile, 8 rows of 16 positions (rows >= nf unused); u: 16 positions x F, rows 16 floats apart */
+    ADVNN__ALIGN64 float t[16 * 8] = {0}, u[16 * 16], sl[8] = {0};   /* sl: F < 8 PReLU slopes */
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 s0 = zero, s1 = zero;   /* PReLU slopes of the two overlapping vectors (F >= 8) */
+    if (prelu && F >= 8) { s0 = _mm256_loadu_ps(prelu); s1 = _mm256_loadu_ps(prelu + F - 8); }
+    else if (prelu) { memcpy(sl, prelu, (size_t)F * sizeof(float)); s0 = _mm256_load_ps(sl); }
+    advnn__planar_pad(H, W, C, PT, PL, Hp, Wp, plane, x, work);
     for (advnn__idx q0 = 0; q0 < nq; q0 += 16) {
         for (int f0 = 0; f0 < F; f0 += 6) {
             const int nf = F - f0 < 6 ? F - f0 : 6;
@@ -3410,6 +3428,97 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
         }
     }
 #undef ADVNN__PL_ACT
+}
+
+/* advnn_conv_dgrad at stride 1 with few channels, planar as advnn__conv_planar_v runs the forward: dz is
+ * copied filter by filter into zero-padded planes of Hq x Wq = (H + KH - 1) x (W + KW - 1), output
+ * (oh, ow) at row oh + KH - 1 - PT, column ow + KW - 1 - PL, so that input position q = ih * Wq + iw
+ * reads tap (kh, kw) at q + (KH - 1 - kh) * Wq + KW - 1 - kw: 16 consecutive positions are one
+ * unaligned run per filter (the iw >= W positions of each row are computed and dropped). Each tap's
+ * term is its dcols element (the GEMM's F-term FMA chain from zero), added to the sum in col2im's
+ * order (output pixels ascending: taps kh, kw descending). The taps that col2im drops read padding
+ * zeros here: their term is +0 (the kernel is finite) and the sum, which starts at +0, is never -0, so
+ * adding +0 leaves it. Tile: 16 positions x NC <= 3 channels (6 sums, 6 terms; per tap and filter 2
+ * loads and NC broadcasts); sums to t[j * 16 + i]. */
+ADVNN__INLINE ADVNN__AVX2_FN void advnn__dgrad_planar_tile(int NC, const float *dq, advnn__idx plane, int F, int T,
+                                                          const advnn__idx *off, const float *wk, advnn__idx ws,
+                                                          float *t) {
+    /* the sums stay in t (per tap NC loads, adds and stores of 2 vectors): registers for 12 chains */
+    for (int j = 0; j < 2 * NC; j++) _mm256_store_ps(t + 8 * j, _mm256_setzero_ps());
+    for (int k = 0; k < T; k++) {
+        const float *d = dq + off[k], *w = wk + (T - 1 - k) * ws;
+        __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0;
+        __m256 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0;
+        for (int f = 0; f < F; f++, d += plane) {
+            const __m256 x0 = _mm256_loadu_ps(d), x1 = _mm256_loadu_ps(d + 8);
+            __m256 c;
+#define ADVNN__DT(J, P, Q)                                                                            \
+            if (NC > (J)) {                                                                        \
+                c = _mm256_broadcast_ss(w + (J) * F + f);                                          \
+                P = _mm256_fmadd_ps(x0, c, P);                                                     \
+                Q = _mm256_fmadd_ps(x1, c, Q);                                                     \
+            }
+            ADVNN__DT(0, p0, q0) ADVNN__DT(1, p1, q1) ADVNN__DT(2, p2, q2)
+            ADVNN__DT(3, p3, q3) ADVNN__DT(4, p4, q4) ADVNN__DT(5, p5, q5)
+#undef ADVNN__DT
+        }
+#define ADVNN__DS(J, P, Q)                                                                            \
+        if (NC > (J)) {                                                                            \
+            _mm256_store_ps(t + 16 * (J), _mm256_add_ps(_mm256_load_ps(t + 16 * (J)), P));         \
+            _mm256_store_ps(t + 16 * (J) + 8, _mm256_add_ps(_mm256_load_ps(t + 16 * (J) + 8), Q)); \
+        }
+        ADVNN__DS(0, p0, q0) ADVNN__DS(1, p1, q1) ADVNN__DS(2, p2, q2)
+        ADVNN__DS(3, p3, q3) ADVNN__DS(4, p4, q4) ADVNN__DS(5, p5, q5)
+#undef ADVNN__DS
+    }
+}
+#define ADVNN__DGRAD_MAX_C 12
+#define ADVNN__DGRAD_MAX_TAPS 49
+ADVNN__AVX2_FN static void advnn__conv_dgrad_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho,
+                                                      int Wo, const float *dz, int F, const float *kern, float *dx,
+                                                      float *work) {
+    const int Hq = H + KH - 1, Wq = W + KW - 1, T = KH * KW;
+    const advnn__idx plane = (advnn__idx)Hq * Wq + KW + 16, nq = (advnn__idx)H * Wq; /* KW + 16: the overhang */
+    /* t: the tile, 16 rows of 16 positions (rows >= C unused); u: 16 positions x C, rows 16 floats apart */
+    ADVNN__ALIGN64 float t[16 * 16] = {0}, u[16 * 16];
+    advnn__idx off[ADVNN__DGRAD_MAX_TAPS];   /* tap r * KW + s (kh = KH - 1 - r, kw = KW - 1 - s) at q + off */
+    for (int r = 0; r < KH; r++)
+        for (int s = 0; s < KW; s++) off[r * KW + s] = (advnn__idx)r * Wq + s;
+    advnn__planar_pad(Ho, Wo, F, KH - 1 - PT, KW - 1 - PL, Hq, Wq, plane, dz, work);
+    for (advnn__idx q0 = 0; q0 < nq; q0 += 16) {
+        for (int c0 = 0, nc; c0 < C; c0 += nc) {   /* groups of <= 6 channels, sizes balanced */
+            const float *dq = work + q0, *wk = kern + (advnn__idx)c0 * F;
+            const advnn__idx ws = (advnn__idx)C * F;
+            nc = C - c0 > 6 ? (C - c0 + 1) / 2 : C - c0;
+            switch (nc) {
+            case 1: advnn__dgrad_planar_tile(1, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            case 2: advnn__dgrad_planar_tile(2, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            case 3: advnn__dgrad_planar_tile(3, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            case 4: advnn__dgrad_planar_tile(4, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            case 5: advnn__dgrad_planar_tile(5, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            default: advnn__dgrad_planar_tile(6, dq, plane, F, T, off, wk, ws, t + 16 * c0); break;
+            }
+        }
+        for (int cb = 0; cb < C; cb += 8)   /* u[i][cb + j] = t[cb + j][i] */
+            for (int h = 0; h < 2; h++) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) r[j] = _mm256_load_ps(t + 16 * (cb + j) + 8 * h);
+                advnn__tr8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(u + 16 * (8 * h + i) + cb, r[i]);
+            }
+        advnn__idx iy = q0 / Wq, ix = q0 - iy * Wq;
+        for (int i = 0; i < 16 && q0 + i < nq; i++) {   /* to NHWC, the padding columns dropped */
+            if (ix < W) {
+                float *d = dx + (iy * W + ix) * C;
+                if (C >= 8) {   /* two overlapping vectors */
+                    const __m256 v1 = _mm256_loadu_ps(u + 16 * i + C - 8);
+                    _mm256_storeu_ps(d, _mm256_load_ps(u + 16 * i));
+                    _mm256_storeu_ps(d + C - 8, v1);
+                } else advnn__copy_lt8(C, u + 16 * i, d);
+            }
+            if (++ix == Wq) { ix = 0; iy++; }
+        }
+    }
 }
 
 /* C = A^T B + beta C for a narrow C (5 <= M rows, 2 <= N <= 12 columns) and a long K: the weight
@@ -4264,6 +4373,31 @@ ADVNN_SIMD_DEF int advnn_conv_implicit(int H, int W, int C, int KH, int KW, int 
     (void)x; (void)F; (void)kernel; (void)bias; (void)relu; (void)prelu; (void)z; (void)y; (void)work;
 #endif
     return 0;
+}
+
+ADVNN_SIMD_DEF size_t advnn_conv_dgrad_floats(int H, int W, int KH, int KW, int F) {
+    if (H < 1 || W < 1 || KH < 1 || KW < 1 || F < 1) return 0;
+    return (size_t)F * ((size_t)(H + KH - 1) * (W + KW - 1) + KW + 16);   /* advnn__conv_dgrad_planar_v */
+}
+ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                    int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work) {
+#ifdef ADVNN__AVX2
+    const advnn__idx nk = (advnn__idx)KH * KW * C * F;
+    if (!ADVNN__VEC_LIVE() || H < 1 || W < 1 || C < 1 || C > ADVNN__DGRAD_MAX_C || KH < 1 || KW < 1 || SH != 1 ||
+        SW != 1 || PT < 0 || PT >= KH || PL < 0 || PL >= KW || Ho < 1 || Wo < 1 || (int64_t)Ho * Wo < 2 || n < 1 ||
+        F < 1 || F > ADVNN__KC || nk < 5 * (advnn__idx)F || KH * KW > ADVNN__DGRAD_MAX_TAPS)
+        return 0;
+    for (advnn__idx k = 0; k < nk; k++)
+        if (!(kernel[k] - kernel[k] == 0.0f)) return 0;   /* Inf or NaN */
+    for (int j = 0; j < n; j++)
+        advnn__conv_dgrad_planar_v(H, W, C, KH, KW, PT, PL, Ho, Wo, dz + (size_t)j * Ho * Wo * F, F, kernel,
+                                   dx + (size_t)j * H * W * C, work);
+    return 1;
+#else
+    (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
+    (void)dz; (void)n; (void)F; (void)kernel; (void)dx; (void)work;
+    return 0;
+#endif
 }
 
 /* advnn_conv_wgrad reads the taps in zero-padded copies of the images (Hp x Wp x C, padded as

@@ -387,6 +387,51 @@ static void bench_im2col(int H, int W, int C) {
     free(x); free(cols); free(ts);
 }
 
+/* ---- a convolution's input gradient (k3 same, stride 1, 8 images): advnn_conv_dgrad against what it
+ * replaces, dx zeroed, the dcols GEMM (K = F) and col2im, image by image as the trainer ran them ---- */
+static void bench_dgrad(int H, int W, int C, int F) {
+    const int n = 8, P = H * W, kc = 9 * C;
+    size_t ndz = (size_t)n * P * F, nx = (size_t)n * H * W * C;
+    float *dz = (float *)malloc(ndz * sizeof(float)), *k = (float *)malloc((size_t)kc * F * sizeof(float));
+    float *dx = (float *)malloc(nx * sizeof(float)), *dcols = (float *)malloc((size_t)P * kc * sizeof(float));
+    float *work = (float *)malloc(advnn_conv_dgrad_floats(H, W, 3, 3, F) * sizeof(float));
+    float *gw = (float *)aligned_alloc(64, ((size_t)ADVNN_SGEMM_WORK_FLOATS * sizeof(float) + 63) / 64 * 64);
+    unsigned seed = 9;
+    fill(dz, ndz, &seed); fill(k, (size_t)kc * F, &seed);
+    int inner = (int)(2e6 / ((double)P * kc * F)) + 1, nsamp = 9 * reps_scale;
+    double *ts = (double *)malloc((size_t)nsamp * sizeof(double)), t[2], flop = 2.0 * n * P * kc * F;
+    for (int direct = 1; direct >= 0; direct--) {
+        for (int s = -1; s < nsamp; s++) {   /* s == -1: warm-up */
+            double t0 = now();
+            for (int w = 0; w < inner; w++) {
+                if (direct && !advnn_conv_dgrad(H, W, C, 3, 3, 1, 1, 1, 1, H, W, dz, n, F, k, dx, work)) {
+                    printf("conv_dgrad %dx%dx%d F %d: not applicable (%s)\n", H, W, C, F, advnn_simd_name());
+                    goto out;
+                }
+                if (direct) continue;
+                memset(dx, 0, nx * sizeof(float));
+                for (int j = 0; j < n; j++) {
+                    advnn_sgemm(0, 1, P, kc, F, 1.0f, dz + (size_t)j * P * F, F, k, F, 0.0f, dcols, kc, gw);
+                    advnn_col2im(H, W, C, 3, 3, 1, 1, 1, 1, H, W, dcols, kc, dx + (size_t)j * H * W * C);
+                }
+            }
+            if (s >= 0) ts[s] = (now() - t0) / inner;
+        }
+        t[direct] = median(ts, nsamp);
+    }
+    bench_sink = dx[nx / 2];
+    printf("conv_dgrad %2dx%2dx%-2d F %-2d k3 same  %s %7.1f GFLOP/s %5.1f%% of peak %6.2f us/image   "
+           "gemm+col2im %7.1f GFLOP/s %6.2f us/image   speedup %4.2fx\n", H, W, C, F, advnn_simd_name(),
+           flop / t[1] * 1e-9, peak > 0 ? 100 * flop / t[1] * 1e-9 / peak : 0.0, t[1] * 1e6 / n,
+           flop / t[0] * 1e-9, t[0] * 1e6 / n, t[0] / t[1]);
+    printf("{\"kernel\":\"conv_dgrad\",\"isa\":\"%s\",\"H\":%d,\"W\":%d,\"C\":%d,\"F\":%d,\"k\":3,\"gflops\":%.2f,"
+           "\"peak_frac\":%.3f,\"us_per_image\":%.3f,\"gemm_col2im_us_per_image\":%.3f}\n", advnn_simd_name(), H, W, C, F,
+           flop / t[1] * 1e-9, peak > 0 ? flop / t[1] * 1e-9 / peak : 0.0, t[1] * 1e6 / n, t[0] * 1e6 / n);
+out:
+    fflush(stdout);
+    free(dz); free(k); free(dx); free(dcols); free(work); free(gw); free(ts);
+}
+
 /* ---- LSTM cell forward + backward (W2 shapes): ns per (row x hidden unit) per step ---- */
 static void bench_lstm(int n, int H) {
     size_t nz = (size_t)n * 4 * H, nh = (size_t)n * H;
@@ -498,6 +543,9 @@ int main(int argc, char **argv) {
     bench_im2col(40, 40, 10);
     bench_im2col(40, 40, 5);
     bench_im2col(20, 20, 10);
+    /* W3's decoder output layer (10 channels, 1 filter) and where the GEMM takes over (5, 10 filters) */
+    for (int f = 1; f <= 10; f += f < 5 ? 1 : 5) bench_dgrad(40, 40, 10, f);
+    bench_dgrad(40, 40, 5, 5);
     bench_lstm(512, 10);
     bench_lstm(512, 5);
     return 0;

@@ -60,6 +60,19 @@ static int B_lstm_last(advnn_graph *g, int x, int a) { (void)a; return advnn_lst
 static int B_lstm_seq(advnn_graph *g, int x, int a) { (void)a; return advnn_lstm(g, advnn_lstm(g, x, 4, 1, -1), 3, 0, -1); }
 static int B_seq_dropout(advnn_graph *g, int x, int a) { (void)a; return advnn_dropout(g, advnn_conv1d(g, x, 4, 1, 1, ADVNN_PAD_VALID, ADVNN_ACT_RELU), 0.25f); }
 
+/* a convolution's input gradient into another convolution (advnn_conv_dgrad writes it at stride 1 with
+ * few filters; col2im adds it otherwise), and into a node with two consumers: the second adds */
+static int B_conv2d_chain(advnn_graph *g, int x, int a) {
+    int h = advnn_conv2d(g, x, 3, 3, 3, 1, 1, ADVNN_PAD_SAME, ADVNN_ACT_TANH);
+    return advnn_conv2d(g, h, a, 3, 3, a > 10 ? 2 : 1, 1, ADVNN_PAD_SAME, ADVNN_ACT_TANH);
+}
+static int B_conv2d_two_consumers(advnn_graph *g, int x, int a) {
+    int h = advnn_conv2d(g, x, 4, 3, 2, 1, 1, ADVNN_PAD_SAME, ADVNN_ACT_TANH), in[2];
+    in[0] = advnn_flatten(g, advnn_conv2d(g, h, 2, 3, 3, 1, 1, ADVNN_PAD_SAME, ADVNN_ACT_TANH));
+    in[1] = advnn_flatten(g, advnn_conv2d(g, h, a, 2, 3, 1, 1, ADVNN_PAD_VALID, ADVNN_ACT_LINEAR));
+    return advnn_concat(g, 2, in);
+}
+
 static void test_conv1d(void) {
     check_body(2, 7, 3, 0, B_conv1d_k1, 0, "conv1d k=1");
     check_body(2, 7, 3, 0, B_conv1d_k3_same, 0, "conv1d k=3 same");
@@ -71,6 +84,10 @@ static void test_conv2d(void) {
     check_body(3, 5, 5, 3, B_conv2d_2x2_valid_s2, 0, "conv2d 2x2 valid stride 2");
     check_body(3, 5, 4, 1, B_conv2d_4x3_same_s2, 0, "conv2d 4x3 same stride 2");
     check_body(3, 3, 3, 4, B_conv2d_1x1, 0, "conv2d 1x1");
+    check_body(3, 5, 4, 2, B_conv2d_chain, 2, "conv2d 3x3 -> conv2d 3x3 (2 filters)");
+    check_body(3, 5, 4, 2, B_conv2d_chain, 12, "conv2d 3x3 -> conv2d 3x3 (12 filters, stride 2x1)");
+    check_body(3, 4, 5, 1, B_conv2d_two_consumers, 3, "conv2d -> two conv2d (3x3 same, 2x3 valid)");
+    check_body(3, 4, 5, 1, B_conv2d_two_consumers, 11, "conv2d -> two conv2d (the second 11 filters)");
 }
 static void test_pool_upsample_reshape(void) {
     check_body(2, 7, 3, 0, B_maxpool1d, 0, "maxpool1d 2");

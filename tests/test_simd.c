@@ -1218,6 +1218,58 @@ static void test_conv_wgrad(void) {
     if (conv_implicit_live()) CHECK(ran > 100, "conv_wgrad: only %d of the shapes took the implicit path", ran);
 }
 
+/* advnn_conv_dgrad against, per image, the dcols GEMM (advnn_sgemm(0, 1), K = F) and col2im onto zeros,
+ * bit for bit with memcmp (the signs of zeros too: dz holds -0 and whole pixels of zeros, the kernel
+ * zeros, and the padding taps col2im skips are read as zeros there); the im2col tests' grid with 1 to 33
+ * filters over 1 to 3 images, W3's layers; dz, dx and work allocated to size (ASan sees a read past
+ * either); nothing written where it declines (stride 2, C > 12, padding >= the kernel, KKC < 5, one
+ * position, no AVX2, a kernel holding Inf or NaN). */
+static int check_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int F, int n, int nonfinite) {
+    int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
+    if (Ho <= 0 || Wo <= 0) return 0;
+    const int K = KH * KW * C, P = Ho * Wo, live = conv_implicit_live() && SH == 1 && SW == 1 && C <= 12 && PT < KH &&
+                                                   PL < KW && P >= 2 && K >= 5 && !nonfinite;
+    size_t nx = (size_t)n * H * W * C, nz = (size_t)n * P * F, nk = (size_t)K * F;
+    float *dz = falloc(nz), *kern = falloc(nk), *dcols = falloc((size_t)P * K), *dx1 = falloc(nx), *dx2 = falloc(nx);
+    float *work = falloc(advnn_conv_dgrad_floats(H, W, KH, KW, F));
+    fill_rand(dz, nz, 1.0f);
+    for (size_t i = 0; i < nz; i += 5) dz[i] = -0.0f;
+    for (size_t p = 0; p < (size_t)n * P; p += 4)   /* whole pixels of zeros, as where a ReLU was off */
+        for (int f = 0; f < F; f++) dz[p * F + f] = p % 8 ? -0.0f : 0.0f;
+    fill_rand(kern, nk, 0.5f);
+    for (size_t i = 0; i < nk; i += 6) kern[i] = 0.0f;
+    if (nonfinite) kern[nk / 2] = nonfinite == 1 ? INFINITY : NAN;
+    fill_val(dx1, nx, 0.0f);
+    for (int j = 0; j < n; j++) {
+        advnn_sgemm(0, 1, P, K, F, 1.0f, dz + (size_t)j * P * F, F, kern, F, 0.0f, dcols, K, gemm_work);
+        advnn_col2im(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, dcols, K, dx1 + (size_t)j * H * W * C);
+    }
+    fill_val(dx2, nx, SENT);
+    int got = advnn_conv_dgrad(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, dz, n, F, kern, dx2, work), bad = got != live;
+    if (got) bad += memcmp(dx1, dx2, nx * sizeof(float)) != 0;
+    else for (size_t i = 0; i < nx; i++) bad += !(dx2[i] == SENT);
+    CHECK(!bad, "conv_dgrad H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d F=%d n=%d nonfinite=%d: returned %d, %d mismatches", H,
+          W, C, KH, KW, SH, SW, mode, F, n, nonfinite, got, bad);
+    ffree(dz); ffree(kern); ffree(dcols); ffree(dx1); ffree(dx2); ffree(work);
+    return got;
+}
+static int dgrad_case(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int cnt) {
+    static const int FS[] = {1, 2, 3, 5, 10, 12, 13, 33};
+    return check_conv_dgrad(H, W, C, KH, KW, SH, SW, mode, FS[cnt % 8], 1 + cnt % 3, 0);
+}
+static void test_conv_dgrad(void) {
+    int ran = conv_grid(dgrad_case);
+    /* W3's layers with their filters and a few more; 10-12 channels (two groups of lanes), wide rows */
+    static const int W3[][3] = {{40, 10, 10}, {20, 10, 10}, {20, 10, 5}, {20, 5, 5}, {20, 1, 5}, {40, 5, 5},
+                                {40, 5, 10},  {40, 10, 1}};
+    for (int i = 0; i < 8; i++)
+        for (int f = 0; f < 2; f++) ran += check_conv_dgrad(W3[i][0], W3[i][0], W3[i][1], 3, 3, 1, 1, 1, W3[i][2] + f, 2, 0);
+    for (int c = 10; c <= 13; c++) ran += check_conv_dgrad(6, 37, c, 3, 3, 1, 1, c % 3, 4 + c, 2, 0);
+    ran += check_conv_dgrad(3, 70, 7, 5, 5, 1, 1, 1, 6, 1, 0);
+    for (int v = 1; v <= 2; v++) check_conv_dgrad(9, 9, 4, 3, 3, 1, 1, 1, 5, 1, v);
+    if (conv_implicit_live()) CHECK(ran > 100, "conv_dgrad: only %d of the shapes took the direct path", ran);
+}
+
 static void test_im2col_col2im(void) {
     int cnt = 0;
     for (int ci = 0; ci < NCV_C; ci++)
@@ -1927,6 +1979,7 @@ int main(void) {
     RUN(test_im2col_col2im);
     RUN(test_conv_implicit);
     RUN(test_conv_wgrad);
+    RUN(test_conv_dgrad);
     RUN(test_pooling);
     RUN(test_upsample);
     RUN(test_lstm_cell);
