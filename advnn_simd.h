@@ -249,8 +249,8 @@ ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH,
  * channels the dcols GEMM (K = F, 1-10 for W3) is bound by its stores, and col2im reads it all back.
  * work: advnn_conv_dgrad_floats floats. Returns 0, having written nothing, where it does not apply:
  * without the AVX2 kernels, stride > 1, C > 12, F > 256 (the GEMM's sums in blocks), Ho*Wo < 2 or
- * KKC < 5 (the GEMM's matrix-vector paths), padding >= the kernel, or a kernel holding Inf or NaN (col2im drops the padding
- * taps, which would then add NaN here). */
+ * KKC < 5 (the GEMM's matrix-vector paths), padding >= the kernel, or a kernel holding Inf or NaN
+ * (col2im drops the padding taps, which would then add NaN here). */
 ADVNN_SIMD_DEF size_t advnn_conv_dgrad_floats(int H, int W, int KH, int KW, int F);
 ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                     int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work);
@@ -3438,8 +3438,8 @@ ADVNN__AVX2_FN static void advnn__conv_planar_v(int H, int W, int C, int KH, int
  * term is its dcols element (the GEMM's F-term FMA chain from zero), added to the sum in col2im's
  * order (output pixels ascending: taps kh, kw descending). The taps that col2im drops read padding
  * zeros here: their term is +0 (the kernel is finite) and the sum, which starts at +0, is never -0, so
- * adding +0 leaves it. Tile: 16 positions x NC <= 3 channels (6 sums, 6 terms; per tap and filter 2
- * loads and NC broadcasts); sums to t[j * 16 + i]. */
+ * adding +0 leaves it. Tile: 16 positions x NC <= 6 channels, 12 chains (per tap and filter 2 loads
+ * and NC broadcasts for 2 NC FMAs); the sums to t[j * 16 + i], kept there between taps. */
 ADVNN__INLINE ADVNN__AVX2_FN void advnn__dgrad_planar_tile(int NC, const float *dq, advnn__idx plane, int F, int T,
                                                           const advnn__idx *off, const float *wk, advnn__idx ws,
                                                           float *t) {
