@@ -3271,6 +3271,20 @@ ADVNN__AVX2_FN static void advnn__conv_dot_v(int H, int W, int C, int KH, int KW
 #undef ADVNN__DOT_V
 }
 
+/* The planar kernels' step: for j < N (at most 6), the weight S[j * STRIDE] broadcast and its products
+ * with the two position vectors V0, V1 added to accumulators A##j, B##j. */
+#define ADVNN__PL_FMA(N, J, S, STRIDE, V0, V1, A, B)                                                  \
+    if ((N) > (J)) {                                                                               \
+        const __m256 w_ = _mm256_broadcast_ss((S) + (J) * (STRIDE));                               \
+        A = _mm256_fmadd_ps(V0, w_, A);                                                            \
+        B = _mm256_fmadd_ps(V1, w_, B);                                                            \
+    }
+#define ADVNN__PL_FMA6(N, S, STRIDE, V0, V1, A, B)                                                    \
+    do {                                                                                           \
+        ADVNN__PL_FMA(N, 0, S, STRIDE, V0, V1, A##0, B##0) ADVNN__PL_FMA(N, 1, S, STRIDE, V0, V1, A##1, B##1) \
+        ADVNN__PL_FMA(N, 2, S, STRIDE, V0, V1, A##2, B##2) ADVNN__PL_FMA(N, 3, S, STRIDE, V0, V1, A##3, B##3) \
+        ADVNN__PL_FMA(N, 4, S, STRIDE, V0, V1, A##4, B##4) ADVNN__PL_FMA(N, 5, S, STRIDE, V0, V1, A##5, B##5) \
+    } while (0)
 /* advnn_conv_implicit at stride 1 with few filters: positions on the lanes. The image is copied
  * channel by channel (planar) into rows of Wp = Wo + KW - 1 padded columns, so that for each tap
  * (kh, kw, c) the inputs of 16 consecutive positions q = oh * Wp + ow are one unaligned 16-float
@@ -3288,16 +3302,7 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__conv_planar_tile(int NF, const float *x
             const float *xs = xq + (advnn__idx)ky * Wp + kx;
             for (int c = 0; c < C; c++, xs += plane, wk += F) {
                 const __m256 v0 = _mm256_loadu_ps(xs), v1 = _mm256_loadu_ps(xs + 8);
-                __m256 w;
-#define ADVNN__PT(J, A, B)                                                                            \
-                if (NF > (J)) {                                                                    \
-                    w = _mm256_broadcast_ss(wk + (J));                                             \
-                    A = _mm256_fmadd_ps(v0, w, A);                                                 \
-                    B = _mm256_fmadd_ps(v1, w, B);                                                 \
-                }
-                ADVNN__PT(0, a0, b0) ADVNN__PT(1, a1, b1) ADVNN__PT(2, a2, b2)
-                ADVNN__PT(3, a3, b3) ADVNN__PT(4, a4, b4) ADVNN__PT(5, a5, b5)
-#undef ADVNN__PT
+                ADVNN__PL_FMA6(NF, wk, 1, v0, v1, a, b);
             }
         }
 #define ADVNN__PS(J, A, B)                                                                            \
@@ -3451,16 +3456,7 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__dgrad_planar_tile(int NC, const float *
         __m256 q0 = p0, q1 = p0, q2 = p0, q3 = p0, q4 = p0, q5 = p0;
         for (int f = 0; f < F; f++, d += plane) {
             const __m256 x0 = _mm256_loadu_ps(d), x1 = _mm256_loadu_ps(d + 8);
-            __m256 c;
-#define ADVNN__DT(J, P, Q)                                                                            \
-            if (NC > (J)) {                                                                        \
-                c = _mm256_broadcast_ss(w + (J) * F + f);                                          \
-                P = _mm256_fmadd_ps(x0, c, P);                                                     \
-                Q = _mm256_fmadd_ps(x1, c, Q);                                                     \
-            }
-            ADVNN__DT(0, p0, q0) ADVNN__DT(1, p1, q1) ADVNN__DT(2, p2, q2)
-            ADVNN__DT(3, p3, q3) ADVNN__DT(4, p4, q4) ADVNN__DT(5, p5, q5)
-#undef ADVNN__DT
+            ADVNN__PL_FMA6(NC, w + f, F, x0, x1, p, q);
         }
 #define ADVNN__DS(J, P, Q)                                                                            \
         if (NC > (J)) {                                                                            \
@@ -3472,6 +3468,8 @@ ADVNN__INLINE ADVNN__AVX2_FN void advnn__dgrad_planar_tile(int NC, const float *
 #undef ADVNN__DS
     }
 }
+#undef ADVNN__PL_FMA6
+#undef ADVNN__PL_FMA
 #define ADVNN__DGRAD_MAX_C 12
 #define ADVNN__DGRAD_MAX_TAPS 49
 ADVNN__AVX2_FN static void advnn__conv_dgrad_planar_v(int H, int W, int C, int KH, int KW, int PT, int PL, int Ho,
