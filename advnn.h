@@ -3826,7 +3826,23 @@ static int advnn__dfirst(advnn_ws *ws, int j, int nb) {
 }
 /* the nodes whose backward handles its input's dout itself (advnn__dfirst) */
 static int advnn__writes_dx(const advnn__node *n) {
-    return (n->kind == ADVNN__DENSE && !n->ip[2]) || n->kind == ADVNN__LSTM || n->kind == ADVNN__CONV;
+    return (n->kind == ADVNN__DENSE && !n->ip[2]) || n->kind == ADVNN__LSTM || n->kind == ADVNN__CONV ||
+           n->kind == ADVNN__ACT || n->kind == ADVNN__PRELU || n->kind == ADVNN__DROPOUT || n->kind == ADVNN__RESHAPE ||
+           n->kind == ADVNN__GRAD_REVERSE;
+}
+/* dout[j] += s * src (mask NULL) or src .* mask, cnt floats; the first contribution is written as it
+ * would be added to zeros, without zeroing dout[j] first or reading it (W2's dropouts, W3's PReLUs) */
+static void advnn__dadd(advnn_ws *ws, int j, int nb, size_t cnt, float s, const float *src, const float *mask) {
+    float *dst = ws->dout[j];
+    int first = advnn__dfirst(ws, j, nb);
+    size_t o, c;
+    for (o = 0; o < cnt; o += c) {   /* int counts for the kernels */
+        c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
+        if (mask && first) advnn_mul_set((int)c, src + o, mask + o, dst + o);
+        else if (mask) advnn_mul_acc((int)c, src + o, mask + o, dst + o);
+        else if (first) advnn_axpy_set((int)c, s, src + o, dst + o);
+        else advnn_axpy((int)c, s, src + o, 1, dst + o, 1);
+    }
 }
 
 static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
@@ -4114,22 +4130,17 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__ACT:
             advnn__act_bwd_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
                                 n->fp[0], NULL, NULL);
-            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
             break;
         case ADVNN__PRELU:
             advnn__act_bwd_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
                                 0.0f, advnn__P(ws, n, 0), advnn__group_on(ws, n->group) ? advnn__G(ws, n, 0) : NULL);
-            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
             break;
         case ADVNN__DROPOUT:
             if (!ws->needg[n->in[0]]) break;
-            if (ws->training && n->fp[0] > 0.0f && ws->rng) {
-                size_t j, c;
-                for (j = 0; j < cnt; j += c) {   /* int counts for the kernel */
-                    c = cnt - j < ((size_t)1 << 30) ? cnt - j : ((size_t)1 << 30);
-                    advnn_mul_acc((int)c, ws->dout[i] + j, ws->aux[i] + j, ws->dout[n->in[0]] + j);
-                }
-            } else advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i],
+                        ws->training && n->fp[0] > 0.0f && ws->rng ? ws->aux[i] : NULL);
             break;
         case ADVNN__BATCHNORM:
             advnn__bn_bwd(ws, i, nb);
@@ -4139,11 +4150,11 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__POOL: advnn__pool_bwd(ws, i, nb); break;
         case ADVNN__UPSAMPLE: advnn__upsample_bwd(ws, i, nb); break;
         case ADVNN__RESHAPE:
-            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, 1.0f, ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
             break;
         case ADVNN__LSTM: advnn__lstm_bwd(ws, i, nb); break;
         case ADVNN__GRAD_REVERSE:
-            if (ws->needg[n->in[0]]) advnn_axpy((int)cnt, -n->fp[0], ws->dout[i], 1, ws->dout[n->in[0]], 1);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, -n->fp[0], ws->dout[i], NULL);
             break;
         case ADVNN__STANDARDIZE: if (ws->needg[n->in[0]]) advnn__standardize_rows(ws, i, nb, 1); break;
         case ADVNN__SAMPLE_MSE: {   /* d e / d p = 2 (p - t) / D; with the log, divided by e */

@@ -112,6 +112,11 @@ ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K,
 /* Vectors (n may be 0; inc >= 1). */
 ADVNN_SIMD_DEF void  advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy); /* y += a*x */
 ADVNN_SIMD_DEF void  advnn_mul_acc(int n, const float *a, const float *b, float *y);        /* y += a.*b (multiply, then add: no FMA, the same on every path) */
+/* The first term of a sum, written without reading y: the bits advnn_axpy (inc 1) and advnn_mul_acc
+ * leave on a y of zeros, y = a*x + 0 and y = a.*b + 0 (a -0 term gives +0): a gradient's first
+ * contribution without zeroing it first. */
+ADVNN_SIMD_DEF void  advnn_axpy_set(int n, float a, const float *x, float *y);
+ADVNN_SIMD_DEF void  advnn_mul_set(int n, const float *a, const float *b, float *y);
 ADVNN_SIMD_DEF void  advnn_scale(int n, float a, float *x, int incx);                          /* x *= a  */
 ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy);
 ADVNN_SIMD_DEF float advnn_sum(int n, const float *x, int incx);
@@ -1140,6 +1145,20 @@ ADVNN__VKFN void advnn__axpy_v(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+ADVNN__VKFN void advnn__axpy_set_v(int n, float a, const float *x, float *y) {
+    advnn__v va = advnn__vset(a), z = advnn__vset(0.0f);
+    int i = 0;
+    for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(y + i, advnn__vfma(va, advnn__vld(x + i), z));
+    for (; i < n; i++) y[i] = fmaf(a, x[i], 0.0f);
+}
+ADVNN__VKFN void advnn__mul_set_v(int n, const float *a, const float *b, float *y) {
+    advnn__v z = advnn__vset(0.0f);
+    int i = 0;
+    for (; i + ADVNN__VL <= n; i += ADVNN__VL)
+        advnn__vst(y + i, advnn__vadd(advnn__vmul(advnn__vld(a + i), advnn__vld(b + i)), z));
+    for (; i < n; i++) { float p = a[i] * b[i]; y[i] = p + 0.0f; }
+}
+
 ADVNN__VKFN void advnn__mul_acc_v(int n, const float *a, const float *b, float *y) {
     int i = 0;
     for (; i + ADVNN__VL <= n; i += ADVNN__VL)
@@ -1220,6 +1239,18 @@ ADVNN_SIMD_DEF void advnn_mul_acc(int n, const float *a, const float *b, float *
     if (ADVNN__VEC_LIVE()) { advnn__mul_acc_v(n, a, b, y); return; }
 #endif
     advnn__mul_acc_ref(n, a, b, y);
+}
+ADVNN_SIMD_DEF void advnn_axpy_set(int n, float a, const float *x, float *y) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__axpy_set_v(n, a, x, y); return; }
+#endif
+    for (int i = 0; i < n; i++) { float p = a * x[i]; y[i] = p + 0.0f; }   /* as advnn__axpy_ref on zeros */
+}
+ADVNN_SIMD_DEF void advnn_mul_set(int n, const float *a, const float *b, float *y) {
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) { advnn__mul_set_v(n, a, b, y); return; }
+#endif
+    for (int i = 0; i < n; i++) { float p = a[i] * b[i]; y[i] = p + 0.0f; }
 }
 ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
 #ifdef ADVNN__VECTOR

@@ -1859,6 +1859,35 @@ static void test_mul_acc(void) {
     }
 }
 
+/* advnn_axpy_set / advnn_mul_set: the bits advnn_axpy / advnn_mul_acc leave on zeros (memcmp: the
+ * signs of zeros too; products of -0, tiny products, Inf and NaN among the inputs), y's old contents
+ * never read (NaN there), nothing written past n */
+static void test_first_term(void) {
+    for (int si = 0; si < NSIZES; si++) {
+        int n = SIZES[si], bad = 0;
+        float *a = falloc((size_t)n), *b = falloc((size_t)n), *y1 = falloc((size_t)n + 1), *y2 = falloc((size_t)n + 1);
+        fill_rand(a, (size_t)n, 2.0f); fill_rand(b, (size_t)n, 3.0f);
+        for (int i = 0; i < n; i += 5) a[i] = i % 10 ? -0.0f : 0.0f;
+        for (int i = 3; i < n; i += 11) b[i] = i % 2 ? 1e-30f : -1e-30f;
+        if (n > 7) { a[7] = INFINITY; b[6] = NAN; }
+        for (int pass = 0; pass < 2; pass++) {   /* axpy with a = 0.75 and -10 (gradient reversal), then mul */
+            float al = pass ? -10.0f : 0.75f;
+            fill_val(y1, (size_t)n, 0.0f); fill_val(y2, (size_t)n, NAN);
+            y1[n] = y2[n] = SENT;
+            advnn_axpy(n, al, a, 1, y1, 1);
+            advnn_axpy_set(n, al, a, y2);
+            bad += memcmp(y1, y2, ((size_t)n + 1) * sizeof(float)) != 0;
+        }
+        fill_val(y1, (size_t)n, 0.0f); fill_val(y2, (size_t)n, NAN);
+        y1[n] = y2[n] = SENT;
+        advnn_mul_acc(n, a, b, y1);
+        advnn_mul_set(n, a, b, y2);
+        bad += memcmp(y1, y2, ((size_t)n + 1) * sizeof(float)) != 0;
+        CHECK(!bad, "axpy_set / mul_set n=%d: %d of 3 differ from the sums onto zeros", n, bad);
+        ffree(a); ffree(b); ffree(y1); ffree(y2);
+    }
+}
+
 /* Dropout masks: live == ref bit for bit (masks, outputs, aliasing, m NULL), the exact
  * edge rates, and the statistics of the draws. */
 static void test_dropout_mask(void) {
@@ -1969,6 +1998,7 @@ int main(void) {
     RUN(test_prelu_dalpha);
     RUN(test_dropout_mask);
     RUN(test_mul_acc);
+    RUN(test_first_term);
     RUN(test_softmax);
     RUN(test_sgemm_grid);
     RUN(test_sgemm_special);
