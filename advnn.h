@@ -3986,12 +3986,11 @@ static void advnn__conv_bwd(advnn_ws *ws, int id, int nb) {
         return;
     }
     if (dx) {   /* the input gradient first written by advnn_conv_dgrad where it gains, else col2im adds below */
-        int first = c.F <= ADVNN__DGRAD_MAX_F && advnn__dfirst(ws, n->in[0], nb);
-        if (first && advnn_conv_dgrad(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dz, nb, c.F, w, dx,
-                                      ws->scratch))
+        if (c.F <= ADVNN__DGRAD_MAX_F && advnn_conv_dgrad_ok(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo,
+                                                             nb, c.F, w) && advnn__dfirst(ws, n->in[0], nb)) {
+            advnn_conv_dgrad(c.H, c.W, c.C, c.KH, c.KW, c.SH, c.SW, c.PT, c.PL, c.Ho, c.Wo, dz, nb, c.F, w, dx, ws->scratch);
             dx = NULL;
-        else if (first) memset(dx, 0, (size_t)nb * c.in_size * sizeof(float));
-        else advnn__dacc(ws, n->in[0]);
+        } else advnn__dacc(ws, n->in[0]);
     }
     for (s0 = 0; s0 < nb; s0 += s) {
         int ce = c.chunk < ws->max_batch ? c.chunk : ws->max_batch;   /* the scratch holds two chunks */

@@ -257,6 +257,10 @@ ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH,
  * KKC < 5 (the GEMM's matrix-vector paths), padding >= the kernel, or a kernel holding Inf or NaN
  * (col2im drops the padding taps, which would then add NaN here). */
 ADVNN_SIMD_DEF size_t advnn_conv_dgrad_floats(int H, int W, int KH, int KW, int F);
+/* 1 where advnn_conv_dgrad applies (it returns this and, if 1, writes dx): a caller that must prepare dx
+ * for the other way (zero it, or keep adding) asks first. */
+ADVNN_SIMD_DEF int advnn_conv_dgrad_ok(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                       int Wo, int n, int F, const float *kernel);
 ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
                                     int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work);
 /* The adjoint of im2col: dx(ih, iw, c) += cols[row, col] for every in-range tap (out-of-range taps are
@@ -4408,23 +4412,33 @@ ADVNN_SIMD_DEF size_t advnn_conv_dgrad_floats(int H, int W, int KH, int KW, int 
     if (H < 1 || W < 1 || KH < 1 || KW < 1 || F < 1) return 0;
     return (size_t)F * ((size_t)(H + KH - 1) * (W + KW - 1) + KW + 16);   /* advnn__conv_dgrad_planar_v */
 }
-ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
-                                    int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work) {
+ADVNN_SIMD_DEF int advnn_conv_dgrad_ok(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                       int Wo, int n, int F, const float *kernel) {
 #ifdef ADVNN__AVX2
     const advnn__idx nk = (advnn__idx)KH * KW * C * F;
     if (!ADVNN__VEC_LIVE() || H < 1 || W < 1 || C < 1 || C > ADVNN__DGRAD_MAX_C || KH < 1 || KW < 1 || SH != 1 ||
         SW != 1 || PT < 0 || PT >= KH || PL < 0 || PL >= KW || Ho < 1 || Wo < 1 || (int64_t)Ho * Wo < 2 || n < 1 ||
-        F < 1 || F > ADVNN__KC || nk < 5 * (advnn__idx)F || KH * KW > ADVNN__DGRAD_MAX_TAPS)
+        F < 1 || F > ADVNN__KC || nk < 5 * (advnn__idx)F || KH * KW > ADVNN__DGRAD_MAX_TAPS || !kernel)
         return 0;
     for (advnn__idx k = 0; k < nk; k++)
         if (!(kernel[k] - kernel[k] == 0.0f)) return 0;   /* Inf or NaN */
+    return 1;
+#else
+    (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
+    (void)n; (void)F; (void)kernel;
+    return 0;
+#endif
+}
+ADVNN_SIMD_DEF int advnn_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int Ho,
+                                    int Wo, const float *dz, int n, int F, const float *kernel, float *dx, float *work) {
+    if (!advnn_conv_dgrad_ok(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, n, F, kernel)) return 0;
+#ifdef ADVNN__AVX2
     for (int j = 0; j < n; j++)
         advnn__conv_dgrad_planar_v(H, W, C, KH, KW, PT, PL, Ho, Wo, dz + (size_t)j * Ho * Wo * F, F, kernel,
                                    dx + (size_t)j * H * W * C, work);
     return 1;
 #else
-    (void)H; (void)W; (void)C; (void)KH; (void)KW; (void)SH; (void)SW; (void)PT; (void)PL; (void)Ho; (void)Wo;
-    (void)dz; (void)n; (void)F; (void)kernel; (void)dx; (void)work;
+    (void)dz; (void)dx; (void)work;
     return 0;
 #endif
 }

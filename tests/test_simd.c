@@ -1223,7 +1223,7 @@ static void test_conv_wgrad(void) {
  * zeros, and the padding taps col2im skips are read as zeros there); the im2col tests' grid with 1 to 33
  * filters over 1 to 3 images, W3's layers; dz, dx and work allocated to size (ASan sees a read past
  * either); nothing written where it declines (stride 2, C > 12, padding >= the kernel, KKC < 5, one
- * position, no AVX2, a kernel holding Inf or NaN). */
+ * position, no AVX2, a kernel holding Inf or NaN), and advnn_conv_dgrad_ok answers as it returns. */
 static int check_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW, int mode, int F, int n, int nonfinite) {
     int PT, PL, Ho = conv_dim(H, KH, SH, mode, &PT), Wo = conv_dim(W, KW, SW, mode, &PL);
     if (Ho <= 0 || Wo <= 0) return 0;
@@ -1245,7 +1245,9 @@ static int check_conv_dgrad(int H, int W, int C, int KH, int KW, int SH, int SW,
         advnn_col2im(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, dcols, K, dx1 + (size_t)j * H * W * C);
     }
     fill_val(dx2, nx, SENT);
+    int ok = advnn_conv_dgrad_ok(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, n, F, kern);
     int got = advnn_conv_dgrad(H, W, C, KH, KW, SH, SW, PT, PL, Ho, Wo, dz, n, F, kern, dx2, work), bad = got != live;
+    bad += ok != got;   /* advnn_conv_dgrad_ok says beforehand what advnn_conv_dgrad does */
     if (got) bad += memcmp(dx1, dx2, nx * sizeof(float)) != 0;
     else for (size_t i = 0; i < nx; i++) bad += !(dx2[i] == SENT);
     CHECK(!bad, "conv_dgrad H=%d W=%d C=%d K=%dx%d S=%dx%d mode=%d F=%d n=%d nonfinite=%d: returned %d, %d mismatches", H,
