@@ -3828,7 +3828,7 @@ static int advnn__dfirst(advnn_ws *ws, int j, int nb) {
 static int advnn__writes_dx(const advnn__node *n) {
     return (n->kind == ADVNN__DENSE && !n->ip[2]) || n->kind == ADVNN__LSTM || n->kind == ADVNN__CONV ||
            n->kind == ADVNN__ACT || n->kind == ADVNN__PRELU || n->kind == ADVNN__DROPOUT || n->kind == ADVNN__RESHAPE ||
-           n->kind == ADVNN__GRAD_REVERSE;
+           n->kind == ADVNN__GRAD_REVERSE || n->kind == ADVNN__BATCHNORM;
 }
 /* dout[j] += s * src (mask NULL) or src .* mask, cnt floats; the first contribution is written as it
  * would be added to zeros, without zeroing dout[j] first or reading it (W2's dropouts, W3's PReLUs) */
@@ -3875,7 +3875,7 @@ static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
 
 static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
-    int R = nb * n->rows, C = n->cols, i, j;
+    int R = nb * n->rows, C = n->cols, i, j, first;
     const float *dy = ws->dout[id], *xh = ws->aux[id], *gam = advnn__P(ws, n, 0);
     const float *istd = ws->aux[id] + (size_t)ws->max_batch * n->size + C;
     float *dx = ws->needg[n->in[0]] ? ws->dout[n->in[0]] : NULL;
@@ -3892,13 +3892,14 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
         advnn__chunk_total(ws, s, 2 * C);
         ws->bnstep = 0;
     }
+    first = advnn__dfirst(ws, n->in[0], nb);   /* written as onto zeros, or added to what is there */
     if (bs) {
         for (j = 0; j < C; j++) s[2 * C + j] = (double)gam[j] * istd[j] / Rt;
-        advnn_bn_bwd_dx(R, C, dy, xh, C, s + 2 * C, Rt, s, dx);
+        (first ? advnn_bn_bwd_dx_set : advnn_bn_bwd_dx)(R, C, dy, xh, C, s + 2 * C, Rt, s, dx);
     } else
         for (j = 0; j < C; j++) {
             float k = gam[j] * istd[j];
-            for (i = 0; i < R; i++) dx[(size_t)i * C + j] += k * dy[(size_t)i * C + j];
+            for (i = 0; i < R; i++) dx[(size_t)i * C + j] = (first ? 0.0f : dx[(size_t)i * C + j]) + k * dy[(size_t)i * C + j];
         }
 }
 

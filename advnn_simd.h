@@ -138,11 +138,14 @@ ADVNN_SIMD_DEF void advnn_bn_rows(int M, int N, const float *x, int ld, const fl
  *   advnn_bn_sums:  s[j] += sum_i x[i,j]  (center NULL)  or  s[j] += sum_i (x[i,j] - center[j])^2
  *   advnn_bn_sums2: s[j] += sum_i a[i,j],  s[N + j] += sum_i a[i,j] * b[i,j]
  *   advnn_bn_bwd_dx: dx[i,j] += (float)(k[j] * (R * dy[i,j] - s[j] - xhat[i,j] * s[N + j]))
- * (the batch-statistics backward: R rows in the whole batch, k[j] = gamma[j] istd[j] / R). */
+ * (the batch-statistics backward: R rows in the whole batch, k[j] = gamma[j] istd[j] / R);
+ *   advnn_bn_bwd_dx_set: the same term written, as it would be added to zeros (a -0 term gives +0). */
 ADVNN_SIMD_DEF void advnn_bn_sums(int M, int N, const float *x, int ld, const double *center, double *s);
 ADVNN_SIMD_DEF void advnn_bn_sums2(int M, int N, const float *a, const float *b, int ld, double *s);
 ADVNN_SIMD_DEF void advnn_bn_bwd_dx(int M, int N, const float *dy, const float *xhat, int ld, const double *k, double R,
                                     const double *s, float *dx);
+ADVNN_SIMD_DEF void advnn_bn_bwd_dx_set(int M, int N, const float *dy, const float *xhat, int ld, const double *k,
+                                        double R, const double *s, float *dx);
 
 /* Vector math, contiguous; y may alias x (exactly, y == x). */
 ADVNN_SIMD_DEF void advnn_vexp(int n, const float *x, float *y);
@@ -566,15 +569,16 @@ ADVNN__FN void advnn__bn_sums2_ref(int M, int N, const float *a, const float *b,
         for (int j = 0; j < N; j++) { double d = ra[j], p = d * rb[j]; s[j] += d; s[N + j] += p; }
     }
 }
+/* set: dx written as the sums onto zeros leave it (0 + v: a -0 term gives +0), never read */
 ADVNN__FN void advnn__bn_bwd_dx_ref(int M, int N, const float *dy, const float *xh, int ld, const double *k, double R,
-                                    const double *s, float *dx) {
+                                    const double *s, float *dx, int set) {
     for (int i = 0; i < M; i++) {
         const float *rd = dy + (advnn__idx)i * ld, *rx = xh + (advnn__idx)i * ld;
         float *ro = dx + (advnn__idx)i * ld;
         for (int j = 0; j < N; j++) {
             double t = R * rd[j], u = rx[j] * s[N + j];
             t = t - s[j]; t = t - u; t = k[j] * t;
-            ro[j] += (float)t;
+            ro[j] = (set ? 0.0f : ro[j]) + (float)t;
         }
     }
 }
@@ -1440,7 +1444,7 @@ ADVNN__VKFN void advnn__bn_sums2_v(int M, int N, const float *a, const float *b,
     }
 }
 ADVNN__VKFN void advnn__bn_bwd_dx_v(int M, int N, const float *dy, const float *xh, int ld, const double *k, double R,
-                                    const double *s, float *dx) {
+                                    const double *s, float *dx, int set) {
     const __m256d vr = _mm256_set1_pd(R);
     int n4 = N & ~3;
     for (int i = 0; i < M; i++) {
@@ -1451,12 +1455,12 @@ ADVNN__VKFN void advnn__bn_bwd_dx_v(int M, int N, const float *dy, const float *
             __m256d t = _mm256_mul_pd(vr, ADVNN__LD4D(rd + j)), u = _mm256_mul_pd(ADVNN__LD4D(rx + j), _mm256_loadu_pd(s + N + j));
             t = _mm256_sub_pd(t, _mm256_loadu_pd(s + j));
             t = _mm256_mul_pd(_mm256_loadu_pd(k + j), _mm256_sub_pd(t, u));
-            _mm_storeu_ps(ro + j, _mm_add_ps(_mm_loadu_ps(ro + j), _mm256_cvtpd_ps(t)));
+            _mm_storeu_ps(ro + j, _mm_add_ps(set ? _mm_setzero_ps() : _mm_loadu_ps(ro + j), _mm256_cvtpd_ps(t)));
         }
         for (; j < N; j++) {
             double t = R * rd[j], u = rx[j] * s[N + j];
             t = t - s[j]; t = t - u; t = k[j] * t;
-            ro[j] += (float)t;
+            ro[j] = (set ? 0.0f : ro[j]) + (float)t;
         }
     }
 }
@@ -1477,9 +1481,16 @@ ADVNN_SIMD_DEF void advnn_bn_sums2(int M, int N, const float *a, const float *b,
 ADVNN_SIMD_DEF void advnn_bn_bwd_dx(int M, int N, const float *dy, const float *xhat, int ld, const double *k, double R,
                                     const double *s, float *dx) {
 #ifdef ADVNN__AVX2
-    if (ADVNN__VEC_LIVE()) { advnn__bn_bwd_dx_v(M, N, dy, xhat, ld, k, R, s, dx); return; }
+    if (ADVNN__VEC_LIVE()) { advnn__bn_bwd_dx_v(M, N, dy, xhat, ld, k, R, s, dx, 0); return; }
 #endif
-    advnn__bn_bwd_dx_ref(M, N, dy, xhat, ld, k, R, s, dx);
+    advnn__bn_bwd_dx_ref(M, N, dy, xhat, ld, k, R, s, dx, 0);
+}
+ADVNN_SIMD_DEF void advnn_bn_bwd_dx_set(int M, int N, const float *dy, const float *xhat, int ld, const double *k,
+                                        double R, const double *s, float *dx) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__bn_bwd_dx_v(M, N, dy, xhat, ld, k, R, s, dx, 1); return; }
+#endif
+    advnn__bn_bwd_dx_ref(M, N, dy, xhat, ld, k, R, s, dx, 1);
 }
 
 /* Dropout's generator: four xoshiro256++ streams, word k of stream j at s[4k + j] (so each word

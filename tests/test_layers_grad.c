@@ -194,19 +194,22 @@ static void test_concat_and_shared(void) {
 }
 
 /* One node read by an activation, a PReLU, a reshape, two gradient reversals in a row (-2 x -0.5: the
- * gradient passes unchanged, which finite differences can check) and a dropout: the first of them to
- * run backward writes the node's gradient (advnn__dadd), each of the others adds to it. */
+ * gradient passes unchanged, which finite differences can check), a dropout and two BatchNorms (the
+ * last made runs backward first): the first of them to run backward writes the node's gradient
+ * (advnn__dadd, advnn_bn_bwd_dx_set), each of the others adds to it. */
 static int L_fanout(advnn_graph *g, int in, int unused) {
-    int five = 5, ins[5];
+    int five = 5, ins[7];
     (void)unused;
-    ins[0] = advnn_activation(g, in, ADVNN_ACT_TANH);
-    ins[1] = advnn_prelu(g, in);
-    ins[2] = advnn_reshape(g, in, 1, &five);
-    ins[3] = advnn_grad_reverse(g, advnn_grad_reverse(g, in, 2.0f), 0.5f);
-    ins[4] = advnn_dropout(g, in, 0.3f);
-    return advnn_concat(g, 5, ins);
+    ins[0] = advnn_batchnorm(g, in);
+    ins[1] = advnn_activation(g, in, ADVNN_ACT_TANH);
+    ins[2] = advnn_prelu(g, in);
+    ins[3] = advnn_reshape(g, in, 1, &five);
+    ins[4] = advnn_grad_reverse(g, advnn_grad_reverse(g, in, 2.0f), 0.5f);
+    ins[5] = advnn_dropout(g, in, 0.3f);
+    ins[6] = advnn_batchnorm(g, in);
+    return advnn_concat(g, 7, ins);
 }
-static void test_fanout(void) { fixture f = chain(L_fanout, 0, 0); gradcheck(&f, "fan-out to five kinds"); free_fixture(&f); }
+static void test_fanout(void) { fixture f = chain(L_fanout, 0, 0); gradcheck(&f, "fan-out to six kinds"); free_fixture(&f); }
 
 /* Dense on a (T, F) input acts on the last axis (a kernel-1 Conv1D), BatchNorm over N*T rows. */
 static void test_sequence_dense_bn(void) {

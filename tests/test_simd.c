@@ -256,10 +256,24 @@ static void test_matrix_kernels(void) {
                     for (int i = 0; i < M; i++) for (int j = N; j < ld; j++) d1[(size_t)i * ld + j] = SENT;
                     memcpy(d2, d1, sz * sizeof(float));
                     advnn_bn_bwd_dx(M, N, X, X2, ld, kk, (double)M, s2, d1);
-                    advnn__bn_bwd_dx_ref(M, N, X, X2, ld, kk, (double)M, s2, d2);
+                    advnn__bn_bwd_dx_ref(M, N, X, X2, ld, kk, (double)M, s2, d2, 0);
                     bad = 0;
                     for (size_t k = 0; k < sz; k++) bad += !same_float(d1[k], d2[k]);
                     CHECK(!bad, "bn_bwd_dx M=%d N=%d ld=%d: %d mismatches (padding included)", M, N, ld, bad);
+                    /* bn_bwd_dx_set: the bits bn_bwd_dx leaves on zeros (-0 terms from a -0 and a +0 factor
+                     * included), dx's old contents never read (NaN), the padding untouched */
+                    kk[0] = -0.0; kk[N / 2] = N > 1 ? 0.0 : kk[N / 2];
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < ld; j++) {
+                            d1[(size_t)i * ld + j] = j < N ? 0.0f : SENT;
+                            d2[(size_t)i * ld + j] = j < N ? NAN : SENT;
+                        }
+                    advnn_bn_bwd_dx(M, N, X, X2, ld, kk, (double)M, s2, d1);
+                    advnn_bn_bwd_dx_set(M, N, X, X2, ld, kk, (double)M, s2, d2);
+                    CHECK(!memcmp(d1, d2, sz * sizeof(float)), "bn_bwd_dx_set M=%d N=%d ld=%d: not the sums onto zeros", M, N, ld);
+                    for (int i = 0; i < M; i++) for (int j = 0; j < ld; j++) d2[(size_t)i * ld + j] = j < N ? NAN : SENT;
+                    advnn__bn_bwd_dx_ref(M, N, X, X2, ld, kk, (double)M, s2, d2, 1);
+                    CHECK(!memcmp(d1, d2, sz * sizeof(float)), "bn_bwd_dx_ref set M=%d N=%d ld=%d: not the sums onto zeros", M, N, ld);
                     free(s1); free(s2); free(c); free(kk); ffree(d1); ffree(d2);
                 }
                 /* row_max: exact */
