@@ -2949,6 +2949,10 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
  * exactly where z > 0): its forward then runs in place, bias and ReLU in the GEMM's epilogue. */
 static int advnn__z_kept(const advnn__node *n) { return n->ip[1] != ADVNN_ACT_LINEAR && n->ip[1] != ADVNN_ACT_RELU; }
 
+/* Dropout draws its mask in calls of up to 2^30 values (int counts), one seed each. */
+#define ADVNN__DROP_CALL ((size_t)1 << 30)
+static size_t advnn__dropout_calls(size_t cnt) { return (cnt + ADVNN__DROP_CALL - 1) / ADVNN__DROP_CALL; }
+
 static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
     switch (n->kind) {
     case ADVNN__CONV:
@@ -2960,7 +2964,7 @@ static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int 
         size_t T = (size_t)g->nodes[n->in[0]].shape[0], H = (size_t)n->ip[0];
         return (size_t)batch * T * 6 * H;
     }
-    case ADVNN__DROPOUT: return (size_t)batch * n->size;                                  /* mask */
+    case ADVNN__DROPOUT: return 2 * advnn__dropout_calls((size_t)batch * n->size);         /* seeds (uint64) */
     case ADVNN__BATCHNORM: return (size_t)batch * n->size + 2 * (size_t)n->cols;          /* xhat, mean, 1/std */
     case ADVNN__LOSS_CCE: return (size_t)batch * g->nodes[n->in[0]].size;                 /* softmax */
     case ADVNN__LOSS_MDN: return (size_t)batch * (n->ip[1] ? 1 : 3) * g->nodes[n->in[0]].size;   /* per-sample gradients */
@@ -3458,10 +3462,13 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
     if (!ws->training || rate == 0.0f || !ws->rng) { advnn__identity_fwd(ws, id, nb); return; }
     y = ws->out[id] = ws->in_own[id];
     /* one seed per call from the workspace's stream; the kernel draws the mask (the same on every
-     * ISA). Chunks keep each call's count an int. */
-    for (i = 0; i < cnt; i += (size_t)1 << 30) {
-        size_t c = cnt - i < ((size_t)1 << 30) ? cnt - i : ((size_t)1 << 30);
-        advnn_dropout_mask((int)c, advnn__rng_next(ws->rng), rate, x + i, y + i, ws->aux[id] + i);
+     * ISA). The seeds are kept, not the mask: the backward draws it again (advnn_dropout_grad), which
+     * costs less than storing it and reading it back (W2's dropouts: 1 MB a chunk each) */
+    for (i = 0; i < cnt; i += ADVNN__DROP_CALL) {
+        size_t c = cnt - i < ADVNN__DROP_CALL ? cnt - i : ADVNN__DROP_CALL;
+        uint64_t seed = advnn__rng_next(ws->rng);
+        memcpy(ws->aux[id] + 2 * (i / ADVNN__DROP_CALL), &seed, sizeof seed);
+        advnn_dropout_mask((int)c, seed, rate, x + i, y + i, NULL);
     }
 }
 
@@ -3845,6 +3852,19 @@ static void advnn__dadd(advnn_ws *ws, int j, int nb, size_t cnt, float s, const 
     }
 }
 
+/* dout[in] (+)= dout[id] .* the mask of the forward, drawn again from its seeds */
+static void advnn__dropout_bwd(advnn_ws *ws, int id, int nb, size_t cnt) {
+    const advnn__node *n = &ws->g->nodes[id];
+    int add = !advnn__dfirst(ws, n->in[0], nb);
+    size_t o, c;
+    for (o = 0; o < cnt; o += c) {
+        uint64_t seed;
+        c = cnt - o < ADVNN__DROP_CALL ? cnt - o : ADVNN__DROP_CALL;
+        memcpy(&seed, ws->aux[id] + 2 * (o / ADVNN__DROP_CALL), sizeof seed);
+        advnn_dropout_grad((int)c, seed, n->fp[0], ws->dout[id] + o, ws->dout[n->in[0]] + o, add);
+    }
+}
+
 static void advnn__dense_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *x = &ws->g->nodes[n->in[0]];
     int rows = nb * x->rows, K = x->cols, U = n->cols, act = n->ip[1];
@@ -4139,8 +4159,8 @@ static void advnn__backward(advnn_ws *ws, int nall) {
             break;
         case ADVNN__DROPOUT:
             if (!ws->needg[n->in[0]]) break;
-            advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i],
-                        ws->training && n->fp[0] > 0.0f && ws->rng ? ws->aux[i] : NULL);
+            if (ws->training && n->fp[0] > 0.0f && ws->rng) advnn__dropout_bwd(ws, i, nb, cnt);
+            else advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
             break;
         case ADVNN__BATCHNORM:
             advnn__bn_bwd(ws, i, nb);

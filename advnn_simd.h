@@ -184,6 +184,10 @@ ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const flo
  * masks (one serial generator per element cost 2 ns, most of a dropout layer; four streams in
  * vector lanes cost 0.2). rate in [0, 1]; y may alias x (exactly); m may be NULL. */
 ADVNN_SIMD_DEF void advnn_dropout_mask(int n, uint64_t seed, float rate, const float *x, float *y, float *m);
+/* Its backward with the mask drawn again from the same (n, seed, rate) instead of stored: add 0 writes
+ * dx = dy .* m + 0 (advnn_mul_set's bits, dx not read), add 1 dx += dy .* m (advnn_mul_acc's). dx may
+ * alias dy (exactly). */
+ADVNN_SIMD_DEF void advnn_dropout_grad(int n, uint64_t seed, float rate, const float *dy, float *dx, int add);
 
 /* Activations. x = pre-activation, y = output, both M x N with their own ld; y may alias x.
  * param: slope for LEAKY_RELU, alpha for ELU (ignored otherwise). alpha: per-column slopes
@@ -1520,27 +1524,28 @@ ADVNN__FN uint64_t advnn__dropout_thr(float rate) {
     double t = ceil((double)rate * 4294967296.0);
     return t <= 0 ? 0 : t >= 4294967296.0 ? 4294967296ull : (uint64_t)t;
 }
-/* elements [0, cnt) of a block with uniforms u */
+/* elements [0, cnt) of a block with uniforms u. mode 0: y = x m (the forward; m stored unless NULL);
+ * the backward with the mask redrawn: 1 y = x m + 0 (advnn_mul_set's bits), 2 y += x m (advnn_mul_acc's) */
 ADVNN__FN void advnn__dropout_tail(int cnt, const uint32_t *u, uint64_t thr, float keep, const float *x, float *y,
-                                   float *m) {
+                                   float *m, int mode) {
     for (int e = 0; e < cnt; e++) {
-        float mi = (uint64_t)u[e] >= thr ? keep : 0.0f;
+        float mi = (uint64_t)u[e] >= thr ? keep : 0.0f, p = x[e] * mi;   /* two statements: never contracted */
         if (m) m[e] = mi;
-        y[e] = x[e] * mi;
+        y[e] = mode == 0 ? p : mode == 1 ? p + 0.0f : y[e] + p;
     }
 }
-ADVNN__FN void advnn__dropout_ref(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
+ADVNN__FN void advnn__dropout_ref(int n, uint64_t seed, float rate, const float *x, float *y, float *m, int mode) {
     uint64_t s[16], thr = advnn__dropout_thr(rate);
     uint32_t u[8];
     float keep = 1.0f / (1.0f - rate);
     advnn__dropout_seed(seed, s);
     for (int b = 0; b < n; b += 8) {
         advnn__dropout_next(s, u);
-        advnn__dropout_tail(n - b < 8 ? n - b : 8, u, thr, keep, x + b, y + b, m ? m + b : NULL);
+        advnn__dropout_tail(n - b < 8 ? n - b : 8, u, thr, keep, x + b, y + b, m ? m + b : NULL, mode);
     }
 }
 #ifdef ADVNN__AVX2
-ADVNN__VKFN void advnn__dropout_v(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
+ADVNN__VKFN void advnn__dropout_v(int n, uint64_t seed, float rate, const float *x, float *y, float *m, int mode) {
     uint64_t s[16], thr = advnn__dropout_thr(rate);
     ADVNN__ALIGN64 uint32_t u[8];
     float keep = 1.0f / (1.0f - rate);
@@ -1561,23 +1566,31 @@ ADVNN__VKFN void advnn__dropout_v(int n, uint64_t seed, float rate, const float 
         if (n - b < 8) {
             if (n > b) {
                 _mm256_store_si256((__m256i *)u, r);
-                advnn__dropout_tail(n - b, u, thr, keep, x + b, y + b, m ? m + b : NULL);
+                advnn__dropout_tail(n - b, u, thr, keep, x + b, y + b, m ? m + b : NULL, mode);
             }
             break;
         }
         __m256 ok = thr == 0 ? all : _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_xor_si256(r, bias), lim));
         if (thr > 0xFFFFFFFFull) ok = _mm256_setzero_ps();
-        __m256 mk = _mm256_and_ps(ok, vk);
+        __m256 mk = _mm256_and_ps(ok, vk), p = _mm256_mul_ps(_mm256_loadu_ps(x + b), mk);
         if (m) _mm256_storeu_ps(m + b, mk);
-        _mm256_storeu_ps(y + b, _mm256_mul_ps(_mm256_loadu_ps(x + b), mk));
+        if (mode == 1) p = _mm256_add_ps(p, _mm256_setzero_ps());
+        else if (mode == 2) p = _mm256_add_ps(_mm256_loadu_ps(y + b), p);
+        _mm256_storeu_ps(y + b, p);
     }
 }
 #endif
 ADVNN_SIMD_DEF void advnn_dropout_mask(int n, uint64_t seed, float rate, const float *x, float *y, float *m) {
 #ifdef ADVNN__AVX2
-    if (ADVNN__VEC_LIVE()) { advnn__dropout_v(n, seed, rate, x, y, m); return; }
+    if (ADVNN__VEC_LIVE()) { advnn__dropout_v(n, seed, rate, x, y, m, 0); return; }
 #endif
-    advnn__dropout_ref(n, seed, rate, x, y, m);
+    advnn__dropout_ref(n, seed, rate, x, y, m, 0);
+}
+ADVNN_SIMD_DEF void advnn_dropout_grad(int n, uint64_t seed, float rate, const float *dy, float *dx, int add) {
+#ifdef ADVNN__AVX2
+    if (ADVNN__VEC_LIVE()) { advnn__dropout_v(n, seed, rate, dy, dx, NULL, add ? 2 : 1); return; }
+#endif
+    advnn__dropout_ref(n, seed, rate, dy, dx, NULL, add ? 2 : 1);
 }
 
 #ifdef ADVNN__VECTOR

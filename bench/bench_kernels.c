@@ -236,7 +236,7 @@ static void run_drop(void *c, int live) {
     if (drop_which) {
         if (live) advnn_mul_acc(d->n, d->x, d->m, d->y); else advnn__mul_acc_ref(d->n, d->x, d->m, d->y);
     } else if (live) advnn_dropout_mask(d->n, 99u, 0.2f, d->x, d->y, d->m);
-    else advnn__dropout_ref(d->n, 99u, 0.2f, d->x, d->y, d->m);
+    else advnn__dropout_ref(d->n, 99u, 0.2f, d->x, d->y, d->m, 0);
 }
 static void bench_dropout(int which, int n) {
     float *x = (float *)malloc((size_t)n * sizeof(float)), *y = (float *)malloc((size_t)n * sizeof(float));

@@ -1918,7 +1918,7 @@ static void test_dropout_mask(void) {
             int bad = 0;
             fill_val(y, n + 1, SENT); fill_val(m, n + 1, SENT); fill_val(y2, n + 1, SENT); fill_val(m2, n + 1, SENT);
             advnn_dropout_mask(n, 77u + (uint64_t)n, rate, x, y, m);
-            advnn__dropout_ref(n, 77u + (uint64_t)n, rate, x, y2, m2);
+            advnn__dropout_ref(n, 77u + (uint64_t)n, rate, x, y2, m2, 0);
             for (int i = 0; i < n; i++) {
                 if (!same_float(y[i], y2[i]) || !same_float(m[i], m2[i])) bad++;
                 if (!(m[i] == 0.0f || m[i] == keep) || !same_float(y[i], x[i] * m[i])) bad++;
@@ -1932,6 +1932,28 @@ static void test_dropout_mask(void) {
             advnn_dropout_mask(n, 77u + (uint64_t)n, rate, y2, y2, NULL);
             for (int i = 0; i < n; i++) bad += !same_float(y2[i], y[i]);
             CHECK(!bad, "dropout_mask rate=%g n=%d in place without a mask: %d differ", rate, n, bad);
+            /* advnn_dropout_grad (and the ref) redraws m: the bits of advnn_mul_set / advnn_mul_acc with the
+             * stored mask (dy holding -0 and NaN, dx's old contents NaN for the set), in place too */
+            for (int add = 0; add < 2; add++)
+                for (int path = 0; path < 3; path++) {   /* live, ref, live in place */
+                    float *dy = y2, *want = falloc((size_t)n + 1), *got = falloc((size_t)n + 1);
+                    fill_rand(dy, (size_t)n, 2.0f);
+                    for (int i = 0; i < n; i += 3) dy[i] = i % 2 ? -0.0f : 0.0f;
+                    if (n > 5) dy[5] = NAN;
+                    for (int i = 0; i < n; i++) want[i] = add ? (float)(i % 7) - 3.0f : 0.0f;
+                    for (int i = 0; i < n; i++) got[i] = add ? want[i] : NAN;
+                    if (path == 2 && !add) memcpy(got, dy, (size_t)n * sizeof(float));
+                    want[n] = got[n] = SENT;
+                    if (add) advnn_mul_acc(n, dy, m, want); else advnn_mul_set(n, dy, m, want);
+                    if (path == 0) advnn_dropout_grad(n, 77u + (uint64_t)n, rate, dy, got, add);
+                    if (path == 1) advnn__dropout_ref(n, 77u + (uint64_t)n, rate, dy, got, NULL, add ? 2 : 1);
+                    if (path == 2 && !add) advnn_dropout_grad(n, 77u + (uint64_t)n, rate, got, got, 0);
+                    if (path == 2 && add) { memcpy(dy, got, (size_t)n * sizeof(float)); memcpy(want, got, (size_t)n * sizeof(float));
+                                            advnn_mul_acc(n, dy, m, want); advnn_dropout_grad(n, 77u + (uint64_t)n, rate, got, got, 1); }
+                    CHECK(!memcmp(want, got, ((size_t)n + 1) * sizeof(float)), "dropout_grad rate=%g n=%d add=%d path=%d: not the stored mask's bits",
+                          rate, n, add, path);
+                    ffree(want); ffree(got);
+                }
         }
     }
     /* statistics at rate 0.2 and 0.5 over 2^20 draws */
