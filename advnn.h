@@ -3837,17 +3837,15 @@ static int advnn__writes_dx(const advnn__node *n) {
            n->kind == ADVNN__ACT || n->kind == ADVNN__PRELU || n->kind == ADVNN__DROPOUT || n->kind == ADVNN__RESHAPE ||
            n->kind == ADVNN__GRAD_REVERSE || n->kind == ADVNN__BATCHNORM;
 }
-/* dout[j] += s * src (mask NULL) or src .* mask, cnt floats; the first contribution is written as it
- * would be added to zeros, without zeroing dout[j] first or reading it (W2's dropouts, W3's PReLUs) */
-static void advnn__dadd(advnn_ws *ws, int j, int nb, size_t cnt, float s, const float *src, const float *mask) {
+/* dout[j] += s * src, cnt floats; the first contribution is written as it would be added to zeros,
+ * without zeroing dout[j] first or reading it (W3's PReLUs) */
+static void advnn__dadd(advnn_ws *ws, int j, int nb, size_t cnt, float s, const float *src) {
     float *dst = ws->dout[j];
     int first = advnn__dfirst(ws, j, nb);
     size_t o, c;
     for (o = 0; o < cnt; o += c) {   /* int counts for the kernels */
         c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
-        if (mask && first) advnn_mul_set((int)c, src + o, mask + o, dst + o);
-        else if (mask) advnn_mul_acc((int)c, src + o, mask + o, dst + o);
-        else if (first) advnn_axpy_set((int)c, s, src + o, dst + o);
+        if (first) advnn_axpy_set((int)c, s, src + o, dst + o);
         else advnn_axpy((int)c, s, src + o, 1, dst + o, 1);
     }
 }
@@ -4150,17 +4148,17 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__ACT:
             advnn__act_bwd_rows((advnn_act)n->ip[0], nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
                                 n->fp[0], NULL, NULL);
-            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i]);
             break;
         case ADVNN__PRELU:
             advnn__act_bwd_rows(ADVNN_ACT_PRELU, nb * n->rows, n->cols, ws->out[n->in[0]], ws->out[i], ws->dout[i], ws->dout[i],
                                 0.0f, advnn__P(ws, n, 0), advnn__group_on(ws, n->group) ? advnn__G(ws, n, 0) : NULL);
-            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i]);
             break;
         case ADVNN__DROPOUT:
             if (!ws->needg[n->in[0]]) break;
             if (ws->training && n->fp[0] > 0.0f && ws->rng) advnn__dropout_bwd(ws, i, nb, cnt);
-            else advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
+            else advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i]);
             break;
         case ADVNN__BATCHNORM:
             advnn__bn_bwd(ws, i, nb);
@@ -4170,11 +4168,11 @@ static void advnn__backward(advnn_ws *ws, int nall) {
         case ADVNN__POOL: advnn__pool_bwd(ws, i, nb); break;
         case ADVNN__UPSAMPLE: advnn__upsample_bwd(ws, i, nb); break;
         case ADVNN__RESHAPE:
-            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i], NULL);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, 1.0f, ws->dout[i]);
             break;
         case ADVNN__LSTM: advnn__lstm_bwd(ws, i, nb); break;
         case ADVNN__GRAD_REVERSE:
-            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, -n->fp[0], ws->dout[i], NULL);
+            if (ws->needg[n->in[0]]) advnn__dadd(ws, n->in[0], nb, cnt, -n->fp[0], ws->dout[i]);
             break;
         case ADVNN__STANDARDIZE: if (ws->needg[n->in[0]]) advnn__standardize_rows(ws, i, nb, 1); break;
         case ADVNN__SAMPLE_MSE: {   /* d e / d p = 2 (p - t) / D; with the log, divided by e */
