@@ -2949,9 +2949,10 @@ static size_t advnn__scratch_floats(const advnn_graph *g, const advnn__node *n, 
  * exactly where z > 0): its forward then runs in place, bias and ReLU in the GEMM's epilogue. */
 static int advnn__z_kept(const advnn__node *n) { return n->ip[1] != ADVNN_ACT_LINEAR && n->ip[1] != ADVNN_ACT_RELU; }
 
-/* Dropout draws its mask in calls of up to 2^30 values (int counts), one seed each. */
-#define ADVNN__DROP_CALL ((size_t)1 << 30)
-static size_t advnn__dropout_calls(size_t cnt) { return (cnt + ADVNN__DROP_CALL - 1) / ADVNN__DROP_CALL; }
+/* Element-wise kernels take int counts: longer buffers go in calls of up to 2^30 values (dropout draws
+ * one seed per call). */
+#define ADVNN__CALL_MAX ((size_t)1 << 30)
+static size_t advnn__dropout_calls(size_t cnt) { return (cnt + ADVNN__CALL_MAX - 1) / ADVNN__CALL_MAX; }
 
 static size_t advnn__aux_floats(const advnn_graph *g, const advnn__node *n, int batch) {
     switch (n->kind) {
@@ -3464,10 +3465,10 @@ static void advnn__dropout_fwd(advnn_ws *ws, int id, int nb) {
     /* one seed per call from the workspace's stream; the kernel draws the mask (the same on every
      * ISA). The seeds are kept, not the mask: the backward draws it again (advnn_dropout_grad), which
      * costs less than storing it and reading it back (W2's dropouts: 1 MB a chunk each) */
-    for (i = 0; i < cnt; i += ADVNN__DROP_CALL) {
-        size_t c = cnt - i < ADVNN__DROP_CALL ? cnt - i : ADVNN__DROP_CALL;
+    for (i = 0; i < cnt; i += ADVNN__CALL_MAX) {
+        size_t c = cnt - i < ADVNN__CALL_MAX ? cnt - i : ADVNN__CALL_MAX;
         uint64_t seed = advnn__rng_next(ws->rng);
-        memcpy(ws->aux[id] + 2 * (i / ADVNN__DROP_CALL), &seed, sizeof seed);
+        memcpy(ws->aux[id] + 2 * (i / ADVNN__CALL_MAX), &seed, sizeof seed);
         advnn_dropout_mask((int)c, seed, rate, x + i, y + i, NULL);
     }
 }
@@ -3843,8 +3844,8 @@ static void advnn__dadd(advnn_ws *ws, int j, int nb, size_t cnt, float s, const 
     float *dst = ws->dout[j];
     int first = advnn__dfirst(ws, j, nb);
     size_t o, c;
-    for (o = 0; o < cnt; o += c) {   /* int counts for the kernels */
-        c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
+    for (o = 0; o < cnt; o += c) {
+        c = cnt - o < ADVNN__CALL_MAX ? cnt - o : ADVNN__CALL_MAX;
         if (first) advnn_axpy_set((int)c, s, src + o, dst + o);
         else advnn_axpy((int)c, s, src + o, 1, dst + o, 1);
     }
@@ -3857,8 +3858,8 @@ static void advnn__dropout_bwd(advnn_ws *ws, int id, int nb, size_t cnt) {
     size_t o, c;
     for (o = 0; o < cnt; o += c) {
         uint64_t seed;
-        c = cnt - o < ADVNN__DROP_CALL ? cnt - o : ADVNN__DROP_CALL;
-        memcpy(&seed, ws->aux[id] + 2 * (o / ADVNN__DROP_CALL), sizeof seed);
+        c = cnt - o < ADVNN__CALL_MAX ? cnt - o : ADVNN__CALL_MAX;
+        memcpy(&seed, ws->aux[id] + 2 * (o / ADVNN__CALL_MAX), sizeof seed);
         advnn_dropout_grad((int)c, seed, n->fp[0], ws->dout[id] + o, ws->dout[n->in[0]] + o, add);
     }
 }
@@ -4918,8 +4919,8 @@ ADVNN_DEF advnn_status advnn_ws_set_threads(advnn_ws *ws, int n) {
  * inputs) spent as long on isfinite, value by value, as on a layer; 0: overflow or a non-finite value */
 static int advnn__sum_finite(const float *x, size_t cnt) {
     size_t o;
-    for (o = 0; o < cnt; o += (size_t)1 << 30) {
-        size_t c = cnt - o < ((size_t)1 << 30) ? cnt - o : ((size_t)1 << 30);
+    for (o = 0; o < cnt; o += ADVNN__CALL_MAX) {
+        size_t c = cnt - o < ADVNN__CALL_MAX ? cnt - o : ADVNN__CALL_MAX;
         if (!isfinite(advnn_sum((int)c, x + o, 1))) return 0;
     }
     return 1;

@@ -112,11 +112,9 @@ ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K,
 /* Vectors (n may be 0; inc >= 1). */
 ADVNN_SIMD_DEF void  advnn_axpy(int n, float a, const float *x, int incx, float *y, int incy); /* y += a*x */
 ADVNN_SIMD_DEF void  advnn_mul_acc(int n, const float *a, const float *b, float *y);        /* y += a.*b (multiply, then add: no FMA, the same on every path) */
-/* The first term of a sum, written without reading y: the bits advnn_axpy (inc 1) and advnn_mul_acc
- * leave on a y of zeros, y = a*x + 0 and y = a.*b + 0 (a -0 term gives +0): a gradient's first
- * contribution without zeroing it first. */
+/* The first term of a sum, written without reading y: the bits advnn_axpy (inc 1) leaves on a y of
+ * zeros, y = a*x + 0 (a -0 term gives +0): a gradient's first contribution without zeroing it first. */
 ADVNN_SIMD_DEF void  advnn_axpy_set(int n, float a, const float *x, float *y);
-ADVNN_SIMD_DEF void  advnn_mul_set(int n, const float *a, const float *b, float *y);
 ADVNN_SIMD_DEF void  advnn_scale(int n, float a, float *x, int incx);                          /* x *= a  */
 ADVNN_SIMD_DEF float advnn_dot(int n, const float *x, int incx, const float *y, int incy);
 ADVNN_SIMD_DEF float advnn_sum(int n, const float *x, int incx);
@@ -185,8 +183,8 @@ ADVNN_SIMD_DEF void advnn_mdn_nll(int R, int K, int ld, const int *ri, const flo
  * vector lanes cost 0.2). rate in [0, 1]; y may alias x (exactly); m may be NULL. */
 ADVNN_SIMD_DEF void advnn_dropout_mask(int n, uint64_t seed, float rate, const float *x, float *y, float *m);
 /* Its backward with the mask drawn again from the same (n, seed, rate) instead of stored: add 0 writes
- * dx = dy .* m + 0 (advnn_mul_set's bits, dx not read), add 1 dx += dy .* m (advnn_mul_acc's). dx may
- * alias dy (exactly). */
+ * dx = dy .* m + 0 (the bits advnn_mul_acc leaves on zeros; dx not read), add 1 dx += dy .* m
+ * (advnn_mul_acc's). dx may alias dy (exactly). */
 ADVNN_SIMD_DEF void advnn_dropout_grad(int n, uint64_t seed, float rate, const float *dy, float *dx, int add);
 
 /* Activations. x = pre-activation, y = output, both M x N with their own ld; y may alias x.
@@ -1163,13 +1161,6 @@ ADVNN__VKFN void advnn__axpy_set_v(int n, float a, const float *x, float *y) {
     for (; i + ADVNN__VL <= n; i += ADVNN__VL) advnn__vst(y + i, advnn__vfma(va, advnn__vld(x + i), z));
     for (; i < n; i++) y[i] = fmaf(a, x[i], 0.0f);
 }
-ADVNN__VKFN void advnn__mul_set_v(int n, const float *a, const float *b, float *y) {
-    advnn__v z = advnn__vset(0.0f);
-    int i = 0;
-    for (; i + ADVNN__VL <= n; i += ADVNN__VL)
-        advnn__vst(y + i, advnn__vadd(advnn__vmul(advnn__vld(a + i), advnn__vld(b + i)), z));
-    for (; i < n; i++) { float p = a[i] * b[i]; y[i] = p + 0.0f; }
-}
 
 ADVNN__VKFN void advnn__mul_acc_v(int n, const float *a, const float *b, float *y) {
     int i = 0;
@@ -1257,12 +1248,6 @@ ADVNN_SIMD_DEF void advnn_axpy_set(int n, float a, const float *x, float *y) {
     if (ADVNN__VEC_LIVE()) { advnn__axpy_set_v(n, a, x, y); return; }
 #endif
     for (int i = 0; i < n; i++) { float p = a * x[i]; y[i] = p + 0.0f; }   /* as advnn__axpy_ref on zeros */
-}
-ADVNN_SIMD_DEF void advnn_mul_set(int n, const float *a, const float *b, float *y) {
-#ifdef ADVNN__VECTOR
-    if (ADVNN__VEC_LIVE()) { advnn__mul_set_v(n, a, b, y); return; }
-#endif
-    for (int i = 0; i < n; i++) { float p = a[i] * b[i]; y[i] = p + 0.0f; }
 }
 ADVNN_SIMD_DEF void advnn_scale(int n, float a, float *x, int incx) {
 #ifdef ADVNN__VECTOR
@@ -1525,7 +1510,7 @@ ADVNN__FN uint64_t advnn__dropout_thr(float rate) {
     return t <= 0 ? 0 : t >= 4294967296.0 ? 4294967296ull : (uint64_t)t;
 }
 /* elements [0, cnt) of a block with uniforms u. mode 0: y = x m (the forward; m stored unless NULL);
- * the backward with the mask redrawn: 1 y = x m + 0 (advnn_mul_set's bits), 2 y += x m (advnn_mul_acc's) */
+ * the backward with the mask redrawn: 1 y = x m + 0 (onto zeros), 2 y += x m (advnn_mul_acc's bits) */
 ADVNN__FN void advnn__dropout_tail(int cnt, const uint32_t *u, uint64_t thr, float keep, const float *x, float *y,
                                    float *m, int mode) {
     for (int e = 0; e < cnt; e++) {
