@@ -3836,7 +3836,7 @@ static int advnn__dfirst(advnn_ws *ws, int j, int nb) {
 static int advnn__writes_dx(const advnn__node *n) {
     return (n->kind == ADVNN__DENSE && !n->ip[2]) || n->kind == ADVNN__LSTM || n->kind == ADVNN__CONV ||
            n->kind == ADVNN__ACT || n->kind == ADVNN__PRELU || n->kind == ADVNN__DROPOUT || n->kind == ADVNN__RESHAPE ||
-           n->kind == ADVNN__GRAD_REVERSE || n->kind == ADVNN__BATCHNORM;
+           n->kind == ADVNN__GRAD_REVERSE || n->kind == ADVNN__BATCHNORM || n->kind == ADVNN__LOSS_MDN;
 }
 /* dout[j] += s * src, cnt floats; the first contribution is written as it would be added to zeros,
  * without zeroing dout[j] first or reading it (W3's PReLUs) */
@@ -3922,6 +3922,35 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
         }
 }
 
+/* The mixture-density loss hands each head the gradient its forward kept (aux: 3K floats per row),
+ * scaled by the row's weight; the first contribution to a head is written as it would be added to
+ * zeros (advnn_axpy_set), rows of weight 0 then written as zeros. Its other inputs get no gradient. */
+static void advnn__mdn_loss_bwd(advnn_ws *ws, int id, int nb) {
+    const advnn__node *n = &ws->g->nodes[id];
+    const int packed = n->ip[1], nh = packed ? 1 : 3, K = ws->g->nodes[n->in[0]].size / (packed ? 3 : 1);
+    const float *wm = n->n_in == nh + 2 ? ws->out[n->in[nh + 1]] : NULL;
+    int i, h, need = 0, first[3];
+    for (h = nh; h < n->n_in; h++) if (ws->needg[n->in[h]]) advnn__dacc(ws, n->in[h]);
+    for (h = 0; h < nh; h++) need |= ws->needg[n->in[h]];
+    if (n->fp[0] == 0.0 || !need) {
+        for (h = 0; h < nh; h++) if (ws->needg[n->in[h]]) advnn__dacc(ws, n->in[h]);
+        return;
+    }
+    for (h = 0; h < nh; h++) first[h] = ws->needg[n->in[h]] ? advnn__dfirst(ws, n->in[h], nb) : -1;
+    for (i = 0; i < nb; i++) {
+        const float *gk = ws->aux[id] + (size_t)3 * K * i;   /* this row's gradient: (a, u, v) x K */
+        float sc = (float)(n->fp[0] * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
+        for (h = 0; h < 3; h++) {   /* a packed head's row is the three parts in turn */
+            int f = first[packed ? 0 : h];
+            float *d = ws->dout[n->in[packed ? 0 : h]] + (size_t)(packed ? 3 : 1) * K * i + (packed ? h * K : 0);
+            if (f < 0) continue;   /* a head that needs no gradient */
+            if (wm && wm[i] == 0.0f) { if (f) memset(d, 0, (size_t)K * sizeof(float)); }
+            else if (f) advnn_axpy_set(K, sc, gk + h * K, d);
+            else advnn_axpy(K, sc, gk + h * K, 1, d, 1);
+        }
+    }
+}
+
 static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id], *p = &ws->g->nodes[n->in[0]], *t = &ws->g->nodes[n->in[1]];
     const float *z = ws->out[n->in[0]], *y = ws->out[n->in[1]], *w = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
@@ -3929,32 +3958,7 @@ static void advnn__loss_bwd(advnn_ws *ws, int id, int nb) {
     int i, j, k;
     double coef = n->fp[0];
     if (advnn__is_batch_loss(n->kind)) { advnn__decor_loss_bwd(ws, id, nb); return; }
-    if (n->kind == ADVNN__LOSS_MDN && n->ip[1]) {   /* packed head: its dout rows take the 3K gradients as they are */
-        int K3 = p->size;
-        const float *wm = n->n_in == 3 ? ws->out[n->in[2]] : NULL;
-        if (coef == 0.0 || !ws->needg[n->in[0]]) return;
-        for (i = 0; i < nb; i++) {
-            const float *gk = ws->aux[id] + (size_t)i * K3;
-            float *d = ws->dout[n->in[0]] + (size_t)i * K3, sc = (float)(coef * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
-            if (wm && wm[i] == 0.0f) continue;
-            for (k = 0; k < K3; k++) d[k] += sc * gk[k];
-        }
-        return;
-    }
-    if (n->kind == ADVNN__LOSS_MDN) {
-        int K = p->size;
-        const float *wm = n->n_in == 5 ? ws->out[n->in[4]] : NULL;
-        if (coef == 0.0 || !(ws->needg[n->in[0]] || ws->needg[n->in[1]] || ws->needg[n->in[2]])) return;
-        for (i = 0; i < nb; i++) {  /* the three heads share one pass; a head that needs no gradient gets it anyway (its dout exists) */
-            size_t o = (size_t)i * K;
-            const float *gk = ws->aux[id] + 3 * o;   /* this row's gradient, kept by the forward pass */
-            float *d0 = ws->dout[n->in[0]] + o, *d1 = ws->dout[n->in[1]] + o, *d2 = ws->dout[n->in[2]] + o;
-            float sc = (float)(coef * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
-            if (wm && wm[i] == 0.0f) continue;
-            for (k = 0; k < K; k++) { d0[k] += sc * gk[k]; d1[k] += sc * gk[K + k]; d2[k] += sc * gk[2 * K + k]; }
-        }
-        return;
-    }
+    if (n->kind == ADVNN__LOSS_MDN) { advnn__mdn_loss_bwd(ws, id, nb); return; }
     if (!ws->needg[n->in[0]] || coef == 0.0) return;
     for (i = 0; i < nb; i++) {
         double s = coef * (w ? w[i] : 1.0) / advnn__norm_n(ws, nb);

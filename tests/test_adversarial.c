@@ -118,8 +118,10 @@ static void test_grad_reverse_errors_and_file(void) {
 
 /* x(3) -> dense(6 tanh) -> three Dense(K) heads (packed: one Dense(3K)) -> MDN loss against m in
  * (0, 1), weighted; zero_w: rows 1 and 4 get weight 0 (skipped by the loss; with K = 100 the other
- * four rows then go through it two per chunk) */
-static fixture mdn_fixture_ex(int K, int truncate, int zero_w, int packed) {
+ * four rows then go through it two per chunk). fan: the first head also feeds Dense(1) -> MSE
+ * against m, built after the loss (1: its backward runs first, the loss adds to what it wrote) or
+ * before it (2: the loss writes first). */
+static fixture mdn_fixture_ex(int K, int truncate, int zero_w, int packed, int fan) {
     fixture f;
     advnn__rng r;
     int three = 3, one = 1, x, m, w, h, a, u, v;
@@ -130,13 +132,15 @@ static fixture mdn_fixture_ex(int K, int truncate, int zero_w, int packed) {
     m = advnn_input(f.g, "m", 1, &one);
     w = advnn_input(f.g, "w", 1, &one);
     h = advnn_dense(f.g, x, 6, ADVNN_ACT_TANH);
-    if (packed) advnn_loss_mdn(f.g, advnn_dense(f.g, h, 3 * K, ADVNN_ACT_LINEAR), -1, -1, m, w, truncate, 0.01f);
+    a = advnn_dense(f.g, h, packed ? 3 * K : K, ADVNN_ACT_LINEAR);
+    if (fan == 2) advnn_loss_mse(f.g, advnn_dense(f.g, a, 1, ADVNN_ACT_LINEAR), m, w);
+    if (packed) advnn_loss_mdn(f.g, a, -1, -1, m, w, truncate, 0.01f);
     else {
-        a = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
         u = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
         v = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
         advnn_loss_mdn(f.g, a, u, v, m, w, truncate, 0.01f);
     }
+    if (fan == 1) advnn_loss_mse(f.g, advnn_dense(f.g, a, 1, ADVNN_ACT_LINEAR), m, w);
     add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
     add_data(&f, "m", rand_tensor(&r, NB, 1, 0.02f, 0.98f));
     add_data(&f, "w", rand_tensor(&r, NB, 1, 0.3f, 1.7f));
@@ -145,16 +149,47 @@ static fixture mdn_fixture_ex(int K, int truncate, int zero_w, int packed) {
     return f;
 }
 
-static fixture mdn_fixture(int K, int truncate, int zero_w) { return mdn_fixture_ex(K, truncate, zero_w, 0); }
+static fixture mdn_fixture(int K, int truncate, int zero_w) { return mdn_fixture_ex(K, truncate, zero_w, 0, 0); }
 
 static void test_mdn_gradients(void) {
     fixture f;
-    f = mdn_fixture_ex(4, 1, 0, 1); gradcheck(&f, "MDN loss, packed head, 4 components truncated"); free_fixture(&f);
-    f = mdn_fixture_ex(5, 1, 1, 1); gradcheck(&f, "MDN loss, packed head, 5 components, two zero-weight rows"); free_fixture(&f);
+    f = mdn_fixture_ex(4, 1, 0, 1, 0); gradcheck(&f, "MDN loss, packed head, 4 components truncated"); free_fixture(&f);
+    f = mdn_fixture_ex(5, 1, 1, 1, 0); gradcheck(&f, "MDN loss, packed head, 5 components, two zero-weight rows"); free_fixture(&f);
+    /* a head with a second consumer, whose backward runs before the loss's or after it */
+    f = mdn_fixture_ex(5, 1, 1, 1, 1); gradcheck(&f, "MDN loss, packed head also under an MSE, loss second"); free_fixture(&f);
+    f = mdn_fixture_ex(5, 1, 1, 1, 2); gradcheck(&f, "MDN loss, packed head also under an MSE, loss first"); free_fixture(&f);
+    f = mdn_fixture_ex(4, 1, 1, 0, 1); gradcheck(&f, "MDN loss, coefficients also under an MSE, loss second"); free_fixture(&f);
+    f = mdn_fixture_ex(4, 1, 1, 0, 2); gradcheck(&f, "MDN loss, coefficients also under an MSE, loss first"); free_fixture(&f);
     f = mdn_fixture(3, 0, 0); gradcheck(&f, "MDN loss, 3 components"); free_fixture(&f);
     f = mdn_fixture(4, 1, 0); gradcheck(&f, "MDN loss, 4 components truncated to [0, 1]"); free_fixture(&f);
     f = mdn_fixture(1, 1, 0); gradcheck(&f, "MDN loss, 1 component truncated"); free_fixture(&f);
     f = mdn_fixture(100, 1, 1); gradcheck(&f, "MDN loss, 100 components truncated, two zero-weight rows"); free_fixture(&f);
+}
+
+/* Rows of weight 0 get no gradient even when the heads' buffers hold the last pass's: a backward
+ * over rows weighted 0 after one where they were not gives, bit for bit, a fresh trainer's gradients
+ * (the loss writes the heads' first gradient over what the buffers held). */
+static void test_mdn_zero_rows_fresh(void) {
+    int packed;
+    for (packed = 0; packed <= 1; packed++) {
+        fixture f = mdn_fixture_ex(5, 1, 0, packed, 0);
+        advnn_trainer *t1 = advnn_trainer_new(f.g, NB, 1), *t2 = advnn_trainer_new(f.g, NB, 1);
+        advnn_tensor *w = f.t[f.nt - 1];
+        int64_t idx[NB];
+        int i;
+        for (i = 0; i < NB; i++) idx[i] = i;
+        CHECK(t1 && t2, "trainer: %s", advnn_last_error());
+        if (t1 && t2) {
+            objective(t1, f.d, idx); advnn__backward(t1->ws, NB);   /* every row weighted */
+            w->data[1] = w->data[4] = 0.0f;
+            objective(t1, f.d, idx); advnn__backward(t1->ws, NB);
+            objective(t2, f.d, idx); advnn__backward(t2->ws, NB);
+            CHECK(!memcmp(t1->ws->pgrad, t2->ws->pgrad, (size_t)f.g->n_params * sizeof(float)),
+                  "%s heads: zero-weight rows kept the last pass's gradient", packed ? "packed" : "three");
+        }
+        advnn_trainer_free(t1); advnn_trainer_free(t2);
+        free_fixture(&f);
+    }
 }
 
 /* The packed head is the three heads side by side: inputs a, u, v (K each) and their concat give
@@ -384,6 +419,7 @@ static void test_louppe_toy(void) {
 int main(void) {
     advnn__chunk_min_rows = 32;   /* the tests' small batches in several chunks, as before the default became 128 */
     RUN(test_mdn_gradients);
+    RUN(test_mdn_zero_rows_fresh);
     RUN(test_mdn_packed);
     RUN(test_mdn_closed_form);
     RUN(test_grad_reverse_joint_step);
