@@ -2922,6 +2922,7 @@ ADVNN_SIMD_DEF int advnn_adam_update(int64_t n, float *w, float *m, float *v, co
 #define ADVNN__UKR_EPI_V advnn__ukr_v_epi
 #define ADVNN__UKR_EDGE_EPI_V advnn__ukr_v_edge_epi
 #define ADVNN__UKR_ROWS_V advnn__ukr_v_rows
+#define ADVNN__PACK_BT8_V 1 /* advnn__pack_bt8_v */
 #elif defined(ADVNN__NEON)
 #define ADVNN__MR_V 8
 #define ADVNN__NR_V 12
@@ -2931,6 +2932,7 @@ ADVNN_SIMD_DEF int advnn_adam_update(int64_t n, float *w, float *m, float *v, co
 #define ADVNN__UKR_EPI_V NULL /* (advnn_sgemm_bias_relu uses no epilogue here) */
 #define ADVNN__UKR_EDGE_EPI_V NULL
 #define ADVNN__UKR_ROWS_V NULL
+#define ADVNN__PACK_BT8_V 0
 #endif
 #if !defined(ADVNN__VECTOR) || defined(ADVNN__RUNTIME)
 #define ADVNN__GEMM_S 1 /* the portable blocked path is compiled */
@@ -3743,9 +3745,28 @@ static void advnn__ukr_s(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, 
 }
 #endif
 
+#ifdef ADVNN__AVX2
+/* n8 (a multiple of 8) rows of B stored N x K into a panel's columns 0..n8: eight rows by eight k at a
+ * time through an 8 x 8 transpose in registers (the 4-row scalar gather below was 5% of the GEMM
+ * driver's time in W1's training, whose input gradients pack every weight matrix transposed). */
+ADVNN__AVX2_FN static void advnn__pack_bt8_v(int NR, const float *s, int ldb, int kc, int n8, float *d) {
+    for (int jj = 0; jj < n8; jj += 8) {
+        const float *s0 = s + (advnn__idx)jj * ldb;
+        int p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            __m256 r[8];
+            for (int t = 0; t < 8; t++) r[t] = _mm256_loadu_ps(s0 + (advnn__idx)t * ldb + p);
+            advnn__tr8(r);
+            for (int t = 0; t < 8; t++) _mm256_storeu_ps(d + (advnn__idx)(p + t) * NR + jj, r[t]);
+        }
+        for (; p < kc; p++)
+            for (int t = 0; t < 8; t++) d[(advnn__idx)p * NR + jj + t] = s0[(advnn__idx)t * ldb + p];
+    }
+}
+#endif
 /* Pack B(pc:pc+kc, jc:jc+nc) of op(B) into NR-wide micro-panels: panel q, element (p, jj) at
- * dst[q*NR*kc + p*NR + jj]; columns beyond nc are zero. */
-ADVNN__INLINE void advnn__pack_b_t(int NR, int transB, const float *B, int ldb, int pc, int jc, int kc, int nc,
+ * dst[q*NR*kc + p*NR + jj]; columns beyond nc are zero. vt: the AVX2 instance (advnn__pack_bt8_v). */
+ADVNN__INLINE void advnn__pack_b_t(int NR, int vt, int transB, const float *B, int ldb, int pc, int jc, int kc, int nc,
                                    float *dst) {
     for (int jr = 0; jr < nc; jr += NR) {
         int nr = nc - jr < NR ? nc - jr : NR;
@@ -3766,6 +3787,11 @@ ADVNN__INLINE void advnn__pack_b_t(int NR, int transB, const float *B, int ldb, 
             /* B stored N x K: column jj of the panel is row (jc+jr+jj) of B */
             const float *s = B + (advnn__idx)(jc + jr) * ldb + pc;
             int jj = 0;
+#ifdef ADVNN__AVX2
+            if (vt) advnn__pack_bt8_v(NR, s, ldb, kc, jj = nr & ~7, d);
+#else
+            (void)vt;
+#endif
             for (; jj + 4 <= nr; jj += 4) {
                 const float *s0 = s + (advnn__idx)jj * ldb, *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
                 float *dd = d + jj;
@@ -3828,7 +3854,7 @@ ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, f
 /* The blocked driver for an MR x NR micro-kernel ukr (strided: ukr accepts unpacked A). packA: 1 =
  * always pack A blocks, 0 = read A in place for full MR tiles (forced to 1 when the micro-kernel needs
  * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
-ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, advnn__ukr_fn ukr,
+ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, int vt, advnn__ukr_fn ukr,
                                           advnn__ukr_edge_fn ukr_e, advnn__ukr_epi_fn ukr_x,
                                           advnn__ukr_edge_epi_fn ukr_ex, advnn__ukr_rows_fn ukr_r, int transA,
                                           int transB, int M, int N, int K, float alpha, const float *A, int lda,
@@ -3850,7 +3876,7 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, a
             int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
             float bt = pc == 0 ? beta : 1.0f;
             const int nb0 = inb ? nc - nc % NR : 0;   /* full panels read in place: only the last is packed */
-            if (nb0 < nc) advnn__pack_b_t(NR, transB, B, ldb, pc, jc + nb0, kc, nc - nb0, bpack + (advnn__idx)nb0 * kc);
+            if (nb0 < nc) advnn__pack_b_t(NR, vt, transB, B, ldb, pc, jc + nb0, kc, nc - nb0, bpack + (advnn__idx)nb0 * kc);
             for (int ic = 0; ic < M; ic += ADVNN__MC) {
                 int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
                 int mfull = packA ? 0 : ukr_r ? mc : mc - mc % MR; /* rows read in place */
@@ -3919,9 +3945,9 @@ ADVNN__NOINLINE ADVNN__VKFN void advnn__sgemm_blocked_vx(int transA, int transB,
                                                          const float *A, int lda, const float *B, int ldb, float beta,
                                                          float *C, int ldc, float *work, int packA,
                                                          const advnn__epi *ep) {
-    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, advnn__ukr_v, ADVNN__UKR_EDGE_V,
-                           ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB, M, N, K, alpha,
-                           A, lda, B, ldb, beta, C, ldc, work, packA, ep);
+    advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, ADVNN__PACK_BT8_V, advnn__ukr_v,
+                           ADVNN__UKR_EDGE_V, ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB,
+                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, ep);
 }
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                         int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
@@ -3933,7 +3959,7 @@ ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, in
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                       int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
                                       int packA) {
-    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB,
+    advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, 0, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB,
                            M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
 }
 #endif
