@@ -3942,8 +3942,9 @@ static void advnn__mdn_loss_bwd(advnn_ws *ws, int id, int nb) {
         float sc = (float)(n->fp[0] * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
         for (h = 0; h < 3; h++) {   /* a packed head's row is the three parts in turn */
             int f = first[packed ? 0 : h];
-            float *d = ws->dout[n->in[packed ? 0 : h]] + (size_t)(packed ? 3 : 1) * K * i + (packed ? h * K : 0);
+            float *d;
             if (f < 0) continue;   /* a head that needs no gradient */
+            d = ws->dout[n->in[packed ? 0 : h]] + (size_t)(packed ? 3 : 1) * K * i + (packed ? h * K : 0);
             if (wm && wm[i] == 0.0f) { if (f) memset(d, 0, (size_t)K * sizeof(float)); }
             else if (f) advnn_axpy_set(K, sc, gk + h * K, d);
             else advnn_axpy(K, sc, gk + h * K, 1, d, 1);

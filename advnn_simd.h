@@ -3747,7 +3747,7 @@ static void advnn__ukr_s(int k, const float *ADVNN__RESTRICT a, advnn__idx rsa, 
 
 #ifdef ADVNN__AVX2
 /* n8 (a multiple of 8) rows of B stored N x K into a panel's columns 0..n8: eight rows by eight k at a
- * time through an 8 x 8 transpose in registers (the 4-row scalar gather below was 5% of the GEMM
+ * time through an 8 x 8 transpose in registers (the 4-row scalar gather below was 5.6% of the GEMM
  * driver's time in W1's training, whose input gradients pack every weight matrix transposed). */
 ADVNN__AVX2_FN static void advnn__pack_bt8_v(int NR, const float *s, int ldb, int kc, int n8, float *d) {
     for (int jj = 0; jj < n8; jj += 8) {

@@ -192,6 +192,55 @@ static void test_mdn_zero_rows_fresh(void) {
     }
 }
 
+/* A head that needs no gradient (its layer frozen, its input data) gets none, and the others get
+ * the gradients they get when it is trained too, bit for bit. */
+static void test_mdn_frozen_head(void) {
+    enum { K = 4 };
+    fixture f;
+    advnn_trainer *tr[2];
+    advnn__rng r;
+    int three = 3, one = 1, x, m, w, h, a, u, v, k, i, fz, bad = 0;
+    int64_t idx[NB];
+    memset(&f, 0, sizeof f);
+    advnn__rng_seed(&r, 78);
+    f.g = advnn_graph_new(); f.d = advnn_dataset_new();
+    x = advnn_input(f.g, "x", 1, &three); m = advnn_input(f.g, "m", 1, &one); w = advnn_input(f.g, "w", 1, &one);
+    h = advnn_dense(f.g, x, 6, ADVNN_ACT_TANH);
+    a = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+    v = advnn_dense(f.g, h, K, ADVNN_ACT_LINEAR);
+    fz = advnn_group(f.g, "means");
+    u = advnn_dense(f.g, x, K, ADVNN_ACT_LINEAR);   /* from the data: frozen, it needs no gradient */
+    advnn_loss_mdn(f.g, a, u, v, m, w, 1, 0.01f);
+    add_data(&f, "x", rand_tensor(&r, NB, 3, -2, 2));
+    add_data(&f, "m", rand_tensor(&r, NB, 1, 0.02f, 0.98f));
+    add_data(&f, "w", rand_tensor(&r, NB, 1, 0.3f, 1.7f));
+    f.t[f.nt - 1]->data[2] = 0.0f;
+    CHECK(advnn_graph_finalize(f.g, 4) == ADVNN_OK, "%s", advnn_last_error());
+    for (i = 0; i < NB; i++) idx[i] = i;
+    for (k = 0; k < 2; k++) {
+        advnn_ws *ws;
+        tr[k] = advnn_trainer_new(f.g, NB, 1);
+        CHECK(tr[k] != NULL, "trainer: %s", advnn_last_error());
+        if (!tr[k]) break;
+        if (k == 1) CHECK(advnn_trainer_set_trainable(tr[k], "means", 0) == ADVNN_OK, "%s", advnn_last_error());
+        ws = tr[k]->ws;
+        ws->training = 1; ws->input_grads = 0;
+        advnn__mark_needed(ws, -1); advnn__mark_grad(ws);
+        CHECK(advnn__gather(ws, f.d, idx, 0, NB) == ADVNN_OK && advnn__forward(ws, NB) == ADVNN_OK, "%s", advnn_last_error());
+        advnn__backward(ws, NB);
+        if (k == 1) CHECK(!ws->needg[u], "the frozen head still needs a gradient");
+    }
+    if (tr[0] && tr[1])
+        for (i = 0; i < f.g->n_par; i++) {
+            const advnn__param *p = &f.g->par[i];
+            if (p->group == fz || !p->trainable) continue;
+            if (memcmp(tr[0]->ws->pgrad + p->off, tr[1]->ws->pgrad + p->off, (size_t)p->size * sizeof(float)) && bad++ < 3)
+                CHECK(0, "parameter block %d (node %d): another gradient with the means head frozen", i, p->node);
+        }
+    advnn_trainer_free(tr[0]); advnn_trainer_free(tr[1]);
+    free_fixture(&f);
+}
+
 /* The packed head is the three heads side by side: inputs a, u, v (K each) and their concat give
  * the same loss and the same input gradients bit for bit; bad shapes are refused; the packed form
  * survives the model file. */
@@ -420,6 +469,7 @@ int main(void) {
     advnn__chunk_min_rows = 32;   /* the tests' small batches in several chunks, as before the default became 128 */
     RUN(test_mdn_gradients);
     RUN(test_mdn_zero_rows_fresh);
+    RUN(test_mdn_frozen_head);
     RUN(test_mdn_packed);
     RUN(test_mdn_closed_form);
     RUN(test_grad_reverse_joint_step);
