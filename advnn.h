@@ -3483,10 +3483,11 @@ ADVNN__NOINL static advnn_status advnn__mdn_loss_fwd(advnn_ws *ws, int id, int n
     const int pk = n->ip[1], K = ws->g->nodes[n->in[0]].size / (pk ? 3 : 1), ld = pk ? 3 * K : K;
     const float *a = ws->out[n->in[0]], *u = pk ? a + K : ws->out[n->in[1]], *v = pk ? a + 2 * K : ws->out[n->in[2]];
     const float *mt = ws->out[n->in[pk ? 1 : 3]], *wm = n->n_in == (pk ? 3 : 5) ? ws->out[n->in[pk ? 2 : 4]] : NULL;
-    float *gk = ws->grads ? ws->aux[id] : NULL;   /* any pass on a training workspace may be followed by a backward */
+    /* any pass on a training workspace may be followed by a backward; rows of weight 0 are not written
+     * here (nor read by advnn__mdn_loss_bwd) */
+    float *gk = ws->grads ? ws->aux[id] : NULL;
     int ri[ADVNN_MDN_CHUNK], per = ADVNN_MDN_CHUNK / K, R = 0, i, j;
     double mr[ADVNN_MDN_CHUNK], nll[ADVNN_MDN_CHUNK], tot = 0;
-    if (gk) memset(gk, 0, 3 * (size_t)nb * K * sizeof(float));
     for (i = 0; i <= nb; i++) {   /* chunks of up to `per` rows with a non-zero weight, in row order */
         if (i < nb && (!wm || wm[i] != 0.0f)) { ri[R] = i; mr[R++] = mt[i]; }
         if (R == per || (i == nb && R > 0)) {
