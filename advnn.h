@@ -3929,26 +3929,29 @@ static void advnn__bn_bwd(advnn_ws *ws, int id, int nb) {
 static void advnn__mdn_loss_bwd(advnn_ws *ws, int id, int nb) {
     const advnn__node *n = &ws->g->nodes[id];
     const int packed = n->ip[1], nh = packed ? 1 : 3, K = ws->g->nodes[n->in[0]].size / (packed ? 3 : 1);
+    const size_t ld = packed ? 3 * (size_t)K : (size_t)K;   /* a head's floats per row */
     const float *wm = n->n_in == nh + 2 ? ws->out[n->in[nh + 1]] : NULL;
-    int i, h, need = 0, first[3];
-    for (h = nh; h < n->n_in; h++) if (ws->needg[n->in[h]]) advnn__dacc(ws, n->in[h]);
-    for (h = 0; h < nh; h++) need |= ws->needg[n->in[h]];
-    if (n->fp[0] == 0.0 || !need) {
-        for (h = 0; h < nh; h++) if (ws->needg[n->in[h]]) advnn__dacc(ws, n->in[h]);
-        return;
+    const double nn = advnn__norm_n(ws, nb);
+    float *d[3];
+    int i, h, first[3];
+    for (h = 0; h < n->n_in; h++)   /* no gradient: the target and weight always, the heads at weight 0 */
+        if (ws->needg[n->in[h]] && (h >= nh || n->fp[0] == 0.0)) advnn__dacc(ws, n->in[h]);
+    if (n->fp[0] == 0.0) return;
+    for (h = 0; h < 3; h++) {   /* part h of a row (a, u, v): its own head, or a third of the packed one */
+        int j = n->in[packed ? 0 : h];
+        first[h] = !ws->needg[j] ? -1 : packed && h ? first[0] : advnn__dfirst(ws, j, nb);
+        d[h] = first[h] < 0 ? NULL : ws->dout[j] + (packed ? (size_t)h * K : 0);
     }
-    for (h = 0; h < nh; h++) first[h] = ws->needg[n->in[h]] ? advnn__dfirst(ws, n->in[h], nb) : -1;
     for (i = 0; i < nb; i++) {
         const float *gk = ws->aux[id] + (size_t)3 * K * i;   /* this row's gradient: (a, u, v) x K */
-        float sc = (float)(n->fp[0] * (wm ? wm[i] : 1.0) / advnn__norm_n(ws, nb));
-        for (h = 0; h < 3; h++) {   /* a packed head's row is the three parts in turn */
-            int f = first[packed ? 0 : h];
-            float *d;
-            if (f < 0) continue;   /* a head that needs no gradient */
-            d = ws->dout[n->in[packed ? 0 : h]] + (size_t)(packed ? 3 : 1) * K * i + (packed ? h * K : 0);
-            if (wm && wm[i] == 0.0f) { if (f) memset(d, 0, (size_t)K * sizeof(float)); }
-            else if (f) advnn_axpy_set(K, sc, gk + h * K, d);
-            else advnn_axpy(K, sc, gk + h * K, 1, d, 1);
+        float sc = (float)(n->fp[0] * (wm ? wm[i] : 1.0) / nn);
+        for (h = 0; h < 3; h++) {
+            float *dr;
+            if (!d[h]) continue;   /* a head that needs no gradient */
+            dr = d[h] + ld * i;
+            if (wm && wm[i] == 0.0f) { if (first[h]) memset(dr, 0, (size_t)K * sizeof(float)); }
+            else if (first[h]) advnn_axpy_set(K, sc, gk + h * K, dr);
+            else advnn_axpy(K, sc, gk + h * K, 1, dr, 1);
         }
     }
 }
