@@ -104,6 +104,19 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
 ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                           const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
                                           float *work);
+/* op(B) packed once for many products with the same B (a layer's weights in every chunk of a training
+ * step): advnn_sgemm_pack_b writes the packing into P, advnn_sgemm_pack_floats(K, N) floats (on any
+ * path); advnn_sgemm_p and advnn_sgemm_bias_relu_p then take it, with the same transB, K, N and B (B is
+ * still read by the paths that pack nothing, e.g. M == 1), and give advnn_sgemm's and
+ * advnn_sgemm_bias_relu's results bit for bit. P == NULL: packed in each call. Pack on the path that
+ * multiplies (after advnn_simd_force, pack again). */
+ADVNN_SIMD_DEF size_t advnn_sgemm_pack_floats(int K, int N);
+ADVNN_SIMD_DEF void advnn_sgemm_pack_b(int transB, int K, int N, const float *B, int ldb, float *P);
+ADVNN_SIMD_DEF void advnn_sgemm_p(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                  const float *B, int ldb, const float *P, float beta, float *C, int ldc, float *work);
+ADVNN_SIMD_DEF void advnn_sgemm_bias_relu_p(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                            const float *P, const float *bias, int relu, float *C, int ldc, float *Y,
+                                            int ldy, float *work);
 /* Same contract as advnn_sgemm, plain scalar triple loop (float accumulation): the reference for tests. */
 ADVNN_SIMD_DEF void advnn_sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
                                     const float *A, int lda, const float *B, int ldb, float beta,
@@ -3851,15 +3864,31 @@ ADVNN__INLINE void advnn__store_edge_t(int NR, const float *t, int mr, int nr, f
         }
 }
 
+/* B packed ahead (advnn_sgemm_pack_b): block (jc, pc) of op(B), nc x kc, packed as the driver packs it
+ * (panels of NR columns, the last one zero-padded), the blocks of columns in turn, each with all of K. */
+ADVNN__INLINE advnn__idx advnn__pb_off(int NR, int K, int jc, int pc, int nc) {
+    return (advnn__idx)jc * K + (advnn__idx)((nc + NR - 1) / NR * NR) * pc;
+}
+ADVNN__INLINE void advnn__pack_b_all_t(int NR, int NC, int vt, int transB, int K, int N, const float *B, int ldb,
+                                       float *P) {
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += ADVNN__KC)
+            advnn__pack_b_t(NR, vt, transB, B, ldb, pc, jc, K - pc < ADVNN__KC ? K - pc : ADVNN__KC, nc,
+                            P + advnn__pb_off(NR, K, jc, pc, nc));
+    }
+}
+
 /* The blocked driver for an MR x NR micro-kernel ukr (strided: ukr accepts unpacked A). packA: 1 =
  * always pack A blocks, 0 = read A in place for full MR tiles (forced to 1 when the micro-kernel needs
- * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. */
+ * packed A). work >= ADVNN_SGEMM_WORK_FLOATS. P: op(B) packed by advnn__pack_b_all_t with this NR and NC, or
+ * NULL (each block packed here). */
 ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, int vt, advnn__ukr_fn ukr,
                                           advnn__ukr_edge_fn ukr_e, advnn__ukr_epi_fn ukr_x,
                                           advnn__ukr_edge_epi_fn ukr_ex, advnn__ukr_rows_fn ukr_r, int transA,
                                           int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                                          const float *B, int ldb, float beta, float *C, int ldc, float *work,
-                                          int packA, const advnn__epi *ep) {
+                                          const float *B, int ldb, const float *P, float beta, float *C, int ldc,
+                                          float *work, int packA, const advnn__epi *ep) {
     float *bpack = work;                              /* KC x NC */
     float *apack = work + (advnn__idx)ADVNN__KC * NC; /* MC x KC */
     ADVNN__ALIGN64 float tile[ADVNN__TILE_MAX];
@@ -3876,7 +3905,9 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, i
             int kc = K - pc < ADVNN__KC ? K - pc : ADVNN__KC;
             float bt = pc == 0 ? beta : 1.0f;
             const int nb0 = inb ? nc - nc % NR : 0;   /* full panels read in place: only the last is packed */
-            if (nb0 < nc) advnn__pack_b_t(NR, vt, transB, B, ldb, pc, jc + nb0, kc, nc - nb0, bpack + (advnn__idx)nb0 * kc);
+            const float *bpk = P ? P + advnn__pb_off(NR, K, jc, pc, nc) : bpack;   /* P: packed by the caller */
+            if (!P && nb0 < nc)
+                advnn__pack_b_t(NR, vt, transB, B, ldb, pc, jc + nb0, kc, nc - nb0, bpack + (advnn__idx)nb0 * kc);
             for (int ic = 0; ic < M; ic += ADVNN__MC) {
                 int mc = M - ic < ADVNN__MC ? M - ic : ADVNN__MC;
                 int mfull = packA ? 0 : ukr_r ? mc : mc - mc % MR; /* rows read in place */
@@ -3884,7 +3915,7 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, i
                     advnn__pack_a_t(MR, transA, A, lda, ic + mfull, pc, mc - mfull, kc, apack + (advnn__idx)mfull * kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bp = jr < nb0 ? B + (advnn__idx)pc * ldb + jc + jr : bpack + (advnn__idx)jr * kc;
+                    const float *bp = jr < nb0 ? B + (advnn__idx)pc * ldb + jc + jr : bpk + (advnn__idx)jr * kc;
                     const advnn__idx ldbp = jr < nb0 ? ldb : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
@@ -3936,31 +3967,32 @@ ADVNN__INLINE void advnn__sgemm_blocked_t(int MR, int NR, int NC, int strided, i
 }
 
 typedef void (*advnn__blocked_fn)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                                  const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA);
+                                  const float *B, int ldb, const float *P, float beta, float *C, int ldc, float *work,
+                                  int packA);
 #ifdef ADVNN__VECTOR
 /* One instance of the driver for both entry points below: with a second one the edge kernel (the
  * main kernel of 5- and 10-filter convolutions) had two callers and was no longer inlined into
  * either (W3's batch-512 inference 246 -> 285 µs per sample). */
 ADVNN__NOINLINE ADVNN__VKFN void advnn__sgemm_blocked_vx(int transA, int transB, int M, int N, int K, float alpha,
-                                                         const float *A, int lda, const float *B, int ldb, float beta,
-                                                         float *C, int ldc, float *work, int packA,
-                                                         const advnn__epi *ep) {
+                                                         const float *A, int lda, const float *B, int ldb,
+                                                         const float *P, float beta, float *C, int ldc, float *work,
+                                                         int packA, const advnn__epi *ep) {
     advnn__sgemm_blocked_t(ADVNN__MR_V, ADVNN__NR_V, ADVNN__NC_V, ADVNN__STRIDED_A_V, ADVNN__PACK_BT8_V, advnn__ukr_v,
                            ADVNN__UKR_EDGE_V, ADVNN__UKR_EPI_V, ADVNN__UKR_EDGE_EPI_V, ADVNN__UKR_ROWS_V, transA, transB,
-                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, ep);
+                           M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA, ep);
 }
 ADVNN__VKFN void advnn__sgemm_blocked_v(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                                        int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
-                                        int packA) {
-    advnn__sgemm_blocked_vx(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
+                                        int lda, const float *B, int ldb, const float *P, float beta, float *C, int ldc,
+                                        float *work, int packA) {
+    advnn__sgemm_blocked_vx(transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA, NULL);
 }
 #endif
 #ifdef ADVNN__GEMM_S
 ADVNN__FN void advnn__sgemm_blocked_s(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                                      int lda, const float *B, int ldb, float beta, float *C, int ldc, float *work,
-                                      int packA) {
+                                      int lda, const float *B, int ldb, const float *P, float beta, float *C, int ldc,
+                                      float *work, int packA) {
     advnn__sgemm_blocked_t(ADVNN__MR_S, ADVNN__NR_S, ADVNN__NC_S, 1, 0, advnn__ukr_s, NULL, NULL, NULL, NULL, transA, transB,
-                           M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA, NULL);
+                           M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA, NULL);
 }
 #endif
 
@@ -3969,21 +4001,21 @@ ADVNN__FN void advnn__sgemm_blocked(int transA, int transB, int M, int N, int K,
                                     const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
 #ifdef ADVNN__VECTOR
     if (ADVNN__VEC_LIVE()) {
-        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, work, packA);
         return;
     }
 #endif
 #ifdef ADVNN__GEMM_S
-    advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+    advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, work, packA);
 #endif
 }
 
 /* blocked(...) with a 224 KiB stack buffer as work */
 ADVNN__NOINLINE static void advnn__sgemm_stack(advnn__blocked_fn blocked, int transA, int transB, int M, int N, int K,
                                                float alpha, const float *A, int lda, const float *B, int ldb,
-                                               float beta, float *C, int ldc, int packA) {
+                                               const float *P, float beta, float *C, int ldc, int packA) {
     ADVNN__ALIGN64 float buf[ADVNN_SGEMM_WORK_FLOATS]; /* 224 KiB of stack */
-    blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, buf, packA);
+    blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, buf, packA);
 }
 
 #ifdef ADVNN__VECTOR
@@ -4131,7 +4163,8 @@ ADVNN__VKFN void advnn__gemv1(int K, int N, const float *W, int ldw, const float
 
 /* The vector path of advnn_sgemm (M, N, K >= 1, alpha != 0). */
 ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, float *work, int packA) {
+                                const float *B, int ldb, const float *P, float beta, float *C, int ldc, float *work,
+                                int packA) {
     if (M == 1) { /* row vector times op(B) */
         if (N == 1 && !transA && !transB && ldb == 1) {   /* a dot product: summed as gemv_t sums a row of a */
             advnn__gemv_t(K, 1, A, lda, B, C, 1, alpha, beta);   /* batch, so that batch 1 gives that row's bits */
@@ -4174,14 +4207,14 @@ ADVNN__VKFN void advnn__sgemm_v(int transA, int transB, int M, int N, int K, flo
     }
 #endif
     if (work)
-        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        advnn__sgemm_blocked_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA);
     else
-        advnn__sgemm_stack(advnn__sgemm_blocked_v, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+        advnn__sgemm_stack(advnn__sgemm_blocked_v, transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, packA);
 }
 #endif
 
-ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc, float *work) {
+ADVNN_SIMD_DEF void advnn_sgemm_p(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                  const float *B, int ldb, const float *P, float beta, float *C, int ldc, float *work) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         for (int i = 0; i < M; i++) {
@@ -4197,15 +4230,41 @@ ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, flo
     int packA = transA && lda > 800;
 #ifdef ADVNN__VECTOR
     if (ADVNN__VEC_LIVE()) {
-        advnn__sgemm_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        advnn__sgemm_v(transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA);
         return;
     }
 #endif
 #ifdef ADVNN__GEMM_S
     if (work)
-        advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work, packA);
+        advnn__sgemm_blocked_s(transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, work, packA);
     else
-        advnn__sgemm_stack(advnn__sgemm_blocked_s, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packA);
+        advnn__sgemm_stack(advnn__sgemm_blocked_s, transA, transB, M, N, K, alpha, A, lda, B, ldb, P, beta, C, ldc, packA);
+#endif
+}
+ADVNN_SIMD_DEF void advnn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                                const float *B, int ldb, float beta, float *C, int ldc, float *work) {
+    advnn_sgemm_p(transA, transB, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, work);
+}
+
+ADVNN_SIMD_DEF size_t advnn_sgemm_pack_floats(int K, int N) {
+    size_t n = 0, r;
+    if (K <= 0 || N <= 0) return 0;
+#ifdef ADVNN__VECTOR
+    n = (size_t)K * (size_t)((N + ADVNN__NR_V - 1) / ADVNN__NR_V * ADVNN__NR_V);
+#endif
+    r = (size_t)K * (size_t)((N + ADVNN__NR_S - 1) / ADVNN__NR_S * ADVNN__NR_S);   /* (the portable path's) */
+    return r > n ? r : n;
+}
+ADVNN_SIMD_DEF void advnn_sgemm_pack_b(int transB, int K, int N, const float *B, int ldb, float *P) {
+    if (K <= 0 || N <= 0) return;
+#ifdef ADVNN__VECTOR
+    if (ADVNN__VEC_LIVE()) {
+        advnn__pack_b_all_t(ADVNN__NR_V, ADVNN__NC_V, ADVNN__PACK_BT8_V, transB, K, N, B, ldb, P);
+        return;
+    }
+#endif
+#ifdef ADVNN__GEMM_S
+    advnn__pack_b_all_t(ADVNN__NR_S, ADVNN__NC_S, 0, transB, K, N, B, ldb, P);
 #endif
 }
 
@@ -4558,9 +4617,9 @@ ADVNN_SIMD_DEF int advnn_conv_wgrad(int H, int W, int C, int KH, int KW, int SH,
 #endif
 }
 
-ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                                          const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
-                                          float *work) {
+ADVNN_SIMD_DEF void advnn_sgemm_bias_relu_p(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                            const float *P, const float *bias, int relu, float *C, int ldc, float *Y,
+                                            int ldy, float *work) {
     if (M <= 0 || N <= 0) return;
     if (!relu) { Y = C; ldy = ldc; }
 #ifdef ADVNN__VECTOR
@@ -4586,13 +4645,18 @@ ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, i
         e.y = Y;
         e.ldy = ldy;
         e.relu = relu;
-        advnn__sgemm_blocked_vx(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, work, 0, &e);
+        advnn__sgemm_blocked_vx(0, 0, M, N, K, 1.0f, A, lda, B, ldb, P, 0.0f, C, ldc, work, 0, &e);
         return;
     }
 #endif
-    advnn_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, work);
+    advnn_sgemm_p(0, 0, M, N, K, 1.0f, A, lda, B, ldb, P, 0.0f, C, ldc, work);
     if (bias) advnn_add_bias(M, N, C, ldc, bias);
     if (relu) advnn_act_forward(ADVNN_ACT_RELU, M, N, C, ldc, Y, ldy, 0.0f, NULL);
+}
+ADVNN_SIMD_DEF void advnn_sgemm_bias_relu(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                          const float *bias, int relu, float *C, int ldc, float *Y, int ldy,
+                                          float *work) {
+    advnn_sgemm_bias_relu_p(M, N, K, A, lda, B, ldb, NULL, bias, relu, C, ldc, Y, ldy, work);
 }
 
 #ifdef __cplusplus

@@ -889,7 +889,7 @@ static void test_sgemm_tn_narrow(void) {
                     fill_rand(C1, (size_t)M * ldc, 1.0f);
                     memcpy(C2, C1, (size_t)M * ldc * sizeof(float));
                     advnn_sgemm(1, 0, M, N, K, 1.0f, A, lda, B, ldb, BETA[e], C1, ldc, work);
-                    advnn__sgemm_blocked_v(1, 0, M, N, K, 1.0f, A, lda, B, ldb, BETA[e], C2, ldc, work, 0);
+                    advnn__sgemm_blocked_v(1, 0, M, N, K, 1.0f, A, lda, B, ldb, NULL, BETA[e], C2, ldc, work, 0);
                     bad += count_bitwise_diff(C1, C2, (size_t)M * ldc) != 0;   /* padding columns included */
                 }
                 ffree(A); ffree(B); ffree(C1); ffree(C2);
@@ -944,6 +944,51 @@ static void test_sgemm_bias_relu(void) {
                 }
     CHECK(!bad, "%d entries differ from sgemm + add_bias + ReLU (%d cases)", bad, cases);
     CHECK(!touched, "%d entries written outside the M x N windows", touched);
+    ffree(work);
+}
+
+/* advnn_sgemm_p and advnn_sgemm_bias_relu_p with B packed ahead by advnn_sgemm_pack_b give advnn_sgemm's
+ * and advnn_sgemm_bias_relu's results bit for bit: both transposes, several blocks of K (> 256) and of
+ * N (> 128), partial last panels, weight gradients whose full panels are read in place (A^T B, M <= 96),
+ * M = 1 (paths that pack nothing read B), no work buffer; the packing stays within
+ * advnn_sgemm_pack_floats(K, N) floats. */
+static void test_sgemm_packed_b(void) {
+    static const int MS[] = {1, 5, 13, 97, 200}, NS[] = {1, 3, 16, 17, 40, 130, 260}, KS[] = {1, 7, 257, 600};
+    float *work = falloc(ADVNN_SGEMM_WORK_FLOATS);
+    int cases = 0, bad = 0, over = 0;
+    for (int tA = 0; tA < 2; tA++)
+        for (int tB = 0; tB < 2; tB++)
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 7; b++)
+                    for (int c = 0; c < 4; c++, cases++) {
+                        int M = MS[a], N = NS[b], K = KS[c], pad = cases % 3, lda = (tA ? M : K) + pad;
+                        int ldb = (tB ? K : N) + pad, ldc = N + 1, relu = cases & 1;
+                        float beta = cases % 4 < 2 ? 0.0f : 0.5f, alpha = cases % 5 ? 1.0f : -0.75f;
+                        size_t sa = (size_t)(tA ? K : M) * lda, sb = (size_t)(tB ? N : K) * ldb, sc = (size_t)M * ldc;
+                        size_t np = advnn_sgemm_pack_floats(K, N);
+                        float *A = falloc(sa), *B = falloc(sb), *P = falloc(np + 16), *bias = falloc((size_t)N);
+                        float *C1 = falloc(sc), *C2 = falloc(sc), *Y1 = falloc(sc), *Y2 = falloc(sc);
+                        fill_rand(A, sa, 1.0f); fill_rand(B, sb, 1.0f); fill_rand(bias, (size_t)N, 1.0f);
+                        fill_rand(C1, sc, 1.0f); memcpy(C2, C1, sc * sizeof(float));
+                        fill_val(P, np + 16, SENT);
+                        advnn_sgemm_pack_b(tB, K, N, B, ldb, P);
+                        for (size_t k = np; k < np + 16; k++) over += P[k] != SENT;
+                        float *w = cases % 7 == 3 ? NULL : work;
+                        advnn_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc, w);
+                        advnn_sgemm_p(tA, tB, M, N, K, alpha, A, lda, B, ldb, P, beta, C2, ldc, w);
+                        for (size_t k = 0; k < sc; k++) bad += !same_float(C1[k], C2[k]);
+                        if (!tA && !tB) {
+                            advnn_sgemm_bias_relu(M, N, K, A, lda, B, ldb, bias, relu, C1, ldc, Y1, ldc, w);
+                            advnn_sgemm_bias_relu_p(M, N, K, A, lda, B, ldb, P, bias, relu, C2, ldc, Y2, ldc, w);
+                            for (size_t k = 0; k < sc; k++) bad += !same_float(C1[k], C2[k]);
+                            if (relu)
+                                for (int i = 0; i < M; i++)
+                                    for (int j = 0; j < N; j++) bad += !same_float(Y1[i * ldc + j], Y2[i * ldc + j]);
+                        }
+                        ffree(A); ffree(B); ffree(P); ffree(bias); ffree(C1); ffree(C2); ffree(Y1); ffree(Y2);
+                    }
+    CHECK(!bad, "%d entries with B packed ahead differ from advnn_sgemm's (%d cases)", bad, cases);
+    CHECK(!over, "advnn_sgemm_pack_b wrote %d floats past advnn_sgemm_pack_floats", over);
     ffree(work);
 }
 
@@ -1202,6 +1247,7 @@ static int check_conv_wgrad(int H, int W, int C, int KH, int KW, int SH, int SW,
     float *w0 = falloc((size_t)K * F), *w1 = falloc((size_t)K * F), *w2 = falloc((size_t)K * F);
     fill_rand(x, nx, 1.0f);
     for (size_t i = 0; i < nx; i += 7) x[i] = 0.0f;
+    fill_val(cols, (size_t)n * P * K, 0.0f);   /* (written below; aarch64 gcc 12 cannot tell at -O2) */
     fill_rand(dz, nz, 1.0f);
     fill_rand(w0, (size_t)K * F, 0.5f);
     memcpy(w1, w0, (size_t)K * F * sizeof(float));
@@ -2039,6 +2085,7 @@ int main(void) {
     RUN(test_sgemm_rows_in_place);
     RUN(test_sgemm_tn_narrow);
     RUN(test_sgemm_bias_relu);
+    RUN(test_sgemm_packed_b);
     RUN(test_im2col_col2im);
     RUN(test_conv_implicit);
     RUN(test_conv_wgrad);
