@@ -295,7 +295,7 @@ static void run_bn_bwd(void *c, int live) {
     if (b->which == 1) { if (live) advnn_bn_sums2(M, N, b->x, b->h, N, b->s); else advnn__bn_sums2_ref(M, N, b->x, b->h, N, b->s); }
     if (b->which == 2) {
         if (live) advnn_bn_bwd_dx(M, N, b->x, b->h, N, b->k, M, b->s, b->dx);
-        else advnn__bn_bwd_dx_ref(M, N, b->x, b->h, N, b->k, M, b->s, b->dx);
+        else advnn__bn_bwd_dx_ref(M, N, b->x, b->h, N, b->k, M, b->s, b->dx, 0);
     }
 }
 static void bench_bn_bwd(int M, int N) {

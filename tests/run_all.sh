@@ -158,8 +158,23 @@ run_test() {
 
 # ---- one job: a whole-header compile check ----
 run_header() {
-  local which=$1 dir="$OUT/header" tu log t0 cc flags hdr def
+  local which=$1 dir="$OUT/header" tu log t0 cc flags hdr def f ok=1 defs
   mkdir -p "$dir"; t0=$(now)
+  if [ "$which" = benches ]; then   # make bench builds bench/*.c, make test does not: that they still compile
+    log="$dir/benches.log"; : > "$log"
+    for f in bench/*.c; do
+      [ "$f" = bench/bench_mpi.c ] && continue   # (mpicc: tests/mpi_check.sh)
+      defs=("")
+      [ "$f" = bench/bench_ab.c ] && defs=("" -DAB_SIDE=new)   # its driver, and one version's side
+      for def in "${defs[@]}"; do
+        echo "\$ gcc -std=c11 $WARN $ARCH $def -fsyntax-only -I. -Itests $f" >> "$log"
+        # shellcheck disable=SC2086
+        gcc -std=c11 $WARN $ARCH $def -fsyntax-only -I. -Itests "$f" >> "$log" 2>&1 || ok=0
+      done
+    done
+    if [ $ok = 1 ]; then write_result "$dir" benches 1 0 "$t0" "" ""; else write_result "$dir" benches 0 1 "$t0" "" "compile failed"; fi
+    return
+  fi
   hdr=advnn.h; def=ADVNN_IMPLEMENTATION
   case "$which" in
     gcc)      cc=gcc;          flags="-std=c11 $WARN $ARCH" ;;
@@ -220,6 +235,7 @@ fi
 header_checks=()
 [ -f advnn.h ] && header_checks+=(gcc clang gxx static nostdio nothreads generic generic-clang generic-gxx)
 [ -f advnn_simd.h ] && header_checks+=(simd-gcc simd-gxx)
+compgen -G 'bench/*.c' > /dev/null && header_checks+=(benches)
 
 rm -rf "$OUT"; mkdir -p "$OUT"
 joblist="$OUT/jobs"; : > "$joblist"
