@@ -8,6 +8,7 @@
 #   make bench      build and run bench/*.c (OpenBLAS figures beside ours when libopenblas-dev is installed)
 #   make bench-json advnn's W1-W3 figures (1 and 2 threads) as JSON lines, the fields of the PyTorch script
 #   make compare    the same next to ../shared/peers/torch_workloads.py, with ratios and the issue-6 bars
+#   make bench-ab OLD=REV   the working tree's training step against REV's, in turn in one process (AB_ARGS)
 #   make fuzz       libFuzzer targets in fuzz/, FUZZ_SECONDS each (default 60), seeded by fuzz/make_corpus.c
 #   make run-NAME   build and run examples/NAME.c
 #   make install    headers to $(PREFIX)/include, advnn.pc to $(PREFIX)/lib/pkgconfig (PREFIX=/usr/local)
@@ -41,7 +42,7 @@ GENS     := $(wildcard tools/gen_*.c)
 GEN_BINS := $(GENS:tools/%.c=$(B)/tools/%)
 TOOL_BINS := $(B)/tools/advnn_inspect
 EXAMPLES := $(wildcard examples/*.c)
-BENCHES  := $(filter-out bench/bench_mpi.c,$(wildcard bench/*.c))   # bench_mpi.c needs mpicc: make bench-mpi
+BENCHES  := $(filter-out bench/bench_mpi.c bench/bench_ab.c,$(wildcard bench/*.c))   # make bench-mpi, make bench-ab
 TEST_BINS    := $(TESTS:tests/%.c=$(B)/tests/%)
 EXAMPLE_BINS := $(EXAMPLES:examples/%.c=$(B)/examples/%)
 BENCH_BINS   := $(BENCHES:bench/%.c=$(B)/bench/%)
@@ -56,7 +57,7 @@ BENCH_LIBS    = $(if $(HAVE_OPENBLAS),-lopenblas)
 
 VERSION = $(shell sed -n 's/^\#define ADVNN_VERSION_MAJOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_MINOR \([0-9]*\).*/\1/p;s/^\#define ADVNN_VERSION_PATCH \([0-9]*\).*/\1/p' advnn.h 2>/dev/null | paste -sd. -)
 
-.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare bench-mpi
+.PHONY: all deps test demo bench fuzz install uninstall clean bench-build fuzz-build bench-json compare bench-mpi bench-ab
 .DELETE_ON_ERROR:
 
 all: $(TEST_BINS) $(EXAMPLE_BINS) $(BENCH_BINS) $(GEN_BINS) $(TOOL_BINS)
@@ -130,6 +131,13 @@ BENCH_MPI_ARGS ?=
 bench-mpi:
 	@tools/deps.sh base
 	@bench/bench_mpi.sh $(BENCH_MPI_ARGS)
+
+# the working tree's training step against revision OLD's, a step of each in turn in one process
+AB_ARGS ?= w1 1 40 20
+bench-ab:
+	@tools/deps.sh base
+	@test -n "$(OLD)" || { echo "usage: make bench-ab OLD=<git revision> [AB_ARGS='w1 1 40 20']"; exit 2; }
+	@bench/bench_ab.sh $(OLD) $(AB_ARGS)
 
 bench-json:
 	@tools/deps.sh base

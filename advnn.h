@@ -911,7 +911,7 @@ static advnn_status advnn__shape_size(int ndim, const int64_t *shape, int64_t *s
 
 ADVNN_DEF advnn_tensor *advnn_tensor_new(int ndim, const int64_t *shape) {
     advnn_tensor *t;
-    int64_t size;
+    int64_t size = 0;   /* (set unless an error returns; gcc cannot tell with ADVNN_STATIC) */
     int i;
     if (ndim > 0 && !shape) { advnn__fail(ADVNN_ERR_ARG, "advnn_tensor_new: shape is NULL"); return NULL; }
     if (advnn__shape_size(ndim, shape, &size) != ADVNN_OK) return NULL;
@@ -5698,7 +5698,7 @@ static advnn_status advnn__each_group(advnn_trainer *tr, const char *group, int 
     return ADVNN_OK;
 }
 ADVNN_DEF advnn_status advnn_trainer_set_optim(advnn_trainer *tr, const char *group, advnn_optim o) {
-    int a, b, i;
+    int a = 0, b = 0, i;   /* (set unless an error returns; gcc cannot tell with ADVNN_STATIC) */
     advnn_status st = advnn__each_group(tr, group, &a, &b);
     if (st != ADVNN_OK || (st = advnn__check_optim(&o)) != ADVNN_OK) return st;
     for (i = a; i < b; i++) {

@@ -68,13 +68,8 @@ int main(int argc, char **argv) {
     make_data(&w);
     N = (int64_t)w.batch * w.nb;
     advnn_set_threads(threads);
-    if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) die("trainer");
-    if (!strcmp(name, "w2")) { advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f)); advnn_trainer_set_optim(tr, "adv", advnn_nadam(8e-4f)); }
-    else { advnn_trainer_set_optim(tr, "main", advnn_adam(1e-3f)); advnn_trainer_set_optim(tr, "adv", advnn_adam(!strcmp(name, "w3") ? 1e-2f : 1e-3f)); }
+    tr = wl_trainer(&w, &o);
     if (nrank > 1 && advnn_trainer_set_mpi(tr, MPI_COMM_WORLD) != ADVNN_OK) die("advnn_trainer_set_mpi");
-    o = advnn_adv_defaults();
-    o.mode = ADVNN_ADV_ALTERNATING; o.main_loss = w.lmain; o.adv_loss = w.ladv; o.grad_reverse = -1;
-    o.adv_steps = w.adv_steps; o.lambda = w.lambda; o.adv_data = w.dcr; o.verbose = 0;
     idx = (int64_t *)malloc((size_t)N * sizeof *idx);
     t_step = (double *)malloc(100000 * sizeof *t_step);
     if (!idx || !t_step) die("out of memory");

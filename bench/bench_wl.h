@@ -121,4 +121,23 @@ static inline void make_data(wl *w) {
         if (advnn_dataset_add(strncmp(name, "cr_", 3) ? w->d : w->dcr, name, w->t[i]) != ADVNN_OK) bench_die("dataset", w->name);
     }
 }
+
+/* The trainer (seed 7; NAdam for W2, Adam otherwise) and the alternating adversarial schedule the
+ * benchmarks time; threads as advnn_set_threads left them. */
+static inline advnn_trainer *wl_trainer(const wl *w, advnn_adv_opts *o) {
+    advnn_trainer *tr = advnn_trainer_new(w->g, w->batch, 7);
+    if (!tr) bench_die("trainer", w->name);
+    if (!strcmp(w->name, "w2")) {
+        advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f));
+        advnn_trainer_set_optim(tr, "adv", advnn_nadam(8e-4f));
+    } else {
+        advnn_trainer_set_optim(tr, "main", advnn_adam(1e-3f));
+        advnn_trainer_set_optim(tr, "adv", advnn_adam(!strcmp(w->name, "w3") ? 1e-2f : 1e-3f));
+    }
+    *o = advnn_adv_defaults();
+    o->mode = ADVNN_ADV_ALTERNATING;
+    o->main_loss = w->lmain; o->adv_loss = w->ladv; o->grad_reverse = -1;
+    o->adv_steps = w->adv_steps; o->lambda = w->lambda; o->adv_data = w->dcr; o->verbose = 0;
+    return tr;
+}
 #endif

@@ -137,18 +137,7 @@ static void run(const char *name, int batch_w1, int threads, const cfg *c) {
 #ifndef ADVNN_NO_THREADS
     advnn__tune_force = c->tune == 3 ? 0 : c->tune;
 #endif
-    if (!(tr = advnn_trainer_new(w.g, w.batch, 7))) bench_die("trainer", name);
-    if (!strcmp(name, "w2")) {
-        advnn_trainer_set_optim(tr, "main", advnn_nadam(8e-4f));
-        advnn_trainer_set_optim(tr, "adv", advnn_nadam(8e-4f));
-    } else {
-        advnn_trainer_set_optim(tr, "main", advnn_adam(1e-3f));
-        advnn_trainer_set_optim(tr, "adv", advnn_adam(!strcmp(name, "w3") ? 1e-2f : 1e-3f));
-    }
-    o = advnn_adv_defaults();
-    o.mode = ADVNN_ADV_ALTERNATING;
-    o.main_loss = w.lmain; o.adv_loss = w.ladv; o.grad_reverse = -1;
-    o.adv_steps = w.adv_steps; o.lambda = w.lambda; o.adv_data = w.dcr; o.verbose = 0;
+    tr = wl_trainer(&w, &o);
 
     idx = (int64_t *)malloc((size_t)N * sizeof *idx);
     t_step = (double *)malloc((size_t)c->max_steps * sizeof *t_step);
