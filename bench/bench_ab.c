@@ -3,7 +3,7 @@
  * (bench/README.md: "Weights packed once per step"). bench/bench_ab.sh builds it three times: with
  * -DAB_SIDE=old and the old headers first on the include path, with -DAB_SIDE=new and the working
  * tree's (each a private copy of the library: ADVNN_STATIC), and the driver (no AB_SIDE).
- * Usage: bench_ab WORKLOAD THREADS ROUNDS STEPS: ROUNDS x STEPS step pairs after 10 of warm-up; prints
+ * Usage: bench_ab WORKLOAD THREADS ROUNDS STEPS [BATCH]: ROUNDS x STEPS step pairs after 10 of warm-up; prints
  * each version's median and 10th percentile of the step times and new / old. Both versions train the
  * same workload from the same seed, so they also print the same losses when the change keeps bits. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
@@ -20,14 +20,14 @@ static void bench_die(const char *what, const char *name) { fprintf(stderr, "ben
 #define AB_CAT2(a, b) a##b
 #define AB_CAT(a, b) AB_CAT2(a, b)
 typedef struct { wl w; int64_t *idx; advnn_trainer *tr; advnn_adv_opts o; int i; double lm; } ab_state;
-void *AB_CAT(ab_new_, AB_SIDE)(const char *name, int threads);
+void *AB_CAT(ab_new_, AB_SIDE)(const char *name, int threads, int batch);
 double AB_CAT(ab_step_, AB_SIDE)(void *p, double *loss);
-void *AB_CAT(ab_new_, AB_SIDE)(const char *name, int threads) {
+void *AB_CAT(ab_new_, AB_SIDE)(const char *name, int threads, int batch) {
     ab_state *s = (ab_state *)calloc(1, sizeof *s);
     int64_t N, i;
     if (!s) bench_die("out of memory", name);
     advnn_set_threads(threads);
-    s->w.name = name; s->w.batch = !strcmp(name, "w1") ? 1024 : 512;
+    s->w.name = name; s->w.batch = batch;
     build(&s->w); make_data(&s->w);
     N = (int64_t)s->w.batch * s->w.nb;
     if (!(s->idx = (int64_t *)malloc((size_t)N * sizeof *s->idx))) bench_die("out of memory", name);
@@ -47,26 +47,27 @@ double AB_CAT(ab_step_, AB_SIDE)(void *p, double *loss) {
     return (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
 }
 #else
-void *ab_new_old(const char *name, int threads);
+void *ab_new_old(const char *name, int threads, int batch);
 double ab_step_old(void *p, double *loss);
-void *ab_new_new(const char *name, int threads);
+void *ab_new_new(const char *name, int threads, int batch);
 double ab_step_new(void *p, double *loss);
 static int ab_cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 int main(int argc, char **argv) {
-    int th, R, S, k, m;
+    int th, R, S, k, m, batch;
     double *to, *tn, lo = 0, ln = 0;
     void *o, *n;
-    if (argc != 5 || (strcmp(argv[1], "w1") && strcmp(argv[1], "w2") && strcmp(argv[1], "w3")) ||
-        (th = atoi(argv[2])) < 1 || (R = atoi(argv[3])) < 1 || (S = atoi(argv[4])) < 1) {
-        fprintf(stderr, "usage: %s w1|w2|w3 THREADS ROUNDS STEPS\n", argv[0]);
+    if ((argc != 5 && argc != 6) || (strcmp(argv[1], "w1") && strcmp(argv[1], "w2") && strcmp(argv[1], "w3")) ||
+        (th = atoi(argv[2])) < 1 || (R = atoi(argv[3])) < 1 || (S = atoi(argv[4])) < 1 ||
+        (batch = argc == 6 ? atoi(argv[5]) : !strcmp(argv[1], "w1") ? 1024 : 512) < 1) {
+        fprintf(stderr, "usage: %s w1|w2|w3 THREADS ROUNDS STEPS [BATCH (W1 1024, W2 and W3 512)]\n", argv[0]);
         return 2;
     }
     m = R * S;
-    o = ab_new_old(argv[1], th);
-    n = ab_new_new(argv[1], th);
+    o = ab_new_old(argv[1], th, batch);
+    n = ab_new_new(argv[1], th, batch);
     to = (double *)malloc((size_t)m * sizeof *to);
     tn = (double *)malloc((size_t)m * sizeof *tn);
     if (!to || !tn) return 1;
@@ -77,8 +78,8 @@ int main(int argc, char **argv) {
     }
     qsort(to, (size_t)m, sizeof *to, ab_cmp);
     qsort(tn, (size_t)m, sizeof *tn, ab_cmp);
-    printf("%s, %d thread(s), %d step pairs: old median %.4f ms p10 %.4f | new median %.4f ms p10 %.4f | new/old median "
-           "%.4f p10 %.4f | last main loss old %.9g new %.9g\n", argv[1], th, m, 1e3 * to[m / 2], 1e3 * to[m / 10],
+    printf("%s, batch %d, %d thread(s), %d step pairs: old median %.4f ms p10 %.4f | new median %.4f ms p10 %.4f | new/old median "
+           "%.4f p10 %.4f | last main loss old %.9g new %.9g\n", argv[1], batch, th, m, 1e3 * to[m / 2], 1e3 * to[m / 10],
            1e3 * tn[m / 2], 1e3 * tn[m / 10], tn[m / 2] / to[m / 2], tn[m / 10] / to[m / 10], lo, ln);
     return 0;
 }

@@ -5,7 +5,7 @@
 # so REV must have the public API that file uses.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
-[ $# -ge 1 ] || { echo "usage: $0 REV [w1|w2|w3 THREADS ROUNDS STEPS]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 REV [w1|w2|w3 THREADS ROUNDS STEPS [BATCH]]" >&2; exit 2; }
 rev=$1; shift
 args=("$@"); [ ${#args[@]} -gt 0 ] || args=(w1 1 40 20)
 d=build/bench/ab; mkdir -p "$d/old" || exit 1
