@@ -5166,8 +5166,9 @@ static size_t advnn__pack_weights(advnn_trainer *tr, const advnn_ws *ws, int bac
     int i;
     for (i = 0; i < g->n_nodes; i++) {
         const advnn__node *n = &g->nodes[i];
-        int K = g->nodes[n->in[0]].cols, U = n->cols;
+        int K, U;
         if (n->kind != ADVNN__DENSE || n->ip[2]) { if (ws) tr->wpk[2 * i] = tr->wpk[2 * i + 1] = NULL; continue; }
+        K = g->nodes[n->in[0]].cols; U = n->cols;
         f0 = advnn__round(advnn_sgemm_pack_floats(K, U));
         f1 = advnn__round(advnn_sgemm_pack_floats(U, K));
         if (ws) {
@@ -5184,6 +5185,7 @@ static size_t advnn__pack_weights(advnn_trainer *tr, const advnn_ws *ws, int bac
 }
 
 static advnn_status advnn__chunks_init(advnn_trainer *tr) {
+    size_t nwp;
     int k;
     tr->nwk = tr->one_chunk ? 1 : advnn__chunk_count(tr->batch);
     tr->wsk = (advnn_ws **)ADVNN_MALLOC((size_t)tr->nwk * sizeof *tr->wsk);
@@ -5206,8 +5208,8 @@ static advnn_status advnn__chunks_init(advnn_trainer *tr) {
         if (!(tr->wsk[k] = advnn__ws_create(tr->g, advnn__chunk_rows(tr->batch, k), 1))) { tr->nwk = k; return ADVNN_ERR_NOMEM; }
         tr->wsk[k]->group_on = tr->gon;
     }
-    if (tr->nwk > 1 && advnn__pack_weights(tr, NULL, 0) > 0) {
-        tr->wpack = (float *)advnn__alloc(advnn__pack_weights(tr, NULL, 0) * sizeof(float));
+    if (tr->nwk > 1 && (nwp = advnn__pack_weights(tr, NULL, 0)) > 0) {
+        tr->wpack = (float *)advnn__alloc(nwp * sizeof(float));
         tr->wpk = (const float **)ADVNN_MALLOC(2 * (size_t)tr->g->n_nodes * sizeof *tr->wpk);
         if (!tr->wpack || !tr->wpk) return advnn__fail(ADVNN_ERR_NOMEM, "advnn_trainer_new: out of memory");
     }
